@@ -1,0 +1,117 @@
+// Public API of the SDXL engine. Plain C++ and Abseil types only: this header is
+// included by gRPC/protobuf code, and torch's bundled protobuf headers must never meet
+// those (see docs/architecture.md, "The LibTorch boundary").
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace spriteforge::engine {
+
+// How to load a model. `model_path` is a single-file checkpoint (original SDXL key
+// layout) or a diffusers folder.
+struct LoadOptions {
+  std::string model_path;
+  std::string config_dir;     // diffusers-style folder of */config.json; empty: built-in / model's own
+  std::string tokenizer_dir;  // vocab.json + merges.txt; empty: <model folder>/tokenizer
+  std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
+  std::string dtype = "fp32"; // "fp32", "fp16", "bf16"
+  bool fast_path = true;      // GPU only: channels-last, cuDNN benchmark, CUDA graphs
+};
+
+// One image to render. A missing negative means zeroed unconditional embeddings; an
+// empty string is encoded like any other prompt.
+struct ImageRequest {
+  std::string prompt;
+  std::optional<std::string> negative;
+  uint64_t seed = 0;
+};
+
+// A batch of compatible images: they share size, steps, guidance, sampler and schedule.
+struct BatchRequest {
+  std::vector<ImageRequest> images;
+  int width = 1024;
+  int height = 1024;
+  int steps = 30;
+  double cfg = 5.0;
+  std::string sampler = "euler";    // euler | euler_ancestral | dpmpp_2m
+  std::string schedule = "normal";  // normal | trailing | karras
+  bool tileable = false;            // circular padding in UNet and VAE convolutions
+};
+
+// An 8-bit RGB image, rows top to bottom, plus the same pixels as floats in [0,1]
+// (kept so tests can compare with the reference at full precision).
+struct Image {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;    // width*height*3
+  std::vector<float> rgb_f32;  // width*height*3, in [0,1]
+};
+
+struct Timings {
+  double encode_ms = 0;   // text encoding
+  double denoise_ms = 0;  // all sampling steps
+  double decode_ms = 0;   // VAE decode
+  double total_ms = 0;
+};
+
+// Device memory as the engine sees it. On CUDA: caching-allocator statistics; on unified
+// memory and on the CPU the process/system figures.
+struct MemoryStats {
+  uint64_t total_bytes = 0;           // device total
+  uint64_t free_bytes = 0;            // device free now (system available on unified memory)
+  uint64_t weights_bytes = 0;         // resident model weights
+  uint64_t peak_allocated_bytes = 0;  // since the last ResetPeak
+  uint64_t peak_reserved_bytes = 0;
+};
+
+struct DeviceInfo {
+  std::string name;                 // e.g. "NVIDIA H100 80GB HBM3" or "cpu"
+  std::string compute_capability;   // e.g. "9.0"; empty on CPU
+  bool unified_memory = false;      // GB10-style shared CPU/GPU memory
+  uint64_t total_bytes = 0;
+};
+
+struct BatchResult {
+  std::vector<Image> images;  // in request order
+  Timings timings;
+  MemoryStats memory;         // peaks measured during this batch
+};
+
+// Called after every sampling step; return false to cancel (checked between steps).
+using ProgressFn = std::function<bool(int step, int total_steps)>;
+
+// Reason a generation failed, so callers can react (split a batch on out-of-memory).
+enum class FailureKind { kNone, kOutOfMemory, kCancelled, kInvalidArgument, kInternal };
+FailureKind ClassifyFailure(const absl::Status& status);
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  static absl::StatusOr<std::unique_ptr<Engine>> Load(const LoadOptions& options);
+
+  // Validates the request (sizes multiple of 8, known sampler/schedule, ...) before any work.
+  virtual absl::StatusOr<BatchResult> Generate(const BatchRequest& request,
+                                               const ProgressFn& progress = nullptr) = 0;
+
+  // Peak memory of a batch of `batch` images at height x width, measured with a short
+  // run (one guided UNet step and one decode), without a full generation.
+  virtual absl::StatusOr<MemoryStats> Calibrate(int batch, int height, int width) = 0;
+
+  virtual MemoryStats Memory() const = 0;
+  virtual DeviceInfo Device() const = 0;
+};
+
+// Checks a request the way Generate does, without a model: used by the CLI and the
+// coordinator to reject bad input early with one clear line.
+absl::Status ValidateRequest(const BatchRequest& request);
+
+}  // namespace spriteforge::engine
