@@ -1,0 +1,30 @@
+// CLIP byte-level BPE tokenizer, as SDXL's two text encoders use it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace spriteforge::engine {
+
+class ClipTokenizer {
+ public:
+  static constexpr int kContextLength = 77;
+
+  // `dir` holds vocab.json and merges.txt. `pad_token` is "<|endoftext|>" for the CLIP-L
+  // tokenizer and "!" for the bigG one (which then treats "!" as a special token).
+  static absl::StatusOr<std::unique_ptr<ClipTokenizer>> Load(const std::string& dir,
+                                                             const std::string& pad_token);
+
+  // BOS, tokens (truncated to 75), EOS, then padding: exactly kContextLength ids.
+  virtual std::vector<int64_t> Encode(const std::string& text) const = 0;
+  virtual int64_t bos_id() const = 0;
+  virtual int64_t eos_id() const = 0;
+  virtual int64_t pad_id() const = 0;
+  virtual ~ClipTokenizer() = default;
+};
+
+}  // namespace spriteforge::engine
