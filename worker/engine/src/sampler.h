@@ -9,15 +9,16 @@
 
 namespace spriteforge::engine {
 
-// Predicts epsilon for latents x at step i (x not yet scaled; the sampler scales it by
-// 1/sqrt(sigma^2+1) before the call, as scale_model_input does, and passes timestep t).
+// Predicts epsilon for latents at step i. The sampler passes the model input already
+// scaled as its scale_model_input does (1/sqrt(sigma^2+1) for the Euler family, identity
+// for DPM++ 2M in its alpha/sigma formulation) and the timestep t.
 using EpsilonFn = std::function<torch::Tensor(const torch::Tensor& x_scaled, double t, int step)>;
 // Fresh standard-normal noise shaped like x for ancestral step i (per-image generators).
 using NoiseFn = std::function<torch::Tensor(int step)>;
 // Called after each step; return false to stop (the loop then returns an error).
 using StepFn = std::function<bool(int step, int total)>;
 
-// Runs the full loop from x = initial noise * init_noise_sigma; returns the final latents
+// Runs the full loop from x (initial noise already times init_noise_sigma); returns the final latents
 // or throws CancelledError if `on_step` returned false.
 torch::Tensor Sample(SamplerKind sampler, const Schedule& schedule, torch::Tensor x,
                      const EpsilonFn& epsilon, const NoiseFn& noise, const StepFn& on_step);
