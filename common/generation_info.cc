@@ -1,0 +1,50 @@
+#include "spriteforge/common/generation_info.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+
+namespace spriteforge {
+namespace {
+
+// A1111's sampler names, so tools that parse the chunk recognise ours.
+std::string A1111SamplerName(const std::string& sampler) {
+  if (sampler == "euler") return "Euler";
+  if (sampler == "euler_ancestral") return "Euler a";
+  if (sampler == "dpmpp_2m") return "DPM++ 2M";
+  return sampler;
+}
+
+std::string A1111ScheduleName(const std::string& schedule) {
+  if (schedule == "karras") return "Karras";
+  if (schedule == "trailing") return "SGM Uniform";
+  return "Automatic";
+}
+
+// Prompts are free text; a newline inside one would break the line-based format.
+std::string OneLine(const std::string& text) { return absl::StrReplaceAll(text, {{"\n", " "}}); }
+
+}  // namespace
+
+std::string FormatParametersText(const GenerationInfo& info) {
+  std::string out = OneLine(info.prompt);
+  if (info.negative) absl::StrAppend(&out, "\nNegative prompt: ", OneLine(*info.negative));
+  absl::StrAppend(&out, "\nSteps: ", info.steps, ", Sampler: ", A1111SamplerName(info.sampler),
+                  ", Schedule type: ", A1111ScheduleName(info.schedule),
+                  ", CFG scale: ", info.cfg, ", Seed: ", info.seed, ", Size: ", info.width,
+                  "x", info.height);
+  if (!info.model.empty()) absl::StrAppend(&out, ", Model: ", info.model);
+  if (info.tileable) absl::StrAppend(&out, ", Tiling: True");
+  return out;
+}
+
+nlohmann::json ToJson(const GenerationInfo& info) {
+  nlohmann::json j = {{"prompt", info.prompt},   {"seed", info.seed},
+                      {"width", info.width},     {"height", info.height},
+                      {"steps", info.steps},     {"cfg", info.cfg},
+                      {"sampler", info.sampler}, {"schedule", info.schedule},
+                      {"model", info.model},     {"tileable", info.tileable}};
+  j["negative"] = info.negative ? nlohmann::json(*info.negative) : nlohmann::json(nullptr);
+  return j;
+}
+
+}  // namespace spriteforge

@@ -1,0 +1,31 @@
+// Access to the golden tiny-sdxl folder for tests: where it is, and its reference tensors.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "base/safetensors.h"
+
+namespace spriteforge::engine::testing {
+
+// The folder named by SPRITEFORGE_GOLDEN, or "" if unset or missing.
+std::string GoldenDir();
+
+// In a test body: skips (or fails, when SPRITEFORGE_REQUIRE_GOLDEN=1) without the folder.
+#define SPRITEFORGE_REQUIRE_GOLDEN_DIR()                                                   \
+  do {                                                                                      \
+    if (::spriteforge::engine::testing::GoldenDir().empty()) {                              \
+      if (::spriteforge::engine::testing::GoldenRequired())                                 \
+        FAIL() << "golden folder missing: set SPRITEFORGE_GOLDEN to shared/golden/tiny-sdxl"; \
+      GTEST_SKIP() << "golden folder missing: set SPRITEFORGE_GOLDEN to shared/golden/tiny-sdxl"; \
+    }                                                                                       \
+  } while (0)
+
+bool GoldenRequired();
+
+// vectors.safetensors of the golden folder, opened once per process.
+const SafetensorsFile& GoldenVectors();
+
+}  // namespace spriteforge::engine::testing
