@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds spriteforge on the GPU machine against PyTorch's LibTorch (CUDA) and the Debian
+# packages carried in .gpu-deps/. Usage: deploy/gpu/build.sh [extra cmake args]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source deploy/gpu/env.sh
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS_PREFIX/usr;$LIBDIR/cmake" \
+  -DCMAKE_EXE_LINKER_FLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR" \
+  -DCMAKE_SHARED_LINKER_FLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR" \
+  -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DSPRITEFORGE_GOLDEN_DEFAULT="$PWD/.gpu-deps/golden" "$@"
+cmake --build build-gpu -j "$(nproc)"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run on a Debian 12 machine with network access to Debian's archive: downloads the
+# Debian packages the GPU machine lacks (gRPC, Abseil, protobuf, spdlog, SQLite, ...) into
+# .gpu-deps/, and copies the golden tiny model into .gpu-deps/golden/ for the GPU checks.
+# The GPU machine has PyTorch's LibTorch, CUDA and a compiler but no network; build.sh
+# unpacks these packages there into a private prefix.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DEST=.gpu-deps
+mkdir -p "$DEST"
+PACKAGES=(
+  libabsl-dev libabsl20220623 libc-ares-dev libc-ares2 libgrpc++-dev libgrpc++1.51 libgrpc-dev
+  libgrpc29 libre2-9 libre2-dev protobuf-compiler-grpc libprotoc32 libprotobuf-dev libprotobuf32
+  protobuf-compiler libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 libsqlite3-dev libsqlite3-0
+  libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libpng-dev libpng16-16 libcpp-httplib-dev
+  libcpp-httplib0.11 libgtest-dev libgmock-dev
+)
+(cd "$DEST" && apt-get download "${PACKAGES[@]}")
+
+GOLDEN="${SPRITEFORGE_GOLDEN:-$(cd .. && pwd)/shared/golden/tiny-sdxl}"
+if [ -d "$GOLDEN" ]; then
+  mkdir -p "$DEST/golden"
+  cp -r "$GOLDEN"/{cases.json,tiny-sdxl.safetensors,vectors.safetensors,tokenizer,tokenizer_2} "$DEST/golden/"
+  cp "$GOLDEN"/e2e.*.png "$DEST/golden/"
+fi
+du -sh "$DEST"
