@@ -6,8 +6,8 @@ cd "$(dirname "$0")/../.."
 source deploy/gpu/env.sh
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS_PREFIX/usr;$LIBDIR/cmake" \
-  -DCMAKE_EXE_LINKER_FLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR" \
-  -DCMAKE_SHARED_LINKER_FLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR" \
+  -DCMAKE_EXE_LINKER_FLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR -Wl,--disable-new-dtags" \
+  -DCMAKE_SHARED_LINKER_FLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR -Wl,--disable-new-dtags" \
   -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DSPRITEFORGE_GOLDEN_DEFAULT="$PWD/.gpu-deps/golden" "$@"
 cmake --build build-gpu -j "$(nproc)"
