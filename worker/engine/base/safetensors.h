@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -52,6 +53,7 @@ class SafetensorsFile {
   void* mapping_ = nullptr;
   size_t mapping_size_ = 0;
   std::vector<TensorView> tensors_;
+  std::unordered_map<std::string, size_t> index_;
 };
 
 }  // namespace spriteforge::engine
