@@ -174,7 +174,33 @@ class BpeTokenizer : public ClipTokenizer {
   }
 };
 
+class ByteTokenizer : public ClipTokenizer {
+ public:
+  explicit ByteTokenizer(int64_t pad) : pad_(pad) {}
+  std::vector<int64_t> Encode(const std::string& text) const override {
+    std::vector<int64_t> ids = {kBosId};
+    for (unsigned char c : text) {
+      if (ids.size() + 1 >= kContextLength) break;
+      ids.push_back(256 + c);
+    }
+    ids.push_back(kEosId);
+    ids.resize(kContextLength, pad_);
+    return ids;
+  }
+  int64_t bos_id() const override { return kBosId; }
+  int64_t eos_id() const override { return kEosId; }
+  int64_t pad_id() const override { return pad_; }
+
+ private:
+  static constexpr int64_t kBosId = 49406, kEosId = 49407;
+  int64_t pad_;
+};
+
 }  // namespace
+
+std::unique_ptr<ClipTokenizer> ClipTokenizer::ByteFallback(int64_t pad_id) {
+  return std::make_unique<ByteTokenizer>(pad_id);
+}
 
 absl::StatusOr<std::unique_ptr<ClipTokenizer>> ClipTokenizer::Load(const std::string& dir,
                                                                    const std::string& pad_token) {

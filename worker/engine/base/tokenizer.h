@@ -19,6 +19,10 @@ class ClipTokenizer {
   static absl::StatusOr<std::unique_ptr<ClipTokenizer>> Load(const std::string& dir,
                                                              const std::string& pad_token);
 
+  // For models with random weights and no vocabulary (benchmarks, the built-in demo
+  // model): one id per UTF-8 byte, framed like CLIP's. Never used for real checkpoints.
+  static std::unique_ptr<ClipTokenizer> ByteFallback(int64_t pad_id);
+
   // BOS, tokens (truncated to 75), EOS, then padding: exactly kContextLength ids.
   virtual std::vector<int64_t> Encode(const std::string& text) const = 0;
   virtual int64_t bos_id() const = 0;

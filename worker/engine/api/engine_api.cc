@@ -1,0 +1,183 @@
+// The public engine API over the pipeline. The only file of the shared library that
+// callers reach; everything torch stays behind it.
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/schedule.h"
+#include "spriteforge/engine/engine.h"
+#include "src/checkpoint.h"
+#include "src/device.h"
+#include "src/pipeline.h"
+
+namespace spriteforge::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kBuiltinPrefix[] = "builtin:";
+
+absl::StatusOr<torch::ScalarType> ParseDType(const std::string& name) {
+  if (name == "fp32") return torch::kFloat;
+  if (name == "fp16") return torch::kHalf;
+  if (name == "bf16") return torch::kBFloat16;
+  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "' (expected fp32, fp16 or bf16)"));
+}
+
+absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name == "cuda" || absl::StartsWith(name, "cuda:")) {
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError(absl::StrCat("device '", name, "' requested but CUDA is not available"));
+    }
+    try {
+      torch::Device device(name);
+      if (device.index() < 0) device = torch::Device(torch::kCUDA, 0);
+      if (device.index() >= static_cast<int>(torch::cuda::device_count())) {
+        return absl::InvalidArgumentError(absl::StrCat("device '", name, "': only ",
+                                                       torch::cuda::device_count(), " CUDA device(s)"));
+      }
+      return device;
+    } catch (const c10::Error&) {
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown device '", name, "' (expected cpu, cuda or cuda:N)"));
+}
+
+// Tokenizer folders: explicit, else beside the model (diffusers folder or single file).
+absl::Status LoadTokenizers(const LoadOptions& o, bool builtin, std::unique_ptr<ClipTokenizer>& t1,
+                            std::unique_ptr<ClipTokenizer>& t2) {
+  std::string dir = o.tokenizer_dir;
+  if (dir.empty() && !builtin) {
+    fs::path base = fs::is_directory(o.model_path) ? fs::path(o.model_path) : fs::path(o.model_path).parent_path();
+    dir = (base / "tokenizer").string();
+  }
+  if (dir.empty()) {
+    spdlog::warn("built-in model without --tokenizer: prompts are encoded byte by byte");
+    t1 = ClipTokenizer::ByteFallback(49407);
+    t2 = ClipTokenizer::ByteFallback(0);
+    return absl::OkStatus();
+  }
+  if (!fs::exists(fs::path(dir) / "vocab.json")) {
+    return absl::NotFoundError(absl::StrCat(dir, ": no vocab.json (pass --tokenizer DIR with vocab.json and merges.txt)"));
+  }
+  // tokenizer_2 sits beside tokenizer/ when present; the vocabulary is the same file.
+  fs::path dir2 = fs::path(dir).parent_path() / "tokenizer_2";
+  if (!fs::exists(dir2 / "vocab.json")) dir2 = dir;
+  auto a = ClipTokenizer::Load(dir, "<|endoftext|>");
+  if (!a.ok()) return a.status();
+  auto b = ClipTokenizer::Load(dir2.string(), "!");
+  if (!b.ok()) return b.status();
+  t1 = std::move(*a);
+  t2 = std::move(*b);
+  return absl::OkStatus();
+}
+
+class EngineImpl : public Engine {
+ public:
+  explicit EngineImpl(std::unique_ptr<Pipeline> pipeline) : pipeline_(std::move(pipeline)) {}
+
+  absl::StatusOr<BatchResult> Generate(const BatchRequest& request, const ProgressFn& progress) override {
+    try {
+      return pipeline_->Generate(request, progress);
+    } catch (const std::exception& e) {
+      return Classify(e);
+    }
+  }
+
+  absl::StatusOr<MemoryStats> Calibrate(int batch, int height, int width) override {
+    try {
+      return pipeline_->Calibrate(batch, height, width);
+    } catch (const std::exception& e) {
+      return Classify(e);
+    }
+  }
+
+  MemoryStats Memory() const override {
+    MemoryStats m = QueryMemory(pipeline_->device());
+    m.weights_bytes = pipeline_->weights_bytes();
+    return m;
+  }
+  DeviceInfo Device() const override { return QueryDevice(pipeline_->device()); }
+
+ private:
+  static absl::Status Classify(const std::exception& e) {
+    std::string what = e.what();
+    // LibTorch appends a C++ backtrace to its messages: keep the first line.
+    if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    if (absl::StrContains(what, "out of memory")) return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", what));
+    return absl::InternalError(what);
+  }
+  std::unique_ptr<Pipeline> pipeline_;
+};
+
+}  // namespace
+
+FailureKind ClassifyFailure(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk: return FailureKind::kNone;
+    case absl::StatusCode::kResourceExhausted: return FailureKind::kOutOfMemory;
+    case absl::StatusCode::kCancelled: return FailureKind::kCancelled;
+    case absl::StatusCode::kInvalidArgument: return FailureKind::kInvalidArgument;
+    default: return FailureKind::kInternal;
+  }
+}
+
+absl::Status ValidateRequest(const BatchRequest& r) {
+  if (r.images.empty()) return absl::InvalidArgumentError("request has no images");
+  for (int v : {r.width, r.height}) {
+    if (v < 64 || v > 4096 || v % 8 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("size ", r.width, "x", r.height,
+                                                     ": width and height must be multiples of 8 in 64..4096"));
+    }
+  }
+  if (r.steps < 1 || r.steps > 500) return absl::InvalidArgumentError(absl::StrCat("steps must be 1..500, got ", r.steps));
+  if (!(r.cfg >= 0 && r.cfg <= 50)) return absl::InvalidArgumentError(absl::StrCat("cfg must be 0..50, got ", r.cfg));
+  if (auto s = ParseSampler(r.sampler); !s.ok()) return s.status();
+  if (auto s = ParseSchedule(r.schedule); !s.ok()) return s.status();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
+  auto dtype = ParseDType(o.dtype);
+  if (!dtype.ok()) return dtype.status();
+  auto device = ParseDevice(o.device);
+  if (!device.ok()) return device.status();
+  try {
+    const bool builtin = absl::StartsWith(o.model_path, kBuiltinPrefix);
+    SdxlConfig config = SdxlBaseConfig();
+    if (builtin) {
+      const std::string name = o.model_path.substr(std::strlen(kBuiltinPrefix));
+      if (name != "sdxl-base") {
+        return absl::InvalidArgumentError(absl::StrCat("unknown built-in model '", name, "' (expected sdxl-base)"));
+      }
+      if (!o.config_dir.empty()) {
+        auto c = LoadSdxlConfig(o.config_dir, config);
+        if (!c.ok()) return c.status();
+        config = *c;
+      }
+      spdlog::warn("model {}: random weights (for benchmarks and demos; images are noise)", o.model_path);
+    } else {
+      auto c = ResolveConfig(o.model_path, o.config_dir);
+      if (!c.ok()) return c.status();
+      config = *c;
+    }
+    std::unique_ptr<ClipTokenizer> t1, t2;
+    if (auto s = LoadTokenizers(o, builtin, t1, t2); !s.ok()) return s;
+    torch::NoGradGuard no_grad;
+    SdxlModels models = BuildSdxl(config);
+    if (!builtin) {
+      if (auto s = LoadWeights(o.model_path, models); !s.ok()) return s;
+    }
+    PipelineOptions options{*device, *dtype, o.fast_path};
+    return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    return absl::InternalError(absl::StrCat("loading ", o.model_path, ": ", what));
+  }
+}
+
+}  // namespace spriteforge::engine

@@ -1,0 +1,59 @@
+#include "src/layers.h"
+
+#include <cmath>
+
+#include "src/torch_compat.h"
+
+namespace spriteforge::engine {
+
+Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
+                       TilingFlag tiling)
+    : stride_(stride), padding_(padding < 0 ? kernel / 2 : padding), tiling_(std::move(tiling)) {
+  weight = register_parameter("weight", torch::randn({out, in, kernel, kernel}) / std::sqrt(in * kernel * kernel));
+  bias = register_parameter("bias", torch::zeros({out}));
+}
+
+torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
+  if (padding_ > 0 && tiling_ && *tiling_) {
+    torch::Tensor padded = torch::nn::functional::pad(
+        x, torch::nn::functional::PadFuncOptions({padding_, padding_, padding_, padding_})
+               .mode(torch::kCircular));
+    return torch::conv2d(padded, weight, bias, at::IntArrayRef{stride_, stride_}, at::IntArrayRef{0, 0});
+  }
+  return torch::conv2d(x, weight, bias, at::IntArrayRef{stride_, stride_}, at::IntArrayRef{padding_, padding_});
+}
+
+torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+torch::nn::GroupNorm MakeGroupNorm(int64_t groups, int64_t channels, double eps) {
+  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(eps));
+}
+
+torch::nn::LayerNorm MakeLayerNorm(int64_t dim, double eps) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps));
+}
+
+torch::Tensor MultiHeadAttention(const torch::Tensor& q, const torch::Tensor& k,
+                                 const torch::Tensor& v, int64_t heads, bool causal) {
+  const int64_t b = q.size(0), n = q.size(1), m = k.size(1), dim = q.size(2);
+  const int64_t d = dim / heads;
+  auto split = [&](const torch::Tensor& t, int64_t len) {
+    return t.view({b, len, heads, d}).transpose(1, 2);
+  };
+  torch::Tensor out = compat::Attention(split(q, n), split(k, m), split(v, m), causal);
+  return out.transpose(1, 2).reshape({b, n, dim});
+}
+
+torch::Tensor TimestepFeatures(const torch::Tensor& t, int64_t dim, bool flip_sin_to_cos,
+                               double freq_shift) {
+  const int64_t half = dim / 2;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(t.device());
+  torch::Tensor exponent = torch::arange(half, opts) * (-std::log(10000.0)) / (half - freq_shift);
+  torch::Tensor args = t.to(torch::kFloat32).unsqueeze(1) * torch::exp(exponent).unsqueeze(0);
+  torch::Tensor sin = torch::sin(args), cos = torch::cos(args);
+  return flip_sin_to_cos ? torch::cat({cos, sin}, 1) : torch::cat({sin, cos}, 1);
+}
+
+}  // namespace spriteforge::engine

@@ -1,0 +1,250 @@
+#include "src/pipeline.h"
+
+#include <chrono>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/schedule.h"
+#include "src/device.h"
+#include "src/sampler.h"
+
+namespace spriteforge::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+void ToChannelsLast(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
+
+uint64_t ParameterBytes(torch::nn::Module& module) {
+  uint64_t bytes = 0;
+  for (auto& p : module.parameters()) bytes += p.numel() * p.element_size();
+  return bytes;
+}
+
+// Initial latents and ancestral noise come from one CPU generator per image, seeded with
+// its seed, in float32: an image depends on its own seed only, whatever batch it is in.
+struct NoiseSource {
+  std::vector<at::Generator> generators;
+  std::vector<int64_t> shape;
+
+  torch::Tensor Draw() {
+    std::vector<torch::Tensor> parts;
+    for (auto& g : generators) parts.push_back(torch::randn(shape, g, torch::kFloat));
+    return torch::cat(parts, 0);
+  }
+};
+
+}  // namespace
+
+Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
+                   std::unique_ptr<ClipTokenizer> tokenizer_2, PipelineOptions options)
+    : models_(std::move(models)),
+      tokenizer_(std::move(tokenizer)),
+      tokenizer_2_(std::move(tokenizer_2)),
+      options_(options) {
+  torch::NoGradGuard no_grad;
+  for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(models_.text_encoder.get()),
+                               static_cast<torch::nn::Module*>(models_.text_encoder_2.get()),
+                               static_cast<torch::nn::Module*>(models_.unet.get()),
+                               static_cast<torch::nn::Module*>(models_.vae.get())}) {
+    m->to(options_.device, options_.dtype);
+    weights_bytes_ += ParameterBytes(*m);
+  }
+  const bool fast_cuda = options_.fast_path && options_.device.is_cuda();
+  if (fast_cuda) {
+    EnableCudnnBenchmark();
+    ToChannelsLast(*models_.unet);
+    ToChannelsLast(*models_.vae);
+    if (CapturedFunction::Supported(options_.device)) {
+      UNetImpl* unet = models_.unet.get();
+      unet_graph_ = std::make_unique<CapturedFunction>([unet](const std::vector<torch::Tensor>& in) {
+        return unet->forward(in[0], in[1], in[2], in[3], in[4]);
+      });
+    }
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> Pipeline::Encode(const std::vector<std::string>& prompts) {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> ids1, ids2;
+  for (const auto& p : prompts) {
+    auto a = tokenizer_->Encode(p), b = tokenizer_2_->Encode(p);
+    ids1.insert(ids1.end(), a.begin(), a.end());
+    ids2.insert(ids2.end(), b.begin(), b.end());
+  }
+  const int64_t n = static_cast<int64_t>(prompts.size());
+  auto to_device = [&](std::vector<int64_t>& ids) {
+    return torch::from_blob(ids.data(), {n, ClipTokenizer::kContextLength}, torch::kLong).to(options_.device);
+  };
+  ClipOutput out1 = models_.text_encoder->forward(to_device(ids1));
+  ClipOutput out2 = models_.text_encoder_2->forward(to_device(ids2));
+  return {torch::cat({out1.penultimate, out2.penultimate}, -1), out2.pooled};
+}
+
+torch::Tensor Pipeline::GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context,
+                                      const torch::Tensor& pooled, const torch::Tensor& time_ids,
+                                      double cfg) {
+  const bool guided = cfg > 1.0;
+  torch::Tensor input = (guided ? torch::cat({x, x}, 0) : x).to(options_.dtype);
+  if (options_.fast_path && options_.device.is_cuda()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+  torch::Tensor timestep = torch::full({1}, t, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
+  torch::Tensor eps = unet_graph_ ? (*unet_graph_)({input, timestep, context, pooled, time_ids})
+                                  : models_.unet->forward(input, timestep, context, pooled, time_ids);
+  eps = eps.to(torch::kFloat);
+  if (!guided) return eps;
+  auto halves = eps.chunk(2, 0);
+  return halves[0] + cfg * (halves[1] - halves[0]);
+}
+
+torch::Tensor Pipeline::Decode(const torch::Tensor& latents) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor z = latents / models_.config.vae.scaling_factor;
+  // Decode in chunks: activations at 1024x1024 cost about 2 GB per image.
+  int64_t chunk = z.size(0);
+  if (options_.device.is_cuda()) {
+    const double per_image = 2.2e9 * (z.size(2) * z.size(3)) / (128.0 * 128.0);
+    chunk = std::max<int64_t>(1, std::min<int64_t>(chunk, static_cast<int64_t>(QueryMemory(options_.device).free_bytes * 0.7 / per_image)));
+  }
+  std::vector<torch::Tensor> images;
+  for (int64_t start = 0; start < z.size(0); start += chunk) {
+    torch::Tensor part = z.slice(0, start, std::min(start + chunk, z.size(0)));
+    torch::Tensor input = part.to(options_.dtype);
+    if (options_.fast_path && options_.device.is_cuda()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+    torch::Tensor image = models_.vae->decode(input).to(torch::kFloat);
+    // Reduced precision can overflow in the VAE: redo such a chunk in float32.
+    if (options_.dtype != torch::kFloat && !torch::isfinite(image).all().item<bool>()) {
+      if (!vae_fp32_) {
+        vae_fp32_ = Vae(models_.config.vae);
+        vae_fp32_->eval();
+        auto src = models_.vae->named_parameters(true);
+        for (auto& p : vae_fp32_->named_parameters(true)) p.value().copy_(src[p.key()].to(torch::kFloat).cpu());
+        vae_fp32_->to(options_.device);
+      }
+      spdlog::warn("VAE decode overflowed in reduced precision; redoing {} image(s) in float32", part.size(0));
+      image = vae_fp32_->decode(part.to(torch::kFloat));
+    }
+    images.push_back(image);
+  }
+  return torch::cat(images, 0);
+}
+
+absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, const ProgressFn& progress) {
+  if (auto s = ValidateRequest(request); !s.ok()) return s;
+  auto sampler = ParseSampler(request.sampler);
+  auto schedule_kind = ParseSchedule(request.schedule);
+  if (!sampler.ok()) return sampler.status();
+  if (!schedule_kind.ok()) return schedule_kind.status();
+  auto schedule = MakeSchedule(models_.config.scheduler, *sampler, *schedule_kind, request.steps);
+  if (!schedule.ok()) return schedule.status();
+  models_.unet->set_tiling(request.tileable);
+  models_.vae->set_tiling(request.tileable);
+
+  torch::NoGradGuard no_grad;
+  const torch::Device& device = options_.device;
+  const int64_t n = static_cast<int64_t>(request.images.size());
+  const bool guided = request.cfg > 1.0;
+  BatchResult result;
+  ResetPeakMemory(device);
+  Synchronize(device);
+  const auto start = Clock::now();
+
+  // Text: each distinct prompt once.
+  std::vector<std::string> distinct;
+  std::map<std::string, int64_t> row;
+  auto want = [&](const std::string& p) {
+    if (row.emplace(p, static_cast<int64_t>(distinct.size())).second) distinct.push_back(p);
+  };
+  for (const auto& image : request.images) {
+    want(image.prompt);
+    if (guided && image.negative) want(*image.negative);
+  }
+  auto [all_context, all_pooled] = Encode(distinct);
+  std::vector<torch::Tensor> cond_c, cond_p, uncond_c, uncond_p;
+  for (const auto& image : request.images) {
+    int64_t r = row[image.prompt];
+    cond_c.push_back(all_context[r]);
+    cond_p.push_back(all_pooled[r]);
+    if (!guided) continue;
+    if (image.negative) {
+      int64_t u = row[*image.negative];
+      uncond_c.push_back(all_context[u]);
+      uncond_p.push_back(all_pooled[u]);
+    } else {
+      uncond_c.push_back(torch::zeros_like(all_context[r]));
+      uncond_p.push_back(torch::zeros_like(all_pooled[r]));
+    }
+  }
+  torch::Tensor context = torch::stack(cond_c), pooled = torch::stack(cond_p);
+  if (guided) {
+    context = torch::cat({torch::stack(uncond_c), context}, 0);
+    pooled = torch::cat({torch::stack(uncond_p), pooled}, 0);
+  }
+  const float h = static_cast<float>(request.height), w = static_cast<float>(request.width);
+  torch::Tensor time_ids = torch::tensor({h, w, 0.0f, 0.0f, h, w}).to(device, options_.dtype)
+                               .unsqueeze(0).expand({context.size(0), 6}).contiguous();
+  Synchronize(device);
+  result.timings.encode_ms = MsSince(start);
+
+  // Denoise.
+  const auto denoise_start = Clock::now();
+  NoiseSource noise{{}, {1, 4, request.height / 8, request.width / 8}};
+  for (const auto& image : request.images) noise.generators.push_back(at::detail::createCPUGenerator(image.seed));
+  torch::Tensor x = (noise.Draw() * schedule->init_noise_sigma).to(device);
+  EpsilonFn epsilon = [&](const torch::Tensor& xs, double t, int) {
+    return GuidedEpsilon(xs, t, context, pooled, time_ids, request.cfg);
+  };
+  NoiseFn ancestral = [&](int) { return noise.Draw().to(device); };
+  StepFn on_step = [&](int step, int total) { return !progress || progress(step, total); };
+  try {
+    x = Sample(*sampler, *schedule, x, epsilon, ancestral, on_step);
+  } catch (const CancelledError&) {
+    return absl::CancelledError("generation cancelled");
+  }
+  Synchronize(device);
+  result.timings.denoise_ms = MsSince(denoise_start);
+
+  // Decode.
+  const auto decode_start = Clock::now();
+  torch::Tensor images = (Decode(x) / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous().cpu();
+  result.timings.decode_ms = MsSince(decode_start);
+  result.timings.total_ms = MsSince(start);
+  for (int64_t i = 0; i < n; ++i) {
+    torch::Tensor img = images[i];
+    Image out;
+    out.width = request.width;
+    out.height = request.height;
+    const float* data = img.data_ptr<float>();
+    out.rgb_f32.assign(data, data + img.numel());
+    torch::Tensor bytes = (img * 255).round().to(torch::kByte).contiguous();
+    out.rgb.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+    result.images.push_back(std::move(out));
+  }
+  result.memory = QueryMemory(device);
+  result.memory.weights_bytes = weights_bytes_;
+  return result;
+}
+
+absl::StatusOr<MemoryStats> Pipeline::Calibrate(int batch, int height, int width) {
+  BatchRequest request;
+  request.width = width;
+  request.height = height;
+  request.steps = 1;
+  request.cfg = 5.0;
+  for (int i = 0; i < batch; ++i) request.images.push_back({"calibration", std::nullopt, static_cast<uint64_t>(i)});
+  auto result = Generate(request, nullptr);
+  if (!result.ok()) return result.status();
+  return result->memory;
+}
+
+}  // namespace spriteforge::engine

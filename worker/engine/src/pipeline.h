@@ -1,0 +1,49 @@
+// Text-to-image with SDXL: tokenize, encode, denoise with classifier-free guidance, decode.
+#pragma once
+
+#include <map>
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "base/tokenizer.h"
+#include "spriteforge/engine/engine.h"
+#include "src/checkpoint.h"
+#include "src/cuda_graph.h"
+
+namespace spriteforge::engine {
+
+struct PipelineOptions {
+  torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat;
+  bool fast_path = true;  // CUDA only: channels-last, cuDNN autotuning, CUDA graphs
+};
+
+class Pipeline {
+ public:
+  Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
+           std::unique_ptr<ClipTokenizer> tokenizer_2, PipelineOptions options);
+
+  absl::StatusOr<BatchResult> Generate(const BatchRequest& request, const ProgressFn& progress);
+  absl::StatusOr<MemoryStats> Calibrate(int batch, int height, int width);
+
+  // Prompt embeddings: context [N,77,C] and pooled [N,P] in the model dtype.
+  std::pair<torch::Tensor, torch::Tensor> Encode(const std::vector<std::string>& prompts);
+
+  const torch::Device& device() const { return options_.device; }
+  uint64_t weights_bytes() const { return weights_bytes_; }
+
+ private:
+  torch::Tensor GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context,
+                              const torch::Tensor& pooled, const torch::Tensor& time_ids, double cfg);
+  torch::Tensor Decode(const torch::Tensor& latents);
+
+  SdxlModels models_;
+  std::unique_ptr<ClipTokenizer> tokenizer_, tokenizer_2_;
+  PipelineOptions options_;
+  uint64_t weights_bytes_ = 0;
+  std::unique_ptr<CapturedFunction> unet_graph_;
+  Vae vae_fp32_{nullptr};  // fallback when a reduced-precision decode overflows
+};
+
+}  // namespace spriteforge::engine

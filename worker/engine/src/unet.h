@@ -1,0 +1,38 @@
+// SDXL's UNet2DConditionModel with text_time conditioning, configured by UNetConfig and
+// named like the diffusers checkpoint (conv_in, time_embedding, add_embedding,
+// down_blocks, mid_block, up_blocks, conv_norm_out, conv_out).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "base/model_config.h"
+#include "src/layers.h"
+
+namespace spriteforge::engine {
+
+class UNetImpl : public torch::nn::Module {
+ public:
+  explicit UNetImpl(const UNetConfig& config);
+
+  // sample [B,4,h,w], timestep [B] (float), context [B,77,C], text_embeds [B,P] (pooled),
+  // time_ids [B,6]. Returns the predicted noise, shaped like sample.
+  torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep,
+                        const torch::Tensor& context, const torch::Tensor& text_embeds,
+                        const torch::Tensor& time_ids);
+
+  void set_tiling(bool on) { *tiling_ = on; }
+
+ private:
+  struct Level;
+  UNetConfig config_;
+  TilingFlag tiling_ = std::make_shared<bool>(false);
+  Conv2d conv_in_{nullptr}, conv_out_{nullptr};
+  torch::nn::Linear time_linear_1_{nullptr}, time_linear_2_{nullptr};
+  torch::nn::Linear add_linear_1_{nullptr}, add_linear_2_{nullptr};
+  std::vector<std::shared_ptr<Level>> down_, up_;
+  std::shared_ptr<Level> mid_;
+  torch::nn::GroupNorm conv_norm_out_{nullptr};
+};
+TORCH_MODULE(UNet);
+
+}  // namespace spriteforge::engine

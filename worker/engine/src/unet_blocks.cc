@@ -1,0 +1,102 @@
+#include "src/unet_blocks.h"
+
+namespace spriteforge::engine {
+
+std::shared_ptr<torch::nn::Module> AddContainer(torch::nn::Module& parent, const std::string& name) {
+  return parent.register_module(name, std::make_shared<torch::nn::Module>());
+}
+
+ResnetBlock::ResnetBlock(int64_t in, int64_t out, int64_t temb_channels, int64_t groups,
+                         double eps, const TilingFlag& tiling) {
+  norm1 = register_module("norm1", MakeGroupNorm(groups, in, eps));
+  conv1 = register_module("conv1", Conv2d(in, out, 3, 1, -1, tiling));
+  if (temb_channels > 0) time_emb_proj = register_module("time_emb_proj", MakeLinear(temb_channels, out));
+  norm2 = register_module("norm2", MakeGroupNorm(groups, out, eps));
+  conv2 = register_module("conv2", Conv2d(out, out, 3, 1, -1, tiling));
+  if (in != out) conv_shortcut = register_module("conv_shortcut", Conv2d(in, out, 1, 1, 0));
+}
+
+torch::Tensor ResnetBlock::forward(const torch::Tensor& x, const torch::Tensor& temb) {
+  torch::Tensor h = conv1(torch::silu(norm1(x)));
+  if (time_emb_proj) h = h + time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
+  h = conv2(torch::silu(norm2(h)));
+  return (conv_shortcut ? conv_shortcut(x) : x) + h;
+}
+
+AttentionBlock::AttentionBlock(int64_t dim, int64_t context_dim, int64_t heads, bool qkv_bias)
+    : heads(heads) {
+  to_q = register_module("to_q", MakeLinear(dim, dim, qkv_bias));
+  to_k = register_module("to_k", MakeLinear(context_dim, dim, qkv_bias));
+  to_v = register_module("to_v", MakeLinear(context_dim, dim, qkv_bias));
+  to_out = AddContainer(*this, "to_out")->register_module("0", MakeLinear(dim, dim));
+}
+
+torch::Tensor AttentionBlock::forward(const torch::Tensor& x, const torch::Tensor& context) {
+  const torch::Tensor& c = context.defined() ? context : x;
+  return to_out(MultiHeadAttention(to_q(x), to_k(c), to_v(c), heads, /*causal=*/false));
+}
+
+TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_dim) {
+  norm1 = register_module("norm1", MakeLayerNorm(dim, 1e-5));
+  attn1 = register_module("attn1", std::make_shared<AttentionBlock>(dim, dim, heads, false));
+  norm2 = register_module("norm2", MakeLayerNorm(dim, 1e-5));
+  attn2 = register_module("attn2", std::make_shared<AttentionBlock>(dim, context_dim, heads, false));
+  norm3 = register_module("norm3", MakeLayerNorm(dim, 1e-5));
+  auto net = AddContainer(*AddContainer(*this, "ff"), "net");
+  ff_in = AddContainer(*net, "0")->register_module("proj", MakeLinear(dim, dim * 8));
+  ff_out = net->register_module("2", MakeLinear(dim * 4, dim));
+}
+
+torch::Tensor TransformerBlock::forward(torch::Tensor x, const torch::Tensor& context) {
+  x = x + attn1->forward(norm1(x), {});
+  x = x + attn2->forward(norm2(x), context);
+  std::vector<torch::Tensor> parts = ff_in(norm3(x)).chunk(2, -1);  // GEGLU
+  return x + ff_out(parts[0] * torch::gelu(parts[1]));
+}
+
+SpatialTransformer::SpatialTransformer(int64_t channels, int64_t heads, int64_t layers,
+                                       int64_t context_dim, int64_t groups, bool linear_projection) {
+  TORCH_CHECK(linear_projection, "only use_linear_projection UNets are supported (SDXL)");
+  norm = register_module("norm", MakeGroupNorm(groups, channels, 1e-6));
+  proj_in = register_module("proj_in", MakeLinear(channels, channels));
+  auto container = AddContainer(*this, "transformer_blocks");
+  for (int64_t i = 0; i < layers; ++i) {
+    blocks.push_back(container->register_module(
+        std::to_string(i), std::make_shared<TransformerBlock>(channels, heads, context_dim)));
+  }
+  proj_out = register_module("proj_out", MakeLinear(channels, channels));
+}
+
+torch::Tensor SpatialTransformer::forward(const torch::Tensor& x, const torch::Tensor& context) {
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  torch::Tensor t = norm(x).permute({0, 2, 3, 1}).reshape({b, h * w, c});
+  t = proj_in(t);
+  for (auto& block : blocks) t = block->forward(t, context);
+  t = proj_out(t);
+  return t.reshape({b, h, w, c}).permute({0, 3, 1, 2}) + x;
+}
+
+Downsample::Downsample(int64_t channels, int64_t padding, const TilingFlag& tiling)
+    : padding(padding) {
+  conv = register_module("conv", Conv2d(channels, channels, 3, 2, padding, tiling));
+}
+
+torch::Tensor Downsample::forward(const torch::Tensor& x) {
+  if (padding == 0) {
+    return conv(torch::nn::functional::pad(x, torch::nn::functional::PadFuncOptions({0, 1, 0, 1})));
+  }
+  return conv(x);
+}
+
+Upsample::Upsample(int64_t channels, const TilingFlag& tiling) {
+  conv = register_module("conv", Conv2d(channels, channels, 3, 1, -1, tiling));
+}
+
+torch::Tensor Upsample::forward(const torch::Tensor& x, c10::optional<std::vector<int64_t>> size) {
+  auto options = torch::nn::functional::InterpolateFuncOptions().mode(torch::kNearest);
+  if (size) options.size(*size);
+  else options.scale_factor(std::vector<double>{2.0, 2.0});
+  return conv(torch::nn::functional::interpolate(x, options));
+}
+
+}  // namespace spriteforge::engine

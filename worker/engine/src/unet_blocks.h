@@ -1,0 +1,73 @@
+// The UNet's building blocks, named like diffusers' UNet2DConditionModel keys: resnets,
+// spatial transformers with self- and cross-attention, down- and upsamplers. The VAE
+// reuses the resnet and samplers.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "src/layers.h"
+
+namespace spriteforge::engine {
+
+// GroupNorm-SiLU-conv twice, with the timestep embedding added in between (when
+// temb_channels > 0) and a 1x1 conv_shortcut when the channel count changes.
+struct ResnetBlock : torch::nn::Module {
+  ResnetBlock(int64_t in, int64_t out, int64_t temb_channels, int64_t groups, double eps,
+              const TilingFlag& tiling);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb);
+
+  torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
+  Conv2d conv1{nullptr}, conv2{nullptr}, conv_shortcut{nullptr};
+  torch::nn::Linear time_emb_proj{nullptr};
+};
+
+// diffusers' Attention: to_q, to_k, to_v (no bias), to_out.0 (with bias).
+struct AttentionBlock : torch::nn::Module {
+  AttentionBlock(int64_t dim, int64_t context_dim, int64_t heads, bool qkv_bias);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
+
+  int64_t heads;
+  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out{nullptr};
+};
+
+// Self-attention, cross-attention to the text context, GEGLU feed-forward; pre-norm.
+struct TransformerBlock : torch::nn::Module {
+  TransformerBlock(int64_t dim, int64_t heads, int64_t context_dim);
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& context);
+
+  std::shared_ptr<AttentionBlock> attn1, attn2;
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
+  torch::nn::Linear ff_in{nullptr}, ff_out{nullptr};  // ff.net.0.proj, ff.net.2
+};
+
+// GroupNorm, linear projection in, transformer blocks, projection out, residual.
+struct SpatialTransformer : torch::nn::Module {
+  SpatialTransformer(int64_t channels, int64_t heads, int64_t layers, int64_t context_dim,
+                     int64_t groups, bool linear_projection);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
+
+  torch::nn::GroupNorm norm{nullptr};
+  torch::nn::Linear proj_in{nullptr}, proj_out{nullptr};
+  std::vector<std::shared_ptr<TransformerBlock>> blocks;
+};
+
+struct Downsample : torch::nn::Module {
+  // padding 1 (UNet) or 0 with an explicit (0,1,0,1) pad (VAE encoder).
+  Downsample(int64_t channels, int64_t padding, const TilingFlag& tiling);
+  torch::Tensor forward(const torch::Tensor& x);
+  int64_t padding;
+  Conv2d conv{nullptr};
+};
+
+struct Upsample : torch::nn::Module {
+  Upsample(int64_t channels, const TilingFlag& tiling);
+  // Nearest-neighbour to `size` (default: twice the input), then a 3x3 conv. The UNet passes
+  // the size of the matching skip connection, so odd latent sizes line up.
+  torch::Tensor forward(const torch::Tensor& x, c10::optional<std::vector<int64_t>> size = c10::nullopt);
+  Conv2d conv{nullptr};
+};
+
+// Registers an empty container module under `name` (for key paths like "resnets.0").
+std::shared_ptr<torch::nn::Module> AddContainer(torch::nn::Module& parent, const std::string& name);
+
+}  // namespace spriteforge::engine
