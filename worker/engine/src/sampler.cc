@@ -1,26 +1,36 @@
 #include "src/sampler.h"
 
 #include <cmath>
-#include <limits>
 
 namespace spriteforge::engine {
 namespace {
 
+// The reference keeps sigmas in float32 and derives every step coefficient from them in
+// float32, and rounds the sample to float32 before each update. Both are reproduced here:
+// over 30 steps of a sensitive model the differences otherwise grow past 1e-6.
+using F = float;
+
 bool Continue(const StepFn& on_step, int step, int total) { return !on_step || on_step(step, total); }
+
+torch::Tensor RoundedToFloat32(const torch::Tensor& x) { return x.to(torch::kFloat).to(x.scalar_type()); }
 
 torch::Tensor Euler(const Schedule& s, torch::Tensor x, const EpsilonFn& eps, const StepFn& on_step,
                     const NoiseFn* noise) {
   const int n = static_cast<int>(s.timesteps.size());
   for (int i = 0; i < n; ++i) {
-    const double sigma = s.sigmas[i], next = s.sigmas[i + 1];
-    torch::Tensor e = eps(x / std::sqrt(sigma * sigma + 1), s.timesteps[i], i);
-    // d = (x - x0) / sigma with x0 = x - sigma * eps, i.e. d = eps.
+    const F sigma = static_cast<F>(s.sigmas[i]), next = static_cast<F>(s.sigmas[i + 1]);
+    const F scale = std::sqrt(sigma * sigma + F(1));
+    torch::Tensor e = eps(x / static_cast<double>(scale), s.timesteps[i], i);
+    torch::Tensor sample = RoundedToFloat32(x);
+    torch::Tensor x0 = sample - static_cast<double>(sigma) * e;
+    torch::Tensor derivative = (sample - x0) / static_cast<double>(sigma);
     if (!noise) {
-      x = x + e * (next - sigma);
+      x = sample + derivative * static_cast<double>(next - sigma);
     } else {
-      const double up = std::sqrt(next * next * (sigma * sigma - next * next) / (sigma * sigma));
-      const double down = std::sqrt(next * next - up * up);
-      x = x + e * (down - sigma) + (*noise)(i).to(x.options()) * up;
+      const F up = std::sqrt(next * next * (sigma * sigma - next * next) / (sigma * sigma));
+      const F down = std::sqrt(next * next - up * up);
+      x = sample + derivative * static_cast<double>(down - sigma);
+      x = x + (*noise)(i).to(x.options()) * static_cast<double>(up);
     }
     if (!Continue(on_step, i + 1, n)) throw CancelledError();
   }
@@ -29,31 +39,33 @@ torch::Tensor Euler(const Schedule& s, torch::Tensor x, const EpsilonFn& eps, co
 
 // DPM-Solver++(2M) in the alpha/sigma formulation: data prediction, second-order
 // multistep with the midpoint rule, first order on the first and the final step.
-torch::Tensor Dpmpp2m(const Schedule& s, torch::Tensor x, const EpsilonFn& eps,
-                      const StepFn& on_step) {
+torch::Tensor Dpmpp2m(const Schedule& s, torch::Tensor x, const EpsilonFn& eps, const StepFn& on_step) {
   const int n = static_cast<int>(s.timesteps.size());
-  auto alpha = [](double sigma) { return 1.0 / std::sqrt(sigma * sigma + 1); };
-  auto lambda = [&](double sigma) {
-    return sigma == 0 ? std::numeric_limits<double>::infinity()
-                      : std::log(alpha(sigma)) - std::log(sigma * alpha(sigma));
+  struct Level {
+    F alpha, sigma, lambda;
+  };
+  auto level = [](double k_sigma) {
+    const F sig = static_cast<F>(k_sigma);
+    const F alpha = F(1) / std::sqrt(sig * sig + F(1));
+    const F sigma = sig * alpha;
+    return Level{alpha, sigma, std::log(alpha) - std::log(sigma)};  // lambda = +inf at sigma 0
   };
   torch::Tensor previous_x0;
   for (int i = 0; i < n; ++i) {
-    const double sigma_s = s.sigmas[i], sigma_t = s.sigmas[i + 1];
-    const double alpha_s = alpha(sigma_s), alpha_t = alpha(sigma_t);
+    const Level cur = level(s.sigmas[i]), next = level(s.sigmas[i + 1]);
     torch::Tensor e = eps(x, s.timesteps[i], i);
-    torch::Tensor x0 = (x - (sigma_s * alpha_s) * e) / alpha_s;
-    const double h = lambda(sigma_t) - lambda(sigma_s);
-    const double decay = std::exp(-h) - 1.0;  // -1 at the final, noise-free step
-    const double ratio = sigma_t == 0 ? 0.0 : (sigma_t * alpha_t) / (sigma_s * alpha_s);
-    const bool first_order = i == 0 || i == n - 1;
-    if (first_order) {
-      x = ratio * x - (alpha_t * decay) * x0;
+    torch::Tensor x0 = (x - static_cast<double>(cur.sigma) * e) / static_cast<double>(cur.alpha);
+    torch::Tensor sample = RoundedToFloat32(x);
+    const F h = next.lambda - cur.lambda;
+    const F decay = next.alpha * (std::exp(-h) - F(1));  // -1 at the final, noise-free step
+    const F ratio = next.sigma / cur.sigma;
+    if (i == 0 || i == n - 1) {
+      x = static_cast<double>(ratio) * sample - static_cast<double>(decay) * x0;
     } else {
-      const double h_prev = lambda(sigma_s) - lambda(s.sigmas[i - 1]);
-      const double r = h_prev / h;
-      torch::Tensor d1 = (x0 - previous_x0) * (1.0 / r);
-      x = ratio * x - (alpha_t * decay) * x0 - 0.5 * (alpha_t * decay) * d1;
+      const F r = (cur.lambda - level(s.sigmas[i - 1]).lambda) / h;
+      torch::Tensor d1 = static_cast<double>(F(1) / r) * (x0 - previous_x0);
+      x = static_cast<double>(ratio) * sample - static_cast<double>(decay) * x0 -
+          static_cast<double>(F(0.5) * decay) * d1;
     }
     previous_x0 = x0;
     if (!Continue(on_step, i + 1, n)) throw CancelledError();
