@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds spriteforge on the GPU machine against PyTorch's LibTorch (CUDA) and the Debian
-# packages carried in .gpu-deps/. Usage: deploy/gpu/build.sh [extra cmake args]
+# packages carried in .gpu-deps/. Usage: [TARGETS="a b"] deploy/gpu/build.sh [extra cmake args]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/gpu/env.sh
@@ -10,4 +10,4 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_SHARED_LINKER_FLAGS="-L$LIBDIR -Wl,-rpath,$LIBDIR -Wl,--disable-new-dtags" \
   -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DSPRITEFORGE_GOLDEN_DEFAULT="$PWD/.gpu-deps/golden" "$@"
-cmake --build build-gpu -j "$(nproc)"
+cmake --build build-gpu -j "$(nproc)" ${TARGETS:+--target $TARGETS}

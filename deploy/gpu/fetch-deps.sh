@@ -22,5 +22,10 @@ if [ -d "$GOLDEN" ]; then
   mkdir -p "$DEST/golden"
   cp -r "$GOLDEN"/{cases.json,tiny-sdxl.safetensors,vectors.safetensors,tokenizer,tokenizer_2} "$DEST/golden/"
   cp "$GOLDEN"/e2e.*.png "$DEST/golden/"
+  # The tiny architecture's configs (not its weights: the single file carries those).
+  for part in text_encoder text_encoder_2 unet vae scheduler; do
+    mkdir -p "$DEST/golden/diffusers/$part"
+    cp "$GOLDEN/diffusers/$part"/*config.json "$DEST/golden/diffusers/$part/"
+  done
 fi
 du -sh "$DEST"

@@ -61,6 +61,8 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
     m->to(options_.device, options_.dtype);
     weights_bytes_ += ParameterBytes(*m);
   }
+  // float32 means float32: no TF32 convolutions behind the caller's back.
+  if (options_.device.is_cuda() && options_.dtype == torch::kFloat) at::globalContext().setAllowTF32CuDNN(false);
   const bool fast_cuda = options_.fast_path && options_.device.is_cuda();
   if (fast_cuda) {
     EnableCudnnBenchmark();

@@ -3,7 +3,7 @@
 // reference images. Used on the GPU machine, where the test suite's CPU tolerances do not
 // apply (fp32 on CUDA: 1e-3; fp16: 2e-2).
 //
-//   spriteforge-golden-check --golden DIR [--model FILE_OR_DIR] [--device cuda] [--dtype fp16]
+//   spriteforge-golden-check --golden DIR [--model FILE_OR_DIR] [--config DIR] [--device cuda] [--dtype fp16]
 //                            [--tolerance X] [--json OUT.json]
 #include <algorithm>
 #include <cmath>
@@ -24,7 +24,7 @@ namespace sf = spriteforge::engine;
 namespace {
 
 struct Args {
-  std::string golden, model, device = "cpu", dtype = "fp32", json_out;
+  std::string golden, model, config, device = "cpu", dtype = "fp32", json_out;
   double tolerance = 1e-4;
 };
 
@@ -41,6 +41,7 @@ Args ParseArgs(int argc, char** argv) {
     std::string value = argv[++i];
     if (flag == "--golden") args.golden = value;
     else if (flag == "--model") args.model = value;
+    else if (flag == "--config") args.config = value;
     else if (flag == "--device") args.device = value;
     else if (flag == "--dtype") args.dtype = value;
     else if (flag == "--tolerance") args.tolerance = std::atof(value.c_str());
@@ -49,6 +50,7 @@ Args ParseArgs(int argc, char** argv) {
   }
   if (args.golden.empty()) Die("--golden DIR is required");
   if (args.model.empty()) args.model = args.golden + "/tiny-sdxl.safetensors";
+  if (args.config.empty()) args.config = args.golden + "/diffusers";  // the tiny architecture
   return args;
 }
 
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
   sf::LoadOptions load;
   load.model_path = args.model;
   load.tokenizer_dir = args.golden + "/tokenizer";
+  load.config_dir = args.config;
   load.device = args.device;
   load.dtype = args.dtype;
   auto engine = sf::Engine::Load(load);

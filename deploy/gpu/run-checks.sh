@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# On the GPU machine: builds the engine against PyTorch's LibTorch, runs the golden
+# end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
+# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|bench|compare]...
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
+source deploy/gpu/env.sh
+export SPRITEFORGE_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+export SPRITEFORGE_DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
+TARGETS="spriteforge-golden-check spriteforge-bench spriteforge-generate" \
+  bash deploy/gpu/build.sh -DSPRITEFORGE_WITH_SERVICE=OFF -DSPRITEFORGE_WITH_TESTS=OFF >"$OUT/build.log" 2>&1 \
+  || { tail -30 "$OUT/build.log"; exit 1; }
+BIN=build-gpu/worker
+G=.gpu-deps/golden
+for stage in "${@:-golden bench}"; do
+  case "$stage" in
+    golden)
+      for spec in fp32:1e-3 fp16:2e-2 bf16:5e-2; do
+        dtype=${spec%%:*}; tol=${spec#*:}
+        echo "== golden e2e on cuda, $dtype (tolerance $tol)"
+        $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype $dtype --tolerance $tol \
+          --json "$OUT/golden-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
+      done ;;
+    bench)
+      echo "== optimized fp16, 1024x1024, 30 steps"
+      $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,4,8,16 --runs 2 --json "$OUT/bench-fp16.json" 2>&1 | tee "$OUT/bench-fp16.txt" ;;
+    compare)
+      echo "== baseline fp32 vs optimized bf16"
+      $BIN/bench/spriteforge-bench --compare --dtypes bf16 --batches 1,8 --runs 1 --json "$OUT/bench-compare.json" 2>&1 | tee "$OUT/bench-compare.txt" ;;
+  esac
+done
