@@ -53,7 +53,8 @@ torch::Tensor CapturedFunction::operator()(const std::vector<torch::Tensor>& inp
   // Capture must not run on the legacy default stream; warm up on the capture stream first
   // so lazy initialisation and cuDNN autotuning happen outside the graph.
   c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, inputs[0].device().index());
-  side.wait_stream(c10::cuda::getCurrentCUDAStream(inputs[0].device().index()));
+  // Capture happens once per signature, so plain synchronisation between the streams is fine.
+  c10::cuda::getCurrentCUDAStream(inputs[0].device().index()).synchronize();
   {
     c10::cuda::CUDAStreamGuard guard(side);
     for (int i = 0; i < 2; ++i) entry->output = fn_(entry->inputs);
@@ -63,7 +64,7 @@ torch::Tensor CapturedFunction::operator()(const std::vector<torch::Tensor>& inp
     entry->output = fn_(entry->inputs);
     entry->graph->capture_end();
   }
-  c10::cuda::getCurrentCUDAStream(inputs[0].device().index()).wait_stream(side);
+  side.synchronize();
   entry->graph->replay();
   torch::Tensor output = entry->output;
   entries_.emplace(key, std::move(entry));
