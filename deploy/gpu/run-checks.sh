@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds the engine against PyTorch's LibTorch, runs the golden
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
-# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|bench|compare]...
+# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|bench|variants|compare]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -25,6 +25,13 @@ for stage in "${@:-golden bench}"; do
     bench)
       echo "== optimized fp16, 1024x1024, 30 steps"
       $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,4,8,16 --runs 2 --json "$OUT/bench-fp16.json" 2>&1 | tee "$OUT/bench-fp16.txt" ;;
+    variants)
+      for v in "1 1" "0 1" "0 0"; do
+        set -- $v
+        echo "== fp16 variants: channels-last $1, CUDA graphs $2"
+        $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,8 --runs 1 --channels-last $1 --cuda-graphs $2 \
+          --json "$OUT/bench-variant-cl$1-g$2.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-variants.txt"
+      done ;;
     compare)
       echo "== baseline fp32 vs optimized bf16"
       $BIN/bench/spriteforge-bench --compare --dtypes bf16 --batches 1,8 --runs 1 --json "$OUT/bench-compare.json" 2>&1 | tee "$OUT/bench-compare.txt" ;;

@@ -5,7 +5,7 @@
 //
 //   spriteforge-bench [--model builtin:sdxl-base] [--device cuda] [--dtypes fp16,bf16]
 //                     [--batches 1,4,8,16] [--size 1024] [--steps 30] [--runs 2]
-//                     [--compare] [--json OUT.json]
+//                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1] [--json OUT.json]
 //
 // --compare also runs the baseline (fp32, NCHW, no CUDA graphs, no cuDNN autotuning) in
 // the same process, so the two paths are measured on the same card minutes apart.
@@ -37,6 +37,8 @@ struct Args {
   int steps = 30;
   int runs = 2;
   bool compare = false;
+  bool channels_last = true;
+  bool cuda_graphs = true;
   std::string json_out;
 };
 
@@ -68,6 +70,8 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--steps") a.steps = ToInt(flag, v);
     else if (flag == "--runs") a.runs = ToInt(flag, v);
     else if (flag == "--json") a.json_out = v;
+    else if (flag == "--channels-last") a.channels_last = v != "0";
+    else if (flag == "--cuda-graphs") a.cuda_graphs = v != "0";
     else Die("unknown flag " + flag);
   }
   return a;
@@ -141,6 +145,8 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
   load.device = a.device;
   load.dtype = dtype;
   load.fast_path = fast;
+  load.channels_last = a.channels_last;
+  load.cuda_graphs = a.cuda_graphs;
   auto engine = sf::Engine::Load(load);
   if (!engine.ok()) Die(std::string(engine.status().message()));
   if (report["device"].is_null()) {
@@ -148,6 +154,7 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
     report["device"] = {{"name", info.name}, {"compute_capability", info.compute_capability},
                         {"total_gb", Gb(info.total_bytes)}};
   }
+  report["options"] = {{"channels_last", a.channels_last}, {"cuda_graphs", a.cuda_graphs}};
   report["weights_gb"][path + "_" + dtype] = Gb((*engine)->Memory().weights_bytes);
   for (int batch : a.batches) {
     Row row = Measure(**engine, path, dtype, batch, a);

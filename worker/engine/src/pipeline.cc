@@ -66,9 +66,11 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
   const bool fast_cuda = options_.fast_path && options_.device.is_cuda();
   if (fast_cuda) {
     EnableCudnnBenchmark();
-    ToChannelsLast(*models_.unet);
-    ToChannelsLast(*models_.vae);
-    if (CapturedFunction::Supported(options_.device)) {
+    if (options_.UseChannelsLast()) {
+      ToChannelsLast(*models_.unet);
+      ToChannelsLast(*models_.vae);
+    }
+    if (options_.cuda_graphs && CapturedFunction::Supported(options_.device)) {
       UNetImpl* unet = models_.unet.get();
       unet_graph_ = std::make_unique<CapturedFunction>([unet](const std::vector<torch::Tensor>& in) {
         return unet->forward(in[0], in[1], in[2], in[3], in[4]);
@@ -99,7 +101,7 @@ torch::Tensor Pipeline::GuidedEpsilon(const torch::Tensor& x, double t, const to
                                       double cfg) {
   const bool guided = cfg > 1.0;
   torch::Tensor input = (guided ? torch::cat({x, x}, 0) : x).to(options_.dtype);
-  if (options_.fast_path && options_.device.is_cuda()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+  if (options_.UseChannelsLast()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
   torch::Tensor timestep = torch::full({1}, t, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
   torch::Tensor eps = unet_graph_ ? (*unet_graph_)({input, timestep, context, pooled, time_ids})
                                   : models_.unet->forward(input, timestep, context, pooled, time_ids);
@@ -122,7 +124,7 @@ torch::Tensor Pipeline::Decode(const torch::Tensor& latents) {
   for (int64_t start = 0; start < z.size(0); start += chunk) {
     torch::Tensor part = z.slice(0, start, std::min(start + chunk, z.size(0)));
     torch::Tensor input = part.to(options_.dtype);
-    if (options_.fast_path && options_.device.is_cuda()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+    if (options_.UseChannelsLast()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
     torch::Tensor image = models_.vae->decode(input).to(torch::kFloat);
     // Reduced precision can overflow in the VAE: redo such a chunk in float32.
     if (options_.dtype != torch::kFloat && !torch::isfinite(image).all().item<bool>()) {

@@ -16,7 +16,11 @@ namespace spriteforge::engine {
 struct PipelineOptions {
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat;
-  bool fast_path = true;  // CUDA only: channels-last, cuDNN autotuning, CUDA graphs
+  bool fast_path = true;  // CUDA only: cuDNN autotuning, and the switches below
+  bool channels_last = true;
+  bool cuda_graphs = true;
+
+  bool UseChannelsLast() const { return fast_path && channels_last && device.is_cuda(); }
 };
 
 class Pipeline {

@@ -23,7 +23,9 @@ struct LoadOptions {
   std::string tokenizer_dir;  // vocab.json + merges.txt; empty: <model folder>/tokenizer
   std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
   std::string dtype = "fp32"; // "fp32", "fp16", "bf16"
-  bool fast_path = true;      // GPU only: channels-last, cuDNN benchmark, CUDA graphs
+  bool fast_path = true;      // GPU only: cuDNN autotuning plus the two switches below
+  bool channels_last = true;  // fast path: NHWC convolutions in the UNet and VAE
+  bool cuda_graphs = true;    // fast path: replay the guided UNet step as a CUDA graph
 };
 
 // One image to render. A missing negative means zeroed unconditional embeddings; an
