@@ -23,8 +23,8 @@ for stage in "${@:-golden bench}"; do
           --json "$OUT/golden-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
       done ;;
     bench)
-      echo "== optimized fp16, 1024x1024, 30 steps"
-      $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,4,8,16 --runs 2 --json "$OUT/bench-fp16.json" 2>&1 | tee "$OUT/bench-fp16.txt" ;;
+      echo "== optimized fp16 and bf16, 1024x1024, 30 steps"
+      $BIN/bench/spriteforge-bench --dtypes fp16,bf16 --batches 1,4,8,16 --runs 2 --json "$OUT/bench.json" 2>&1 | grep -v warning | tee "$OUT/bench.txt" ;;
     variants)
       for v in "1 1" "0 1" "0 0"; do
         set -- $v

@@ -5,7 +5,8 @@
 //
 //   spriteforge-bench [--model builtin:sdxl-base] [--device cuda] [--dtypes fp16,bf16]
 //                     [--batches 1,4,8,16] [--size 1024] [--steps 30] [--runs 2]
-//                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1] [--json OUT.json]
+//                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1]
+//                     [--decode-batch N (0: as memory allows)] [--json OUT.json]
 //
 // --compare also runs the baseline (fp32, NCHW, no CUDA graphs, no cuDNN autotuning) in
 // the same process, so the two paths are measured on the same card minutes apart.
@@ -39,6 +40,7 @@ struct Args {
   bool compare = false;
   bool channels_last = true;
   bool cuda_graphs = true;
+  int decode_batch = 1;
   std::string json_out;
 };
 
@@ -72,6 +74,7 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--json") a.json_out = v;
     else if (flag == "--channels-last") a.channels_last = v != "0";
     else if (flag == "--cuda-graphs") a.cuda_graphs = v != "0";
+    else if (flag == "--decode-batch") a.decode_batch = v == "0" ? 0 : ToInt(flag, v);
     else Die("unknown flag " + flag);
   }
   return a;
@@ -147,6 +150,7 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
   load.fast_path = fast;
   load.channels_last = a.channels_last;
   load.cuda_graphs = a.cuda_graphs;
+  load.decode_batch = a.decode_batch;
   auto engine = sf::Engine::Load(load);
   if (!engine.ok()) Die(std::string(engine.status().message()));
   if (report["device"].is_null()) {
@@ -154,7 +158,8 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
     report["device"] = {{"name", info.name}, {"compute_capability", info.compute_capability},
                         {"total_gb", Gb(info.total_bytes)}};
   }
-  report["options"] = {{"channels_last", a.channels_last}, {"cuda_graphs", a.cuda_graphs}};
+  report["options"] = {{"channels_last", a.channels_last}, {"cuda_graphs", a.cuda_graphs},
+                       {"decode_batch", a.decode_batch}};
   report["weights_gb"][path + "_" + dtype] = Gb((*engine)->Memory().weights_bytes);
   for (int batch : a.batches) {
     Row row = Measure(**engine, path, dtype, batch, a);

@@ -150,8 +150,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
     SdxlConfig config = SdxlBaseConfig();
     if (builtin) {
       const std::string name = o.model_path.substr(std::strlen(kBuiltinPrefix));
-      if (name != "sdxl-base") {
-        return absl::InvalidArgumentError(absl::StrCat("unknown built-in model '", name, "' (expected sdxl-base)"));
+      if (name == "tiny") {
+        config = TinySdxlConfig();
+      } else if (name != "sdxl-base") {
+        return absl::InvalidArgumentError(absl::StrCat("unknown built-in model '", name, "' (expected tiny or sdxl-base)"));
       }
       if (!o.config_dir.empty()) {
         auto c = LoadSdxlConfig(o.config_dir, config);
@@ -171,7 +173,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
     if (!builtin) {
       if (auto s = LoadWeights(o.model_path, models); !s.ok()) return s;
     }
-    PipelineOptions options{*device, *dtype, o.fast_path, o.channels_last, o.cuda_graphs};
+    PipelineOptions options{*device, *dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch};
     return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
   } catch (const std::exception& e) {
     std::string what = e.what();

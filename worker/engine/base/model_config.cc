@@ -77,6 +77,20 @@ SdxlConfig SdxlBaseConfig() {
   return c;
 }
 
+SdxlConfig TinySdxlConfig() {
+  SdxlConfig c;
+  c.text_encoder = ClipTextConfig{49408, 32, 64, 3, 4, 77, 32, 49407, "quick_gelu", 1e-5};
+  c.text_encoder_2 = ClipTextConfig{49408, 32, 96, 3, 2, 77, 32, 49407, "gelu", 1e-5};
+  c.unet.block_out_channels = {32, 64, 64};
+  c.unet.attention_head_dim = {2, 4, 4};
+  c.unet.transformer_layers_per_block = {1, 1, 2};
+  c.unet.cross_attention_dim = 64;
+  c.unet.addition_time_embed_dim = 8;
+  c.unet.projection_class_embeddings_input_dim = 80;  // pooled 32 + 6 x 8 time features
+  c.vae.block_out_channels = {32, 32, 64, 64};
+  return c;
+}
+
 absl::StatusOr<ClipTextConfig> ParseClipTextConfig(const std::string& text, const std::string& file) {
   auto j = ParseObject(text, file);
   if (!j.ok()) return j.status();

@@ -66,6 +66,10 @@ struct SdxlConfig {
 // SDXL base 1.0: CLIP ViT-L, OpenCLIP bigG, the 2.6 B-parameter UNet, the SDXL VAE.
 SdxlConfig SdxlBaseConfig();
 
+// The SDXL architecture at toy width (the golden test model's shape): 32-64 channels,
+// three UNet levels. Renders a 128x128 image on a CPU in about a second.
+SdxlConfig TinySdxlConfig();
+
 // Overrides `base` with whatever of text_encoder/, text_encoder_2/, unet/, vae/ (config.json)
 // and scheduler/ (scheduler_config.json) exist under `dir`. Errors name file and field.
 absl::StatusOr<SdxlConfig> LoadSdxlConfig(const std::string& dir, SdxlConfig base);

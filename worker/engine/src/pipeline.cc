@@ -118,7 +118,8 @@ torch::Tensor Pipeline::Decode(const torch::Tensor& latents) {
   int64_t chunk = z.size(0);
   if (options_.device.is_cuda()) {
     const double per_image = 2.2e9 * (z.size(2) * z.size(3)) / (128.0 * 128.0);
-    chunk = std::max<int64_t>(1, std::min<int64_t>(chunk, static_cast<int64_t>(QueryMemory(options_.device).free_bytes * 0.7 / per_image)));
+    const int64_t fits = static_cast<int64_t>(QueryMemory(options_.device).free_bytes * 0.7 / per_image);
+    chunk = std::max<int64_t>(1, std::min<int64_t>(chunk, options_.decode_batch > 0 ? options_.decode_batch : fits));
   }
   std::vector<torch::Tensor> images;
   for (int64_t start = 0; start < z.size(0); start += chunk) {

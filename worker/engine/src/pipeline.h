@@ -19,6 +19,7 @@ struct PipelineOptions {
   bool fast_path = true;  // CUDA only: cuDNN autotuning, and the switches below
   bool channels_last = true;
   bool cuda_graphs = true;
+  int decode_batch = 1;  // CUDA: images per VAE call; 0 = as many as free memory allows
 
   bool UseChannelsLast() const { return fast_path && channels_last && device.is_cuda(); }
 };

@@ -16,7 +16,9 @@
 namespace spriteforge::engine {
 
 // How to load a model. `model_path` is a single-file checkpoint (original SDXL key
-// layout) or a diffusers folder.
+// layout), a diffusers folder, or a built-in architecture with random weights:
+// "builtin:tiny" (the golden tiny model's shape: demos and tests on a CPU) or
+// "builtin:sdxl-base" (full size: benchmarks).
 struct LoadOptions {
   std::string model_path;
   std::string config_dir;     // diffusers-style folder of */config.json; empty: built-in / model's own
@@ -26,6 +28,10 @@ struct LoadOptions {
   bool fast_path = true;      // GPU only: cuDNN autotuning plus the two switches below
   bool channels_last = true;  // fast path: NHWC convolutions in the UNet and VAE
   bool cuda_graphs = true;    // fast path: replay the guided UNet step as a CUDA graph
+  // Images per VAE decode call on CUDA. Decoding costs ~2 GB of activations per 1024x1024
+  // image and barely speeds up when batched, so one at a time keeps the peak low; 0 sizes
+  // the chunk from free memory instead.
+  int decode_batch = 1;
 };
 
 // One image to render. A missing negative means zeroed unconditional embeddings; an
