@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds the engine against PyTorch's LibTorch, runs the golden
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
-# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|bench|variants|compare]...
+# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|bench|variants|precision|compare]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
 source deploy/gpu/env.sh
-export SPRITEFORGE_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+export SPRITEFORGE_COMMIT="${SPRITEFORGE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 export SPRITEFORGE_DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
-TARGETS="spriteforge-golden-check spriteforge-bench spriteforge-generate" \
+TARGETS="spriteforge-golden-check spriteforge-bench spriteforge-generate spriteforge-unet-precision" \
   bash deploy/gpu/build.sh -DSPRITEFORGE_WITH_SERVICE=OFF -DSPRITEFORGE_WITH_TESTS=OFF >"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }
 BIN=build-gpu/worker
@@ -32,6 +32,9 @@ for stage in "${@:-golden bench}"; do
         $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,8 --runs 1 --channels-last $1 --cuda-graphs $2 \
           --json "$OUT/bench-variant-cl$1-g$2.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-variants.txt"
       done ;;
+    precision)
+      echo "== fp16/bf16 vs fp32, full-size UNet"
+      $BIN/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;
     compare)
       echo "== baseline fp32 vs optimized bf16"
       $BIN/bench/spriteforge-bench --compare --dtypes bf16 --batches 1,8 --runs 1 --json "$OUT/bench-compare.json" 2>&1 | tee "$OUT/bench-compare.txt" ;;
