@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include <torch/torch.h>
 
 #include "golden.h"
+#include "base/key_mapping.h"
+#include "base/safetensors.h"
 #include "src/checkpoint.h"
 #include "src/pipeline.h"
 
@@ -60,10 +63,15 @@ TEST_P(GoldenModels, TextEncodersMatchReference) {
   torch::Tensor ids2 = Golden("tokenizer.ids2").slice(0, 0, 3);
   ClipOutput a = models_.text_encoder->forward(ids1);
   ClipOutput b = models_.text_encoder_2->forward(ids2);
-  EXPECT_LT(MaxAbsError(a.penultimate, Golden("te.hidden1_penultimate")), kTolerance);
-  EXPECT_LT(MaxAbsError(b.penultimate, Golden("te.hidden2_penultimate")), kTolerance);
-  EXPECT_LT(MaxAbsError(b.pooled, Golden("te.pooled2")), kTolerance);
-  EXPECT_LT(MaxAbsError(torch::cat({a.penultimate, b.penultimate}, -1), Golden("te.context")), kTolerance);
+  const std::pair<std::string, double> errors[] = {
+      {"te.hidden1_penultimate", MaxAbsError(a.penultimate, Golden("te.hidden1_penultimate"))},
+      {"te.hidden2_penultimate", MaxAbsError(b.penultimate, Golden("te.hidden2_penultimate"))},
+      {"te.pooled2", MaxAbsError(b.pooled, Golden("te.pooled2"))},
+      {"te.context", MaxAbsError(torch::cat({a.penultimate, b.penultimate}, -1), Golden("te.context"))}};
+  for (const auto& [name, err] : errors) {
+    EXPECT_LT(err, kTolerance) << name;
+    std::printf("%s max abs error %.3g\n", name.c_str(), err);
+  }
 }
 
 TEST_P(GoldenModels, UNetMatchesReference) {
@@ -115,6 +123,36 @@ TEST(Checkpoint, BothLayoutsLoadIdenticalWeights) {
   compare(*single.text_encoder_2, *folder.text_encoder_2);
   compare(*single.unet, *folder.unet);
   compare(*single.vae, *folder.vae);
+}
+
+// The original-layout mapping covers the single file exactly: every key lands on a module
+// parameter (or is one of the tensors the pipeline does not use), and every parameter is fed.
+TEST(Checkpoint, EveryOriginalKeyMapsToAParameter) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  auto config = ResolveConfig(testing::GoldenDir() + "/diffusers", "");
+  ASSERT_TRUE(config.ok());
+  SdxlModels models = BuildSdxl(*config);
+  std::map<Component, torch::nn::Module*> modules = {
+      {Component::kTextEncoder, models.text_encoder.get()}, {Component::kTextEncoder2, models.text_encoder_2.get()},
+      {Component::kUNet, models.unet.get()}, {Component::kVae, models.vae.get()}};
+  std::map<Component, std::set<std::string>> fed;
+  auto file = SafetensorsFile::Open(testing::GoldenDir() + "/tiny-sdxl.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status();
+  std::vector<std::string> unused;
+  for (const TensorView& v : (*file)->tensors()) {
+    auto mapped = MapOriginalKey(v.name, models.config);
+    if (mapped.empty()) unused.push_back(v.name);
+    for (const MappedKey& m : mapped) {
+      EXPECT_NE(modules[m.component]->named_parameters(true).find(m.name), nullptr) << v.name << " -> " << m.name;
+      EXPECT_TRUE(fed[m.component].insert(m.name).second) << m.name << " fed twice";
+    }
+  }
+  for (const std::string& name : unused) {
+    EXPECT_TRUE(name.find("position_ids") != std::string::npos || name.find("logit_scale") != std::string::npos) << name;
+  }
+  for (auto& [component, module] : modules) {
+    EXPECT_EQ(fed[component].size(), module->named_parameters(true).size()) << ComponentFolder(component);
+  }
 }
 
 TEST(Checkpoint, MissingAndCorruptFilesNameTheFile) {
