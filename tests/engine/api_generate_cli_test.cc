@@ -23,7 +23,7 @@ struct CliRun {
 
 CliRun Generate(const std::string& args) {
   const char* binary = std::getenv("SPRITEFORGE_GENERATE");
-  std::string command = std::string(binary ? binary : "spriteforge-generate") + " " + args + " 2>&1";
+  std::string command = std::string(binary ? binary : SPRITEFORGE_GENERATE_PATH) + " " + args + " 2>&1";
   CliRun run{0, ""};
   FILE* pipe = popen(command.c_str(), "r");
   std::array<char, 4096> buffer;
