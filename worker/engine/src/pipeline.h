@@ -17,7 +17,7 @@ struct PipelineOptions {
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat;
   bool fast_path = true;  // CUDA only: cuDNN autotuning, and the switches below
-  bool channels_last = true;
+  bool channels_last = false;
   bool cuda_graphs = true;
   int decode_batch = 1;  // CUDA: images per VAE call; 0 = as many as free memory allows
 
