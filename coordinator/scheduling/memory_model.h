@@ -1,0 +1,49 @@
+// Predicts a worker's peak device memory for a batch of b images at W x H, and learns from
+// what the worker reports: peak(b) = fixed + b x per_image, per image shape. Pure: no I/O,
+// no clock; the coordinator feeds it observations and out-of-memory events.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <utility>
+
+namespace spriteforge::coordinator {
+
+struct MemoryPrior {
+  uint64_t fixed_bytes;              // weights plus workspace that does not scale with b
+  uint64_t per_image_bytes_at_1mp;   // per image at 1024 x 1024; scaled by pixel count
+};
+
+// SDXL base in fp16 on an H100 (measured): 6.9 GB of weights and decode workspace, about
+// 0.35 GB per image (two UNet samples each) at 1024 x 1024.
+constexpr MemoryPrior kSdxlFp16Prior{7'400'000'000ull, 350'000'000ull};
+
+class MemoryModel {
+ public:
+  explicit MemoryModel(MemoryPrior prior) : prior_(prior) {}
+
+  uint64_t PredictPeak(int batch, int width, int height) const;
+
+  // The largest batch whose predicted peak fits `budget_bytes`, at most `hard_cap` and at most
+  // the cap learnt from out-of-memory failures for this shape; 0 when not even one fits.
+  int MaxBatch(int width, int height, uint64_t budget_bytes, int hard_cap) const;
+
+  // A batch finished and reported its measured peak.
+  void Observe(int batch, int width, int height, uint64_t peak_bytes);
+
+  // A batch ran out of memory: this shape's cap drops below `batch` (halved).
+  void OnOutOfMemory(int batch, int width, int height);
+
+  int CapFor(int width, int height) const;  // 0 = no cap learnt
+
+ private:
+  struct Fit {
+    std::map<int, uint64_t> peak_by_batch;  // largest peak seen per batch size
+    int cap = 0;
+  };
+  using Shape = std::pair<int, int>;
+  MemoryPrior prior_;
+  std::map<Shape, Fit> fits_;
+};
+
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,67 @@
+// The planner: a pure function from pending items and worker views to batch assignments.
+// No RPC, no storage, no clock: the coordinator calls it whenever work or workers change.
+//
+// Policy, in order:
+//   1. Higher priority first.
+//   2. Between jobs of equal priority, the job served least recently goes first (fair
+//      round-robin), then the older job.
+//   3. A batch holds only compatible items (same BatchKey), in item order, topped up from
+//      other jobs of the same key and priority when the first job has too few.
+//   4. Its size is the largest the worker's memory model fits in its budget, never above the
+//      worker's max batch.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "scheduling/memory_model.h"
+
+namespace spriteforge::coordinator {
+
+// Items batch together only when all of these match.
+struct BatchKey {
+  std::string model;
+  int width = 0;
+  int height = 0;
+  int steps = 0;
+  std::string sampler;
+  std::string schedule;
+  bool tileable = false;
+
+  auto Tie() const { return std::tie(model, width, height, steps, sampler, schedule, tileable); }
+  bool operator<(const BatchKey& o) const { return Tie() < o.Tie(); }
+  bool operator==(const BatchKey& o) const { return Tie() == o.Tie(); }
+};
+
+struct PendingItem {
+  std::string job_id;
+  int index = 0;
+  int priority = 0;
+  int64_t job_submitted = 0;  // submission order of the job (older first on ties)
+  BatchKey key;
+};
+
+struct WorkerView {
+  std::string id;
+  std::vector<std::string> models;
+  uint64_t budget_bytes = 0;
+  int max_batch = 1;
+  bool idle = true;                     // only idle workers get a batch
+  const MemoryModel* memory = nullptr;  // the worker's calibrated model
+};
+
+struct Assignment {
+  std::string worker_id;
+  BatchKey key;
+  std::vector<PendingItem> items;
+};
+
+// `last_served[job_id]` is an increasing counter of when the job last got a batch (absent:
+// never). Returns at most one assignment per idle worker; each item at most once.
+std::vector<Assignment> Plan(const std::vector<PendingItem>& pending, const std::vector<WorkerView>& workers,
+                             const std::map<std::string, int64_t>& last_served);
+
+}  // namespace spriteforge::coordinator
