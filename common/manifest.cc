@@ -1,0 +1,218 @@
+#include "spriteforge/common/manifest.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace spriteforge {
+namespace {
+
+// Errors carry "file:line: field: problem".
+class Errors {
+ public:
+  explicit Errors(std::string file) : file_(std::move(file)) {}
+  absl::Status At(const YAML::Node& node, const std::string& field, const std::string& problem) const {
+    const int line = node.IsDefined() ? node.Mark().line + 1 : 0;
+    return absl::InvalidArgumentError(absl::StrCat(file_, line > 0 ? absl::StrCat(":", line) : "", ": ",
+                                                   field, ": ", problem));
+  }
+
+ private:
+  std::string file_;
+};
+
+absl::Status OnlyKeys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& where,
+                      const Errors& err) {
+  for (const auto& kv : map) {
+    const std::string key = kv.first.as<std::string>();
+    if (!allowed.count(key)) return err.At(kv.first, where.empty() ? key : where + "." + key, "unknown field");
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status Read(const YAML::Node& node, const std::string& field, const Errors& err, T& out) {
+  try {
+    out = node.as<T>();
+    return absl::OkStatus();
+  } catch (const YAML::Exception&) {
+    return err.At(node, field, "has the wrong type");
+  }
+}
+
+// Applies the defaults/overrides keys in `map` onto `p`, checking each against the limits.
+absl::Status ApplySettings(const YAML::Node& map, const std::string& where, const ManifestLimits& lim,
+                           const Errors& err, GenerationInfo& p, std::optional<std::string>* negative) {
+  if (!map.IsMap()) return err.At(map, where, "must be a mapping");
+  if (auto s = OnlyKeys(map, {"width", "height", "steps", "cfg", "sampler", "schedule", "negative", "tileable"},
+                        where, err); !s.ok()) {
+    return s;
+  }
+  for (const char* key : {"width", "height"}) {
+    if (!map[key]) continue;
+    int v = 0;
+    if (auto s = Read(map[key], where + "." + key, err, v); !s.ok()) return s;
+    if (v < lim.min_size || v > lim.max_size || v % 8 != 0) {
+      return err.At(map[key], where + "." + key,
+                    absl::StrCat("must be a multiple of 8 in ", lim.min_size, "..", lim.max_size));
+    }
+    (std::string(key) == "width" ? p.width : p.height) = v;
+  }
+  if (map["steps"]) {
+    if (auto s = Read(map["steps"], where + ".steps", err, p.steps); !s.ok()) return s;
+    if (p.steps < 1 || p.steps > lim.max_steps) return err.At(map["steps"], where + ".steps", absl::StrCat("must be 1..", lim.max_steps));
+  }
+  if (map["cfg"]) {
+    if (auto s = Read(map["cfg"], where + ".cfg", err, p.cfg); !s.ok()) return s;
+    if (!(p.cfg >= 0 && p.cfg <= lim.max_cfg)) return err.At(map["cfg"], where + ".cfg", absl::StrCat("must be 0..", lim.max_cfg));
+  }
+  if (map["sampler"]) {
+    if (auto s = Read(map["sampler"], where + ".sampler", err, p.sampler); !s.ok()) return s;
+    if (p.sampler != "euler" && p.sampler != "euler_ancestral" && p.sampler != "dpmpp_2m") {
+      return err.At(map["sampler"], where + ".sampler", "must be euler, euler_ancestral or dpmpp_2m");
+    }
+  }
+  if (map["schedule"]) {
+    if (auto s = Read(map["schedule"], where + ".schedule", err, p.schedule); !s.ok()) return s;
+    if (p.schedule != "normal" && p.schedule != "trailing" && p.schedule != "karras") {
+      return err.At(map["schedule"], where + ".schedule", "must be normal, trailing or karras");
+    }
+  }
+  if (map["tileable"]) {
+    if (auto s = Read(map["tileable"], where + ".tileable", err, p.tileable); !s.ok()) return s;
+  }
+  if (map["negative"]) {
+    std::string text;
+    if (auto s = Read(map["negative"], where + ".negative", err, text); !s.ok()) return s;
+    if (text.size() > lim.max_prompt_chars) {
+      return err.At(map["negative"], where + ".negative", absl::StrCat("longer than ", lim.max_prompt_chars, " characters"));
+    }
+    *negative = text;
+  }
+  return absl::OkStatus();
+}
+
+nlohmann::json ToJson(const YAML::Node& node) {
+  if (node.IsMap()) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& kv : node) j[kv.first.as<std::string>()] = ToJson(kv.second);
+    return j;
+  }
+  if (node.IsSequence()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& v : node) j.push_back(ToJson(v));
+    return j;
+  }
+  if (node.IsNull()) return nullptr;
+  const std::string s = node.Scalar();
+  if (node.Tag() == "!") return s;  // quoted: a string
+  bool b;
+  long long i;
+  double d;
+  if (YAML::convert<bool>::decode(node, b) && (s == "true" || s == "false")) return b;
+  if (YAML::convert<long long>::decode(node, i)) return i;
+  if (YAML::convert<double>::decode(node, d)) return d;
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file,
+                                       const std::function<uint64_t()>& draw_seed, const ManifestLimits& lim) {
+  Errors err(file);
+  if (text.size() > lim.max_file_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": manifest is ", text.size(), " bytes; the limit is ", lim.max_file_bytes));
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ":", e.mark.line + 1, ": not valid YAML or JSON: ", e.msg));
+  }
+  if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(file, ": the manifest must be a mapping"));
+  if (auto s = OnlyKeys(root, {"name", "model", "priority", "defaults", "items", "postprocess"}, "", err); !s.ok()) return s;
+
+  Manifest m;
+  for (const char* key : {"name", "model"}) {
+    if (!root[key]) return err.At(root, key, "is required");
+    std::string& out = std::string(key) == "name" ? m.name : m.model;
+    if (auto s = Read(root[key], key, err, out); !s.ok()) return s;
+    if (out.empty()) return err.At(root[key], key, "must not be empty");
+  }
+  if (root["priority"]) {
+    if (auto s = Read(root["priority"], "priority", err, m.priority); !s.ok()) return s;
+  }
+  GenerationInfo defaults;
+  defaults.model = m.model;
+  defaults.width = defaults.height = 1024;
+  defaults.steps = 30;
+  defaults.cfg = 5.0;
+  defaults.sampler = "euler";
+  defaults.schedule = "normal";
+  std::optional<std::string> default_negative;
+  if (root["defaults"]) {
+    if (auto s = ApplySettings(root["defaults"], "defaults", lim, err, defaults, &default_negative); !s.ok()) return s;
+  }
+  if (root["postprocess"]) {
+    if (!root["postprocess"].IsMap()) return err.At(root["postprocess"], "postprocess", "must be a mapping");
+    m.postprocess_json = ToJson(root["postprocess"]).dump();
+  }
+  const YAML::Node items = root["items"];
+  if (!items || !items.IsSequence() || items.size() == 0) return err.At(items ? items : root, "items", "must be a non-empty list");
+  for (size_t i = 0; i < items.size(); ++i) {
+    const YAML::Node item = items[i];
+    const std::string where = absl::StrCat("items[", i, "]");
+    if (!item.IsMap()) return err.At(item, where, "must be a mapping");
+    if (auto s = OnlyKeys(item, {"prompt", "negative", "count", "seed", "overrides"}, where, err); !s.ok()) return s;
+    GenerationInfo p = defaults;
+    std::optional<std::string> negative = default_negative;
+    if (!item["prompt"]) return err.At(item, where + ".prompt", "is required");
+    if (auto s = Read(item["prompt"], where + ".prompt", err, p.prompt); !s.ok()) return s;
+    if (p.prompt.size() > lim.max_prompt_chars) {
+      return err.At(item["prompt"], where + ".prompt", absl::StrCat("longer than ", lim.max_prompt_chars, " characters"));
+    }
+    if (item["overrides"]) {
+      if (auto s = ApplySettings(item["overrides"], where + ".overrides", lim, err, p, &negative); !s.ok()) return s;
+    }
+    if (item["negative"]) {
+      std::string text;
+      if (auto s = Read(item["negative"], where + ".negative", err, text); !s.ok()) return s;
+      if (text.size() > lim.max_prompt_chars) {
+        return err.At(item["negative"], where + ".negative", absl::StrCat("longer than ", lim.max_prompt_chars, " characters"));
+      }
+      negative = text;
+    }
+    p.negative = negative;
+    int count = 1;
+    if (item["count"]) {
+      if (auto s = Read(item["count"], where + ".count", err, count); !s.ok()) return s;
+      if (count < 1 || count > lim.max_count_per_item) {
+        return err.At(item["count"], where + ".count", absl::StrCat("must be 1..", lim.max_count_per_item));
+      }
+    }
+    std::optional<uint64_t> seed;
+    if (item["seed"]) {
+      uint64_t s64 = 0;
+      if (auto s = Read(item["seed"], where + ".seed", err, s64); !s.ok()) return s;
+      seed = s64;
+    }
+    if (m.images.size() + count > static_cast<size_t>(lim.max_images_per_job)) {
+      return err.At(item, where + ".count", absl::StrCat("the job would exceed ", lim.max_images_per_job, " images"));
+    }
+    for (int k = 0; k < count; ++k) {
+      ManifestImage image;
+      image.index = static_cast<int>(m.images.size());
+      image.params = p;
+      image.random_seed = !seed;
+      image.params.seed = seed ? *seed + k : draw_seed();
+      m.images.push_back(std::move(image));
+    }
+  }
+  return m;
+}
+
+}  // namespace spriteforge

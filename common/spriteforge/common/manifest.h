@@ -1,0 +1,54 @@
+// Batch job manifests (YAML or JSON, one schema) and their expansion into one item per
+// image. Validation names the file, line and field, and rejects the whole manifest.
+//
+//   name: potions
+//   model: tiny-sdxl
+//   priority: 0
+//   defaults: {width: 128, height: 128, steps: 4, cfg: 5.0, sampler: euler, schedule: normal}
+//   items:
+//     - {prompt: "red potion bottle icon", count: 12, seed: 100}
+//     - {prompt: "a knight", negative: "blurry", count: 2, overrides: {steps: 8}}
+//   postprocess: {...}   # kept as JSON for the workers
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "spriteforge/common/generation_info.h"
+
+namespace spriteforge {
+
+struct ManifestLimits {
+  int min_size = 64, max_size = 2048;  // pixels, multiples of 8
+  int max_steps = 150;
+  double max_cfg = 30;
+  int max_count_per_item = 10000;
+  int max_images_per_job = 100000;
+  size_t max_prompt_chars = 1000;
+  size_t max_file_bytes = 1 << 20;
+};
+
+struct ManifestImage {
+  int index = 0;            // from 0 in manifest order
+  GenerationInfo params;    // model, prompt, negative, seed, size, steps, cfg, sampler, schedule
+  bool random_seed = false; // the seed was drawn, not given (and is recorded here)
+};
+
+struct Manifest {
+  std::string name;
+  std::string model;
+  int priority = 0;
+  std::string postprocess_json;  // "" when absent
+  std::vector<ManifestImage> images;
+};
+
+// `draw_seed` supplies seeds for items without one (the caller records them).
+absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file_name,
+                                       const std::function<uint64_t()>& draw_seed,
+                                       const ManifestLimits& limits = {});
+
+}  // namespace spriteforge
