@@ -10,21 +10,6 @@
 namespace spriteforge::engine {
 namespace {
 
-struct Case {
-  const char* name;
-  SamplerKind sampler;
-  ScheduleKind schedule;
-};
-
-const Case kCases[] = {
-    {"euler", SamplerKind::kEuler, ScheduleKind::kNormal},
-    {"euler_trailing", SamplerKind::kEuler, ScheduleKind::kTrailing},
-    {"euler_karras", SamplerKind::kEuler, ScheduleKind::kKarras},
-    {"euler_a", SamplerKind::kEulerAncestral, ScheduleKind::kNormal},
-    {"dpmpp_2m", SamplerKind::kDpmpp2m, ScheduleKind::kNormal},
-    {"dpmpp_2m_karras", SamplerKind::kDpmpp2m, ScheduleKind::kKarras},
-};
-
 std::vector<double> Golden(const std::string& name) {
   const TensorView* t = testing::GoldenVectors().Find(name);
   EXPECT_NE(t, nullptr) << name;
@@ -35,7 +20,7 @@ std::vector<double> Golden(const std::string& name) {
 
 TEST(Schedule, MatchesReferenceTimestepsAndSigmas) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
-  for (const Case& c : kCases) {
+  for (const auto& c : testing::kSchedulerCases) {
     for (int steps : {4, 20, 30}) {
       const std::string prefix = std::string("sched.") + c.name + "." + std::to_string(steps);
       auto s = MakeSchedule(SchedulerConfig{}, c.sampler, c.schedule, steps);

@@ -15,24 +15,10 @@ torch::Tensor Golden(const std::string& name) {
   return torch::from_blob(const_cast<void*>(v->data), v->shape, torch::kDouble).clone();
 }
 
-struct Case {
-  const char* name;
-  SamplerKind sampler;
-  ScheduleKind schedule;
-};
-
 // Runs every sampler x schedule at `steps` and returns the worst relative error.
 double WorstLoopError(int steps) {
-  const Case cases[] = {
-      {"euler", SamplerKind::kEuler, ScheduleKind::kNormal},
-      {"euler_trailing", SamplerKind::kEuler, ScheduleKind::kTrailing},
-      {"euler_karras", SamplerKind::kEuler, ScheduleKind::kKarras},
-      {"euler_a", SamplerKind::kEulerAncestral, ScheduleKind::kNormal},
-      {"dpmpp_2m", SamplerKind::kDpmpp2m, ScheduleKind::kNormal},
-      {"dpmpp_2m_karras", SamplerKind::kDpmpp2m, ScheduleKind::kKarras},
-  };
   double worst = 0;
-  for (const Case& c : cases) {
+  for (const auto& c : testing::kSchedulerCases) {
     {
       const std::string prefix = std::string("sched.") + c.name + "." + std::to_string(steps);
       auto schedule = MakeSchedule(SchedulerConfig{}, c.sampler, c.schedule, steps);

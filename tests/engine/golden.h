@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "base/safetensors.h"
+#include "base/schedule.h"
 
 namespace spriteforge::engine::testing {
 
@@ -24,6 +25,21 @@ std::string GoldenDir();
   } while (0)
 
 bool GoldenRequired();
+
+// The reference's scheduler cases: vectors are named sched.<name>.<steps>.*.
+struct SchedulerCase {
+  const char* name;
+  SamplerKind sampler;
+  ScheduleKind schedule;
+};
+inline constexpr SchedulerCase kSchedulerCases[] = {
+    {"euler", SamplerKind::kEuler, ScheduleKind::kNormal},
+    {"euler_trailing", SamplerKind::kEuler, ScheduleKind::kTrailing},
+    {"euler_karras", SamplerKind::kEuler, ScheduleKind::kKarras},
+    {"euler_a", SamplerKind::kEulerAncestral, ScheduleKind::kNormal},
+    {"dpmpp_2m", SamplerKind::kDpmpp2m, ScheduleKind::kNormal},
+    {"dpmpp_2m_karras", SamplerKind::kDpmpp2m, ScheduleKind::kKarras},
+};
 
 // vectors.safetensors of the golden folder, opened once per process.
 const SafetensorsFile& GoldenVectors();
