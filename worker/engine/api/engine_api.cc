@@ -19,6 +19,12 @@ namespace fs = std::filesystem;
 
 constexpr char kBuiltinPrefix[] = "builtin:";
 
+// LibTorch appends a C++ backtrace to its exception messages: users get the first line.
+std::string FirstLine(std::string what) {
+  if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+  return what;
+}
+
 absl::StatusOr<torch::ScalarType> ParseDType(const std::string& name) {
   if (name == "fp32") return torch::kFloat;
   if (name == "fp16") return torch::kHalf;
@@ -104,9 +110,7 @@ class EngineImpl : public Engine {
 
  private:
   static absl::Status Classify(const std::exception& e) {
-    std::string what = e.what();
-    // LibTorch appends a C++ backtrace to its messages: keep the first line.
-    if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    const std::string what = FirstLine(e.what());
     if (absl::StrContains(what, "out of memory")) return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", what));
     return absl::InternalError(what);
   }
@@ -176,9 +180,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
     PipelineOptions options{*device, *dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch};
     return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
-    return absl::InternalError(absl::StrCat("loading ", o.model_path, ": ", what));
+    return absl::InternalError(absl::StrCat("loading ", o.model_path, ": ", FirstLine(e.what())));
   }
 }
 
