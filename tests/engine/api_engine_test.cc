@@ -6,38 +6,18 @@
 #include <map>
 #include <memory>
 
-#include <nlohmann/json.hpp>
-
 #include "golden.h"
-#include "spriteforge/common/files.h"
 #include "spriteforge/common/png.h"
 #include "spriteforge/engine/engine.h"
+#include "tools/golden_cases.h"
 
 namespace spriteforge::engine {
 namespace {
 
-// The golden cases as engine requests: the reference names sampler and schedule together.
 std::map<std::string, BatchRequest> GoldenRequests() {
-  auto cases = nlohmann::json::parse(*ReadFile(testing::GoldenDir() + "/cases.json"))["cases"];
-  std::map<std::string, BatchRequest> out;
-  for (auto& [name, spec] : cases.items()) {
-    if (name.rfind("e2e.", 0) != 0) continue;
-    BatchRequest r;
-    r.width = spec["width"];
-    r.height = spec["height"];
-    r.steps = spec["num_inference_steps"];
-    r.cfg = spec["guidance_scale"];
-    const std::string sampler = spec["sampler"];
-    r.sampler = sampler == "euler_a" ? "euler_ancestral" : sampler == "dpmpp_2m_karras" ? "dpmpp_2m" : sampler;
-    r.schedule = sampler == "dpmpp_2m_karras" ? "karras" : "normal";
-    for (size_t i = 0; i < spec["prompt"].size(); ++i) {
-      ImageRequest image{spec["prompt"][i], std::nullopt, spec["seeds"][i].get<uint64_t>()};
-      if (spec.contains("negative_prompt")) image.negative = spec["negative_prompt"][i].get<std::string>();
-      r.images.push_back(image);
-    }
-    out[name] = r;
-  }
-  return out;
+  auto cases = LoadGoldenCases(testing::GoldenDir());
+  EXPECT_TRUE(cases.ok()) << cases.status();
+  return cases.ok() ? *cases : std::map<std::string, BatchRequest>{};
 }
 
 Engine& GoldenEngine(const std::string& layout) {

@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/safetensors.h"
-#include "spriteforge/common/files.h"
 #include "spriteforge/engine/engine.h"
+#include "tools/golden_cases.h"
 
 namespace sf = spriteforge::engine;
 
@@ -54,23 +54,12 @@ Args ParseArgs(int argc, char** argv) {
   return args;
 }
 
-// The reference names its samplers by sampler+schedule; the engine takes them apart.
-void SplitSampler(const std::string& name, sf::BatchRequest& request) {
-  request.schedule = "normal";
-  if (name == "euler") request.sampler = "euler";
-  else if (name == "euler_a") request.sampler = "euler_ancestral";
-  else if (name == "dpmpp_2m_karras") { request.sampler = "dpmpp_2m"; request.schedule = "karras"; }
-  else if (name == "dpmpp_2m") request.sampler = "dpmpp_2m";
-  else Die("unknown sampler in cases.json: " + name);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
-  auto cases_text = spriteforge::ReadFile(args.golden + "/cases.json");
-  if (!cases_text.ok()) Die(std::string(cases_text.status().message()));
-  nlohmann::json cases = nlohmann::json::parse(*cases_text)["cases"];
+  auto cases = sf::LoadGoldenCases(args.golden);
+  if (!cases.ok()) Die(std::string(cases.status().message()));
   auto vectors = sf::SafetensorsFile::Open(args.golden + "/vectors.safetensors");
   if (!vectors.ok()) Die(std::string(vectors.status().message()));
 
@@ -86,20 +75,7 @@ int main(int argc, char** argv) {
   nlohmann::json report = {{"device", (*engine)->Device().name}, {"dtype", args.dtype},
                            {"tolerance", args.tolerance}, {"cases", nlohmann::json::object()}};
   bool all_pass = true;
-  for (auto& [name, spec] : cases.items()) {
-    if (name.rfind("e2e.", 0) != 0) continue;
-    sf::BatchRequest request;
-    request.width = spec["width"];
-    request.height = spec["height"];
-    request.steps = spec["num_inference_steps"];
-    request.cfg = spec["guidance_scale"];
-    SplitSampler(spec["sampler"], request);
-    for (size_t i = 0; i < spec["prompt"].size(); ++i) {
-      sf::ImageRequest image{spec["prompt"][i].get<std::string>(), std::nullopt,
-                             spec["seeds"][i].get<uint64_t>()};
-      if (spec.contains("negative_prompt")) image.negative = spec["negative_prompt"][i].get<std::string>();
-      request.images.push_back(image);
-    }
+  for (const auto& [name, request] : *cases) {
     auto result = (*engine)->Generate(request);
     if (!result.ok()) Die(name + ": " + std::string(result.status().message()));
     const sf::TensorView* expected = (*vectors)->Find(name + ".images");

@@ -1,0 +1,17 @@
+// The golden tiny model's end-to-end cases (cases.json) as engine requests, shared by
+// spriteforge-golden-check and the engine's tests.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "spriteforge/engine/engine.h"
+
+namespace spriteforge::engine {
+
+// Keyed by case name ("e2e.euler_cfg", ...). The reference names sampler and schedule
+// together ("dpmpp_2m_karras"); the requests carry them apart.
+absl::StatusOr<std::map<std::string, BatchRequest>> LoadGoldenCases(const std::string& golden_dir);
+
+}  // namespace spriteforge::engine
