@@ -1,0 +1,194 @@
+#include "service/client_service.h"
+
+#include <deque>
+#include <filesystem>
+#include <mutex>
+
+#include "spriteforge/common/files.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+template <typename Response>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr<Response> result,
+                                Response* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (result.ok()) *response = std::move(*result);
+  reactor->Finish(ToGrpc(result.status()));
+  return reactor;
+}
+
+// Streams a job's events until it finishes or the client goes away. Events arrive from
+// the core's outbox thread through a Relay that outlives this reactor, so a late event
+// never touches a deleted reactor.
+class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  struct Relay {
+    std::recursive_mutex mu;  // gRPC may run OnDone inline inside Push's StartWrite
+    WatchReactor* reactor = nullptr;
+  };
+
+  WatchReactor(Coordinator* core, const std::string& job_id) : core_(core), relay_(std::make_shared<Relay>()) {
+    relay_->reactor = this;
+    auto handle = core_->Watch(job_id, [relay = relay_](const v1::JobEvent& event) {
+      std::lock_guard<std::recursive_mutex> lock(relay->mu);
+      if (relay->reactor) relay->reactor->Push(event);
+    });
+    if (!handle.ok()) {
+      relay_->reactor = nullptr;
+      Finish(ToGrpc(handle.status()));
+      return;
+    }
+    handle_ = *handle;
+  }
+
+  void OnWriteDone(bool ok) override {
+    const v1::JobEvent* next = nullptr;
+    bool finish = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const bool last = queue_.front().has_job_done();
+      queue_.pop_front();
+      if (!ok || last) {
+        finish = !finished_;
+        finished_ = true;
+      } else if (!queue_.empty()) {
+        next = &queue_.front();
+      } else {
+        writing_ = false;
+      }
+    }
+    if (finish) Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::UNAVAILABLE, "client gone"));
+    else if (next) StartWrite(next);
+  }
+
+  // The client went away while nothing was being written: end the call now.
+  void OnCancel() override {
+    bool finish = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!finished_ && !writing_) finish = finished_ = true;
+    }
+    if (finish) Finish(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard<std::recursive_mutex> lock(relay_->mu);
+      relay_->reactor = nullptr;
+    }
+    if (handle_) core_->Unwatch(handle_);
+    delete this;
+  }
+
+ private:
+  void Push(const v1::JobEvent& event) {
+    const v1::JobEvent* next = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      queue_.push_back(event);
+      if (!writing_) {
+        writing_ = true;
+        next = &queue_.front();
+      }
+    }
+    if (next) StartWrite(next);  // nothing of `this` is touched after this call
+  }
+
+  Coordinator* core_;
+  std::shared_ptr<Relay> relay_;
+  int64_t handle_ = 0;
+  std::mutex mu_;
+  std::deque<v1::JobEvent> queue_;  // front: the event being written
+  bool writing_ = false;
+  bool finished_ = false;
+};
+
+// Sends the job's result files one after another.
+class FetchReactor : public grpc::ServerWriteReactor<v1::ResultFile> {
+ public:
+  FetchReactor(Coordinator* core, const v1::FetchResultsRequest& request) {
+    auto files = core->ResultFiles(request.job_id(), request.include_renders());
+    if (!files.ok()) {
+      Finish(ToGrpc(files.status()));
+      return;
+    }
+    files_ = std::move(*files);
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "client gone"));
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    while (next_ < files_.size()) {
+      const std::string& path = files_[next_++];
+      auto data = ReadFile(path);
+      if (!data.ok()) {
+        Finish(ToGrpc(data.status()));
+        return;
+      }
+      current_.set_name(std::filesystem::path(path).filename().string());
+      current_.set_data(std::move(*data));
+      StartWrite(&current_);
+      return;
+    }
+    Finish(grpc::Status::OK);
+  }
+  std::vector<std::string> files_;
+  size_t next_ = 0;
+  v1::ResultFile current_;
+};
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::ServerUnaryReactor* ClientService::SubmitJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::SubmitJobRequest* request,
+                                                   v1::SubmitJobResponse* response) {
+  return Reply(ctx, core_->Submit(*request), response);
+}
+grpc::ServerUnaryReactor* ClientService::GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* request,
+                                                v1::GetJobResponse* response) {
+  return Reply(ctx, core_->GetJob(*request), response);
+}
+grpc::ServerUnaryReactor* ClientService::ListJobs(grpc::CallbackServerContext* ctx,
+                                                  const v1::ListJobsRequest* request,
+                                                  v1::ListJobsResponse* response) {
+  return Reply(ctx, core_->ListJobs(*request), response);
+}
+grpc::ServerUnaryReactor* ClientService::CancelJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::CancelJobRequest* request,
+                                                   v1::CancelJobResponse* response) {
+  return Reply(ctx, core_->Cancel(*request), response);
+}
+grpc::ServerUnaryReactor* ClientService::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListWorkersRequest*,
+                                                     v1::ListWorkersResponse* response) {
+  return Reply(ctx, absl::StatusOr<v1::ListWorkersResponse>(core_->ListWorkers()), response);
+}
+grpc::ServerUnaryReactor* ClientService::GetStats(grpc::CallbackServerContext* ctx, const v1::GetStatsRequest*,
+                                                  v1::GetStatsResponse* response) {
+  return Reply(ctx, absl::StatusOr<v1::GetStatsResponse>(core_->Stats()), response);
+}
+grpc::ServerWriteReactor<v1::JobEvent>* ClientService::WatchJob(grpc::CallbackServerContext*,
+                                                                const v1::WatchJobRequest* request) {
+  return new WatchReactor(core_, request->job_id());
+}
+grpc::ServerWriteReactor<v1::ResultFile>* ClientService::FetchResults(grpc::CallbackServerContext*,
+                                                                      const v1::FetchResultsRequest* request) {
+  return new FetchReactor(core_, *request);
+}
+
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,748 @@
+#include "service/coordinator.h"
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "service/convert.h"
+#include "service/results.h"
+#include "spdlog/spdlog.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+std::string RandomId(const char* prefix) {
+  static std::mutex mu;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard<std::mutex> lock(mu);
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return absl::StrCat(prefix, std::string(buf, 12));
+}
+
+BatchKey KeyOf(const GenerationInfo& p) {
+  return BatchKey{p.model, p.width, p.height, p.steps, p.sampler, p.schedule, p.tileable};
+}
+
+const char* ReasonName(v1::FailureReason r) {
+  switch (r) {
+    case v1::FAILURE_OUT_OF_MEMORY: return "out_of_memory";
+    case v1::FAILURE_INVALID_REQUEST: return "invalid_request";
+    case v1::FAILURE_MODEL_UNAVAILABLE: return "model_unavailable";
+    case v1::FAILURE_CANCELLED: return "cancelled";
+    case v1::FAILURE_WORKER_LOST: return "worker_lost";
+    case v1::FAILURE_STORAGE: return "storage";
+    default: return "internal";
+  }
+}
+
+bool Finished(JobState s) { return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled; }
+
+}  // namespace
+
+Coordinator::Coordinator(std::unique_ptr<Store> store, CoordinatorOptions options)
+    : store_(std::move(store)), options_(std::move(options)), outbox_thread_([this] { RunOutbox(); }) {}
+
+Coordinator::~Coordinator() {
+  {
+    std::lock_guard<std::mutex> lock(outbox_mu_);
+    stopping_ = true;
+  }
+  outbox_cv_.notify_all();
+  outbox_thread_.join();
+}
+
+void Coordinator::Post(std::function<void()> action) {
+  {
+    std::lock_guard<std::mutex> lock(outbox_mu_);
+    outbox_.push_back(std::move(action));
+  }
+  outbox_cv_.notify_one();
+}
+
+void Coordinator::RunOutbox() {
+  std::unique_lock<std::mutex> lock(outbox_mu_);
+  while (true) {
+    outbox_cv_.wait(lock, [this] { return stopping_ || !outbox_.empty(); });
+    if (outbox_.empty()) return;  // stopping and drained
+    auto action = std::move(outbox_.front());
+    outbox_.pop_front();
+    lock.unlock();
+    action();
+    lock.lock();
+  }
+}
+
+void Coordinator::SendLocked(WorkerState& worker, const v1::CoordinatorMessage& message) {
+  if (!worker.channel) return;
+  Post([channel = worker.channel, message] { channel->Send(message); });
+}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr<Store> store,
+                                                                 CoordinatorOptions options) {
+  auto requeued = store->Recover();
+  if (!requeued.ok()) return requeued.status();
+  if (*requeued > 0) spdlog::info("recovered: {} running items returned to the queue", *requeued);
+  std::error_code ec;
+  std::filesystem::create_directories(options.output_dir, ec);
+  if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", options.output_dir, ": ", ec.message()));
+  return std::unique_ptr<Coordinator>(new Coordinator(std::move(store), std::move(options)));
+}
+
+int64_t Coordinator::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// ------------------------------------------------------------------ jobs
+
+absl::StatusOr<JobRecord> Coordinator::JobLocked(const std::string& job_id) {
+  if (auto it = jobs_.find(job_id); it != jobs_.end()) return it->second;
+  auto job = store_->GetJob(job_id);
+  if (job.ok() && !Finished(job->state)) jobs_[job_id] = *job;
+  return job;
+}
+
+v1::Job Coordinator::JobSnapshotLocked(const JobRecord& job) {
+  v1::Job out;
+  out.set_id(job.id);
+  out.set_name(job.name);
+  out.set_model(job.model);
+  out.set_priority(job.priority);
+  out.set_state(static_cast<v1::JobState>(job.state));
+  out.set_created_unix_ms(job.created_ms);
+  out.set_finished_unix_ms(job.finished_ms);
+  out.set_output_dir(JobDir(options_.output_dir, job.id));
+  out.set_idempotency_key(job.idempotency_key);
+  auto counts = store_->Counts(job.id);
+  if (counts.ok()) {
+    *out.mutable_counts() = ToProto(*counts);
+    const int64_t end = job.finished_ms ? job.finished_ms : NowMs();
+    const double seconds = job.started_ms ? (end - job.started_ms) / 1000.0 : 0;
+    if (seconds > 0 && counts->done > 0) {
+      out.set_images_per_second(counts->done / seconds);
+      out.set_eta_seconds((counts->queued + counts->running) / out.images_per_second());
+    }
+  }
+  return out;
+}
+
+void Coordinator::EmitLocked(const std::string& job_id, v1::JobEvent event) {
+  bool any = false;
+  for (const auto& [handle, w] : watchers_) any = any || w.job_id == job_id;
+  if (!any) return;
+  event.set_unix_ms(NowMs());
+  event.set_job_id(job_id);
+  if (auto job = JobLocked(job_id); job.ok()) *event.mutable_job() = JobSnapshotLocked(*job);
+  for (const auto& [handle, w] : watchers_) {
+    if (w.job_id == job_id) Post([sink = w.sink, event] { sink(event); });
+  }
+}
+
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobRequest& request) {
+  const std::string file = request.manifest_name().empty() ? "manifest" : request.manifest_name();
+  std::mt19937_64 rng(std::random_device{}());
+  auto manifest = ParseManifest(request.manifest(), file, [&] { return rng() >> 1; }, options_.limits);
+  if (!manifest.ok()) return manifest.status();
+  JobRecord job;
+  job.id = RandomId("job-");
+  job.name = manifest->name;
+  job.model = manifest->model;
+  job.priority = manifest->priority;
+  job.created_ms = NowMs();
+  job.idempotency_key = request.idempotency_key();
+  job.postprocess_json = manifest->postprocess_json;
+  std::vector<ItemRecord> items;
+  items.reserve(manifest->images.size());
+  for (const ManifestImage& image : manifest->images) {
+    ItemRecord it;
+    it.index = image.index;
+    it.params = image.params;
+    it.params.model = manifest->model;
+    it.random_seed = image.random_seed;
+    items.push_back(std::move(it));
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  bool deduplicated = false;
+  auto stored = store_->CreateJob(job, items, &deduplicated);
+  if (!stored.ok()) return stored.status();
+  v1::SubmitJobResponse response;
+  response.set_deduplicated(deduplicated);
+  *response.mutable_job() = JobSnapshotLocked(*stored);
+  if (!deduplicated) {
+    spdlog::info("job {} '{}': {} images of model {}", stored->id, stored->name, items.size(), stored->model);
+    jobs_[stored->id] = *stored;
+    v1::JobEvent event;
+    event.mutable_queued()->set_items(static_cast<int>(items.size()));
+    EmitLocked(stored->id, std::move(event));
+    Schedule();
+  }
+  return response;
+}
+
+absl::StatusOr<v1::GetJobResponse> Coordinator::GetJob(const v1::GetJobRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto job = JobLocked(request.job_id());
+  if (!job.ok()) return job.status();
+  v1::GetJobResponse response;
+  *response.mutable_job() = JobSnapshotLocked(*job);
+  if (request.include_items()) {
+    auto items = store_->Items(job->id);
+    if (!items.ok()) return items.status();
+    for (const ItemRecord& it : *items) *response.add_items() = ToProto(it);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto jobs = store_->ListJobs(request.limit() > 0 ? request.limit() : 100);
+  if (!jobs.ok()) return jobs.status();
+  v1::ListJobsResponse response;
+  for (const JobRecord& job : *jobs) *response.add_jobs() = JobSnapshotLocked(job);
+  return response;
+}
+
+absl::StatusOr<v1::CancelJobResponse> Coordinator::Cancel(const v1::CancelJobRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto batches = store_->CancelJob(request.job_id(), NowMs());
+  if (!batches.ok()) return batches.status();
+  // Running batches stop between steps; their other jobs' items return to the queue when
+  // the worker reports the cancellation.
+  for (const std::string& batch_id : *batches) {
+    auto b = batches_.find(batch_id);
+    if (b == batches_.end()) continue;
+    auto w = workers_.find(b->second.worker_id);
+    if (w != workers_.end()) {
+      v1::CoordinatorMessage msg;
+      msg.mutable_cancel()->set_batch_id(batch_id);
+      SendLocked(w->second, msg);
+    }
+  }
+  spdlog::info("job {} cancelled ({} running batches told to stop)", request.job_id(), batches->size());
+  jobs_.erase(request.job_id());
+  FinishJobsLocked({request.job_id()});
+  auto job = store_->GetJob(request.job_id());
+  if (!job.ok()) return job.status();
+  v1::CancelJobResponse response;
+  *response.mutable_job() = JobSnapshotLocked(*job);
+  return response;
+}
+
+void Coordinator::FinishJobsLocked(const std::set<std::string>& job_ids) {
+  for (const std::string& id : job_ids) {
+    auto job = store_->FinishJobIfComplete(id, NowMs());
+    if (!job.ok()) {
+      spdlog::error("job {}: {}", id, std::string(job.status().message()));
+      continue;
+    }
+    if (!Finished(job->state)) {
+      jobs_[id] = *job;
+      continue;
+    }
+    jobs_.erase(id);
+    auto counts = store_->Counts(id);
+    auto items = store_->Items(id);
+    if (counts.ok() && items.ok()) {
+      if (auto s = WriteJobSummary(options_.output_dir, *job, *counts, *items); !s.ok()) {
+        spdlog::error("job {}: job.json: {}", id, std::string(s.message()));
+      }
+    }
+    spdlog::info("job {} finished: state {}", id, static_cast<int>(job->state));
+    v1::JobEvent event;
+    event.mutable_job_done()->set_state(static_cast<v1::JobState>(job->state));
+    EmitLocked(id, std::move(event));
+  }
+}
+
+absl::StatusOr<int64_t> Coordinator::Watch(const std::string& job_id, EventSink sink) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto job = JobLocked(job_id);
+  if (!job.ok()) return job.status();
+  const int64_t handle = next_watch_++;
+  v1::JobEvent snapshot;
+  snapshot.set_unix_ms(NowMs());
+  snapshot.set_job_id(job_id);
+  *snapshot.mutable_job() = JobSnapshotLocked(*job);
+  snapshot.mutable_queued()->set_items(snapshot.job().counts().total());
+  Post([sink, snapshot] { sink(snapshot); });
+  if (Finished(job->state)) {
+    snapshot.mutable_job_done()->set_state(static_cast<v1::JobState>(job->state));
+    Post([sink, snapshot] { sink(snapshot); });
+  }
+  watchers_[handle] = Watcher{job_id, std::move(sink)};
+  return handle;
+}
+
+void Coordinator::Unwatch(int64_t handle) {
+  std::lock_guard<std::mutex> lock(mu_);
+  watchers_.erase(handle);
+}
+
+absl::StatusOr<std::vector<std::string>> Coordinator::ResultFiles(const std::string& job_id, bool include_renders) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto items = store_->Items(job_id);
+  if (!items.ok()) return items.status();
+  if (items->empty()) {
+    if (auto job = store_->GetJob(job_id); !job.ok()) return job.status();
+  }
+  std::vector<std::string> files;
+  for (const ItemRecord& it : *items) {
+    if (it.state != ItemState::kDone) continue;
+    if (it.sprite_path.empty() || include_renders) files.push_back(it.image_path);
+    if (!it.sprite_path.empty()) files.push_back(it.sprite_path);
+    const std::string png = it.image_path;
+    files.push_back(png.substr(0, png.size() - 4) + ".json");
+  }
+  const std::string summary = JobDir(options_.output_dir, job_id) + "/job.json";
+  if (std::filesystem::exists(summary)) files.push_back(summary);
+  return files;
+}
+
+// ------------------------------------------------------------------ workers
+
+Coordinator::WorkerState* Coordinator::WorkerOf(WorkerChannel* channel) {
+  for (auto& [id, w] : workers_) {
+    if (w.channel.get() == channel) return &w;
+  }
+  return nullptr;
+}
+
+absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg) {
+  if (reg.models().empty()) return absl::InvalidArgumentError("a worker must advertise at least one model");
+  if (reg.max_batch() < 1) return absl::InvalidArgumentError("max_batch must be at least 1");
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string id = reg.worker_id().empty() ? RandomId("worker-") : reg.worker_id();
+  WorkerState& w = workers_[id];
+  if (w.channel && w.channel != channel) DropWorkerLocked(w, "replaced by a new connection");
+  w.id = id;
+  w.channel = channel;
+  w.registration = reg;
+  w.registration.set_worker_id(id);
+  w.memory = reg.memory();
+  w.last_seen_ms = NowMs();
+  // The memory model starts from the worker's own weights and the SDXL per-image prior,
+  // then learns from the calibrations it measured and every batch it reports.
+  const uint64_t fixed = std::max<uint64_t>(reg.memory().weights_bytes() * 23 / 20, 1);
+  w.model = std::make_unique<MemoryModel>(
+      MemoryPrior{reg.memory().weights_bytes() ? fixed : kSdxlFp16Prior.fixed_bytes,
+                  kSdxlFp16Prior.per_image_bytes_at_1mp});
+  for (const v1::Calibration& c : reg.calibrations()) {
+    if (c.peak_bytes() > 0) w.model->Observe(c.batch(), c.width(), c.height(), c.peak_bytes());
+  }
+  nlohmann::json info = {{"device", reg.device_name()},
+                         {"compute_capability", reg.compute_capability()},
+                         {"unified_memory", reg.unified_memory()},
+                         {"total_bytes", reg.memory().total_bytes()},
+                         {"budget_bytes", reg.memory().budget_bytes()},
+                         {"models", std::vector<std::string>(reg.models().begin(), reg.models().end())},
+                         {"max_batch", reg.max_batch()}};
+  if (auto s = store_->UpsertWorker({id, info.dump(), w.last_seen_ms, 0}); !s.ok()) return s;
+  spdlog::info("worker {} registered: {} ({}), budget {:.2f} GB, models [{}], max batch {}", id, reg.device_name(),
+               reg.compute_capability(), reg.memory().budget_bytes() / 1e9,
+               absl::StrJoin(reg.models(), ", "), reg.max_batch());
+  v1::CoordinatorMessage msg;
+  msg.mutable_registered()->set_worker_id(id);
+  msg.mutable_registered()->set_heartbeat_interval_ms(options_.heartbeat_ms);
+  SendLocked(w, msg);
+  Schedule();
+  return absl::OkStatus();
+}
+
+void Coordinator::DropWorkerLocked(WorkerState& w, const std::string& why) {
+  spdlog::warn("worker {} lost: {}", w.id, why);
+  if (!w.batch_id.empty()) {
+    ReleaseBatchLocked(w.batch_id, v1::FAILURE_WORKER_LOST, absl::StrCat("worker ", w.id, " lost: ", why));
+  }
+  if (w.channel) Post([channel = w.channel, why] { channel->Close(why); });
+  w.channel = nullptr;
+}
+
+void Coordinator::OnDisconnect(WorkerChannel* channel) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WorkerState* w = WorkerOf(channel);
+  if (!w) return;
+  w->channel = nullptr;  // the stream is already gone; nothing to close
+  if (!w->batch_id.empty()) {
+    spdlog::warn("worker {} disconnected with batch {} in flight", w->id, w->batch_id);
+    ReleaseBatchLocked(w->batch_id, v1::FAILURE_WORKER_LOST, absl::StrCat("worker ", w->id, " disconnected"));
+  } else {
+    spdlog::info("worker {} disconnected", w->id);
+  }
+  Schedule();
+}
+
+void Coordinator::ReleaseBatchLocked(const std::string& batch_id, v1::FailureReason reason,
+                                     const std::string& message) {
+  // Worker loss and out of memory are not the items' fault: they go back to the queue
+  // without counting towards their attempts' limit.
+  const bool items_fault = reason != v1::FAILURE_WORKER_LOST && reason != v1::FAILURE_OUT_OF_MEMORY &&
+                           reason != v1::FAILURE_CANCELLED;
+  const int max_attempts = reason == v1::FAILURE_INVALID_REQUEST ? 1 : options_.max_attempts;
+  auto released = store_->ReleaseBatch(batch_id, items_fault ? reason : 0, message, max_attempts);
+  std::set<std::string> jobs;
+  if (!released.ok()) {
+    spdlog::error("batch {}: cannot release: {}", batch_id, std::string(released.status().message()));
+  } else {
+    for (const ItemRecord& it : *released) {
+      jobs.insert(it.job_id);
+      if (reason == v1::FAILURE_CANCELLED) continue;
+      metrics_.AddFailure(ReasonName(reason));
+      v1::JobEvent event;
+      auto* failed = event.mutable_item_failed();
+      failed->set_index(it.index);
+      failed->set_reason(reason);
+      failed->set_message(message);
+      failed->set_will_retry(it.state == ItemState::kQueued);
+      EmitLocked(it.job_id, std::move(event));
+    }
+  }
+  if (auto b = batches_.find(batch_id); b != batches_.end()) {
+    if (auto w = workers_.find(b->second.worker_id); w != workers_.end() && w->second.batch_id == batch_id) {
+      w->second.batch_id.clear();
+    }
+    batches_.erase(b);
+  }
+  FinishJobsLocked(jobs);
+}
+
+void Coordinator::OnMessage(WorkerChannel* channel, const v1::WorkerMessage& message) {
+  std::unique_lock<std::mutex> lock(mu_);
+  WorkerState* w = WorkerOf(channel);
+  if (!w) return;  // dropped: whatever it says no longer counts
+  w->last_seen_ms = NowMs();
+  store_->RenewLeases(w->id, w->last_seen_ms + options_.lease_ms).IgnoreError();
+  switch (message.msg_case()) {
+    case v1::WorkerMessage::kHeartbeat:
+      w->memory = message.heartbeat().memory();
+      break;
+    case v1::WorkerMessage::kProgress:
+      HandleProgress(*w, message.progress());
+      break;
+    case v1::WorkerMessage::kResult:
+      HandleResult(*w, message.result(), lock);
+      break;
+    case v1::WorkerMessage::kFailure:
+      HandleFailure(*w, message.failure());
+      break;
+    default:
+      break;
+  }
+  if (lock.owns_lock()) Schedule();
+}
+
+void Coordinator::HandleProgress(WorkerState& w, const v1::StepProgress& progress) {
+  auto b = batches_.find(progress.batch_id());
+  if (b == batches_.end() || b->second.worker_id != w.id) return;
+  const int64_t now = NowMs();
+  if (progress.step() > 1) metrics_.ObserveStepSeconds((now - b->second.last_step_ms) / 1000.0);
+  b->second.last_step_ms = now;
+  std::map<std::string, std::vector<int>> by_job;
+  for (const ItemKey& k : b->second.items) by_job[k.job_id].push_back(k.index);
+  for (const auto& [job_id, indices] : by_job) {
+    v1::JobEvent event;
+    auto* p = event.mutable_progress();
+    for (int i : indices) p->add_indices(i);
+    p->set_worker_id(w.id);
+    p->set_step(progress.step());
+    p->set_total_steps(progress.total_steps());
+    EmitLocked(job_id, std::move(event));
+  }
+}
+
+void Coordinator::HandleResult(WorkerState& w, const v1::BatchResultMsg& result, std::unique_lock<std::mutex>& lock) {
+  const std::string batch_id = result.batch_id();
+  auto b = batches_.find(batch_id);
+  if (b == batches_.end() || b->second.worker_id != w.id) return;  // released meanwhile
+  auto running = store_->RunningItems(batch_id);
+  if (!running.ok()) {
+    ReleaseBatchLocked(batch_id, v1::FAILURE_STORAGE, std::string(running.status().message()));
+    return;
+  }
+  const int batch_size = static_cast<int>(b->second.items.size());
+  const BatchKey key = b->second.key;
+  const std::string worker_id = w.id;
+
+  // Files are written without the lock (they may be megabytes); commits happen after.
+  lock.unlock();
+  struct Written {
+    ItemRecord item;
+    ItemFiles files;
+  };
+  std::vector<Written> written;
+  std::string storage_error;
+  for (const v1::ItemResult& r : result.items()) {
+    const ItemRecord* item = nullptr;
+    for (const ItemRecord& it : *running) {
+      if (it.job_id == r.job_id() && it.index == r.index()) item = &it;
+    }
+    if (!item || r.seed() != item->params.seed) continue;
+    nlohmann::json sidecar = {{"worker", worker_id},
+                              {"batch_id", batch_id},
+                              {"batch_size", batch_size},
+                              {"timings_ms",
+                               {{"encode", result.encode_ms()},
+                                {"denoise", result.denoise_ms()},
+                                {"decode", result.decode_ms()},
+                                {"total", result.total_ms()}}},
+                              {"peak_memory_bytes",
+                               {{"allocated", result.memory().peak_allocated_bytes()},
+                                {"reserved", result.memory().peak_reserved_bytes()}}}};
+    if (!r.postprocess_error().empty()) sidecar["postprocess_error"] = r.postprocess_error();
+    auto files = WriteItemFiles(options_.output_dir, *item, r.png(), r.sprite_png(), sidecar);
+    if (!files.ok()) {
+      storage_error = std::string(files.status().message());
+      spdlog::error("job {} item {}: {}", item->job_id, item->index, storage_error);
+      continue;
+    }
+    written.push_back({*item, *files});
+  }
+  lock.lock();
+
+  const int64_t now = NowMs();
+  int accepted = 0;
+  std::set<std::string> jobs;
+  for (const Written& wr : written) {
+    auto ok = store_->CompleteItem(batch_id, {wr.item.job_id, wr.item.index}, wr.files.image_path,
+                                   wr.files.sprite_path, now);
+    if (!ok.ok() || !*ok) {
+      // Cancelled or reassigned meanwhile: the files are not the item's result.
+      std::error_code ec;
+      std::filesystem::remove(wr.files.image_path, ec);
+      if (!wr.files.sprite_path.empty()) std::filesystem::remove(wr.files.sprite_path, ec);
+      continue;
+    }
+    ++accepted;
+    jobs.insert(wr.item.job_id);
+    v1::JobEvent event;
+    auto* done = event.mutable_item_done();
+    done->set_index(wr.item.index);
+    done->set_seed(wr.item.params.seed);
+    done->set_image_path(wr.files.sprite_path.empty() ? wr.files.image_path : wr.files.sprite_path);
+    done->set_worker_id(worker_id);
+    EmitLocked(wr.item.job_id, std::move(event));
+  }
+  metrics_.AddImages(accepted);
+  if (accepted > 0) {
+    metrics_.ObserveImageSeconds(result.total_ms() / 1000.0 / accepted);
+    store_->AddWorkerImages(worker_id, accepted, now).IgnoreError();
+  }
+  WorkerState& worker = workers_[worker_id];
+  worker.images_done += accepted;
+  if (result.total_ms() > 0 && accepted > 0) {
+    const double rate = accepted / (result.total_ms() / 1000.0);
+    worker.images_per_second =
+        worker.images_per_second > 0 ? 0.7 * worker.images_per_second + 0.3 * rate : rate;
+  }
+  const uint64_t peak = result.memory().peak_allocated_bytes();
+  if (peak > 0) {
+    worker.peak_bytes = std::max(worker.peak_bytes, peak);
+    if (worker.model) worker.model->Observe(batch_size, key.width, key.height, peak);
+  }
+  // Whatever the batch did not deliver goes back to the queue (or fails on storage errors).
+  if (batches_.count(batch_id)) {
+    ReleaseBatchLocked(batch_id, storage_error.empty() ? v1::FAILURE_INTERNAL : v1::FAILURE_STORAGE,
+                       storage_error.empty() ? "the worker's result lacked this item" : storage_error);
+  }
+  FinishJobsLocked(jobs);
+}
+
+void Coordinator::HandleFailure(WorkerState& w, const v1::BatchFailure& failure) {
+  auto b = batches_.find(failure.batch_id());
+  if (b == batches_.end() || b->second.worker_id != w.id) return;
+  const int size = static_cast<int>(b->second.items.size());
+  const BatchKey key = b->second.key;
+  v1::FailureReason reason = failure.reason();
+  if (reason == v1::FAILURE_OUT_OF_MEMORY) {
+    // Lower this worker's cap for the shape; the items return to the queue and the next
+    // plan gives them out in smaller batches. A single image that does not fit fails.
+    if (w.model) w.model->OnOutOfMemory(size, key.width, key.height);
+    spdlog::warn("worker {}: out of memory at batch {} of {}x{}; cap now {}", w.id, size, key.width, key.height,
+                 w.model ? w.model->CapFor(key.width, key.height) : 0);
+    if (size == 1) reason = v1::FAILURE_INTERNAL;  // counts towards the item's attempts
+  } else if (reason != v1::FAILURE_CANCELLED) {
+    spdlog::warn("worker {}: batch {} failed: {}", w.id, failure.batch_id(), failure.message());
+  }
+  ReleaseBatchLocked(failure.batch_id(), reason, failure.message());
+}
+
+// ------------------------------------------------------------------ scheduling
+
+void Coordinator::Schedule() {
+  std::vector<WorkerView> views;
+  for (auto& [id, w] : workers_) {
+    if (!w.channel || !w.batch_id.empty()) continue;
+    WorkerView v;
+    v.id = id;
+    v.models.assign(w.registration.models().begin(), w.registration.models().end());
+    v.budget_bytes = w.memory.budget_bytes() ? w.memory.budget_bytes() : w.registration.memory().budget_bytes();
+    v.max_batch = w.registration.max_batch();
+    v.idle = true;
+    v.memory = w.model.get();
+    views.push_back(std::move(v));
+  }
+  if (views.empty()) return;
+  auto queued = store_->QueuedItems();
+  if (!queued.ok()) {
+    spdlog::error("cannot read the queue: {}", std::string(queued.status().message()));
+    return;
+  }
+  if (queued->empty()) return;
+  std::vector<PendingItem> pending;
+  pending.reserve(queued->size());
+  for (const ItemRecord& it : *queued) {
+    auto job = JobLocked(it.job_id);
+    if (!job.ok()) continue;
+    pending.push_back({it.job_id, it.index, job->priority, job->seq, KeyOf(it.params)});
+  }
+  const int64_t now = NowMs();
+  for (const Assignment& a : Plan(pending, views, last_served_)) {
+    WorkerState& w = workers_[a.worker_id];
+    BatchState batch{RandomId("batch-"), a.worker_id, a.key, {}, now, now};
+    for (const PendingItem& p : a.items) batch.items.push_back({p.job_id, p.index});
+    if (auto s = store_->Lease(batch.id, w.id, batch.items, now + options_.lease_ms, now); !s.ok()) {
+      spdlog::error("cannot lease batch: {}", std::string(s.message()));
+      continue;
+    }
+    v1::CoordinatorMessage msg;
+    auto* assignment = msg.mutable_assignment();
+    assignment->set_batch_id(batch.id);
+    assignment->set_model(a.key.model);
+    assignment->set_lease_expires_unix_ms(now + options_.lease_ms);
+    std::map<std::string, std::vector<int>> by_job;
+    auto items = store_->RunningItems(batch.id);
+    for (const ItemRecord& it : items.ok() ? *items : std::vector<ItemRecord>{}) {
+      auto* item = assignment->add_items();
+      item->set_index(it.index);
+      item->set_job_id(it.job_id);
+      *item->mutable_params() = ToProto(it.params);
+      if (auto job = JobLocked(it.job_id); job.ok()) item->set_postprocess_json(job->postprocess_json);
+      by_job[it.job_id].push_back(it.index);
+    }
+    for (const auto& [job_id, indices] : by_job) last_served_[job_id] = ++serve_counter_;
+    w.batch_id = batch.id;
+    metrics_.ObserveBatch(static_cast<int>(batch.items.size()));
+    batches_[batch.id] = std::move(batch);
+    SendLocked(w, msg);
+    for (const auto& [job_id, indices] : by_job) {
+      v1::JobEvent event;
+      auto* started = event.mutable_started();
+      for (int i : indices) started->add_indices(i);
+      started->set_worker_id(w.id);
+      EmitLocked(job_id, std::move(event));
+    }
+  }
+}
+
+void Coordinator::Tick() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = NowMs();
+  for (auto& [id, w] : workers_) {
+    if (w.channel && now - w.last_seen_ms > options_.lease_ms) {
+      DropWorkerLocked(w, absl::StrCat("silent for ", (now - w.last_seen_ms) / 1000, " s"));
+    }
+  }
+  if (auto expired = store_->ExpiredBatches(now); expired.ok()) {
+    for (const std::string& batch_id : *expired) {
+      ReleaseBatchLocked(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
+    }
+  }
+  Schedule();
+}
+
+// ------------------------------------------------------------------ views
+
+v1::ListWorkersResponse Coordinator::ListWorkers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::ListWorkersResponse response;
+  for (const auto& [id, w] : workers_) {
+    v1::WorkerView* v = response.add_workers();
+    const v1::Register& r = w.registration;
+    v->set_id(id);
+    v->set_device_name(r.device_name());
+    v->set_compute_capability(r.compute_capability());
+    v->set_unified_memory(r.unified_memory());
+    v->set_total_bytes(w.memory.total_bytes());
+    v->set_free_bytes(w.memory.free_bytes());
+    v->set_budget_bytes(w.memory.budget_bytes());
+    v->set_used_bytes(w.memory.total_bytes() > w.memory.free_bytes() ? w.memory.total_bytes() - w.memory.free_bytes()
+                                                                     : 0);
+    v->set_peak_bytes(w.peak_bytes);
+    for (const auto& m : r.models()) v->add_models(m);
+    v->set_max_batch(r.max_batch());
+    v->set_connected(w.channel != nullptr);
+    if (auto b = batches_.find(w.batch_id); b != batches_.end()) {
+      v->set_running_items(static_cast<int>(b->second.items.size()));
+    }
+    v->set_images_done(w.images_done);
+    v->set_images_per_second(w.images_per_second);
+    v->set_last_seen_unix_ms(w.last_seen_ms);
+  }
+  return response;
+}
+
+GaugeSnapshot Coordinator::GaugesLocked() {
+  GaugeSnapshot g;
+  if (auto totals = store_->Totals(); totals.ok()) {
+    g.queue_depth = (*totals)["queued"];
+    g.running_items = (*totals)["running"];
+  }
+  g.jobs_active = static_cast<int64_t>(jobs_.size());
+  for (const auto& [id, w] : workers_) {
+    g.workers.push_back({id, w.channel != nullptr, w.images_per_second, w.peak_bytes, w.memory.budget_bytes(),
+                         w.memory.total_bytes() > w.memory.free_bytes() ? w.memory.total_bytes() - w.memory.free_bytes()
+                                                                        : 0,
+                         w.images_done});
+  }
+  return g;
+}
+
+std::string Coordinator::MetricsText() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return metrics_.Render(GaugesLocked());
+}
+
+nlohmann::json Coordinator::StatsJson() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const GaugeSnapshot g = GaugesLocked();
+  nlohmann::json workers = nlohmann::json::array();
+  double rate = 0;
+  int connected = 0;
+  for (const WorkerGauges& w : g.workers) {
+    if (w.connected) {
+      ++connected;
+      rate += w.images_per_second;
+    }
+    workers.push_back({{"id", w.id},
+                       {"connected", w.connected},
+                       {"images_per_second", w.images_per_second},
+                       {"images_done", w.images_done},
+                       {"memory_peak_bytes", w.peak_bytes},
+                       {"memory_budget_bytes", w.budget_bytes},
+                       {"memory_used_bytes", w.used_bytes}});
+  }
+  return {{"images_total", metrics_.images_total()},
+          {"failures_total", metrics_.failures_total()},
+          {"queue_depth", g.queue_depth},
+          {"running_items", g.running_items},
+          {"jobs_active", g.jobs_active},
+          {"workers_connected", connected},
+          {"images_per_second", rate},
+          {"workers", workers}};
+}
+
+v1::GetStatsResponse Coordinator::Stats() {
+  const nlohmann::json j = StatsJson();
+  v1::GetStatsResponse out;
+  out.set_images_total(j["images_total"].get<int64_t>());
+  out.set_failures_total(j["failures_total"].get<int64_t>());
+  out.set_queue_depth(static_cast<int>(j["queue_depth"].get<int64_t>()));
+  out.set_workers_connected(j["workers_connected"].get<int>());
+  out.set_images_per_second(j["images_per_second"].get<double>());
+  out.set_json(j.dump());
+  return out;
+}
+
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,153 @@
+// The coordinator's core: jobs in, batches out, results stored. It owns the store, the
+// worker registry with one calibrated memory model per worker, and the job event streams.
+// The gRPC layer (client_service, worker_gateway) only translates calls into these
+// methods; everything here runs under one mutex, so the order of events is the order of
+// store commits.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "scheduling/memory_model.h"
+#include "scheduling/planner.h"
+#include "service/metrics.h"
+#include "spriteforge/common/manifest.h"
+#include "spriteforge/v1/spriteforge.pb.h"
+#include "store/store.h"
+
+namespace spriteforge::coordinator {
+
+namespace v1 = ::spriteforge::v1;
+
+// One worker's stream, as the core sees it. The core calls it only from its outbox thread,
+// never under its lock, because gRPC may run reactions inline in the calling thread.
+class WorkerChannel {
+ public:
+  virtual ~WorkerChannel() = default;
+  virtual void Send(const v1::CoordinatorMessage& message) = 0;
+  virtual void Close(const std::string& reason) = 0;  // ends the stream from our side
+};
+
+struct CoordinatorOptions {
+  std::string output_dir;
+  int64_t lease_ms = 15000;       // a batch whose worker is silent this long returns to the queue
+  int heartbeat_ms = 1000;        // asked of workers; every message renews their leases
+  int max_attempts = 3;           // an item failing this often (not out of memory) fails for good
+  ManifestLimits limits;
+};
+
+class Coordinator {
+ public:
+  using EventSink = std::function<void(const v1::JobEvent&)>;
+
+  // Recovers the store (leases of a previous process return to the queue).
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(std::unique_ptr<Store> store,
+                                                             CoordinatorOptions options);
+
+  // ---- client API
+  absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::SubmitJobRequest& request);
+  absl::StatusOr<v1::GetJobResponse> GetJob(const v1::GetJobRequest& request);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  absl::StatusOr<v1::CancelJobResponse> Cancel(const v1::CancelJobRequest& request);
+  v1::ListWorkersResponse ListWorkers();
+  v1::GetStatsResponse Stats();
+  nlohmann::json StatsJson();
+  std::string MetricsText();
+  // Paths of the job's result files (images, sidecars, sprites, job.json).
+  absl::StatusOr<std::vector<std::string>> ResultFiles(const std::string& job_id, bool include_renders);
+
+  // Subscribes to a job: the sink first gets a snapshot, then every event, in order, from
+  // the outbox thread (never under the core's lock). Returns a handle for Unwatch.
+  absl::StatusOr<int64_t> Watch(const std::string& job_id, EventSink sink);
+  void Unwatch(int64_t handle);
+
+  // ---- worker gateway
+  absl::Status Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg);
+  void OnMessage(WorkerChannel* channel, const v1::WorkerMessage& message);
+  void OnDisconnect(WorkerChannel* channel);
+
+  // Expires silent workers and stale leases, then dispatches. Called periodically.
+  void Tick();
+
+  const CoordinatorOptions& options() const { return options_; }
+  ~Coordinator();
+
+ private:
+  struct WorkerState {
+    std::string id;
+    std::shared_ptr<WorkerChannel> channel;  // null while disconnected
+    v1::Register registration;
+    v1::MemoryReport memory;           // last heartbeat
+    std::unique_ptr<MemoryModel> model;
+    std::string batch_id;              // in flight; one batch at a time
+    int64_t last_seen_ms = 0;
+    int64_t images_done = 0;
+    double images_per_second = 0;
+    uint64_t peak_bytes = 0;
+  };
+  struct BatchState {
+    std::string id;
+    std::string worker_id;
+    BatchKey key;
+    std::vector<ItemKey> items;
+    int64_t started_ms = 0;
+    int64_t last_step_ms = 0;
+  };
+  struct Watcher {
+    std::string job_id;
+    EventSink sink;
+  };
+
+  Coordinator(std::unique_ptr<Store> store, CoordinatorOptions options);
+
+  // All below: called with mu_ held.
+  void Schedule();
+  void ReleaseBatchLocked(const std::string& batch_id, v1::FailureReason reason, const std::string& message);
+  void DropWorkerLocked(WorkerState& worker, const std::string& why);
+  void HandleResult(WorkerState& worker, const v1::BatchResultMsg& result, std::unique_lock<std::mutex>& lock);
+  void HandleFailure(WorkerState& worker, const v1::BatchFailure& failure);
+  void HandleProgress(WorkerState& worker, const v1::StepProgress& progress);
+  void FinishJobsLocked(const std::set<std::string>& job_ids);
+  absl::StatusOr<JobRecord> JobLocked(const std::string& job_id);
+  v1::Job JobSnapshotLocked(const JobRecord& job);
+  void EmitLocked(const std::string& job_id, v1::JobEvent event);
+  WorkerState* WorkerOf(WorkerChannel* channel);
+  GaugeSnapshot GaugesLocked();
+  int64_t NowMs() const;
+  // Side effects on gRPC objects run in order on the outbox thread, outside mu_.
+  void Post(std::function<void()> action);
+  void SendLocked(WorkerState& worker, const v1::CoordinatorMessage& message);
+  void RunOutbox();
+
+  std::mutex mu_;
+  std::unique_ptr<Store> store_;
+  CoordinatorOptions options_;
+  Metrics metrics_;
+  std::map<std::string, WorkerState> workers_;
+  std::map<std::string, BatchState> batches_;
+  std::map<std::string, JobRecord> jobs_;  // cache of job records with unfinished items
+  std::map<std::string, int64_t> last_served_;
+  int64_t serve_counter_ = 0;
+  std::map<int64_t, Watcher> watchers_;
+  int64_t next_watch_ = 1;
+
+  std::mutex outbox_mu_;
+  std::condition_variable outbox_cv_;
+  std::deque<std::function<void()>> outbox_;
+  bool stopping_ = false;
+  std::thread outbox_thread_;
+};
+
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,31 @@
+// The coordinator's HTTP port: /metrics (Prometheus text format), /stats (JSON), /healthz.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "service/coordinator.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace spriteforge::coordinator {
+
+class HttpEndpoint {
+ public:
+  // Binds host:port (port 0 picks a free one) and serves on its own thread.
+  static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(Coordinator* core, const std::string& host, int port);
+  ~HttpEndpoint();
+  int port() const { return port_; }
+
+ private:
+  HttpEndpoint() = default;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,128 @@
+#include "service/worker_gateway.h"
+
+#include <deque>
+#include <mutex>
+
+#include "spdlog/spdlog.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+class GatewayReactor;
+
+// What the core holds: forwards to the reactor while the stream lives.
+class Channel : public WorkerChannel {
+ public:
+  void Send(const v1::CoordinatorMessage& message) override;
+  void Close(const std::string& reason) override;
+
+  std::recursive_mutex mu;  // gRPC may run OnDone inline inside our StartWrite/Finish
+  GatewayReactor* reactor = nullptr;
+};
+
+class GatewayReactor : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+ public:
+  GatewayReactor(Coordinator* core, std::string peer)
+      : core_(core), peer_(std::move(peer)), channel_(std::make_shared<Channel>()) {
+    channel_->reactor = this;
+    StartRead(&incoming_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the worker closed the stream or the connection broke
+      EndStream(grpc::Status::OK);
+      return;
+    }
+    if (!registered_) {
+      if (incoming_.msg_case() != v1::WorkerMessage::kRegister) {
+        EndStream(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the first message must be Register"));
+        return;
+      }
+      if (auto s = core_->Register(channel_, incoming_.register_()); !s.ok()) {
+        spdlog::warn("worker at {} refused: {}", peer_, std::string(s.message()));
+        EndStream(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message())));
+        return;
+      }
+      registered_ = true;
+    } else {
+      core_->OnMessage(channel_.get(), incoming_);
+    }
+    StartRead(&incoming_);
+  }
+
+  void Enqueue(const v1::CoordinatorMessage& message) {
+    const v1::CoordinatorMessage* next = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      queue_.push_back(message);
+      if (!writing_) {
+        writing_ = true;
+        next = &queue_.front();
+      }
+    }
+    if (next) StartWrite(next);
+  }
+
+  void OnWriteDone(bool ok) override {
+    const v1::CoordinatorMessage* next = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.pop_front();
+      if (ok && !queue_.empty() && !finished_) {
+        next = &queue_.front();
+      } else {
+        writing_ = false;
+      }
+    }
+    if (next) StartWrite(next);
+  }
+
+  void EndStream(const grpc::Status& status) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(status);
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard<std::recursive_mutex> lock(channel_->mu);
+      channel_->reactor = nullptr;
+    }
+    if (registered_) core_->OnDisconnect(channel_.get());
+    delete this;
+  }
+
+ private:
+  Coordinator* core_;
+  std::string peer_;
+  std::shared_ptr<Channel> channel_;
+  v1::WorkerMessage incoming_;
+  bool registered_ = false;
+  std::mutex mu_;
+  std::deque<v1::CoordinatorMessage> queue_;
+  bool writing_ = false;
+  bool finished_ = false;
+};
+
+void Channel::Send(const v1::CoordinatorMessage& message) {
+  std::lock_guard<std::recursive_mutex> lock(mu);
+  if (reactor) reactor->Enqueue(message);
+}
+
+void Channel::Close(const std::string& reason) {
+  std::lock_guard<std::recursive_mutex> lock(mu);
+  if (reactor) reactor->EndStream(grpc::Status(grpc::StatusCode::ABORTED, reason));
+}
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerGatewayService::Connect(
+    grpc::CallbackServerContext* ctx) {
+  return new GatewayReactor(core_, ctx->peer());
+}
+
+}  // namespace spriteforge::coordinator

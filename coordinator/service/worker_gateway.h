@@ -1,0 +1,21 @@
+// The worker gateway: one bidirectional stream per worker. The first message must be a
+// Register; after that every message goes to the core, and the core's messages come back
+// through a WorkerChannel that stays valid (and silent) after the stream ends.
+#pragma once
+
+#include "service/coordinator.h"
+#include "spriteforge/v1/spriteforge.grpc.pb.h"
+
+namespace spriteforge::coordinator {
+
+class WorkerGatewayService final : public v1::WorkerGateway::CallbackService {
+ public:
+  explicit WorkerGatewayService(Coordinator* core) : core_(core) {}
+  grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Connect(
+      grpc::CallbackServerContext* ctx) override;
+
+ private:
+  Coordinator* core_;
+};
+
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,76 @@
+// A thin RAII layer over the SQLite C API: one connection, prepared statements with
+// positional binding, and errors that carry SQLite's message.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace spriteforge::coordinator {
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql);
+  ~Statement();
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // Binding is positional from 1; returns *this so calls chain.
+  Statement& Bind(int i, int64_t v);
+  Statement& Bind(int i, int v) { return Bind(i, static_cast<int64_t>(v)); }
+  Statement& Bind(int i, double v);
+  Statement& Bind(int i, const std::string& v);
+  Statement& Bind(int i, const std::optional<std::string>& v);
+  Statement& BindNull(int i);
+
+  // Steps once: true while a row is available, false when done; errors become status().
+  bool Step();
+  absl::Status Run();  // steps to completion
+
+  int64_t Int(int col) const;
+  double Double(int col) const;
+  std::string Text(int col) const;
+  std::optional<std::string> OptText(int col) const;
+
+  absl::Status status() const { return status_; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  absl::Status status_;
+};
+
+class Database {
+ public:
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path);
+  ~Database();
+
+  absl::Status Exec(const std::string& sql);
+  sqlite3* raw() { return db_; }
+  int64_t Changes() const { return sqlite3_changes64(db_); }
+
+ private:
+  explicit Database(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back unless Commit() succeeds.
+class Transaction {
+ public:
+  explicit Transaction(Database& db);
+  ~Transaction();
+  absl::Status Commit();
+  absl::Status status() const { return status_; }
+
+ private:
+  Database& db_;
+  bool open_ = false;
+  absl::Status status_;
+};
+
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,408 @@
+#include "store/store.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "store/sqlite.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS jobs(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  model TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL DEFAULT 0,
+  finished_ms INTEGER NOT NULL DEFAULT 0,
+  idempotency_key TEXT,
+  postprocess TEXT NOT NULL DEFAULT '');
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(idempotency_key) WHERE idempotency_key <> '';
+CREATE TABLE IF NOT EXISTS items(
+  job_id TEXT NOT NULL REFERENCES jobs(id),
+  idx INTEGER NOT NULL,
+  prompt TEXT NOT NULL,
+  negative TEXT,
+  seed INTEGER NOT NULL,
+  random_seed INTEGER NOT NULL,
+  width INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  steps INTEGER NOT NULL,
+  cfg REAL NOT NULL,
+  sampler TEXT NOT NULL,
+  schedule TEXT NOT NULL,
+  model TEXT NOT NULL,
+  tileable INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  batch_id TEXT NOT NULL DEFAULT '',
+  worker_id TEXT NOT NULL DEFAULT '',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  image_path TEXT NOT NULL DEFAULT '',
+  sprite_path TEXT NOT NULL DEFAULT '',
+  failure INTEGER NOT NULL DEFAULT 0,
+  failure_message TEXT NOT NULL DEFAULT '',
+  done_ms INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(job_id, idx));
+CREATE INDEX IF NOT EXISTS items_state ON items(state);
+CREATE INDEX IF NOT EXISTS items_batch ON items(batch_id);
+CREATE TABLE IF NOT EXISTS leases(
+  batch_id TEXT PRIMARY KEY,
+  worker_id TEXT NOT NULL,
+  expires_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS workers(
+  id TEXT PRIMARY KEY,
+  info TEXT NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  images_done INTEGER NOT NULL DEFAULT 0);
+)sql";
+
+constexpr const char* kJobColumns =
+    "id, name, model, priority, state, created_ms, started_ms, finished_ms, "
+    "COALESCE(idempotency_key, ''), postprocess, seq";
+
+constexpr const char* kItemColumns =
+    "job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, sampler, schedule, "
+    "model, tileable, state, batch_id, worker_id, attempts, image_path, sprite_path, failure, "
+    "failure_message, done_ms";
+
+// Seeds are unsigned 64-bit; SQLite integers are signed. Store the bit pattern.
+int64_t SeedToDb(uint64_t seed) {
+  int64_t v;
+  std::memcpy(&v, &seed, sizeof v);
+  return v;
+}
+uint64_t SeedFromDb(int64_t v) {
+  uint64_t seed;
+  std::memcpy(&seed, &v, sizeof seed);
+  return seed;
+}
+
+JobRecord ReadJob(const Statement& s) {
+  JobRecord j;
+  j.id = s.Text(0);
+  j.name = s.Text(1);
+  j.model = s.Text(2);
+  j.priority = static_cast<int>(s.Int(3));
+  j.state = static_cast<JobState>(s.Int(4));
+  j.created_ms = s.Int(5);
+  j.started_ms = s.Int(6);
+  j.finished_ms = s.Int(7);
+  j.idempotency_key = s.Text(8);
+  j.postprocess_json = s.Text(9);
+  j.seq = s.Int(10);
+  return j;
+}
+
+ItemRecord ReadItem(const Statement& s) {
+  ItemRecord it;
+  it.job_id = s.Text(0);
+  it.index = static_cast<int>(s.Int(1));
+  it.params.prompt = s.Text(2);
+  it.params.negative = s.OptText(3);
+  it.params.seed = SeedFromDb(s.Int(4));
+  it.random_seed = s.Int(5) != 0;
+  it.params.width = static_cast<int>(s.Int(6));
+  it.params.height = static_cast<int>(s.Int(7));
+  it.params.steps = static_cast<int>(s.Int(8));
+  it.params.cfg = s.Double(9);
+  it.params.sampler = s.Text(10);
+  it.params.schedule = s.Text(11);
+  it.params.model = s.Text(12);
+  it.params.tileable = s.Int(13) != 0;
+  it.state = static_cast<ItemState>(s.Int(14));
+  it.batch_id = s.Text(15);
+  it.worker_id = s.Text(16);
+  it.attempts = static_cast<int>(s.Int(17));
+  it.image_path = s.Text(18);
+  it.sprite_path = s.Text(19);
+  it.failure = static_cast<int>(s.Int(20));
+  it.failure_message = s.Text(21);
+  it.done_ms = s.Int(22);
+  return it;
+}
+
+}  // namespace
+
+Store::Store(std::unique_ptr<Database> db) : db_(std::move(db)) {}
+Store::~Store() = default;
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  auto db = Database::Open(path);
+  if (!db.ok()) return db.status();
+  if (auto s = (*db)->Exec(kSchema); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("database ", path, " is not a spriteforge store: ", s.message()));
+  }
+  return std::unique_ptr<Store>(new Store(std::move(*db)));
+}
+
+absl::StatusOr<JobRecord> Store::CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
+                                           bool* deduplicated) {
+  *deduplicated = false;
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  if (!job.idempotency_key.empty()) {
+    Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE idempotency_key = ?").c_str());
+    q.Bind(1, job.idempotency_key);
+    if (q.Step()) {
+      *deduplicated = true;
+      return ReadJob(q);
+    }
+    if (!q.status().ok()) return q.status();
+  }
+  Statement ins(db_->raw(),
+                "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key, postprocess) "
+                "VALUES(?,?,?,?,?,?,?,?)");
+  ins.Bind(1, job.id).Bind(2, job.name).Bind(3, job.model).Bind(4, job.priority)
+      .Bind(5, static_cast<int>(JobState::kQueued)).Bind(6, job.created_ms)
+      .Bind(7, job.idempotency_key).Bind(8, job.postprocess_json);
+  if (auto s = ins.Run(); !s.ok()) return s;
+  job.seq = sqlite3_last_insert_rowid(db_->raw());
+  job.state = JobState::kQueued;
+  for (const ItemRecord& it : items) {
+    Statement row(db_->raw(),
+                  "INSERT INTO items(job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, "
+                  "sampler, schedule, model, tileable, state) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    row.Bind(1, job.id).Bind(2, it.index).Bind(3, it.params.prompt).Bind(4, it.params.negative)
+        .Bind(5, SeedToDb(it.params.seed)).Bind(6, it.random_seed ? 1 : 0).Bind(7, it.params.width)
+        .Bind(8, it.params.height).Bind(9, it.params.steps).Bind(10, it.params.cfg).Bind(11, it.params.sampler)
+        .Bind(12, it.params.schedule).Bind(13, it.params.model).Bind(14, it.params.tileable ? 1 : 0)
+        .Bind(15, static_cast<int>(ItemState::kQueued));
+    if (auto s = row.Run(); !s.ok()) return s;
+  }
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  return job;
+}
+
+absl::StatusOr<JobRecord> Store::GetJob(const std::string& id) {
+  Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?").c_str());
+  q.Bind(1, id);
+  if (q.Step()) return ReadJob(q);
+  if (!q.status().ok()) return q.status();
+  return absl::NotFoundError(absl::StrCat("no job ", id));
+}
+
+absl::StatusOr<std::vector<JobRecord>> Store::ListJobs(int limit) {
+  Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seq DESC LIMIT ?").c_str());
+  q.Bind(1, limit);
+  std::vector<JobRecord> out;
+  while (q.Step()) out.push_back(ReadJob(q));
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> Store::SelectItems(const char* where, const std::string& arg) {
+  Statement q(db_->raw(), absl::StrCat("SELECT ", kItemColumns, " FROM items ", where).c_str());
+  if (!arg.empty()) q.Bind(1, arg);
+  std::vector<ItemRecord> out;
+  while (q.Step()) out.push_back(ReadItem(q));
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> Store::Items(const std::string& job_id) {
+  return SelectItems("WHERE job_id = ? ORDER BY idx", job_id);
+}
+
+absl::StatusOr<ItemCounts> Store::Counts(const std::string& job_id) {
+  Statement q(db_->raw(), "SELECT state, COUNT(*) FROM items WHERE job_id = ? GROUP BY state");
+  q.Bind(1, job_id);
+  ItemCounts c;
+  while (q.Step()) {
+    const int n = static_cast<int>(q.Int(1));
+    c.total += n;
+    switch (static_cast<ItemState>(q.Int(0))) {
+      case ItemState::kQueued: c.queued += n; break;
+      case ItemState::kRunning: c.running += n; break;
+      case ItemState::kDone: c.done += n; break;
+      case ItemState::kFailed: c.failed += n; break;
+      case ItemState::kCancelled: c.cancelled += n; break;
+    }
+  }
+  if (!q.status().ok()) return q.status();
+  return c;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> Store::QueuedItems() {
+  return SelectItems(
+      "JOIN jobs ON jobs.id = items.job_id WHERE items.state = 1 ORDER BY jobs.seq, items.idx", "");
+}
+
+absl::Status Store::Lease(const std::string& batch_id, const std::string& worker_id,
+                          const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  Statement lease(db_->raw(), "INSERT INTO leases(batch_id, worker_id, expires_ms) VALUES(?,?,?)");
+  lease.Bind(1, batch_id).Bind(2, worker_id).Bind(3, expires_ms);
+  if (auto s = lease.Run(); !s.ok()) return s;
+  for (const ItemKey& key : items) {
+    Statement up(db_->raw(),
+                 "UPDATE items SET state = 2, batch_id = ?, worker_id = ?, attempts = attempts + 1 "
+                 "WHERE job_id = ? AND idx = ? AND state = 1");
+    up.Bind(1, batch_id).Bind(2, worker_id).Bind(3, key.job_id).Bind(4, key.index);
+    if (auto s = up.Run(); !s.ok()) return s;
+    if (db_->Changes() != 1) {
+      return absl::FailedPreconditionError(absl::StrCat("item ", key.job_id, "/", key.index, " is not queued"));
+    }
+    Statement job(db_->raw(), "UPDATE jobs SET state = 2, started_ms = ? WHERE id = ? AND state = 1");
+    job.Bind(1, now_ms).Bind(2, key.job_id);
+    if (auto s = job.Run(); !s.ok()) return s;
+  }
+  return tx.Commit();
+}
+
+absl::Status Store::RenewLeases(const std::string& worker_id, int64_t expires_ms) {
+  Statement q(db_->raw(), "UPDATE leases SET expires_ms = ? WHERE worker_id = ?");
+  q.Bind(1, expires_ms).Bind(2, worker_id);
+  return q.Run();
+}
+
+absl::StatusOr<std::vector<std::string>> Store::ExpiredBatches(int64_t now_ms) {
+  Statement q(db_->raw(), "SELECT batch_id FROM leases WHERE expires_ms < ?");
+  q.Bind(1, now_ms);
+  std::vector<std::string> out;
+  while (q.Step()) out.push_back(q.Text(0));
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> Store::BatchesOfWorker(const std::string& worker_id) {
+  Statement q(db_->raw(), "SELECT batch_id FROM leases WHERE worker_id = ?");
+  q.Bind(1, worker_id);
+  std::vector<std::string> out;
+  while (q.Step()) out.push_back(q.Text(0));
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> Store::RunningItems(const std::string& batch_id) {
+  return SelectItems("WHERE batch_id = ? AND state = 2 ORDER BY job_id, idx", batch_id);
+}
+
+absl::StatusOr<bool> Store::CompleteItem(const std::string& batch_id, const ItemKey& item,
+                                         const std::string& image_path, const std::string& sprite_path,
+                                         int64_t now_ms) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  Statement q(db_->raw(),
+              "UPDATE items SET state = 3, image_path = ?, sprite_path = ?, done_ms = ? "
+              "WHERE job_id = ? AND idx = ? AND state = 2 AND batch_id = ?");
+  q.Bind(1, image_path).Bind(2, sprite_path).Bind(3, now_ms).Bind(4, item.job_id).Bind(5, item.index)
+      .Bind(6, batch_id);
+  if (auto s = q.Run(); !s.ok()) return s;
+  const bool accepted = db_->Changes() == 1;
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  return accepted;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> Store::ReleaseBatch(const std::string& batch_id, int fail_reason,
+                                                            const std::string& message, int max_attempts) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  auto items = RunningItems(batch_id);
+  if (!items.ok()) return items.status();
+  for (ItemRecord& it : *items) {
+    const bool fail = fail_reason != 0 && it.attempts >= max_attempts;
+    it.state = fail ? ItemState::kFailed : ItemState::kQueued;
+    it.failure = fail_reason;
+    it.failure_message = message;
+    Statement up(db_->raw(),
+                 "UPDATE items SET state = ?, failure = ?, failure_message = ?, batch_id = '' "
+                 "WHERE job_id = ? AND idx = ?");
+    up.Bind(1, static_cast<int>(it.state)).Bind(2, fail_reason).Bind(3, message).Bind(4, it.job_id)
+        .Bind(5, it.index);
+    if (auto s = up.Run(); !s.ok()) return s;
+  }
+  Statement del(db_->raw(), "DELETE FROM leases WHERE batch_id = ?");
+  del.Bind(1, batch_id);
+  if (auto s = del.Run(); !s.ok()) return s;
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  return items;
+}
+
+absl::StatusOr<std::vector<std::string>> Store::CancelJob(const std::string& job_id, int64_t now_ms) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  auto job = GetJob(job_id);
+  if (!job.ok()) return job.status();
+  std::vector<std::string> batches;
+  Statement q(db_->raw(), "SELECT DISTINCT batch_id FROM items WHERE job_id = ? AND state = 2");
+  q.Bind(1, job_id);
+  while (q.Step()) batches.push_back(q.Text(0));
+  if (!q.status().ok()) return q.status();
+  Statement items(db_->raw(), "UPDATE items SET state = 5, batch_id = '' WHERE job_id = ? AND state IN (1, 2)");
+  items.Bind(1, job_id);
+  if (auto s = items.Run(); !s.ok()) return s;
+  if (job->finished_ms == 0) {
+    Statement j(db_->raw(), "UPDATE jobs SET state = 5, finished_ms = ? WHERE id = ?");
+    j.Bind(1, now_ms).Bind(2, job_id);
+    if (auto s = j.Run(); !s.ok()) return s;
+  }
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  return batches;
+}
+
+absl::StatusOr<JobRecord> Store::FinishJobIfComplete(const std::string& job_id, int64_t now_ms) {
+  auto counts = Counts(job_id);
+  if (!counts.ok()) return counts.status();
+  if (counts->Finished()) {
+    const JobState state = counts->failed > 0 ? JobState::kFailed : JobState::kDone;
+    Statement q(db_->raw(), "UPDATE jobs SET state = ?, finished_ms = ? WHERE id = ? AND finished_ms = 0");
+    q.Bind(1, static_cast<int>(state)).Bind(2, now_ms).Bind(3, job_id);
+    if (auto s = q.Run(); !s.ok()) return s;
+  }
+  return GetJob(job_id);
+}
+
+absl::StatusOr<int> Store::Recover() {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  if (auto s = db_->Exec("UPDATE items SET state = 1, batch_id = '' WHERE state = 2"); !s.ok()) return s;
+  const int n = static_cast<int>(db_->Changes());
+  if (auto s = db_->Exec("DELETE FROM leases"); !s.ok()) return s;
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  return n;
+}
+
+absl::Status Store::UpsertWorker(const WorkerRecord& w) {
+  Statement q(db_->raw(),
+              "INSERT INTO workers(id, info, last_seen_ms) VALUES(?,?,?) "
+              "ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen_ms = excluded.last_seen_ms");
+  q.Bind(1, w.id).Bind(2, w.info_json).Bind(3, w.last_seen_ms);
+  return q.Run();
+}
+
+absl::Status Store::AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms) {
+  Statement q(db_->raw(), "UPDATE workers SET images_done = images_done + ?, last_seen_ms = ? WHERE id = ?");
+  q.Bind(1, images).Bind(2, now_ms).Bind(3, worker_id);
+  return q.Run();
+}
+
+absl::StatusOr<std::vector<WorkerRecord>> Store::ListWorkers() {
+  Statement q(db_->raw(), "SELECT id, info, last_seen_ms, images_done FROM workers ORDER BY id");
+  std::vector<WorkerRecord> out;
+  while (q.Step()) out.push_back({q.Text(0), q.Text(1), q.Int(2), q.Int(3)});
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
+absl::StatusOr<std::map<std::string, int64_t>> Store::Totals() {
+  Statement q(db_->raw(), "SELECT state, COUNT(*) FROM items GROUP BY state");
+  std::map<std::string, int64_t> out{{"done", 0}, {"failed", 0}, {"queued", 0}, {"running", 0}, {"cancelled", 0}};
+  while (q.Step()) {
+    switch (static_cast<ItemState>(q.Int(0))) {
+      case ItemState::kQueued: out["queued"] = q.Int(1); break;
+      case ItemState::kRunning: out["running"] = q.Int(1); break;
+      case ItemState::kDone: out["done"] = q.Int(1); break;
+      case ItemState::kFailed: out["failed"] = q.Int(1); break;
+      case ItemState::kCancelled: out["cancelled"] = q.Int(1); break;
+    }
+  }
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
+}  // namespace spriteforge::coordinator

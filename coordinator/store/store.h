@@ -1,0 +1,134 @@
+// The coordinator's durable state in SQLite (WAL): jobs, their items, batch leases and
+// workers. Every state change is one transaction, so a coordinator killed at any point
+// restarts from a consistent database (Recover) and loses nothing.
+//
+// Item life cycle: queued -> running (leased to a batch) -> done | failed | cancelled;
+// a released lease (worker lost, out of memory, coordinator restart) puts running items
+// back to queued. A result is accepted only while its item is running under the batch
+// that reports it, so late results of a reassigned item never count twice.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "spriteforge/common/generation_info.h"
+
+namespace spriteforge::coordinator {
+
+class Database;
+
+// Numbered as the proto's JobState / ItemState so the service converts with a cast.
+enum class JobState { kQueued = 1, kRunning = 2, kDone = 3, kFailed = 4, kCancelled = 5 };
+enum class ItemState { kQueued = 1, kRunning = 2, kDone = 3, kFailed = 4, kCancelled = 5 };
+
+struct JobRecord {
+  std::string id;
+  std::string name;
+  std::string model;
+  int priority = 0;
+  JobState state = JobState::kQueued;
+  int64_t created_ms = 0;
+  int64_t started_ms = 0;   // first lease; 0 before
+  int64_t finished_ms = 0;  // 0 while unfinished
+  std::string idempotency_key;
+  std::string postprocess_json;
+  int64_t seq = 0;  // submission order, assigned by the store
+};
+
+struct ItemRecord {
+  std::string job_id;
+  int index = 0;
+  GenerationInfo params;
+  bool random_seed = false;
+  ItemState state = ItemState::kQueued;
+  std::string batch_id;
+  std::string worker_id;
+  int attempts = 0;
+  std::string image_path;
+  std::string sprite_path;
+  int failure = 0;  // proto FailureReason
+  std::string failure_message;
+  int64_t done_ms = 0;
+};
+
+struct ItemCounts {
+  int total = 0, queued = 0, running = 0, done = 0, failed = 0, cancelled = 0;
+  bool Finished() const { return queued == 0 && running == 0; }
+};
+
+struct ItemKey {
+  std::string job_id;
+  int index = 0;
+};
+
+struct WorkerRecord {
+  std::string id;
+  std::string info_json;  // the worker's registration, as JSON
+  int64_t last_seen_ms = 0;
+  int64_t images_done = 0;
+};
+
+class Store {
+ public:
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+
+  // Creates the job and its items in one transaction. A job with the same non-empty
+  // idempotency key already stored comes back instead, with `deduplicated` set.
+  absl::StatusOr<JobRecord> CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
+                                      bool* deduplicated);
+  absl::StatusOr<JobRecord> GetJob(const std::string& id);
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit);
+  absl::StatusOr<std::vector<ItemRecord>> Items(const std::string& job_id);
+  absl::StatusOr<ItemCounts> Counts(const std::string& job_id);
+  // Queued items of every job, by job submission then index.
+  absl::StatusOr<std::vector<ItemRecord>> QueuedItems();
+
+  // Leases items to a batch: they become running with attempts + 1; their jobs start.
+  absl::Status Lease(const std::string& batch_id, const std::string& worker_id,
+                     const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms);
+  absl::Status RenewLeases(const std::string& worker_id, int64_t expires_ms);
+  absl::StatusOr<std::vector<std::string>> ExpiredBatches(int64_t now_ms);
+  absl::StatusOr<std::vector<std::string>> BatchesOfWorker(const std::string& worker_id);
+  // The items still running under the batch.
+  absl::StatusOr<std::vector<ItemRecord>> RunningItems(const std::string& batch_id);
+
+  // Records a result; false (nothing changed) unless the item runs under `batch_id`.
+  absl::StatusOr<bool> CompleteItem(const std::string& batch_id, const ItemKey& item,
+                                    const std::string& image_path, const std::string& sprite_path,
+                                    int64_t now_ms);
+  // Ends the batch's lease: items still running go back to the queue, or fail when
+  // `fail_reason` is set and they have had `max_attempts`. Returns the affected items
+  // (their state after the change).
+  absl::StatusOr<std::vector<ItemRecord>> ReleaseBatch(const std::string& batch_id, int fail_reason,
+                                                       const std::string& message, int max_attempts);
+
+  // Cancels queued and running items; returns the batches that had running items.
+  absl::StatusOr<std::vector<std::string>> CancelJob(const std::string& job_id, int64_t now_ms);
+  // Marks the job done/failed once no item is queued or running; returns its record.
+  absl::StatusOr<JobRecord> FinishJobIfComplete(const std::string& job_id, int64_t now_ms);
+
+  // After a restart: every lease is void (its worker's stream died with the old process),
+  // so running items return to the queue. Returns how many.
+  absl::StatusOr<int> Recover();
+
+  absl::Status UpsertWorker(const WorkerRecord& worker);
+  absl::Status AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms);
+  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers();
+
+  // Totals for metrics: items done, items failed, items queued.
+  absl::StatusOr<std::map<std::string, int64_t>> Totals();
+
+ private:
+  explicit Store(std::unique_ptr<Database> db);
+  absl::StatusOr<std::vector<ItemRecord>> SelectItems(const char* where, const std::string& arg);
+  std::unique_ptr<Database> db_;
+};
+
+}  // namespace spriteforge::coordinator
