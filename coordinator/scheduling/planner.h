@@ -30,8 +30,9 @@ struct BatchKey {
   std::string sampler;
   std::string schedule;
   bool tileable = false;
+  double cfg = 0;  // the engine guides a whole batch with one scale
 
-  auto Tie() const { return std::tie(model, width, height, steps, sampler, schedule, tileable); }
+  auto Tie() const { return std::tie(model, width, height, steps, sampler, schedule, tileable, cfg); }
   bool operator<(const BatchKey& o) const { return Tie() < o.Tie(); }
   bool operator==(const BatchKey& o) const { return Tie() == o.Tie(); }
 };

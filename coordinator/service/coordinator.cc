@@ -23,7 +23,7 @@ std::string RandomId(const char* prefix) {
 }
 
 BatchKey KeyOf(const GenerationInfo& p) {
-  return BatchKey{p.model, p.width, p.height, p.steps, p.sampler, p.schedule, p.tileable};
+  return BatchKey{p.model, p.width, p.height, p.steps, p.sampler, p.schedule, p.tileable, p.cfg};
 }
 
 const char* ReasonName(v1::FailureReason r) {
@@ -146,6 +146,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   std::mt19937_64 rng(std::random_device{}());
   auto manifest = ParseManifest(request.manifest(), file, [&] { return rng() >> 1; }, options_.limits);
   if (!manifest.ok()) return manifest.status();
+  if (!request.model_override().empty()) manifest->model = request.model_override();
   JobRecord job;
   job.id = RandomId("job-");
   job.name = manifest->name;

@@ -227,8 +227,7 @@ absl::StatusOr<ItemCounts> Store::Counts(const std::string& job_id) {
 }
 
 absl::StatusOr<std::vector<ItemRecord>> Store::QueuedItems() {
-  return SelectItems(
-      "JOIN jobs ON jobs.id = items.job_id WHERE items.state = 1 ORDER BY jobs.seq, items.idx", "");
+  return SelectItems("WHERE state = 1 ORDER BY (SELECT seq FROM jobs WHERE jobs.id = items.job_id), idx", "");
 }
 
 absl::Status Store::Lease(const std::string& batch_id, const std::string& worker_id,
