@@ -1,0 +1,269 @@
+// The distributed service end to end: real coordinator, worker and client processes on
+// 127.0.0.1, the real engine on the golden tiny model on the CPU.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cluster.h"
+#include "spriteforge/common/files.h"
+#include "spriteforge/common/png.h"
+
+namespace spriteforge::testing {
+namespace {
+
+#define REQUIRE_GOLDEN()                                                                    \
+  do {                                                                                      \
+    if (GoldenModel().empty()) {                                                            \
+      if (std::getenv("SPRITEFORGE_REQUIRE_GOLDEN")) FAIL() << "golden folder missing";     \
+      GTEST_SKIP() << "golden folder missing: set SPRITEFORGE_GOLDEN";                      \
+    }                                                                                       \
+  } while (0)
+
+std::string Write(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The result PNGs of a job by item index; fails the test on duplicates.
+std::map<int, std::string> ResultPngs(const std::string& job_dir) {
+  std::map<int, std::string> out;
+  const std::regex name(R"((\d+)_(\d+)\.png)");
+  for (const auto& e : std::filesystem::directory_iterator(job_dir)) {
+    std::smatch m;
+    const std::string f = e.path().filename().string();
+    if (!std::regex_match(f, m, name)) continue;
+    const int index = std::stoi(m[1]);
+    EXPECT_FALSE(out.count(index)) << "item " << index << " produced twice";
+    out[index] = e.path().string();
+  }
+  return out;
+}
+
+// Every item of the job done exactly once, with one image file each.
+void ExpectCompleteOnce(Cluster& cluster, const std::string& job_id, int total) {
+  auto job = cluster.Job(job_id, true);
+  EXPECT_EQ(job.job().state(), v1::JOB_DONE);
+  EXPECT_EQ(job.job().counts().done(), total);
+  ASSERT_EQ(job.items_size(), total);
+  const auto pngs = ResultPngs(cluster.output() + "/" + job_id);
+  EXPECT_EQ(static_cast<int>(pngs.size()), total);
+  for (const v1::Item& it : job.items()) {
+    EXPECT_EQ(it.state(), v1::ITEM_DONE) << it.index();
+    EXPECT_TRUE(std::filesystem::exists(it.image_path())) << it.image_path();
+    EXPECT_TRUE(pngs.count(it.index())) << it.index();
+  }
+  EXPECT_TRUE(std::filesystem::exists(cluster.output() + "/" + job_id + "/job.json"));
+}
+
+std::string SlowManifest(int count, int steps) {
+  return "name: slow\nmodel: tiny-sdxl\n"
+         "defaults: {width: 128, height: 128, steps: " + std::to_string(steps) +
+         ", cfg: 5.0, sampler: euler, schedule: normal}\n"
+         "items:\n  - {prompt: \"blue mana potion\", count: " + std::to_string(count) + ", seed: 1000}\n";
+}
+
+std::string SubmitOk(Cluster& cluster, const std::string& manifest) {
+  auto r = cluster.Client({"submit", manifest});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return Trim(r.out);
+}
+
+TEST(ServiceTest, PotionsThroughTwoWorkersMatchTheGenerateCommandWhateverTheBatch) {
+  REQUIRE_GOLDEN();
+  Cluster cluster(TempDir("potions"));
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1", {"--max-batch", "8"});
+  cluster.StartWorker("w2", {"--max-batch", "5"});
+  const std::string manifest = std::string(SPRITEFORGE_SOURCE_DIR) + "/workflows/potions.yaml";
+  auto submitted = cluster.Client({"submit", manifest, "--wait", "--idempotency-key", "potions-1"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string job_id = Trim(submitted.out);
+  ExpectCompleteOnce(cluster, job_id, 24);
+
+  // Same key: the same job, nothing new queued.
+  auto again = cluster.Client({"submit", manifest, "--idempotency-key", "potions-1"});
+  EXPECT_EQ(Trim(again.out), job_id);
+
+  // Both workers took part; the sidecars say who made what, in which batch size.
+  std::set<std::string> workers;
+  std::set<int> batch_sizes;
+  for (const auto& [index, png] : ResultPngs(cluster.output() + "/" + job_id)) {
+    auto meta = nlohmann::json::parse(*ReadFile(png.substr(0, png.size() - 4) + ".json"));
+    workers.insert(meta["worker"].get<std::string>());
+    batch_sizes.insert(meta["batch_size"].get<int>());
+    EXPECT_EQ(meta["index"], index);
+    EXPECT_GT(meta["timings_ms"]["total"].get<double>(), 0);
+  }
+  EXPECT_EQ(workers, (std::set<std::string>{"w1", "w2"}));
+
+  // Each image equals spriteforge-generate's with the same parameters and seed, within one
+  // 8-bit level, whatever batch it ran in.
+  const std::string g = GoldenModel();
+  const std::string ref = cluster.dir() + "/reference";
+  struct Family { const char* prompt; const char* negative; uint64_t seed; int first_index; };
+  for (const Family& f : {Family{"red potion bottle icon", nullptr, 100, 0},
+                          Family{"a pixel art knight with a sword, 16-bit sprite", "blurry", 500, 12}}) {
+    std::vector<std::string> argv = {SPRITEFORGE_GENERATE_BIN, "--model", g + "/tiny-sdxl.safetensors", "--config",
+                                     g + "/diffusers", "--tokenizer", g + "/tokenizer", "--width", "128", "--height",
+                                     "128", "--steps", "4", "--cfg", "5", "--sampler", "euler", "--schedule", "normal",
+                                     "--batch", "3", "--out", ref + "/" + std::to_string(f.first_index)};
+    for (int i = 0; i < 12; ++i) {
+      argv.insert(argv.end(), {"--prompt", f.prompt, "--seed", std::to_string(f.seed + i)});
+      if (f.negative) argv.insert(argv.end(), {"--negative", f.negative});
+    }
+    auto r = RunCommand(argv);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (int i = 0; i < 12; ++i) {
+      const int index = f.first_index + i;
+      auto expected = ReadPngFile(ref + "/" + std::to_string(f.first_index) + "/" + std::to_string(i) + "_" +
+                                  std::to_string(f.seed + i) + ".png");
+      auto got = ReadPngFile(cluster.output() + "/" + job_id + "/" + std::to_string(index) + "_" +
+                             std::to_string(f.seed + i) + ".png");
+      ASSERT_TRUE(expected.ok() && got.ok()) << index;
+      ASSERT_EQ(expected->pixels.size(), got->pixels.size());
+      int worst = 0;
+      for (size_t p = 0; p < got->pixels.size(); ++p) worst = std::max(worst, std::abs(got->pixels[p] - expected->pixels[p]));
+      EXPECT_LE(worst, 1) << "item " << index;
+    }
+  }
+
+  // Status JSON, workers, metrics and stats.
+  auto status = cluster.Client({"status", job_id, "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  auto sj = nlohmann::json::parse(status.out);
+  EXPECT_EQ(sj["state"], "done");
+  EXPECT_EQ(sj["counts"]["done"], 24);
+  auto workers_json = nlohmann::json::parse(cluster.Client({"workers", "--json"}).out);
+  ASSERT_EQ(workers_json.size(), 2u);
+  EXPECT_GT(workers_json[0]["memory_budget_bytes"].get<uint64_t>(), 0u);
+  const std::string metrics = cluster.HttpGet("/metrics");
+  EXPECT_NE(metrics.find("spriteforge_images_total 24"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("spriteforge_batch_size_bucket"), std::string::npos);
+  EXPECT_NE(metrics.find("spriteforge_worker_memory_budget_bytes{worker=\"w1\"}"), std::string::npos);
+  EXPECT_NE(metrics.find("spriteforge_queue_depth 0"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(cluster.HttpGet("/stats"))["images_total"], 24);
+
+  // results: the client downloads the job's files.
+  auto results = cluster.Client({"results", job_id, "--out", cluster.dir() + "/downloaded"});
+  ASSERT_EQ(results.exit_code, 0) << results.err;
+  EXPECT_EQ(ResultPngs(cluster.dir() + "/downloaded").size(), 24u);
+}
+
+TEST(ServiceTest, ItemsOfAKilledWorkerFinishElsewhereAndNoneTwice) {
+  REQUIRE_GOLDEN();
+  Cluster cluster(TempDir("killworker"));
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1", {"--max-batch", "4"});
+  cluster.StartWorker("w2", {"--max-batch", "4"});
+  const std::string job_id = SubmitOk(cluster, Write(cluster.dir(), "slow.yaml", SlowManifest(16, 12)));
+  // Kill w1 while it holds a batch.
+  bool killed = false;
+  for (int i = 0; i < 3000 && !killed; ++i) {
+    v1::ListWorkersResponse workers;
+    grpc::ClientContext ctx;
+    cluster.Stub().ListWorkers(&ctx, v1::ListWorkersRequest(), &workers);
+    for (const auto& w : workers.workers()) {
+      if (w.id() == "w1" && w.running_items() > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));  // mid-batch
+        cluster.KillWorker("w1");
+        killed = true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(killed);
+  auto job = cluster.WaitFor(job_id, [](const v1::Job& j) { return j.state() == v1::JOB_DONE; });
+  ExpectCompleteOnce(cluster, job_id, 16);
+  int retried = 0;
+  const v1::GetJobResponse final_state = cluster.Job(job_id, true);
+  for (const v1::Item& it : final_state.items()) {
+    EXPECT_EQ(it.worker_id(), it.attempts() > 1 ? "w2" : it.worker_id());
+    retried += it.attempts() > 1;
+  }
+  EXPECT_GT(retried, 0) << "the killed worker's batch should have run again";
+}
+
+TEST(ServiceTest, AKilledCoordinatorRestartsFromItsDatabaseAndTheJobCompletes) {
+  REQUIRE_GOLDEN();
+  Cluster cluster(TempDir("killcoordinator"));
+  const int port = FreePort();
+  cluster.StartCoordinator(port);
+  cluster.StartWorker("w1", {"--max-batch", "4"});
+  cluster.StartWorker("w2", {"--max-batch", "4"});
+  const std::string job_id = SubmitOk(cluster, Write(cluster.dir(), "slow.yaml", SlowManifest(16, 8)));
+  auto before = cluster.WaitFor(job_id, [](const v1::Job& j) { return j.counts().done() >= 4; });
+  ASSERT_GE(before.counts().done(), 4);
+  ASSERT_LT(before.counts().done(), 16) << "the job finished before the coordinator could be killed";
+  cluster.KillCoordinator();
+  cluster.StartCoordinator(port);  // same database, output and port; workers reconnect
+  auto job = cluster.WaitFor(job_id, [](const v1::Job& j) { return j.state() == v1::JOB_DONE; });
+  EXPECT_EQ(job.state(), v1::JOB_DONE) << "see " << cluster.dir();
+  ExpectCompleteOnce(cluster, job_id, 16);
+}
+
+TEST(ServiceTest, MalformedManifestsAreRejectedWithFileLineAndFieldAndQueueNothing) {
+  Cluster cluster(TempDir("malformed"));
+  cluster.StartCoordinator();
+  struct Case { const char* name; std::string text; std::string message; };
+  const std::string head = "name: bad\nmodel: tiny-sdxl\n";
+  const Case cases[] = {
+      {"width.yaml", head + "defaults: {width: 100}\nitems: [{prompt: a}]\n",
+       "width.yaml:3: defaults.width: must be a multiple of 8 in 64..2048"},
+      {"field.yaml", head + "items: [{prompt: a, colour: red}]\n", "field.yaml:3: items[0].colour: unknown field"},
+      {"syntax.yaml", head + "items: [{prompt: a}\n", "syntax.yaml:"},
+      {"count.yaml", head + "items:\n  - {prompt: a, count: 0}\n", "count.yaml:4: items[0].count: must be 1..10000"},
+  };
+  for (const Case& c : cases) {
+    auto r = cluster.Client({"submit", Write(cluster.dir(), c.name, c.text)});
+    EXPECT_EQ(r.exit_code, 1) << c.name;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  }
+  auto missing = cluster.Client({"submit", cluster.dir() + "/nope.yaml"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("nope.yaml"), std::string::npos) << missing.err;
+  auto list = nlohmann::json::parse(cluster.Client({"status", "--json"}).out);
+  EXPECT_TRUE(list.empty()) << list.dump();
+  auto unknown = cluster.Client({"status", "job-missing"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("no job job-missing"), std::string::npos) << unknown.err;
+}
+
+TEST(ServiceTest, CancelStopsQueuedAndRunningWorkAndTheWorkerServesTheNextJob) {
+  REQUIRE_GOLDEN();
+  Cluster cluster(TempDir("cancel"));
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1", {"--max-batch", "2"});
+  const std::string job_id = SubmitOk(cluster, Write(cluster.dir(), "long.yaml", SlowManifest(40, 8)));
+  cluster.WaitFor(job_id, [](const v1::Job& j) { return j.counts().done() >= 2 && j.counts().running() > 0; });
+  auto r = cluster.Client({"cancel", job_id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto job = cluster.Job(job_id).job();
+  EXPECT_EQ(job.state(), v1::JOB_CANCELLED);
+  EXPECT_EQ(job.counts().queued() + job.counts().running(), 0);
+  EXPECT_GT(job.counts().cancelled(), 0);
+  const int done = job.counts().done();
+  // The running batch stops between steps; nothing more completes for this job.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(cluster.Job(job_id).job().counts().done(), done);
+  // The worker is free again.
+  auto next = cluster.Client({"submit", Write(cluster.dir(), "next.yaml", SlowManifest(2, 2)), "--wait", "--quiet"});
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+}
+
+}  // namespace
+}  // namespace spriteforge::testing
