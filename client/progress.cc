@@ -52,9 +52,8 @@ std::string ProgressView::Update(const v1::JobEvent& event) {
   }
   if (!terminal_) {
     // Logs and CI: a status line per item event and at the end, not per step.
-    const bool milestone = event.event_case() == v1::JobEvent::kItemDone ||
-                           event.event_case() == v1::JobEvent::kJobDone ||
-                           event.event_case() == v1::JobEvent::kQueued;
+    const bool milestone =
+        event.event_case() == v1::JobEvent::kItemDone || event.event_case() == v1::JobEvent::kQueued;
     return milestone ? log + lines.front() + "\n" : log;
   }
   std::string out;

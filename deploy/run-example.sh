@@ -1,42 +1,64 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: builds if needed, then renders a small set of game
-# sprites with the engine into ./sprites/.
-#   bash deploy/run-example.sh                       # built-in tiny model, random weights (noise)
-#   bash deploy/run-example.sh --model /models/sd_xl_base_1.0.safetensors [--device cuda --dtype fp16]
-# Real weights make real sprites (SDXL wants 1024x1024 and ~30 steps: --size 1024 --steps 30).
+# The main job on an embedded default: starts a coordinator and one local worker, submits
+# an example manifest from workflows/ and leaves the sprites in a folder it names.
+#   bash deploy/run-example.sh                        # built-in tiny model, RANDOM weights (noise)
+#   bash deploy/run-example.sh --model /models/sd_xl_base_1.0.safetensors --device cuda
+# Options: --model PATH (or SPRITEFORGE_MODEL), --device cpu|cuda[:N], --dtype fp32|fp16|bf16,
+#   --manifest FILE (default: workflows/potions.yaml without weights, workflows/potions-sdxl.yaml
+#   with them), --out DIR (default: sprites), --port N (default: 50051).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODEL="${SPRITEFORGE_MODEL:-}"
-DEVICE=cpu DTYPE=fp32 SIZE=128 STEPS=4 OUT=sprites
+MODEL="${SPRITEFORGE_MODEL:-}" DEVICE="" DTYPE="" MANIFEST="" OUT=sprites PORT=50051
 while (($#)); do
   case "$1" in
     --model) MODEL="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
     --dtype) DTYPE="$2"; shift 2 ;;
-    --size) SIZE="$2"; shift 2 ;;
-    --steps) STEPS="$2"; shift 2 ;;
+    --manifest) MANIFEST="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
+    --port) PORT="$2"; shift 2 ;;
     *) echo "run-example: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 
-GENERATE=build/worker/engine/spriteforge-generate
-[ -x "$GENERATE" ] || bash deploy/setup.sh
+BIN=build
+for b in coordinator/spriteforge-coordinator worker/service/spriteforge-worker client/spriteforge; do
+  [ -x "$BIN/$b" ] || { bash deploy/setup.sh; break; }
+done
 
 if [ -z "$MODEL" ]; then
   MODEL=builtin:tiny
+  MANIFEST="${MANIFEST:-workflows/potions.yaml}"
   echo "run-example: no SDXL weights given (--model PATH or SPRITEFORGE_MODEL):"
   echo "run-example: using the built-in tiny model with RANDOM weights; the sprites will be coloured noise."
+else
+  MANIFEST="${MANIFEST:-workflows/potions-sdxl.yaml}"
 fi
+DEVICE="${DEVICE:-cpu}"
+[ -n "$DTYPE" ] || { [ "$DEVICE" = cpu ] && DTYPE=fp32 || DTYPE=fp16; }
 
-# The first four prompts and seeds of each family in workflows/potions.yaml, one image each
-# (the command takes one negative per prompt or none, so both families use "blurry").
-args=()
-for seed in 100 101 102 103; do args+=(--prompt "red potion bottle icon" --negative "blurry" --seed "$seed"); done
-for seed in 500 501 502 503; do args+=(--prompt "a pixel art knight with a sword, 16-bit sprite" --negative "blurry" --seed "$seed"); done
+STATE="$OUT/.spriteforge"
+mkdir -p "$STATE"
+rm -f "$STATE/ready.json"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 
-mkdir -p "$OUT"
-"$GENERATE" --model "$MODEL" --device "$DEVICE" --dtype "$DTYPE" --width "$SIZE" --height "$SIZE" \
-  --steps "$STEPS" --cfg 5 --sampler euler --schedule normal --batch 4 --out "$OUT" "${args[@]}" >/dev/null
-echo "run-example: $(ls "$OUT"/*.png | wc -l) sprites (PNG + JSON sidecar each) in $OUT/"
+"$BIN/coordinator/spriteforge-coordinator" --listen "127.0.0.1:$PORT" --db "$STATE/spriteforge.db" \
+  --output "$OUT" --http 127.0.0.1:0 --ready-file "$STATE/ready.json" >"$STATE/coordinator.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -f "$STATE/ready.json" ] && break; sleep 0.1; done
+[ -f "$STATE/ready.json" ] || { echo "run-example: the coordinator did not start:"; tail -5 "$STATE/coordinator.log"; exit 1; }
+ADDR="127.0.0.1:$PORT"
+
+# The worker advertises the model as "example"; the manifest is submitted for that name.
+"$BIN/worker/service/spriteforge-worker" --coordinator "$ADDR" --model "$MODEL" --model-name example \
+  --device "$DEVICE" --dtype "$DTYPE" >"$STATE/worker.log" 2>&1 &
+pids+=($!)
+
+JOB=$("$BIN/client/spriteforge" --coordinator "$ADDR" submit "$MANIFEST" --model example)
+echo "run-example: job $JOB from $MANIFEST; progress:"
+if ! "$BIN/client/spriteforge" --coordinator "$ADDR" watch "$JOB"; then
+  echo "run-example: the job did not complete; logs in $STATE/"; tail -3 "$STATE/worker.log"; exit 1
+fi
+echo "run-example: $(ls "$OUT/$JOB"/*.png | wc -l) PNGs (each with a JSON sidecar) in $OUT/$JOB/"
