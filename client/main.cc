@@ -16,7 +16,7 @@
 #include <string>
 
 #include "commands.h"
-#include "local_commands.h"
+#include "postprocess/commands.h"
 
 namespace sc = spriteforge::client;
 
@@ -30,9 +30,10 @@ constexpr char kUsage[] =
     "  cancel JOB\n"
     "  workers [--json]\n"
     "  results JOB --out DIR [--renders]\n"
-    "  pixelate IN.png --size WxH [--palette pico8|gameboy|nes|FILE] [--colors N]\n"
-    "           [--dither none|bayer|fs] [--transparent] --out OUT.png\n"
-    "  sheet DIR --out sheet.png\n"
+    "  pixelate IN.png --size WxH [--method area|majority] [--palette pico8|gameboy|nes|FILE]\n"
+    "           [--colors N] [--quantizer median_cut|kmeans] [--dither none|bayer|fs]\n"
+    "           [--transparent] [--tolerance X] [--crop] [--padding N] --out OUT.png\n"
+    "  sheet DIR --out sheet.png [--tight] [--columns N]\n"
     "coordinator: --coordinator, else $SPRITEFORGE_COORDINATOR, else 127.0.0.1:50051\n";
 
 }  // namespace
@@ -55,8 +56,8 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   args.erase(args.begin());
 
-  if (command == "pixelate") return sc::Pixelate(args);
-  if (command == "sheet") return sc::Sheet(args);
+  if (command == "pixelate") return spriteforge::postprocess::PixelateCommand(args);
+  if (command == "sheet") return spriteforge::postprocess::SheetCommand(args);
 
   using Handler = int (*)(sc::Stub&, const sc::Args&);
   const std::map<std::string, Handler> remote = {{"submit", sc::Submit},   {"watch", sc::Watch},

@@ -1,13 +1,21 @@
 #include "service/sprite.h"
 
-#include "absl/strings/str_cat.h"
+#include <nlohmann/json.hpp>
+
+#include "postprocess/postprocess.h"
 
 namespace spriteforge::worker {
 
 SpriteMaker::SpriteMaker(const std::string& postprocess_json) : json_(postprocess_json) {}
 
-absl::StatusOr<std::string> SpriteMaker::Make(const RasterImage&, const PngText&) const {
-  return absl::UnimplementedError(absl::StrCat("post-processing is not available in this worker build: ", json_));
+absl::StatusOr<std::string> SpriteMaker::Make(const RasterImage& render, const PngText& text) const {
+  const auto section = nlohmann::json::parse(json_, nullptr, false);
+  if (section.is_discarded()) return absl::InvalidArgumentError("postprocess: not valid JSON");
+  auto options = postprocess::ParsePostprocessOptions(section);
+  if (!options.ok()) return options.status();
+  auto sprite = postprocess::RunPostprocess(render, *options);
+  if (!sprite.ok()) return sprite.status();
+  return EncodePng(*sprite, text);
 }
 
 }  // namespace spriteforge::worker
