@@ -29,6 +29,20 @@ void WriteToString(png_structp png, png_bytep data, png_size_t length) {
 
 void FlushNothing(png_structp) {}
 
+// Every chunk's declared length must fit in the file. libpng trusts a length up to 2 GB
+// and allocates (and clears) the buffer before it finds the data missing.
+bool ChunkLengthsFit(const std::string& bytes) {
+  size_t offset = 8;
+  while (offset + 8 <= bytes.size()) {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + offset);
+    const size_t length = (size_t(p[0]) << 24) | (size_t(p[1]) << 16) | (size_t(p[2]) << 8) | p[3];
+    if (length > bytes.size() - offset - 8) return false;
+    if (std::memcmp(p + 4, "IEND", 4) == 0) break;
+    offset += 12 + length;
+  }
+  return true;
+}
+
 // libpng reports errors by longjmp; keep its message so the Status can carry it.
 void OnError(png_structp png, png_const_charp message) {
   auto* where = static_cast<std::string*>(png_get_error_ptr(png));
@@ -88,6 +102,7 @@ absl::StatusOr<RasterImage> DecodePng(const std::string& bytes, PngText* text) {
     return absl::InvalidArgumentError("not a PNG file (bad signature)");
   }
   std::string error;
+  if (!ChunkLengthsFit(bytes)) return absl::InvalidArgumentError("corrupt PNG: a chunk is longer than the file");
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &error, OnError, OnWarning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!png || !info) {
@@ -103,6 +118,8 @@ absl::StatusOr<RasterImage> DecodePng(const std::string& bytes, PngText* text) {
   ReadCursor cursor{&bytes, 0};
   png_set_read_fn(png, &cursor, ReadFromString);
   png_set_user_limits(png, kMaxDimension, kMaxDimension);
+  // No chunk can be larger than the file: a corrupt length fails fast, without a big buffer.
+  png_set_chunk_malloc_max(png, bytes.size() + 1024);
   png_read_info(png, info);
   png_uint_32 width = png_get_image_width(png, info);
   png_uint_32 height = png_get_image_height(png, info);
@@ -125,12 +142,28 @@ absl::StatusOr<RasterImage> DecodePng(const std::string& bytes, PngText* text) {
   if (png_get_rowbytes(png, info) != static_cast<size_t>(width) * image.channels) {
     png_error(png, "unsupported pixel layout");
   }
-  image.pixels.resize(static_cast<size_t>(width) * height * image.channels);
-  rows.resize(height);
-  for (png_uint_32 y = 0; y < height; ++y) {
-    rows[y] = image.pixels.data() + static_cast<size_t>(y) * width * image.channels;
+  // Deflate expands at most ~1032:1, so a header claiming more pixels than the file could
+  // hold is corrupt; refusing it early avoids allocating gigabytes for a few bytes of input.
+  const size_t raw = (static_cast<size_t>(width) * image.channels + 1) * height;
+  if (raw > bytes.size() * 1032 + 65536) {
+    png_error(png, "image size larger than the file could hold");
   }
-  png_read_image(png, rows.data());
+  const size_t stride = static_cast<size_t>(width) * image.channels;
+  if (png_get_interlace_type(png, info) == PNG_INTERLACE_NONE) {
+    // Row by row into reserved (untouched) memory: a truncated file fails after the rows
+    // it really holds, not after zero-filling the whole claimed image.
+    image.pixels.reserve(stride * height);
+    std::vector<uint8_t> row(stride);
+    for (png_uint_32 y = 0; y < height; ++y) {
+      png_read_row(png, row.data(), nullptr);
+      image.pixels.insert(image.pixels.end(), row.begin(), row.end());
+    }
+  } else {
+    image.pixels.resize(stride * height);
+    rows.resize(height);
+    for (png_uint_32 y = 0; y < height; ++y) rows[y] = image.pixels.data() + y * stride;
+    png_read_image(png, rows.data());
+  }
   png_read_end(png, info);
   if (text) {
     png_textp chunks = nullptr;
