@@ -265,5 +265,33 @@ TEST(ServiceTest, CancelStopsQueuedAndRunningWorkAndTheWorkerServesTheNextJob) {
   EXPECT_EQ(next.exit_code, 0) << next.err;
 }
 
+TEST(ServiceTest, APostprocessSectionMakesSpritesOnTheWorkerAndKeepsTheRenders) {
+  REQUIRE_GOLDEN();
+  Cluster cluster(TempDir("postprocess"));
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1");
+  const std::string job_id = SubmitOk(
+      cluster, Write(cluster.dir(), "sprites.yaml",
+                     SlowManifest(2, 2) + "postprocess: {pixelate: 32x32, palette: gameboy, background: flood}\n"));
+  auto job = cluster.WaitFor(job_id, [](const v1::Job& j) { return j.state() == v1::JOB_DONE; });
+  ASSERT_EQ(job.state(), v1::JOB_DONE);
+  const std::string dir = cluster.output() + "/" + job_id;
+  for (int i = 0; i < 2; ++i) {
+    const std::string stem = dir + "/" + std::to_string(i) + "_" + std::to_string(1000 + i);
+    auto render = ReadPngFile(stem + ".png");
+    PngText text;
+    auto sprite = ReadPngFile(stem + ".sprite.png", &text);
+    ASSERT_TRUE(render.ok() && sprite.ok()) << stem;
+    EXPECT_EQ(render->width, 128);
+    EXPECT_EQ(sprite->width, 32);
+    EXPECT_EQ(sprite->channels, 4);
+    ASSERT_FALSE(text.empty());
+    EXPECT_NE(text[0].second.find("blue mana potion"), std::string::npos);
+  }
+  auto files = cluster.Client({"results", job_id, "--out", cluster.dir() + "/got"});
+  EXPECT_EQ(files.exit_code, 0) << files.err;
+  EXPECT_TRUE(std::filesystem::exists(cluster.dir() + "/got/0_1000.sprite.png"));
+}
+
 }  // namespace
 }  // namespace spriteforge::testing
