@@ -12,3 +12,5 @@ export PKG_CONFIG_PATH="$LIBDIR/pkgconfig:$DEPS_PREFIX/usr/share/pkgconfig"
 export PKG_CONFIG_SYSROOT_DIR="$DEPS_PREFIX"
 TORCH_PREFIX="$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 export TORCH_PREFIX
+# nvcc builds the fused kernels; CMake finds it on PATH or through CUDACXX.
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds the engine against PyTorch's LibTorch, runs the golden
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
-# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|bench|variants|precision|compare]...
+# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|variants|quick|precision|compare]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
 source deploy/gpu/env.sh
 export SPRITEFORGE_COMMIT="${SPRITEFORGE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 export SPRITEFORGE_DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
-TARGETS="spriteforge-golden-check spriteforge-bench spriteforge-generate spriteforge-unet-precision" \
+TARGETS="spriteforge-golden-check spriteforge-bench spriteforge-generate spriteforge-unet-precision spriteforge-kernel-check spriteforge-unet-profile" \
   bash deploy/gpu/build.sh -DSPRITEFORGE_WITH_SERVICE=OFF -DSPRITEFORGE_WITH_TESTS=OFF >"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }
 BIN=build-gpu/worker
@@ -22,15 +22,27 @@ for stage in "${@:-golden bench}"; do
         $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype $dtype --tolerance $tol \
           --json "$OUT/golden-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
       done ;;
+    kernels)
+      echo "== fused CUDA kernels vs LibTorch ops"
+      grep -E "spriteforge_cuda_kernels|registers|spill" "$OUT/build.log" | head -20 > "$OUT/kernels-ptxas.txt"
+      $BIN/bench/spriteforge-kernel-check 2>&1 | tee "$OUT/kernels.txt" ;;
+    profile)
+      # fp16 guided steps for one and eight images, fused kernels on and off (no CUDA graphs).
+      for spec in 1:1 8:1 8:0; do
+        echo "== UNet profile: images ${spec%%:*}, fused kernels ${spec#*:}"
+        $BIN/bench/spriteforge-unet-profile --images ${spec%%:*} --fused-kernels ${spec#*:} 2>&1 | grep -v warning | tee -a "$OUT/unet-profile.txt"
+      done ;;
     bench)
       echo "== optimized fp16 and bf16, 1024x1024, 30 steps"
       $BIN/bench/spriteforge-bench --dtypes fp16,bf16 --batches 1,4,8,16 --runs 2 --json "$OUT/bench.json" 2>&1 | grep -v warning | tee "$OUT/bench.txt" ;;
-    variants)
-      for v in "1 1" "0 1" "0 0"; do
-        set -- $v
-        echo "== fp16 variants: channels-last $1, CUDA graphs $2"
-        $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,8 --runs 1 --channels-last $1 --cuda-graphs $2 \
-          --json "$OUT/bench-variant-cl$1-g$2.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-variants.txt"
+    variants|quick)
+      # channels-last, CUDA graphs, fused kernels; "quick" compares the defaults with fused kernels off.
+      combos="0:1:1 0:1:0 0:0:1 1:1:1"; [ "$stage" = quick ] && combos="0:1:1 0:1:0"
+      for v in $combos; do
+        IFS=: read -r cl graphs fused <<<"$v"
+        echo "== fp16 variant: channels-last $cl, CUDA graphs $graphs, fused kernels $fused"
+        $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,8 --runs 1 --channels-last $cl --cuda-graphs $graphs \
+          --fused-kernels $fused --json "$OUT/bench-variant-cl$cl-g$graphs-f$fused.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-variants.txt"
       done ;;
     precision)
       echo "== fp16/bf16 vs fp32, full-size UNet"

@@ -5,7 +5,7 @@
 //
 //   spriteforge-bench [--model builtin:sdxl-base] [--device cuda] [--dtypes fp16,bf16]
 //                     [--batches 1,4,8,16] [--size 1024] [--steps 30] [--runs 2]
-//                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1]
+//                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1] [--fused-kernels 0|1]
 //                     [--decode-batch N (0: as memory allows)] [--json OUT.json]
 //
 // --compare also runs the baseline (fp32, NCHW, no CUDA graphs, no cuDNN autotuning) in
@@ -40,6 +40,7 @@ struct Args {
   bool compare = false;
   bool channels_last = false;
   bool cuda_graphs = true;
+  bool fused_kernels = true;
   int decode_batch = 1;
   std::string json_out;
 };
@@ -74,6 +75,7 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--json") a.json_out = v;
     else if (flag == "--channels-last") a.channels_last = v != "0";
     else if (flag == "--cuda-graphs") a.cuda_graphs = v != "0";
+    else if (flag == "--fused-kernels") a.fused_kernels = v != "0";
     else if (flag == "--decode-batch") a.decode_batch = v == "0" ? 0 : ToInt(flag, v);
     else Die("unknown flag " + flag);
   }
@@ -150,6 +152,7 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
   load.fast_path = fast;
   load.channels_last = a.channels_last;
   load.cuda_graphs = a.cuda_graphs;
+  load.fused_kernels = a.fused_kernels;
   load.decode_batch = a.decode_batch;
   auto engine = sf::Engine::Load(load);
   if (!engine.ok()) Die(std::string(engine.status().message()));
@@ -159,6 +162,7 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
                         {"total_gb", Gb(info.total_bytes)}};
   }
   report["options"] = {{"channels_last", a.channels_last}, {"cuda_graphs", a.cuda_graphs},
+                       {"fused_kernels", a.fused_kernels},
                        {"decode_batch", a.decode_batch}};
   report["weights_gb"][path + "_" + dtype] = Gb((*engine)->Memory().weights_bytes);
   for (int batch : a.batches) {

@@ -177,7 +177,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
     if (!builtin) {
       if (auto s = LoadWeights(o.model_path, models); !s.ok()) return s;
     }
-    PipelineOptions options{*device, *dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch};
+    PipelineOptions options{*device, *dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch,
+                            o.fused_kernels};
     return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("loading ", o.model_path, ": ", FirstLine(e.what())));

@@ -16,7 +16,7 @@ struct ClipAttention : torch::nn::Module {
     return out_proj(MultiHeadAttention(q_proj(x), k_proj(x), v_proj(x), heads, /*causal=*/true));
   }
   int64_t heads;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 };
 
 struct ClipMlp : torch::nn::Module {
@@ -30,7 +30,7 @@ struct ClipMlp : torch::nn::Module {
     return fc2(h);
   }
   bool quick_gelu;
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  Linear fc1{nullptr}, fc2{nullptr};
 };
 
 struct ClipLayer : torch::nn::Module {

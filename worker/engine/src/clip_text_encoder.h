@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "base/model_config.h"
+#include "src/layers.h"
 
 namespace spriteforge::engine {
 
@@ -27,7 +28,7 @@ class ClipTextEncoderImpl : public torch::nn::Module {
   torch::nn::Embedding token_embedding_{nullptr}, position_embedding_{nullptr};
   std::vector<std::shared_ptr<torch::nn::Module>> layers_;
   torch::nn::LayerNorm final_layer_norm_{nullptr};
-  torch::nn::Linear text_projection_{nullptr};
+  Linear text_projection_{nullptr};
 };
 TORCH_MODULE(ClipTextEncoder);
 

@@ -13,19 +13,34 @@ Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, 
   bias = register_parameter("bias", torch::zeros({out}));
 }
 
-torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
+torch::Tensor Conv2dImpl::Apply(const torch::Tensor& x, bool with_bias) {
+  const torch::Tensor& b = with_bias ? bias : torch::Tensor();
   if (padding_ > 0 && tiling_ && *tiling_) {
     torch::Tensor padded = torch::nn::functional::pad(
         x, torch::nn::functional::PadFuncOptions({padding_, padding_, padding_, padding_})
                .mode(torch::kCircular));
-    return torch::conv2d(padded, weight, bias, at::IntArrayRef{stride_, stride_}, at::IntArrayRef{0, 0});
+    return torch::conv2d(padded, weight, b, at::IntArrayRef{stride_, stride_}, at::IntArrayRef{0, 0});
   }
-  return torch::conv2d(x, weight, bias, at::IntArrayRef{stride_, stride_}, at::IntArrayRef{padding_, padding_});
+  return torch::conv2d(x, weight, b, at::IntArrayRef{stride_, stride_}, at::IntArrayRef{padding_, padding_});
 }
 
-torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
+  // torch::nn::Linear's default initialisation, U(-1/sqrt(in), 1/sqrt(in)), for random models.
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  weight = register_parameter("weight", (torch::rand({out, in}) * 2 - 1) * bound);
+  if (with_bias) bias = register_parameter("bias", (torch::rand({out}) * 2 - 1) * bound);
 }
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  if (bias.defined() && x.dim() > 2 && x.is_contiguous()) {
+    std::vector<int64_t> sizes = x.sizes().vec();
+    sizes.back() = weight.size(0);
+    return torch::addmm(bias, x.view({-1, x.size(-1)}), weight.t()).view(sizes);
+  }
+  return torch::nn::functional::linear(x, weight, bias);
+}
+
+Linear MakeLinear(int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); }
 
 torch::nn::GroupNorm MakeGroupNorm(int64_t groups, int64_t channels, double eps) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(eps));

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/schedule.h"
 #include "src/device.h"
+#include "src/fused_ops.h"
 #include "src/sampler.h"
 
 namespace spriteforge::engine {
@@ -64,6 +65,7 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
   // float32 means float32: no TF32 convolutions behind the caller's back.
   if (options_.device.is_cuda() && options_.dtype == torch::kFloat) at::globalContext().setAllowTF32CuDNN(false);
   const bool fast_cuda = options_.fast_path && options_.device.is_cuda();
+  if (options_.device.is_cuda()) SetFusedKernelsEnabled(fast_cuda && options_.fused_kernels);
   if (fast_cuda) {
     EnableCudnnBenchmark();
     if (options_.UseChannelsLast()) {

@@ -1,5 +1,6 @@
 #include "src/unet.h"
 
+#include "src/fused_ops.h"
 #include "src/unet_blocks.h"
 
 namespace spriteforge::engine {
@@ -141,7 +142,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& sample, const torch::Tensor
       x = level->upsampler->forward(x, std::vector<int64_t>{skips.back().size(2), skips.back().size(3)});
     }
   }
-  return conv_out_(torch::silu(conv_norm_out_(x)));
+  return conv_out_(GroupNormAct(x, conv_norm_out_, /*silu=*/true));
 }
 
 }  // namespace spriteforge::engine

@@ -27,8 +27,8 @@ class UNetImpl : public torch::nn::Module {
   UNetConfig config_;
   TilingFlag tiling_ = std::make_shared<bool>(false);
   Conv2d conv_in_{nullptr}, conv_out_{nullptr};
-  torch::nn::Linear time_linear_1_{nullptr}, time_linear_2_{nullptr};
-  torch::nn::Linear add_linear_1_{nullptr}, add_linear_2_{nullptr};
+  Linear time_linear_1_{nullptr}, time_linear_2_{nullptr};
+  Linear add_linear_1_{nullptr}, add_linear_2_{nullptr};
   std::vector<std::shared_ptr<Level>> down_, up_;
   std::shared_ptr<Level> mid_;
   torch::nn::GroupNorm conv_norm_out_{nullptr};

@@ -1,5 +1,7 @@
 #include "src/unet_blocks.h"
 
+#include "src/fused_ops.h"
+
 namespace spriteforge::engine {
 
 std::shared_ptr<torch::nn::Module> AddContainer(torch::nn::Module& parent, const std::string& name) {
@@ -16,11 +18,23 @@ ResnetBlock::ResnetBlock(int64_t in, int64_t out, int64_t temb_channels, int64_t
   if (in != out) conv_shortcut = register_module("conv_shortcut", Conv2d(in, out, 1, 1, 0));
 }
 
+torch::Tensor AddResidual(const torch::Tensor& x, const torch::Tensor& y) {
+  // The sum must keep x's layout: a pixel-major sum would turn every later convolution and
+  // norm into channels-last (measured slower on CUDA) or make them copy first.
+  torch::Tensor out = torch::empty_like(x, x.suggest_memory_format());
+  return torch::add_out(out, x, y);
+}
+
 torch::Tensor ResnetBlock::forward(const torch::Tensor& x, const torch::Tensor& temb) {
-  torch::Tensor h = conv1(torch::silu(norm1(x)));
-  if (time_emb_proj) h = h + time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
-  h = conv2(torch::silu(norm2(h)));
-  return (conv_shortcut ? conv_shortcut(x) : x) + h;
+  torch::Tensor h = conv1->Apply(GroupNormAct(x, norm1, /*silu=*/true), /*with_bias=*/false);
+  // conv1's bias and the timestep embedding are per-channel shifts: both fold into the
+  // second norm instead of costing a pass over h each.
+  torch::Tensor shift = time_emb_proj ? time_emb_proj(torch::silu(temb)) + conv1->bias
+                                      : conv1->bias.unsqueeze(0).expand({x.size(0), -1}).contiguous();
+  h = conv2->Apply(GroupNormAct(h, norm2, /*silu=*/true, shift), /*with_bias=*/false);
+  // conv2's (and the shortcut's) bias join the residual sum.
+  if (!conv_shortcut) return AddChannelBias(x, h, conv2->bias);
+  return AddChannelBias(conv_shortcut->Apply(x, /*with_bias=*/false), h, conv2->bias + conv_shortcut->bias);
 }
 
 AttentionBlock::AttentionBlock(int64_t dim, int64_t context_dim, int64_t heads, bool qkv_bias)
@@ -47,11 +61,13 @@ TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_d
   ff_out = net->register_module("2", MakeLinear(dim * 4, dim));
 }
 
-torch::Tensor TransformerBlock::forward(torch::Tensor x, const torch::Tensor& context) {
-  x = x + attn1->forward(norm1(x), {});
-  x = x + attn2->forward(norm2(x), context);
-  std::vector<torch::Tensor> parts = ff_in(norm3(x)).chunk(2, -1);  // GEGLU
-  return x + ff_out(parts[0] * torch::gelu(parts[1]));
+TransformerBlock::Output TransformerBlock::forward(const torch::Tensor& x, const torch::Tensor& pending,
+                                                   const torch::Tensor& context) {
+  // Each residual sum is made by the kernel of the LayerNorm that reads it.
+  auto [x1, h1] = AddLayerNorm(x, pending, norm1);
+  auto [x2, h2] = AddLayerNorm(x1, attn1->forward(h1, {}), norm2);
+  auto [x3, h3] = AddLayerNorm(x2, attn2->forward(h2, context), norm3);
+  return {x3, ff_out(Geglu(ff_in(h3)))};
 }
 
 SpatialTransformer::SpatialTransformer(int64_t channels, int64_t heads, int64_t layers,
@@ -69,11 +85,16 @@ SpatialTransformer::SpatialTransformer(int64_t channels, int64_t heads, int64_t 
 
 torch::Tensor SpatialTransformer::forward(const torch::Tensor& x, const torch::Tensor& context) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  torch::Tensor t = norm(x).permute({0, 2, 3, 1}).reshape({b, h * w, c});
+  torch::Tensor t = GroupNormAct(x, norm, /*silu=*/false).permute({0, 2, 3, 1}).reshape({b, h * w, c});
   t = proj_in(t);
-  for (auto& block : blocks) t = block->forward(t, context);
-  t = proj_out(t);
-  return t.reshape({b, h, w, c}).permute({0, 3, 1, 2}) + x;
+  torch::Tensor pending;
+  for (auto& block : blocks) {
+    TransformerBlock::Output out = block->forward(t, pending, context);
+    t = std::move(out.stream);
+    pending = std::move(out.pending);
+  }
+  t = proj_out(t + pending);
+  return AddResidual(x, t.view({b, h, w, c}).permute({0, 3, 1, 2}));
 }
 
 Downsample::Downsample(int64_t channels, int64_t padding, const TilingFlag& tiling)

@@ -9,6 +9,9 @@
 
 namespace spriteforge::engine {
 
+// x + y in x's memory layout, whatever y's strides are.
+torch::Tensor AddResidual(const torch::Tensor& x, const torch::Tensor& y);
+
 // GroupNorm-SiLU-conv twice, with the timestep embedding added in between (when
 // temb_channels > 0) and a 1x1 conv_shortcut when the channel count changes.
 struct ResnetBlock : torch::nn::Module {
@@ -18,7 +21,7 @@ struct ResnetBlock : torch::nn::Module {
 
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   Conv2d conv1{nullptr}, conv2{nullptr}, conv_shortcut{nullptr};
-  torch::nn::Linear time_emb_proj{nullptr};
+  Linear time_emb_proj{nullptr};
 };
 
 // diffusers' Attention: to_q, to_k, to_v (no bias), to_out.0 (with bias).
@@ -27,17 +30,23 @@ struct AttentionBlock : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
 
   int64_t heads;
-  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out{nullptr};
+  Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out{nullptr};
 };
 
 // Self-attention, cross-attention to the text context, GEGLU feed-forward; pre-norm.
 struct TransformerBlock : torch::nn::Module {
   TransformerBlock(int64_t dim, int64_t heads, int64_t context_dim);
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& context);
+  // The residual stream arrives with the previous block's last branch output not yet added
+  // (`pending`, undefined for the first block) and leaves the same way: the sum is made by
+  // the fused kernel of the next LayerNorm (src/fused_ops.h).
+  struct Output {
+    torch::Tensor stream, pending;
+  };
+  Output forward(const torch::Tensor& x, const torch::Tensor& pending, const torch::Tensor& context);
 
   std::shared_ptr<AttentionBlock> attn1, attn2;
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
-  torch::nn::Linear ff_in{nullptr}, ff_out{nullptr};  // ff.net.0.proj, ff.net.2
+  Linear ff_in{nullptr}, ff_out{nullptr};  // ff.net.0.proj, ff.net.2
 };
 
 // GroupNorm, linear projection in, transformer blocks, projection out, residual.
@@ -47,7 +56,7 @@ struct SpatialTransformer : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
 
   torch::nn::GroupNorm norm{nullptr};
-  torch::nn::Linear proj_in{nullptr}, proj_out{nullptr};
+  Linear proj_in{nullptr}, proj_out{nullptr};
   std::vector<std::shared_ptr<TransformerBlock>> blocks;
 };
 

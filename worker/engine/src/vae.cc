@@ -1,5 +1,6 @@
 #include "src/vae.h"
 
+#include "src/fused_ops.h"
 #include "src/unet_blocks.h"
 
 namespace spriteforge::engine {
@@ -19,13 +20,13 @@ struct VaeAttention : torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-    torch::Tensor t = group_norm(x).view({b, c, h * w}).transpose(1, 2);
+    torch::Tensor t = GroupNormAct(x, group_norm, /*silu=*/false).view({b, c, h * w}).transpose(1, 2);
     t = attention->forward(t, {});
-    return t.transpose(1, 2).reshape({b, c, h, w}) + x;
+    return AddResidual(x, t.transpose(1, 2).reshape({b, c, h, w}));
   }
   torch::nn::GroupNorm group_norm{nullptr};
   std::shared_ptr<AttentionBlock> attention;
-  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
+  Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
 };
 
 }  // namespace
@@ -87,7 +88,7 @@ struct VaeImpl::Coder : torch::nn::Module {
       if (!decoder && i < downsamplers.size()) x = downsamplers[i]->forward(x);
     }
     if (!decoder) x = Mid(x);
-    return conv_out(torch::silu(conv_norm_out(x)));
+    return conv_out(GroupNormAct(x, conv_norm_out, /*silu=*/true));
   }
 
   bool decoder;

@@ -30,6 +30,9 @@ struct LoadOptions {
   // it slows the VAE by half and the UNet by 3% (GroupNorm converts layouts).
   bool channels_last = false;
   bool cuda_graphs = true;    // fast path: replay the guided UNet step as a CUDA graph
+  // fast path, fp16/bf16: fused GroupNorm+SiLU and GEGLU kernels where the engine was built
+  // with the CUDA toolkit. Process-wide: the last engine loaded decides.
+  bool fused_kernels = true;
   // Images per VAE decode call on CUDA. Decoding costs ~2 GB of activations per 1024x1024
   // image and barely speeds up when batched, so one at a time keeps the peak low; 0 sizes
   // the chunk from free memory instead.

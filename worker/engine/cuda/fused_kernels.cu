@@ -1,0 +1,359 @@
+#include "cuda/fused_kernels.h"
+
+#include <algorithm>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace spriteforge::engine::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ float ToFloat(float v) { return v; }
+__device__ __forceinline__ float ToFloat(__half v) { return __half2float(v); }
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T FromFloat(float v);
+template <> __device__ __forceinline__ float FromFloat<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half FromFloat<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// 16 bytes of T: one vector load or store per thread.
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
+// Count, mean and sum of squared deviations; combined pairwise (Chan et al.), which stays
+// accurate over the hundreds of thousands of elements of one group.
+struct Moments {
+  float n, mean, m2;
+};
+
+__device__ __forceinline__ Moments Combine(const Moments& a, const Moments& b) {
+  const float n = a.n + b.n;
+  if (n == 0.f) return {0.f, 0.f, 0.f};
+  const float delta = b.mean - a.mean, wb = b.n / n;
+  return {n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.n * wb};
+}
+
+__device__ __forceinline__ Moments WarpCombine(Moments m) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    Moments other{__shfl_down_sync(0xffffffffu, m.n, offset),
+                  __shfl_down_sync(0xffffffffu, m.mean, offset),
+                  __shfl_down_sync(0xffffffffu, m.m2, offset)};
+    m = Combine(m, other);
+  }
+  return m;  // complete in lane 0
+}
+
+// Layout of one (image, group): Cg channels of hw elements, contiguous.
+struct GroupShape {
+  int64_t c, hw, groups, splits;
+  __device__ int64_t ChannelsPerGroup() const { return c / groups; }
+  __device__ int64_t Elements() const { return ChannelsPerGroup() * hw; }
+};
+
+// Pass 1: block (split, image * groups + group) reduces its slice of the group.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) GroupMomentsKernel(const T* __restrict__ x,
+                                                               const T* __restrict__ bias,
+                                                               float* __restrict__ partials,
+                                                               GroupShape s) {
+  constexpr int V = Pack<T>::kSize;
+  const int64_t ng = blockIdx.y, image = ng / s.groups, group = ng % s.groups;
+  const int64_t cg = s.ChannelsPerGroup(), first_channel = group * cg;
+  const int64_t packs = s.Elements() / V, per_split = (packs + s.splits - 1) / s.splits;
+  const int64_t begin = blockIdx.x * per_split, end = min(packs, begin + per_split);
+  const Pack<T>* in = reinterpret_cast<const Pack<T>*>(x + (image * s.c + first_channel) * s.hw);
+
+  Moments m{0.f, 0.f, 0.f};
+  for (int64_t p = begin + threadIdx.x; p < end; p += kThreads) {
+    const Pack<T> pack = in[p];
+    const float b = bias ? ToFloat(bias[image * s.c + first_channel + p * V / s.hw]) : 0.f;
+    float v[V], sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < V; ++i) sum += (v[i] = ToFloat(pack.v[i]) + b);
+    const float mean = sum / V;
+    float m2 = 0.f;
+#pragma unroll
+    for (int i = 0; i < V; ++i) m2 += (v[i] - mean) * (v[i] - mean);
+    m = Combine(m, Moments{static_cast<float>(V), mean, m2});
+  }
+  __shared__ Moments warps[kThreads / 32];
+  m = WarpCombine(m);
+  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    Moments total = warps[0];
+    for (int w = 1; w < kThreads / 32; ++w) total = Combine(total, warps[w]);
+    float* out = partials + 3 * (ng * s.splits + blockIdx.x);
+    out[0] = total.n;
+    out[1] = total.mean;
+    out[2] = total.m2;
+  }
+}
+
+// Pass 2: every block combines its group's partials (same order everywhere, so every block
+// sees the same statistics), then normalises, applies the affine map and SiLU.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) GroupApplyKernel(const T* __restrict__ x,
+                                                             const T* __restrict__ bias,
+                                                             const T* __restrict__ gamma,
+                                                             const T* __restrict__ beta,
+                                                             const float* __restrict__ partials,
+                                                             T* __restrict__ y, GroupShape s,
+                                                             float eps, bool silu) {
+  constexpr int V = Pack<T>::kSize;
+  const int64_t ng = blockIdx.y, image = ng / s.groups, group = ng % s.groups;
+  const int64_t cg = s.ChannelsPerGroup(), first_channel = group * cg;
+  Moments total{0.f, 0.f, 0.f};
+  for (int64_t i = 0; i < s.splits; ++i) {
+    const float* p = partials + 3 * (ng * s.splits + i);
+    total = Combine(total, Moments{p[0], p[1], p[2]});
+  }
+  const float mean = total.mean, rstd = rsqrtf(total.m2 / total.n + eps);
+
+  const int64_t packs = s.Elements() / V, per_split = (packs + s.splits - 1) / s.splits;
+  const int64_t begin = blockIdx.x * per_split, end = min(packs, begin + per_split);
+  const int64_t offset = (image * s.c + first_channel) * s.hw;
+  const Pack<T>* in = reinterpret_cast<const Pack<T>*>(x + offset);
+  Pack<T>* out = reinterpret_cast<Pack<T>*>(y + offset);
+  for (int64_t p = begin + threadIdx.x; p < end; p += kThreads) {
+    const int64_t channel = first_channel + p * V / s.hw;
+    const float b = bias ? ToFloat(bias[image * s.c + channel]) : 0.f;
+    const float scale = rstd * ToFloat(gamma[channel]);
+    const float shift = ToFloat(beta[channel]) + (b - mean) * scale;
+    const Pack<T> pack = in[p];
+    Pack<T> result;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      float v = ToFloat(pack.v[i]) * scale + shift;
+      if (silu) v = v / (1.f + __expf(-v));
+      result.v[i] = FromFloat<T>(v);
+    }
+    out[p] = result;
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) GegluKernel(const T* __restrict__ in, T* __restrict__ out,
+                                                        int64_t rows, int64_t features) {
+  constexpr int V = Pack<T>::kSize;
+  const int64_t row_packs = features / V, total = rows * row_packs;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * kThreads) {
+    const int64_t row = i / row_packs, col = (i % row_packs) * V;
+    const Pack<T> a = *reinterpret_cast<const Pack<T>*>(in + row * 2 * features + col);
+    const Pack<T> g = *reinterpret_cast<const Pack<T>*>(in + row * 2 * features + features + col);
+    Pack<T> r;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float gate = ToFloat(g.v[k]);
+      r.v[k] = FromFloat<T>(ToFloat(a.v[k]) * 0.5f * gate * (1.f + erff(gate * 0.70710678118654752f)));
+    }
+    *reinterpret_cast<Pack<T>*>(out + row * features + col) = r;
+  }
+}
+
+// One warp per row of c elements: the row stays in registers (kPacks packs per lane), so
+// the sum is read once and the variance is an exact second pass over registers.
+constexpr int kRowsPerBlock = 4;
+
+__device__ __forceinline__ float WarpSum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+template <typename T, int kPacks>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) AddLayerNormKernel(
+    const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ gamma,
+    const T* __restrict__ beta, T* __restrict__ sum_out, T* __restrict__ out, int64_t rows,
+    int64_t c, float eps) {
+  constexpr int V = Pack<T>::kSize;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  const int64_t packs = c / V;
+  const Pack<T>* xr = reinterpret_cast<const Pack<T>*>(x + row * c);
+  const Pack<T>* yr = y ? reinterpret_cast<const Pack<T>*>(y + row * c) : nullptr;
+  Pack<T>* sr = sum_out ? reinterpret_cast<Pack<T>*>(sum_out + row * c) : nullptr;
+  float v[kPacks][V];
+  float sum = 0.f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    const int64_t p = lane + 32 * k;
+    if (p >= packs) break;
+    const Pack<T> a = xr[p];
+    Pack<T> b;
+    if (yr) b = yr[p];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      // Round the sum to T first: it is the residual stream the next layers read.
+      const T s = yr ? FromFloat<T>(ToFloat(a.v[i]) + ToFloat(b.v[i])) : a.v[i];
+      if (yr) b.v[i] = s;
+      sum += (v[k][i] = ToFloat(s));
+    }
+    if (sr) sr[p] = b;
+  }
+  const float mean = WarpSum(sum) / c;
+  float m2 = 0.f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    if (lane + 32 * k >= packs) break;
+#pragma unroll
+    for (int i = 0; i < V; ++i) m2 += (v[k][i] - mean) * (v[k][i] - mean);
+  }
+  const float rstd = rsqrtf(WarpSum(m2) / c + eps);
+  const Pack<T>* g = reinterpret_cast<const Pack<T>*>(gamma);
+  const Pack<T>* bt = reinterpret_cast<const Pack<T>*>(beta);
+  Pack<T>* o = reinterpret_cast<Pack<T>*>(out + row * c);
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    const int64_t p = lane + 32 * k;
+    if (p >= packs) break;
+    const Pack<T> gp = g[p], bp = bt[p];
+    Pack<T> r;
+#pragma unroll
+    for (int i = 0; i < V; ++i) r.v[i] = FromFloat<T>((v[k][i] - mean) * rstd * ToFloat(gp.v[i]) + ToFloat(bp.v[i]));
+    o[p] = r;
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) AddChannelBiasKernel(const T* __restrict__ a, const T* __restrict__ b,
+                                                                 const T* __restrict__ bias, T* __restrict__ out,
+                                                                 int64_t total_packs, int64_t c, int64_t hw) {
+  constexpr int V = Pack<T>::kSize;
+  for (int64_t p = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x; p < total_packs;
+       p += static_cast<int64_t>(gridDim.x) * kThreads) {
+    const float channel_bias = ToFloat(bias[(p * V / hw) % c]);
+    const Pack<T> pa = reinterpret_cast<const Pack<T>*>(a)[p];
+    const Pack<T> pb = reinterpret_cast<const Pack<T>*>(b)[p];
+    Pack<T> r;
+#pragma unroll
+    for (int i = 0; i < V; ++i) r.v[i] = FromFloat<T>(ToFloat(pa.v[i]) + ToFloat(pb.v[i]) + channel_bias);
+    reinterpret_cast<Pack<T>*>(out)[p] = r;
+  }
+}
+
+int64_t Splits(int64_t n, int64_t groups, int num_sms, int64_t group_elements) {
+  // Enough blocks for a few waves over the chip, but at least a few thousand elements each.
+  const int64_t want = (4LL * num_sms + n * groups - 1) / (n * groups);
+  const int64_t most = std::max<int64_t>(1, group_elements / 4096);
+  return std::clamp<int64_t>(want, 1, std::min<int64_t>(most, 256));
+}
+
+template <typename T>
+cudaError_t LaunchGroupNorm(const void* x, const void* bias, const void* gamma, const void* beta,
+                            void* y, float* partials, int64_t n, GroupShape s, float eps,
+                            bool silu, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(s.splits), static_cast<unsigned>(n * s.groups));
+  GroupMomentsKernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x),
+                                                       static_cast<const T*>(bias), partials, s);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  GroupApplyKernel<T><<<grid, kThreads, 0, stream>>>(
+      static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
+      static_cast<const T*>(beta), partials, static_cast<T*>(y), s, eps, silu);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t LaunchGeglu(const void* in, void* out, int64_t rows, int64_t features, int num_sms,
+                        cudaStream_t stream) {
+  const int64_t packs = rows * features / Pack<T>::kSize;
+  const int64_t blocks = std::clamp<int64_t>((packs + kThreads - 1) / kThreads, 1, 16LL * num_sms);
+  GegluKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      static_cast<const T*>(in), static_cast<T*>(out), rows, features);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t LaunchAddLayerNorm(const void* x, const void* y, const void* gamma, const void* beta,
+                               void* sum_out, void* out, int64_t rows, int64_t c, float eps,
+                               cudaStream_t stream) {
+  const int64_t lanes_packs = (c / Pack<T>::kSize + 31) / 32;
+  const unsigned blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  const auto args = [&](auto kernel) {
+    kernel<<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(gamma),
+        static_cast<const T*>(beta), static_cast<T*>(sum_out), static_cast<T*>(out), rows, c, eps);
+    return cudaGetLastError();
+  };
+  if (lanes_packs <= 2) return args(AddLayerNormKernel<T, 2>);
+  if (lanes_packs <= 4) return args(AddLayerNormKernel<T, 4>);
+  if (lanes_packs <= 8) return args(AddLayerNormKernel<T, 8>);
+  return cudaErrorInvalidValue;
+}
+
+template <typename T>
+cudaError_t LaunchAddChannelBias(const void* a, const void* b, const void* bias, void* out, int64_t n,
+                                 int64_t c, int64_t hw, int num_sms, cudaStream_t stream) {
+  const int64_t packs = n * c * hw / Pack<T>::kSize;
+  const int64_t blocks = std::clamp<int64_t>((packs + kThreads - 1) / kThreads, 1, 16LL * num_sms);
+  AddChannelBiasKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      static_cast<const T*>(a), static_cast<const T*>(b), static_cast<const T*>(bias), static_cast<T*>(out),
+      packs, c, hw);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+int64_t GroupNormPartialFloats(int64_t n, int64_t groups, int num_sms, int64_t group_elements) {
+  return 3 * n * groups * Splits(n, groups, num_sms, group_elements);
+}
+
+cudaError_t GroupNormSilu(const void* x, const void* channel_bias, const void* gamma,
+                          const void* beta, void* y, float* partials, int64_t n, int64_t c,
+                          int64_t hw, int64_t groups, float eps, bool silu, ElementType type,
+                          int num_sms, cudaStream_t stream) {
+  const GroupShape s{c, hw, groups, Splits(n, groups, num_sms, c / groups * hw)};
+  switch (type) {
+    case ElementType::kFloat32:
+      return LaunchGroupNorm<float>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
+    case ElementType::kFloat16:
+      return LaunchGroupNorm<__half>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
+    case ElementType::kBFloat16:
+      return LaunchGroupNorm<__nv_bfloat16>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t Geglu(const void* in, void* out, int64_t rows, int64_t features, ElementType type,
+                  int num_sms, cudaStream_t stream) {
+  switch (type) {
+    case ElementType::kFloat32: return LaunchGeglu<float>(in, out, rows, features, num_sms, stream);
+    case ElementType::kFloat16: return LaunchGeglu<__half>(in, out, rows, features, num_sms, stream);
+    case ElementType::kBFloat16: return LaunchGeglu<__nv_bfloat16>(in, out, rows, features, num_sms, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t AddLayerNorm(const void* x, const void* y, const void* gamma, const void* beta, void* sum_out,
+                         void* out, int64_t rows, int64_t c, float eps, ElementType type,
+                         cudaStream_t stream) {
+  switch (type) {
+    case ElementType::kFloat32: return LaunchAddLayerNorm<float>(x, y, gamma, beta, sum_out, out, rows, c, eps, stream);
+    case ElementType::kFloat16: return LaunchAddLayerNorm<__half>(x, y, gamma, beta, sum_out, out, rows, c, eps, stream);
+    case ElementType::kBFloat16:
+      return LaunchAddLayerNorm<__nv_bfloat16>(x, y, gamma, beta, sum_out, out, rows, c, eps, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t AddChannelBias(const void* a, const void* b, const void* bias, void* out, int64_t n, int64_t c,
+                           int64_t hw, ElementType type, int num_sms, cudaStream_t stream) {
+  switch (type) {
+    case ElementType::kFloat32: return LaunchAddChannelBias<float>(a, b, bias, out, n, c, hw, num_sms, stream);
+    case ElementType::kFloat16: return LaunchAddChannelBias<__half>(a, b, bias, out, n, c, hw, num_sms, stream);
+    case ElementType::kBFloat16:
+      return LaunchAddChannelBias<__nv_bfloat16>(a, b, bias, out, n, c, hw, num_sms, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace spriteforge::engine::cuda

@@ -1,0 +1,43 @@
+// Fused elementwise CUDA kernels of the fast path, on raw device pointers (no torch): the
+// engine's src/fused_ops.cc checks shapes, layout and alignment before calling them.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+namespace spriteforge::engine::cuda {
+
+enum class ElementType { kFloat32, kFloat16, kBFloat16 };
+
+// Per-(image, group) partial moments written by the first pass of GroupNormSilu.
+int64_t GroupNormPartialFloats(int64_t n, int64_t groups, int num_sms, int64_t group_elements);
+
+// y = act(((x + channel_bias[n, c]) - mean) * rstd * gamma[c] + beta[c]) over NCHW x, with
+// mean and variance per (n, group) of x + channel_bias; act is SiLU or identity.
+// channel_bias may be null ([N, C], same type as x); gamma and beta are [C], same type.
+// Needs hw % (16 / sizeof(element)) == 0 and 16-byte aligned x and y. `partials` holds
+// GroupNormPartialFloats(...) floats of scratch.
+cudaError_t GroupNormSilu(const void* x, const void* channel_bias, const void* gamma,
+                          const void* beta, void* y, float* partials, int64_t n, int64_t c,
+                          int64_t hw, int64_t groups, float eps, bool silu, ElementType type,
+                          int num_sms, cudaStream_t stream);
+
+// GEGLU: out[r, f] = in[r, f] * gelu(in[r, features + f]) (exact, erf-based GELU), for
+// rows x (2 * features) input. Needs features % (16 / sizeof(element)) == 0, 16-byte aligned.
+cudaError_t Geglu(const void* in, void* out, int64_t rows, int64_t features, ElementType type,
+                  int num_sms, cudaStream_t stream);
+
+// Over rows x c: sum_out = x + y (rounded to the element type), out = layer_norm(sum_out) *
+// gamma + beta. y and sum_out may both be null (plain LayerNorm of x). Needs
+// c % (16 / sizeof(element)) == 0, c <= 256 * (16 / sizeof(element)), 16-byte aligned rows.
+cudaError_t AddLayerNorm(const void* x, const void* y, const void* gamma, const void* beta, void* sum_out,
+                         void* out, int64_t rows, int64_t c, float eps, ElementType type,
+                         cudaStream_t stream);
+
+// out = a + b + bias[c] over NCHW a and b (a residual plus a convolution's output, whose
+// bias is added here instead of in a pass of its own). Needs hw % (16 / sizeof(element)) == 0.
+cudaError_t AddChannelBias(const void* a, const void* b, const void* bias, void* out, int64_t n, int64_t c,
+                           int64_t hw, ElementType type, int num_sms, cudaStream_t stream);
+
+}  // namespace spriteforge::engine::cuda

@@ -1,0 +1,131 @@
+#include "src/fused_ops.h"
+
+#include <atomic>
+
+#if defined(SPRITEFORGE_CUDA_KERNELS)  // set by CMake when nvcc built cuda/fused_kernels.cu
+#include <ATen/cuda/CUDAContext.h>
+
+#include "cuda/fused_kernels.h"
+#endif
+
+namespace spriteforge::engine {
+namespace {
+
+std::atomic<bool> fused_enabled{true};
+
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+bool Aligned(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+// Reduced precision on CUDA only: float32 keeps LibTorch's kernels, the reference path.
+bool UseKernels(const torch::Tensor& t, cuda::ElementType* type) {
+  if (!fused_enabled.load(std::memory_order_relaxed) || !t.is_cuda() || !t.is_contiguous() || !Aligned(t)) return false;
+  if (t.scalar_type() == torch::kHalf) *type = cuda::ElementType::kFloat16;
+  else if (t.scalar_type() == torch::kBFloat16) *type = cuda::ElementType::kBFloat16;
+  else return false;
+  return true;
+}
+
+void Check(cudaError_t error, const char* what) {
+  TORCH_CHECK(error == cudaSuccess, what, " kernel failed: ", cudaGetErrorString(error));
+}
+
+int SmCount() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+#endif
+
+}  // namespace
+
+void SetFusedKernelsEnabled(bool enabled) { fused_enabled = enabled; }
+
+bool FusedKernelsAvailable() {
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  return true;
+#else
+  return false;
+#endif
+}
+
+torch::Tensor GroupNormAct(const torch::Tensor& x, const torch::nn::GroupNorm& norm, bool silu,
+                           const torch::Tensor& channel_bias) {
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  cuda::ElementType type;
+  const auto& o = norm->options;
+  const int64_t pack = 16 / x.element_size();
+  if (x.dim() == 4 && o.affine() && UseKernels(x, &type) && x.size(2) * x.size(3) % pack == 0 &&
+      norm->weight.scalar_type() == x.scalar_type() &&
+      (!channel_bias.defined() || (channel_bias.is_contiguous() && channel_bias.scalar_type() == x.scalar_type()))) {
+    const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3), groups = o.num_groups();
+    const int sms = SmCount();
+    torch::Tensor y = torch::empty_like(x);
+    torch::Tensor partials = torch::empty({cuda::GroupNormPartialFloats(n, groups, sms, c / groups * hw)},
+                                          x.options().dtype(torch::kFloat));
+    Check(cuda::GroupNormSilu(x.data_ptr(), channel_bias.defined() ? channel_bias.data_ptr() : nullptr,
+                              norm->weight.data_ptr(), norm->bias.data_ptr(), y.data_ptr(),
+                              partials.data_ptr<float>(), n, c, hw, groups, static_cast<float>(o.eps()),
+                              silu, type, sms, at::cuda::getCurrentCUDAStream()),
+          "GroupNorm");
+    return y;
+  }
+#endif
+  torch::Tensor h = channel_bias.defined() ? x + channel_bias.unsqueeze(-1).unsqueeze(-1) : x;
+  torch::Tensor y = torch::group_norm(h, norm->options.num_groups(), norm->weight, norm->bias,
+                                      norm->options.eps());
+  return silu ? torch::silu(y) : y;
+}
+
+StreamAndNorm AddLayerNorm(const torch::Tensor& x, const torch::Tensor& y, const torch::nn::LayerNorm& norm) {
+  const auto& o = norm->options;
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  cuda::ElementType type;
+  const int64_t c = x.size(-1), pack = 16 / x.element_size();
+  if (UseKernels(x, &type) && o.normalized_shape().size() == 1 && o.elementwise_affine() && c % pack == 0 &&
+      c <= 256 * pack && norm->weight.scalar_type() == x.scalar_type() &&
+      (!y.defined() || (y.is_contiguous() && Aligned(y) && y.sizes() == x.sizes() &&
+                        y.scalar_type() == x.scalar_type()))) {
+    torch::Tensor stream = y.defined() ? torch::empty_like(x) : x;
+    torch::Tensor normed = torch::empty_like(x);
+    Check(cuda::AddLayerNorm(x.data_ptr(), y.defined() ? y.data_ptr() : nullptr, norm->weight.data_ptr(),
+                             norm->bias.data_ptr(), y.defined() ? stream.data_ptr() : nullptr, normed.data_ptr(),
+                             x.numel() / c, c, static_cast<float>(o.eps()), type, at::cuda::getCurrentCUDAStream()),
+          "LayerNorm");
+    return {stream, normed};
+  }
+#endif
+  torch::Tensor stream = y.defined() ? x + y : x;
+  return {stream, torch::layer_norm(stream, o.normalized_shape(), norm->weight, norm->bias, o.eps())};
+}
+
+torch::Tensor AddChannelBias(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& bias) {
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  cuda::ElementType type;
+  if (a.dim() == 4 && UseKernels(a, &type) && UseKernels(b, &type) && a.sizes() == b.sizes() &&
+      a.scalar_type() == b.scalar_type() && bias.is_contiguous() && bias.scalar_type() == a.scalar_type() &&
+      a.size(2) * a.size(3) % (16 / a.element_size()) == 0) {
+    torch::Tensor out = torch::empty_like(a);
+    Check(cuda::AddChannelBias(a.data_ptr(), b.data_ptr(), bias.data_ptr(), out.data_ptr(), a.size(0), a.size(1),
+                               a.size(2) * a.size(3), type, SmCount(), at::cuda::getCurrentCUDAStream()),
+          "residual add");
+    return out;
+  }
+#endif
+  return a + (b + bias.view({1, -1, 1, 1}));
+}
+
+torch::Tensor Geglu(const torch::Tensor& projected) {
+  const int64_t features = projected.size(-1) / 2;
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  cuda::ElementType type;
+  if (UseKernels(projected, &type) && features % (16 / projected.element_size()) == 0) {
+    std::vector<int64_t> shape = projected.sizes().vec();
+    shape.back() = features;
+    torch::Tensor out = torch::empty(shape, projected.options());
+    Check(cuda::Geglu(projected.data_ptr(), out.data_ptr(), projected.numel() / (2 * features), features,
+                      type, SmCount(), at::cuda::getCurrentCUDAStream()),
+          "GEGLU");
+    return out;
+  }
+#endif
+  std::vector<torch::Tensor> parts = projected.chunk(2, -1);
+  return parts[0] * torch::gelu(parts[1]);
+}
+
+}  // namespace spriteforge::engine
