@@ -21,7 +21,10 @@ for stage in "${@:-golden bench}"; do
         echo "== golden e2e on cuda, $dtype (tolerance $tol)"
         $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype $dtype --tolerance $tol \
           --json "$OUT/golden-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
-      done ;;
+      done
+      echo "== golden e2e on cuda, fp16, NCHW UNet (tolerance 2e-2)"
+      $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype fp16 --tolerance 2e-2 --channels-last 0 \
+        --json "$OUT/golden-cuda-fp16-nchw.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt" ;;
     kernels)
       echo "== fused CUDA kernels vs LibTorch ops"
       grep -E "spriteforge_cuda_kernels|registers|spill" "$OUT/build.log" | head -20 > "$OUT/kernels-ptxas.txt"
@@ -36,8 +39,8 @@ for stage in "${@:-golden bench}"; do
       echo "== optimized fp16 and bf16, 1024x1024, 30 steps"
       $BIN/bench/spriteforge-bench --dtypes fp16,bf16 --batches 1,4,8,16 --runs 2 --json "$OUT/bench.json" 2>&1 | grep -v warning | tee "$OUT/bench.txt" ;;
     variants|quick)
-      # channels-last, CUDA graphs, fused kernels; "quick" compares the defaults with fused kernels off.
-      combos="0:1:1 0:1:0 0:0:1 1:1:1"; [ "$stage" = quick ] && combos="0:1:1 0:1:0"
+      # channels-last, CUDA graphs, fused kernels (defaults first); "quick": the defaults vs NCHW.
+      combos="1:1:1 0:1:1 1:1:0 0:1:0 1:0:1"; [ "$stage" = quick ] && combos="1:1:1 0:1:1"
       for v in $combos; do
         IFS=: read -r cl graphs fused <<<"$v"
         echo "== fp16 variant: channels-last $cl, CUDA graphs $graphs, fused kernels $fused"

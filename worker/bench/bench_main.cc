@@ -38,7 +38,7 @@ struct Args {
   int steps = 30;
   int runs = 2;
   bool compare = false;
-  bool channels_last = false;
+  bool channels_last = true;
   bool cuda_graphs = true;
   bool fused_kernels = true;
   int decode_batch = 1;

@@ -79,11 +79,13 @@ int main(int argc, char** argv) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(1234);
   bool all_ok = true;
-  struct GnShape { int64_t n, c, h, w, groups; bool silu, bias; };
+  struct GnShape { int64_t n, c, h, w, groups; bool silu, bias, channels_last = false; };
   const std::vector<GnShape> gn_shapes = {
       {2, 320, 128, 128, 32, true, true},   {16, 320, 128, 128, 32, true, true},
       {16, 640, 64, 64, 32, true, false},   {16, 1280, 32, 32, 32, false, false},
-      {1, 128, 1024, 1024, 32, true, false}, {1, 512, 128, 128, 32, false, false}};
+      {1, 128, 1024, 1024, 32, true, false}, {1, 512, 128, 128, 32, false, false},
+      {2, 320, 128, 128, 32, true, true, true}, {16, 320, 128, 128, 32, true, true, true},
+      {16, 2560, 32, 32, 32, true, true, true}, {16, 1280, 32, 32, 32, false, false, true}};
   for (torch::ScalarType dtype : dtypes) {
     const double tol = dtype == torch::kHalf ? 2e-3 : 1.5e-2;
     auto options = torch::TensorOptions().dtype(dtype).device(torch::kCUDA);
@@ -98,10 +100,11 @@ int main(int argc, char** argv) {
       torch::Tensor reference = sf::GroupNormAct(x, norm, s.silu, bias);
       norm->to(torch::kCUDA, dtype);
       torch::Tensor xd = x.to(dtype), bd = s.bias ? bias.to(dtype) : torch::Tensor();
+      if (s.channels_last) xd = xd.contiguous(at::MemoryFormat::ChannelsLast);
       auto fn = [&] { return sf::GroupNormAct(xd, norm, s.silu, bd); };
       char name[128];
-      std::snprintf(name, sizeof(name), "GroupNorm%s%s %ldx%ldx%ldx%ld", s.silu ? "+SiLU" : "",
-                    s.bias ? "+shift" : "", s.n, s.c, s.h, s.w);
+      std::snprintf(name, sizeof(name), "GroupNorm%s%s %ldx%ldx%ldx%ld%s", s.silu ? "+SiLU" : "",
+                    s.bias ? "+shift" : "", s.n, s.c, s.h, s.w, s.channels_last ? " NHWC" : "");
       all_ok &= Report(name, dtype, fn, fn, reference, x.sizes(), reps, tol);
     }
     for (auto [rows, features] : std::vector<std::pair<int64_t, int64_t>>{{2 * 4096, 2560}, {16 * 4096, 2560}, {16 * 1024, 5120}}) {
@@ -138,16 +141,18 @@ int main(int argc, char** argv) {
       all_ok &= stream_exact && Report(name, dtype, fn, fn, reference, {rows, c}, reps, tol);
     }
     // ResnetBlock output: residual + convolution output + the convolution's bias.
-    for (auto [n, c, hw] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{2, 320, 128 * 128}, {16, 640, 64 * 64}}) {
+    for (auto [n, c, hw, cl] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
+             {2, 320, 128 * 128, false}, {16, 640, 64 * 64, false}, {16, 640, 64 * 64, true}}) {
       torch::Tensor a = torch::randn({n, c, hw / 64, 64}, options.dtype(torch::kFloat));
       torch::Tensor b = torch::randn({n, c, hw / 64, 64}, options.dtype(torch::kFloat));
       torch::Tensor bias = torch::randn({c}, options.dtype(torch::kFloat));
       sf::SetFusedKernelsEnabled(false);
       torch::Tensor reference = sf::AddChannelBias(a, b, bias);
-      torch::Tensor ad = a.to(dtype), bd = b.to(dtype), biasd = bias.to(dtype);
+      const auto format = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+      torch::Tensor ad = a.to(dtype).contiguous(format), bd = b.to(dtype).contiguous(format), biasd = bias.to(dtype);
       auto fn = [&] { return sf::AddChannelBias(ad, bd, biasd); };
       char name[128];
-      std::snprintf(name, sizeof(name), "residual+bias %ldx%ldx%ld", n, c, hw);
+      std::snprintf(name, sizeof(name), "residual+bias %ldx%ldx%ld%s", n, c, hw, cl ? " NHWC" : "");
       all_ok &= Report(name, dtype, fn, fn, reference, a.sizes(), reps, tol);
     }
   }

@@ -5,7 +5,7 @@
 // costliest kernels. CUDA graphs are off here so every kernel is visible.
 //
 //   spriteforge-unet-profile [--images 8] [--size 1024] [--dtype fp16|bf16]
-//                            [--channels-last 0|1] [--fused-kernels 0|1] [--top 25]
+//                            [--channels-last 1|0] [--fused-kernels 0|1] [--top 25]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -72,7 +72,7 @@ double DurationMs(const prof::KinetoEvent& e) {
 
 int main(int argc, char** argv) {
   int images = 8, size = 1024, top = 25;
-  bool channels_last = false, fused = true;
+  bool channels_last = true, fused = true;
   torch::ScalarType dtype = torch::kHalf;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];

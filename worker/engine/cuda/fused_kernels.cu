@@ -160,6 +160,103 @@ __global__ void __launch_bounds__(kThreads) GegluKernel(const T* __restrict__ in
   }
 }
 
+// Channels-last (NHWC) GroupNorm: an image is hw pixels of c channels. A block's threads
+// split as pixels_per_pass rows of packs_per_pixel packs, so each thread keeps the same V
+// channels (a pack may straddle two groups) and keeps per-channel moments.
+struct NhwcShape {
+  int64_t c, hw, groups, splits;
+  int packs_per_pixel, pixels_per_pass;
+  __device__ int64_t PixelsPerSplit() const { return (hw + splits - 1) / splits; }
+};
+
+template <typename T>
+__global__ void NhwcMomentsKernel(const T* __restrict__ x, const T* __restrict__ bias,
+                                  float* __restrict__ partials, NhwcShape s) {
+  constexpr int V = Pack<T>::kSize;
+  extern __shared__ Moments per_thread[];  // [blockDim.x][V]
+  const int64_t image = blockIdx.y;
+  const int j = threadIdx.x % s.packs_per_pixel, r = threadIdx.x / s.packs_per_pixel;
+  const int64_t begin = blockIdx.x * s.PixelsPerSplit(), end = min(s.hw, begin + s.PixelsPerSplit());
+  const Pack<T>* in = reinterpret_cast<const Pack<T>*>(x + image * s.hw * s.c);
+  float b[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) b[i] = bias ? ToFloat(bias[image * s.c + j * V + i]) : 0.f;
+  Moments m[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) m[i] = {0.f, 0.f, 0.f};
+  if (r < s.pixels_per_pass) {
+    for (int64_t pixel = begin + r; pixel < end; pixel += s.pixels_per_pass) {
+      const Pack<T> pack = in[pixel * s.packs_per_pixel + j];
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const float v = ToFloat(pack.v[i]) + b[i];
+        m[i].n += 1.f;
+        const float delta = v - m[i].mean;
+        m[i].mean += delta / m[i].n;
+        m[i].m2 += delta * (v - m[i].mean);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < V; ++i) per_thread[threadIdx.x * V + i] = m[i];
+  __syncthreads();
+  const int64_t cg = s.c / s.groups;
+  for (int64_t g = threadIdx.x; g < s.groups; g += blockDim.x) {
+    Moments total{0.f, 0.f, 0.f};
+    for (int64_t ch = g * cg; ch < (g + 1) * cg; ++ch) {
+      for (int row = 0; row < s.pixels_per_pass; ++row) {
+        total = Combine(total, per_thread[(row * s.packs_per_pixel + ch / V) * V + ch % V]);
+      }
+    }
+    float* out = partials + 3 * ((image * s.groups + g) * s.splits + blockIdx.x);
+    out[0] = total.n;
+    out[1] = total.mean;
+    out[2] = total.m2;
+  }
+}
+
+// Pass 2: the block turns its image's group statistics, gamma, beta and shift into a
+// per-channel scale and offset in shared memory ([2][c] floats), then streams its pixels.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) NhwcApplyKernel(const T* __restrict__ x, const T* __restrict__ bias,
+                                                            const T* __restrict__ gamma, const T* __restrict__ beta,
+                                                            const float* __restrict__ partials, T* __restrict__ y,
+                                                            NhwcShape s, float eps, bool silu) {
+  constexpr int V = Pack<T>::kSize;
+  extern __shared__ float affine[];  // scale[c], then offset[c]
+  const int64_t image = blockIdx.y, cg = s.c / s.groups;
+  for (int64_t ch = threadIdx.x; ch < s.c; ch += blockDim.x) {
+    const int64_t g = ch / cg;
+    Moments total{0.f, 0.f, 0.f};
+    for (int64_t i = 0; i < s.splits; ++i) {
+      const float* p = partials + 3 * ((image * s.groups + g) * s.splits + i);
+      total = Combine(total, Moments{p[0], p[1], p[2]});
+    }
+    const float scale = rsqrtf(total.m2 / total.n + eps) * ToFloat(gamma[ch]);
+    const float b = bias ? ToFloat(bias[image * s.c + ch]) : 0.f;
+    affine[ch] = scale;
+    affine[s.c + ch] = ToFloat(beta[ch]) + (b - total.mean) * scale;
+  }
+  __syncthreads();
+  const int64_t begin = blockIdx.x * s.PixelsPerSplit() * s.packs_per_pixel;
+  const int64_t end = min(s.hw, (blockIdx.x + 1) * s.PixelsPerSplit()) * s.packs_per_pixel;
+  const int64_t offset = image * s.hw * s.c;
+  const Pack<T>* in = reinterpret_cast<const Pack<T>*>(x + offset);
+  Pack<T>* out = reinterpret_cast<Pack<T>*>(y + offset);
+  for (int64_t p = begin + threadIdx.x; p < end; p += kThreads) {
+    const int first = static_cast<int>(p % s.packs_per_pixel) * V;
+    const Pack<T> pack = in[p];
+    Pack<T> result;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      float v = ToFloat(pack.v[i]) * affine[first + i] + affine[s.c + first + i];
+      if (silu) v = v / (1.f + __expf(-v));
+      result.v[i] = FromFloat<T>(v);
+    }
+    out[p] = result;
+  }
+}
+
 // One warp per row of c elements: the row stays in registers (kPacks packs per lane), so
 // the sum is read once and the variance is an exact second pass over registers.
 constexpr int kRowsPerBlock = 4;
@@ -227,16 +324,21 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) AddLayerNormKernel(
 template <typename T>
 __global__ void __launch_bounds__(kThreads) AddChannelBiasKernel(const T* __restrict__ a, const T* __restrict__ b,
                                                                  const T* __restrict__ bias, T* __restrict__ out,
-                                                                 int64_t total_packs, int64_t c, int64_t hw) {
+                                                                 int64_t total_packs, int64_t c, int64_t hw,
+                                                                 bool channels_last) {
   constexpr int V = Pack<T>::kSize;
   for (int64_t p = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x; p < total_packs;
        p += static_cast<int64_t>(gridDim.x) * kThreads) {
-    const float channel_bias = ToFloat(bias[(p * V / hw) % c]);
+    // NCHW: one channel per pack (hw % V == 0); NHWC: V consecutive channels (c % V == 0).
+    const int64_t first = channels_last ? (p * V) % c : (p * V / hw) % c;
     const Pack<T> pa = reinterpret_cast<const Pack<T>*>(a)[p];
     const Pack<T> pb = reinterpret_cast<const Pack<T>*>(b)[p];
     Pack<T> r;
 #pragma unroll
-    for (int i = 0; i < V; ++i) r.v[i] = FromFloat<T>(ToFloat(pa.v[i]) + ToFloat(pb.v[i]) + channel_bias);
+    for (int i = 0; i < V; ++i) {
+      const float cb = ToFloat(bias[channels_last ? first + i : first]);
+      r.v[i] = FromFloat<T>(ToFloat(pa.v[i]) + ToFloat(pb.v[i]) + cb);
+    }
     reinterpret_cast<Pack<T>*>(out)[p] = r;
   }
 }
@@ -257,6 +359,22 @@ cudaError_t LaunchGroupNorm(const void* x, const void* bias, const void* gamma, 
                                                        static_cast<const T*>(bias), partials, s);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   GroupApplyKernel<T><<<grid, kThreads, 0, stream>>>(
+      static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
+      static_cast<const T*>(beta), partials, static_cast<T*>(y), s, eps, silu);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t LaunchNhwcGroupNorm(const void* x, const void* bias, const void* gamma, const void* beta, void* y,
+                                float* partials, int64_t n, NhwcShape s, float eps, bool silu,
+                                cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(s.splits), static_cast<unsigned>(n));
+  const int threads = s.packs_per_pixel * s.pixels_per_pass;
+  const size_t shared = sizeof(Moments) * threads * Pack<T>::kSize;
+  NhwcMomentsKernel<T><<<grid, threads, shared, stream>>>(static_cast<const T*>(x), static_cast<const T*>(bias),
+                                                          partials, s);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  NhwcApplyKernel<T><<<grid, kThreads, 2 * sizeof(float) * s.c, stream>>>(
       static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
       static_cast<const T*>(beta), partials, static_cast<T*>(y), s, eps, silu);
   return cudaGetLastError();
@@ -292,12 +410,12 @@ cudaError_t LaunchAddLayerNorm(const void* x, const void* y, const void* gamma, 
 
 template <typename T>
 cudaError_t LaunchAddChannelBias(const void* a, const void* b, const void* bias, void* out, int64_t n,
-                                 int64_t c, int64_t hw, int num_sms, cudaStream_t stream) {
+                                 int64_t c, int64_t hw, bool channels_last, int num_sms, cudaStream_t stream) {
   const int64_t packs = n * c * hw / Pack<T>::kSize;
   const int64_t blocks = std::clamp<int64_t>((packs + kThreads - 1) / kThreads, 1, 16LL * num_sms);
   AddChannelBiasKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
       static_cast<const T*>(a), static_cast<const T*>(b), static_cast<const T*>(bias), static_cast<T*>(out),
-      packs, c, hw);
+      packs, c, hw, channels_last);
   return cudaGetLastError();
 }
 
@@ -319,6 +437,34 @@ cudaError_t GroupNormSilu(const void* x, const void* channel_bias, const void* g
       return LaunchGroupNorm<__half>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
     case ElementType::kBFloat16:
       return LaunchGroupNorm<__nv_bfloat16>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+int64_t NhwcGroupNormSplits(int64_t n, int64_t hw, int num_sms) {
+  // A few waves of blocks over the chip, each block at least 64 pixels.
+  const int64_t want = (4LL * num_sms + n - 1) / n;
+  return std::clamp<int64_t>(want, 1, std::max<int64_t>(1, hw / 64));
+}
+
+cudaError_t NhwcGroupNormSilu(const void* x, const void* channel_bias, const void* gamma, const void* beta,
+                              void* y, float* partials, int64_t n, int64_t c, int64_t hw, int64_t groups,
+                              float eps, bool silu, ElementType type, int num_sms, cudaStream_t stream) {
+  const int64_t splits = NhwcGroupNormSplits(n, hw, num_sms);
+  auto shape = [&](int v) {
+    const int packs = static_cast<int>(c / v);
+    return NhwcShape{c, hw, groups, splits, packs, std::max(1, kThreads / packs)};
+  };
+  // Shared memory: moments of every thread's pack, and the per-channel affine map.
+  if (c % groups != 0 || c > 4096) return cudaErrorInvalidValue;
+  switch (type) {
+    case ElementType::kFloat32:
+      return LaunchNhwcGroupNorm<float>(x, channel_bias, gamma, beta, y, partials, n, shape(4), eps, silu, stream);
+    case ElementType::kFloat16:
+      return LaunchNhwcGroupNorm<__half>(x, channel_bias, gamma, beta, y, partials, n, shape(8), eps, silu, stream);
+    case ElementType::kBFloat16:
+      return LaunchNhwcGroupNorm<__nv_bfloat16>(x, channel_bias, gamma, beta, y, partials, n, shape(8), eps, silu,
+                                                stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -346,12 +492,14 @@ cudaError_t AddLayerNorm(const void* x, const void* y, const void* gamma, const 
 }
 
 cudaError_t AddChannelBias(const void* a, const void* b, const void* bias, void* out, int64_t n, int64_t c,
-                           int64_t hw, ElementType type, int num_sms, cudaStream_t stream) {
+                           int64_t hw, bool channels_last, ElementType type, int num_sms, cudaStream_t stream) {
   switch (type) {
-    case ElementType::kFloat32: return LaunchAddChannelBias<float>(a, b, bias, out, n, c, hw, num_sms, stream);
-    case ElementType::kFloat16: return LaunchAddChannelBias<__half>(a, b, bias, out, n, c, hw, num_sms, stream);
+    case ElementType::kFloat32:
+      return LaunchAddChannelBias<float>(a, b, bias, out, n, c, hw, channels_last, num_sms, stream);
+    case ElementType::kFloat16:
+      return LaunchAddChannelBias<__half>(a, b, bias, out, n, c, hw, channels_last, num_sms, stream);
     case ElementType::kBFloat16:
-      return LaunchAddChannelBias<__nv_bfloat16>(a, b, bias, out, n, c, hw, num_sms, stream);
+      return LaunchAddChannelBias<__nv_bfloat16>(a, b, bias, out, n, c, hw, channels_last, num_sms, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -23,6 +23,14 @@ cudaError_t GroupNormSilu(const void* x, const void* channel_bias, const void* g
                           int64_t hw, int64_t groups, float eps, bool silu, ElementType type,
                           int num_sms, cudaStream_t stream);
 
+// The same GroupNorm over channels-last (NHWC) x and y. Needs c % (16 / sizeof(element)) == 0
+// and c <= 4096 (fp16/bf16; 2048 for float32); `partials` holds 3 * n * groups *
+// NhwcGroupNormSplits(n, hw, num_sms) floats of scratch.
+int64_t NhwcGroupNormSplits(int64_t n, int64_t hw, int num_sms);
+cudaError_t NhwcGroupNormSilu(const void* x, const void* channel_bias, const void* gamma, const void* beta,
+                              void* y, float* partials, int64_t n, int64_t c, int64_t hw, int64_t groups,
+                              float eps, bool silu, ElementType type, int num_sms, cudaStream_t stream);
+
 // GEGLU: out[r, f] = in[r, f] * gelu(in[r, features + f]) (exact, erf-based GELU), for
 // rows x (2 * features) input. Needs features % (16 / sizeof(element)) == 0, 16-byte aligned.
 cudaError_t Geglu(const void* in, void* out, int64_t rows, int64_t features, ElementType type,
@@ -35,9 +43,9 @@ cudaError_t AddLayerNorm(const void* x, const void* y, const void* gamma, const 
                          void* out, int64_t rows, int64_t c, float eps, ElementType type,
                          cudaStream_t stream);
 
-// out = a + b + bias[c] over NCHW a and b (a residual plus a convolution's output, whose
+// out = a + b + bias[c] over NCHW (or, with channels_last, NHWC) a and b (a residual plus a convolution's output, whose
 // bias is added here instead of in a pass of its own). Needs hw % (16 / sizeof(element)) == 0.
 cudaError_t AddChannelBias(const void* a, const void* b, const void* bias, void* out, int64_t n, int64_t c,
-                           int64_t hw, ElementType type, int num_sms, cudaStream_t stream);
+                           int64_t hw, bool channels_last, ElementType type, int num_sms, cudaStream_t stream);
 
 }  // namespace spriteforge::engine::cuda

@@ -17,8 +17,16 @@ std::atomic<bool> fused_enabled{true};
 bool Aligned(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 // Reduced precision on CUDA only: float32 keeps LibTorch's kernels, the reference path.
-bool UseKernels(const torch::Tensor& t, cuda::ElementType* type) {
-  if (!fused_enabled.load(std::memory_order_relaxed) || !t.is_cuda() || !t.is_contiguous() || !Aligned(t)) return false;
+// Channels-last 4-D tensors that are not also plain contiguous (1x1 images are both).
+bool IsChannelsLast(const torch::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+bool UseKernels(const torch::Tensor& t, cuda::ElementType* type,
+                at::MemoryFormat format = at::MemoryFormat::Contiguous) {
+  if (!fused_enabled.load(std::memory_order_relaxed) || !t.is_cuda() || !t.is_contiguous(format) || !Aligned(t)) {
+    return false;
+  }
   if (t.scalar_type() == torch::kHalf) *type = cuda::ElementType::kFloat16;
   else if (t.scalar_type() == torch::kBFloat16) *type = cuda::ElementType::kBFloat16;
   else return false;
@@ -65,6 +73,21 @@ torch::Tensor GroupNormAct(const torch::Tensor& x, const torch::nn::GroupNorm& n
           "GroupNorm");
     return y;
   }
+  if (IsChannelsLast(x) && o.affine() && UseKernels(x, &type, at::MemoryFormat::ChannelsLast) &&
+      x.size(1) % pack == 0 && x.size(1) <= 4096 && norm->weight.scalar_type() == x.scalar_type() &&
+      (!channel_bias.defined() || (channel_bias.is_contiguous() && channel_bias.scalar_type() == x.scalar_type()))) {
+    const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3), groups = o.num_groups();
+    const int sms = SmCount();
+    torch::Tensor y = torch::empty_like(x);  // keeps channels-last
+    torch::Tensor partials = torch::empty({3 * n * groups * cuda::NhwcGroupNormSplits(n, hw, sms)},
+                                          x.options().dtype(torch::kFloat));
+    Check(cuda::NhwcGroupNormSilu(x.data_ptr(), channel_bias.defined() ? channel_bias.data_ptr() : nullptr,
+                                  norm->weight.data_ptr(), norm->bias.data_ptr(), y.data_ptr(),
+                                  partials.data_ptr<float>(), n, c, hw, groups, static_cast<float>(o.eps()), silu,
+                                  type, sms, at::cuda::getCurrentCUDAStream()),
+          "GroupNorm (channels-last)");
+    return y;
+  }
 #endif
   torch::Tensor h = channel_bias.defined() ? x + channel_bias.unsqueeze(-1).unsqueeze(-1) : x;
   torch::Tensor y = torch::group_norm(h, norm->options.num_groups(), norm->weight, norm->bias,
@@ -97,12 +120,16 @@ StreamAndNorm AddLayerNorm(const torch::Tensor& x, const torch::Tensor& y, const
 torch::Tensor AddChannelBias(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& bias) {
 #if defined(SPRITEFORGE_CUDA_KERNELS)
   cuda::ElementType type;
-  if (a.dim() == 4 && UseKernels(a, &type) && UseKernels(b, &type) && a.sizes() == b.sizes() &&
+  const bool channels_last = IsChannelsLast(a);
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const int64_t pack = 16 / a.element_size();
+  if (a.dim() == 4 && UseKernels(a, &type, format) && UseKernels(b, &type, format) && a.sizes() == b.sizes() &&
       a.scalar_type() == b.scalar_type() && bias.is_contiguous() && bias.scalar_type() == a.scalar_type() &&
-      a.size(2) * a.size(3) % (16 / a.element_size()) == 0) {
+      (channels_last ? a.size(1) % pack : a.size(2) * a.size(3) % pack) == 0) {
     torch::Tensor out = torch::empty_like(a);
     Check(cuda::AddChannelBias(a.data_ptr(), b.data_ptr(), bias.data_ptr(), out.data_ptr(), a.size(0), a.size(1),
-                               a.size(2) * a.size(3), type, SmCount(), at::cuda::getCurrentCUDAStream()),
+                               a.size(2) * a.size(3), channels_last, type, SmCount(),
+                               at::cuda::getCurrentCUDAStream()),
           "residual add");
     return out;
   }

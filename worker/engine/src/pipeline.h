@@ -17,7 +17,7 @@ struct PipelineOptions {
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat;
   bool fast_path = true;  // CUDA only: cuDNN autotuning, and the switches below
-  bool channels_last = false;
+  bool channels_last = true;
   bool cuda_graphs = true;
   int decode_batch = 1;  // CUDA: images per VAE call; 0 = as many as free memory allows
   bool fused_kernels = true;  // CUDA fp16/bf16, process-wide (see fused_ops.h)

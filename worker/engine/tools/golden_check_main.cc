@@ -26,6 +26,7 @@ namespace {
 struct Args {
   std::string golden, model, config, device = "cpu", dtype = "fp32", json_out;
   double tolerance = 1e-4;
+  bool channels_last = false;
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -46,6 +47,7 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--dtype") args.dtype = value;
     else if (flag == "--tolerance") args.tolerance = std::atof(value.c_str());
     else if (flag == "--json") args.json_out = value;
+    else if (flag == "--channels-last") args.channels_last = value != "0";
     else Die("unknown flag " + flag);
   }
   if (args.golden.empty()) Die("--golden DIR is required");
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
   load.config_dir = args.config;
   load.device = args.device;
   load.dtype = args.dtype;
+  load.channels_last = args.channels_last;
   auto engine = sf::Engine::Load(load);
   if (!engine.ok()) Die(std::string(engine.status().message()));
 
