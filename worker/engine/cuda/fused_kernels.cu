@@ -181,21 +181,32 @@ __global__ void NhwcMomentsKernel(const T* __restrict__ x, const T* __restrict__
   float b[V];
 #pragma unroll
   for (int i = 0; i < V; ++i) b[i] = bias ? ToFloat(bias[image * s.c + j * V + i]) : 0.f;
+  // Sums of deviations from the thread's first value per channel: no division in the loop,
+  // and no cancellation from a large mean over the few hundred values one thread sees.
+  float shift[V], s1[V], s2[V];
+  int count = 0;
+#pragma unroll
+  for (int i = 0; i < V; ++i) shift[i] = s1[i] = s2[i] = 0.f;
+  if (begin + r < end) {
+    const Pack<T> first = in[(begin + r) * s.packs_per_pixel + j];
+#pragma unroll
+    for (int i = 0; i < V; ++i) shift[i] = ToFloat(first.v[i]) + b[i];
+  }
+  for (int64_t pixel = begin + r; pixel < end; pixel += s.pixels_per_pass) {
+    const Pack<T> pack = in[pixel * s.packs_per_pixel + j];
+    ++count;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const float d = ToFloat(pack.v[i]) + b[i] - shift[i];
+      s1[i] += d;
+      s2[i] += d * d;
+    }
+  }
   Moments m[V];
 #pragma unroll
-  for (int i = 0; i < V; ++i) m[i] = {0.f, 0.f, 0.f};
-  if (r < s.pixels_per_pass) {
-    for (int64_t pixel = begin + r; pixel < end; pixel += s.pixels_per_pass) {
-      const Pack<T> pack = in[pixel * s.packs_per_pixel + j];
-#pragma unroll
-      for (int i = 0; i < V; ++i) {
-        const float v = ToFloat(pack.v[i]) + b[i];
-        m[i].n += 1.f;
-        const float delta = v - m[i].mean;
-        m[i].mean += delta / m[i].n;
-        m[i].m2 += delta * (v - m[i].mean);
-      }
-    }
+  for (int i = 0; i < V; ++i) {
+    const float n = static_cast<float>(count);
+    m[i] = count ? Moments{n, shift[i] + s1[i] / n, fmaxf(0.f, s2[i] - s1[i] * s1[i] / n)} : Moments{0.f, 0.f, 0.f};
   }
 #pragma unroll
   for (int i = 0; i < V; ++i) per_thread[threadIdx.x * V + i] = m[i];
@@ -216,26 +227,33 @@ __global__ void NhwcMomentsKernel(const T* __restrict__ x, const T* __restrict__
 }
 
 // Pass 2: the block turns its image's group statistics, gamma, beta and shift into a
-// per-channel scale and offset in shared memory ([2][c] floats), then streams its pixels.
+// per-channel scale and offset in shared memory, then streams its pixels.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) NhwcApplyKernel(const T* __restrict__ x, const T* __restrict__ bias,
                                                             const T* __restrict__ gamma, const T* __restrict__ beta,
                                                             const float* __restrict__ partials, T* __restrict__ y,
                                                             NhwcShape s, float eps, bool silu) {
   constexpr int V = Pack<T>::kSize;
-  extern __shared__ float affine[];  // scale[c], then offset[c]
+  extern __shared__ float affine[];  // scale[c], offset[c], then mean[groups], rstd[groups]
+  float* group_mean = affine + 2 * s.c;
+  float* group_rstd = group_mean + s.groups;
   const int64_t image = blockIdx.y, cg = s.c / s.groups;
-  for (int64_t ch = threadIdx.x; ch < s.c; ch += blockDim.x) {
-    const int64_t g = ch / cg;
+  for (int64_t g = threadIdx.x; g < s.groups; g += blockDim.x) {
     Moments total{0.f, 0.f, 0.f};
     for (int64_t i = 0; i < s.splits; ++i) {
       const float* p = partials + 3 * ((image * s.groups + g) * s.splits + i);
       total = Combine(total, Moments{p[0], p[1], p[2]});
     }
-    const float scale = rsqrtf(total.m2 / total.n + eps) * ToFloat(gamma[ch]);
+    group_mean[g] = total.mean;
+    group_rstd[g] = rsqrtf(total.m2 / total.n + eps);
+  }
+  __syncthreads();
+  for (int64_t ch = threadIdx.x; ch < s.c; ch += blockDim.x) {
+    const int64_t g = ch / cg;
+    const float scale = group_rstd[g] * ToFloat(gamma[ch]);
     const float b = bias ? ToFloat(bias[image * s.c + ch]) : 0.f;
     affine[ch] = scale;
-    affine[s.c + ch] = ToFloat(beta[ch]) + (b - total.mean) * scale;
+    affine[s.c + ch] = ToFloat(beta[ch]) + (b - group_mean[g]) * scale;
   }
   __syncthreads();
   const int64_t begin = blockIdx.x * s.PixelsPerSplit() * s.packs_per_pixel;
@@ -374,7 +392,7 @@ cudaError_t LaunchNhwcGroupNorm(const void* x, const void* bias, const void* gam
   NhwcMomentsKernel<T><<<grid, threads, shared, stream>>>(static_cast<const T*>(x), static_cast<const T*>(bias),
                                                           partials, s);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  NhwcApplyKernel<T><<<grid, kThreads, 2 * sizeof(float) * s.c, stream>>>(
+  NhwcApplyKernel<T><<<grid, kThreads, sizeof(float) * 2 * (s.c + s.groups), stream>>>(
       static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
       static_cast<const T*>(beta), partials, static_cast<T*>(y), s, eps, silu);
   return cudaGetLastError();
@@ -456,7 +474,7 @@ cudaError_t NhwcGroupNormSilu(const void* x, const void* channel_bias, const voi
     return NhwcShape{c, hw, groups, splits, packs, std::max(1, kThreads / packs)};
   };
   // Shared memory: moments of every thread's pack, and the per-channel affine map.
-  if (c % groups != 0 || c > 4096) return cudaErrorInvalidValue;
+  if (c % groups != 0 || c > 4096 || groups > c) return cudaErrorInvalidValue;
   switch (type) {
     case ElementType::kFloat32:
       return LaunchNhwcGroupNorm<float>(x, channel_bias, gamma, beta, y, partials, n, shape(4), eps, silu, stream);
