@@ -16,12 +16,12 @@ std::atomic<bool> fused_enabled{true};
 #if defined(SPRITEFORGE_CUDA_KERNELS)
 bool Aligned(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
-// Reduced precision on CUDA only: float32 keeps LibTorch's kernels, the reference path.
 // Channels-last 4-D tensors that are not also plain contiguous (1x1 images are both).
 bool IsChannelsLast(const torch::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+// Reduced precision on CUDA only: float32 keeps LibTorch's kernels, the reference path.
 bool UseKernels(const torch::Tensor& t, cuda::ElementType* type,
                 at::MemoryFormat format = at::MemoryFormat::Contiguous) {
   if (!fused_enabled.load(std::memory_order_relaxed) || !t.is_cuda() || !t.is_contiguous(format) || !Aligned(t)) {
@@ -58,34 +58,25 @@ torch::Tensor GroupNormAct(const torch::Tensor& x, const torch::nn::GroupNorm& n
   cuda::ElementType type;
   const auto& o = norm->options;
   const int64_t pack = 16 / x.element_size();
-  if (x.dim() == 4 && o.affine() && UseKernels(x, &type) && x.size(2) * x.size(3) % pack == 0 &&
+  // NCHW packs run along a channel's pixels, NHWC packs across a pixel's channels.
+  const bool nhwc = IsChannelsLast(x);
+  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  if (x.dim() == 4 && o.affine() && UseKernels(x, &type, format) &&
+      (nhwc ? x.size(1) % pack == 0 && x.size(1) <= 4096 : x.size(2) * x.size(3) % pack == 0) &&
       norm->weight.scalar_type() == x.scalar_type() &&
       (!channel_bias.defined() || (channel_bias.is_contiguous() && channel_bias.scalar_type() == x.scalar_type()))) {
     const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3), groups = o.num_groups();
     const int sms = SmCount();
-    torch::Tensor y = torch::empty_like(x);
-    torch::Tensor partials = torch::empty({cuda::GroupNormPartialFloats(n, groups, sms, c / groups * hw)},
-                                          x.options().dtype(torch::kFloat));
-    Check(cuda::GroupNormSilu(x.data_ptr(), channel_bias.defined() ? channel_bias.data_ptr() : nullptr,
-                              norm->weight.data_ptr(), norm->bias.data_ptr(), y.data_ptr(),
-                              partials.data_ptr<float>(), n, c, hw, groups, static_cast<float>(o.eps()),
-                              silu, type, sms, at::cuda::getCurrentCUDAStream()),
-          "GroupNorm");
-    return y;
-  }
-  if (IsChannelsLast(x) && o.affine() && UseKernels(x, &type, at::MemoryFormat::ChannelsLast) &&
-      x.size(1) % pack == 0 && x.size(1) <= 4096 && norm->weight.scalar_type() == x.scalar_type() &&
-      (!channel_bias.defined() || (channel_bias.is_contiguous() && channel_bias.scalar_type() == x.scalar_type()))) {
-    const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3), groups = o.num_groups();
-    const int sms = SmCount();
-    torch::Tensor y = torch::empty_like(x);  // keeps channels-last
-    torch::Tensor partials = torch::empty({3 * n * groups * cuda::NhwcGroupNormSplits(n, hw, sms)},
-                                          x.options().dtype(torch::kFloat));
-    Check(cuda::NhwcGroupNormSilu(x.data_ptr(), channel_bias.defined() ? channel_bias.data_ptr() : nullptr,
-                                  norm->weight.data_ptr(), norm->bias.data_ptr(), y.data_ptr(),
-                                  partials.data_ptr<float>(), n, c, hw, groups, static_cast<float>(o.eps()), silu,
-                                  type, sms, at::cuda::getCurrentCUDAStream()),
-          "GroupNorm (channels-last)");
+    torch::Tensor y = torch::empty_like(x);  // keeps x's layout
+    const int64_t partial_floats = nhwc ? 3 * n * groups * cuda::NhwcGroupNormSplits(n, hw, sms)
+                                        : cuda::GroupNormPartialFloats(n, groups, sms, c / groups * hw);
+    torch::Tensor partials = torch::empty({partial_floats}, x.options().dtype(torch::kFloat));
+    const void* shift = channel_bias.defined() ? channel_bias.data_ptr() : nullptr;
+    const auto kernel = nhwc ? cuda::NhwcGroupNormSilu : cuda::GroupNormSilu;
+    Check(kernel(x.data_ptr(), shift, norm->weight.data_ptr(), norm->bias.data_ptr(), y.data_ptr(),
+                 partials.data_ptr<float>(), n, c, hw, groups, static_cast<float>(o.eps()), silu, type, sms,
+                 at::cuda::getCurrentCUDAStream()),
+          nhwc ? "GroupNorm (channels-last)" : "GroupNorm");
     return y;
   }
 #endif

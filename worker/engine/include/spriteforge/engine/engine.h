@@ -32,8 +32,8 @@ struct LoadOptions {
   bool channels_last = true;
   bool cuda_graphs = true;    // fast path: replay the guided UNet step as a CUDA graph
   // fast path, fp16/bf16: fused GroupNorm+SiLU, GEGLU, residual+LayerNorm and residual+bias
-  // kernels where the engine was built
-  // with the CUDA toolkit. Process-wide: the last engine loaded decides.
+  // kernels where the engine was built with the CUDA toolkit. Process-wide: the last engine
+  // loaded decides.
   bool fused_kernels = true;
   // Images per VAE decode call on CUDA. Decoding costs ~2 GB of activations per 1024x1024
   // image and barely speeds up when batched, so one at a time keeps the peak low; 0 sizes
