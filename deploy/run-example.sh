@@ -3,7 +3,7 @@
 # an example manifest from workflows/ and leaves the sprites in a folder it names.
 #   bash deploy/run-example.sh                        # built-in tiny model, RANDOM weights (noise)
 #   bash deploy/run-example.sh --model /models/sd_xl_base_1.0.safetensors --device cuda
-# Options: --model PATH (or SPRITEFORGE_MODEL), --device cpu|cuda[:N], --dtype fp32|fp16|bf16,
+# Options: --model PATH (or SPRITEFORGE_MODEL), --device cpu|cuda[:N], --dtype fp32|fp16|bf16|fp8,
 #   --manifest FILE (default: workflows/potions.yaml without weights, workflows/potions-sdxl.yaml
 #   with them), --out DIR (default: sprites), --port N (default: 50051).
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds the engine against PyTorch's LibTorch, runs the golden
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
-# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|variants|quick|precision|compare]...
+# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|variants|quick|precision|compare|fp8]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -36,8 +36,8 @@ for stage in "${@:-golden bench}"; do
         $BIN/bench/spriteforge-unet-profile --images ${spec%%:*} --fused-kernels ${spec#*:} 2>&1 | grep -v warning | tee -a "$OUT/unet-profile.txt"
       done ;;
     bench)
-      echo "== optimized fp16 and bf16, 1024x1024, 30 steps"
-      $BIN/bench/spriteforge-bench --dtypes fp16,bf16 --batches 1,4,8,16 --runs 2 --json "$OUT/bench.json" 2>&1 | grep -v warning | tee "$OUT/bench.txt" ;;
+      echo "== optimized fp16, bf16 and fp8 Linears, 1024x1024, 30 steps"
+      $BIN/bench/spriteforge-bench --dtypes fp16,bf16,fp8 --batches 1,4,8,16 --runs 2 --json "$OUT/bench.json" 2>&1 | grep -v warning | tee "$OUT/bench.txt" ;;
     variants|quick)
       # channels-last, CUDA graphs, fused kernels (defaults first); "quick": the defaults vs NCHW.
       combos="1:1:1 0:1:1 1:1:0 0:1:0 1:0:1"; [ "$stage" = quick ] && combos="1:1:1 0:1:1"
@@ -47,8 +47,18 @@ for stage in "${@:-golden bench}"; do
         $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,8 --runs 1 --channels-last $cl --cuda-graphs $graphs \
           --fused-kernels $fused --json "$OUT/bench-variant-cl$cl-g$graphs-f$fused.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-variants.txt"
       done ;;
+    fp8)
+      # bf16 with fp8 Linears: the golden cases (lossy by design: error reported, not gated)
+      # and the speed against plain bf16.
+      echo "== golden e2e on cuda, fp8 Linears (reported)"
+      $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype fp8 --tolerance 1 \
+        --json "$OUT/golden-cuda-fp8.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
+      echo "== UNet profile: images 8, fp8 Linears"
+      $BIN/bench/spriteforge-unet-profile --images 8 --dtype fp8 2>&1 | grep -v warning | tee -a "$OUT/unet-profile.txt"
+      echo "== bf16 vs fp8 Linears, 1024x1024, 30 steps"
+      $BIN/bench/spriteforge-bench --dtypes bf16,fp8 --batches 1,8 --runs 1 --json "$OUT/bench-fp8.json" 2>&1 | grep -v warning | tee "$OUT/bench-fp8.txt" ;;
     precision)
-      echo "== fp16/bf16 vs fp32, full-size UNet"
+      echo "== fp16/bf16/fp8 vs fp32, full-size UNet"
       $BIN/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;
     compare)
       echo "== baseline fp32 vs optimized bf16"

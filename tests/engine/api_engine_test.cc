@@ -123,8 +123,14 @@ TEST(Engine, RejectsBadRequestsWithOneClearLine) {
   auto missing = Engine::Load(o);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("/nonexistent/sdxl.safetensors"), std::string::npos);
+  o.dtype = "fp4";
+  EXPECT_EQ(Engine::Load(o).status().message(), "unknown dtype 'fp4' (expected fp32, fp16, bf16 or fp8)");
+  // fp8 GEMMs need a recent GPU: on the CPU the load stops before reading any weights.
   o.dtype = "fp8";
-  EXPECT_EQ(Engine::Load(o).status().message(), "unknown dtype 'fp8' (expected fp32, fp16 or bf16)");
+  auto fp8 = Engine::Load(o);
+  EXPECT_EQ(fp8.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(fp8.status().message().rfind("dtype fp8: ", 0), 0u) << fp8.status().message();
+  EXPECT_EQ(fp8.status().message().find('\n'), std::string::npos);
 }
 
 }  // namespace

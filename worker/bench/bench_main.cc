@@ -3,7 +3,7 @@
 // SDXL-base architecture with random weights ("builtin:sdxl-base"): speed and memory do
 // not depend on weight values.
 //
-//   spriteforge-bench [--model builtin:sdxl-base] [--device cuda] [--dtypes fp16,bf16]
+//   spriteforge-bench [--model builtin:sdxl-base] [--device cuda] [--dtypes fp16,bf16,fp8]
 //                     [--batches 1,4,8,16] [--size 1024] [--steps 30] [--runs 2]
 //                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1] [--fused-kernels 0|1]
 //                     [--decode-batch N (0: as memory allows)] [--json OUT.json]

@@ -61,6 +61,91 @@ bool Report(const std::string& name, torch::ScalarType dtype, const std::functio
   return ok;
 }
 
+#if defined(SPRITEFORGE_CUDA_KERNELS)  // the fp8 types exist in the GPU machine's LibTorch only
+torch::Tensor Dequantize(const sf::Fp8Rows& q) {
+  return q.data.to(torch::kFloat).view({-1, q.data.size(-1)}) * q.scale;
+}
+
+// fp8 rows from a fused producer must equal quantizing the producer's 16-bit output.
+bool SameFp8(const sf::Fp8Rows& a, const sf::Fp8Rows& b) {
+  return a.scale.equal(b.scale) && a.data.view(torch::kByte).equal(b.data.view(torch::kByte));
+}
+
+// The fp8 path (bf16 models): quantizers and the fp8 GEMM against bf16 and float32 on the
+// UNet's Linear shapes. fp8 is lossy by design: e4m3 keeps 3 mantissa bits, so a product of
+// two quantized operands is off by about 3-4% (relative L2); more than 6% is a fault.
+bool CheckFp8(int reps) {
+  if (std::string why = sf::Fp8Unsupported(torch::Device(torch::kCUDA, 0)); !why.empty()) {
+    std::printf("fp8: skipped (%s)\n", why.c_str());
+    return true;
+  }
+  bool ok = true;
+  auto options = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  // Quantizer: against LibTorch's float -> e4m3 conversion of x / scale.
+  {
+    torch::Tensor x = torch::randn({16 * 1024, 1280}, options) * 3;
+    sf::Fp8Rows q = sf::QuantizeRowsFp8(x);
+    torch::Tensor scale = x.to(torch::kFloat).abs().amax({1}, true).clamp_min(1e-12) / 448.0;
+    torch::Tensor ref = (x.to(torch::kFloat) / scale).to(c10::ScalarType::Float8_e4m3fn);
+    const double differ = q.data.view(torch::kByte).ne(ref.view(torch::kByte)).to(torch::kDouble).mean().item<double>();
+    const double err = RelativeError(Dequantize(q), x.to(torch::kFloat));
+    const double ms = TimeMs([&] { return sf::QuantizeRowsFp8(x).data; }, reps);
+    const bool good = torch::allclose(q.scale, scale) && differ < 1e-3 && err < 0.04;
+    std::printf("%-44s bf16 fp8 rows %.2e (%6.3f ms), %.1e of bytes differ from LibTorch's  %s\n",
+                "quantize rows 16384x1280", err, ms, differ, good ? "ok" : "WRONG");
+    ok &= good;
+  }
+  // Fused producers: LayerNorm and GEGLU writing fp8 rows.
+  {
+    torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({1280}).eps(1e-5));
+    norm->to(torch::kCUDA, torch::kBFloat16);
+    torch::Tensor x = torch::randn({16 * 1024, 1280}, options), y = torch::randn({16 * 1024, 1280}, options);
+    sf::StreamAndNorm plain = sf::AddLayerNorm(x, y, norm), fused = sf::AddLayerNorm(x, y, norm, /*fp8=*/true);
+    const bool good = fused.normed.fp8.defined() && fused.stream.equal(plain.stream) &&
+                      SameFp8(fused.normed.fp8, sf::QuantizeRowsFp8(plain.normed.values));
+    const double ms = TimeMs([&] { return sf::AddLayerNorm(x, y, norm, true).normed.fp8.data; }, reps);
+    std::printf("%-44s bf16 (%6.3f ms)  %s\n", "add+LayerNorm -> fp8 rows 16384x1280", ms,
+                good ? "ok (same bytes as LayerNorm, then quantize)" : "WRONG");
+    ok &= good;
+    torch::Tensor p = torch::randn({16 * 1024, 2 * 5120}, options);
+    sf::Rows geglu = sf::Geglu(p, /*fp8=*/true);
+    const bool geglu_good = geglu.fp8.defined() && SameFp8(geglu.fp8, sf::QuantizeRowsFp8(sf::Geglu(p).values));
+    const double geglu_ms = TimeMs([&] { return sf::Geglu(p, true).fp8.data; }, reps);
+    std::printf("%-44s bf16 (%6.3f ms)  %s\n", "GEGLU -> fp8 rows 16384x10240", geglu_ms,
+                geglu_good ? "ok (same bytes as GEGLU, then quantize)" : "WRONG");
+    ok &= geglu_good;
+  }
+  // GEMMs: [M, K] x [N, K]^T + bias, timed with the input already quantized (as the fused
+  // producers hand it over) and with the quantization included.
+  for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {2 * 1024, 1280, 1280}, {16 * 1024, 1280, 1280}, {16 * 1024, 1280, 10240},
+           {16 * 1024, 5120, 1280}, {16 * 4096, 640, 5120}, {16 * 4096, 2560, 640}}) {
+    torch::Tensor x = torch::randn({m, k}, options);
+    torch::Tensor w = torch::randn({n, k}, options) / std::sqrt(static_cast<double>(k));
+    torch::Tensor b = torch::randn({n}, options) * 0.1;
+    torch::Tensor ref = torch::addmm(b.to(torch::kFloat), x.to(torch::kFloat), w.to(torch::kFloat).t());
+    sf::Fp8Rows wq = sf::QuantizeWeightFp8(w), xq = sf::QuantizeRowsFp8(x);
+    const double fp8_err = RelativeError(sf::Fp8Linear(xq, wq, b), ref);
+    const double bf16_err = RelativeError(torch::addmm(b, x, w.t()), ref);
+    const double fp8_ms = TimeMs([&] { return sf::Fp8Linear(xq, wq, b); }, reps);
+    const double fp8_q_ms = TimeMs([&] { return sf::Fp8Linear(sf::QuantizeRowsFp8(x), wq, b); }, reps);
+    const double bf16_ms = TimeMs([&] { return torch::addmm(b, x, w.t()); }, reps);
+    const double tflop = 2.0 * m * k * n / 1e9;
+    const bool good = fp8_err < 0.06;
+    char name[128];
+    std::snprintf(name, sizeof(name), "fp8 GEMM %ldx%ldx%ld", m, k, n);
+    std::printf("%-44s fp8 %.2e (%6.3f ms, %4.0f TFLOP/s; %6.3f ms with quantize)  bf16 %.2e (%6.3f ms, %4.0f TFLOP/s)"
+                "  speedup %.2fx  %s\n",
+                name, fp8_err, fp8_ms, tflop / fp8_ms, fp8_q_ms, bf16_err, bf16_ms, tflop / bf16_ms, bf16_ms / fp8_ms,
+                good ? "ok" : "WRONG");
+    ok &= good;
+  }
+  return ok;
+}
+#else
+bool CheckFp8(int) { return true; }
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -110,9 +195,9 @@ int main(int argc, char** argv) {
     for (auto [rows, features] : std::vector<std::pair<int64_t, int64_t>>{{2 * 4096, 2560}, {16 * 4096, 2560}, {16 * 1024, 5120}}) {
       torch::Tensor p = torch::randn({rows, 2 * features}, options.dtype(torch::kFloat));
       sf::SetFusedKernelsEnabled(false);
-      torch::Tensor reference = sf::Geglu(p);
+      torch::Tensor reference = sf::Geglu(p).values;
       torch::Tensor pd = p.to(dtype);
-      auto fn = [&] { return sf::Geglu(pd); };
+      auto fn = [&] { return sf::Geglu(pd).values; };
       char name[128];
       std::snprintf(name, sizeof(name), "GEGLU %ldx%ld", rows, 2 * features);
       all_ok &= Report(name, dtype, fn, fn, reference, {rows, features}, reps, tol);
@@ -130,11 +215,11 @@ int main(int argc, char** argv) {
       sf::SetFusedKernelsEnabled(false);
       // The reference normalises the stream as stored (rounded to dtype), like the model does.
       torch::Tensor stream = with_sum ? (xd + yd) : xd;
-      torch::Tensor reference = sf::AddLayerNorm(stream.to(torch::kFloat), {}, norm).normed;
+      torch::Tensor reference = sf::AddLayerNorm(stream.to(torch::kFloat), {}, norm).normed.values;
       norm->to(torch::kCUDA, dtype);
       sf::SetFusedKernelsEnabled(true);
       const bool stream_exact = sf::AddLayerNorm(xd, yd, norm).stream.equal(stream);
-      auto fn = [&] { return sf::AddLayerNorm(xd, yd, norm).normed; };
+      auto fn = [&] { return sf::AddLayerNorm(xd, yd, norm).normed.values; };
       char name[128];
       std::snprintf(name, sizeof(name), "%sLayerNorm %ldx%ld%s", with_sum ? "add+" : "", rows, c,
                     stream_exact ? "" : " (SUM DIFFERS)");
@@ -156,6 +241,8 @@ int main(int argc, char** argv) {
       all_ok &= Report(name, dtype, fn, fn, reference, a.sizes(), reps, tol);
     }
   }
+  sf::SetFusedKernelsEnabled(true);
+  all_ok &= CheckFp8(reps);
   std::printf("%s\n", all_ok ? "all fused kernels match" : "FUSED KERNEL MISMATCH");
   return all_ok ? 0 : 1;
 }

@@ -1,6 +1,7 @@
 // spriteforge-unet-precision: how far the reduced-precision UNet drifts from float32 on the
 // full SDXL-base architecture. One random-weight UNet (fixed seed, weights in a sane range)
-// runs the same guided-batch inputs in fp32 and in fp16/bf16 on the GPU; prints
+// runs the same guided-batch inputs in fp32 and in fp16/bf16/fp8 (bf16 with fp8 Linears) on
+// the GPU; prints
 // ||reduced - fp32|| / ||fp32|| per timestep.
 //
 //   spriteforge-unet-precision [--device cuda] [--size 1024] [--batch 2]
@@ -11,6 +12,8 @@
 #include <torch/torch.h>
 
 #include "base/model_config.h"
+#include "src/fused_ops.h"
+#include "src/layers.h"
 #include "src/unet.h"
 
 namespace sf = spriteforge::engine;
@@ -43,12 +46,25 @@ int main(int argc, char** argv) {
   torch::Tensor time_ids = torch::tensor({float(size), float(size), 0.f, 0.f, float(size), float(size)}, f32)
                                .unsqueeze(0).expand({batch, 6}).contiguous();
   at::globalContext().setAllowTF32CuDNN(false);
-  for (const auto& [name, dtype] : {std::pair<const char*, torch::ScalarType>{"fp16", torch::kHalf}, {"bf16", torch::kBFloat16}}) {
+  struct Variant {
+    const char* name;
+    torch::ScalarType dtype;
+    bool fp8;
+  };
+  for (const Variant& v : {Variant{"fp16", torch::kHalf, false}, Variant{"bf16", torch::kBFloat16, false},
+                           Variant{"fp8", torch::kBFloat16, true}}) {
+    if (v.fp8 && !sf::Fp8Unsupported(device).empty()) {
+      std::printf("fp8: skipped (%s)\n", sf::Fp8Unsupported(device).c_str());
+      continue;
+    }
+    const char* name = v.name;
+    const torch::ScalarType dtype = v.dtype;
     sf::UNet reduced(config);
     reduced->eval();
     auto src = reference->named_parameters(true);
     for (auto& p : reduced->named_parameters(true)) p.value().copy_(src[p.key()].cpu());
     reduced->to(device, dtype);
+    if (v.fp8) sf::QuantizeLinearsToFp8(*reduced);
     for (double t : {961.0, 501.0, 1.0}) {
       torch::Tensor timestep = torch::full({1}, t, f32);
       torch::Tensor want = reference->forward(sample, timestep, context, pooled, time_ids);

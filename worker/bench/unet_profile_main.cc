@@ -19,6 +19,7 @@
 
 #include "base/model_config.h"
 #include "src/fused_ops.h"
+#include "src/layers.h"
 #include "src/unet.h"
 
 namespace sf = spriteforge::engine;
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
   int images = 8, size = 1024, top = 25;
   bool channels_last = true, fused = true;
   torch::ScalarType dtype = torch::kHalf;
+  bool fp8 = false;  // --dtype fp8: bf16 with fp8 Linears
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--images") images = std::atoi(value.c_str());
@@ -81,7 +83,10 @@ int main(int argc, char** argv) {
     else if (flag == "--top") top = std::atoi(value.c_str());
     else if (flag == "--channels-last") channels_last = value != "0";
     else if (flag == "--fused-kernels") fused = value != "0";
-    else if (flag == "--dtype") dtype = value == "bf16" ? torch::kBFloat16 : torch::kHalf;
+    else if (flag == "--dtype") {
+      dtype = value == "fp16" ? torch::kHalf : torch::kBFloat16;
+      fp8 = value == "fp8";
+    }
     else {
       std::fprintf(stderr, "spriteforge-unet-profile: error: unknown flag %s\n", flag.c_str());
       return 2;
@@ -98,6 +103,7 @@ int main(int argc, char** argv) {
   sf::UNet unet(config);
   unet->eval();
   unet->to(torch::kCUDA, dtype);
+  if (fp8) sf::QuantizeLinearsToFp8(*unet);
   const auto memory_format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   if (channels_last) {
     for (auto& p : unet->parameters()) {
@@ -147,7 +153,7 @@ int main(int argc, char** argv) {
     total += ms;
   }
   std::printf("UNet forward, batch %lld at %dx%d, %s, channels-last %d, fused kernels %d: GPU time %.2f ms\n",
-              static_cast<long long>(batch), size, size, dtype == torch::kHalf ? "fp16" : "bf16", channels_last ? 1 : 0,
+              static_cast<long long>(batch), size, size, fp8 ? "fp8" : dtype == torch::kHalf ? "fp16" : "bf16", channels_last ? 1 : 0,
               fused ? 1 : 0, total);
   auto print_sorted = [&](const std::map<std::string, KernelTotal>& m, int limit, size_t width) {
     std::vector<std::pair<std::string, KernelTotal>> rows(m.begin(), m.end());

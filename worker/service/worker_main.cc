@@ -1,7 +1,7 @@
 // spriteforge-worker: loads the engine once and serves the coordinator's batches.
 //
 //   spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME] [--config DIR]
-//       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16] [--max-batch N]
+//       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
 //       [--reserve-gb X] [--calibrate WxH] [--worker-id ID]
 //
 // The model is advertised as NAME (default: the file or folder name without extension;
@@ -34,7 +34,7 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME]\n"
-    "  [--config DIR] [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16]\n"
+    "  [--config DIR] [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8]\n"
     "  [--max-batch N] [--reserve-gb X] [--calibrate WxH] [--worker-id ID]\n";
 
 std::atomic<bool> g_stop{false};

@@ -10,6 +10,7 @@
 #include "spriteforge/engine/engine.h"
 #include "src/checkpoint.h"
 #include "src/device.h"
+#include "src/fused_ops.h"
 #include "src/pipeline.h"
 
 namespace spriteforge::engine {
@@ -25,11 +26,12 @@ std::string FirstLine(std::string what) {
   return what;
 }
 
+// "fp8" is a bfloat16 model whose UNet Linears run as fp8 GEMMs.
 absl::StatusOr<torch::ScalarType> ParseDType(const std::string& name) {
   if (name == "fp32") return torch::kFloat;
   if (name == "fp16") return torch::kHalf;
-  if (name == "bf16") return torch::kBFloat16;
-  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "' (expected fp32, fp16 or bf16)"));
+  if (name == "bf16" || name == "fp8") return torch::kBFloat16;
+  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "' (expected fp32, fp16, bf16 or fp8)"));
 }
 
 absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
@@ -149,6 +151,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
   if (!dtype.ok()) return dtype.status();
   auto device = ParseDevice(o.device);
   if (!device.ok()) return device.status();
+  const bool fp8 = o.dtype == "fp8";
+  if (fp8) {
+    if (std::string why = Fp8Unsupported(*device); !why.empty()) return absl::FailedPreconditionError("dtype fp8: " + why);
+  }
   try {
     const bool builtin = absl::StartsWith(o.model_path, kBuiltinPrefix);
     SdxlConfig config = SdxlBaseConfig();
@@ -178,7 +184,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
       if (auto s = LoadWeights(o.model_path, models); !s.ok()) return s;
     }
     PipelineOptions options{*device, *dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch,
-                            o.fused_kernels};
+                            o.fused_kernels, fp8};
     return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("loading ", o.model_path, ": ", FirstLine(e.what())));

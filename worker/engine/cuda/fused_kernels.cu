@@ -4,6 +4,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 namespace spriteforge::engine::cuda {
 namespace {
@@ -140,6 +141,11 @@ __global__ void __launch_bounds__(kThreads) GroupApplyKernel(const T* __restrict
   }
 }
 
+// value * gelu(gate), with the exact (erf) GELU.
+__device__ __forceinline__ float GegluValue(float value, float gate) {
+  return value * 0.5f * gate * (1.f + erff(gate * 0.70710678118654752f));
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads) GegluKernel(const T* __restrict__ in, T* __restrict__ out,
                                                         int64_t rows, int64_t features) {
@@ -152,10 +158,7 @@ __global__ void __launch_bounds__(kThreads) GegluKernel(const T* __restrict__ in
     const Pack<T> g = *reinterpret_cast<const Pack<T>*>(in + row * 2 * features + features + col);
     Pack<T> r;
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-      const float gate = ToFloat(g.v[k]);
-      r.v[k] = FromFloat<T>(ToFloat(a.v[k]) * 0.5f * gate * (1.f + erff(gate * 0.70710678118654752f)));
-    }
+    for (int k = 0; k < V; ++k) r.v[k] = FromFloat<T>(GegluValue(ToFloat(a.v[k]), ToFloat(g.v[k])));
     *reinterpret_cast<Pack<T>*>(out + row * features + col) = r;
   }
 }
@@ -284,11 +287,37 @@ __device__ __forceinline__ float WarpSum(float v) {
   return v;
 }
 
+__device__ __forceinline__ float WarpMax(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Row-wise fp8: a row's scale maps its largest magnitude onto e4m3's largest finite value.
+constexpr float kFp8Max = 448.f;
+__device__ __forceinline__ float Fp8RowScale(float amax) { return fmaxf(amax, 1e-12f) / kFp8Max; }
+
+// V values times inv_scale as V e4m3 bytes (round to nearest, saturating), one store.
+template <int V>
+__device__ __forceinline__ void StoreFp8(uint8_t* dst, const float* v, float inv_scale) {
+  static_assert(V == 8 || V == 4, "one 8- or 4-byte store");
+  uint32_t words[V / 4];
+#pragma unroll
+  for (int w = 0; w < V / 4; ++w) {
+    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(v[4 * w] * inv_scale, v[4 * w + 1] * inv_scale),
+                                                 __NV_SATFINITE, __NV_E4M3);
+    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(v[4 * w + 2] * inv_scale, v[4 * w + 3] * inv_scale),
+                                                 __NV_SATFINITE, __NV_E4M3);
+    words[w] = lo | (hi << 16);
+  }
+  if constexpr (V == 8) *reinterpret_cast<uint2*>(dst) = make_uint2(words[0], words[1]);
+  else *reinterpret_cast<uint32_t*>(dst) = words[0];
+}
+
 template <typename T, int kPacks>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) AddLayerNormKernel(
     const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ gamma,
-    const T* __restrict__ beta, T* __restrict__ sum_out, T* __restrict__ out, int64_t rows,
-    int64_t c, float eps) {
+    const T* __restrict__ beta, T* __restrict__ sum_out, T* __restrict__ out, uint8_t* __restrict__ q_out,
+    float* __restrict__ q_scales, int64_t rows, int64_t c, float eps) {
   constexpr int V = Pack<T>::kSize;
   const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + threadIdx.x / 32;
   if (row >= rows) return;
@@ -326,16 +355,106 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) AddLayerNormKernel(
   const float rstd = rsqrtf(WarpSum(m2) / c + eps);
   const Pack<T>* g = reinterpret_cast<const Pack<T>*>(gamma);
   const Pack<T>* bt = reinterpret_cast<const Pack<T>*>(beta);
-  Pack<T>* o = reinterpret_cast<Pack<T>*>(out + row * c);
+  float amax = 0.f;
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
     const int64_t p = lane + 32 * k;
     if (p >= packs) break;
     const Pack<T> gp = g[p], bp = bt[p];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      v[k][i] = (v[k][i] - mean) * rstd * ToFloat(gp.v[i]) + ToFloat(bp.v[i]);
+      if (q_out) amax = fmaxf(amax, fabsf(ToFloat(FromFloat<T>(v[k][i]))));
+    }
+  }
+  if (q_out) {
+    // fp8 rows for the Linears that read this norm: the output in T is never stored.
+    const float scale = Fp8RowScale(WarpMax(amax));
+    if (lane == 0) q_scales[row] = scale;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      const int64_t p = lane + 32 * k;
+      if (p >= packs) break;
+      float r[V];
+#pragma unroll
+      for (int i = 0; i < V; ++i) r[i] = ToFloat(FromFloat<T>(v[k][i]));
+      StoreFp8<V>(q_out + row * c + p * V, r, 1.f / scale);
+    }
+    return;
+  }
+  Pack<T>* o = reinterpret_cast<Pack<T>*>(out + row * c);
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    const int64_t p = lane + 32 * k;
+    if (p >= packs) break;
     Pack<T> r;
 #pragma unroll
-    for (int i = 0; i < V; ++i) r.v[i] = FromFloat<T>((v[k][i] - mean) * rstd * ToFloat(gp.v[i]) + ToFloat(bp.v[i]));
+    for (int i = 0; i < V; ++i) r.v[i] = FromFloat<T>(v[k][i]);
     o[p] = r;
+  }
+}
+
+// One warp per row: the row's largest magnitude, then the row again as e4m3 bytes.
+template <typename T>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) QuantizeRowsKernel(const T* __restrict__ x,
+                                                                         uint8_t* __restrict__ q,
+                                                                         float* __restrict__ scales,
+                                                                         int64_t rows, int64_t k) {
+  constexpr int V = Pack<T>::kSize;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  const int64_t packs = k / V;
+  const Pack<T>* xr = reinterpret_cast<const Pack<T>*>(x + row * k);
+  float amax = 0.f;
+  for (int64_t p = lane; p < packs; p += 32) {
+    const Pack<T> a = xr[p];
+#pragma unroll
+    for (int i = 0; i < V; ++i) amax = fmaxf(amax, fabsf(ToFloat(a.v[i])));
+  }
+  const float scale = Fp8RowScale(WarpMax(amax));
+  if (lane == 0) scales[row] = scale;
+  for (int64_t p = lane; p < packs; p += 32) {  // the second read of the row hits the cache
+    const Pack<T> a = xr[p];
+    float r[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) r[i] = ToFloat(a.v[i]);
+    StoreFp8<V>(q + row * k + p * V, r, 1.f / scale);
+  }
+}
+
+// GEGLU whose rows go out as e4m3 bytes: the products are computed twice (for the row's
+// largest magnitude, then to store) rather than written in T and read back.
+template <typename T>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) GegluFp8Kernel(const T* __restrict__ in,
+                                                                     uint8_t* __restrict__ q,
+                                                                     float* __restrict__ scales,
+                                                                     int64_t rows, int64_t features) {
+  constexpr int V = Pack<T>::kSize;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  const int64_t packs = features / V;
+  const Pack<T>* values = reinterpret_cast<const Pack<T>*>(in + row * 2 * features);
+  const Pack<T>* gates = values + packs;
+  const auto products = [&](int64_t p, float* r) {
+    const Pack<T> a = values[p], g = gates[p];
+#pragma unroll
+    for (int i = 0; i < V; ++i) r[i] = ToFloat(FromFloat<T>(GegluValue(ToFloat(a.v[i]), ToFloat(g.v[i]))));
+  };
+  float amax = 0.f;
+  for (int64_t p = lane; p < packs; p += 32) {
+    float r[V];
+    products(p, r);
+#pragma unroll
+    for (int i = 0; i < V; ++i) amax = fmaxf(amax, fabsf(r[i]));
+  }
+  const float scale = Fp8RowScale(WarpMax(amax));
+  if (lane == 0) scales[row] = scale;
+  for (int64_t p = lane; p < packs; p += 32) {
+    float r[V];
+    products(p, r);
+    StoreFp8<V>(q + row * features + p * V, r, 1.f / scale);
   }
 }
 
@@ -408,16 +527,19 @@ cudaError_t LaunchGeglu(const void* in, void* out, int64_t rows, int64_t feature
   return cudaGetLastError();
 }
 
+unsigned RowBlocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
+
 template <typename T>
 cudaError_t LaunchAddLayerNorm(const void* x, const void* y, const void* gamma, const void* beta,
-                               void* sum_out, void* out, int64_t rows, int64_t c, float eps,
+                               void* sum_out, void* out, Fp8Out fp8, int64_t rows, int64_t c, float eps,
                                cudaStream_t stream) {
+  if (fp8.data && sizeof(T) != 2) return cudaErrorInvalidValue;
   const int64_t lanes_packs = (c / Pack<T>::kSize + 31) / 32;
-  const unsigned blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   const auto args = [&](auto kernel) {
-    kernel<<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
+    kernel<<<RowBlocks(rows), 32 * kRowsPerBlock, 0, stream>>>(
         static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(gamma),
-        static_cast<const T*>(beta), static_cast<T*>(sum_out), static_cast<T*>(out), rows, c, eps);
+        static_cast<const T*>(beta), static_cast<T*>(sum_out), static_cast<T*>(out), fp8.data, fp8.scales, rows,
+        c, eps);
     return cudaGetLastError();
   };
   if (lanes_packs <= 2) return args(AddLayerNormKernel<T, 2>);
@@ -437,6 +559,25 @@ cudaError_t LaunchAddChannelBias(const void* a, const void* b, const void* bias,
   return cudaGetLastError();
 }
 
+// Row-wise fp8 kernels take 16-bit inputs only (a pack of 8 values is one 8-byte store).
+template <typename T, typename Kernel>
+cudaError_t LaunchFp8Rows(Kernel kernel, const void* in, Fp8Out out, int64_t rows, int64_t k, cudaStream_t stream) {
+  if (sizeof(T) != 2) return cudaErrorInvalidValue;
+  kernel<<<RowBlocks(rows), 32 * kRowsPerBlock, 0, stream>>>(static_cast<const T*>(in), out.data, out.scales, rows, k);
+  return cudaGetLastError();
+}
+
+// Calls launch(T{}) with T the CUDA type of `type`.
+template <typename Launch>
+cudaError_t Dispatch(ElementType type, Launch&& launch) {
+  switch (type) {
+    case ElementType::kFloat32: return launch(float{});
+    case ElementType::kFloat16: return launch(__half{});
+    case ElementType::kBFloat16: return launch(__nv_bfloat16{});
+  }
+  return cudaErrorInvalidValue;
+}
+
 }  // namespace
 
 int64_t GroupNormPartialFloats(int64_t n, int64_t groups, int num_sms, int64_t group_elements) {
@@ -448,15 +589,9 @@ cudaError_t GroupNormSilu(const void* x, const void* channel_bias, const void* g
                           int64_t hw, int64_t groups, float eps, bool silu, ElementType type,
                           int num_sms, cudaStream_t stream) {
   const GroupShape s{c, hw, groups, Splits(n, groups, num_sms, c / groups * hw)};
-  switch (type) {
-    case ElementType::kFloat32:
-      return LaunchGroupNorm<float>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
-    case ElementType::kFloat16:
-      return LaunchGroupNorm<__half>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
-    case ElementType::kBFloat16:
-      return LaunchGroupNorm<__nv_bfloat16>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
-  }
-  return cudaErrorInvalidValue;
+  return Dispatch(type, [&](auto t) {
+    return LaunchGroupNorm<decltype(t)>(x, channel_bias, gamma, beta, y, partials, n, s, eps, silu, stream);
+  });
 }
 
 int64_t NhwcGroupNormSplits(int64_t n, int64_t hw, int num_sms) {
@@ -468,58 +603,51 @@ int64_t NhwcGroupNormSplits(int64_t n, int64_t hw, int num_sms) {
 cudaError_t NhwcGroupNormSilu(const void* x, const void* channel_bias, const void* gamma, const void* beta,
                               void* y, float* partials, int64_t n, int64_t c, int64_t hw, int64_t groups,
                               float eps, bool silu, ElementType type, int num_sms, cudaStream_t stream) {
-  const int64_t splits = NhwcGroupNormSplits(n, hw, num_sms);
-  auto shape = [&](int v) {
-    const int packs = static_cast<int>(c / v);
-    return NhwcShape{c, hw, groups, splits, packs, std::max(1, kThreads / packs)};
-  };
   // Shared memory: moments of every thread's pack, and the per-channel affine map.
   if (c % groups != 0 || c > 4096 || groups > c) return cudaErrorInvalidValue;
-  switch (type) {
-    case ElementType::kFloat32:
-      return LaunchNhwcGroupNorm<float>(x, channel_bias, gamma, beta, y, partials, n, shape(4), eps, silu, stream);
-    case ElementType::kFloat16:
-      return LaunchNhwcGroupNorm<__half>(x, channel_bias, gamma, beta, y, partials, n, shape(8), eps, silu, stream);
-    case ElementType::kBFloat16:
-      return LaunchNhwcGroupNorm<__nv_bfloat16>(x, channel_bias, gamma, beta, y, partials, n, shape(8), eps, silu,
-                                                stream);
-  }
-  return cudaErrorInvalidValue;
+  const int64_t splits = NhwcGroupNormSplits(n, hw, num_sms);
+  return Dispatch(type, [&](auto t) {
+    using T = decltype(t);
+    const int packs = static_cast<int>(c / Pack<T>::kSize);
+    const NhwcShape shape{c, hw, groups, splits, packs, std::max(1, kThreads / packs)};
+    return LaunchNhwcGroupNorm<T>(x, channel_bias, gamma, beta, y, partials, n, shape, eps, silu, stream);
+  });
 }
 
 cudaError_t Geglu(const void* in, void* out, int64_t rows, int64_t features, ElementType type,
                   int num_sms, cudaStream_t stream) {
-  switch (type) {
-    case ElementType::kFloat32: return LaunchGeglu<float>(in, out, rows, features, num_sms, stream);
-    case ElementType::kFloat16: return LaunchGeglu<__half>(in, out, rows, features, num_sms, stream);
-    case ElementType::kBFloat16: return LaunchGeglu<__nv_bfloat16>(in, out, rows, features, num_sms, stream);
-  }
-  return cudaErrorInvalidValue;
+  return Dispatch(type, [&](auto t) { return LaunchGeglu<decltype(t)>(in, out, rows, features, num_sms, stream); });
 }
 
 cudaError_t AddLayerNorm(const void* x, const void* y, const void* gamma, const void* beta, void* sum_out,
-                         void* out, int64_t rows, int64_t c, float eps, ElementType type,
+                         void* out, Fp8Out fp8, int64_t rows, int64_t c, float eps, ElementType type,
                          cudaStream_t stream) {
-  switch (type) {
-    case ElementType::kFloat32: return LaunchAddLayerNorm<float>(x, y, gamma, beta, sum_out, out, rows, c, eps, stream);
-    case ElementType::kFloat16: return LaunchAddLayerNorm<__half>(x, y, gamma, beta, sum_out, out, rows, c, eps, stream);
-    case ElementType::kBFloat16:
-      return LaunchAddLayerNorm<__nv_bfloat16>(x, y, gamma, beta, sum_out, out, rows, c, eps, stream);
-  }
-  return cudaErrorInvalidValue;
+  return Dispatch(type, [&](auto t) {
+    return LaunchAddLayerNorm<decltype(t)>(x, y, gamma, beta, sum_out, out, fp8, rows, c, eps, stream);
+  });
 }
 
 cudaError_t AddChannelBias(const void* a, const void* b, const void* bias, void* out, int64_t n, int64_t c,
                            int64_t hw, bool channels_last, ElementType type, int num_sms, cudaStream_t stream) {
-  switch (type) {
-    case ElementType::kFloat32:
-      return LaunchAddChannelBias<float>(a, b, bias, out, n, c, hw, channels_last, num_sms, stream);
-    case ElementType::kFloat16:
-      return LaunchAddChannelBias<__half>(a, b, bias, out, n, c, hw, channels_last, num_sms, stream);
-    case ElementType::kBFloat16:
-      return LaunchAddChannelBias<__nv_bfloat16>(a, b, bias, out, n, c, hw, channels_last, num_sms, stream);
-  }
-  return cudaErrorInvalidValue;
+  return Dispatch(type, [&](auto t) {
+    return LaunchAddChannelBias<decltype(t)>(a, b, bias, out, n, c, hw, channels_last, num_sms, stream);
+  });
+}
+
+cudaError_t QuantizeRowsFp8(const void* x, Fp8Out out, int64_t rows, int64_t k, ElementType type,
+                            cudaStream_t stream) {
+  return Dispatch(type, [&](auto t) {
+    using T = decltype(t);
+    return LaunchFp8Rows<T>(QuantizeRowsKernel<T>, x, out, rows, k, stream);
+  });
+}
+
+cudaError_t GegluFp8(const void* in, Fp8Out out, int64_t rows, int64_t features, ElementType type,
+                     cudaStream_t stream) {
+  return Dispatch(type, [&](auto t) {
+    using T = decltype(t);
+    return LaunchFp8Rows<T>(GegluFp8Kernel<T>, in, out, rows, features, stream);
+  });
 }
 
 }  // namespace spriteforge::engine::cuda

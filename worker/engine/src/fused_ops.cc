@@ -38,6 +38,12 @@ void Check(cudaError_t error, const char* what) {
 }
 
 int SmCount() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+
+// Uninitialised fp8 rows shaped like x [..., K], with a [rows, 1] scale column.
+Fp8Rows EmptyFp8Rows(const torch::Tensor& x) {
+  return {torch::empty(x.sizes(), x.options().dtype(c10::ScalarType::Float8_e4m3fn)),
+          torch::empty({x.numel() / x.size(-1), 1}, x.options().dtype(torch::kFloat))};
+}
 #endif
 
 }  // namespace
@@ -86,7 +92,8 @@ torch::Tensor GroupNormAct(const torch::Tensor& x, const torch::nn::GroupNorm& n
   return silu ? torch::silu(y) : y;
 }
 
-StreamAndNorm AddLayerNorm(const torch::Tensor& x, const torch::Tensor& y, const torch::nn::LayerNorm& norm) {
+StreamAndNorm AddLayerNorm(const torch::Tensor& x, const torch::Tensor& y, const torch::nn::LayerNorm& norm,
+                           bool fp8) {
   const auto& o = norm->options;
 #if defined(SPRITEFORGE_CUDA_KERNELS)
   cuda::ElementType type;
@@ -96,16 +103,24 @@ StreamAndNorm AddLayerNorm(const torch::Tensor& x, const torch::Tensor& y, const
       (!y.defined() || (y.is_contiguous() && Aligned(y) && y.sizes() == x.sizes() &&
                         y.scalar_type() == x.scalar_type()))) {
     torch::Tensor stream = y.defined() ? torch::empty_like(x) : x;
-    torch::Tensor normed = torch::empty_like(x);
+    Rows normed;
+    cuda::Fp8Out fp8_out;
+    if (fp8 && c % 16 == 0) {
+      normed.fp8 = EmptyFp8Rows(x);
+      fp8_out = {static_cast<uint8_t*>(normed.fp8.data.data_ptr()), normed.fp8.scale.data_ptr<float>()};
+    } else {
+      normed.values = torch::empty_like(x);
+    }
     Check(cuda::AddLayerNorm(x.data_ptr(), y.defined() ? y.data_ptr() : nullptr, norm->weight.data_ptr(),
-                             norm->bias.data_ptr(), y.defined() ? stream.data_ptr() : nullptr, normed.data_ptr(),
-                             x.numel() / c, c, static_cast<float>(o.eps()), type, at::cuda::getCurrentCUDAStream()),
+                             norm->bias.data_ptr(), y.defined() ? stream.data_ptr() : nullptr,
+                             normed.values.defined() ? normed.values.data_ptr() : nullptr, fp8_out, x.numel() / c, c,
+                             static_cast<float>(o.eps()), type, at::cuda::getCurrentCUDAStream()),
           "LayerNorm");
     return {stream, normed};
   }
 #endif
   torch::Tensor stream = y.defined() ? x + y : x;
-  return {stream, torch::layer_norm(stream, o.normalized_shape(), norm->weight, norm->bias, o.eps())};
+  return {stream, {torch::layer_norm(stream, o.normalized_shape(), norm->weight, norm->bias, o.eps()), {}}};
 }
 
 torch::Tensor AddChannelBias(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& bias) {
@@ -128,22 +143,91 @@ torch::Tensor AddChannelBias(const torch::Tensor& a, const torch::Tensor& b, con
   return a + (b + bias.view({1, -1, 1, 1}));
 }
 
-torch::Tensor Geglu(const torch::Tensor& projected) {
+Rows Geglu(const torch::Tensor& projected, bool fp8) {
   const int64_t features = projected.size(-1) / 2;
 #if defined(SPRITEFORGE_CUDA_KERNELS)
   cuda::ElementType type;
   if (UseKernels(projected, &type) && features % (16 / projected.element_size()) == 0) {
     std::vector<int64_t> shape = projected.sizes().vec();
     shape.back() = features;
+    const int64_t rows = projected.numel() / (2 * features);
+    if (fp8 && features % 16 == 0) {
+      Fp8Rows out = EmptyFp8Rows(projected.narrow(-1, 0, features));
+      Check(cuda::GegluFp8(projected.data_ptr(), {static_cast<uint8_t*>(out.data.data_ptr()), out.scale.data_ptr<float>()},
+                           rows, features, type, at::cuda::getCurrentCUDAStream()),
+            "GEGLU (fp8)");
+      return {{}, out};
+    }
     torch::Tensor out = torch::empty(shape, projected.options());
-    Check(cuda::Geglu(projected.data_ptr(), out.data_ptr(), projected.numel() / (2 * features), features,
-                      type, SmCount(), at::cuda::getCurrentCUDAStream()),
+    Check(cuda::Geglu(projected.data_ptr(), out.data_ptr(), rows, features, type, SmCount(),
+                      at::cuda::getCurrentCUDAStream()),
           "GEGLU");
-    return out;
+    return {out, {}};
   }
 #endif
   std::vector<torch::Tensor> parts = projected.chunk(2, -1);
-  return parts[0] * torch::gelu(parts[1]);
+  return {parts[0] * torch::gelu(parts[1]), {}};
+}
+
+std::string Fp8Unsupported(const torch::Device& device) {
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  if (!device.is_cuda()) return "fp8 Linear layers run on CUDA devices only";
+  const cudaDeviceProp* p = at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index());
+  if (p->major * 10 + p->minor < 89) {
+    return "fp8 Linear layers need compute capability 8.9 or newer (this GPU has " + std::to_string(p->major) + "." +
+           std::to_string(p->minor) + ")";
+  }
+  return "";
+#else
+  (void)device;
+  return "fp8 Linear layers need an engine built with the CUDA kernels (SPRITEFORGE_WITH_CUDA_KERNELS)";
+#endif
+}
+
+Fp8Rows QuantizeWeightFp8(const torch::Tensor& weight) {
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  torch::Tensor w = weight.to(torch::kFloat);
+  torch::Tensor scale = w.abs().amax({1}, /*keepdim=*/true).clamp_min(1e-12) / 448.0;
+  return {(w / scale).to(c10::ScalarType::Float8_e4m3fn).contiguous(), scale.view({1, -1}).contiguous()};
+#else
+  (void)weight;
+  TORCH_CHECK(false, Fp8Unsupported(torch::kCPU));
+  return {};
+#endif
+}
+
+Fp8Rows QuantizeRowsFp8(const torch::Tensor& x) {
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  cuda::ElementType type;
+  const int64_t k = x.size(-1);
+  TORCH_CHECK(UseKernels(x, &type) && k % 16 == 0, "fp8 rows need contiguous fp16/bf16 CUDA input with K % 16 == 0");
+  Fp8Rows out = EmptyFp8Rows(x);
+  Check(cuda::QuantizeRowsFp8(x.data_ptr(), {static_cast<uint8_t*>(out.data.data_ptr()), out.scale.data_ptr<float>()},
+                              x.numel() / k, k, type, at::cuda::getCurrentCUDAStream()),
+        "fp8 quantization");
+  return out;
+#else
+  (void)x;
+  TORCH_CHECK(false, Fp8Unsupported(torch::kCPU));
+  return {};
+#endif
+}
+
+torch::Tensor Fp8Linear(const Fp8Rows& x, const Fp8Rows& weight, const torch::Tensor& bias) {
+#if defined(SPRITEFORGE_CUDA_KERNELS)
+  const int64_t k = x.data.size(-1), n = weight.data.size(0);
+  std::vector<int64_t> shape = x.data.sizes().vec();
+  shape.back() = n;
+  // Row-wise scales on both sides: cuBLAS/CUTLASS apply them in the GEMM epilogue.
+  torch::Tensor out = at::_scaled_mm(x.data.view({-1, k}), weight.data.t(), x.scale, weight.scale,
+                                     bias.defined() ? std::optional<torch::Tensor>(bias) : std::nullopt,
+                                     /*scale_result=*/std::nullopt, torch::kBFloat16, /*use_fast_accum=*/false);
+  return out.view(shape);
+#else
+  (void)x, (void)weight, (void)bias;
+  TORCH_CHECK(false, Fp8Unsupported(torch::kCPU));
+  return {};
+#endif
 }
 
 }  // namespace spriteforge::engine

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include <spdlog/spdlog.h>
+
 #include "src/torch_compat.h"
 
 namespace spriteforge::engine {
@@ -31,13 +33,47 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
   if (with_bias) bias = register_parameter("bias", (torch::rand({out}) * 2 - 1) * bound);
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+torch::Tensor LinearImpl::Apply(const Rows& rows) {
+  if (is_fp8()) {
+    if (rows.fp8.defined()) return Fp8Linear(rows.fp8, weight_fp8_, bias);
+    return Fp8Linear(QuantizeRowsFp8(rows.values.to(torch::kBFloat16).contiguous()), weight_fp8_, bias);
+  }
+  TORCH_CHECK(rows.values.defined(), "fp8 rows reached a Linear without fp8 weights");
+  const torch::Tensor& x = rows.values;
   if (bias.defined() && x.dim() > 2 && x.is_contiguous()) {
     std::vector<int64_t> sizes = x.sizes().vec();
     sizes.back() = weight.size(0);
     return torch::addmm(bias, x.view({-1, x.size(-1)}), weight.t()).view(sizes);
   }
   return torch::nn::functional::linear(x, weight, bias);
+}
+
+bool LinearImpl::QuantizeToFp8() {
+  if (is_fp8()) return true;
+  if (weight.size(0) % 16 != 0 || weight.size(1) % 16 != 0) return false;
+  torch::NoGradGuard no_grad;
+  weight_fp8_ = QuantizeWeightFp8(weight);
+  if (bias.defined()) bias.set_data(bias.to(torch::kBFloat16));
+  weight.set_data(torch::empty({0}, weight.options()));
+  return true;
+}
+
+uint64_t QuantizeLinearsToFp8(torch::nn::Module& model) {
+  uint64_t bytes = 0;
+  int quantized = 0, kept = 0;
+  for (auto& module : model.modules(/*include_self=*/false)) {
+    auto* linear = dynamic_cast<LinearImpl*>(module.get());
+    if (!linear) continue;
+    if (!linear->QuantizeToFp8()) {
+      ++kept;
+      continue;
+    }
+    ++quantized;
+    bytes += linear->Fp8WeightBytes();
+  }
+  spdlog::info("fp8: {} Linear layers quantized ({:.2f} GB), {} kept in bf16 (shapes not a multiple of 16)",
+               quantized, bytes / 1e9, kept);
+  return bytes;
 }
 
 Linear MakeLinear(int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); }

@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "src/fused_ops.h"
+
 namespace spriteforge::engine {
 
 // Shared switch for seamless tiles: every 3x3 convolution of a model pads circularly
@@ -37,11 +39,30 @@ TORCH_MODULE(Conv2d);
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool with_bias = true);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x) { return Apply(Rows{x, {}}); }
+  // The same on rows that may come quantized already (a module's forward cannot be overloaded).
+  torch::Tensor Apply(const Rows& x);
+
+  // From now on run on fp8 tensor cores (src/fused_ops.h): the weight becomes an fp8 copy
+  // with one scale per output channel (the original is released) and inputs are quantized
+  // per row; outputs are bfloat16. False, changing nothing, where the shape does not suit
+  // fp8 GEMMs (in or out features not a multiple of 16).
+  bool QuantizeToFp8();
+  bool is_fp8() const { return weight_fp8_.defined(); }
+  uint64_t Fp8WeightBytes() const {
+    return is_fp8() ? weight_fp8_.data.numel() + weight_fp8_.scale.numel() * sizeof(float) : 0;
+  }
 
   torch::Tensor weight, bias;
+
+ private:
+  Fp8Rows weight_fp8_;
 };
 TORCH_MODULE(Linear);
+
+// Every Linear under `model` that can (LinearImpl::QuantizeToFp8) as fp8 GEMMs; returns
+// the bytes of the fp8 weights and scales, which are not parameters.
+uint64_t QuantizeLinearsToFp8(torch::nn::Module& model);
 
 Linear MakeLinear(int64_t in, int64_t out, bool bias = true);
 torch::nn::GroupNorm MakeGroupNorm(int64_t groups, int64_t channels, double eps);

@@ -9,6 +9,7 @@
 #include "base/schedule.h"
 #include "src/device.h"
 #include "src/fused_ops.h"
+#include "src/layers.h"
 #include "src/sampler.h"
 
 namespace spriteforge::engine {
@@ -60,6 +61,12 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
                                static_cast<torch::nn::Module*>(models_.unet.get()),
                                static_cast<torch::nn::Module*>(models_.vae.get())}) {
     m->to(options_.device, options_.dtype);
+  }
+  if (options_.fp8_linear) weights_bytes_ += QuantizeLinearsToFp8(*models_.unet);
+  for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(models_.text_encoder.get()),
+                               static_cast<torch::nn::Module*>(models_.text_encoder_2.get()),
+                               static_cast<torch::nn::Module*>(models_.unet.get()),
+                               static_cast<torch::nn::Module*>(models_.vae.get())}) {
     weights_bytes_ += ParameterBytes(*m);
   }
   // float32 means float32: no TF32 convolutions behind the caller's back.

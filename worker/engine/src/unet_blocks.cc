@@ -45,9 +45,12 @@ AttentionBlock::AttentionBlock(int64_t dim, int64_t context_dim, int64_t heads, 
   to_out = AddContainer(*this, "to_out")->register_module("0", MakeLinear(dim, dim));
 }
 
-torch::Tensor AttentionBlock::forward(const torch::Tensor& x, const torch::Tensor& context) {
-  const torch::Tensor& c = context.defined() ? context : x;
-  return to_out(MultiHeadAttention(to_q(x), to_k(c), to_v(c), heads, /*causal=*/false));
+torch::Tensor AttentionBlock::forward(const Rows& x, const torch::Tensor& context) {
+  const torch::Tensor q = to_q->Apply(x);
+  if (!context.defined()) {
+    return to_out(MultiHeadAttention(q, to_k->Apply(x), to_v->Apply(x), heads, /*causal=*/false));
+  }
+  return to_out(MultiHeadAttention(q, to_k(context), to_v(context), heads, /*causal=*/false));
 }
 
 TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_dim) {
@@ -63,11 +66,13 @@ TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_d
 
 TransformerBlock::Output TransformerBlock::forward(const torch::Tensor& x, const torch::Tensor& pending,
                                                    const torch::Tensor& context) {
-  // Each residual sum is made by the kernel of the LayerNorm that reads it.
-  auto [x1, h1] = AddLayerNorm(x, pending, norm1);
-  auto [x2, h2] = AddLayerNorm(x1, attn1->forward(h1, {}), norm2);
-  auto [x3, h3] = AddLayerNorm(x2, attn2->forward(h2, context), norm3);
-  return {x3, ff_out(Geglu(ff_in(h3)))};
+  // Each residual sum is made by the kernel of the LayerNorm that reads it; with fp8
+  // Linears, the norms and GEGLU hand their rows over already quantized.
+  const bool self_fp8 = attn1->to_q->is_fp8() && attn1->to_k->is_fp8() && attn1->to_v->is_fp8();
+  auto [x1, h1] = AddLayerNorm(x, pending, norm1, self_fp8);
+  auto [x2, h2] = AddLayerNorm(x1, attn1->forward(h1, {}), norm2, attn2->to_q->is_fp8());
+  auto [x3, h3] = AddLayerNorm(x2, attn2->forward(h2, context), norm3, ff_in->is_fp8());
+  return {x3, ff_out->Apply(Geglu(ff_in->Apply(h3), ff_out->is_fp8()))};
 }
 
 SpatialTransformer::SpatialTransformer(int64_t channels, int64_t heads, int64_t layers,

@@ -27,7 +27,8 @@ struct ResnetBlock : torch::nn::Module {
 // diffusers' Attention: to_q, to_k, to_v (no bias), to_out.0 (with bias).
 struct AttentionBlock : torch::nn::Module {
   AttentionBlock(int64_t dim, int64_t context_dim, int64_t heads, bool qkv_bias);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
+  // Self-attention over x when context is undefined.
+  torch::Tensor forward(const Rows& x, const torch::Tensor& context);
 
   int64_t heads;
   Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out{nullptr};

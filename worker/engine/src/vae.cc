@@ -21,7 +21,7 @@ struct VaeAttention : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     torch::Tensor t = GroupNormAct(x, group_norm, /*silu=*/false).view({b, c, h * w}).transpose(1, 2);
-    t = attention->forward(t, {});
+    t = attention->forward(Rows{t, {}}, {});
     return AddResidual(x, t.transpose(1, 2).reshape({b, c, h, w}));
   }
   torch::nn::GroupNorm group_norm{nullptr};

@@ -24,7 +24,10 @@ struct LoadOptions {
   std::string config_dir;     // diffusers-style folder of */config.json; empty: built-in / model's own
   std::string tokenizer_dir;  // vocab.json + merges.txt; empty: <model folder>/tokenizer
   std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
-  std::string dtype = "fp32"; // "fp32", "fp16", "bf16"
+  // "fp32", "fp16", "bf16", or "fp8": bf16 with the UNet's Linear layers as fp8 (e4m3) GEMMs,
+  // inputs scaled per token and weights per output channel (CUDA, compute capability 8.9+;
+  // lossy: about 4% relative error per GEMM, see docs/performance.md).
+  std::string dtype = "fp32";
   bool fast_path = true;      // GPU only: cuDNN autotuning plus the two switches below
   // fast path: the UNet in channels-last (NHWC) layout, with NHWC GroupNorm and residual
   // kernels. Measured on an H100 (fp16): 3.5% faster at batch 8, 2.6% at batch 1. The VAE
