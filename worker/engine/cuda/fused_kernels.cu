@@ -296,16 +296,17 @@ __device__ __forceinline__ float WarpMax(float v) {
 constexpr float kFp8Max = 448.f;
 __device__ __forceinline__ float Fp8RowScale(float amax) { return fmaxf(amax, 1e-12f) / kFp8Max; }
 
-// V values times inv_scale as V e4m3 bytes (round to nearest, saturating), one store.
+// V values / scale as V e4m3 bytes (round to nearest even, saturating), one store. A true
+// division, so the bytes equal LibTorch's conversion of x / scale.
 template <int V>
-__device__ __forceinline__ void StoreFp8(uint8_t* dst, const float* v, float inv_scale) {
+__device__ __forceinline__ void StoreFp8(uint8_t* dst, const float* v, float scale) {
   static_assert(V == 8 || V == 4, "one 8- or 4-byte store");
   uint32_t words[V / 4];
 #pragma unroll
   for (int w = 0; w < V / 4; ++w) {
-    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(v[4 * w] * inv_scale, v[4 * w + 1] * inv_scale),
+    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(v[4 * w] / scale, v[4 * w + 1] / scale),
                                                  __NV_SATFINITE, __NV_E4M3);
-    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(v[4 * w + 2] * inv_scale, v[4 * w + 3] * inv_scale),
+    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(v[4 * w + 2] / scale, v[4 * w + 3] / scale),
                                                  __NV_SATFINITE, __NV_E4M3);
     words[w] = lo | (hi << 16);
   }
@@ -378,7 +379,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) AddLayerNormKernel(
       float r[V];
 #pragma unroll
       for (int i = 0; i < V; ++i) r[i] = ToFloat(FromFloat<T>(v[k][i]));
-      StoreFp8<V>(q_out + row * c + p * V, r, 1.f / scale);
+      StoreFp8<V>(q_out + row * c + p * V, r, scale);
     }
     return;
   }
@@ -419,42 +420,47 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) QuantizeRowsKernel(const T
     float r[V];
 #pragma unroll
     for (int i = 0; i < V; ++i) r[i] = ToFloat(a.v[i]);
-    StoreFp8<V>(q + row * k + p * V, r, 1.f / scale);
+    StoreFp8<V>(q + row * k + p * V, r, scale);
   }
 }
 
-// GEGLU whose rows go out as e4m3 bytes: the products are computed twice (for the row's
-// largest magnitude, then to store) rather than written in T and read back.
-template <typename T>
-__global__ void __launch_bounds__(32 * kRowsPerBlock) GegluFp8Kernel(const T* __restrict__ in,
-                                                                     uint8_t* __restrict__ q,
-                                                                     float* __restrict__ scales,
-                                                                     int64_t rows, int64_t features) {
+// GEGLU whose rows go out as e4m3 bytes: one block per row keeps the products in registers
+// (kPacks packs per thread) while the block finds the row's largest magnitude.
+constexpr int kRowThreads = 128;
+
+template <typename T, int kPacks>
+__global__ void __launch_bounds__(kRowThreads) GegluFp8Kernel(const T* __restrict__ in, uint8_t* __restrict__ q,
+                                                              float* __restrict__ scales, int64_t features) {
   constexpr int V = Pack<T>::kSize;
-  const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + threadIdx.x / 32;
-  if (row >= rows) return;
-  const int lane = threadIdx.x & 31;
-  const int64_t packs = features / V;
+  const int64_t row = blockIdx.x, packs = features / V;
   const Pack<T>* values = reinterpret_cast<const Pack<T>*>(in + row * 2 * features);
   const Pack<T>* gates = values + packs;
-  const auto products = [&](int64_t p, float* r) {
+  float r[kPacks][V];
+  float amax = 0.f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    const int64_t p = threadIdx.x + kRowThreads * k;
+    if (p >= packs) break;
     const Pack<T> a = values[p], g = gates[p];
 #pragma unroll
-    for (int i = 0; i < V; ++i) r[i] = ToFloat(FromFloat<T>(GegluValue(ToFloat(a.v[i]), ToFloat(g.v[i]))));
-  };
-  float amax = 0.f;
-  for (int64_t p = lane; p < packs; p += 32) {
-    float r[V];
-    products(p, r);
-#pragma unroll
-    for (int i = 0; i < V; ++i) amax = fmaxf(amax, fabsf(r[i]));
+    for (int i = 0; i < V; ++i) {
+      r[k][i] = ToFloat(FromFloat<T>(GegluValue(ToFloat(a.v[i]), ToFloat(g.v[i]))));
+      amax = fmaxf(amax, fabsf(r[k][i]));
+    }
   }
-  const float scale = Fp8RowScale(WarpMax(amax));
-  if (lane == 0) scales[row] = scale;
-  for (int64_t p = lane; p < packs; p += 32) {
-    float r[V];
-    products(p, r);
-    StoreFp8<V>(q + row * features + p * V, r, 1.f / scale);
+  __shared__ float warp_max[kRowThreads / 32];
+  amax = WarpMax(amax);
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = amax;
+  __syncthreads();
+#pragma unroll
+  for (int w = 0; w < kRowThreads / 32; ++w) amax = fmaxf(amax, warp_max[w]);
+  const float scale = Fp8RowScale(amax);
+  if (threadIdx.x == 0) scales[row] = scale;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    const int64_t p = threadIdx.x + kRowThreads * k;
+    if (p >= packs) break;
+    StoreFp8<V>(q + row * features + p * V, r[k], scale);
   }
 }
 
@@ -644,9 +650,19 @@ cudaError_t QuantizeRowsFp8(const void* x, Fp8Out out, int64_t rows, int64_t k, 
 
 cudaError_t GegluFp8(const void* in, Fp8Out out, int64_t rows, int64_t features, ElementType type,
                      cudaStream_t stream) {
-  return Dispatch(type, [&](auto t) {
+  return Dispatch(type, [&](auto t) -> cudaError_t {
     using T = decltype(t);
-    return LaunchFp8Rows<T>(GegluFp8Kernel<T>, in, out, rows, features, stream);
+    if (sizeof(T) != 2) return cudaErrorInvalidValue;
+    const int64_t thread_packs = (features / Pack<T>::kSize + kRowThreads - 1) / kRowThreads;
+    const auto launch = [&](auto kernel) {
+      kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(static_cast<const T*>(in), out.data,
+                                                                       out.scales, features);
+      return cudaGetLastError();
+    };
+    if (thread_packs <= 2) return launch(GegluFp8Kernel<T, 2>);
+    if (thread_packs <= 4) return launch(GegluFp8Kernel<T, 4>);
+    if (thread_packs <= 8) return launch(GegluFp8Kernel<T, 8>);
+    return cudaErrorInvalidValue;
   });
 }
 

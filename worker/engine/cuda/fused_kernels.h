@@ -56,7 +56,8 @@ cudaError_t AddLayerNorm(const void* x, const void* y, const void* gamma, const 
 cudaError_t QuantizeRowsFp8(const void* x, Fp8Out out, int64_t rows, int64_t k, ElementType type,
                             cudaStream_t stream);
 
-// GEGLU as above (fp16/bf16), its rows x features result going to fp8 only.
+// GEGLU as above (fp16/bf16), its rows x features result going to fp8 only. Needs
+// features % 16 == 0 and features <= 8192.
 cudaError_t GegluFp8(const void* in, Fp8Out out, int64_t rows, int64_t features, ElementType type,
                      cudaStream_t stream);
 

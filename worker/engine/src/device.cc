@@ -95,6 +95,14 @@ void ResetPeakMemory(const torch::Device& device) {
 #endif
 }
 
+void ReleaseCachedMemory(const torch::Device& device) {
+#if defined(SPRITEFORGE_TORCH_CUDA)
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+  (void)device;
+#endif
+}
+
 void Synchronize(const torch::Device& device) {
 #if defined(SPRITEFORGE_TORCH_CUDA)
   if (device.is_cuda()) cudaDeviceSynchronize();

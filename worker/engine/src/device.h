@@ -11,6 +11,9 @@ namespace spriteforge::engine {
 DeviceInfo QueryDevice(const torch::Device& device);
 MemoryStats QueryMemory(const torch::Device& device);
 void ResetPeakMemory(const torch::Device& device);
+// Hands the caching allocator's unused blocks back to the driver (after loading a model:
+// conversion temporaries, or an earlier engine's cache, would otherwise stay reserved).
+void ReleaseCachedMemory(const torch::Device& device);
 // Waits for queued device work, so host timers measure it (no-op on the CPU).
 void Synchronize(const torch::Device& device);
 // Turns on cuDNN autotuning (GPU fast path).

@@ -151,7 +151,7 @@ Rows Geglu(const torch::Tensor& projected, bool fp8) {
     std::vector<int64_t> shape = projected.sizes().vec();
     shape.back() = features;
     const int64_t rows = projected.numel() / (2 * features);
-    if (fp8 && features % 16 == 0) {
+    if (fp8 && features % 16 == 0 && features <= 8192) {
       Fp8Rows out = EmptyFp8Rows(projected.narrow(-1, 0, features));
       Check(cuda::GegluFp8(projected.data_ptr(), {static_cast<uint8_t*>(out.data.data_ptr()), out.scale.data_ptr<float>()},
                            rows, features, type, at::cuda::getCurrentCUDAStream()),

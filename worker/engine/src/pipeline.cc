@@ -69,6 +69,7 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
                                static_cast<torch::nn::Module*>(models_.vae.get())}) {
     weights_bytes_ += ParameterBytes(*m);
   }
+  ReleaseCachedMemory(options_.device);
   // float32 means float32: no TF32 convolutions behind the caller's back.
   if (options_.device.is_cuda() && options_.dtype == torch::kFloat) at::globalContext().setAllowTF32CuDNN(false);
   const bool fast_cuda = options_.fast_path && options_.device.is_cuda();
