@@ -426,7 +426,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) QuantizeRowsKernel(const T
 
 // GEGLU whose rows go out as e4m3 bytes: one block per row keeps the products in registers
 // (kPacks packs per thread) while the block finds the row's largest magnitude.
-constexpr int kRowThreads = 128;
+constexpr int kRowThreads = 256;
 
 template <typename T, int kPacks>
 __global__ void __launch_bounds__(kRowThreads) GegluFp8Kernel(const T* __restrict__ in, uint8_t* __restrict__ q,
@@ -659,9 +659,11 @@ cudaError_t GegluFp8(const void* in, Fp8Out out, int64_t rows, int64_t features,
                                                                        out.scales, features);
       return cudaGetLastError();
     };
+    // Exact counts for SDXL's 2560 and 5120 features (2 and 3 packs): spare packs cost registers.
+    if (thread_packs <= 1) return launch(GegluFp8Kernel<T, 1>);
     if (thread_packs <= 2) return launch(GegluFp8Kernel<T, 2>);
+    if (thread_packs <= 3) return launch(GegluFp8Kernel<T, 3>);
     if (thread_packs <= 4) return launch(GegluFp8Kernel<T, 4>);
-    if (thread_packs <= 8) return launch(GegluFp8Kernel<T, 8>);
     return cudaErrorInvalidValue;
   });
 }
