@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds the engine against PyTorch's LibTorch, runs the golden
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
-# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|variants|quick|precision|compare|fp8]...
+# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -38,6 +38,9 @@ for stage in "${@:-golden bench}"; do
     bench)
       echo "== optimized fp16, bf16 and fp8 Linears, 1024x1024, 30 steps"
       $BIN/bench/spriteforge-bench --dtypes fp16,bf16,fp8 --batches 1,4,8,16 --runs 2 --json "$OUT/bench.json" 2>&1 | grep -v warning | tee "$OUT/bench.txt" ;;
+    summary)
+      echo "== fp16, bf16 and fp8 Linears at batch 1 and 8, 1024x1024, 30 steps"
+      $BIN/bench/spriteforge-bench --dtypes fp16,bf16,fp8 --batches 1,8 --runs 1 --json "$OUT/bench-summary.json" 2>&1 | grep -v warning | tee "$OUT/bench-summary.txt" ;;
     variants|quick)
       # channels-last, CUDA graphs, fused kernels (defaults first); "quick": the defaults vs NCHW.
       combos="1:1:1 0:1:1 1:1:0 0:1:0 1:0:1"; [ "$stage" = quick ] && combos="1:1:1 0:1:1"

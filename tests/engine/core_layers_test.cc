@@ -2,8 +2,11 @@
 // the reference numerics the CUDA kernels are checked against (spriteforge-kernel-check).
 #include <gtest/gtest.h>
 
+#include "base/model_config.h"
 #include "src/fused_ops.h"
 #include "src/layers.h"
+#include "src/unet.h"
+#include "src/unet_blocks.h"
 
 namespace spriteforge::engine {
 namespace {
@@ -45,6 +48,41 @@ TEST(Linear, Fp8OnAnUnsupportedBuildFailsAndKeepsTheWeights) {
   EXPECT_FALSE(linear->is_fp8());
   EXPECT_TRUE(linear->weight.equal(before));
   EXPECT_FALSE(Fp8Unsupported(torch::kCPU).empty());
+}
+
+TEST(AttentionBlock, FusedProjectionsAreTheSameMathInOneGemm) {
+  torch::manual_seed(7);
+  torch::NoGradGuard no_grad;
+  AttentionBlock attention(64, 64, 4, /*qkv_bias=*/false);
+  torch::Tensor x = torch::randn({2, 10, 64});
+  torch::Tensor separate = attention.forward(Rows{x, {}}, {});
+  ASSERT_TRUE(attention.FuseProjections());
+  EXPECT_TRUE(torch::allclose(attention.forward(Rows{x, {}}, {}), separate, 1e-5, 1e-5));
+  // The separate weights are views of the stacked one: no second copy of them.
+  EXPECT_EQ(attention.to_k->weight.data_ptr<float>(), attention.to_q->weight.data_ptr<float>() + 64 * 64);
+  AttentionBlock with_bias(64, 64, 4, /*qkv_bias=*/true);
+  EXPECT_FALSE(with_bias.FuseProjections());
+}
+
+// The denoising loop projects the prompts' keys and values once; each step must then give
+// exactly what projecting them inside the UNet gives.
+TEST(UNet, PrecomputedCrossAttentionKeysAndValuesMatch) {
+  torch::manual_seed(11);
+  torch::NoGradGuard no_grad;
+  const UNetConfig config = TinySdxlConfig().unet;
+  UNet unet(config);
+  unet->eval();
+  const int64_t batch = 2;
+  torch::Tensor sample = torch::randn({batch, config.in_channels, 16, 16});
+  torch::Tensor context = torch::randn({batch, 77, config.cross_attention_dim});
+  torch::Tensor pooled = torch::randn({batch, config.projection_class_embeddings_input_dim -
+                                                  6 * config.addition_time_embed_dim});
+  torch::Tensor time_ids = torch::tensor({128.f, 128.f, 0.f, 0.f, 128.f, 128.f}).repeat({batch, 1});
+  torch::Tensor t = torch::full({1}, 501.0);
+  torch::Tensor direct = unet->forward(sample, t, context, pooled, time_ids);
+  torch::Tensor kv = unet->CrossAttentionKV(context);
+  EXPECT_TRUE(torch::equal(unet->ForwardWithKV(sample, t, kv, pooled, time_ids), direct));
+  EXPECT_THROW(unet->ForwardWithKV(sample.narrow(0, 0, 1).repeat({3, 1, 1, 1}), t, kv, pooled, time_ids), c10::Error);
 }
 
 // Asking for fp8 rows where no fused kernel applies gives plain values, so the consuming

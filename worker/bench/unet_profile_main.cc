@@ -118,7 +118,11 @@ int main(int argc, char** argv) {
   torch::Tensor pooled = torch::randn({batch, 1280}, options);
   torch::Tensor time_ids = torch::tensor({float(size), float(size), 0.f, 0.f, float(size), float(size)}, options)
                                .unsqueeze(0).expand({batch, 6}).contiguous();
-  auto step = [&] { return unet->forward(sample, timestep, context, pooled, time_ids); };
+  // As the pipeline runs it: fused self-attention projections, the prompts' cross-attention
+  // keys and values projected once outside the step.
+  unet->FuseSelfAttentionProjections();
+  const torch::Tensor context_kv = unet->CrossAttentionKV(context);
+  auto step = [&] { return unet->ForwardWithKV(sample, timestep, context_kv, pooled, time_ids); };
   for (int i = 0; i < 3; ++i) step();
   torch::cuda::synchronize();
 

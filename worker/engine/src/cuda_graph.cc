@@ -24,6 +24,12 @@ std::string Signature(const std::vector<torch::Tensor>& inputs) {
 
 struct CapturedFunction::Entry {
   std::vector<torch::Tensor> inputs;
+  // What each static input last received, and at which version: an input passed again
+  // unchanged (the prompts' keys and values, every step of a generation) is not copied.
+  // Weak references: a source's memory is not kept alive by this, and while one is held no
+  // other tensor can take its place.
+  std::vector<c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>> sources;
+  std::vector<int64_t> versions;
   torch::Tensor output;
 #if SPRITEFORGE_HAS_CUDA_GRAPHS
   std::unique_ptr<at::cuda::CUDAGraph> graph;
@@ -44,12 +50,24 @@ torch::Tensor CapturedFunction::operator()(const std::vector<torch::Tensor>& inp
   auto found = entries_.find(key);
   if (found != entries_.end()) {
     Entry& entry = *found->second;
-    for (size_t i = 0; i < inputs.size(); ++i) entry.inputs[i].copy_(inputs[i], /*non_blocking=*/true);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (!entry.sources[i].expired() && entry.sources[i]._unsafe_get_target() == inputs[i].unsafeGetTensorImpl() &&
+          inputs[i]._version() == entry.versions[i]) {
+        continue;
+      }
+      entry.inputs[i].copy_(inputs[i], /*non_blocking=*/true);
+      entry.sources[i] = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(inputs[i].getIntrusivePtr());
+      entry.versions[i] = inputs[i]._version();
+    }
     entry.graph->replay();
     return entry.output;
   }
   auto entry = std::make_unique<Entry>();
-  for (const auto& t : inputs) entry->inputs.push_back(t.clone());
+  for (const auto& t : inputs) {
+    entry->inputs.push_back(t.clone());
+    entry->sources.emplace_back(t.getIntrusivePtr());
+    entry->versions.push_back(t._version());
+  }
   // Capture must not run on the legacy default stream; warm up on the capture stream first
   // so lazy initialisation and cuDNN autotuning happen outside the graph.
   c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, inputs[0].device().index());

@@ -26,7 +26,7 @@ torch::Tensor Conv2dImpl::Apply(const torch::Tensor& x, bool with_bias) {
   return torch::conv2d(x, weight, b, at::IntArrayRef{stride_, stride_}, at::IntArrayRef{padding_, padding_});
 }
 
-LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) : in_(in), out_(out) {
   // torch::nn::Linear's default initialisation, U(-1/sqrt(in), 1/sqrt(in)), for random models.
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));
   weight = register_parameter("weight", (torch::rand({out, in}) * 2 - 1) * bound);
@@ -46,6 +46,43 @@ torch::Tensor LinearImpl::Apply(const Rows& rows) {
     return torch::addmm(bias, x.view({-1, x.size(-1)}), weight.t()).view(sizes);
   }
   return torch::nn::functional::linear(x, weight, bias);
+}
+
+std::shared_ptr<LinearImpl> LinearImpl::Stack(const std::vector<LinearImpl*>& parts) {
+  if (parts.empty()) return nullptr;
+  const LinearImpl& first = *parts[0];
+  int64_t out = 0;
+  for (const LinearImpl* part : parts) {
+    if (part->in_ != first.in_ || part->bias.defined() || part->is_fp8() != first.is_fp8()) return nullptr;
+    out += part->out_;
+  }
+  torch::NoGradGuard no_grad;
+  auto stacked = std::make_shared<LinearImpl>(0, 0, /*with_bias=*/false);
+  stacked->in_ = first.in_;
+  stacked->out_ = out;
+  std::vector<torch::Tensor> weights, scales;
+  for (const LinearImpl* part : parts) {
+    weights.push_back(part->is_fp8() ? part->weight_fp8_.data : part->weight);
+    if (part->is_fp8()) scales.push_back(part->weight_fp8_.scale);
+  }
+  int64_t row = 0;
+  if (first.is_fp8()) {
+    // Concatenated as bytes: not every LibTorch build concatenates fp8 tensors directly.
+    for (torch::Tensor& w : weights) w = w.view(torch::kByte);
+    stacked->weight_fp8_ = {torch::cat(weights, 0).view(first.weight_fp8_.data.scalar_type()), torch::cat(scales, 1)};
+    for (LinearImpl* part : parts) {
+      part->weight_fp8_ = {stacked->weight_fp8_.data.narrow(0, row, part->out_),
+                           stacked->weight_fp8_.scale.narrow(1, row, part->out_)};
+      row += part->out_;
+    }
+  } else {
+    stacked->weight.set_data(torch::cat(weights, 0));
+    for (LinearImpl* part : parts) {
+      part->weight.set_data(stacked->weight.narrow(0, row, part->out_));
+      row += part->out_;
+    }
+  }
+  return stacked;
 }
 
 bool LinearImpl::QuantizeToFp8() {

@@ -49,6 +49,14 @@ class LinearImpl : public torch::nn::Module {
   // fp8 GEMMs (in or out features not a multiple of 16).
   bool QuantizeToFp8();
   bool is_fp8() const { return weight_fp8_.defined(); }
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+
+  // One Linear whose output is the parts' outputs side by side, for parts that read the
+  // same input (one GEMM instead of several). The parts' weights become views of the
+  // stacked weight, so memory does not grow. Parts must agree on in features and fp8 and
+  // have no bias; nullptr otherwise.
+  static std::shared_ptr<LinearImpl> Stack(const std::vector<LinearImpl*>& parts);
   uint64_t Fp8WeightBytes() const {
     return is_fp8() ? weight_fp8_.data.numel() + weight_fp8_.scale.numel() * sizeof(float) : 0;
   }
@@ -56,6 +64,7 @@ class LinearImpl : public torch::nn::Module {
   torch::Tensor weight, bias;
 
  private:
+  int64_t in_, out_;
   Fp8Rows weight_fp8_;
 };
 TORCH_MODULE(Linear);

@@ -79,10 +79,11 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
     // The UNet only: its GroupNorms, residual sums and token views all have channels-last
     // kernels; the VAE decoder measured faster in NCHW.
     if (options_.UseChannelsLast()) ToChannelsLast(*models_.unet);
+    models_.unet->FuseSelfAttentionProjections();
     if (options_.cuda_graphs && CapturedFunction::Supported(options_.device)) {
       UNetImpl* unet = models_.unet.get();
       unet_graph_ = std::make_unique<CapturedFunction>([unet](const std::vector<torch::Tensor>& in) {
-        return unet->forward(in[0], in[1], in[2], in[3], in[4]);
+        return unet->ForwardWithKV(in[0], in[1], in[2], in[3], in[4]);
       });
     }
   }
@@ -105,15 +106,15 @@ std::pair<torch::Tensor, torch::Tensor> Pipeline::Encode(const std::vector<std::
   return {torch::cat({out1.penultimate, out2.penultimate}, -1), out2.pooled};
 }
 
-torch::Tensor Pipeline::GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context,
+torch::Tensor Pipeline::GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context_kv,
                                       const torch::Tensor& pooled, const torch::Tensor& time_ids,
                                       double cfg) {
   const bool guided = cfg > 1.0;
   torch::Tensor input = (guided ? torch::cat({x, x}, 0) : x).to(options_.dtype);
   if (options_.UseChannelsLast()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
   torch::Tensor timestep = torch::full({1}, t, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
-  torch::Tensor eps = unet_graph_ ? (*unet_graph_)({input, timestep, context, pooled, time_ids})
-                                  : models_.unet->forward(input, timestep, context, pooled, time_ids);
+  torch::Tensor eps = unet_graph_ ? (*unet_graph_)({input, timestep, context_kv, pooled, time_ids})
+                                  : models_.unet->ForwardWithKV(input, timestep, context_kv, pooled, time_ids);
   eps = eps.to(torch::kFloat);
   if (!guided) return eps;
   auto halves = eps.chunk(2, 0);
@@ -206,6 +207,7 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   const float h = static_cast<float>(request.height), w = static_cast<float>(request.width);
   torch::Tensor time_ids = torch::tensor({h, w, 0.0f, 0.0f, h, w}).to(device, options_.dtype)
                                .unsqueeze(0).expand({context.size(0), 6}).contiguous();
+  const torch::Tensor context_kv = models_.unet->CrossAttentionKV(context);
   Synchronize(device);
   result.timings.encode_ms = MsSince(start);
 
@@ -215,7 +217,7 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   for (const auto& image : request.images) noise.generators.push_back(at::detail::createCPUGenerator(image.seed));
   torch::Tensor x = (noise.Draw() * schedule->init_noise_sigma).to(device);
   EpsilonFn epsilon = [&](const torch::Tensor& xs, double t, int) {
-    return GuidedEpsilon(xs, t, context, pooled, time_ids, request.cfg);
+    return GuidedEpsilon(xs, t, context_kv, pooled, time_ids, request.cfg);
   };
   NoiseFn ancestral = [&](int) { return noise.Draw().to(device); };
   StepFn on_step = [&](int step, int total) { return !progress || progress(step, total); };

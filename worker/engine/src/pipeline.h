@@ -41,7 +41,8 @@ class Pipeline {
   uint64_t weights_bytes() const { return weights_bytes_; }
 
  private:
-  torch::Tensor GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context,
+  // context_kv: the prompts' cross-attention keys and values (UNetImpl::CrossAttentionKV).
+  torch::Tensor GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context_kv,
                               const torch::Tensor& pooled, const torch::Tensor& time_ids, double cfg);
   torch::Tensor Decode(const torch::Tensor& latents);
 

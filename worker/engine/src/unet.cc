@@ -99,10 +99,57 @@ UNetImpl::UNetImpl(const UNetConfig& c) : config_(c) {
   }
   conv_norm_out_ = register_module("conv_norm_out", MakeGroupNorm(groups, ch[0], eps));
   conv_out_ = register_module("conv_out", Conv2d(ch[0], c.out_channels, 3, 1, -1, tiling_));
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* block = dynamic_cast<TransformerBlock*>(module.get())) {
+      self_attention_.push_back(block->attn1.get());
+      block->attn2->cross_index = static_cast<int64_t>(cross_attention_.size());
+      cross_attention_.push_back(block->attn2.get());
+    }
+  }
+}
+
+torch::Tensor UNetImpl::CrossAttentionKV(const torch::Tensor& context) {
+  std::vector<torch::Tensor> parts;
+  for (AttentionBlock* block : cross_attention_) {
+    parts.push_back(block->to_k(context).flatten());
+    parts.push_back(block->to_v(context).flatten());
+  }
+  return torch::cat(parts);
+}
+
+torch::Tensor UNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
+                                      const torch::Tensor& kv, const torch::Tensor& text_embeds,
+                                      const torch::Tensor& time_ids) {
+  // Every block's keys and values are [B, M, C_block]; M follows from the total size.
+  const int64_t batch = sample.size(0);
+  int64_t widths = 0;
+  for (AttentionBlock* block : cross_attention_) widths += block->to_k->out_features() + block->to_v->out_features();
+  TORCH_CHECK(widths > 0 && kv.numel() % (batch * widths) == 0, "cross-attention keys and values do not fit the batch");
+  const int64_t tokens = kv.numel() / (batch * widths);
+  std::vector<torch::Tensor> views;
+  int64_t offset = 0;
+  for (AttentionBlock* block : cross_attention_) {
+    for (const Linear& projection : {block->to_k, block->to_v}) {
+      const int64_t n = batch * tokens * projection->out_features();
+      views.push_back(kv.narrow(0, offset, n).view({batch, tokens, projection->out_features()}));
+      offset += n;
+    }
+  }
+  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids);
+}
+
+void UNetImpl::FuseSelfAttentionProjections() {
+  for (AttentionBlock* block : self_attention_) block->FuseProjections();
 }
 
 torch::Tensor UNetImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                 const torch::Tensor& context, const torch::Tensor& text_embeds,
+                                const torch::Tensor& time_ids) {
+  return Forward(sample, timestep, CrossContext{context, nullptr}, text_embeds, time_ids);
+}
+
+torch::Tensor UNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor& timestep,
+                                const CrossContext& context, const torch::Tensor& text_embeds,
                                 const torch::Tensor& time_ids) {
   const auto dtype = sample.scalar_type();
   const int64_t batch = sample.size(0);

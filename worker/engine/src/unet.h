@@ -10,6 +10,9 @@
 
 namespace spriteforge::engine {
 
+struct AttentionBlock;
+struct CrossContext;
+
 class UNetImpl : public torch::nn::Module {
  public:
   explicit UNetImpl(const UNetConfig& config);
@@ -20,10 +23,24 @@ class UNetImpl : public torch::nn::Module {
                         const torch::Tensor& context, const torch::Tensor& text_embeds,
                         const torch::Tensor& time_ids);
 
+  // The keys and values of every cross-attention block for `context` [B,77,C], as one flat
+  // tensor: they depend on the prompt only, so a generation computes them once and each
+  // step passes them to ForwardWithKV instead of projecting the context again.
+  torch::Tensor CrossAttentionKV(const torch::Tensor& context);
+  torch::Tensor ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
+                              const torch::Tensor& kv, const torch::Tensor& text_embeds,
+                              const torch::Tensor& time_ids);
+
+  // Self-attention's q/k/v projections as one GEMM per block (AttentionBlock::FuseProjections).
+  void FuseSelfAttentionProjections();
+
   void set_tiling(bool on) { *tiling_ = on; }
 
  private:
   struct Level;
+  torch::Tensor Forward(const torch::Tensor& sample, const torch::Tensor& timestep, const CrossContext& context,
+                        const torch::Tensor& text_embeds, const torch::Tensor& time_ids);
+  std::vector<AttentionBlock*> self_attention_, cross_attention_;  // owned by the module tree
   UNetConfig config_;
   TilingFlag tiling_ = std::make_shared<bool>(false);
   Conv2d conv_in_{nullptr}, conv_out_{nullptr};

@@ -46,11 +46,29 @@ AttentionBlock::AttentionBlock(int64_t dim, int64_t context_dim, int64_t heads, 
 }
 
 torch::Tensor AttentionBlock::forward(const Rows& x, const torch::Tensor& context) {
-  const torch::Tensor q = to_q->Apply(x);
-  if (!context.defined()) {
-    return to_out(MultiHeadAttention(q, to_k->Apply(x), to_v->Apply(x), heads, /*causal=*/false));
+  if (context.defined()) return Cross(x, CrossContext{context, nullptr});
+  if (to_qkv_) {
+    std::vector<torch::Tensor> qkv = to_qkv_->Apply(x).split(to_q->out_features(), -1);
+    return to_out(MultiHeadAttention(qkv[0], qkv[1], qkv[2], heads, /*causal=*/false));
   }
-  return to_out(MultiHeadAttention(q, to_k(context), to_v(context), heads, /*causal=*/false));
+  return to_out(MultiHeadAttention(to_q->Apply(x), to_k->Apply(x), to_v->Apply(x), heads, /*causal=*/false));
+}
+
+torch::Tensor AttentionBlock::Cross(const Rows& x, const CrossContext& ctx) {
+  const torch::Tensor q = to_q->Apply(x);
+  if (ctx.kv) {
+    const auto& kv = *ctx.kv;
+    return to_out(MultiHeadAttention(q, kv.at(2 * cross_index), kv.at(2 * cross_index + 1), heads, false));
+  }
+  return to_out(MultiHeadAttention(q, to_k(ctx.context), to_v(ctx.context), heads, /*causal=*/false));
+}
+
+bool AttentionBlock::FuseProjections() {
+  if (to_qkv_) return true;
+  auto fused = LinearImpl::Stack({to_q.get(), to_k.get(), to_v.get()});
+  if (!fused) return false;
+  to_qkv_ = Linear(fused);
+  return true;
 }
 
 TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_dim) {
@@ -65,13 +83,13 @@ TransformerBlock::TransformerBlock(int64_t dim, int64_t heads, int64_t context_d
 }
 
 TransformerBlock::Output TransformerBlock::forward(const torch::Tensor& x, const torch::Tensor& pending,
-                                                   const torch::Tensor& context) {
+                                                   const CrossContext& context) {
   // Each residual sum is made by the kernel of the LayerNorm that reads it; with fp8
   // Linears, the norms and GEGLU hand their rows over already quantized.
   const bool self_fp8 = attn1->to_q->is_fp8() && attn1->to_k->is_fp8() && attn1->to_v->is_fp8();
   auto [x1, h1] = AddLayerNorm(x, pending, norm1, self_fp8);
   auto [x2, h2] = AddLayerNorm(x1, attn1->forward(h1, {}), norm2, attn2->to_q->is_fp8());
-  auto [x3, h3] = AddLayerNorm(x2, attn2->forward(h2, context), norm3, ff_in->is_fp8());
+  auto [x3, h3] = AddLayerNorm(x2, attn2->Cross(h2, context), norm3, ff_in->is_fp8());
   return {x3, ff_out->Apply(Geglu(ff_in->Apply(h3), ff_out->is_fp8()))};
 }
 
@@ -88,7 +106,7 @@ SpatialTransformer::SpatialTransformer(int64_t channels, int64_t heads, int64_t 
   proj_out = register_module("proj_out", MakeLinear(channels, channels));
 }
 
-torch::Tensor SpatialTransformer::forward(const torch::Tensor& x, const torch::Tensor& context) {
+torch::Tensor SpatialTransformer::forward(const torch::Tensor& x, const CrossContext& context) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   torch::Tensor t = GroupNormAct(x, norm, /*silu=*/false).permute({0, 2, 3, 1}).reshape({b, h * w, c});
   t = proj_in(t);

@@ -24,14 +24,32 @@ struct ResnetBlock : torch::nn::Module {
   Linear time_emb_proj{nullptr};
 };
 
+// What cross-attention reads: the text context [B, M, C], or the keys and values every
+// cross-attention block projected from it beforehand (UNetImpl::CrossAttentionKV): the
+// context does not change between denoising steps, so neither do they.
+struct CrossContext {
+  torch::Tensor context;
+  const std::vector<torch::Tensor>* kv = nullptr;  // [2i], [2i + 1]: keys, values of block i
+};
+
 // diffusers' Attention: to_q, to_k, to_v (no bias), to_out.0 (with bias).
 struct AttentionBlock : torch::nn::Module {
   AttentionBlock(int64_t dim, int64_t context_dim, int64_t heads, bool qkv_bias);
   // Self-attention over x when context is undefined.
   torch::Tensor forward(const Rows& x, const torch::Tensor& context);
+  // Cross-attention, with this block's precomputed keys and values where ctx has them.
+  torch::Tensor Cross(const Rows& x, const CrossContext& ctx);
+  // Self-attention's three projections as one GEMM from now on (fewer, larger GEMMs pay
+  // on GPUs): the weights are concatenated once and to_q/to_k/to_v keep views of them.
+  // Needs the same input and bias setting for all three; false, changing nothing, otherwise.
+  bool FuseProjections();
 
   int64_t heads;
+  int64_t cross_index = -1;  // position among the UNet's cross-attention blocks
   Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out{nullptr};
+
+ private:
+  Linear to_qkv_{nullptr};  // not registered: its weight is to_q/to_k/to_v's storage
 };
 
 // Self-attention, cross-attention to the text context, GEGLU feed-forward; pre-norm.
@@ -43,7 +61,7 @@ struct TransformerBlock : torch::nn::Module {
   struct Output {
     torch::Tensor stream, pending;
   };
-  Output forward(const torch::Tensor& x, const torch::Tensor& pending, const torch::Tensor& context);
+  Output forward(const torch::Tensor& x, const torch::Tensor& pending, const CrossContext& context);
 
   std::shared_ptr<AttentionBlock> attn1, attn2;
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
@@ -54,7 +72,7 @@ struct TransformerBlock : torch::nn::Module {
 struct SpatialTransformer : torch::nn::Module {
   SpatialTransformer(int64_t channels, int64_t heads, int64_t layers, int64_t context_dim,
                      int64_t groups, bool linear_projection);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
+  torch::Tensor forward(const torch::Tensor& x, const CrossContext& context);
 
   torch::nn::GroupNorm norm{nullptr};
   Linear proj_in{nullptr}, proj_out{nullptr};
