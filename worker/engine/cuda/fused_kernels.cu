@@ -565,14 +565,6 @@ cudaError_t LaunchAddChannelBias(const void* a, const void* b, const void* bias,
   return cudaGetLastError();
 }
 
-// Row-wise fp8 kernels take 16-bit inputs only (a pack of 8 values is one 8-byte store).
-template <typename T, typename Kernel>
-cudaError_t LaunchFp8Rows(Kernel kernel, const void* in, Fp8Out out, int64_t rows, int64_t k, cudaStream_t stream) {
-  if (sizeof(T) != 2) return cudaErrorInvalidValue;
-  kernel<<<RowBlocks(rows), 32 * kRowsPerBlock, 0, stream>>>(static_cast<const T*>(in), out.data, out.scales, rows, k);
-  return cudaGetLastError();
-}
-
 // Calls launch(T{}) with T the CUDA type of `type`.
 template <typename Launch>
 cudaError_t Dispatch(ElementType type, Launch&& launch) {
@@ -644,7 +636,10 @@ cudaError_t QuantizeRowsFp8(const void* x, Fp8Out out, int64_t rows, int64_t k, 
                             cudaStream_t stream) {
   return Dispatch(type, [&](auto t) {
     using T = decltype(t);
-    return LaunchFp8Rows<T>(QuantizeRowsKernel<T>, x, out, rows, k, stream);
+    if (sizeof(T) != 2) return cudaErrorInvalidValue;  // one 8-byte store per pack of 8
+    QuantizeRowsKernel<T><<<RowBlocks(rows), 32 * kRowsPerBlock, 0, stream>>>(static_cast<const T*>(x), out.data,
+                                                                              out.scales, rows, k);
+    return cudaGetLastError();
   });
 }
 
