@@ -523,12 +523,16 @@ cudaError_t LaunchNhwcGroupNorm(const void* x, const void* bias, const void* gam
   return cudaGetLastError();
 }
 
+// Grid of a grid-stride kernel over `packs` packs: one pack per thread up to 16 blocks per SM.
+unsigned StridedBlocks(int64_t packs, int num_sms) {
+  return static_cast<unsigned>(std::clamp<int64_t>((packs + kThreads - 1) / kThreads, 1, 16LL * num_sms));
+}
+
 template <typename T>
 cudaError_t LaunchGeglu(const void* in, void* out, int64_t rows, int64_t features, int num_sms,
                         cudaStream_t stream) {
   const int64_t packs = rows * features / Pack<T>::kSize;
-  const int64_t blocks = std::clamp<int64_t>((packs + kThreads - 1) / kThreads, 1, 16LL * num_sms);
-  GegluKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+  GegluKernel<T><<<StridedBlocks(packs, num_sms), kThreads, 0, stream>>>(
       static_cast<const T*>(in), static_cast<T*>(out), rows, features);
   return cudaGetLastError();
 }
@@ -558,8 +562,7 @@ template <typename T>
 cudaError_t LaunchAddChannelBias(const void* a, const void* b, const void* bias, void* out, int64_t n,
                                  int64_t c, int64_t hw, bool channels_last, int num_sms, cudaStream_t stream) {
   const int64_t packs = n * c * hw / Pack<T>::kSize;
-  const int64_t blocks = std::clamp<int64_t>((packs + kThreads - 1) / kThreads, 1, 16LL * num_sms);
-  AddChannelBiasKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+  AddChannelBiasKernel<T><<<StridedBlocks(packs, num_sms), kThreads, 0, stream>>>(
       static_cast<const T*>(a), static_cast<const T*>(b), static_cast<const T*>(bias), static_cast<T*>(out),
       packs, c, hw, channels_last);
   return cudaGetLastError();
