@@ -15,6 +15,7 @@
 #include "src/fused_ops.h"
 #include "src/layers.h"
 #include "src/unet.h"
+#include "unet_inputs.h"
 
 namespace sf = spriteforge::engine;
 
@@ -38,13 +39,8 @@ int main(int argc, char** argv) {
   sf::UNet reference(config);
   reference->eval();
   reference->to(device, torch::kFloat);
-  const int64_t h = size / 8, w = size / 8;
   auto f32 = torch::TensorOptions().device(device).dtype(torch::kFloat);
-  torch::Tensor sample = torch::randn({batch, 4, h, w}, f32);
-  torch::Tensor context = torch::randn({batch, 77, config.cross_attention_dim}, f32);
-  torch::Tensor pooled = torch::randn({batch, 1280}, f32);
-  torch::Tensor time_ids = torch::tensor({float(size), float(size), 0.f, 0.f, float(size), float(size)}, f32)
-                               .unsqueeze(0).expand({batch, 6}).contiguous();
+  const auto [sample, context, pooled, time_ids] = sf::RandomUNetInputs(config, batch, size, f32);
   at::globalContext().setAllowTF32CuDNN(false);
   struct Variant {
     const char* name;

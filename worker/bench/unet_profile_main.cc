@@ -21,6 +21,7 @@
 #include "src/fused_ops.h"
 #include "src/layers.h"
 #include "src/unet.h"
+#include "unet_inputs.h"
 
 namespace sf = spriteforge::engine;
 namespace prof = torch::autograd::profiler;
@@ -110,19 +111,16 @@ int main(int argc, char** argv) {
       if (p.dim() == 4) p.set_data(p.contiguous(memory_format));
     }
   }
-  const int64_t batch = 2 * images, h = size / 8, w = size / 8;
+  const int64_t batch = 2 * images;
   auto options = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
-  torch::Tensor sample = torch::randn({batch, 4, h, w}, options).contiguous(memory_format);
+  const sf::UNetInputs in = sf::RandomUNetInputs(config, batch, size, options);
+  const torch::Tensor sample = in.sample.contiguous(memory_format);
   torch::Tensor timestep = torch::full({batch}, 500.0, options.dtype(torch::kFloat));
-  torch::Tensor context = torch::randn({batch, 77, config.cross_attention_dim}, options);
-  torch::Tensor pooled = torch::randn({batch, 1280}, options);
-  torch::Tensor time_ids = torch::tensor({float(size), float(size), 0.f, 0.f, float(size), float(size)}, options)
-                               .unsqueeze(0).expand({batch, 6}).contiguous();
   // As the pipeline runs it: fused self-attention projections, the prompts' cross-attention
   // keys and values projected once outside the step.
   unet->FuseSelfAttentionProjections();
-  const torch::Tensor context_kv = unet->CrossAttentionKV(context);
-  auto step = [&] { return unet->ForwardWithKV(sample, timestep, context_kv, pooled, time_ids); };
+  const torch::Tensor context_kv = unet->CrossAttentionKV(in.context);
+  auto step = [&] { return unet->ForwardWithKV(sample, timestep, context_kv, in.pooled, in.time_ids); };
   for (int i = 0; i < 3; ++i) step();
   torch::cuda::synchronize();
 
