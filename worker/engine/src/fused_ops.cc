@@ -39,10 +39,17 @@ void Check(cudaError_t error, const char* what) {
 
 int SmCount() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
 
-// Uninitialised fp8 rows shaped like x [..., K], with a [rows, 1] scale column.
-Fp8Rows EmptyFp8Rows(const torch::Tensor& x) {
-  return {torch::empty(x.sizes(), x.options().dtype(c10::ScalarType::Float8_e4m3fn)),
-          torch::empty({x.numel() / x.size(-1), 1}, x.options().dtype(torch::kFloat))};
+// Uninitialised fp8 rows of shape [..., K] on options' device, with a [rows, 1] scale column.
+Fp8Rows EmptyFp8Rows(at::IntArrayRef shape, const torch::TensorOptions& options) {
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+  return {torch::empty(shape, options.dtype(c10::ScalarType::Float8_e4m3fn)),
+          torch::empty({rows, 1}, options.dtype(torch::kFloat))};
+}
+
+// The same rows as the kernels write them.
+cuda::Fp8Out KernelTarget(const Fp8Rows& rows) {
+  return {static_cast<uint8_t*>(rows.data.data_ptr()), rows.scale.data_ptr<float>()};
 }
 #endif
 
@@ -106,8 +113,8 @@ StreamAndNorm AddLayerNorm(const torch::Tensor& x, const torch::Tensor& y, const
     Rows normed;
     cuda::Fp8Out fp8_out;
     if (fp8 && c % 16 == 0) {
-      normed.fp8 = EmptyFp8Rows(x);
-      fp8_out = {static_cast<uint8_t*>(normed.fp8.data.data_ptr()), normed.fp8.scale.data_ptr<float>()};
+      normed.fp8 = EmptyFp8Rows(x.sizes(), x.options());
+      fp8_out = KernelTarget(normed.fp8);
     } else {
       normed.values = torch::empty_like(x);
     }
@@ -152,9 +159,9 @@ Rows Geglu(const torch::Tensor& projected, bool fp8) {
     shape.back() = features;
     const int64_t rows = projected.numel() / (2 * features);
     if (fp8 && features % 16 == 0 && features <= 8192) {
-      Fp8Rows out = EmptyFp8Rows(projected.narrow(-1, 0, features));
-      Check(cuda::GegluFp8(projected.data_ptr(), {static_cast<uint8_t*>(out.data.data_ptr()), out.scale.data_ptr<float>()},
-                           rows, features, type, at::cuda::getCurrentCUDAStream()),
+      Fp8Rows out = EmptyFp8Rows(shape, projected.options());
+      Check(cuda::GegluFp8(projected.data_ptr(), KernelTarget(out), rows, features, type,
+                           at::cuda::getCurrentCUDAStream()),
             "GEGLU (fp8)");
       return {{}, out};
     }
@@ -201,9 +208,9 @@ Fp8Rows QuantizeRowsFp8(const torch::Tensor& x) {
   cuda::ElementType type;
   const int64_t k = x.size(-1);
   TORCH_CHECK(UseKernels(x, &type) && k % 16 == 0, "fp8 rows need contiguous fp16/bf16 CUDA input with K % 16 == 0");
-  Fp8Rows out = EmptyFp8Rows(x);
-  Check(cuda::QuantizeRowsFp8(x.data_ptr(), {static_cast<uint8_t*>(out.data.data_ptr()), out.scale.data_ptr<float>()},
-                              x.numel() / k, k, type, at::cuda::getCurrentCUDAStream()),
+  Fp8Rows out = EmptyFp8Rows(x.sizes(), x.options());
+  Check(cuda::QuantizeRowsFp8(x.data_ptr(), KernelTarget(out), x.numel() / k, k, type,
+                              at::cuda::getCurrentCUDAStream()),
         "fp8 quantization");
   return out;
 #else

@@ -56,19 +56,12 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
       tokenizer_2_(std::move(tokenizer_2)),
       options_(options) {
   torch::NoGradGuard no_grad;
-  for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(models_.text_encoder.get()),
-                               static_cast<torch::nn::Module*>(models_.text_encoder_2.get()),
-                               static_cast<torch::nn::Module*>(models_.unet.get()),
-                               static_cast<torch::nn::Module*>(models_.vae.get())}) {
-    m->to(options_.device, options_.dtype);
-  }
+  const std::vector<torch::nn::Module*> all = {models_.text_encoder.get(), models_.text_encoder_2.get(),
+                                               models_.unet.get(), models_.vae.get()};
+  for (torch::nn::Module* m : all) m->to(options_.device, options_.dtype);
+  // Counted after quantization, which releases the UNet's 16-bit Linear weights.
   if (options_.fp8_linear) weights_bytes_ += QuantizeLinearsToFp8(*models_.unet);
-  for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(models_.text_encoder.get()),
-                               static_cast<torch::nn::Module*>(models_.text_encoder_2.get()),
-                               static_cast<torch::nn::Module*>(models_.unet.get()),
-                               static_cast<torch::nn::Module*>(models_.vae.get())}) {
-    weights_bytes_ += ParameterBytes(*m);
-  }
+  for (torch::nn::Module* m : all) weights_bytes_ += ParameterBytes(*m);
   ReleaseCachedMemory(options_.device);
   // float32 means float32: no TF32 convolutions behind the caller's back.
   if (options_.device.is_cuda() && options_.dtype == torch::kFloat) at::globalContext().setAllowTF32CuDNN(false);
