@@ -2,7 +2,7 @@
 // stores results.
 //
 //   spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT
-//       [--lease-seconds N] [--max-attempts N] [--ready-file FILE]
+//       [--lease-seconds N] [--max-attempts N] [--max-prefetch N] [--ready-file FILE]
 //
 // Port 0 picks a free port; --ready-file receives {"grpc": "HOST:PORT", "http": "HOST:PORT"}
 // once both are serving (scripts and tests wait for it).
@@ -33,7 +33,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT\n"
-    "  [--lease-seconds N] [--max-attempts N] [--ready-file FILE]\n";
+    "  [--lease-seconds N] [--max-attempts N] [--max-prefetch N (batches queued ahead per worker, default 1)]\n"
+    "  [--ready-file FILE]\n";
 
 std::atomic<bool> g_stop{false};
 
@@ -54,7 +55,7 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
 int main(int argc, char** argv) {
   auto flags = spriteforge::Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                                          {"--listen", "--db", "--output", "--http", "--lease-seconds",
-                                          "--max-attempts", "--ready-file"},
+                                          "--max-attempts", "--max-prefetch", "--ready-file"},
                                          {"--help"});
   if (!flags.ok()) return Fail(absl::StrCat(flags.status().message(), "\n", kUsage), 2);
   if (flags->Has("--help")) {
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
   if (!lease.ok() || *lease < 1) return Fail("--lease-seconds must be a positive integer", 2);
   if (!attempts.ok() || *attempts < 1) return Fail("--max-attempts must be a positive integer", 2);
   options.lease_ms = *lease * 1000LL;
+  auto prefetch = flags->GetInt("--max-prefetch", 1);
+  if (!prefetch.ok() || *prefetch < 0 || *prefetch > 4) return Fail("--max-prefetch must be in 0..4", 2);
+  options.max_prefetch = *prefetch;
   options.max_attempts = *attempts;
 
   auto store = sc::Store::Open(flags->Get("--db"));

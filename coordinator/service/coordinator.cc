@@ -324,6 +324,8 @@ absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const
   w.registration.set_worker_id(id);
   w.memory = reg.memory();
   w.last_seen_ms = NowMs();
+  w.last_progress_ms = w.last_seen_ms;
+  w.prefetch = std::clamp(reg.prefetch(), 0, options_.max_prefetch);
   // The memory model starts from the worker's own weights and the SDXL per-image prior,
   // then learns from the calibrations it measured and every batch it reports.
   const uint64_t fixed = std::max<uint64_t>(reg.memory().weights_bytes() * 23 / 20, 1);
@@ -352,11 +354,24 @@ absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const
   return absl::OkStatus();
 }
 
+int Coordinator::UnrenderedBatches(const WorkerState& w) {
+  int n = 0;
+  for (const std::string& id : w.batch_ids) n += w.rendered.count(id) ? 0 : 1;
+  return n;
+}
+
+// Every batch the worker holds (rendering, queued ahead or being encoded) returns to the
+// queue; none of it counts against the items' attempts.
+void Coordinator::ReleaseWorkerBatchesLocked(WorkerState& w, const std::string& why) {
+  const std::vector<std::string> held = w.batch_ids;
+  for (const std::string& batch_id : held) ReleaseBatchLocked(batch_id, v1::FAILURE_WORKER_LOST, why);
+  w.batch_ids.clear();
+  w.rendered.clear();
+}
+
 void Coordinator::DropWorkerLocked(WorkerState& w, const std::string& why) {
   spdlog::warn("worker {} lost: {}", w.id, why);
-  if (!w.batch_id.empty()) {
-    ReleaseBatchLocked(w.batch_id, v1::FAILURE_WORKER_LOST, absl::StrCat("worker ", w.id, " lost: ", why));
-  }
+  ReleaseWorkerBatchesLocked(w, absl::StrCat("worker ", w.id, " lost: ", why));
   if (w.channel) Post([channel = w.channel, why] { channel->Close(why); });
   w.channel = nullptr;
 }
@@ -366,9 +381,9 @@ void Coordinator::OnDisconnect(WorkerChannel* channel) {
   WorkerState* w = WorkerOf(channel);
   if (!w) return;
   w->channel = nullptr;  // the stream is already gone; nothing to close
-  if (!w->batch_id.empty()) {
-    spdlog::warn("worker {} disconnected with batch {} in flight", w->id, w->batch_id);
-    ReleaseBatchLocked(w->batch_id, v1::FAILURE_WORKER_LOST, absl::StrCat("worker ", w->id, " disconnected"));
+  if (!w->batch_ids.empty()) {
+    spdlog::warn("worker {} disconnected with {} batches in flight", w->id, w->batch_ids.size());
+    ReleaseWorkerBatchesLocked(*w, absl::StrCat("worker ", w->id, " disconnected"));
   } else {
     spdlog::info("worker {} disconnected", w->id);
   }
@@ -401,8 +416,10 @@ void Coordinator::ReleaseBatchLocked(const std::string& batch_id, v1::FailureRea
     }
   }
   if (auto b = batches_.find(batch_id); b != batches_.end()) {
-    if (auto w = workers_.find(b->second.worker_id); w != workers_.end() && w->second.batch_id == batch_id) {
-      w->second.batch_id.clear();
+    if (auto w = workers_.find(b->second.worker_id); w != workers_.end()) {
+      auto& held = w->second.batch_ids;
+      held.erase(std::remove(held.begin(), held.end(), batch_id), held.end());
+      w->second.rendered.erase(batch_id);
     }
     batches_.erase(b);
   }
@@ -413,11 +430,23 @@ void Coordinator::OnMessage(WorkerChannel* channel, const v1::WorkerMessage& mes
   std::unique_lock<std::mutex> lock(mu_);
   WorkerState* w = WorkerOf(channel);
   if (!w) return;  // dropped: whatever it says no longer counts
-  w->last_seen_ms = NowMs();
-  store_->RenewLeases(w->id, w->last_seen_ms + options_.lease_ms).IgnoreError();
+  const int64_t now = NowMs();
+  w->last_seen_ms = now;
+  // Leases live while the worker makes progress. A heartbeat alone proves the process is
+  // up, not that its engine moves: it renews only while steps or results keep coming, so
+  // a worker whose engine hangs loses its batches after one lease.
+  if (message.msg_case() != v1::WorkerMessage::kHeartbeat) w->last_progress_ms = now;
+  if (w->batch_ids.empty() || now - w->last_progress_ms < options_.lease_ms) {
+    store_->RenewLeases(w->id, now + options_.lease_ms).IgnoreError();
+  }
   switch (message.msg_case()) {
     case v1::WorkerMessage::kHeartbeat:
       w->memory = message.heartbeat().memory();
+      break;
+    case v1::WorkerMessage::kRendered:
+      if (auto b = batches_.find(message.rendered().batch_id()); b != batches_.end() && b->second.worker_id == w->id) {
+        w->rendered.insert(b->first);
+      }
       break;
     case v1::WorkerMessage::kProgress:
       HandleProgress(*w, message.progress());
@@ -487,7 +516,10 @@ void Coordinator::HandleResult(WorkerState& w, const v1::BatchResultMsg& result,
                                {{"encode", result.encode_ms()},
                                 {"denoise", result.denoise_ms()},
                                 {"decode", result.decode_ms()},
-                                {"total", result.total_ms()}}},
+                                {"total", result.total_ms()},
+                                {"package", result.package_ms()}}},
+                              {"render_unix_ms",
+                               {{"start", result.render_start_unix_ms()}, {"end", result.render_end_unix_ms()}}},
                               {"peak_memory_bytes",
                                {{"allocated", result.memory().peak_allocated_bytes()},
                                 {"reserved", result.memory().peak_reserved_bytes()}}}};
@@ -571,10 +603,18 @@ void Coordinator::HandleFailure(WorkerState& w, const v1::BatchFailure& failure)
 
 // ------------------------------------------------------------------ scheduling
 
+// Workers take batches while they hold fewer unrendered ones than 1 + prefetch, one per
+// planning round, so the rounds interleave workers and jobs fairly.
 void Coordinator::Schedule() {
+  for (int round = 0; round <= options_.max_prefetch; ++round) {
+    if (!ScheduleRound()) return;
+  }
+}
+
+bool Coordinator::ScheduleRound() {
   std::vector<WorkerView> views;
   for (auto& [id, w] : workers_) {
-    if (!w.channel || !w.batch_id.empty()) continue;
+    if (!w.channel || UnrenderedBatches(w) > w.prefetch) continue;
     WorkerView v;
     v.id = id;
     v.models.assign(w.registration.models().begin(), w.registration.models().end());
@@ -584,13 +624,13 @@ void Coordinator::Schedule() {
     v.memory = w.model.get();
     views.push_back(std::move(v));
   }
-  if (views.empty()) return;
+  if (views.empty()) return false;
   auto queued = store_->QueuedItems();
   if (!queued.ok()) {
     spdlog::error("cannot read the queue: {}", std::string(queued.status().message()));
-    return;
+    return false;
   }
-  if (queued->empty()) return;
+  if (queued->empty()) return false;
   std::vector<PendingItem> pending;
   pending.reserve(queued->size());
   for (const ItemRecord& it : *queued) {
@@ -599,7 +639,8 @@ void Coordinator::Schedule() {
     pending.push_back({it.job_id, it.index, job->priority, job->seq, KeyOf(it.params)});
   }
   const int64_t now = NowMs();
-  for (const Assignment& a : Plan(pending, views, last_served_)) {
+  const std::vector<Assignment> plan = Plan(pending, views, last_served_);
+  for (const Assignment& a : plan) {
     WorkerState& w = workers_[a.worker_id];
     BatchState batch{RandomId("batch-"), a.worker_id, a.key, {}, now, now};
     for (const PendingItem& p : a.items) batch.items.push_back({p.job_id, p.index});
@@ -623,7 +664,9 @@ void Coordinator::Schedule() {
       by_job[it.job_id].push_back(it.index);
     }
     for (const auto& [job_id, indices] : by_job) last_served_[job_id] = ++serve_counter_;
-    w.batch_id = batch.id;
+    // A worker that held nothing starts its progress clock now: its first step follows.
+    if (w.batch_ids.empty()) w.last_progress_ms = now;
+    w.batch_ids.push_back(batch.id);
     metrics_.ObserveBatch(static_cast<int>(batch.items.size()));
     batches_[batch.id] = std::move(batch);
     SendLocked(w, msg);
@@ -635,6 +678,7 @@ void Coordinator::Schedule() {
       EmitLocked(job_id, std::move(event));
     }
   }
+  return !plan.empty();
 }
 
 void Coordinator::Tick() {
@@ -647,7 +691,15 @@ void Coordinator::Tick() {
   }
   if (auto expired = store_->ExpiredBatches(now); expired.ok()) {
     for (const std::string& batch_id : *expired) {
-      ReleaseBatchLocked(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
+      // A connected worker whose lease ran out has stopped making progress (its engine
+      // hangs): it loses everything it holds, not only this batch.
+      auto b = batches_.find(batch_id);
+      auto w = b == batches_.end() ? workers_.end() : workers_.find(b->second.worker_id);
+      if (w != workers_.end() && w->second.channel) {
+        DropWorkerLocked(w->second, absl::StrCat("no progress for ", (now - w->second.last_progress_ms) / 1000, " s"));
+      } else {
+        ReleaseBatchLocked(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
+      }
     }
   }
   Schedule();
@@ -674,9 +726,11 @@ v1::ListWorkersResponse Coordinator::ListWorkers() {
     for (const auto& m : r.models()) v->add_models(m);
     v->set_max_batch(r.max_batch());
     v->set_connected(w.channel != nullptr);
-    if (auto b = batches_.find(w.batch_id); b != batches_.end()) {
-      v->set_running_items(static_cast<int>(b->second.items.size()));
+    int running = 0;
+    for (const std::string& batch_id : w.batch_ids) {
+      if (auto b = batches_.find(batch_id); b != batches_.end()) running += static_cast<int>(b->second.items.size());
     }
+    v->set_running_items(running);
     v->set_images_done(w.images_done);
     v->set_images_per_second(w.images_per_second);
     v->set_last_seen_unix_ms(w.last_seen_ms);

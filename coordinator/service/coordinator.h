@@ -45,6 +45,9 @@ struct CoordinatorOptions {
   int64_t lease_ms = 15000;       // a batch whose worker is silent this long returns to the queue
   int heartbeat_ms = 1000;        // asked of workers; every message renews their leases
   int max_attempts = 3;           // an item failing this often (not out of memory) fails for good
+  // Batches a worker may hold beyond the one it renders (capped by what it asks for), so
+  // the next batch is already on the worker when the GPU finishes one.
+  int max_prefetch = 1;
   ManifestLimits limits;
 };
 
@@ -91,8 +94,11 @@ class Coordinator {
     v1::Register registration;
     v1::MemoryReport memory;           // last heartbeat
     std::unique_ptr<MemoryModel> model;
-    std::string batch_id;              // in flight; one batch at a time
+    std::vector<std::string> batch_ids;  // in flight, in dispatch order
+    std::set<std::string> rendered;      // of those, the ones the GPU has finished
     int64_t last_seen_ms = 0;
+    int64_t last_progress_ms = 0;        // a step, a render, a result or a failure
+    int prefetch = 0;                    // batches held beyond the one rendering
     int64_t images_done = 0;
     double images_per_second = 0;
     uint64_t peak_bytes = 0;
@@ -114,11 +120,15 @@ class Coordinator {
 
   // All below: called with mu_ held.
   void Schedule();
+  bool ScheduleRound();  // one planning pass; false when it assigned nothing
   void ReleaseBatchLocked(const std::string& batch_id, v1::FailureReason reason, const std::string& message);
   void DropWorkerLocked(WorkerState& worker, const std::string& why);
   void HandleResult(WorkerState& worker, const v1::BatchResultMsg& result, std::unique_lock<std::mutex>& lock);
   void HandleFailure(WorkerState& worker, const v1::BatchFailure& failure);
   void HandleProgress(WorkerState& worker, const v1::StepProgress& progress);
+  void ReleaseWorkerBatchesLocked(WorkerState& worker, const std::string& why);
+  // Batches the worker has not finished rendering; it takes more while below 1 + prefetch.
+  static int UnrenderedBatches(const WorkerState& worker);
   void FinishJobsLocked(const std::set<std::string>& job_ids);
   absl::StatusOr<JobRecord> JobLocked(const std::string& job_id);
   v1::Job JobSnapshotLocked(const JobRecord& job);

@@ -14,6 +14,8 @@ PACKAGES=(
   protobuf-compiler libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 libsqlite3-dev libsqlite3-0
   libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libpng-dev libpng16-16 libcpp-httplib-dev
   libcpp-httplib0.11 libgtest-dev libgmock-dev
+  # cpp-httplib's pkg-config file requires these (compression and TLS).
+  libbrotli-dev libbrotli1 libssl-dev libssl3 zlib1g-dev zlib1g
 )
 (cd "$DEST" && apt-get download "${PACKAGES[@]}")
 

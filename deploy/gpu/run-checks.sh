@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds the engine against PyTorch's LibTorch, runs the golden
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
-# Results go to $OUT (or /tmp/spriteforge-out). Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8]...
+# "service" runs the whole service (coordinator, one worker per GPU, client) and compares it
+# with the benchmark in the same run. Results go to $OUT (or /tmp/spriteforge-out).
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|service|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
 source deploy/gpu/env.sh
 export SPRITEFORGE_COMMIT="${SPRITEFORGE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 export SPRITEFORGE_DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
-TARGETS="spriteforge-golden-check spriteforge-bench spriteforge-generate spriteforge-unet-precision spriteforge-kernel-check spriteforge-unet-profile" \
-  bash deploy/gpu/build.sh -DSPRITEFORGE_WITH_SERVICE=OFF -DSPRITEFORGE_WITH_TESTS=OFF >"$OUT/build.log" 2>&1 \
-  || { tail -30 "$OUT/build.log"; exit 1; }
+# Every target: engine, benches, coordinator, worker, client and tests.
+bash deploy/gpu/build.sh >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 BIN=build-gpu/worker
 G=.gpu-deps/golden
 for stage in "${@:-golden bench}"; do
@@ -63,6 +64,17 @@ for stage in "${@:-golden bench}"; do
     precision)
       echo "== fp16/bf16/fp8 vs fp32, full-size UNet"
       $BIN/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;
+    service)
+      # One coordinator, one worker per visible GPU; fp16 and fp8; the benchmark at batch 8.
+      gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | awk '{print tolower($NF)}')
+      n=$(nvidia-smi -L | wc -l)
+      name="$gpu"; [ "${CUDA_VISIBLE_DEVICES:-}" = "" ] && [ "$n" -gt 1 ] && name="${gpu}x$n"
+      echo "== service on $name: ${SERVICE_JOBS:-64}-image jobs, 1024x1024, 30 steps, CFG 6, Euler"
+      python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$name-service.json" \
+        --dtypes "${SERVICE_DTYPES:-fp16,fp8}" --jobs "${SERVICE_JOBS:-64}" 2>&1 | tee "$OUT/service.txt" ;;
+    ctest)
+      echo "== ctest on the GPU machine (torch-free suites and the CPU engine tests)"
+      ctest --test-dir build-gpu --output-on-failure -j 8 --timeout 600 -E "${CTEST_EXCLUDE:-system}" 2>&1 | tail -15 | tee "$OUT/ctest.txt" ;;
     compare)
       echo "== baseline fp32 vs optimized bf16"
       $BIN/bench/spriteforge-bench --compare --dtypes bf16 --batches 1,8 --runs 1 --json "$OUT/bench-compare.json" 2>&1 | tee "$OUT/bench-compare.txt" ;;

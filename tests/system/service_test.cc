@@ -197,6 +197,39 @@ TEST(ServiceTest, ItemsOfAKilledWorkerFinishElsewhereAndNoneTwice) {
   EXPECT_GT(retried, 0) << "the killed worker's batch should have run again";
 }
 
+TEST(ServiceTest, AWorkerKilledWithOneBatchRunningAndOneQueuedAheadLosesAndDuplicatesNothing) {
+  REQUIRE_GOLDEN();
+  Cluster cluster(TempDir("killprefetch"));
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1", {"--max-batch", "2", "--prefetch", "1"});
+  const std::string job_id = SubmitOk(cluster, Write(cluster.dir(), "slow.yaml", SlowManifest(12, 12)));
+  // Wait until w1 holds two batches: one rendering, one queued ahead of it.
+  bool killed = false;
+  for (int i = 0; i < 3000 && !killed; ++i) {
+    v1::ListWorkersResponse workers;
+    grpc::ClientContext ctx;
+    cluster.Stub().ListWorkers(&ctx, v1::ListWorkersRequest(), &workers);
+    for (const auto& w : workers.workers()) {
+      if (w.id() == "w1" && w.running_items() >= 4) {
+        cluster.KillWorker("w1");
+        killed = true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(killed) << "w1 never held a batch queued ahead";
+  cluster.StartWorker("w2", {"--max-batch", "2"});
+  cluster.WaitFor(job_id, [](const v1::Job& j) { return j.state() == v1::JOB_DONE; });
+  ExpectCompleteOnce(cluster, job_id, 12);
+  int rerun = 0;
+  const v1::GetJobResponse final_state = cluster.Job(job_id, true);
+  for (const v1::Item& it : final_state.items()) {
+    EXPECT_EQ(it.worker_id(), it.attempts() > 1 ? "w2" : it.worker_id());
+    rerun += it.attempts() > 1;
+  }
+  EXPECT_GE(rerun, 4) << "both batches w1 held should have run again on w2";
+}
+
 TEST(ServiceTest, AKilledCoordinatorRestartsFromItsDatabaseAndTheJobCompletes) {
   REQUIRE_GOLDEN();
   Cluster cluster(TempDir("killcoordinator"));

@@ -1,13 +1,14 @@
 #include "service/batch_runner.h"
 
+#include <chrono>
+#include <future>
 #include <map>
-
-#include <nlohmann/json.hpp>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "service/sprite.h"
+#include "service/thread_pool.h"
 #include "spriteforge/common/generation_info.h"
-#include "spriteforge/common/png.h"
 
 namespace spriteforge::worker {
 namespace {
@@ -29,6 +30,12 @@ BatchOutcome Failure(const v1::Assignment& a, v1::FailureReason reason, const st
   return out;
 }
 
+Rendered RenderFailure(const v1::Assignment& a, v1::FailureReason reason, const std::string& message) {
+  Rendered r;
+  r.failure = Failure(a, reason, message);
+  return r;
+}
+
 GenerationInfo InfoOf(const v1::ImageParams& p, const std::string& model) {
   GenerationInfo info;
   info.prompt = p.prompt();
@@ -45,13 +52,32 @@ GenerationInfo InfoOf(const v1::ImageParams& p, const std::string& model) {
   return info;
 }
 
+// One image's part of the result: the render's PNG and, when asked, its sprite.
+struct PackagedImage {
+  absl::Status status;
+  std::string png;
+  std::string sprite_png;
+  std::string postprocess_error;
+};
+
 }  // namespace
 
-BatchOutcome BatchRunner::Run(const v1::Assignment& a, const std::function<void(int, int)>& on_step,
-                              const std::atomic<bool>& cancel) {
-  if (a.items().empty()) return Failure(a, v1::FAILURE_INVALID_REQUEST, "empty batch");
+int64_t UnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+BatchRunner::BatchRunner(engine::Engine* engine, std::string model_name, ImageEncoder encoder)
+    : engine_(engine), model_name_(std::move(model_name)), encoder_(std::move(encoder)) {
+  if (!encoder_) encoder_ = [](const RasterImage& image, const PngText& text) { return EncodePng(image, text); };
+}
+
+Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(int, int)>& on_step,
+                             const std::atomic<bool>& cancel) {
+  if (a.items().empty()) return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, "empty batch");
   if (a.model() != model_name_) {
-    return Failure(a, v1::FAILURE_MODEL_UNAVAILABLE, absl::StrCat("this worker serves ", model_name_, ", not ", a.model()));
+    return RenderFailure(a, v1::FAILURE_MODEL_UNAVAILABLE,
+                         absl::StrCat("this worker serves ", model_name_, ", not ", a.model()));
   }
   // The items share these by construction (the planner batches only compatible items).
   const v1::ImageParams& first = a.items(0).params();
@@ -68,7 +94,7 @@ BatchOutcome BatchRunner::Run(const v1::Assignment& a, const std::function<void(
     if (p.width() != request.width || p.height() != request.height || p.steps() != request.steps ||
         p.cfg() != request.cfg || p.sampler() != request.sampler || p.schedule() != request.schedule ||
         p.tileable() != request.tileable) {
-      return Failure(a, v1::FAILURE_INVALID_REQUEST, "batch mixes incompatible parameters");
+      return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, "batch mixes incompatible parameters");
     }
     engine::ImageRequest image;
     image.prompt = p.prompt();
@@ -76,52 +102,100 @@ BatchOutcome BatchRunner::Run(const v1::Assignment& a, const std::function<void(
     image.seed = p.seed();
     request.images.push_back(std::move(image));
   }
+  Rendered out;
+  out.start_unix_ms = UnixMs();
   auto generated = engine_->Generate(request, [&](int step, int total) {
     if (on_step) on_step(step, total);
     return !cancel.load();
   });
-  if (!generated.ok()) return Failure(a, ReasonOf(generated.status()), std::string(generated.status().message()));
+  out.end_unix_ms = UnixMs();
+  if (!generated.ok()) return RenderFailure(a, ReasonOf(generated.status()), std::string(generated.status().message()));
+  if (generated->images.size() != static_cast<size_t>(a.items_size())) {
+    return RenderFailure(a, v1::FAILURE_INTERNAL, "the engine returned a different number of images");
+  }
+  out.ok = true;
+  out.batch = std::move(*generated);
+  return out;
+}
+
+BatchOutcome BatchRunner::Package(const v1::Assignment& a, Rendered rendered, ThreadPool* pool) const {
+  const auto started = std::chrono::steady_clock::now();
+  // One parsed post-processing section per job, shared by that job's images.
+  std::map<std::string, std::shared_ptr<const SpriteMaker>> makers;
+  for (const v1::AssignedItem& item : a.items()) {
+    if (!item.postprocess_json().empty() && !makers.count(item.job_id())) {
+      makers[item.job_id()] = std::make_shared<const SpriteMaker>(item.postprocess_json());
+    }
+  }
+  auto package_one = [&](int i) {
+    const v1::AssignedItem& item = a.items(i);
+    const engine::Image& image = rendered.batch.images[i];
+    const RasterImage raster{image.width, image.height, 3, image.rgb};
+    const PngText text = {{"parameters", FormatParametersText(InfoOf(item.params(), model_name_))}};
+    PackagedImage out;
+    auto png = encoder_(raster, text);
+    if (!png.ok()) {
+      out.status = png.status();
+      return out;
+    }
+    out.png = std::move(*png);
+    if (auto maker = makers.find(item.job_id()); maker != makers.end()) {
+      auto sprite = maker->second->Make(raster, text);
+      if (sprite.ok()) {
+        out.sprite_png = std::move(*sprite);
+      } else {
+        out.postprocess_error = std::string(sprite.status().message());
+      }
+    }
+    return out;
+  };
+  std::vector<PackagedImage> images(a.items_size());
+  if (pool && pool->size() > 1 && a.items_size() > 1) {
+    std::vector<std::future<PackagedImage>> futures;
+    for (int i = 0; i < a.items_size(); ++i) futures.push_back(pool->Submit([&package_one, i] { return package_one(i); }));
+    for (int i = 0; i < a.items_size(); ++i) images[i] = futures[i].get();
+  } else {
+    for (int i = 0; i < a.items_size(); ++i) images[i] = package_one(i);
+  }
 
   BatchOutcome out;
   out.ok = true;
   v1::BatchResultMsg& result = out.result;
   result.set_batch_id(a.batch_id());
-  result.set_encode_ms(generated->timings.encode_ms);
-  result.set_denoise_ms(generated->timings.denoise_ms);
-  result.set_decode_ms(generated->timings.decode_ms);
-  result.set_total_ms(generated->timings.total_ms);
+  const engine::BatchResult& batch = rendered.batch;
+  result.set_encode_ms(batch.timings.encode_ms);
+  result.set_denoise_ms(batch.timings.denoise_ms);
+  result.set_decode_ms(batch.timings.decode_ms);
+  result.set_total_ms(batch.timings.total_ms);
+  result.set_render_start_unix_ms(rendered.start_unix_ms);
+  result.set_render_end_unix_ms(rendered.end_unix_ms);
   v1::MemoryReport* memory = result.mutable_memory();
-  memory->set_total_bytes(generated->memory.total_bytes);
-  memory->set_free_bytes(generated->memory.free_bytes);
-  memory->set_weights_bytes(generated->memory.weights_bytes);
-  memory->set_peak_allocated_bytes(generated->memory.peak_allocated_bytes);
-  memory->set_peak_reserved_bytes(generated->memory.peak_reserved_bytes);
-  std::map<std::string, SpriteMaker> makers;  // one parsed post-processing per job
+  memory->set_total_bytes(batch.memory.total_bytes);
+  memory->set_free_bytes(batch.memory.free_bytes);
+  memory->set_weights_bytes(batch.memory.weights_bytes);
+  memory->set_peak_allocated_bytes(batch.memory.peak_allocated_bytes);
+  memory->set_peak_reserved_bytes(batch.memory.peak_reserved_bytes);
   for (int i = 0; i < a.items_size(); ++i) {
+    if (!images[i].status.ok()) return Failure(a, v1::FAILURE_INTERNAL, std::string(images[i].status.message()));
     const v1::AssignedItem& item = a.items(i);
-    const engine::Image& image = generated->images[i];
-    RasterImage raster{image.width, image.height, 3, image.rgb};
-    const GenerationInfo info = InfoOf(item.params(), model_name_);
-    const PngText text = {{"parameters", FormatParametersText(info)}};
-    auto png = EncodePng(raster, text);
-    if (!png.ok()) return Failure(a, v1::FAILURE_INTERNAL, std::string(png.status().message()));
     v1::ItemResult* r = result.add_items();
     r->set_job_id(item.job_id());
     r->set_index(item.index());
     r->set_seed(item.params().seed());
-    r->set_png(std::move(*png));
-    if (!item.postprocess_json().empty()) {
-      auto maker = makers.find(item.job_id());
-      if (maker == makers.end()) maker = makers.emplace(item.job_id(), SpriteMaker(item.postprocess_json())).first;
-      auto sprite = maker->second.Make(raster, text);
-      if (sprite.ok()) {
-        r->set_sprite_png(std::move(*sprite));
-      } else {
-        r->set_postprocess_error(std::string(sprite.status().message()));
-      }
-    }
+    r->set_png(std::move(images[i].png));
+    if (!images[i].sprite_png.empty()) r->set_sprite_png(std::move(images[i].sprite_png));
+    if (!images[i].postprocess_error.empty()) r->set_postprocess_error(images[i].postprocess_error);
   }
+  result.set_package_ms(
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
   return out;
+}
+
+BatchOutcome BatchRunner::Run(const v1::Assignment& a, const std::function<void(int, int)>& on_step,
+                              const std::atomic<bool>& cancel) {
+  Rendered rendered = Render(a, on_step, cancel);
+  if (!rendered.ok) return std::move(rendered.failure);
+  return Package(a, std::move(rendered), nullptr);
 }
 
 }  // namespace spriteforge::worker

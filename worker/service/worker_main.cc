@@ -2,7 +2,7 @@
 //
 //   spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME] [--config DIR]
 //       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
-//       [--reserve-gb X] [--calibrate WxH] [--worker-id ID]
+//       [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--prefetch N] [--encode-threads N]
 //
 // The model is advertised as NAME (default: the file or folder name without extension;
 // builtin:tiny is "tiny-sdxl"). The worker dials in, so a second machine only needs the
@@ -35,7 +35,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME]\n"
     "  [--config DIR] [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8]\n"
-    "  [--max-batch N] [--reserve-gb X] [--calibrate WxH] [--worker-id ID]\n";
+    "  [--max-batch N] [--reserve-gb X] [--calibrate WxH] [--worker-id ID]\n"
+    "  [--prefetch N (batches held ahead, default 1)] [--encode-threads N (default: cores, up to 8)]\n";
 
 std::atomic<bool> g_stop{false};
 
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
   auto flags = spriteforge::Flags::Parse(
       std::vector<std::string>(argv + 1, argv + argc),
       {"--coordinator", "--model", "--model-name", "--config", "--tokenizer", "--device", "--dtype", "--max-batch",
-       "--reserve-gb", "--calibrate", "--worker-id"},
+       "--reserve-gb", "--calibrate", "--worker-id", "--prefetch", "--encode-threads"},
       {"--help"});
   if (!flags.ok()) return Fail(absl::StrCat(flags.status().message(), "\n", kUsage), 2);
   if (flags->Has("--help")) {
@@ -79,6 +80,12 @@ int main(int argc, char** argv) {
   auto reserve_gb = flags->GetDouble("--reserve-gb", 2.0);
   if (!max_batch.ok() || *max_batch < 1 || *max_batch > 64) return Fail("--max-batch must be in 1..64", 2);
   if (!reserve_gb.ok() || *reserve_gb < 0) return Fail("--reserve-gb must be a non-negative number", 2);
+  auto prefetch = flags->GetInt("--prefetch", 1);
+  auto encode_threads = flags->GetInt("--encode-threads", 0);
+  if (!prefetch.ok() || *prefetch < 0 || *prefetch > 4) return Fail("--prefetch must be in 0..4", 2);
+  if (!encode_threads.ok() || *encode_threads < 0 || *encode_threads > 64) {
+    return Fail("--encode-threads must be in 0..64", 2);
+  }
 
   se::LoadOptions load;
   load.model_path = flags->Get("--model");
@@ -97,6 +104,8 @@ int main(int argc, char** argv) {
   identity.worker_id = flags->Get("--worker-id", DefaultWorkerId());
   identity.model_name = flags->Get("--model-name", DefaultModelName(load.model_path));
   identity.max_batch = *max_batch;
+  identity.prefetch = *prefetch;
+  identity.encode_threads = *encode_threads;
   identity.reserve_bytes = static_cast<uint64_t>(*reserve_gb * 1e9);
   // Calibration: the measured peak of one and two images at a shape, so the coordinator's
   // memory model starts from this device's numbers rather than a prior.

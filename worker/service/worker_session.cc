@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "service/thread_pool.h"
 #include "spdlog/spdlog.h"
 
 namespace spriteforge::worker {
@@ -27,19 +29,76 @@ v1::MemoryReport MemoryReportOf(const engine::MemoryStats& stats, uint64_t reser
 
 namespace {
 
-// The stream's writer side, shared by the three threads.
-class Writer {
+using Stream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>;
+
+// Rendered batches waiting for the packager before the renderer pauses: bounds host
+// memory when encoding falls behind the GPU.
+constexpr size_t kMaxWaitingToPackage = 2;
+
+// Messages to the coordinator, written in order by one thread. A step report replaces an
+// older one of the same batch still waiting: only the latest step matters.
+class Outbox {
  public:
-  explicit Writer(grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream) : stream_(stream) {}
-  bool Write(const v1::WorkerMessage& message) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stream_->Write(message);
+  explicit Outbox(Stream* stream) : stream_(stream), thread_([this] { Loop(); }) {}
+  ~Outbox() { Close(); }
+
+  void Post(v1::WorkerMessage message) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return;
+      if (message.has_progress()) {
+        for (v1::WorkerMessage& waiting : queue_) {
+          if (waiting.has_progress() && waiting.progress().batch_id() == message.progress().batch_id()) {
+            waiting = std::move(message);
+            return;
+          }
+        }
+      }
+      queue_.push_back(std::move(message));
+    }
+    cv_.notify_one();
+  }
+
+  // Writes what is queued (a broken stream fails each write at once), then stops.
+  void Close() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
   }
 
  private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      v1::WorkerMessage message = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      const bool ok = !broken_ && stream_->Write(message);
+      lock.lock();
+      broken_ = broken_ || !ok;
+    }
+  }
+
+  Stream* stream_;
   std::mutex mu_;
-  grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream_;
+  std::condition_variable cv_;
+  std::deque<v1::WorkerMessage> queue_;
+  bool closed_ = false;
+  bool broken_ = false;
+  std::thread thread_;
 };
+
+v1::WorkerMessage FailureMessage(v1::BatchFailure failure, const v1::MemoryReport& memory) {
+  v1::WorkerMessage message;
+  *message.mutable_failure() = std::move(failure);
+  *message.mutable_failure()->mutable_memory() = memory;
+  return message;
+}
 
 }  // namespace
 
@@ -47,7 +106,6 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
   auto stub = v1::WorkerGateway::NewStub(channel_);
   grpc::ClientContext context;
   auto stream = stub->Connect(&context);
-  Writer writer(stream.get());
 
   v1::WorkerMessage hello;
   v1::Register* reg = hello.mutable_register_();
@@ -59,55 +117,92 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
   *reg->mutable_memory() = MemoryReportOf(engine_->Memory(), identity_.reserve_bytes);
   reg->add_models(identity_.model_name);
   reg->set_max_batch(identity_.max_batch);
+  reg->set_prefetch(identity_.prefetch);
   reg->set_version("spriteforge 0.1.0");
   for (const v1::Calibration& c : identity_.calibrations) *reg->add_calibrations() = c;
-  if (!writer.Write(hello)) {
+  if (!stream->Write(hello)) {
     return absl::UnavailableError(absl::StrCat("cannot reach the coordinator: ", stream->Finish().error_message()));
   }
 
-  // Assignments queue for the runner thread; cancels flag the batch in flight.
+  Outbox outbox(stream.get());
+  const int threads = identity_.encode_threads > 0
+                          ? identity_.encode_threads
+                          : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+  ThreadPool pool(threads);
+
+  // The batches this session holds, by stage. Guarded by mu.
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<v1::Assignment> queue;
-  std::string running_batch;
-  std::atomic<bool> cancel_running{false};
+  std::deque<v1::Assignment> queued;
+  std::string rendering;
+  std::atomic<bool> cancel_rendering{false};
+  std::deque<std::pair<v1::Assignment, Rendered>> to_package;
+  std::string packaging;
   bool ending = false;
   int heartbeat_ms = 1000;
+  auto memory = [&] { return MemoryReportOf(engine_->Memory(), identity_.reserve_bytes); };
 
-  std::thread runner([&] {
+  std::thread renderer([&] {
     while (true) {
       v1::Assignment assignment;
       {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return ending || !queue.empty(); });
+        cv.wait(lock, [&] { return ending || (!queued.empty() && to_package.size() < kMaxWaitingToPackage); });
         if (ending) return;
-        assignment = std::move(queue.front());
-        queue.pop_front();
-        running_batch = assignment.batch_id();
-        cancel_running = false;
+        assignment = std::move(queued.front());
+        queued.pop_front();
+        rendering = assignment.batch_id();
+        cancel_rendering = false;
       }
       spdlog::info("batch {}: {} images", assignment.batch_id(), assignment.items_size());
-      BatchOutcome outcome = runner_.Run(
+      Rendered rendered = runner_.Render(
           assignment,
           [&](int step, int total) {
             v1::WorkerMessage progress;
             progress.mutable_progress()->set_batch_id(assignment.batch_id());
             progress.mutable_progress()->set_step(step);
             progress.mutable_progress()->set_total_steps(total);
-            writer.Write(progress);
+            outbox.Post(std::move(progress));
           },
-          cancel_running);
-      v1::WorkerMessage done;
-      if (outcome.ok) {
-        *done.mutable_result() = std::move(outcome.result);
+          cancel_rendering);
+      if (rendered.ok) {
+        v1::WorkerMessage done;
+        done.mutable_rendered()->set_batch_id(assignment.batch_id());
+        outbox.Post(std::move(done));
       } else {
-        spdlog::warn("batch {} failed: {}", assignment.batch_id(), outcome.failure.message());
-        *done.mutable_failure() = std::move(outcome.failure);
-        *done.mutable_failure()->mutable_memory() = MemoryReportOf(engine_->Memory(), identity_.reserve_bytes);
+        spdlog::warn("batch {} failed: {}", assignment.batch_id(), rendered.failure.failure.message());
+        outbox.Post(FailureMessage(std::move(rendered.failure.failure), memory()));
       }
-      writer.Write(done);
       std::lock_guard<std::mutex> lock(mu);
-      running_batch.clear();
+      rendering.clear();
+      if (rendered.ok) to_package.emplace_back(std::move(assignment), std::move(rendered));
+      cv.notify_all();
+    }
+  });
+
+  std::thread packager([&] {
+    while (true) {
+      std::pair<v1::Assignment, Rendered> next;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return ending || !to_package.empty(); });
+        if (ending) return;
+        next = std::move(to_package.front());
+        to_package.pop_front();
+        packaging = next.first.batch_id();
+      }
+      cv.notify_all();  // the renderer may wait for room
+      BatchOutcome outcome = runner_.Package(next.first, std::move(next.second), &pool);
+      v1::WorkerMessage message;
+      if (outcome.ok) {
+        spdlog::debug("batch {}: packaged in {:.0f} ms", next.first.batch_id(), outcome.result.package_ms());
+        *message.mutable_result() = std::move(outcome.result);
+      } else {
+        message = FailureMessage(std::move(outcome.failure), memory());
+      }
+      outbox.Post(std::move(message));
+      std::lock_guard<std::mutex> lock(mu);
+      packaging.clear();
     }
   });
 
@@ -123,10 +218,14 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
         continue;
       }
       v1::WorkerMessage beat;
-      *beat.mutable_heartbeat()->mutable_memory() = MemoryReportOf(engine_->Memory(), identity_.reserve_bytes);
-      if (!running_batch.empty()) beat.mutable_heartbeat()->add_running_batches(running_batch);
+      v1::Heartbeat* h = beat.mutable_heartbeat();
+      if (!rendering.empty()) h->add_running_batches(rendering);
+      for (const v1::Assignment& a : queued) h->add_running_batches(a.batch_id());
+      for (const auto& [a, r] : to_package) h->add_running_batches(a.batch_id());
+      if (!packaging.empty()) h->add_running_batches(packaging);
       lock.unlock();
-      writer.Write(beat);
+      *h->mutable_memory() = memory();
+      outbox.Post(std::move(beat));
       lock.lock();
     }
   });
@@ -141,18 +240,30 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
         if (registered) *registered = true;
         break;
       case v1::CoordinatorMessage::kAssignment:
-        queue.push_back(incoming.assignment());
+        queued.push_back(incoming.assignment());
         cv.notify_all();
         break;
-      case v1::CoordinatorMessage::kCancel:
-        if (running_batch == incoming.cancel().batch_id()) {
-          spdlog::info("batch {}: cancel requested", running_batch);
-          cancel_running = true;
+      case v1::CoordinatorMessage::kCancel: {
+        const std::string& id = incoming.cancel().batch_id();
+        if (rendering == id) {
+          spdlog::info("batch {}: cancel requested", id);
+          cancel_rendering = true;
         }
-        for (auto it = queue.begin(); it != queue.end();) {
-          it = it->batch_id() == incoming.cancel().batch_id() ? queue.erase(it) : it + 1;
+        // A batch not started yet is answered at once, so the coordinator frees its items.
+        for (auto it = queued.begin(); it != queued.end();) {
+          if (it->batch_id() != id) {
+            ++it;
+            continue;
+          }
+          v1::BatchFailure failure;
+          failure.set_batch_id(id);
+          failure.set_reason(v1::FAILURE_CANCELLED);
+          failure.set_message("cancelled before it started");
+          outbox.Post(FailureMessage(std::move(failure), v1::MemoryReport()));
+          it = queued.erase(it);
         }
         break;
+      }
       default:
         break;
     }
@@ -161,12 +272,14 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
   {
     std::lock_guard<std::mutex> lock(mu);
     ending = true;
-    cancel_running = true;
-    queue.clear();
+    cancel_rendering = true;
+    queued.clear();
   }
   cv.notify_all();
-  runner.join();
+  renderer.join();
+  packager.join();
   heartbeat.join();
+  outbox.Close();
   const grpc::Status status = stream->Finish();
   if (stop) return absl::OkStatus();
   return absl::UnavailableError(absl::StrCat("stream to the coordinator ended: ",

@@ -1,12 +1,20 @@
-// One connection of a worker to the coordinator: register, then serve assignments on a
-// runner thread while the calling thread reads the stream and a heartbeat thread reports
-// memory. A broken stream cancels the batch in flight (the coordinator re-queues it) and
-// returns, so the caller can reconnect with backoff.
+// One connection of a worker to the coordinator: register, then keep the GPU busy. Four
+// threads share the stream:
+//   - the reader (the caller) queues assignments and cancels;
+//   - the renderer runs the engine on one batch after another (the coordinator keeps one
+//     queued ahead) and says "rendered" as soon as the GPU part is done;
+//   - the packager encodes PNGs and sprites on a thread pool and sends the result, while
+//     the renderer is already on the next batch;
+//   - the heartbeat reports memory and the batches held.
+// All writes go through an outbox thread, so neither the engine's step callback nor the
+// packager ever waits on the network. A broken stream cancels what is in flight (the
+// coordinator re-queues it) and returns, so the caller can reconnect with backoff.
 #pragma once
 
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "service/batch_runner.h"
@@ -19,6 +27,8 @@ struct WorkerIdentity {
   std::string worker_id;       // stable for the life of the process
   std::string model_name;
   int max_batch = 8;
+  int prefetch = 1;            // batches held beyond the one rendering
+  int encode_threads = 0;      // PNG encoding threads; 0: up to 8, one per core
   uint64_t reserve_bytes = 0;  // kept free for the rest of the machine
   std::vector<v1::Calibration> calibrations;
 };
@@ -29,8 +39,13 @@ v1::MemoryReport MemoryReportOf(const engine::MemoryStats& stats, uint64_t reser
 
 class WorkerSession {
  public:
-  WorkerSession(engine::Engine* engine, const WorkerIdentity& identity, std::shared_ptr<grpc::Channel> channel)
-      : engine_(engine), identity_(identity), channel_(std::move(channel)), runner_(engine, identity.model_name) {}
+  // `encoder`: how renders become PNG bytes (default EncodePng; tests stand in a slow one).
+  WorkerSession(engine::Engine* engine, const WorkerIdentity& identity, std::shared_ptr<grpc::Channel> channel,
+                ImageEncoder encoder = nullptr)
+      : engine_(engine),
+        identity_(identity),
+        channel_(std::move(channel)),
+        runner_(engine, identity.model_name, std::move(encoder)) {}
 
   // Runs until the stream ends. `registered` is set once the coordinator accepted us.
   // `stop` ends the session from outside (signal handler).

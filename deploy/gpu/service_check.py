@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""The service on the GPU machine, measured against the engine's own benchmark.
+
+Starts a coordinator and one worker per visible GPU (deploy/gpu/start-workers.sh) on
+builtin:sdxl-base, runs a warm-up job and then an N-image job (1024x1024, 30 steps, CFG 6,
+Euler) per dtype, then spriteforge-bench at the same batch size in the same run, and writes
+one JSON report: images/min through the service (first submit to last result on disk), the
+benchmark's images/min, their ratio, GPU idle time between consecutive batches (from the
+render timestamps in the result sidecars), batch sizes and peak memory.
+
+usage: service_check.py --build DIR --out FILE [--dtypes fp16,fp8] [--images 64] [--batch 8]
+       [--jobs 64,256] [--skip-bench]
+"""
+import argparse
+import glob
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def log(msg):
+    print(f"[service-check] {msg}", flush=True)
+
+
+class Service:
+    def __init__(self, build, work, logdir):
+        self.build, self.work, self.logdir = build, work, logdir
+        os.makedirs(work, exist_ok=True)
+        ready = os.path.join(work, "ready.json")
+        self.coordinator = subprocess.Popen(
+            [f"{build}/coordinator/spriteforge-coordinator", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+             "--db", f"{work}/jobs.db", "--output", f"{work}/out", "--ready-file", ready],
+            stdout=open(f"{logdir}/service-coordinator.log", "w"), stderr=subprocess.STDOUT)
+        for _ in range(200):
+            if os.path.exists(ready):
+                break
+            time.sleep(0.1)
+        self.address = json.load(open(ready))["grpc"]
+        self.workers = None
+
+    def client(self, *args):
+        out = subprocess.run([f"{self.build}/client/spriteforge", "--coordinator", self.address, *args],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"spriteforge {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def start_workers(self, dtype, batch, tag):
+        env = dict(os.environ, SPRITEFORGE_WORKER_BIN=f"{self.build}/worker/service/spriteforge-worker")
+        self.workers = subprocess.Popen(
+            [f"{REPO}/deploy/gpu/start-workers.sh", "--", "--coordinator", self.address, "--model", "builtin:sdxl-base",
+             "--model-name", "sdxl-base", "--dtype", dtype, "--max-batch", str(batch)],
+            stdout=open(f"{self.logdir}/service-workers-{tag}.log", "w"), stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
+
+    def connected_workers(self):
+        return [w for w in json.loads(self.client("workers", "--json")) if w.get("connected")]
+
+    def stop_workers(self):
+        if self.workers:
+            os.killpg(self.workers.pid, signal.SIGTERM)
+            self.workers.wait(timeout=60)
+            self.workers = None
+        for _ in range(100):  # the coordinator notices the streams closing
+            if not self.connected_workers():
+                return
+            time.sleep(0.1)
+
+    def run_job(self, name, images, batch_seed):
+        manifest = os.path.join(self.work, f"{name}.yaml")
+        with open(manifest, "w") as f:
+            f.write(f"name: {name}\nmodel: sdxl-base\n"
+                    "defaults: {width: 1024, height: 1024, steps: 30, cfg: 6.0, sampler: euler, schedule: normal,"
+                    " negative: \"blurry, photo, text\"}\n"
+                    f"items:\n  - {{prompt: \"red potion bottle, game item icon, flat colors\", count: {images},"
+                    f" seed: {batch_seed}}}\n")
+        t0 = time.time()
+        job = self.client("submit", manifest).strip().split()[-1]
+        while True:
+            status = json.loads(self.client("status", job, "--json"))
+            if status["state"] in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.05)
+        wall = time.time() - t0
+        sidecars = [json.load(open(p)) for p in glob.glob(os.path.join(status["output_dir"], "*_*.json"))]
+        return job, wall, status, sidecars
+
+    def close(self):
+        self.stop_workers()
+        self.coordinator.terminate()
+        self.coordinator.wait(timeout=30)
+
+
+def analyse(wall, status, sidecars):
+    done = status["counts"]["done"]
+    span_s = (status["finished_unix_ms"] - status["created_unix_ms"]) / 1000.0
+    batches = {}
+    for s in sidecars:
+        batches.setdefault(s["batch_id"], s)
+    by_worker = {}
+    for b in batches.values():
+        by_worker.setdefault(b["worker"], []).append(b)
+    gaps, per_worker = [], {}
+    for worker, bs in by_worker.items():
+        bs.sort(key=lambda b: b["render_unix_ms"]["start"])
+        wgaps = [bs[i + 1]["render_unix_ms"]["start"] - bs[i]["render_unix_ms"]["end"] for i in range(len(bs) - 1)]
+        gaps += wgaps
+        per_worker[worker] = {
+            "images": sum(b["batch_size"] for b in bs), "batches": len(bs),
+            "gpu_busy_s": sum(b["render_unix_ms"]["end"] - b["render_unix_ms"]["start"] for b in bs) / 1000.0,
+            "idle_between_batches_ms": wgaps,
+            "peak_allocated_gb": max(b["peak_memory_bytes"]["allocated"] for b in bs) / 1e9,
+            "peak_reserved_gb": max(b["peak_memory_bytes"]["reserved"] for b in bs) / 1e9,
+        }
+    sizes = {}
+    for b in batches.values():
+        sizes[str(b["batch_size"])] = sizes.get(str(b["batch_size"]), 0) + b["batch_size"]
+    return {
+        "images": done, "failed": status["counts"]["failed"], "state": status["state"],
+        "wall_s": round(wall, 3), "submit_to_last_result_s": round(span_s, 3),
+        "images_per_minute": round(done / span_s * 60, 2) if span_s > 0 else 0,
+        "batch_sizes": sizes,
+        "gpu_idle_between_batches_ms": {
+            "median": statistics.median(gaps) if gaps else None, "max": max(gaps) if gaps else None,
+            "count": len(gaps)},
+        "package_ms_median": statistics.median(b["timings_ms"].get("package", 0) for b in batches.values()),
+        "batch_total_ms_median": statistics.median(b["timings_ms"]["total"] for b in batches.values()),
+        "workers": per_worker,
+    }
+
+
+def bench(build, dtype, batch, logdir):
+    out = os.path.join(logdir, f"bench-service-{dtype}.json")
+    with open(f"{logdir}/bench-service-{dtype}.txt", "w") as f:
+        subprocess.run([f"{build}/worker/bench/spriteforge-bench", "--dtypes", dtype, "--batches", str(batch),
+                        "--runs", "1", "--json", out], stdout=f, stderr=subprocess.STDOUT, check=True)
+    return json.load(open(out))["results"][0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=f"{REPO}/build-gpu")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dtypes", default="fp16,fp8")
+    ap.add_argument("--jobs", default="64", help="image counts of the measured jobs, in order")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--work", default="/tmp/spriteforge-service")
+    a = ap.parse_args()
+    logdir = os.path.dirname(os.path.abspath(a.out))
+    svc = Service(a.build, a.work, logdir)
+    report = {"machine": {}, "commit": os.environ.get("SPRITEFORGE_COMMIT", "unknown"), "runs": []}
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True).stdout.strip().splitlines()
+        report["machine"] = {"gpus": gpu, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "all")}
+        for dtype in a.dtypes.split(","):
+            svc.start_workers(dtype, a.batch, dtype)
+            for _ in range(1200):
+                if svc.connected_workers():
+                    break
+                time.sleep(0.25)
+            time.sleep(1.0)  # give the other GPUs' workers a moment to register too
+            n_workers = len(svc.connected_workers())
+            log(f"{dtype}: {n_workers} worker(s) connected; warm-up")
+            svc.run_job(f"warmup-{dtype}", a.batch * n_workers, 1)
+            for images in [int(x) for x in a.jobs.split(",")]:
+                job, wall, status, sidecars = svc.run_job(f"service-{dtype}-{images}", images, 100)
+                run = {"dtype": dtype, "workers": n_workers, "job": job, **analyse(wall, status, sidecars)}
+                log(f"{dtype} {images} images: {run['images_per_minute']} images/min, idle median "
+                    f"{run['gpu_idle_between_batches_ms']['median']} ms")
+                report["runs"].append(run)
+            svc.stop_workers()
+            if not a.skip_bench:
+                b = bench(a.build, dtype, a.batch, logdir)
+                for run in report["runs"]:
+                    if run["dtype"] == dtype:
+                        run["bench_images_per_minute"] = round(b["images_per_minute"], 2)
+                        run["bench_peak_allocated_gb"] = round(b["peak_allocated_gb"], 2)
+                        per_gpu = run["images_per_minute"] / max(1, run["workers"])
+                        run["ratio_service_per_gpu_to_bench"] = round(per_gpu / b["images_per_minute"], 4)
+                log(f"{dtype} bench batch {a.batch}: {b['images_per_minute']:.2f} images/min")
+    finally:
+        svc.close()
+        with open(a.out, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

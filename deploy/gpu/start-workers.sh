@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Starts one spriteforge-worker per GPU of this host and keeps them running.
+#
+#   deploy/gpu/start-workers.sh [--gpus all|N|I,J,...] -- WORKER ARGS...
+#
+# Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES=<index>, --device cuda:0) and
+# registers as <host>-gpu<index> (so pass neither --device nor --worker-id). GPUs: --gpus, else SPRITEFORGE_GPUS, else
+# CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists. A worker that exits is started
+# again after a pause; SIGINT/SIGTERM stop them all. The worker binary is
+# $SPRITEFORGE_WORKER_BIN (default: spriteforge-worker from build-gpu/, build/ or PATH).
+set -uo pipefail
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+
+gpus="${SPRITEFORGE_GPUS:-${CUDA_VISIBLE_DEVICES:-all}}"
+while (($#)); do
+  case "$1" in
+    --gpus) gpus="$2"; shift 2 ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "start-workers: unknown argument $1 (worker arguments go after --)" >&2; exit 2 ;;
+  esac
+done
+
+list_gpus() {
+  case "$gpus" in
+    all)
+      command -v nvidia-smi >/dev/null || { echo "start-workers: nvidia-smi not found; use --gpus" >&2; return 1; }
+      nvidia-smi --query-gpu=index --format=csv,noheader | tr -d ' ' ;;
+    *,*) tr ',' '\n' <<<"$gpus" ;;
+    *)
+      [[ "$gpus" =~ ^[0-9]+$ ]] || { echo "start-workers: --gpus expects all, a count or a list, got '$gpus'" >&2; return 1; }
+      seq 0 $((gpus - 1)) ;;
+  esac
+}
+mapfile -t indices < <(list_gpus) || exit 2
+((${#indices[@]})) || { echo "start-workers: no GPU found" >&2; exit 2; }
+
+bin="${SPRITEFORGE_WORKER_BIN:-}"
+if [ -z "$bin" ]; then
+  for candidate in "$here/build-gpu/worker/service/spriteforge-worker" "$here/build/worker/service/spriteforge-worker" \
+                   "$(command -v spriteforge-worker || true)"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && { bin="$candidate"; break; }
+  done
+fi
+[ -n "$bin" ] || { echo "start-workers: spriteforge-worker not found (set SPRITEFORGE_WORKER_BIN)" >&2; exit 2; }
+
+host="$(hostname -s 2>/dev/null || hostname)"
+declare -A pid_of
+stopping=0
+start_one() {
+  local gpu="$1"
+  CUDA_VISIBLE_DEVICES="$gpu" "$bin" --device cuda:0 --worker-id "$host-gpu$gpu" "${args[@]}" &
+  pid_of[$gpu]=$!
+  echo "start-workers: worker for GPU $gpu started (pid ${pid_of[$gpu]})"
+}
+args=("$@")
+stop_all() {
+  stopping=1
+  for gpu in "${!pid_of[@]}"; do kill -TERM "${pid_of[$gpu]}" 2>/dev/null; done
+}
+trap stop_all INT TERM
+
+for gpu in "${indices[@]}"; do start_one "$gpu"; done
+while ((!stopping)); do
+  wait -n 2>/dev/null
+  ((stopping)) && break
+  for gpu in "${!pid_of[@]}"; do
+    if ! kill -0 "${pid_of[$gpu]}" 2>/dev/null; then
+      echo "start-workers: worker for GPU $gpu exited; restarting in 2 s" >&2
+      sleep 2
+      ((stopping)) || start_one "$gpu"
+    fi
+  done
+done
+wait
+echo "start-workers: all workers stopped"

@@ -1,0 +1,44 @@
+// A fixed set of threads running submitted tasks in order of submission. The worker uses
+// it to encode a batch's PNGs in parallel while the engine renders the next batch.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace spriteforge::worker {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();  // runs what was submitted, then joins
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  template <typename Fn>
+  auto Submit(Fn fn) -> std::future<decltype(fn())> {
+    auto task = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
+    auto result = task->get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.push_back([task] { (*task)(); });
+    }
+    cv_.notify_one();
+    return result;
+  }
+
+  int size() const { return static_cast<int>(threads_.size()); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace spriteforge::worker
