@@ -172,7 +172,7 @@ def main():
             svc.run_job(f"warmup-{dtype}", a.batch * n_workers, 1)
             for images in [int(x) for x in a.jobs.split(",")]:
                 job, wall, status, sidecars = svc.run_job(f"service-{dtype}-{images}", images, 100)
-                run = {"dtype": dtype, "workers": n_workers, "job": job, **analyse(wall, status, sidecars)}
+                run = {"dtype": dtype, "gpus": n_workers, "job": job, **analyse(wall, status, sidecars)}
                 log(f"{dtype} {images} images: {run['images_per_minute']} images/min, idle median "
                     f"{run['gpu_idle_between_batches_ms']['median']} ms")
                 report["runs"].append(run)
@@ -183,7 +183,7 @@ def main():
                     if run["dtype"] == dtype:
                         run["bench_images_per_minute"] = round(b["images_per_minute"], 2)
                         run["bench_peak_allocated_gb"] = round(b["peak_allocated_gb"], 2)
-                        per_gpu = run["images_per_minute"] / max(1, run["workers"])
+                        per_gpu = run["images_per_minute"] / max(1, run["gpus"])
                         run["ratio_service_per_gpu_to_bench"] = round(per_gpu / b["images_per_minute"], 4)
                 log(f"{dtype} bench batch {a.batch}: {b['images_per_minute']:.2f} images/min")
     finally:
