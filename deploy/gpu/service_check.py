@@ -15,6 +15,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -31,7 +32,8 @@ def log(msg):
 class Service:
     def __init__(self, build, work, logdir):
         self.build, self.work, self.logdir = build, work, logdir
-        os.makedirs(work, exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)  # a ready file of an earlier run must not count
+        os.makedirs(work)
         ready = os.path.join(work, "ready.json")
         self.coordinator = subprocess.Popen(
             [f"{build}/coordinator/spriteforge-coordinator", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
