@@ -15,7 +15,9 @@ namespace {
 class PaletteAccessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) / "palette_access_test";
+    // One folder per test: ctest may run them at once.
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("palette_access_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_ / "palettes");
     ASSERT_TRUE(WriteFileAtomic((dir_ / "secret.hex").string(), "ff0000\n00ff00\n").ok());
