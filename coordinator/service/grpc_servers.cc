@@ -13,6 +13,13 @@ std::unique_ptr<grpc::Server> Start(const std::string& address, int max_receive_
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
   for (grpc::Service* s : services) builder.RegisterService(s);
   builder.SetMaxReceiveMessageSize(max_receive_bytes);
+  if (max_receive_bytes == kClientMessageBytes) {
+    // gRPC reads a whole message before it applies the size limit; the quota bounds what
+    // all client connections may hold meanwhile (beyond it, streams are reset).
+    grpc::ResourceQuota quota("client calls");
+    quota.Resize(kClientMemoryBytes);
+    builder.SetResourceQuota(quota);
+  }
   builder.SetMaxSendMessageSize(kWorkerMessageBytes);  // results are fetched in large files
   // Detect dead workers behind silent networks too, not only closed sockets.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);

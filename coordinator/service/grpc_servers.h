@@ -1,8 +1,8 @@
 // The coordinator's gRPC servers. gRPC limits message sizes per server, not per method, so
 // clients and workers on one port share the workers' large limit (a result batch carries
-// its images). Given a worker port of their own, workers keep that limit there while the
-// client port accepts only small messages: a manifest is at most 1 MiB, and four 250 MB
-// SubmitJob calls once held 1.5 GB while they were read.
+// its images): four 250 MB SubmitJob calls held 1.5 GB while they were read. Given a worker
+// port of their own, workers keep that limit there while the client port accepts small
+// messages only (a manifest is at most 1 MiB) within a memory quota for all client calls.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -19,6 +19,7 @@ namespace spriteforge::coordinator {
 
 constexpr int kWorkerMessageBytes = 256 << 20;  // a batch of 1024x1024 PNGs
 constexpr int kClientMessageBytes = 4 << 20;    // with a worker port of its own
+constexpr int kClientMemoryBytes = 64 << 20;    // what all client calls may hold at once
 
 struct GrpcServers {
   std::unique_ptr<grpc::Server> client;  // SpriteForge, and the worker gateway without a worker port
