@@ -77,6 +77,7 @@ TEST_F(CoordinatorTest, EveryRegistrationFieldIsChecked) {
   };
   const Case cases[] = {
       {[](v1::Register& r) { r.set_max_batch(0); }, "register.max_batch: 0 is not in 1..256"},
+      {[](v1::Register& r) { r.set_prefetch(-1); }, "register.prefetch: -1 is not in 0..16"},
       {[](v1::Register& r) { r.set_worker_id("w\x1b[2J"); }, "register.worker_id: must be 1..128 characters"},
       {[](v1::Register& r) { r.set_worker_id(std::string(300, 'w')); }, "register.worker_id: must be"},
       {[](v1::Register& r) { r.set_device_name("gpu\x1b]0;x\x07"); }, "register.device_name: contains control"},
