@@ -26,6 +26,11 @@ int RpcError(const std::string& command, const grpc::Status& status) {
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     return Error(command, "coordinator unavailable: " + status.error_message());
   }
+  // A coordinator resets streams that would take more memory than its client calls may hold.
+  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+      status.error_message().find("RST_STREAM") != std::string::npos) {
+    return Error(command, "the coordinator refused the request: too large, or too many large requests at once");
+  }
   return Error(command, status.error_message());
 }
 

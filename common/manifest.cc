@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "spriteforge/common/text.h"
+#include "spriteforge/common/yaml_check.h"
 
 namespace spriteforge {
 namespace {
@@ -42,6 +44,11 @@ absl::Status Read(const YAML::Node& node, const std::string& field, const Errors
   } catch (const YAML::Exception&) {
     return err.At(node, field, "has the wrong type");
   }
+}
+
+// Prompts are limited in characters (not bytes); line breaks and tabs are fine in them.
+std::string PromptProblem(const std::string& text, const ManifestLimits& lim) {
+  return TextProblem(text, lim.max_prompt_chars, "\t\n\r");
 }
 
 // Applies the defaults/overrides keys in `map` onto `p`, checking each against the limits.
@@ -88,9 +95,7 @@ absl::Status ApplySettings(const YAML::Node& map, const std::string& where, cons
   if (map["negative"]) {
     std::string text;
     if (auto s = Read(map["negative"], where + ".negative", err, text); !s.ok()) return s;
-    if (text.size() > lim.max_prompt_chars) {
-      return err.At(map["negative"], where + ".negative", absl::StrCat("longer than ", lim.max_prompt_chars, " characters"));
-    }
+    if (auto problem = PromptProblem(text, lim); !problem.empty()) return err.At(map["negative"], where + ".negative", problem);
     *negative = text;
   }
   return absl::OkStatus();
@@ -121,12 +126,20 @@ nlohmann::json ToJson(const YAML::Node& node) {
 
 }  // namespace
 
+std::string ModelNameProblem(const std::string& model) {
+  if (IsSafeName(model)) return "";
+  return "must be 1..128 characters of A-Z a-z 0-9 . _ - and not start with '.' or '-'";
+}
+
 absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file,
                                        const std::function<uint64_t()>& draw_seed, const ManifestLimits& lim) {
   Errors err(file);
   if (text.size() > lim.max_file_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": manifest is ", text.size(), " bytes; the limit is ", lim.max_file_bytes));
   }
+  // Aliases, depth and duplicate keys are judged on the parse events, before any code
+  // walks the loaded tree (where a recursive alias would recurse forever).
+  if (auto s = CheckYamlShape(text, file, lim.yaml); !s.ok()) return s;
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -143,6 +156,8 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::strin
     if (auto s = Read(root[key], key, err, out); !s.ok()) return s;
     if (out.empty()) return err.At(root[key], key, "must not be empty");
   }
+  if (auto problem = TextProblem(m.name, lim.max_name_chars); !problem.empty()) return err.At(root["name"], "name", problem);
+  if (auto problem = ModelNameProblem(m.model); !problem.empty()) return err.At(root["model"], "model", problem);
   if (root["priority"]) {
     if (auto s = Read(root["priority"], "priority", err, m.priority); !s.ok()) return s;
   }
@@ -160,6 +175,10 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::strin
   if (root["postprocess"]) {
     if (!root["postprocess"].IsMap()) return err.At(root["postprocess"], "postprocess", "must be a mapping");
     m.postprocess_json = ToJson(root["postprocess"]).dump();
+    if (m.postprocess_json.size() > lim.max_postprocess_bytes) {
+      return err.At(root["postprocess"], "postprocess",
+                    absl::StrCat("is ", m.postprocess_json.size(), " bytes as JSON; the limit is ", lim.max_postprocess_bytes));
+    }
   }
   const YAML::Node items = root["items"];
   if (!items || !items.IsSequence() || items.size() == 0) return err.At(items ? items : root, "items", "must be a non-empty list");
@@ -172,18 +191,14 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::strin
     std::optional<std::string> negative = default_negative;
     if (!item["prompt"]) return err.At(item, where + ".prompt", "is required");
     if (auto s = Read(item["prompt"], where + ".prompt", err, p.prompt); !s.ok()) return s;
-    if (p.prompt.size() > lim.max_prompt_chars) {
-      return err.At(item["prompt"], where + ".prompt", absl::StrCat("longer than ", lim.max_prompt_chars, " characters"));
-    }
+    if (auto problem = PromptProblem(p.prompt, lim); !problem.empty()) return err.At(item["prompt"], where + ".prompt", problem);
     if (item["overrides"]) {
       if (auto s = ApplySettings(item["overrides"], where + ".overrides", lim, err, p, &negative); !s.ok()) return s;
     }
     if (item["negative"]) {
       std::string text;
       if (auto s = Read(item["negative"], where + ".negative", err, text); !s.ok()) return s;
-      if (text.size() > lim.max_prompt_chars) {
-        return err.At(item["negative"], where + ".negative", absl::StrCat("longer than ", lim.max_prompt_chars, " characters"));
-      }
+        if (auto problem = PromptProblem(text, lim); !problem.empty()) return err.At(item["negative"], where + ".negative", problem);
       negative = text;
     }
     p.negative = negative;

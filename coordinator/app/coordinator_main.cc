@@ -3,9 +3,12 @@
 //
 //   spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT
 //       [--lease-seconds N] [--max-attempts N] [--max-prefetch N] [--ready-file FILE]
+//       [--worker-listen HOST:PORT]
 //
 // Port 0 picks a free port; --ready-file receives {"grpc": "HOST:PORT", "http": "HOST:PORT"}
-// once both are serving (scripts and tests wait for it).
+// (and "worker_grpc" with --worker-listen) once all are serving (scripts and tests wait for
+// it). --worker-listen serves workers on their own port, so client calls are limited to
+// small messages (4 MiB) while worker streams keep room for batches of images (256 MiB).
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -20,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/client_service.h"
 #include "service/coordinator.h"
+#include "service/grpc_servers.h"
 #include "service/http_endpoint.h"
 #include "service/worker_gateway.h"
 #include "spdlog/spdlog.h"
@@ -34,7 +38,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT\n"
     "  [--lease-seconds N] [--max-attempts N] [--max-prefetch N (batches queued ahead per worker, default 1)]\n"
-    "  [--ready-file FILE]\n";
+    "  [--ready-file FILE] [--worker-listen HOST:PORT]\n";
 
 std::atomic<bool> g_stop{false};
 
@@ -55,7 +59,7 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
 int main(int argc, char** argv) {
   auto flags = spriteforge::Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
                                          {"--listen", "--db", "--output", "--http", "--lease-seconds",
-                                          "--max-attempts", "--max-prefetch", "--ready-file"},
+                                          "--max-attempts", "--max-prefetch", "--ready-file", "--worker-listen"},
                                          {"--help"});
   if (!flags.ok()) return Fail(absl::StrCat(flags.status().message(), "\n", kUsage), 2);
   if (flags->Has("--help")) {
@@ -89,30 +93,26 @@ int main(int argc, char** argv) {
 
   sc::ClientService client_service(core->get());
   sc::WorkerGatewayService gateway(core->get());
-  grpc::ServerBuilder builder;
-  int grpc_port = 0;
-  builder.AddListeningPort(flags->Get("--listen"), grpc::InsecureServerCredentials(), &grpc_port);
-  builder.RegisterService(&client_service);
-  builder.RegisterService(&gateway);
-  builder.SetMaxReceiveMessageSize(256 << 20);  // batches of 1024x1024 PNGs
-  builder.SetMaxSendMessageSize(256 << 20);
-  // Detect dead workers behind silent networks too, not only closed sockets.
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || grpc_port == 0) return Fail("cannot listen on " + flags->Get("--listen"));
+  auto servers = sc::StartGrpcServers(flags->Get("--listen"), flags->Get("--worker-listen"), &client_service, &gateway);
+  if (!servers.ok()) return Fail(std::string(servers.status().message()));
   auto http = sc::HttpEndpoint::Start(core->get(), http_host, http_port);
   if (!http.ok()) return Fail(std::string(http.status().message()));
 
   const std::string listen = flags->Get("--listen");
-  const std::string grpc_addr = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", grpc_port);
+  const std::string grpc_addr = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", servers->client_port);
   const std::string http_addr = absl::StrCat(http_host, ":", (*http)->port());
+  std::string ready_worker_addr;
   spdlog::info("serving gRPC on {}, HTTP on {} (/metrics, /stats, /healthz); results in {}", grpc_addr,
                http_addr, options.output_dir);
+  if (servers->worker) {
+    const std::string workers = flags->Get("--worker-listen");
+    ready_worker_addr = absl::StrCat(workers.substr(0, workers.rfind(':')), ":", servers->worker_port);
+    spdlog::info("serving workers on {}; client messages limited to {} MiB", ready_worker_addr,
+                 sc::kClientMessageBytes >> 20);
+  }
   if (flags->Has("--ready-file")) {
     nlohmann::json ready = {{"grpc", grpc_addr}, {"http", http_addr}};
+    if (!ready_worker_addr.empty()) ready["worker_grpc"] = ready_worker_addr;
     if (auto s = spriteforge::WriteFileAtomic(flags->Get("--ready-file"), ready.dump() + "\n"); !s.ok()) {
       return Fail(std::string(s.message()));
     }
@@ -125,6 +125,6 @@ int main(int argc, char** argv) {
     (*core)->Tick();
   }
   spdlog::info("shutting down");
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  servers->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "scheduling/memory_model.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace spriteforge::coordinator {
 
@@ -22,18 +23,23 @@ uint64_t MemoryModel::PredictPeak(int batch, int width, int height) const {
       fixed = static_cast<double>(only.second) - per_image * only.first;
     }
   }
-  return static_cast<uint64_t>(std::max(0.0, fixed + per_image * batch));
+  const double peak = std::max(0.0, fixed + per_image * batch);
+  // 2^64 as a double: converting anything at or above it to uint64_t is undefined.
+  return peak >= 18446744073709551616.0 ? UINT64_MAX : static_cast<uint64_t>(peak);
 }
 
 int MemoryModel::MaxBatch(int width, int height, uint64_t budget_bytes, int hard_cap) const {
   int limit = hard_cap;
   if (int cap = CapFor(width, height); cap > 0) limit = std::min(limit, cap);
-  int best = 0;
-  for (int b = 1; b <= limit; ++b) {
-    if (PredictPeak(b, width, height) > budget_bytes) break;
-    best = b;
+  // The predicted peak never falls as b grows, so the answer is found by bisection: a few
+  // predictions whatever the cap (a loop up to a worker's cap could run 2^31 times).
+  if (limit < 1 || PredictPeak(1, width, height) > budget_bytes) return 0;
+  int fits = 1, too_big = limit + 1;  // fits: known to fit; too_big: known not to (or past the cap)
+  while (too_big - fits > 1) {
+    const int mid = fits + (too_big - fits) / 2;
+    (PredictPeak(mid, width, height) <= budget_bytes ? fits : too_big) = mid;
   }
-  return best;
+  return fits;
 }
 
 void MemoryModel::Observe(int batch, int width, int height, uint64_t peak_bytes) {

@@ -8,6 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "service/convert.h"
 #include "service/results.h"
+#include "service/submit_check.h"
+#include "service/worker_check.h"
 #include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {
@@ -34,6 +36,7 @@ const char* ReasonName(v1::FailureReason r) {
     case v1::FAILURE_CANCELLED: return "cancelled";
     case v1::FAILURE_WORKER_LOST: return "worker_lost";
     case v1::FAILURE_STORAGE: return "storage";
+    case v1::FAILURE_INVALID_RESULT: return "invalid_result";
     default: return "internal";
   }
 }
@@ -43,7 +46,10 @@ bool Finished(JobState s) { return s == JobState::kDone || s == JobState::kFaile
 }  // namespace
 
 Coordinator::Coordinator(std::unique_ptr<Store> store, CoordinatorOptions options)
-    : store_(std::move(store)), options_(std::move(options)), outbox_thread_([this] { RunOutbox(); }) {}
+    : store_(std::move(store)),
+      options_(std::move(options)),
+      quarantine_(options_.invalid_result_strikes, options_.quarantine_ms),
+      outbox_thread_([this] { RunOutbox(); }) {}
 
 Coordinator::~Coordinator() {
   {
@@ -146,6 +152,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   std::mt19937_64 rng(std::random_device{}());
   auto manifest = ParseManifest(request.manifest(), file, [&] { return rng() >> 1; }, options_.limits);
   if (!manifest.ok()) return manifest.status();
+  if (auto s = CheckSubmission(request, *manifest, file); !s.ok()) return s;
   if (!request.model_override().empty()) manifest->model = request.model_override();
   JobRecord job;
   job.id = RandomId("job-");
@@ -312,12 +319,15 @@ Coordinator::WorkerState* Coordinator::WorkerOf(WorkerChannel* channel) {
 }
 
 absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg) {
-  if (reg.models().empty()) return absl::InvalidArgumentError("a worker must advertise at least one model");
-  if (reg.max_batch() < 1) return absl::InvalidArgumentError("max_batch must be at least 1");
+  if (auto s = CheckRegister(reg); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
   const std::string id = reg.worker_id().empty() ? RandomId("worker-") : reg.worker_id();
+  if (auto s = quarantine_.Admit(id, NowMs()); !s.ok()) return s;
+  // A connected worker keeps its id: a second stream claiming it would take its batches.
+  if (auto it = workers_.find(id); it != workers_.end() && it->second.channel && it->second.channel != channel) {
+    return absl::AlreadyExistsError(absl::StrCat("worker ", id, " is already connected"));
+  }
   WorkerState& w = workers_[id];
-  if (w.channel && w.channel != channel) DropWorkerLocked(w, "replaced by a new connection");
   w.id = id;
   w.channel = channel;
   w.registration = reg;
@@ -430,6 +440,10 @@ void Coordinator::OnMessage(WorkerChannel* channel, const v1::WorkerMessage& mes
   std::unique_lock<std::mutex> lock(mu_);
   WorkerState* w = WorkerOf(channel);
   if (!w) return;  // dropped: whatever it says no longer counts
+  if (auto s = CheckWorkerMessage(message); !s.ok()) {
+    DropWorkerLocked(*w, absl::StrCat("invalid message: ", s.message()));
+    return;
+  }
   const int64_t now = NowMs();
   w->last_seen_ms = now;
   // Leases live while the worker makes progress. A heartbeat alone proves the process is
@@ -502,13 +516,18 @@ void Coordinator::HandleResult(WorkerState& w, const v1::BatchResultMsg& result,
     ItemFiles files;
   };
   std::vector<Written> written;
-  std::string storage_error;
+  std::string storage_error, invalid_error;
   for (const v1::ItemResult& r : result.items()) {
     const ItemRecord* item = nullptr;
     for (const ItemRecord& it : *running) {
       if (it.job_id == r.job_id() && it.index == r.index()) item = &it;
     }
     if (!item || r.seed() != item->params.seed) continue;
+    if (auto s = CheckItemResult(r, item->params); !s.ok()) {
+      invalid_error = std::string(s.message());
+      spdlog::warn("worker {}: job {} item {}: {}", worker_id, item->job_id, item->index, invalid_error);
+      continue;
+    }
     nlohmann::json sidecar = {{"worker", worker_id},
                               {"batch_id", batch_id},
                               {"batch_size", batch_size},
@@ -576,8 +595,15 @@ void Coordinator::HandleResult(WorkerState& w, const v1::BatchResultMsg& result,
   }
   // Whatever the batch did not deliver goes back to the queue (or fails on storage errors).
   if (batches_.count(batch_id)) {
-    ReleaseBatchLocked(batch_id, storage_error.empty() ? v1::FAILURE_INTERNAL : v1::FAILURE_STORAGE,
-                       storage_error.empty() ? "the worker's result lacked this item" : storage_error);
+    if (!invalid_error.empty()) ReleaseBatchLocked(batch_id, v1::FAILURE_INVALID_RESULT, invalid_error);
+    else if (!storage_error.empty()) ReleaseBatchLocked(batch_id, v1::FAILURE_STORAGE, storage_error);
+    else ReleaseBatchLocked(batch_id, v1::FAILURE_INTERNAL, "the worker's result lacked this item");
+  }
+  if (invalid_error.empty()) {
+    quarantine_.Clear(worker_id);
+  } else if (quarantine_.Strike(worker_id, now)) {
+    DropWorkerLocked(worker, absl::StrCat("quarantined for ", options_.quarantine_ms / 1000, " s after ",
+                                          options_.invalid_result_strikes, " batches of invalid results"));
   }
   FinishJobsLocked(jobs);
 }

@@ -23,6 +23,7 @@
 #include "scheduling/memory_model.h"
 #include "scheduling/planner.h"
 #include "service/metrics.h"
+#include "service/result_check.h"
 #include "spriteforge/common/manifest.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 #include "store/store.h"
@@ -48,6 +49,8 @@ struct CoordinatorOptions {
   // Batches a worker may hold beyond the one it renders (capped by what it asks for), so
   // the next batch is already on the worker when the GPU finishes one.
   int max_prefetch = 1;
+  int invalid_result_strikes = 3; // batches in a row with invalid results that quarantine a worker
+  int64_t quarantine_ms = 600000; // how long a quarantined worker is refused
   ManifestLimits limits;
 };
 
@@ -145,6 +148,7 @@ class Coordinator {
   std::unique_ptr<Store> store_;
   CoordinatorOptions options_;
   Metrics metrics_;
+  Quarantine quarantine_;
   std::map<std::string, WorkerState> workers_;
   std::map<std::string, BatchState> batches_;
   std::map<std::string, JobRecord> jobs_;  // cache of job records with unfinished items

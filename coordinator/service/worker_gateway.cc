@@ -3,6 +3,7 @@
 #include <deque>
 #include <mutex>
 
+#include "service/client_service.h"
 #include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {
@@ -40,7 +41,7 @@ class GatewayReactor : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::Coo
       }
       if (auto s = core_->Register(channel_, incoming_.register_()); !s.ok()) {
         spdlog::warn("worker at {} refused: {}", peer_, std::string(s.message()));
-        EndStream(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message())));
+        EndStream(ToGrpc(s));
         return;
       }
       registered_ = true;

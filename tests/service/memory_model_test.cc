@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <climits>
+#include <cstdint>
+
 namespace spriteforge::coordinator {
 namespace {
 
@@ -47,6 +51,25 @@ TEST(MemoryModel, OutOfMemoryHalvesTheCapForThatShape) {
   m.OnOutOfMemory(16, 1024, 1024);  // a late report of an older, larger batch: no raise
   EXPECT_EQ(m.CapFor(1024, 1024), 4);
   EXPECT_EQ(m.MaxBatch(512, 512, 100 * GB, 16), 16);
+}
+
+// A worker once registered with max_batch 2^31-1 and a budget of 2^64-1: the search for
+// the largest batch looped ~2^31 predictions per item under the coordinator's lock.
+TEST(MemoryModel, HugeCapsAndBudgetsAreAnsweredAtOnce) {
+  MemoryModel m({6 * GB, 1 * GB});
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(m.MaxBatch(1024, 1024, UINT64_MAX, INT_MAX), INT_MAX);
+  EXPECT_EQ(m.MaxBatch(1024, 1024, 1000 * GB, INT_MAX), 994);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 0.1);
+  MemoryModel free_images({6 * GB, 0});
+  EXPECT_EQ(free_images.MaxBatch(64, 64, 7 * GB, 256), 256);
+}
+
+TEST(MemoryModel, HugeObservedPeaksSaturateInsteadOfWrapping) {
+  MemoryModel m({6 * GB, 1 * GB});
+  m.Observe(1, 1024, 1024, UINT64_MAX);
+  EXPECT_EQ(m.PredictPeak(1000, 1024, 1024), UINT64_MAX);
+  EXPECT_EQ(m.MaxBatch(1024, 1024, 100 * GB, 64), 0);
 }
 
 }  // namespace

@@ -43,7 +43,9 @@ int PixelateCommand(const std::vector<std::string>& args) {
   if (!tolerance.ok()) return Fail("pixelate", std::string(tolerance.status().message()), 2);
   if (flags->Has("--transparent")) section["background"] = "flood", section["tolerance"] = *tolerance;
   if (flags->Has("--crop")) section["crop"] = true;
-  auto options = ParsePostprocessOptions(section);
+  PaletteAccess own_files;
+  own_files.any_path = true;  // the user's own files, on the user's own machine
+  auto options = ParsePostprocessOptions(section, own_files);
   if (!options.ok()) return Fail("pixelate", std::string(options.status().message()), 2);
 
   PngText text;

@@ -2,8 +2,11 @@
 
 #include <set>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "postprocess/background.h"
+#include "spriteforge/common/text.h"
 
 namespace spriteforge::postprocess {
 namespace {
@@ -19,9 +22,62 @@ absl::Status Field(const std::string& field, const absl::StatusOr<T>& value, T* 
   return absl::OkStatus();
 }
 
+constexpr int kMaxInlineColours = 256;
+
+bool IsPaletteFileName(const std::string& name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  return IsSafeName(name) && (absl::EndsWith(lower, ".hex") || absl::EndsWith(lower, ".gpl") ||
+                              absl::EndsWith(lower, ".png"));
+}
+
+// `palette:` as the section gives it; `*palette` stays unset when only names are checked.
+absl::Status ReadPalette(const nlohmann::json& value, const PaletteAccess& access, std::optional<Palette>* palette,
+                         bool* given) {
+  *given = true;
+  if (value.is_array()) {
+    if (value.empty() || value.size() > kMaxInlineColours) {
+      return FieldError("palette", absl::StrCat("a list of 1..", kMaxInlineColours, " colours"));
+    }
+    Palette p;
+    for (size_t i = 0; i < value.size(); ++i) {
+      const std::string field = absl::StrCat("palette[", i, "]");
+      if (!value[i].is_string()) return FieldError(field, "must be a colour such as \"#9bbc0f\"");
+      Rgb colour;
+      if (auto st = Field(field, ParseColor(value[i].get<std::string>()), &colour); !st.ok()) return st;
+      p.colors.push_back(colour);
+    }
+    *palette = std::move(p);
+    return absl::OkStatus();
+  }
+  if (!value.is_string()) return FieldError("palette", "must be a name or a list of colours");
+  const std::string name = value.get<std::string>();
+  auto load = [&](const std::string& path) -> absl::Status {
+    auto loaded = LoadPalette(path);
+    if (!loaded.ok()) return FieldError("palette", std::string(loaded.status().message()));
+    *palette = std::move(*loaded);
+    return absl::OkStatus();
+  };
+  if (access.any_path) return load(name);
+  if (auto builtin = BuiltinPalette(name); builtin.ok()) {
+    *palette = std::move(*builtin);
+    return absl::OkStatus();
+  }
+  if (!IsPaletteFileName(name)) {
+    const bool path = name.find_first_of("/\\") != std::string::npos || name.find("..") != std::string::npos;
+    return FieldError("palette", absl::StrCat(path ? "palette paths are not allowed (\"" : "unknown palette \"", name,
+                                              "\"); give pico8, gameboy, nes, a list of colours, or the file name "
+                                              "of a palette in the worker's --palette-dir"));
+  }
+  if (!access.read_files) return absl::OkStatus();
+  if (access.folder.empty()) {
+    return FieldError("palette", absl::StrCat("\"", name, "\" names a palette file, but this worker has no --palette-dir"));
+  }
+  return load(access.folder + "/" + name);
+}
+
 }  // namespace
 
-absl::StatusOr<PostprocessOptions> ParsePostprocessOptions(const nlohmann::json& section) {
+absl::StatusOr<PostprocessOptions> ParsePostprocessOptions(const nlohmann::json& section, const PaletteAccess& access) {
   PostprocessOptions o;
   if (section.is_null()) return o;
   if (!section.is_object()) return absl::InvalidArgumentError("postprocess: must be a mapping");
@@ -65,18 +121,15 @@ absl::StatusOr<PostprocessOptions> ParsePostprocessOptions(const nlohmann::json&
   if (!s.empty()) {
     if (auto st = Field("method", ParsePixelateMethod(s), &o.method); !st.ok()) return st;
   }
-  s.clear();
-  if (auto st = str("palette", &s); !st.ok()) return st;
-  if (!s.empty()) {
-    Palette p;
-    if (auto st = Field("palette", LoadPalette(s), &p); !st.ok()) return st;
-    o.palette = p;
+  bool palette_given = false;
+  if (section.contains("palette")) {
+    if (auto st = ReadPalette(section["palette"], access, &o.palette, &palette_given); !st.ok()) return st;
   }
   if (section.contains("colors")) {
     if (!section["colors"].is_number_integer()) return FieldError("colors", "must be an integer");
     o.colors = section["colors"].get<int>();
     if (o.colors < 2 || o.colors > 256) return FieldError("colors", "must be 2..256");
-    if (o.palette) return FieldError("colors", "give either palette or colors, not both");
+    if (palette_given) return FieldError("colors", "give either palette or colors, not both");
   }
   s.clear();
   if (auto st = str("quantizer", &s); !st.ok()) return st;

@@ -4,8 +4,9 @@
 //                 palette: pico8, dither: none, crop: true, padding: 1}
 //
 // Steps, in order: background removal on the full render, pixel grid, palette, crop.
-// Instead of `palette`, `colors: N` derives N colours from the sprite (`quantizer:
-// median_cut` or `kmeans`).
+// `palette` is a built-in name, a list of colours (`['#0f380f', '#9bbc0f']`) or the file
+// name of a palette in the worker's palette folder (`forest.hex`). Instead of `palette`,
+// `colors: N` derives N colours from the sprite (`quantizer: median_cut` or `kmeans`).
 #pragma once
 
 #include <optional>
@@ -41,8 +42,18 @@ struct PostprocessOptions {
   }
 };
 
+// Where palette files may come from. A manifest's section runs on workers for whoever
+// submitted it, so it never names a path there: only a file name inside the worker's
+// palette folder. The local `pixelate` command reads whatever file its user names.
+struct PaletteAccess {
+  bool any_path = false;     // the local command
+  std::string folder;        // a worker's --palette-dir; empty: no palette files
+  bool read_files = true;    // false: file names are only checked (the coordinator at submit)
+};
+
 // Unknown keys and bad values are errors naming the field: "postprocess.palette: ...".
-absl::StatusOr<PostprocessOptions> ParsePostprocessOptions(const nlohmann::json& section);
+absl::StatusOr<PostprocessOptions> ParsePostprocessOptions(const nlohmann::json& section,
+                                                           const PaletteAccess& access = {});
 absl::StatusOr<RasterImage> RunPostprocess(const RasterImage& render, const PostprocessOptions& options);
 
 }  // namespace spriteforge::postprocess

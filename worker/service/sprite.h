@@ -1,5 +1,6 @@
 // The manifest's `postprocess` section applied to a render on the worker: the sprite is
-// kept beside the raw render, which is never replaced.
+// kept beside the raw render, which is never replaced. Palette files come only from the
+// worker's palette folder (--palette-dir), by file name; a manifest never names a path.
 #pragma once
 
 #include <string>
@@ -8,6 +9,9 @@
 #include "spriteforge/common/png.h"
 
 namespace spriteforge::worker {
+
+// The worker's palette folder, set once at start; empty (the default): no palette files.
+void SetPaletteFolder(const std::string& folder);
 
 class SpriteMaker {
  public:

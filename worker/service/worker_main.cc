@@ -3,6 +3,10 @@
 //   spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME] [--config DIR]
 //       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
 //       [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--prefetch N] [--encode-threads N]
+//       [--palette-dir DIR]
+//
+// --palette-dir: the folder whose .hex/.gpl/.png palettes manifests may name (by file name
+// only); without it manifests use built-in palettes and inline colours.
 //
 // The model is advertised as NAME (default: the file or folder name without extension;
 // builtin:tiny is "tiny-sdxl"). The worker dials in, so a second machine only needs the
@@ -22,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "service/sprite.h"
 #include "service/worker_session.h"
 #include "spdlog/spdlog.h"
 #include "spriteforge/common/flags.h"
@@ -35,7 +40,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME]\n"
     "  [--config DIR] [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8]\n"
-    "  [--max-batch N] [--reserve-gb X] [--calibrate WxH] [--worker-id ID]\n"
+    "  [--max-batch N] [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--palette-dir DIR]\n"
     "  [--prefetch N (batches held ahead, default 1)] [--encode-threads N (default: cores, up to 8)]\n";
 
 std::atomic<bool> g_stop{false};
@@ -66,7 +71,7 @@ int main(int argc, char** argv) {
   auto flags = spriteforge::Flags::Parse(
       std::vector<std::string>(argv + 1, argv + argc),
       {"--coordinator", "--model", "--model-name", "--config", "--tokenizer", "--device", "--dtype", "--max-batch",
-       "--reserve-gb", "--calibrate", "--worker-id", "--prefetch", "--encode-threads"},
+       "--reserve-gb", "--calibrate", "--worker-id", "--prefetch", "--encode-threads", "--palette-dir"},
       {"--help"});
   if (!flags.ok()) return Fail(absl::StrCat(flags.status().message(), "\n", kUsage), 2);
   if (flags->Has("--help")) {
@@ -85,6 +90,13 @@ int main(int argc, char** argv) {
   if (!prefetch.ok() || *prefetch < 0 || *prefetch > 4) return Fail("--prefetch must be in 0..4", 2);
   if (!encode_threads.ok() || *encode_threads < 0 || *encode_threads > 64) {
     return Fail("--encode-threads must be in 0..64", 2);
+  }
+
+  if (flags->Has("--palette-dir")) {
+    const std::string dir = flags->Get("--palette-dir");
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) return Fail("--palette-dir: " + dir + " is not a folder", 2);
+    sw::SetPaletteFolder(dir);
   }
 
   se::LoadOptions load;

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "spriteforge/common/generation_info.h"
+#include "spriteforge/common/yaml_check.h"
 
 namespace spriteforge {
 
@@ -28,8 +29,11 @@ struct ManifestLimits {
   double max_cfg = 30;
   int max_count_per_item = 10000;
   int max_images_per_job = 100000;
-  size_t max_prompt_chars = 1000;
+  size_t max_prompt_chars = 1000;     // characters (code points), not bytes
+  size_t max_name_chars = 200;
   size_t max_file_bytes = 1 << 20;
+  size_t max_postprocess_bytes = 16 << 10;  // the section as JSON; it travels with every item
+  YamlLimits yaml;                    // depth, alias expansion
 };
 
 struct ManifestImage {
@@ -45,6 +49,9 @@ struct Manifest {
   std::string postprocess_json;  // "" when absent
   std::vector<ManifestImage> images;
 };
+
+// "" for a model name that is safe in lookups, paths and logs, else the problem.
+std::string ModelNameProblem(const std::string& model);
 
 // `draw_seed` supplies seeds for items without one (the caller records them).
 absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file_name,

@@ -1,0 +1,59 @@
+#include "service/grpc_servers.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+std::unique_ptr<grpc::Server> Start(const std::string& address, int max_receive_bytes,
+                                    const std::vector<grpc::Service*>& services, int* port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  builder.SetMaxReceiveMessageSize(max_receive_bytes);
+  if (max_receive_bytes == kClientMessageBytes) {
+    // gRPC reads a whole message before it applies the size limit; the quota bounds what
+    // all client connections may hold meanwhile (beyond it, streams are reset).
+    grpc::ResourceQuota quota("client calls");
+    quota.Resize(kClientMemoryBytes);
+    builder.SetResourceQuota(quota);
+  }
+  builder.SetMaxSendMessageSize(kWorkerMessageBytes);  // results are fetched in large files
+  // Detect dead workers behind silent networks too, not only closed sockets.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  return builder.BuildAndStart();
+}
+
+}  // namespace
+
+void GrpcServers::Shutdown(std::chrono::system_clock::time_point deadline) {
+  if (client) client->Shutdown(deadline);
+  if (worker) worker->Shutdown(deadline);
+}
+
+absl::StatusOr<GrpcServers> StartGrpcServers(const std::string& client_address, const std::string& worker_address,
+                                             ClientService* client, WorkerGatewayService* gateway) {
+  GrpcServers servers;
+  if (worker_address.empty()) {
+    servers.client = Start(client_address, kWorkerMessageBytes, {client, gateway}, &servers.client_port);
+  } else {
+    servers.client = Start(client_address, kClientMessageBytes, {client}, &servers.client_port);
+    servers.worker = Start(worker_address, kWorkerMessageBytes, {gateway}, &servers.worker_port);
+    if (!servers.worker || servers.worker_port == 0) {
+      servers.Shutdown(std::chrono::system_clock::now());
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", worker_address));
+    }
+  }
+  if (!servers.client || servers.client_port == 0) {
+    servers.Shutdown(std::chrono::system_clock::now());
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", client_address));
+  }
+  return servers;
+}
+
+}  // namespace spriteforge::coordinator
