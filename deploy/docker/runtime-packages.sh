@@ -12,9 +12,19 @@ PREFIX="${1:?usage: runtime-packages.sh [--skip-unowned] PREFIX}"
 PREFIX="$(cd "$PREFIX" && pwd -P)"
 
 mapfile -t files < <(find "$PREFIX/bin" "$PREFIX/lib" -type f \( -perm -u+x -o -name '*.so*' \) 2>/dev/null)
+# Direct dependencies only (DT_NEEDED), where the loader finds them: apt brings the rest.
 mapfile -t libs < <(for f in "${files[@]}"; do
-  ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3}'
+  needed="$(readelf -d "$f" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' || true)"
+  [ -n "$needed" ] || continue  # not an ELF file (the helper scripts)
+  ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r soname path; do
+    if grep -qxF "$soname" <<<"$needed"; then echo "$path"; fi
+  done
 done | grep -v "^$PREFIX/" | sort -u)
+
+for f in "${files[@]}"; do
+  missing="$(ldd "$f" 2>/dev/null | awk '$3 == "not" {printf "%s ", $1}' || true)"
+  [ -z "$missing" ] || { echo "runtime-packages: $f: the loader cannot find ${missing% }" >&2; exit 1; }
+done
 
 # Each library by the names dpkg may know it under (merged /usr, symlinks resolved).
 declare -A spelling_of=()

@@ -22,7 +22,7 @@ for p in $packages; do
     { echo "runtime-packages: '$p' is not an installed package"; fail=1; }
 done
 
-# A program linked to a library outside any package.
+# A program linked to a library outside any package, then to one that is gone.
 mkdir -p "$TMP/unowned" "$TMP/own/bin"
 echo 'int answer(void) { return 42; }' >"$TMP/unowned/answer.c"
 echo 'int answer(void); int main(void) { return answer() != 42; }' >"$TMP/main.c"
@@ -35,6 +35,9 @@ else
 fi
 bash "$SCRIPT" --skip-unowned "$TMP/own" 2>/dev/null | grep -qx libc6 ||
   { echo "runtime-packages: --skip-unowned lost the owned libraries"; fail=1; }
+rm "$TMP/unowned/libanswer.so"  # now the loader cannot find it at all
+err="$(bash "$SCRIPT" --skip-unowned "$TMP/own" 2>&1 >/dev/null)" && { echo "runtime-packages: accepted a missing library"; fail=1; }
+grep -q "cannot find libanswer.so" <<<"$err" || { echo "runtime-packages: unclear error for a missing library: $err"; fail=1; }
 bash "$SCRIPT" "$TMP/nowhere" 2>/dev/null && { echo "runtime-packages: accepted a missing prefix"; fail=1; }
-((fail == 0)) && echo "runtime-packages: $(wc -w <<<"$packages") packages for the coordinator; unowned libraries caught"
+((fail == 0)) && echo "runtime-packages: $(wc -w <<<"$packages") packages for the coordinator; unowned and missing libraries caught"
 exit "$fail"
