@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency from Debian 12 packages, then configures and
-# builds the project into build/. Usage: deploy/setup.sh [--no-build]
+# builds the project into build/ with deploy/build.sh (the script the CPU image runs).
+# Usage: deploy/setup.sh [--no-build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libsqlite3-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev libcpp-httplib-dev
+  python3-yaml prometheus curl
 )
 
 missing=()
@@ -25,6 +27,4 @@ fi
 
 [ "${1:-}" = "--no-build" ] && exit 0
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
-cmake --build build -j "$(nproc)"
+bash deploy/build.sh

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Health of a worker as the coordinator sees it: healthy while the coordinator's /metrics
+# shows this worker's stream open. Used by the GPU images' HEALTHCHECK and Kubernetes probes.
+# Usage: worker-health.sh [--liveness] [METRICS_URL] [WORKER_ID]
+#   defaults: $SPRITEFORGE_COORDINATOR_HTTP/metrics (http://coordinator:8080), and
+#   $SPRITEFORGE_WORKER_ID or the host name (what the images pass as --worker-id).
+#   --liveness: an unreachable coordinator counts as healthy (the worker reconnects by
+#   itself; restarting it would only reload the model).
+set -uo pipefail
+LIVENESS=0
+[ "${1:-}" = "--liveness" ] && { LIVENESS=1; shift; }
+URL="${1:-${SPRITEFORGE_COORDINATOR_HTTP:-http://coordinator:8080}/metrics}"
+ID="${2:-${SPRITEFORGE_WORKER_ID:-$(hostname)}}"
+if ! metrics="$(curl -fsS --max-time 5 "$URL" 2>&1)"; then
+  echo "worker-health: cannot read $URL: $metrics"
+  exit $((1 - LIVENESS))
+fi
+if grep -qxF "spriteforge_worker_connected{worker=\"$ID\"} 1" <<<"$metrics"; then
+  echo "worker-health: $ID connected"
+  exit 0
+fi
+echo "worker-health: worker $ID is not connected to the coordinator at $URL"
+exit 1

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# deploy/gpu/build.sh takes the machine's architecture and GPU from the machine: the
+# multiarch folder from dpkg-architecture (else gcc), the CUDA architectures from
+# SPRITEFORGE_CUDA_ARCHS, else the visible GPU's compute capability, else 90. Runs the real
+# scripts with stand-ins for the GPU machine's tools (nvidia-smi, PyTorch, cmake).
+# Usage: gpu_scripts_test.sh SOURCE_DIR
+set -euo pipefail
+SRC="$(cd "$1" && pwd)"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+fail=0
+
+if grep -nE '^[^#]*(x86_64|CUDA_ARCHITECTURES=9)' "$SRC/deploy/gpu/env.sh" "$SRC/deploy/gpu/build.sh"; then
+  echo "gpu-scripts: hard-coded architecture above"; fail=1
+fi
+
+# Stand-ins: cmake records its arguments, python3 answers PyTorch's CMake path.
+mkdir -p "$TMP/bin" "$TMP/deps/usr"
+cat >"$TMP/bin/cmake" <<'STUB'
+#!/bin/sh
+echo "$*" >>"$CMAKE_LOG"
+STUB
+cat >"$TMP/bin/python3" <<'STUB'
+#!/bin/sh
+echo /opt/torch/share/cmake
+STUB
+chmod +x "$TMP/bin/"*
+
+# run NAME [VAR=VALUE...]: build.sh with the stand-ins; prints the configure line.
+run() {
+  local name="$1"; shift
+  : >"$TMP/$name.log"
+  env PATH="$TMP/$name-bin:$TMP/bin:$PATH" DEPS_PREFIX="$TMP/deps" CMAKE_LOG="$TMP/$name.log" "$@" \
+    bash "$SRC/deploy/gpu/build.sh" >/dev/null
+  head -1 "$TMP/$name.log"
+}
+tool() {  # tool CASE NAME OUTPUT [STATUS]: a stand-in for one case
+  mkdir -p "$TMP/$1-bin"
+  printf '#!/bin/sh\n[ -n "%s" ] && echo "%s"\nexit %s\n' "$3" "$3" "${4:-0}" >"$TMP/$1-bin/$2"
+  chmod +x "$TMP/$1-bin/$2"
+}
+expect() {  # expect CASE LINE TEXT
+  grep -qF -- "$3" <<<"$2" || { echo "gpu-scripts: $1: expected '$3' in: $2"; fail=1; }
+}
+
+# A DGX Spark: arm64 multiarch, one GB10 (compute capability 12.1).
+tool spark dpkg-architecture aarch64-linux-gnu
+tool spark nvidia-smi 12.1
+line="$(run spark)"
+expect spark "$line" "-DCMAKE_CUDA_ARCHITECTURES=121"
+expect spark "$line" "$TMP/deps/usr/lib/aarch64-linux-gnu/cmake"
+expect spark "$line" "-L$TMP/deps/usr/lib/aarch64-linux-gnu"
+
+# No dpkg-architecture: gcc names the multiarch folder. No GPU visible: 90.
+tool nogpu dpkg-architecture "" 1
+tool nogpu gcc riscv64-linux-gnu
+tool nogpu nvidia-smi "" 9
+line="$(run nogpu)"
+expect nogpu "$line" "-DCMAKE_CUDA_ARCHITECTURES=90"
+expect nogpu "$line" "$TMP/deps/usr/lib/riscv64-linux-gnu/cmake"
+
+# An explicit list wins over the GPU.
+tool list nvidia-smi 9.0
+line="$(run list SPRITEFORGE_CUDA_ARCHS="90;100;120;121")"
+expect list "$line" "-DCMAKE_CUDA_ARCHITECTURES=90;100;120;121"
+expect list "$line" "/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/cmake"
+
+((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected"
+exit "$fail"
