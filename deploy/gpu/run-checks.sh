@@ -3,7 +3,7 @@
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
 # "service" runs the whole service (coordinator, one worker per GPU, client) and compares it
 # with the benchmark in the same run. Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|service|ctest]...
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|service|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -72,6 +72,28 @@ for stage in "${@:-golden bench}"; do
       echo "== service on $name: ${SERVICE_JOBS:-64}-image jobs, 1024x1024, 30 steps, CFG 6, Euler"
       python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$name-service.json" \
         --dtypes "${SERVICE_DTYPES:-fp16,fp8}" --jobs "${SERVICE_JOBS:-64}" 2>&1 | tee "$OUT/service.txt" ;;
+    scaling-one|scaling-all)
+      # One coordinator and one worker per GPU: first GPU 0 alone, then every GPU; fp16,
+      # 64- and 256-image jobs. The second run reports its speed-up over the first.
+      gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | awk '{print tolower($NF)}')
+      n=$(nvidia-smi -L | wc -l)
+      if [ "$stage" = scaling-one ]; then
+        echo "== service scaling: GPU 0 alone"
+        CUDA_VISIBLE_DEVICES=0 python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$gpu-one-gpu-service.json" \
+          --dtypes fp16 --jobs 64,256 --skip-bench 2>&1 | tee -a "$OUT/scaling.txt"
+      else
+        echo "== service scaling: all $n GPUs"
+        python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/${gpu}x$n-service.json" --dtypes fp16 \
+          --jobs 64,256 --baseline "$OUT/$gpu-one-gpu-service.json" 2>&1 | tee -a "$OUT/scaling.txt"
+      fi ;;
+    sm121)
+      # DGX Spark's GB10 (compute capability 12.1): the fused kernels compile for it with
+      # this CUDA (compile only: no such GPU here).
+      echo "== fused kernels for sm_121 (compile only)"
+      nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+      { $nvcc --version | tail -2; $nvcc -O3 -std=c++17 -arch=sm_121 -Xptxas=-v -I worker/engine \
+          -c worker/engine/cuda/fused_kernels.cu -o /tmp/fused_kernels_sm121.o 2>&1 | grep -cE "Compiling entry" \
+          | sed 's/^/kernels compiled for sm_121: /'; cuobjdump --list-elf /tmp/fused_kernels_sm121.o; } 2>&1 | tee "$OUT/sm121-kernels.txt" ;;
     ctest)
       echo "== ctest on the GPU machine (torch-free suites and the CPU engine tests)"
       ctest --test-dir build-gpu --output-on-failure -j 8 --timeout 600 -E "${CTEST_EXCLUDE:-system}" 2>&1 | tail -15 | tee "$OUT/ctest.txt" ;;

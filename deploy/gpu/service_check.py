@@ -137,6 +137,16 @@ def analyse(wall, status, sidecars):
     }
 
 
+def expected_gpus():
+    """The GPUs start-workers.sh will use: the ids in SPRITEFORGE_GPUS or
+    CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists."""
+    ids = os.environ.get("SPRITEFORGE_GPUS") or os.environ.get("CUDA_VISIBLE_DEVICES")
+    if ids:
+        return len(ids.split(","))
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
+    return max(1, len([line for line in out.splitlines() if line.startswith("GPU")]))
+
+
 def bench(build, dtype, batch, logdir):
     out = os.path.join(logdir, f"bench-service-{dtype}.json")
     with open(f"{logdir}/bench-service-{dtype}.txt", "w") as f:
@@ -154,6 +164,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--work", default="/tmp/spriteforge-service")
+    ap.add_argument("--baseline", help="an earlier report (e.g. one GPU) to compute the speed-up against")
     a = ap.parse_args()
     logdir = os.path.dirname(os.path.abspath(a.out))
     svc = Service(a.build, a.work, logdir)
@@ -164,11 +175,11 @@ def main():
         report["machine"] = {"gpus": gpu, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "all")}
         for dtype in a.dtypes.split(","):
             svc.start_workers(dtype, a.batch, dtype)
+            expected = expected_gpus()
             for _ in range(1200):
-                if svc.connected_workers():
+                if len(svc.connected_workers()) >= expected:
                     break
                 time.sleep(0.25)
-            time.sleep(1.0)  # give the other GPUs' workers a moment to register too
             n_workers = len(svc.connected_workers())
             log(f"{dtype}: {n_workers} worker(s) connected; warm-up")
             svc.run_job(f"warmup-{dtype}", a.batch * n_workers, 1)
@@ -188,6 +199,15 @@ def main():
                         per_gpu = run["images_per_minute"] / max(1, run["gpus"])
                         run["ratio_service_per_gpu_to_bench"] = round(per_gpu / b["images_per_minute"], 4)
                 log(f"{dtype} bench batch {a.batch}: {b['images_per_minute']:.2f} images/min")
+        if a.baseline and os.path.exists(a.baseline):
+            base = {(r["dtype"], r["images"]): r for r in json.load(open(a.baseline))["runs"]}
+            for run in report["runs"]:
+                b = base.get((run["dtype"], run["images"]))
+                if b:
+                    run["baseline_gpus"] = b["gpus"]
+                    run["baseline_images_per_minute"] = b["images_per_minute"]
+                    run["speedup"] = round(run["images_per_minute"] / b["images_per_minute"], 3)
+                    log(f"{run['dtype']} {run['images']} images: {run['speedup']}x the {b['gpus']}-GPU run")
     finally:
         svc.close()
         with open(a.out, "w") as f:

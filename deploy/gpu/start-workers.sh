@@ -1,35 +1,43 @@
 #!/usr/bin/env bash
 # Starts one spriteforge-worker per GPU of this host and keeps them running.
 #
-#   deploy/gpu/start-workers.sh [--gpus all|N|I,J,...] -- WORKER ARGS...
+#   deploy/gpu/start-workers.sh [--gpus all|N] [--gpu-ids I,J,...] -- WORKER ARGS...
 #
-# Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES=<index>, --device cuda:0) and
-# registers as <host>-gpu<index> (so pass neither --device nor --worker-id). GPUs: --gpus, else SPRITEFORGE_GPUS, else
+# Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES=<id>, --device cuda:0) and
+# registers as <host>-gpu<id>, so pass neither --device nor --worker-id. Which GPUs:
+# --gpu-ids, else --gpus (all, or the first N), else the ids in SPRITEFORGE_GPUS or
 # CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists. A worker that exits is started
 # again after a pause; SIGINT/SIGTERM stop them all. The worker binary is
 # $SPRITEFORGE_WORKER_BIN (default: spriteforge-worker from build-gpu/, build/ or PATH).
 set -uo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 
-gpus="${SPRITEFORGE_GPUS:-${CUDA_VISIBLE_DEVICES:-all}}"
+ids="${SPRITEFORGE_GPUS:-${CUDA_VISIBLE_DEVICES:-}}"
+count=""
 while (($#)); do
   case "$1" in
-    --gpus) gpus="$2"; shift 2 ;;
+    --gpus) count="$2"; ids=""; shift 2 ;;
+    --gpu-ids) ids="$2"; count=""; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "start-workers: unknown argument $1 (worker arguments go after --)" >&2; exit 2 ;;
   esac
 done
 
 list_gpus() {
-  case "$gpus" in
-    all)
-      command -v nvidia-smi >/dev/null || { echo "start-workers: nvidia-smi not found; use --gpus" >&2; return 1; }
-      nvidia-smi --query-gpu=index --format=csv,noheader | tr -d ' ' ;;
-    *,*) tr ',' '\n' <<<"$gpus" ;;
+  if [ -n "$ids" ]; then
+    [[ "$ids" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "start-workers: GPU ids must be like 0,1,3, got '$ids'" >&2; return 1; }
+    tr ',' '\n' <<<"$ids"
+    return
+  fi
+  local all
+  all=$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | tr -d ' ') ||
+    { echo "start-workers: nvidia-smi found no GPU; use --gpu-ids" >&2; return 1; }
+  case "${count:-all}" in
+    all) echo "$all" ;;
     *)
-      [[ "$gpus" =~ ^[0-9]+$ ]] || { echo "start-workers: --gpus expects all, a count or a list, got '$gpus'" >&2; return 1; }
-      seq 0 $((gpus - 1)) ;;
+      [[ "$count" =~ ^[0-9]+$ ]] || { echo "start-workers: --gpus expects all or a count, got '$count'" >&2; return 1; }
+      head -n "$count" <<<"$all" ;;
   esac
 }
 mapfile -t indices < <(list_gpus) || exit 2
