@@ -82,6 +82,33 @@ std::string SubmitOk(Cluster& cluster, const std::string& manifest) {
   return Trim(r.out);
 }
 
+// Polls the coordinator until worker `id` holds at least `items` items (its batches in
+// flight, queued ahead included); false after 30 s.
+bool WaitForWorkerHolding(Cluster& cluster, const std::string& id, int items) {
+  for (int i = 0; i < 3000; ++i) {
+    v1::ListWorkersResponse workers;
+    grpc::ClientContext ctx;
+    cluster.Stub().ListWorkers(&ctx, v1::ListWorkersRequest(), &workers);
+    for (const auto& w : workers.workers()) {
+      if (w.id() == id && w.running_items() >= items) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+// Items that needed more than one attempt; each of them must have ended on `worker`.
+int ItemsRunAgainOn(Cluster& cluster, const std::string& job_id, const std::string& worker) {
+  int again = 0;
+  const v1::GetJobResponse job = cluster.Job(job_id, true);
+  for (const v1::Item& it : job.items()) {
+    if (it.attempts() < 2) continue;
+    EXPECT_EQ(it.worker_id(), worker) << "item " << it.index();
+    ++again;
+  }
+  return again;
+}
+
 TEST(ServiceTest, PotionsThroughTwoWorkersMatchTheGenerateCommandWhateverTheBatch) {
   REQUIRE_GOLDEN();
   Cluster cluster(TempDir("potions"));
@@ -171,30 +198,12 @@ TEST(ServiceTest, ItemsOfAKilledWorkerFinishElsewhereAndNoneTwice) {
   cluster.StartWorker("w2", {"--max-batch", "4"});
   const std::string job_id = SubmitOk(cluster, Write(cluster.dir(), "slow.yaml", SlowManifest(16, 12)));
   // Kill w1 while it holds a batch.
-  bool killed = false;
-  for (int i = 0; i < 3000 && !killed; ++i) {
-    v1::ListWorkersResponse workers;
-    grpc::ClientContext ctx;
-    cluster.Stub().ListWorkers(&ctx, v1::ListWorkersRequest(), &workers);
-    for (const auto& w : workers.workers()) {
-      if (w.id() == "w1" && w.running_items() > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));  // mid-batch
-        cluster.KillWorker("w1");
-        killed = true;
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_TRUE(killed);
+  ASSERT_TRUE(WaitForWorkerHolding(cluster, "w1", 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // mid-batch
+  cluster.KillWorker("w1");
   auto job = cluster.WaitFor(job_id, [](const v1::Job& j) { return j.state() == v1::JOB_DONE; });
   ExpectCompleteOnce(cluster, job_id, 16);
-  int retried = 0;
-  const v1::GetJobResponse final_state = cluster.Job(job_id, true);
-  for (const v1::Item& it : final_state.items()) {
-    EXPECT_EQ(it.worker_id(), it.attempts() > 1 ? "w2" : it.worker_id());
-    retried += it.attempts() > 1;
-  }
-  EXPECT_GT(retried, 0) << "the killed worker's batch should have run again";
+  EXPECT_GT(ItemsRunAgainOn(cluster, job_id, "w2"), 0) << "the killed worker's batch should have run again";
 }
 
 TEST(ServiceTest, AWorkerKilledWithOneBatchRunningAndOneQueuedAheadLosesAndDuplicatesNothing) {
@@ -203,31 +212,13 @@ TEST(ServiceTest, AWorkerKilledWithOneBatchRunningAndOneQueuedAheadLosesAndDupli
   cluster.StartCoordinator();
   cluster.StartWorker("w1", {"--max-batch", "2", "--prefetch", "1"});
   const std::string job_id = SubmitOk(cluster, Write(cluster.dir(), "slow.yaml", SlowManifest(12, 12)));
-  // Wait until w1 holds two batches: one rendering, one queued ahead of it.
-  bool killed = false;
-  for (int i = 0; i < 3000 && !killed; ++i) {
-    v1::ListWorkersResponse workers;
-    grpc::ClientContext ctx;
-    cluster.Stub().ListWorkers(&ctx, v1::ListWorkersRequest(), &workers);
-    for (const auto& w : workers.workers()) {
-      if (w.id() == "w1" && w.running_items() >= 4) {
-        cluster.KillWorker("w1");
-        killed = true;
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(killed) << "w1 never held a batch queued ahead";
+  // Kill w1 once it holds two batches: one rendering, one queued ahead of it.
+  ASSERT_TRUE(WaitForWorkerHolding(cluster, "w1", 4)) << "w1 never held a batch queued ahead";
+  cluster.KillWorker("w1");
   cluster.StartWorker("w2", {"--max-batch", "2"});
   cluster.WaitFor(job_id, [](const v1::Job& j) { return j.state() == v1::JOB_DONE; });
   ExpectCompleteOnce(cluster, job_id, 12);
-  int rerun = 0;
-  const v1::GetJobResponse final_state = cluster.Job(job_id, true);
-  for (const v1::Item& it : final_state.items()) {
-    EXPECT_EQ(it.worker_id(), it.attempts() > 1 ? "w2" : it.worker_id());
-    rerun += it.attempts() > 1;
-  }
-  EXPECT_GE(rerun, 4) << "both batches w1 held should have run again on w2";
+  EXPECT_GE(ItemsRunAgainOn(cluster, job_id, "w2"), 4) << "both batches w1 held should have run again on w2";
 }
 
 TEST(ServiceTest, AKilledCoordinatorRestartsFromItsDatabaseAndTheJobCompletes) {
