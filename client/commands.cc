@@ -3,16 +3,20 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "progress.h"
 #include "spriteforge/common/files.h"
-#include "spriteforge/common/flags.h"
 
 namespace spriteforge::client {
 namespace {
@@ -61,6 +65,7 @@ nlohmann::json JobJson(const v1::Job& job) {
             {"cancelled", c.cancelled()}}},
           {"images_per_second", job.images_per_second()},
           {"eta_seconds", job.eta_seconds()},
+          {"waiting_reason", job.waiting_reason()},
           {"output_dir", job.output_dir()},
           {"created_unix_ms", job.created_unix_ms()},
           {"finished_unix_ms", job.finished_unix_ms()}};
@@ -68,78 +73,146 @@ nlohmann::json JobJson(const v1::Job& job) {
 
 std::string JobLine(const v1::Job& job) {
   const v1::ItemCounts& c = job.counts();
-  return absl::StrFormat("%-18s %-10s %-16s %5d/%-5d done  %d running  %d queued  %d failed  %.2f img/s", job.id(),
-                         JobStateName(job.state()), job.name(), c.done(), c.total(), c.running(), c.queued(),
-                         c.failed(), job.images_per_second());
+  const std::string waiting = job.waiting_reason().empty() ? "" : "  waiting: " + job.waiting_reason();
+  return absl::StrFormat("%-18s %-10s %-16s %5d/%-5d done  %d running  %d queued  %d failed  %.2f img/s%s",
+                         job.id(), JobStateName(job.state()), job.name(), c.done(), c.total(), c.running(),
+                         c.queued(), c.failed(), job.images_per_second(), waiting);
 }
 
 bool Finished(v1::JobState s) { return s == v1::JOB_DONE || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED; }
 
 }  // namespace
 
-int Submit(Stub& stub, const Args& args) {
-  auto flags = Flags::Parse(args, {"--idempotency-key", "--model"}, {"--wait", "--quiet"});
-  if (!flags.ok()) return Error("submit", std::string(flags.status().message()), 2);
-  if (flags->positional().size() != 1) return Error("submit", "usage: spriteforge submit MANIFEST [--wait]", 2);
-  const std::string path = flags->positional()[0];
-  auto text = ReadFile(path);
+int Submit(Stub& stub, const SubmitArgs& args) {
+  auto text = ReadFile(args.manifest);
   if (!text.ok()) return Error("submit", std::string(text.status().message()));
   v1::SubmitJobRequest request;
   request.set_manifest(*text);
-  request.set_manifest_name(path);
-  request.set_idempotency_key(flags->Get("--idempotency-key"));
-  request.set_model_override(flags->Get("--model"));
+  request.set_manifest_name(args.manifest);
+  request.set_idempotency_key(args.idempotency_key);
+  request.set_model_override(args.model);
   v1::SubmitJobResponse response;
   grpc::ClientContext ctx;
   if (auto s = stub.SubmitJob(&ctx, request, &response); !s.ok()) return RpcError("submit", s);
   std::printf("%s\n", response.job().id().c_str());
   std::fflush(stdout);
   if (response.deduplicated()) std::fprintf(stderr, "spriteforge submit: same idempotency key: existing job\n");
-  if (!flags->Has("--wait")) return 0;
-  return WatchJob(stub, response.job().id(), flags->Has("--quiet"));
+  if (!args.wait) return 0;
+  WatchArgs watch = args.watch;
+  watch.job_id = response.job().id();
+  return Watch(stub, watch);
 }
 
-int WatchJob(Stub& stub, const std::string& job_id, bool quiet) {
-  grpc::ClientContext ctx;
-  v1::WatchJobRequest request;
-  request.set_job_id(job_id);
-  auto reader = stub.WatchJob(&ctx, request);
-  ProgressView view(isatty(STDERR_FILENO));
-  v1::JobEvent event;
-  v1::Job last;
-  while (reader->Read(&event)) {
-    if (event.has_job()) last = event.job();
-    const std::string text = view.Update(event);
-    if (!quiet && !text.empty()) std::fputs(text.c_str(), stderr);
-    if (event.has_job_done()) break;
+namespace {
+
+// Whether a watch stream that ended with `status` is worth opening again: the coordinator
+// went away (restart, network) rather than refusing the call.
+bool Reconnectable(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:  // not reachable, or the connection broke
+    case grpc::StatusCode::CANCELLED:    // the server shut down with the stream open
+    case grpc::StatusCode::OK:           // the stream ended before the job did
+      return true;
+    default:
+      return false;
   }
-  ctx.TryCancel();
-  const grpc::Status status = reader->Finish();
-  if (!Finished(last.state())) {
-    return status.ok() ? Error("watch", "stream ended before the job finished") : RpcError("watch", status);
+}
+
+// Waits up to `limit` for the coordinator to answer: a call that waits for the channel to
+// connect, so the next stream starts as soon as a restarted coordinator serves (a plain
+// call would fail at once while the channel backs off).
+void WaitForCoordinator(Stub& stub, const std::string& job_id, std::chrono::seconds limit) {
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(std::chrono::system_clock::now() + limit);
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  v1::GetJobResponse response;
+  stub.GetJob(&ctx, request, &response);
+}
+
+}  // namespace
+
+int Watch(Stub& stub, const WatchArgs& args) {
+  const std::string& job_id = args.job_id;
+  ProgressView view(isatty(STDERR_FILENO));
+  v1::Job last;
+  // Backoff between attempts: 0.25 s doubling to 2 s (the channel's own reconnect backoff
+  // is capped alike in main), reset by a stream that delivered.
+  int backoff_ms = 250;
+  bool lost = false;  // said that the coordinator went away
+  auto down_since = std::chrono::steady_clock::now();
+  while (true) {
+    grpc::ClientContext ctx;
+    v1::WatchJobRequest request;
+    request.set_job_id(job_id);
+    auto reader = stub.WatchJob(&ctx, request);
+    v1::JobEvent event;
+    bool delivered = false, finished = false;
+    while (reader->Read(&event)) {
+      if (lost && !args.quiet) std::fprintf(stderr, "spriteforge watch: reconnected\n");
+      lost = false;
+      delivered = true;
+      if (event.has_job()) last = event.job();
+      const std::string text = view.Update(event);
+      if (!args.quiet && !text.empty()) std::fputs(text.c_str(), stderr);
+      if (event.has_job_done()) {
+        finished = true;
+        break;
+      }
+    }
+    if (finished) ctx.TryCancel();  // nothing more is wanted; the server may still be writing
+    const grpc::Status status = reader->Finish();
+    if (finished || Finished(last.state())) break;
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND) return Error("watch", "no job " + job_id);
+    if (!Reconnectable(status)) return RpcError("watch", status);
+    const auto now = std::chrono::steady_clock::now();
+    if (delivered) {
+      backoff_ms = 250;
+      down_since = now;
+    }
+    const std::string why = status.ok() ? "the stream ended" : status.error_message();
+    if (now - down_since > std::chrono::seconds(args.reconnect_seconds)) {
+      return Error("watch", absl::StrCat("coordinator unavailable for ", args.reconnect_seconds, " s: ", why));
+    }
+    if (!lost) {
+      std::fprintf(stderr, "spriteforge watch: lost the coordinator (%s); reconnecting for up to %d s\n",
+                   why.c_str(), args.reconnect_seconds);
+      lost = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, 2000);
+    WaitForCoordinator(stub, job_id, std::chrono::seconds(5));
   }
   std::fprintf(stderr, "%s: %s, %d of %d images in %s\n", job_id.c_str(), JobStateName(last.state()),
                last.counts().done(), last.counts().total(), last.output_dir().c_str());
   return last.state() == v1::JOB_DONE ? 0 : 1;
 }
 
-int Watch(Stub& stub, const Args& args) {
-  auto flags = Flags::Parse(args, {}, {"--quiet"});
-  if (!flags.ok() || flags->positional().size() != 1) return Error("watch", "usage: spriteforge watch JOB", 2);
-  return WatchJob(stub, flags->positional()[0], flags->Has("--quiet"));
-}
-
-int Status(Stub& stub, const Args& args) {
-  auto flags = Flags::Parse(args, {}, {"--json"});
-  if (!flags.ok() || flags->positional().size() > 1) return Error("status", "usage: spriteforge status [JOB] [--json]", 2);
-  const bool json = flags->Has("--json");
-  if (flags->positional().size() == 1) {
+int Status(Stub& stub, const StatusArgs& args) {
+  if (!args.job_id.empty()) {
     v1::GetJobRequest request;
-    request.set_job_id(flags->positional()[0]);
+    request.set_job_id(args.job_id);
+    request.set_include_items(true);
     v1::GetJobResponse response;
     grpc::ClientContext ctx;
     if (auto s = stub.GetJob(&ctx, request, &response); !s.ok()) return RpcError("status", s);
-    std::printf("%s\n", json ? JobJson(response.job()).dump(2).c_str() : JobLine(response.job()).c_str());
+    // Running items by worker, so one sees what runs where.
+    std::map<std::string, std::vector<int>> running;
+    for (const v1::Item& it : response.items()) {
+      if (it.state() == v1::ITEM_RUNNING) running[it.worker_id()].push_back(it.index());
+    }
+    if (args.json) {
+      nlohmann::json j = JobJson(response.job());
+      j["running"] = nlohmann::json::array();
+      for (const auto& [worker, indices] : running) j["running"].push_back({{"worker", worker}, {"items", indices}});
+      std::printf("%s\n", j.dump(2).c_str());
+      return 0;
+    }
+    std::printf("%s\n", JobLine(response.job()).c_str());
+    for (const auto& [worker, indices] : running) {
+      std::printf("  running on %s: items %s\n", worker.c_str(), absl::StrJoin(indices, ", ").c_str());
+    }
     return 0;
   }
   v1::ListJobsResponse response;
@@ -147,17 +220,16 @@ int Status(Stub& stub, const Args& args) {
   if (auto s = stub.ListJobs(&ctx, v1::ListJobsRequest(), &response); !s.ok()) return RpcError("status", s);
   nlohmann::json all = nlohmann::json::array();
   for (const v1::Job& job : response.jobs()) {
-    if (json) all.push_back(JobJson(job));
+    if (args.json) all.push_back(JobJson(job));
     else std::printf("%s\n", JobLine(job).c_str());
   }
-  if (json) std::printf("%s\n", all.dump(2).c_str());
+  if (args.json) std::printf("%s\n", all.dump(2).c_str());
   return 0;
 }
 
-int Cancel(Stub& stub, const Args& args) {
-  if (args.size() != 1) return Error("cancel", "usage: spriteforge cancel JOB", 2);
+int Cancel(Stub& stub, const std::string& job_id) {
   v1::CancelJobRequest request;
-  request.set_job_id(args[0]);
+  request.set_job_id(job_id);
   v1::CancelJobResponse response;
   grpc::ClientContext ctx;
   if (auto s = stub.CancelJob(&ctx, request, &response); !s.ok()) return RpcError("cancel", s);
@@ -165,15 +237,13 @@ int Cancel(Stub& stub, const Args& args) {
   return 0;
 }
 
-int Workers(Stub& stub, const Args& args) {
-  auto flags = Flags::Parse(args, {}, {"--json"});
-  if (!flags.ok() || !flags->positional().empty()) return Error("workers", "usage: spriteforge workers [--json]", 2);
+int Workers(Stub& stub, bool json) {
   v1::ListWorkersResponse response;
   grpc::ClientContext ctx;
   if (auto s = stub.ListWorkers(&ctx, v1::ListWorkersRequest(), &response); !s.ok()) return RpcError("workers", s);
   nlohmann::json all = nlohmann::json::array();
   for (const v1::WorkerView& w : response.workers()) {
-    if (flags->Has("--json")) {
+    if (json) {
       all.push_back({{"id", w.id()},
                      {"device", w.device_name()},
                      {"compute_capability", w.compute_capability()},
@@ -195,22 +265,18 @@ int Workers(Stub& stub, const Args& args) {
                 w.peak_bytes() / 1e9, w.budget_bytes() / 1e9, static_cast<long long>(w.images_done()),
                 w.images_per_second());
   }
-  if (flags->Has("--json")) std::printf("%s\n", all.dump(2).c_str());
+  if (json) std::printf("%s\n", all.dump(2).c_str());
   return 0;
 }
 
-int Results(Stub& stub, const Args& args) {
-  auto flags = Flags::Parse(args, {"--out"}, {"--renders"});
-  if (!flags.ok() || flags->positional().size() != 1 || !flags->Has("--out")) {
-    return Error("results", "usage: spriteforge results JOB --out DIR [--renders]", 2);
-  }
-  const std::string out = flags->Get("--out");
+int Results(Stub& stub, const ResultsArgs& args) {
+  const std::string& out = args.out;
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   if (ec) return Error("results", "cannot create " + out + ": " + ec.message());
   v1::FetchResultsRequest request;
-  request.set_job_id(flags->positional()[0]);
-  request.set_include_renders(flags->Has("--renders"));
+  request.set_job_id(args.job_id);
+  request.set_include_renders(args.renders);
   grpc::ClientContext ctx;
   auto reader = stub.FetchResults(&ctx, request);
   v1::ResultFile file;

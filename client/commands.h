@@ -1,5 +1,5 @@
-// The client's subcommands. Each takes its arguments after the subcommand name and
-// returns the process exit code: 0 success, 1 failure, 2 bad usage.
+// The client's subcommands against the coordinator. Each returns the process exit code:
+// 0 success, 1 failure; failures print one line on stderr.
 #pragma once
 
 #include <memory>
@@ -10,17 +10,36 @@
 
 namespace spriteforge::client {
 
-using Args = std::vector<std::string>;
 using Stub = v1::SpriteForge::Stub;
 
-int Submit(Stub& stub, const Args& args);
-int Watch(Stub& stub, const Args& args);
-int Status(Stub& stub, const Args& args);
-int Cancel(Stub& stub, const Args& args);
-int Workers(Stub& stub, const Args& args);
-int Results(Stub& stub, const Args& args);
+struct WatchArgs {
+  std::string job_id;
+  bool quiet = false;
+  // How long a watch keeps reconnecting to a coordinator that went away.
+  int reconnect_seconds = 300;
+};
 
-// Follows a job's events until it finishes; returns 0 when every item is done.
-int WatchJob(Stub& stub, const std::string& job_id, bool quiet);
+struct SubmitArgs {
+  std::string manifest, idempotency_key, model;
+  bool wait = false;
+  WatchArgs watch;  // with --wait
+};
+
+struct StatusArgs {
+  std::string job_id;  // empty: every job
+  bool json = false;
+};
+
+struct ResultsArgs {
+  std::string job_id, out;
+  bool renders = false;
+};
+
+int Submit(Stub& stub, const SubmitArgs& args);
+int Watch(Stub& stub, const WatchArgs& args);
+int Status(Stub& stub, const StatusArgs& args);
+int Cancel(Stub& stub, const std::string& job_id);
+int Workers(Stub& stub, bool json);
+int Results(Stub& stub, const ResultsArgs& args);
 
 }  // namespace spriteforge::client

@@ -6,71 +6,117 @@
 //     results JOB --out DIR [--renders]
 //     pixelate IN.png --size WxH ... --out OUT.png | sheet DIR --out sheet.png
 //
-// The coordinator comes from --coordinator, else SPRITEFORGE_COORDINATOR, else
-// 127.0.0.1:50051. pixelate and sheet work on local files and need no coordinator.
+// `spriteforge --help` and `spriteforge COMMAND --help` describe every flag. The
+// coordinator comes from --coordinator, else SPRITEFORGE_COORDINATOR, else 127.0.0.1:50051.
+// pixelate and sheet work on local files and need no coordinator.
 #include <grpcpp/grpcpp.h>
 
-#include <cstdio>
-#include <cstdlib>
-#include <map>
+#include <functional>
 #include <string>
 
 #include "commands.h"
 #include "postprocess/commands.h"
+#include "spriteforge/common/cli.h"
 
 namespace sc = spriteforge::client;
+namespace sp = spriteforge::postprocess;
 
 namespace {
 
-constexpr char kUsage[] =
-    "usage: spriteforge [--coordinator HOST:PORT] COMMAND ...\n"
-    "  submit MANIFEST [--wait] [--quiet] [--idempotency-key KEY] [--model NAME]\n"
-    "  watch JOB\n"
-    "  status [JOB] [--json]\n"
-    "  cancel JOB\n"
-    "  workers [--json]\n"
-    "  results JOB --out DIR [--renders]\n"
-    "  pixelate IN.png --size WxH [--method area|majority] [--palette pico8|gameboy|nes|FILE]\n"
-    "           [--colors N] [--quantizer median_cut|kmeans] [--dither none|bayer|fs]\n"
-    "           [--transparent] [--tolerance X] [--crop] [--padding N] --out OUT.png\n"
-    "  sheet DIR --out sheet.png [--tight] [--columns N]\n"
-    "coordinator: --coordinator, else $SPRITEFORGE_COORDINATOR, else 127.0.0.1:50051\n";
+void AddWatchFlags(CLI::App& command, sc::WatchArgs* watch) {
+  command.add_flag("--quiet", watch->quiet, "Print only the final line, not the progress");
+  command.add_option("--reconnect-for", watch->reconnect_seconds,
+                     "Seconds to keep reconnecting to a coordinator that went away")
+      ->check(CLI::NonNegativeNumber);
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  const char* env = std::getenv("SPRITEFORGE_COORDINATOR");
-  std::string coordinator = env && *env ? env : "127.0.0.1:50051";
-  if (args.size() >= 2 && args[0] == "--coordinator") {
-    coordinator = args[1];
-    args.erase(args.begin(), args.begin() + 2);
-  } else if (!args.empty() && args[0].rfind("--coordinator=", 0) == 0) {
-    coordinator = args[0].substr(14);
-    args.erase(args.begin());
-  }
-  if (args.empty() || args[0] == "--help" || args[0] == "help") {
-    std::fputs(kUsage, args.empty() ? stderr : stdout);
-    return args.empty() ? 2 : 0;
-  }
-  const std::string command = args[0];
-  args.erase(args.begin());
+  CLI::App app("spriteforge: submit sprite jobs to a coordinator, follow them, fetch results; "
+               "make sprites from local images.",
+               "spriteforge");
+  spriteforge::cli::Configure(app);
+  app.require_subcommand(1);
+  std::string coordinator = "127.0.0.1:50051";
+  app.add_option("--coordinator", coordinator, "The coordinator's gRPC address, HOST:PORT")
+      ->envname("SPRITEFORGE_COORDINATOR");
 
-  if (command == "pixelate") return spriteforge::postprocess::PixelateCommand(args);
-  if (command == "sheet") return spriteforge::postprocess::SheetCommand(args);
+  // The command chosen: remote ones get a stub, local ones none.
+  std::function<int(sc::Stub&)> remote;
+  std::function<int()> local;
 
-  using Handler = int (*)(sc::Stub&, const sc::Args&);
-  const std::map<std::string, Handler> remote = {{"submit", sc::Submit},   {"watch", sc::Watch},
-                                                 {"status", sc::Status},   {"cancel", sc::Cancel},
-                                                 {"workers", sc::Workers}, {"results", sc::Results}};
-  auto handler = remote.find(command);
-  if (handler == remote.end()) {
-    std::fprintf(stderr, "spriteforge: unknown command '%s'\n%s", command.c_str(), kUsage);
-    return 2;
-  }
+  sc::SubmitArgs submit;
+  CLI::App* cmd = app.add_subcommand("submit", "Submit a job manifest (YAML or JSON); prints the job id");
+  cmd->add_option("MANIFEST", submit.manifest, "The manifest file")->required();
+  cmd->add_flag("--wait", submit.wait, "Follow the job until it finishes; exit 0 when every image is done");
+  cmd->add_option("--idempotency-key", submit.idempotency_key,
+                  "Submitting the same key again returns the existing job");
+  cmd->add_option("--model", submit.model, "Replaces the manifest's model");
+  AddWatchFlags(*cmd, &submit.watch);
+  cmd->callback([&] { remote = [&](sc::Stub& stub) { return sc::Submit(stub, submit); }; });
+
+  sc::WatchArgs watch;
+  cmd = app.add_subcommand("watch", "Follow a job's progress until it finishes; exit 0 when every image is done");
+  cmd->add_option("JOB", watch.job_id, "The job id")->required();
+  AddWatchFlags(*cmd, &watch);
+  cmd->callback([&] { remote = [&](sc::Stub& stub) { return sc::Watch(stub, watch); }; });
+
+  sc::StatusArgs status;
+  cmd = app.add_subcommand("status", "A job's state, counts and running items; without JOB, every job");
+  cmd->add_option("JOB", status.job_id, "The job id");
+  cmd->add_flag("--json", status.json, "Print JSON");
+  cmd->callback([&] { remote = [&](sc::Stub& stub) { return sc::Status(stub, status); }; });
+
+  std::string cancel_job;
+  cmd = app.add_subcommand("cancel", "Cancel a job's queued and running items");
+  cmd->add_option("JOB", cancel_job, "The job id")->required();
+  cmd->callback([&] { remote = [&](sc::Stub& stub) { return sc::Cancel(stub, cancel_job); }; });
+
+  bool workers_json = false;
+  cmd = app.add_subcommand("workers", "The workers: device, memory, throughput");
+  cmd->add_flag("--json", workers_json, "Print JSON");
+  cmd->callback([&] { remote = [&](sc::Stub& stub) { return sc::Workers(stub, workers_json); }; });
+
+  sc::ResultsArgs results;
+  cmd = app.add_subcommand("results", "Download a job's images, sidecars and job.json");
+  cmd->add_option("JOB", results.job_id, "The job id")->required();
+  cmd->add_option("--out", results.out, "Folder to write into (created)")->required();
+  cmd->add_flag("--renders", results.renders, "Also the raw renders when the job made sprites");
+  cmd->callback([&] { remote = [&](sc::Stub& stub) { return sc::Results(stub, results); }; });
+
+  sp::PixelateArgs pixelate;
+  cmd = app.add_subcommand("pixelate", "Turn a local image into a pixel-art sprite (docs/postprocess.md)");
+  cmd->add_option("IN", pixelate.in, "The input PNG")->required();
+  cmd->add_option("--out", pixelate.out, "The sprite PNG to write")->required();
+  cmd->add_option("--size", pixelate.size, "The sprite's size, WxH")->required();
+  cmd->add_option("--method", pixelate.method, "Downscaling: area or majority (default area)");
+  cmd->add_option("--palette", pixelate.palette, "pico8, gameboy, nes, or a .hex/.gpl/.png palette file");
+  cmd->add_option("--colors", pixelate.colors, "Reduce to N colours (without --palette)");
+  cmd->add_option("--quantizer", pixelate.quantizer, "For --colors: median_cut or kmeans");
+  cmd->add_option("--dither", pixelate.dither, "none, bayer or fs (Floyd-Steinberg)");
+  cmd->add_flag("--transparent", pixelate.transparent, "Make the background transparent (flood fill from the edges)");
+  cmd->add_option("--tolerance", pixelate.tolerance, "Colour distance the background flood fill accepts");
+  cmd->add_flag("--crop", pixelate.crop, "Crop to the opaque pixels");
+  cmd->add_option("--padding", pixelate.padding, "Transparent pixels around the cropped sprite");
+  cmd->callback([&] { local = [&] { return sp::PixelateCommand(pixelate); }; });
+
+  sp::SheetArgs sheet;
+  cmd = app.add_subcommand("sheet", "Pack a folder's PNGs, in item order, into a sheet and a TexturePacker atlas");
+  cmd->add_option("DIR", sheet.dir, "The folder of frames")->required();
+  cmd->add_option("--out", sheet.out, "The sheet PNG to write; the atlas goes beside it as .json")->required();
+  cmd->add_flag("--tight", sheet.tight, "Shelf packing for frames of mixed sizes instead of a grid");
+  cmd->add_option("--columns", sheet.columns, "Grid columns (0: square-ish)")->check(CLI::NonNegativeNumber);
+  cmd->callback([&] { local = [&] { return sp::SheetCommand(sheet); }; });
+
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  if (local) return local();
   grpc::ChannelArguments channel_args;
   channel_args.SetMaxReceiveMessageSize(256 << 20);
+  // A watch reconnects to a restarted coordinator within about two seconds.
+  channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   auto channel = grpc::CreateCustomChannel(coordinator, grpc::InsecureChannelCredentials(), channel_args);
   auto stub = spriteforge::v1::SpriteForge::NewStub(channel);
-  return handler->second(*stub, args);
+  return remote(*stub);
 }

@@ -39,6 +39,11 @@ std::string ProgressView::Update(const v1::JobEvent& event) {
     default:
       break;
   }
+  // Say once why the job waits (a snapshot or a waiting event), and again if it changes.
+  if (job_.waiting_reason() != waiting_) {
+    waiting_ = job_.waiting_reason();
+    if (!waiting_.empty()) absl::StrAppend(&log, "waiting: ", waiting_, "\n");
+  }
   const v1::ItemCounts& c = job_.counts();
   const int finished = c.done() + c.failed() + c.cancelled();
   std::string eta = job_.eta_seconds() > 0 ? absl::StrFormat("ETA %.0fs", job_.eta_seconds()) : "ETA -";

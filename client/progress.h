@@ -22,6 +22,7 @@ class ProgressView {
   bool terminal_;
   int lines_drawn_ = 0;
   v1::Job job_;
+  std::string waiting_;  // the waiting reason last shown
   std::map<std::string, WorkerLine> workers_;
 };
 

@@ -2,13 +2,16 @@
 // stores results.
 //
 //   spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT
-//       [--lease-seconds N] [--max-attempts N] [--max-prefetch N] [--ready-file FILE]
-//       [--worker-listen HOST:PORT]
+//       [--lease-seconds N] [--max-attempts N] [--max-prefetch N] [--unserved-model-timeout S]
+//       [--ready-file FILE] [--worker-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
 //
-// Port 0 picks a free port; --ready-file receives {"grpc": "HOST:PORT", "http": "HOST:PORT"}
-// (and "worker_grpc" with --worker-listen) once all are serving (scripts and tests wait for
-// it). --worker-listen serves workers on their own port, so client calls are limited to
-// small messages (4 MiB) while worker streams keep room for batches of images (256 MiB).
+// Every flag can come from SPRITEFORGE_<FLAG> instead (SPRITEFORGE_LISTEN, ...). Port 0
+// picks a free port; --ready-file receives {"grpc": "HOST:PORT", "http": "HOST:PORT"} (and
+// "worker_grpc" with --worker-listen) once all are serving (scripts and tests wait for it).
+// --worker-listen serves workers on their own port, so client calls are limited to small
+// messages (4 MiB) while worker streams keep room for batches of images (256 MiB). A port
+// another process holds is an error, so a second coordinator on the same address refuses
+// to start.
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -28,17 +31,13 @@
 #include "service/worker_gateway.h"
 #include "spdlog/spdlog.h"
 #include "spriteforge/common/files.h"
-#include "spriteforge/common/flags.h"
+#include "spriteforge/common/cli.h"
+#include "spriteforge/common/logging.h"
 #include "store/store.h"
 
 namespace sc = spriteforge::coordinator;
 
 namespace {
-
-constexpr char kUsage[] =
-    "usage: spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT\n"
-    "  [--lease-seconds N] [--max-attempts N] [--max-prefetch N (batches queued ahead per worker, default 1)]\n"
-    "  [--ready-file FILE] [--worker-listen HOST:PORT]\n";
 
 std::atomic<bool> g_stop{false};
 
@@ -57,63 +56,77 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = spriteforge::Flags::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                                         {"--listen", "--db", "--output", "--http", "--lease-seconds",
-                                          "--max-attempts", "--max-prefetch", "--ready-file", "--worker-listen"},
-                                         {"--help"});
-  if (!flags.ok()) return Fail(absl::StrCat(flags.status().message(), "\n", kUsage), 2);
-  if (flags->Has("--help")) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  for (const char* required : {"--listen", "--db", "--output", "--http"}) {
-    if (!flags->Has(required)) return Fail(absl::StrCat(required, " is required\n", kUsage), 2);
-  }
+  CLI::App app("spriteforge-coordinator: accepts sprite jobs from clients, hands batches to workers, "
+               "stores the results.",
+               "spriteforge-coordinator");
+  spriteforge::cli::Configure(app);
+  std::string listen, worker_listen, db, http_address, ready_file;
+  int lease_seconds = 15, max_attempts = 3, max_prefetch = 1;
+  double unserved_seconds = 0;
+  sc::CoordinatorOptions options;
+  spriteforge::LogOptions log;
+  app.add_option("--listen", listen, "gRPC address for clients and workers, HOST:PORT (port 0: any free port)")
+      ->required();
+  app.add_option("--http", http_address, "Address of /metrics, /stats and /healthz, HOST:PORT (port 0: any free port)")
+      ->required();
+  app.add_option("--db", db, "SQLite database of jobs and items (created; reopened after a restart)")->required();
+  app.add_option("--output", options.output_dir, "Folder the results are written to (created)")->required();
+  app.add_option("--lease-seconds", lease_seconds,
+                 "A batch whose worker stays silent this long returns to the queue")
+      ->check(CLI::Range(1, 86400));
+  app.add_option("--max-attempts", max_attempts, "Tries of an item before it fails for good")
+      ->check(CLI::Range(1, 100));
+  app.add_option("--max-prefetch", max_prefetch,
+                 "Batches queued ahead per worker, beyond the one it renders (capped by what it asks for)")
+      ->check(CLI::Range(0, 4));
+  app.add_option("--unserved-model-timeout", unserved_seconds,
+                 "Seconds a job waits for a worker serving its model before its queued items fail "
+                 "(0: wait forever)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--worker-listen", worker_listen,
+                 "Serve workers on this HOST:PORT of their own; client calls then take small messages only");
+  app.add_option("--ready-file", ready_file, "Written with the bound addresses, as JSON, once serving");
+  spriteforge::cli::AddLogFlags(app, &log);
+  spriteforge::cli::ReadEnvironment(app);
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  if (auto s = spriteforge::ConfigureLogging(log); !s.ok()) return Fail(std::string(s.message()), 2);
+
   std::string http_host;
   int http_port = 0;
-  if (!SplitHostPort(flags->Get("--http"), &http_host, &http_port)) {
-    return Fail("--http: expected HOST:PORT, got '" + flags->Get("--http") + "'", 2);
+  if (!SplitHostPort(http_address, &http_host, &http_port)) {
+    return Fail("--http: expected HOST:PORT, got '" + http_address + "'", 2);
   }
-  sc::CoordinatorOptions options;
-  options.output_dir = flags->Get("--output");
-  auto lease = flags->GetInt("--lease-seconds", 15);
-  auto attempts = flags->GetInt("--max-attempts", 3);
-  if (!lease.ok() || *lease < 1) return Fail("--lease-seconds must be a positive integer", 2);
-  if (!attempts.ok() || *attempts < 1) return Fail("--max-attempts must be a positive integer", 2);
-  options.lease_ms = *lease * 1000LL;
-  auto prefetch = flags->GetInt("--max-prefetch", 1);
-  if (!prefetch.ok() || *prefetch < 0 || *prefetch > 4) return Fail("--max-prefetch must be in 0..4", 2);
-  options.max_prefetch = *prefetch;
-  options.max_attempts = *attempts;
+  options.lease_ms = lease_seconds * 1000LL;
+  options.max_attempts = max_attempts;
+  options.max_prefetch = max_prefetch;
+  options.unserved_model_timeout_ms = static_cast<int64_t>(unserved_seconds * 1000);
 
-  auto store = sc::Store::Open(flags->Get("--db"));
+  auto store = sc::Store::Open(db);
   if (!store.ok()) return Fail(std::string(store.status().message()));
   auto core = sc::Coordinator::Create(std::move(*store), options);
   if (!core.ok()) return Fail(std::string(core.status().message()));
 
   sc::ClientService client_service(core->get());
   sc::WorkerGatewayService gateway(core->get());
-  auto servers = sc::StartGrpcServers(flags->Get("--listen"), flags->Get("--worker-listen"), &client_service, &gateway);
+  auto servers = sc::StartGrpcServers(listen, worker_listen, &client_service, &gateway);
   if (!servers.ok()) return Fail(std::string(servers.status().message()));
   auto http = sc::HttpEndpoint::Start(core->get(), http_host, http_port);
   if (!http.ok()) return Fail(std::string(http.status().message()));
 
-  const std::string listen = flags->Get("--listen");
   const std::string grpc_addr = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", servers->client_port);
   const std::string http_addr = absl::StrCat(http_host, ":", (*http)->port());
   std::string ready_worker_addr;
   spdlog::info("serving gRPC on {}, HTTP on {} (/metrics, /stats, /healthz); results in {}", grpc_addr,
                http_addr, options.output_dir);
   if (servers->worker) {
-    const std::string workers = flags->Get("--worker-listen");
-    ready_worker_addr = absl::StrCat(workers.substr(0, workers.rfind(':')), ":", servers->worker_port);
+    ready_worker_addr = absl::StrCat(worker_listen.substr(0, worker_listen.rfind(':')), ":", servers->worker_port);
     spdlog::info("serving workers on {}; client messages limited to {} MiB", ready_worker_addr,
                  sc::kClientMessageBytes >> 20);
   }
-  if (flags->Has("--ready-file")) {
+  if (!ready_file.empty()) {
     nlohmann::json ready = {{"grpc", grpc_addr}, {"http", http_addr}};
     if (!ready_worker_addr.empty()) ready["worker_grpc"] = ready_worker_addr;
-    if (auto s = spriteforge::WriteFileAtomic(flags->Get("--ready-file"), ready.dump() + "\n"); !s.ok()) {
+    if (auto s = spriteforge::WriteFileAtomic(ready_file, ready.dump() + "\n"); !s.ok()) {
       return Fail(std::string(s.message()));
     }
   }

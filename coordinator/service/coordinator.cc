@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -43,12 +44,29 @@ const char* ReasonName(v1::FailureReason r) {
 
 bool Finished(JobState s) { return s == JobState::kDone || s == JobState::kFailed || s == JobState::kCancelled; }
 
+const char* JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kQueued: return "queued";
+    case JobState::kRunning: return "running";
+    case JobState::kDone: return "done";
+    case JobState::kFailed: return "failed";
+    case JobState::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 Coordinator::Coordinator(std::unique_ptr<Store> store, CoordinatorOptions options)
     : store_(std::move(store)),
       options_(std::move(options)),
       quarantine_(options_.invalid_result_strikes, options_.quarantine_ms),
+      last_tick_ms_(SteadyMs()),
       outbox_thread_([this] { RunOutbox(); }) {}
 
 Coordinator::~Coordinator() {
@@ -94,7 +112,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
   std::error_code ec;
   std::filesystem::create_directories(options.output_dir, ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", options.output_dir, ": ", ec.message()));
-  return std::unique_ptr<Coordinator>(new Coordinator(std::move(store), std::move(options)));
+  auto unfinished = store->UnfinishedJobs();
+  if (!unfinished.ok()) return unfinished.status();
+  std::unique_ptr<Coordinator> core(new Coordinator(std::move(store), std::move(options)));
+  // Every unfinished job is in the cache, so the checks that walk it see them all.
+  for (JobRecord& job : *unfinished) core->jobs_[job.id] = std::move(job);
+  return core;
 }
 
 int64_t Coordinator::NowMs() const {
@@ -111,7 +134,17 @@ absl::StatusOr<JobRecord> Coordinator::JobLocked(const std::string& job_id) {
   return job;
 }
 
-v1::Job Coordinator::JobSnapshotLocked(const JobRecord& job) {
+v1::Job Coordinator::JobSnapshotLocked(const JobRecord& cached) {
+  auto counts = store_->Counts(cached.id);
+  JobRecord job = cached;
+  // The store marks a job running when its first batch is leased; a cached record from
+  // before then is refreshed so the state and start time say so.
+  if (job.state == JobState::kQueued && counts.ok() && counts->running + counts->done + counts->failed > 0) {
+    if (auto fresh = store_->GetJob(job.id); fresh.ok()) {
+      job = *fresh;
+      if (jobs_.count(job.id)) jobs_[job.id] = job;
+    }
+  }
   v1::Job out;
   out.set_id(job.id);
   out.set_name(job.name);
@@ -122,7 +155,13 @@ v1::Job Coordinator::JobSnapshotLocked(const JobRecord& job) {
   out.set_finished_unix_ms(job.finished_ms);
   out.set_output_dir(JobDir(options_.output_dir, job.id));
   out.set_idempotency_key(job.idempotency_key);
-  auto counts = store_->Counts(job.id);
+  if (!Finished(job.state) && !ServedLocked(job.model)) {
+    out.set_waiting_reason(absl::StrCat("no connected worker serves model ", job.model));
+    if (options_.unserved_model_timeout_ms > 0) {
+      absl::StrAppend(out.mutable_waiting_reason(), " (its queued items fail after ",
+                      options_.unserved_model_timeout_ms / 1000.0, " s without one)");
+    }
+  }
   if (counts.ok()) {
     *out.mutable_counts() = ToProto(*counts);
     const int64_t end = job.finished_ms ? job.finished_ms : NowMs();
@@ -258,7 +297,7 @@ void Coordinator::FinishJobsLocked(const std::set<std::string>& job_ids) {
         spdlog::error("job {}: job.json: {}", id, std::string(s.message()));
       }
     }
-    spdlog::info("job {} finished: state {}", id, static_cast<int>(job->state));
+    spdlog::info("job {} finished: {}", id, JobStateName(job->state));
     v1::JobEvent event;
     event.mutable_job_done()->set_state(static_cast<v1::JobState>(job->state));
     EmitLocked(id, std::move(event));
@@ -728,7 +767,87 @@ void Coordinator::Tick() {
       }
     }
   }
+  CheckUnservedJobsLocked();
   Schedule();
+  last_tick_ms_ = SteadyMs();
+}
+
+absl::Status Coordinator::CheckAlive(int64_t max_tick_age_ms, int64_t lock_timeout_ms) {
+  const int64_t age = SteadyMs() - last_tick_ms_;
+  if (age > max_tick_age_ms) {
+    return absl::UnavailableError(absl::StrCat("the service loop last ran ", age / 1000.0, " s ago"));
+  }
+  const int64_t deadline = SteadyMs() + lock_timeout_ms;
+  while (!mu_.try_lock()) {
+    if (SteadyMs() >= deadline) {
+      return absl::UnavailableError(absl::StrCat("the coordinator stayed busy for ", lock_timeout_ms, " ms"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  mu_.unlock();
+  return absl::OkStatus();
+}
+
+bool Coordinator::ServedLocked(const std::string& model) const {
+  for (const auto& [id, w] : workers_) {
+    if (!w.channel) continue;
+    for (const std::string& m : w.registration.models()) {
+      if (m == model) return true;
+    }
+  }
+  return false;
+}
+
+void Coordinator::CheckUnservedJobsLocked() {
+  const int64_t now = SteadyMs();
+  for (auto it = unserved_since_.begin(); it != unserved_since_.end();) {
+    it = jobs_.count(it->first) ? std::next(it) : unserved_since_.erase(it);
+  }
+  std::set<std::string> timed_out;
+  for (const auto& [id, job] : jobs_) {
+    if (ServedLocked(job.model)) {
+      unserved_since_.erase(id);
+      continue;
+    }
+    auto [since, first] = unserved_since_.emplace(id, now);
+    if (first) {
+      spdlog::warn("job {}: no connected worker serves model {}", id, job.model);
+      v1::JobEvent event;
+      event.mutable_waiting()->set_reason(absl::StrCat("no connected worker serves model ", job.model));
+      EmitLocked(id, std::move(event));
+    }
+    if (options_.unserved_model_timeout_ms > 0 && now - since->second >= options_.unserved_model_timeout_ms) {
+      timed_out.insert(id);
+    }
+  }
+  for (const std::string& id : timed_out) {
+    const std::string model = jobs_[id].model;
+    const std::string message = absl::StrCat("no connected worker served model ", model, " for ",
+                                             options_.unserved_model_timeout_ms / 1000.0, " s");
+    auto failed = store_->FailQueuedItems(id, v1::FAILURE_MODEL_UNAVAILABLE, message);
+    if (!failed.ok()) {
+      spdlog::error("job {}: {}", id, std::string(failed.status().message()));
+      continue;
+    }
+    spdlog::warn("job {}: {} queued items failed: {}", id, failed->size(), message);
+    // One snapshot for all the events: a large job's items fail together.
+    v1::JobEvent event;
+    event.set_unix_ms(NowMs());
+    event.set_job_id(id);
+    *event.mutable_job() = JobSnapshotLocked(jobs_[id]);
+    for (const ItemRecord& item : *failed) {
+      metrics_.AddFailure(ReasonName(v1::FAILURE_MODEL_UNAVAILABLE));
+      auto* f = event.mutable_item_failed();
+      f->set_index(item.index);
+      f->set_reason(v1::FAILURE_MODEL_UNAVAILABLE);
+      f->set_message(message);
+      for (const auto& [handle, w] : watchers_) {
+        if (w.job_id == id) Post([sink = w.sink, event] { sink(event); });
+      }
+    }
+    unserved_since_.erase(id);
+    FinishJobsLocked({id});
+  }
 }
 
 // ------------------------------------------------------------------ views

@@ -5,6 +5,7 @@
 // store commits.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -51,6 +52,9 @@ struct CoordinatorOptions {
   int max_prefetch = 1;
   int invalid_result_strikes = 3; // batches in a row with invalid results that quarantine a worker
   int64_t quarantine_ms = 600000; // how long a quarantined worker is refused
+  // A job whose model no connected worker serves fails its queued items after this long;
+  // 0 waits forever. The wait restarts with the coordinator.
+  int64_t unserved_model_timeout_ms = 0;
   ManifestLimits limits;
 };
 
@@ -86,6 +90,10 @@ class Coordinator {
 
   // Expires silent workers and stale leases, then dispatches. Called periodically.
   void Tick();
+
+  // Ok while the service loop is alive: Tick ran within `max_tick_age_ms` and the core's
+  // lock can be taken within `lock_timeout_ms`. For health checks.
+  absl::Status CheckAlive(int64_t max_tick_age_ms, int64_t lock_timeout_ms);
 
   const CoordinatorOptions& options() const { return options_; }
   ~Coordinator();
@@ -133,6 +141,10 @@ class Coordinator {
   // Batches the worker has not finished rendering; it takes more while below 1 + prefetch.
   static int UnrenderedBatches(const WorkerState& worker);
   void FinishJobsLocked(const std::set<std::string>& job_ids);
+  // Tells watchers when a job's model loses its last worker; fails the job's queued items
+  // once that lasted options_.unserved_model_timeout_ms.
+  void CheckUnservedJobsLocked();
+  bool ServedLocked(const std::string& model) const;
   absl::StatusOr<JobRecord> JobLocked(const std::string& job_id);
   v1::Job JobSnapshotLocked(const JobRecord& job);
   void EmitLocked(const std::string& job_id, v1::JobEvent event);
@@ -156,6 +168,8 @@ class Coordinator {
   int64_t serve_counter_ = 0;
   std::map<int64_t, Watcher> watchers_;
   int64_t next_watch_ = 1;
+  std::map<std::string, int64_t> unserved_since_;  // job id -> when its model lost its workers
+  std::atomic<int64_t> last_tick_ms_;              // steady clock
 
   std::mutex outbox_mu_;
   std::condition_variable outbox_cv_;

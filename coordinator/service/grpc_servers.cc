@@ -11,6 +11,9 @@ std::unique_ptr<grpc::Server> Start(const std::string& address, int max_receive_
                                     const std::vector<grpc::Service*>& services, int* port) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  // gRPC shares ports (SO_REUSEPORT) by default: a second coordinator would start and take
+  // half the calls. Refuse a port in use instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (grpc::Service* s : services) builder.RegisterService(s);
   builder.SetMaxReceiveMessageSize(max_receive_bytes);
   if (max_receive_bytes == kClientMessageBytes) {
@@ -46,12 +49,14 @@ absl::StatusOr<GrpcServers> StartGrpcServers(const std::string& client_address, 
     servers.worker = Start(worker_address, kWorkerMessageBytes, {gateway}, &servers.worker_port);
     if (!servers.worker || servers.worker_port == 0) {
       servers.Shutdown(std::chrono::system_clock::now());
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", worker_address));
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", worker_address, ": address in use (another coordinator?) or not available"));
     }
   }
   if (!servers.client || servers.client_port == 0) {
     servers.Shutdown(std::chrono::system_clock::now());
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", client_address));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", client_address, ": address in use (another coordinator?) or not available"));
   }
   return servers;
 }

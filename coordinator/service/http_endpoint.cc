@@ -1,23 +1,35 @@
 #include "service/http_endpoint.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
 
 namespace spriteforge::coordinator {
 
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(Coordinator* core, const std::string& host,
-                                                                  int port) {
+                                                                  int port, HealthLimits health) {
   std::unique_ptr<HttpEndpoint> endpoint(new HttpEndpoint());
   endpoint->server_ = std::make_unique<httplib::Server>();
   httplib::Server& server = *endpoint->server_;
+  // httplib shares ports (SO_REUSEPORT) by default; a port in use must be an error, so a
+  // second coordinator cannot start beside the first. SO_REUSEADDR still allows a quick
+  // restart on the same port.
+  server.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   server.Get("/metrics", [core](const httplib::Request&, httplib::Response& res) {
     res.set_content(core->MetricsText(), "text/plain; version=0.0.4");
   });
   server.Get("/stats", [core](const httplib::Request&, httplib::Response& res) {
     res.set_content(core->StatsJson().dump(2) + "\n", "application/json");
   });
-  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  server.Get("/healthz", [core, health](const httplib::Request&, httplib::Response& res) {
+    const absl::Status alive = core->CheckAlive(health.max_tick_age_ms, health.lock_timeout_ms);
+    res.status = alive.ok() ? 200 : 503;
+    res.set_content(alive.ok() ? "ok\n" : std::string(alive.message()) + "\n", "text/plain");
+  });
   const int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
   if (bound < 0) return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", host, ":", port));
   endpoint->port_ = bound;

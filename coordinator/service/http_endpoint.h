@@ -1,4 +1,5 @@
-// The coordinator's HTTP port: /metrics (Prometheus text format), /stats (JSON), /healthz.
+// The coordinator's HTTP port: /metrics (Prometheus text format), /stats (JSON), /healthz
+// (200 "ok" while the service loop is alive, else 503 with the reason).
 #pragma once
 
 #include <memory>
@@ -14,10 +15,17 @@ class Server;
 
 namespace spriteforge::coordinator {
 
+// When /healthz says the coordinator is stuck (see Coordinator::CheckAlive).
+struct HealthLimits {
+  int64_t max_tick_age_ms = 10000;
+  int64_t lock_timeout_ms = 2000;
+};
+
 class HttpEndpoint {
  public:
   // Binds host:port (port 0 picks a free one) and serves on its own thread.
-  static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(Coordinator* core, const std::string& host, int port);
+  static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(Coordinator* core, const std::string& host, int port,
+                                                             HealthLimits health = {});
   ~HttpEndpoint();
   int port() const { return port_; }
 

@@ -194,6 +194,14 @@ absl::StatusOr<std::vector<JobRecord>> Store::ListJobs(int limit) {
   return out;
 }
 
+absl::StatusOr<std::vector<JobRecord>> Store::UnfinishedJobs() {
+  Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE finished_ms = 0 ORDER BY seq").c_str());
+  std::vector<JobRecord> out;
+  while (q.Step()) out.push_back(ReadJob(q));
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
 absl::StatusOr<std::vector<ItemRecord>> Store::SelectItems(const char* where, const std::string& arg) {
   Statement q(db_->raw(), absl::StrCat("SELECT ", kItemColumns, " FROM items ", where).c_str());
   if (!arg.empty()) q.Bind(1, arg);
@@ -319,6 +327,24 @@ absl::StatusOr<std::vector<ItemRecord>> Store::ReleaseBatch(const std::string& b
   del.Bind(1, batch_id);
   if (auto s = del.Run(); !s.ok()) return s;
   if (auto s = tx.Commit(); !s.ok()) return s;
+  return items;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> Store::FailQueuedItems(const std::string& job_id, int reason,
+                                                               const std::string& message) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  auto items = SelectItems("WHERE job_id = ? AND state = 1 ORDER BY idx", job_id);
+  if (!items.ok()) return items.status();
+  Statement up(db_->raw(), "UPDATE items SET state = 4, failure = ?, failure_message = ? WHERE job_id = ? AND state = 1");
+  up.Bind(1, reason).Bind(2, message).Bind(3, job_id);
+  if (auto s = up.Run(); !s.ok()) return s;
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  for (ItemRecord& it : *items) {
+    it.state = ItemState::kFailed;
+    it.failure = reason;
+    it.failure_message = message;
+  }
   return items;
 }
 

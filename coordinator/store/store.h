@@ -85,6 +85,8 @@ class Store {
                                       bool* deduplicated);
   absl::StatusOr<JobRecord> GetJob(const std::string& id);
   absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit);
+  // Jobs not finished yet, in submission order.
+  absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs();
   absl::StatusOr<std::vector<ItemRecord>> Items(const std::string& job_id);
   absl::StatusOr<ItemCounts> Counts(const std::string& job_id);
   // Queued items of every job, by job submission then index.
@@ -108,6 +110,10 @@ class Store {
   // (their state after the change).
   absl::StatusOr<std::vector<ItemRecord>> ReleaseBatch(const std::string& batch_id, int fail_reason,
                                                        const std::string& message, int max_attempts);
+
+  // Fails the job's queued items for good with `reason`; returns them (failed).
+  absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, int reason,
+                                                          const std::string& message);
 
   // Cancels queued and running items; returns the batches that had running items.
   absl::StatusOr<std::vector<std::string>> CancelJob(const std::string& job_id, int64_t now_ms);

@@ -13,7 +13,7 @@ PACKAGES=(
   libgrpc29 libre2-9 libre2-dev protobuf-compiler-grpc libprotoc32 libprotobuf-dev libprotobuf32
   protobuf-compiler libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 libsqlite3-dev libsqlite3-0
   libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libpng-dev libpng16-16 libcpp-httplib-dev
-  libcpp-httplib0.11 libgtest-dev libgmock-dev
+  libcpp-httplib0.11 libgtest-dev libgmock-dev libcli11-dev
   # cpp-httplib's pkg-config file requires these (compression and TLS).
   libbrotli-dev libbrotli1 libssl-dev libssl3 zlib1g-dev zlib1g
 )

@@ -1,6 +1,7 @@
 #include "postprocess/commands.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 
@@ -8,7 +9,6 @@
 #include "postprocess/postprocess.h"
 #include "postprocess/sheet.h"
 #include "spriteforge/common/files.h"
-#include "spriteforge/common/flags.h"
 
 namespace spriteforge::postprocess {
 namespace {
@@ -20,55 +20,60 @@ int Fail(const char* command, const std::string& message, int code = 1) {
 
 }  // namespace
 
-int PixelateCommand(const std::vector<std::string>& args) {
-  auto flags = Flags::Parse(args,
-                            {"--size", "--method", "--palette", "--colors", "--quantizer", "--dither", "--tolerance",
-                             "--padding", "--out"},
-                            {"--transparent", "--crop"});
-  if (!flags.ok()) return Fail("pixelate", std::string(flags.status().message()), 2);
-  if (flags->positional().size() != 1 || !flags->Has("--out") || !flags->Has("--size")) {
-    return Fail("pixelate", "usage: spriteforge pixelate IN.png --size WxH [options] --out OUT.png", 2);
+bool NaturalLess(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      // Compare the digit runs by value: without leading zeros, the longer run is larger.
+      size_t ei = i, ej = j;
+      while (ei < a.size() && std::isdigit(static_cast<unsigned char>(a[ei]))) ++ei;
+      while (ej < b.size() && std::isdigit(static_cast<unsigned char>(b[ej]))) ++ej;
+      size_t si = i, sj = j;
+      while (si + 1 < ei && a[si] == '0') ++si;
+      while (sj + 1 < ej && b[sj] == '0') ++sj;
+      if (ei - si != ej - sj) return ei - si < ej - sj;
+      if (int c = a.compare(si, ei - si, b, sj, ej - sj); c != 0) return c < 0;
+      i = ei, j = ej;
+      continue;
+    }
+    if (a[i] != b[j]) return a[i] < b[j];
+    ++i, ++j;
   }
+  if ((a.size() - i) != (b.size() - j)) return a.size() - i < b.size() - j;
+  return a < b;  // equal by value ("01" and "1"): any fixed order
+}
+
+int PixelateCommand(const PixelateArgs& args) {
   // The flags map onto the manifest's postprocess section, so both share one parser.
-  nlohmann::json section = {{"pixelate", flags->Get("--size")}};
-  for (const char* key : {"method", "palette", "quantizer", "dither"}) {
-    if (flags->Has(absl::StrCat("--", key))) section[key] = flags->Get(absl::StrCat("--", key));
-  }
-  for (const char* key : {"colors", "padding"}) {
-    auto v = flags->GetInt(absl::StrCat("--", key), 0);
-    if (!v.ok()) return Fail("pixelate", std::string(v.status().message()), 2);
-    if (flags->Has(absl::StrCat("--", key))) section[key] = *v;
-  }
-  auto tolerance = flags->GetDouble("--tolerance", 0.08);
-  if (!tolerance.ok()) return Fail("pixelate", std::string(tolerance.status().message()), 2);
-  if (flags->Has("--transparent")) section["background"] = "flood", section["tolerance"] = *tolerance;
-  if (flags->Has("--crop")) section["crop"] = true;
+  nlohmann::json section = {{"pixelate", args.size}};
+  if (!args.method.empty()) section["method"] = args.method;
+  if (!args.palette.empty()) section["palette"] = args.palette;
+  if (!args.quantizer.empty()) section["quantizer"] = args.quantizer;
+  if (!args.dither.empty()) section["dither"] = args.dither;
+  if (args.colors) section["colors"] = *args.colors;
+  if (args.padding) section["padding"] = *args.padding;
+  if (args.transparent) section["background"] = "flood", section["tolerance"] = args.tolerance;
+  if (args.crop) section["crop"] = true;
   PaletteAccess own_files;
   own_files.any_path = true;  // the user's own files, on the user's own machine
   auto options = ParsePostprocessOptions(section, own_files);
   if (!options.ok()) return Fail("pixelate", std::string(options.status().message()), 2);
 
   PngText text;
-  const std::string in = flags->positional()[0];
+  const std::string& in = args.in;
   auto image = ReadPngFile(in, &text);
   if (!image.ok()) return Fail("pixelate", std::string(image.status().message()));
   auto sprite = RunPostprocess(*image, *options);
   if (!sprite.ok()) return Fail("pixelate", std::string(sprite.status().message()));
   // Generation parameters travel with the sprite.
-  if (auto s = WritePngFile(flags->Get("--out"), *sprite, text); !s.ok()) return Fail("pixelate", std::string(s.message()));
+  if (auto s = WritePngFile(args.out, *sprite, text); !s.ok()) return Fail("pixelate", std::string(s.message()));
   return 0;
 }
 
-int SheetCommand(const std::vector<std::string>& args) {
-  auto flags = Flags::Parse(args, {"--out", "--columns"}, {"--tight"});
-  if (!flags.ok()) return Fail("sheet", std::string(flags.status().message()), 2);
-  if (flags->positional().size() != 1 || !flags->Has("--out")) {
-    return Fail("sheet", "usage: spriteforge sheet DIR --out sheet.png [--tight] [--columns N]", 2);
-  }
-  auto columns = flags->GetInt("--columns", 0);
-  if (!columns.ok() || *columns < 0) return Fail("sheet", "--columns must be a non-negative integer", 2);
-  const std::filesystem::path dir = flags->positional()[0];
-  const std::filesystem::path out = flags->Get("--out");
+int SheetCommand(const SheetArgs& args) {
+  if (args.columns < 0) return Fail("sheet", "--columns must be a non-negative integer", 2);
+  const std::filesystem::path dir = args.dir;
+  const std::filesystem::path out = args.out;
   std::error_code ec;
   std::vector<std::filesystem::path> files;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
@@ -76,14 +81,17 @@ int SheetCommand(const std::vector<std::string>& args) {
   }
   if (ec) return Fail("sheet", absl::StrCat("cannot read ", dir.string(), ": ", ec.message()));
   if (files.empty()) return Fail("sheet", absl::StrCat("no PNG files in ", dir.string()));
-  std::sort(files.begin(), files.end());
+  // Frames in the order of their item index (the number the file name starts with).
+  std::sort(files.begin(), files.end(), [](const std::filesystem::path& a, const std::filesystem::path& b) {
+    return NaturalLess(a.filename().string(), b.filename().string());
+  });
   std::vector<Frame> frames;
   for (const auto& f : files) {
     auto image = ReadPngFile(f.string());
     if (!image.ok()) return Fail("sheet", std::string(image.status().message()));
     frames.push_back({f.stem().string(), std::move(*image)});
   }
-  auto sheet = PackSheet(frames, flags->Has("--tight") ? SheetLayout::kTight : SheetLayout::kGrid, *columns,
+  auto sheet = PackSheet(frames, args.tight ? SheetLayout::kTight : SheetLayout::kGrid, args.columns,
                          out.filename().string());
   if (!sheet.ok()) return Fail("sheet", std::string(sheet.status().message()));
   if (auto s = WritePngFile(out.string(), sheet->image); !s.ok()) return Fail("sheet", std::string(s.message()));

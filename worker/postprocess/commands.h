@@ -1,18 +1,38 @@
-// The client's local post-processing commands, as library functions (the client only
-// dispatches). Each returns the exit code: 0 success, 1 failure, 2 bad usage, and prints
-// one line on stderr when it fails.
+// The client's local post-processing commands, as library functions (the client parses
+// the command line and dispatches). Each returns the exit code: 0 success, 1 failure,
+// and prints one line on stderr when it fails.
 //   pixelate IN.png --size WxH [--method area|majority] [--palette pico8|gameboy|nes|FILE]
 //            [--colors N] [--quantizer median_cut|kmeans] [--dither none|bayer|fs]
 //            [--transparent] [--tolerance X] [--crop] [--padding N] --out OUT.png
 //   sheet DIR --out sheet.png [--tight] [--columns N]      (writes sheet.json beside it)
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace spriteforge::postprocess {
 
-int PixelateCommand(const std::vector<std::string>& args);
-int SheetCommand(const std::vector<std::string>& args);
+// Empty strings and unset numbers leave the post-processing defaults.
+struct PixelateArgs {
+  std::string in, out, size;
+  std::string method, palette, quantizer, dither;
+  std::optional<int> colors, padding;
+  double tolerance = 0.08;
+  bool transparent = false, crop = false;
+};
+
+struct SheetArgs {
+  std::string dir, out;
+  bool tight = false;
+  int columns = 0;  // 0: square-ish
+};
+
+int PixelateCommand(const PixelateArgs& args);
+int SheetCommand(const SheetArgs& args);
+
+// Orders file names as people number frames: digit runs compare as numbers, so "2_102"
+// comes before "10_110" (a plain string order puts it after "19_119").
+bool NaturalLess(const std::string& a, const std::string& b);
 
 }  // namespace spriteforge::postprocess

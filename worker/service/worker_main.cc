@@ -3,11 +3,12 @@
 //   spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME] [--config DIR]
 //       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
 //       [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--prefetch N] [--encode-threads N]
-//       [--palette-dir DIR]
+//       [--palette-dir DIR] [--log-level LEVEL] [--log-format text|json]
 //
 // --palette-dir: the folder whose .hex/.gpl/.png palettes manifests may name (by file name
 // only); without it manifests use built-in palettes and inline colours.
 //
+// Every flag can come from SPRITEFORGE_<FLAG> instead (SPRITEFORGE_COORDINATOR, ...).
 // The model is advertised as NAME (default: the file or folder name without extension;
 // builtin:tiny is "tiny-sdxl"). The worker dials in, so a second machine only needs the
 // coordinator's address. It reconnects with backoff when the coordinator goes away.
@@ -29,19 +30,14 @@
 #include "service/sprite.h"
 #include "service/worker_session.h"
 #include "spdlog/spdlog.h"
-#include "spriteforge/common/flags.h"
+#include "spriteforge/common/cli.h"
+#include "spriteforge/common/logging.h"
 #include "spriteforge/engine/engine.h"
 
 namespace sw = spriteforge::worker;
 namespace se = spriteforge::engine;
 
 namespace {
-
-constexpr char kUsage[] =
-    "usage: spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME]\n"
-    "  [--config DIR] [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8]\n"
-    "  [--max-batch N] [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--palette-dir DIR]\n"
-    "  [--prefetch N (batches held ahead, default 1)] [--encode-threads N (default: cores, up to 8)]\n";
 
 std::atomic<bool> g_stop{false};
 
@@ -68,43 +64,52 @@ std::string DefaultWorkerId() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = spriteforge::Flags::Parse(
-      std::vector<std::string>(argv + 1, argv + argc),
-      {"--coordinator", "--model", "--model-name", "--config", "--tokenizer", "--device", "--dtype", "--max-batch",
-       "--reserve-gb", "--calibrate", "--worker-id", "--prefetch", "--encode-threads", "--palette-dir"},
-      {"--help"});
-  if (!flags.ok()) return Fail(absl::StrCat(flags.status().message(), "\n", kUsage), 2);
-  if (flags->Has("--help")) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  const std::string coordinator = flags->Get("--coordinator");
-  if (!flags->Has("--coordinator")) return Fail(absl::StrCat("--coordinator is required\n", kUsage), 2);
-  if (!flags->Has("--model")) return Fail(absl::StrCat("--model is required\n", kUsage), 2);
-  auto max_batch = flags->GetInt("--max-batch", 8);
-  auto reserve_gb = flags->GetDouble("--reserve-gb", 2.0);
-  if (!max_batch.ok() || *max_batch < 1 || *max_batch > 64) return Fail("--max-batch must be in 1..64", 2);
-  if (!reserve_gb.ok() || *reserve_gb < 0) return Fail("--reserve-gb must be a non-negative number", 2);
-  auto prefetch = flags->GetInt("--prefetch", 1);
-  auto encode_threads = flags->GetInt("--encode-threads", 0);
-  if (!prefetch.ok() || *prefetch < 0 || *prefetch > 4) return Fail("--prefetch must be in 0..4", 2);
-  if (!encode_threads.ok() || *encode_threads < 0 || *encode_threads > 64) {
-    return Fail("--encode-threads must be in 0..64", 2);
-  }
-
-  if (flags->Has("--palette-dir")) {
-    const std::string dir = flags->Get("--palette-dir");
-    std::error_code ec;
-    if (!std::filesystem::is_directory(dir, ec)) return Fail("--palette-dir: " + dir + " is not a folder", 2);
-    sw::SetPaletteFolder(dir);
-  }
-
+  CLI::App app("spriteforge-worker: loads an SDXL model once, dials the coordinator and runs the batches it "
+               "hands out.",
+               "spriteforge-worker");
+  spriteforge::cli::Configure(app);
+  std::string coordinator, worker_id, model_name, palette_dir;
+  std::vector<std::string> calibrate;
+  int max_batch = 8, prefetch = 1, encode_threads = 0;
+  double reserve_gb = 2.0;
   se::LoadOptions load;
-  load.model_path = flags->Get("--model");
-  load.config_dir = flags->Get("--config");
-  load.tokenizer_dir = flags->Get("--tokenizer");
-  load.device = flags->Get("--device", "cpu");
-  load.dtype = flags->Get("--dtype", load.device == "cpu" ? "fp32" : "fp16");
+  load.device = "cpu";
+  load.dtype.clear();  // chosen by device unless given
+  spriteforge::LogOptions log;
+  app.add_option("--coordinator", coordinator, "The coordinator's gRPC address, HOST:PORT")->required();
+  app.add_option("--model", load.model_path,
+                 "SDXL checkpoint: a single .safetensors file, a diffusers folder, or builtin:tiny (random weights)")
+      ->required();
+  app.add_option("--model-name", model_name,
+                 "The name manifests use for this model (default: the file or folder name without extension)");
+  app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
+  app.add_option("--tokenizer", load.tokenizer_dir, "Folder with the CLIP tokenizer's vocab.json and merges.txt");
+  app.add_option("--device", load.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", load.dtype, "fp32, fp16, bf16 or fp8 (default: fp32 on cpu, fp16 on cuda)");
+  app.add_option("--max-batch", max_batch, "Most images per batch")->check(CLI::Range(1, 64));
+  app.add_option("--reserve-gb", reserve_gb, "Device memory kept free, in GB")->check(CLI::NonNegativeNumber);
+  app.add_option("--calibrate", calibrate,
+                 "Measure the peak memory of batches of 1 and 2 at WxH before taking work (repeatable)")
+      ->allow_extra_args(false);
+  app.add_option("--worker-id", worker_id, "Stable id of this worker (default: host-pid-random)");
+  app.add_option("--prefetch", prefetch, "Batches held ahead of the one rendering")->check(CLI::Range(0, 4));
+  app.add_option("--encode-threads", encode_threads, "Threads encoding PNGs (0: the cores, up to 8)")
+      ->check(CLI::Range(0, 64));
+  app.add_option("--palette-dir", palette_dir,
+                 "Folder of .hex/.gpl/.png palettes manifests may name (by file name only)");
+  spriteforge::cli::AddLogFlags(app, &log);
+  spriteforge::cli::ReadEnvironment(app);
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  if (auto s = spriteforge::ConfigureLogging(log); !s.ok()) return Fail(std::string(s.message()), 2);
+  if (load.dtype.empty()) load.dtype = load.device == "cpu" ? "fp32" : "fp16";
+  if (!palette_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(palette_dir, ec)) {
+      return Fail("--palette-dir: " + palette_dir + " is not a folder", 2);
+    }
+    sw::SetPaletteFolder(palette_dir);
+  }
+
   if (load.model_path.rfind("builtin:", 0) == 0) {
     spdlog::warn("model {} has RANDOM weights: its images are noise, useful only to exercise the system",
                  load.model_path);
@@ -113,15 +118,15 @@ int main(int argc, char** argv) {
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
 
   sw::WorkerIdentity identity;
-  identity.worker_id = flags->Get("--worker-id", DefaultWorkerId());
-  identity.model_name = flags->Get("--model-name", DefaultModelName(load.model_path));
-  identity.max_batch = *max_batch;
-  identity.prefetch = *prefetch;
-  identity.encode_threads = *encode_threads;
-  identity.reserve_bytes = static_cast<uint64_t>(*reserve_gb * 1e9);
+  identity.worker_id = worker_id.empty() ? DefaultWorkerId() : worker_id;
+  identity.model_name = model_name.empty() ? DefaultModelName(load.model_path) : model_name;
+  identity.max_batch = max_batch;
+  identity.prefetch = prefetch;
+  identity.encode_threads = encode_threads;
+  identity.reserve_bytes = static_cast<uint64_t>(reserve_gb * 1e9);
   // Calibration: the measured peak of one and two images at a shape, so the coordinator's
   // memory model starts from this device's numbers rather than a prior.
-  for (const std::string& shape : flags->All("--calibrate")) {
+  for (const std::string& shape : calibrate) {
     std::vector<std::string> wh = absl::StrSplit(shape, 'x');
     int w = 0, h = 0;
     if (wh.size() != 2 || !absl::SimpleAtoi(wh[0], &w) || !absl::SimpleAtoi(wh[1], &h)) {

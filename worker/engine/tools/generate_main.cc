@@ -3,22 +3,21 @@
 //   spriteforge-generate --model PATH --prompt TEXT [--prompt TEXT ...] [--negative TEXT ...]
 //       [--seed N ...] [--steps N] [--cfg X] [--sampler euler|euler_ancestral|dpmpp_2m]
 //       [--schedule normal|trailing|karras] [--width W] [--height H] [--device cpu|cuda[:N]]
-//       [--dtype fp32|fp16|bf16] [--config DIR] [--tokenizer DIR] [--tileable] [--batch N]
-//       --out DIR
+//       [--dtype fp32|fp16|bf16|fp8] [--config DIR] [--tokenizer DIR] [--tileable] [--batch N]
+//       --out DIR                                   (--help describes each flag)
 //
 // Writes DIR/<index>_<seed>.png (RGB, parameters in a "parameters" text chunk) and
 // DIR/<index>_<seed>.json for each prompt, index from 0 in prompt order.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <map>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "spriteforge/common/cli.h"
 #include "spriteforge/common/files.h"
 #include "spriteforge/common/generation_info.h"
 #include "spriteforge/common/png.h"
@@ -28,117 +27,66 @@ namespace sf = spriteforge::engine;
 
 namespace {
 
-constexpr char kUsage[] =
-    "usage: spriteforge-generate --model PATH --prompt TEXT [--prompt TEXT ...] --out DIR\n"
-    "  [--negative TEXT ...] [--seed N ...] [--steps N] [--cfg X]\n"
-    "  [--sampler euler|euler_ancestral|dpmpp_2m] [--schedule normal|trailing|karras]\n"
-    "  [--width W] [--height H] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16]\n"
-    "  [--config DIR] [--tokenizer DIR] [--tileable] [--batch N]\n";
-
 [[noreturn]] void Fail(const std::string& message) {
   std::fprintf(stderr, "spriteforge-generate: error: %s\n", message.c_str());
   std::exit(2);
 }
 
-struct Args {
-  std::map<std::string, std::vector<std::string>> values;
-  bool tileable = false;
-
-  const std::string* One(const std::string& flag) const {
-    auto it = values.find(flag);
-    if (it == values.end()) return nullptr;
-    if (it->second.size() > 1) Fail(flag + " given more than once");
-    return &it->second.front();
-  }
-  std::vector<std::string> Many(const std::string& flag) const {
-    auto it = values.find(flag);
-    return it == values.end() ? std::vector<std::string>{} : it->second;
-  }
-};
-
-Args Parse(int argc, char** argv) {
-  static const char* kValued[] = {"--model", "--config", "--tokenizer", "--prompt", "--negative", "--seed",
-                                  "--steps", "--cfg", "--sampler", "--schedule", "--width", "--height",
-                                  "--device", "--dtype", "--out", "--batch"};
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (flag == "--tileable") {
-      args.tileable = true;
-      continue;
-    }
-    bool known = false;
-    for (const char* k : kValued) known = known || flag == k;
-    if (!known) Fail("unknown argument '" + flag + "' (see --help)");
-    if (i + 1 >= argc) Fail("missing value for " + flag);
-    args.values[flag].push_back(argv[++i]);
-  }
-  return args;
-}
-
-int IntFlag(const Args& a, const std::string& flag, int fallback) {
-  const std::string* v = a.One(flag);
-  int out = fallback;
-  if (v && !absl::SimpleAtoi(*v, &out)) Fail(flag + ": '" + *v + "' is not an integer");
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args = Parse(argc, argv);
-  const std::string* model = args.One("--model");
-  const std::string* out_dir = args.One("--out");
-  if (!model) Fail("--model PATH is required");
-  if (!out_dir) Fail("--out DIR is required");
-  std::vector<std::string> prompts = args.Many("--prompt");
-  std::vector<std::string> negatives = args.Many("--negative");
-  std::vector<std::string> seeds = args.Many("--seed");
-  if (prompts.empty()) Fail("at least one --prompt is required");
+  CLI::App app("spriteforge-generate: text to image with the engine, no coordinator needed. Writes "
+               "OUT/<index>_<seed>.png and .json per prompt, index from 0 in prompt order.",
+               "spriteforge-generate");
+  spriteforge::cli::Configure(app);
+  sf::BatchRequest base;
+  sf::LoadOptions load;
+  std::string out_dir;
+  std::vector<std::string> prompts, negatives;
+  std::vector<uint64_t> seeds;
+  int batch = 0;
+  app.add_option("--model", load.model_path,
+                 "SDXL checkpoint: a single .safetensors file, a diffusers folder, or builtin:tiny")
+      ->required();
+  app.add_option("--prompt", prompts, "A prompt; repeat for several images")->required()->allow_extra_args(false);
+  app.add_option("--negative", negatives, "Negative prompt, one per --prompt or none")->allow_extra_args(false);
+  app.add_option("--seed", seeds, "Seed, one per --prompt or none (default: 0, 1, ...)")->allow_extra_args(false);
+  app.add_option("--out", out_dir, "Folder to write into (created)")->required();
+  app.add_option("--steps", base.steps, "Denoising steps");
+  app.add_option("--cfg", base.cfg, "Classifier-free guidance scale");
+  app.add_option("--sampler", base.sampler, "euler, euler_ancestral or dpmpp_2m");
+  app.add_option("--schedule", base.schedule, "normal, trailing or karras");
+  app.add_option("--width", base.width, "Image width, a multiple of 8");
+  app.add_option("--height", base.height, "Image height, a multiple of 8");
+  app.add_flag("--tileable", base.tileable, "Pad circularly for seamless tiles");
+  app.add_option("--batch", batch, "Images per engine call (0: all at once)")->check(CLI::NonNegativeNumber);
+  app.add_option("--device", load.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", load.dtype, "fp32, fp16, bf16 or fp8");
+  app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
+  app.add_option("--tokenizer", load.tokenizer_dir,
+                 "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/)");
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
   if (!negatives.empty() && negatives.size() != prompts.size()) {
     Fail(absl::StrCat(negatives.size(), " --negative for ", prompts.size(), " --prompt: give one per prompt or none"));
   }
   if (!seeds.empty() && seeds.size() != prompts.size()) {
     Fail(absl::StrCat(seeds.size(), " --seed for ", prompts.size(), " --prompt: give one per prompt or none"));
   }
-
-  sf::BatchRequest base;
-  base.width = IntFlag(args, "--width", 1024);
-  base.height = IntFlag(args, "--height", 1024);
-  base.steps = IntFlag(args, "--steps", 30);
-  if (const std::string* cfg = args.One("--cfg"); cfg && !absl::SimpleAtod(*cfg, &base.cfg)) {
-    Fail("--cfg: '" + *cfg + "' is not a number");
-  }
-  if (const std::string* s = args.One("--sampler")) base.sampler = *s;
-  if (const std::string* s = args.One("--schedule")) base.schedule = *s;
-  base.tileable = args.tileable;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    sf::ImageRequest image{prompts[i], std::nullopt, i};
+    sf::ImageRequest image{prompts[i], std::nullopt, seeds.empty() ? i : seeds[i]};
     if (!negatives.empty()) image.negative = negatives[i];
-    if (!seeds.empty() && !absl::SimpleAtoi(seeds[i], &image.seed)) Fail("--seed: '" + seeds[i] + "' is not a non-negative integer");
     base.images.push_back(image);
   }
   if (auto s = sf::ValidateRequest(base); !s.ok()) Fail(std::string(s.message()));
-  const int batch = IntFlag(args, "--batch", static_cast<int>(prompts.size()));
-  if (batch < 1) Fail("--batch must be at least 1");
+  if (batch == 0) batch = static_cast<int>(prompts.size());
 
-  sf::LoadOptions load;
-  load.model_path = *model;
-  if (const std::string* v = args.One("--config")) load.config_dir = *v;
-  if (const std::string* v = args.One("--tokenizer")) load.tokenizer_dir = *v;
-  if (const std::string* v = args.One("--device")) load.device = *v;
-  if (const std::string* v = args.One("--dtype")) load.dtype = *v;
   std::error_code ec;
-  std::filesystem::create_directories(*out_dir, ec);
-  if (ec) Fail(*out_dir + ": cannot create: " + ec.message());
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) Fail(out_dir + ": cannot create: " + ec.message());
   auto engine = sf::Engine::Load(load);
   if (!engine.ok()) Fail(std::string(engine.status().message()));
 
-  const std::string model_name = std::filesystem::path(*model).stem().string();
+  const std::string model_name = std::filesystem::path(load.model_path).stem().string();
   for (size_t first = 0; first < base.images.size(); first += batch) {
     sf::BatchRequest request = base;
     request.images.assign(base.images.begin() + first,
@@ -155,14 +103,14 @@ int main(int argc, char** argv) {
       spriteforge::GenerationInfo info{item.prompt, item.negative, item.seed, request.width, request.height,
                                        request.steps, request.cfg, request.sampler, request.schedule,
                                        model_name, request.tileable};
-      const std::string stem = absl::StrCat(*out_dir, "/", first + k, "_", item.seed);
+      const std::string stem = absl::StrCat(out_dir, "/", first + k, "_", item.seed);
       spriteforge::RasterImage raster{image.width, image.height, 3, image.rgb};
       if (auto s = spriteforge::WritePngFile(stem + ".png", raster, {{"parameters", spriteforge::FormatParametersText(info)}}); !s.ok()) {
         Fail(std::string(s.message()));
       }
       nlohmann::json sidecar = spriteforge::ToJson(info);
       sidecar["index"] = first + k;
-      sidecar["model_path"] = *model;
+      sidecar["model_path"] = load.model_path;
       sidecar["device"] = load.device;
       sidecar["dtype"] = load.dtype;
       sidecar["batch_size"] = request.images.size();

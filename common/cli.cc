@@ -1,0 +1,114 @@
+#include "spriteforge/common/cli.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+
+namespace spriteforge::cli {
+namespace {
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The known name closest to `word`, when it is close enough to be a typo; else "".
+std::string Closest(const std::string& word, const std::vector<std::string>& names) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const std::string& name : names) {
+    const size_t d = EditDistance(word, name);
+    if (d < best_distance) best = name, best_distance = d;
+  }
+  return best;
+}
+
+// "unknown command 'x'" or "unknown flag --x", with the closest name: the first word left
+// over that the innermost command does not know.
+std::string Unknown(const CLI::App& command, const std::vector<std::string>& left) {
+  for (const std::string& word : left) {
+    if (word.rfind("--", 0) == 0) {
+      std::vector<std::string> flags;
+      for (const CLI::Option* o : command.get_options()) {
+        for (const std::string& n : o->get_lnames()) flags.push_back("--" + n);
+      }
+      const std::string flag = word.substr(0, word.find('='));
+      const std::string near = Closest(flag, flags);
+      return "unknown flag " + flag + (near.empty() ? "" : "; did you mean " + near + "?");
+    }
+    if (!command.get_subcommands({}).empty() && command.get_subcommands().empty()) {
+      std::vector<std::string> names;
+      for (const CLI::App* sub : command.get_subcommands({})) names.push_back(sub->get_name());
+      const std::string near = Closest(word, names);
+      return "unknown command '" + word + "'" + (near.empty() ? "" : "; did you mean " + near + "?");
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+const char* Version() { return SPRITEFORGE_VERSION; }
+
+void Configure(CLI::App& app) {
+  app.option_defaults()->always_capture_default();
+  app.set_version_flag("--version", std::string(app.get_name()) + " " + Version());
+  app.get_formatter()->column_width(34);
+}
+
+void ReadEnvironment(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    if (option->get_lnames().empty()) continue;
+    const std::string name = option->get_lnames().front();
+    if (name == "help" || name == "version") continue;
+    std::string env = "SPRITEFORGE_";
+    for (char c : name) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    option->envname(env);
+  }
+}
+
+void AddLogFlags(CLI::App& app, LogOptions* options) {
+  app.add_option("--log-level", options->level, "Least severe messages logged")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--log-format", options->format, "text, or json: one object per line for log collectors")
+      ->check(CLI::IsMember({"text", "json"}));
+}
+
+int Parse(CLI::App& app, int argc, const char* const* argv) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // The innermost subcommand given names the command line that was wrong.
+    std::string command = app.get_name();
+    const CLI::App* innermost = &app;
+    while (!innermost->get_subcommands().empty()) {
+      innermost = innermost->get_subcommands().front();
+      command += " " + innermost->get_name();
+    }
+    std::string message = e.what();
+    if (dynamic_cast<const CLI::ExtrasError*>(&e) || dynamic_cast<const CLI::RequiredError*>(&e)) {
+      if (std::string unknown = Unknown(*innermost, innermost->remaining()); !unknown.empty()) message = unknown;
+    }
+    std::fprintf(stderr, "%s: %s (see %s --help)\n", command.c_str(), message.c_str(), command.c_str());
+    return 2;
+  }
+}
+
+}  // namespace spriteforge::cli
