@@ -87,6 +87,20 @@ TEST_F(CommandsTest, SheetPacksAFolderAndWritesItsAtlasBeside) {
   EXPECT_EQ(empty.code, 1);
 }
 
+TEST_F(CommandsTest, SheetPlacesFramesInTheOrderOfTheirItemIndex) {
+  // Result files are <index>_<seed>.png: frame 2 must come before frame 10.
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_TRUE(WritePngFile((dir_ / "frames" / (std::to_string(i) + "_" + std::to_string(100 + i) + ".png")).string(),
+                             testing::Disc(16, 3)).ok());
+  }
+  auto r = Client("sheet " + (dir_ / "frames").string() + " --columns 12 --out " + (dir_ / "walk.png").string(), dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto atlas = nlohmann::json::parse(*ReadFile((dir_ / "walk.json").string()));
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(atlas["frames"][std::to_string(i) + "_" + std::to_string(100 + i)]["frame"]["x"], 16 * i) << i;
+  }
+}
+
 }  // namespace
 }  // namespace spriteforge::postprocess
 #endif

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "fixtures.h"
 #include "postprocess/background.h"
+#include "postprocess/commands.h"
 
 namespace spriteforge::postprocess {
 namespace {
@@ -66,6 +69,22 @@ TEST(SheetTest, RejectsEmptyAndDuplicateFrames) {
   auto frames = Frames();
   frames[1].name = frames[0].name;
   EXPECT_FALSE(PackSheet(frames, SheetLayout::kGrid, 0, "s.png").ok());
+}
+
+}  // namespace
+}  // namespace spriteforge::postprocess
+
+namespace spriteforge::postprocess {
+namespace {
+
+TEST(NaturalLessTest, NumbersInNamesCompareByValue) {
+  std::vector<std::string> names = {"10_110.png", "2_102.png", "1_101.png", "walk_10.png", "walk_9.png",
+                                    "0_100.png",  "11_111.png", "walk.png"};
+  std::sort(names.begin(), names.end(), NaturalLess);
+  EXPECT_EQ(names, (std::vector<std::string>{"0_100.png", "1_101.png", "2_102.png", "10_110.png", "11_111.png",
+                                             "walk.png", "walk_9.png", "walk_10.png"}));
+  EXPECT_TRUE(NaturalLess("frame_007", "frame_10"));
+  EXPECT_FALSE(NaturalLess("a", "a"));
 }
 
 }  // namespace

@@ -23,13 +23,6 @@
 namespace spriteforge::testing {
 namespace {
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::vector<char*> Argv(const std::vector<std::string>& args) {
   std::vector<char*> out;
   for (const std::string& a : args) out.push_back(const_cast<char*>(a.c_str()));
@@ -38,6 +31,22 @@ std::vector<char*> Argv(const std::vector<std::string>& args) {
 }
 
 }  // namespace
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool WaitForText(const std::string& path, const std::string& text, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (Slurp(path).find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
 
 Process::Process(const std::vector<std::string>& argv, const std::string& log_path) {
   auto args = Argv(argv);
@@ -69,6 +78,15 @@ bool Process::Running() {
     return false;
   }
   return true;
+}
+
+int Process::WaitFor(double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (Running()) {
+    if (std::chrono::steady_clock::now() > end) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return Wait();
 }
 
 int Process::Wait() {
@@ -136,14 +154,14 @@ Cluster::~Cluster() {
   coordinator_.reset();
 }
 
-void Cluster::StartCoordinator(int port) {
+void Cluster::StartCoordinator(int port, const std::vector<std::string>& extra) {
   const std::string ready = dir_ + "/ready.json";
   std::filesystem::remove(ready);
-  coordinator_ = std::make_unique<Process>(
-      std::vector<std::string>{SPRITEFORGE_COORDINATOR_BIN, "--listen", "127.0.0.1:" + std::to_string(port), "--db",
-                               dir_ + "/spriteforge.db", "--output", output(), "--http", "127.0.0.1:0",
-                               "--ready-file", ready, "--lease-seconds", "5"},
-      dir_ + "/coordinator." + std::to_string(coordinator_starts_++) + ".log");
+  std::vector<std::string> argv = {SPRITEFORGE_COORDINATOR_BIN, "--listen", "127.0.0.1:" + std::to_string(port),
+                                   "--db", dir_ + "/spriteforge.db", "--output", output(), "--http", "127.0.0.1:0",
+                                   "--ready-file", ready, "--lease-seconds", "5"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  coordinator_ = std::make_unique<Process>(argv, dir_ + "/coordinator." + std::to_string(coordinator_starts_++) + ".log");
   for (int i = 0; i < 300 && !std::filesystem::exists(ready); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -155,18 +173,26 @@ void Cluster::StartCoordinator(int port) {
   stub_ = v1::SpriteForge::NewStub(grpc::CreateChannel(grpc_address_, grpc::InsecureChannelCredentials()));
 }
 
+std::string Cluster::coordinator_log() const {
+  return dir_ + "/coordinator." + std::to_string(coordinator_starts_ - 1) + ".log";
+}
+
 void Cluster::KillCoordinator() {
   coordinator_->Kill(SIGKILL);
   coordinator_->Wait();
 }
 
 void Cluster::StartWorker(const std::string& id, const std::vector<std::string>& extra) {
+#ifndef SPRITEFORGE_WORKER_BIN
+  FAIL() << "built without the worker (SPRITEFORGE_WITH_ENGINE=OFF)";
+#else
   const std::string g = GoldenModel();
   std::vector<std::string> argv = {SPRITEFORGE_WORKER_BIN, "--coordinator", grpc_address_, "--model",
                                    g + "/tiny-sdxl.safetensors", "--config", g + "/diffusers", "--tokenizer",
                                    g + "/tokenizer", "--model-name", "tiny-sdxl", "--worker-id", id};
   argv.insert(argv.end(), extra.begin(), extra.end());
   workers_.emplace_back(id, std::make_unique<Process>(argv, dir_ + "/worker-" + id + ".log"));
+#endif
 }
 
 void Cluster::KillWorker(const std::string& id) {

@@ -20,6 +20,8 @@ class Process {
   ~Process();  // SIGKILL if still running
   void Kill(int signal);
   int Wait();  // exit status (128+signal when killed)
+  // The exit status if the process ends within `seconds`, else -1 (still running).
+  int WaitFor(double seconds);
   bool Running();
   pid_t pid() const { return pid_; }
 
@@ -38,13 +40,17 @@ struct CommandResult {
 // Runs a command to completion, capturing stdout and stderr.
 CommandResult RunCommand(const std::vector<std::string>& argv);
 
+std::string Slurp(const std::string& path);
+// Polls until the file contains `text` or `seconds` pass.
+bool WaitForText(const std::string& path, const std::string& text, double seconds);
+
 class Cluster {
  public:
   explicit Cluster(std::string dir);
   ~Cluster();
 
-  // port 0: any free port. Waits until the coordinator serves.
-  void StartCoordinator(int port = 0);
+  // port 0: any free port. Waits until the coordinator serves. `extra`: more flags.
+  void StartCoordinator(int port = 0, const std::vector<std::string>& extra = {});
   void KillCoordinator();
   void StartWorker(const std::string& id, const std::vector<std::string>& extra = {});
   void KillWorker(const std::string& id);
@@ -58,6 +64,8 @@ class Cluster {
   std::string HttpGet(const std::string& path) const;
 
   const std::string& dir() const { return dir_; }
+  // The log of the coordinator's latest start.
+  std::string coordinator_log() const;
   std::string output() const { return dir_ + "/out"; }
   const std::string& address() const { return grpc_address_; }
   int port() const { return port_; }

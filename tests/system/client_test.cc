@@ -1,0 +1,199 @@
+// The coordinator and the spriteforge client as a user meets them, as real processes and
+// without workers: jobs for models nobody serves, watches across coordinator restarts,
+// two coordinators on one port, --help, environment variables and JSON logs.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "cluster.h"
+
+namespace spriteforge::testing {
+namespace {
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+bool Contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A manifest of two images for a model no worker serves.
+std::string UnservedManifest(const Cluster& cluster) {
+  const std::string path = cluster.dir() + "/unserved.yaml";
+  std::ofstream(path) << "name: unserved\nmodel: nobody-serves-this\nitems: [{prompt: a potion, count: 2}]\n";
+  return path;
+}
+
+std::string SubmitOk(Cluster& cluster, const std::vector<std::string>& args) {
+  auto r = cluster.Client(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return Trim(r.out);
+}
+
+TEST(ClientTest, WatchingAJobThatDoesNotExistSaysSo) {
+  Cluster cluster(TempDir("watch_missing"));
+  ASSERT_NO_FATAL_FAILURE(cluster.StartCoordinator());
+  auto r = cluster.Client({"watch", "job-missing"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "spriteforge watch: no job job-missing\n");
+}
+
+TEST(ClientTest, WatchFollowsAJobAcrossACoordinatorRestart) {
+  Cluster cluster(TempDir("watch_restart"));
+  const int port = FreePort();
+  ASSERT_NO_FATAL_FAILURE(cluster.StartCoordinator(port));
+  const std::string job_id = SubmitOk(cluster, {"submit", UnservedManifest(cluster)});
+  const std::string log = cluster.dir() + "/watch.log";
+  Process watch({SPRITEFORGE_CLIENT_BIN, "--coordinator", cluster.address(), "watch", job_id}, log);
+  ASSERT_TRUE(WaitForText(log, "waiting: no connected worker serves model nobody-serves-this", 10)) << Slurp(log);
+
+  cluster.KillCoordinator();
+  ASSERT_TRUE(WaitForText(log, "lost the coordinator", 10)) << Slurp(log);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_TRUE(watch.Running()) << Slurp(log);
+  ASSERT_NO_FATAL_FAILURE(cluster.StartCoordinator(port));  // same database and port
+  ASSERT_TRUE(WaitForText(log, "reconnected", 15)) << Slurp(log);
+
+  // The watch ends when the job does, with the job's outcome.
+  ASSERT_EQ(cluster.Client({"cancel", job_id}).exit_code, 0);
+  EXPECT_EQ(watch.WaitFor(15), 1) << Slurp(log);
+  const std::string text = Slurp(log);
+  EXPECT_TRUE(Contains(text, job_id + ": cancelled, 0 of 2 images")) << text;
+  EXPECT_FALSE(Contains(text, "CANCELLED")) << text;
+}
+
+TEST(ClientTest, AJobForAModelNoWorkerServesSaysSoAndWaitsByDefault) {
+  Cluster cluster(TempDir("unserved_wait"));
+  ASSERT_NO_FATAL_FAILURE(cluster.StartCoordinator());
+  const std::string job_id = SubmitOk(cluster, {"submit", UnservedManifest(cluster)});
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto status = cluster.Client({"status", job_id});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_TRUE(Contains(status.out, "queued")) << status.out;
+  EXPECT_TRUE(Contains(status.out, "waiting: no connected worker serves model nobody-serves-this")) << status.out;
+  auto json = nlohmann::json::parse(cluster.Client({"status", job_id, "--json"}).out);
+  EXPECT_EQ(json["waiting_reason"], "no connected worker serves model nobody-serves-this");
+  EXPECT_EQ(json["counts"]["queued"], 2);
+}
+
+TEST(ClientTest, AJobForAModelNoWorkerServesFailsAfterTheConfiguredWait) {
+  Cluster cluster(TempDir("unserved_timeout"));
+  ASSERT_NO_FATAL_FAILURE(cluster.StartCoordinator(0, {"--unserved-model-timeout", "2"}));
+  const auto start = std::chrono::steady_clock::now();
+  auto r = cluster.Client({"submit", UnservedManifest(cluster), "--wait"});
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_GE(seconds, 1.5);
+  EXPECT_LT(seconds, 20);
+  const std::string job_id = Trim(r.out);
+  EXPECT_TRUE(Contains(r.err, "waiting: no connected worker serves model nobody-serves-this")) << r.err;
+  EXPECT_TRUE(Contains(r.err, "failed #0: no connected worker served model nobody-serves-this for 2 s")) << r.err;
+  EXPECT_TRUE(Contains(r.err, job_id + ": failed, 0 of 2 images")) << r.err;
+
+  const v1::GetJobResponse job = cluster.Job(job_id, true);
+  EXPECT_EQ(job.job().state(), v1::JOB_FAILED);
+  EXPECT_EQ(job.job().waiting_reason(), "");
+  ASSERT_EQ(job.items_size(), 2);
+  for (const v1::Item& it : job.items()) {
+    EXPECT_EQ(it.state(), v1::ITEM_FAILED);
+    EXPECT_EQ(it.failure(), v1::FAILURE_MODEL_UNAVAILABLE);
+  }
+  // The log names states, not their numbers.
+  const std::string log = Slurp(cluster.coordinator_log());
+  EXPECT_TRUE(Contains(log, "job " + job_id + " finished: failed")) << log;
+}
+
+TEST(ClientTest, ASecondCoordinatorOnTheSameAddressRefusesToStart) {
+  Cluster cluster(TempDir("second_coordinator"));
+  ASSERT_NO_FATAL_FAILURE(cluster.StartCoordinator());
+  const std::string dir = cluster.dir() + "/second";
+  Process second({SPRITEFORGE_COORDINATOR_BIN, "--listen", cluster.address(), "--http", "127.0.0.1:0", "--db",
+                  dir + ".db", "--output", dir},
+                 dir + ".log");
+  EXPECT_EQ(second.WaitFor(10), 1) << "the second coordinator kept running";
+  EXPECT_TRUE(Contains(Slurp(dir + ".log"), "cannot listen on " + cluster.address() + ": address in use"))
+      << Slurp(dir + ".log");
+  // The first one serves on.
+  EXPECT_EQ(cluster.Client({"status"}).exit_code, 0);
+  EXPECT_EQ(cluster.HttpGet("/healthz"), "ok\n");
+}
+
+TEST(ClientTest, EveryCommandAnswersHelpWithItsFlagsAndDefaults) {
+  auto help = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* part : {"--listen", "--unserved-model-timeout", "--lease-seconds INT:INT in [1 - 86400]=15",
+                           "Env:SPRITEFORGE_LOG_LEVEL", "--log-format"}) {
+    EXPECT_TRUE(Contains(help.out, part)) << part << "\n" << help.out;
+  }
+  auto version = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out, "spriteforge-coordinator 0.1.0\n");
+
+  auto submit = RunCommand({SPRITEFORGE_CLIENT_BIN, "submit", "--help"});
+  EXPECT_EQ(submit.exit_code, 0) << submit.err;
+  for (const char* part : {"MANIFEST", "--wait", "--idempotency-key", "--reconnect-for INT:NONNEGATIVE=300"}) {
+    EXPECT_TRUE(Contains(submit.out, part)) << part << "\n" << submit.out;
+  }
+  EXPECT_EQ(RunCommand({SPRITEFORGE_CLIENT_BIN, "--version"}).out, "spriteforge 0.1.0\n");
+  for (const char* command : {"watch", "status", "cancel", "workers", "results", "pixelate", "sheet"}) {
+    EXPECT_EQ(RunCommand({SPRITEFORGE_CLIENT_BIN, command, "--help"}).exit_code, 0) << command;
+  }
+
+  // Mistakes: one line, exit code 2, the likely intent.
+  auto typo = RunCommand({SPRITEFORGE_CLIENT_BIN, "submit", "m.yaml", "--wiat"});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_EQ(typo.err, "spriteforge submit: unknown flag --wiat; did you mean --wait? (see spriteforge submit --help)\n");
+  auto command = RunCommand({SPRITEFORGE_CLIENT_BIN, "stauts"});
+  EXPECT_EQ(command.exit_code, 2);
+  EXPECT_EQ(command.err, "spriteforge: unknown command 'stauts'; did you mean status? (see spriteforge --help)\n");
+}
+
+// Containers configure processes with environment variables.
+TEST(ClientTest, TheCoordinatorTakesItsFlagsFromTheEnvironmentAndLogsJson) {
+  const std::string dir = TempDir("environment");
+  const std::string ready = dir + "/ready.json", log = dir + "/coordinator.log";
+  setenv("SPRITEFORGE_LISTEN", "127.0.0.1:0", 1);
+  setenv("SPRITEFORGE_HTTP", "127.0.0.1:0", 1);
+  setenv("SPRITEFORGE_DB", (dir + "/db.sqlite").c_str(), 1);
+  setenv("SPRITEFORGE_OUTPUT", (dir + "/out").c_str(), 1);
+  setenv("SPRITEFORGE_LOG_FORMAT", "json", 1);
+  Process coordinator({SPRITEFORGE_COORDINATOR_BIN, "--ready-file", ready}, log);
+  for (const char* name : {"SPRITEFORGE_LISTEN", "SPRITEFORGE_HTTP", "SPRITEFORGE_DB", "SPRITEFORGE_OUTPUT",
+                           "SPRITEFORGE_LOG_FORMAT"}) {
+    unsetenv(name);
+  }
+  ASSERT_TRUE(WaitForText(ready, "grpc", 15)) << Slurp(log);
+  ASSERT_TRUE(WaitForText(log, "serving gRPC", 5)) << Slurp(log);
+  std::istringstream lines(Slurp(log));
+  std::string line;
+  int parsed = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '{') continue;  // gRPC's own messages
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["level"], "info") << line;
+    EXPECT_TRUE(j.contains("time") && j.contains("msg")) << line;
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 1) << Slurp(log);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/db.sqlite"));
+
+  // A level from the command line: info messages stay out.
+  const std::string quiet_log = dir + "/quiet.log";
+  Process quiet({SPRITEFORGE_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--db",
+                 dir + "/quiet.sqlite", "--output", dir + "/out", "--ready-file", dir + "/quiet.json",
+                 "--log-level", "warn"},
+                quiet_log);
+  ASSERT_TRUE(WaitForText(dir + "/quiet.json", "grpc", 15)) << Slurp(quiet_log);
+  EXPECT_FALSE(Contains(Slurp(quiet_log), "serving gRPC")) << Slurp(quiet_log);
+}
+
+}  // namespace
+}  // namespace spriteforge::testing
