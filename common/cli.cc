@@ -56,6 +56,23 @@ std::string Unknown(const CLI::App& command, const std::vector<std::string>& lef
   return "";
 }
 
+// "--steps: 'many' is not an integer" for CLI11's "Could not convert: --steps = many".
+std::string ConversionMessage(const CLI::App& command, const std::string& what) {
+  const std::string prefix = "Could not convert: ";
+  const size_t eq = what.find(" = ");
+  if (what.rfind(prefix, 0) != 0 || eq == std::string::npos) return what;
+  const std::string name = what.substr(prefix.size(), eq - prefix.size());
+  const std::string value = what.substr(eq + 3);
+  std::string kind = "valid";
+  if (const CLI::Option* option = command.get_option_no_throw(name)) {
+    const std::string type = option->get_type_name();
+    if (type.rfind("UINT", 0) == 0) kind = "a non-negative integer";
+    else if (type.rfind("INT", 0) == 0) kind = "an integer";
+    else if (type.rfind("FLOAT", 0) == 0) kind = "a number";
+  }
+  return name + ": '" + value + "' is not " + kind;
+}
+
 }  // namespace
 
 const char* Version() { return SPRITEFORGE_VERSION; }
@@ -103,10 +120,11 @@ int Parse(CLI::App& app, int argc, const char* const* argv) {
       command += " " + innermost->get_name();
     }
     std::string message = e.what();
+    if (dynamic_cast<const CLI::ConversionError*>(&e)) message = ConversionMessage(*innermost, message);
     if (dynamic_cast<const CLI::ExtrasError*>(&e) || dynamic_cast<const CLI::RequiredError*>(&e)) {
       if (std::string unknown = Unknown(*innermost, innermost->remaining()); !unknown.empty()) message = unknown;
     }
-    std::fprintf(stderr, "%s: %s (see %s --help)\n", command.c_str(), message.c_str(), command.c_str());
+    std::fprintf(stderr, "%s: error: %s (see %s --help)\n", command.c_str(), message.c_str(), command.c_str());
     return 2;
   }
 }

@@ -97,7 +97,7 @@ TEST(GenerateCli, BadInputExitsTwoWithOneLine) {
       {model + " --prompt a --prompt b --seed 1", "1 --seed for 2 --prompt"},
       {model + " --prompt a --negative x --negative y", "2 --negative for 1 --prompt"},
       {model + " --prompt a --steps many", "--steps: 'many' is not an integer"},
-      {model, "at least one --prompt"},
+      {model, "--prompt is required"},
   };
   for (const Case& c : cases) {
     CliRun run = Generate(c.args);

@@ -150,10 +150,10 @@ TEST(ClientTest, EveryCommandAnswersHelpWithItsFlagsAndDefaults) {
   // Mistakes: one line, exit code 2, the likely intent.
   auto typo = RunCommand({SPRITEFORGE_CLIENT_BIN, "submit", "m.yaml", "--wiat"});
   EXPECT_EQ(typo.exit_code, 2);
-  EXPECT_EQ(typo.err, "spriteforge submit: unknown flag --wiat; did you mean --wait? (see spriteforge submit --help)\n");
+  EXPECT_EQ(typo.err, "spriteforge submit: error: unknown flag --wiat; did you mean --wait? (see spriteforge submit --help)\n");
   auto command = RunCommand({SPRITEFORGE_CLIENT_BIN, "stauts"});
   EXPECT_EQ(command.exit_code, 2);
-  EXPECT_EQ(command.err, "spriteforge: unknown command 'stauts'; did you mean status? (see spriteforge --help)\n");
+  EXPECT_EQ(command.err, "spriteforge: error: unknown command 'stauts'; did you mean status? (see spriteforge --help)\n");
 }
 
 // Containers configure processes with environment variables.

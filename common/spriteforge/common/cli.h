@@ -24,8 +24,8 @@ void ReadEnvironment(CLI::App& app);
 void AddLogFlags(CLI::App& app, LogOptions* options);
 
 // Parses argv; returns -1 to go on, else the exit code: 0 after --help or --version
-// (printed to stdout), 2 after a usage error (printed to stderr as one line, naming
-// `program`).
+// (printed to stdout), 2 after a usage error (printed to stderr as one line:
+// "<command>: error: <what> (see <command> --help)").
 int Parse(CLI::App& app, int argc, const char* const* argv);
 
 }  // namespace spriteforge::cli
