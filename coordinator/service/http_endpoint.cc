@@ -31,7 +31,10 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(Coordinator* c
     res.set_content(alive.ok() ? "ok\n" : std::string(alive.message()) + "\n", "text/plain");
   });
   const int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
-  if (bound < 0) return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", host, ":", port));
+  if (bound < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", host, ":", port, ": address in use or not available"));
+  }
   endpoint->port_ = bound;
   endpoint->thread_ = std::thread([&server] { server.listen_after_bind(); });
   return endpoint;

@@ -274,6 +274,13 @@ TEST(ServiceTest, CancelStopsQueuedAndRunningWorkAndTheWorkerServesTheNextJob) {
   cluster.StartWorker("w1", {"--max-batch", "2"});
   const std::string job_id = SubmitOk(cluster, Write(cluster.dir(), "long.yaml", SlowManifest(40, 8)));
   cluster.WaitFor(job_id, [](const v1::Job& j) { return j.counts().done() >= 2 && j.counts().running() > 0; });
+  // status says the job runs and what runs where.
+  std::string status;
+  for (int i = 0; i < 50 && status.find("running on w1: items ") == std::string::npos; ++i) {
+    status = cluster.Client({"status", job_id}).out;
+  }
+  EXPECT_NE(status.find(job_id + "   running "), std::string::npos) << status;
+  EXPECT_NE(status.find("running on w1: items "), std::string::npos) << status;
   auto r = cluster.Client({"cancel", job_id});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto job = cluster.Job(job_id).job();
