@@ -239,6 +239,21 @@ TEST(ServiceTest, AKilledCoordinatorRestartsFromItsDatabaseAndTheJobCompletes) {
   ExpectCompleteOnce(cluster, job_id, 16);
 }
 
+TEST(ServiceTest, TheWorkerAndTheGenerateCommandAnswerHelpAndVersion) {
+  for (const char* bin : {SPRITEFORGE_WORKER_BIN, SPRITEFORGE_GENERATE_BIN}) {
+    auto help = RunCommand({bin, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << bin;
+    EXPECT_NE(help.out.find("--model TEXT REQUIRED"), std::string::npos) << help.out;
+    auto version = RunCommand({bin, "--version"});
+    EXPECT_EQ(version.exit_code, 0) << bin;
+    EXPECT_NE(version.out.find(" 0.1.0"), std::string::npos) << version.out;
+  }
+  auto worker = RunCommand({SPRITEFORGE_WORKER_BIN, "--help"}).out;
+  for (const char* part : {"--max-batch INT:INT in [1 - 64]=8", "Env:SPRITEFORGE_COORDINATOR", "--log-level"}) {
+    EXPECT_NE(worker.find(part), std::string::npos) << part << "\n" << worker;
+  }
+}
+
 TEST(ServiceTest, MalformedManifestsAreRejectedWithFileLineAndFieldAndQueueNothing) {
   Cluster cluster(TempDir("malformed"));
   cluster.StartCoordinator();
