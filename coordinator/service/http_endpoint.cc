@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
+#include "http/http_api.h"
 
 namespace spriteforge::coordinator {
 
@@ -19,6 +20,8 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(Coordinator* c
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
+  endpoint->api_ = std::make_unique<http::HttpApi>(core, http::HttpApiOptions{});
+  endpoint->api_->Register(server);
   server.Get("/metrics", [core](const httplib::Request&, httplib::Response& res) {
     res.set_content(core->MetricsText(), "text/plain; version=0.0.4");
   });
@@ -41,6 +44,7 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(Coordinator* c
 }
 
 HttpEndpoint::~HttpEndpoint() {
+  if (api_) api_->Stop();  // open event streams and blocking calls return, so threads join
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
 }

@@ -1,5 +1,6 @@
 // The coordinator's HTTP port: /metrics (Prometheus text format), /stats (JSON), /healthz
-// (200 "ok" while the service loop is alive, else 503 with the reason).
+// (200 "ok" while the service loop is alive, else 503 with the reason), and the HTTP API
+// and web page (coordinator/http/).
 #pragma once
 
 #include <memory>
@@ -14,6 +15,9 @@ class Server;
 }
 
 namespace spriteforge::coordinator {
+namespace http {
+class HttpApi;
+}
 
 // When /healthz says the coordinator is stuck (see Coordinator::CheckAlive).
 struct HealthLimits {
@@ -31,6 +35,7 @@ class HttpEndpoint {
 
  private:
   HttpEndpoint() = default;
+  std::unique_ptr<http::HttpApi> api_;  // outlives the server, whose routes use it
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

@@ -1,0 +1,209 @@
+#include "http/a1111.h"
+
+#include <algorithm>
+#include <ctime>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "http/request_fields.h"
+#include "spriteforge/common/generation_info.h"
+
+namespace spriteforge::coordinator::http {
+namespace {
+
+struct SamplerName {
+  const char* a1111;   // as A1111 lists it
+  const char* alias;   // A1111's k-diffusion alias
+  const char* sampler; // spriteforge
+};
+constexpr SamplerName kSamplers[] = {
+    {"Euler", "k_euler", "euler"},
+    {"Euler a", "k_euler_a", "euler_ancestral"},
+    {"DPM++ 2M", "k_dpmpp_2m", "dpmpp_2m"},
+};
+
+// Also accepts the older combined names ("DPM++ 2M Karras") and spriteforge's own.
+absl::Status MapSampler(std::string name, std::string* sampler, std::string* implied_schedule) {
+  std::string lower = absl::AsciiStrToLower(name);
+  if (lower.size() > 7 && lower.compare(lower.size() - 7, 7, " karras") == 0) {
+    *implied_schedule = "karras";
+    lower.resize(lower.size() - 7);
+  }
+  for (const SamplerName& s : kSamplers) {
+    if (lower == absl::AsciiStrToLower(s.a1111) || lower == s.alias || lower == s.sampler) {
+      *sampler = s.sampler;
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("sampler_name: '", name, "' is not available (Euler, Euler a, DPM++ 2M)"));
+}
+
+// A1111's "Automatic" picks each sampler's own default: Karras for DPM++ 2M.
+absl::Status MapScheduler(const std::string& name, const std::string& sampler, std::string* schedule) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "automatic" || lower.empty()) *schedule = sampler == "dpmpp_2m" ? "karras" : "normal";
+  else if (lower == "uniform" || lower == "normal") *schedule = "normal";
+  else if (lower == "karras") *schedule = "karras";
+  else if (lower == "sgm uniform" || lower == "sgm_uniform" || lower == "trailing") *schedule = "trailing";
+  else return absl::InvalidArgumentError(absl::StrCat("scheduler: '", name, "' is not available (Automatic, Uniform, Karras, SGM Uniform)"));
+  return absl::OkStatus();
+}
+
+// Set to anything but its default, each of these would change the image in A1111.
+absl::Status RefuseUnsupported(const nlohmann::json& body) {
+  auto set = [&](const char* key) {
+    auto it = body.find(key);
+    if (it == body.end() || it->is_null()) return false;
+    if (it->is_boolean()) return it->get<bool>();
+    if (it->is_number()) return it->get<double>() != 0;
+    if (it->is_string() || it->is_array() || it->is_object()) return !it->empty();
+    return true;
+  };
+  for (const char* key : {"enable_hr", "restore_faces", "subseed_strength", "alwayson_scripts", "script_name",
+                          "init_images", "mask"}) {
+    if (set(key)) return absl::InvalidArgumentError(absl::StrCat(key, ": not supported by spriteforge"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestLimits& limits, int max_images,
+                                     const std::function<uint64_t()>& draw_seed) {
+  if (auto s = RefuseUnsupported(body); !s.ok()) return s;
+  Txt2Img r;
+  absl::Status s;
+  if (s = ReadString(body, "prompt", &r.prompt); !s.ok()) return s;
+  if (s = ReadString(body, "negative_prompt", &r.negative_prompt); !s.ok()) return s;
+  if (s = ReadInt(body, "seed", -1, std::numeric_limits<int64_t>::max(), &r.seed); !s.ok()) return s;
+  if (s = ReadInt(body, "steps", 1, limits.max_steps, &r.steps); !s.ok()) return s;
+  if (s = ReadInt(body, "width", limits.min_size, limits.max_size, &r.width); !s.ok()) return s;
+  if (s = ReadInt(body, "height", limits.min_size, limits.max_size, &r.height); !s.ok()) return s;
+  if (s = CheckSize("width", r.width, limits.min_size, limits.max_size); !s.ok()) return s;
+  if (s = CheckSize("height", r.height, limits.min_size, limits.max_size); !s.ok()) return s;
+  if (s = ReadNumber(body, "cfg_scale", 0, limits.max_cfg, &r.cfg_scale); !s.ok()) return s;
+  if (s = ReadInt(body, "batch_size", 1, max_images, &r.batch_size); !s.ok()) return s;
+  if (s = ReadInt(body, "n_iter", 1, max_images, &r.n_iter); !s.ok()) return s;
+  if (r.images() > max_images) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size x n_iter: ", r.images(), " images; at most ", max_images, " per call"));
+  }
+  if (s = ReadBool(body, "tiling", &r.tiling); !s.ok()) return s;
+  // sampler_index is A1111's older name for the same field.
+  if (s = ReadString(body, "sampler_index", &r.sampler_name); !s.ok()) return s;
+  if (s = ReadString(body, "sampler_name", &r.sampler_name); !s.ok()) return s;
+  if (s = ReadString(body, "scheduler", &r.scheduler); !s.ok()) return s;
+  std::string implied;
+  if (s = MapSampler(r.sampler_name, &r.sampler, &implied); !s.ok()) return s;
+  if (!implied.empty() && (r.scheduler.empty() || absl::AsciiStrToLower(r.scheduler) == "automatic")) r.scheduler = "Karras";
+  if (s = MapScheduler(r.scheduler, r.sampler, &r.schedule); !s.ok()) return s;
+  if (auto it = body.find("override_settings"); it != body.end() && !it->is_null()) {
+    if (!it->is_object()) return absl::InvalidArgumentError("override_settings: expected an object");
+    std::string checkpoint;
+    if (s = ReadString(*it, "sd_model_checkpoint", &checkpoint); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("override_settings.", s.message()));
+    }
+    // A1111 titles read "name [hash]"; the name is what workers advertise.
+    r.model = checkpoint.substr(0, checkpoint.find(" ["));
+  }
+  r.first_seed = r.seed >= 0 ? static_cast<uint64_t>(r.seed) : draw_seed();
+  return r;
+}
+
+nlohmann::json Txt2ImgManifest(const Txt2Img& r, const std::string& model) {
+  // A1111 always encodes the negative prompt, empty or not.
+  return {{"name", "txt2img"},
+          {"model", model},
+          {"defaults",
+           {{"width", r.width},
+            {"height", r.height},
+            {"steps", r.steps},
+            {"cfg", r.cfg_scale},
+            {"sampler", r.sampler},
+            {"schedule", r.schedule},
+            {"tileable", r.tiling}}},
+          {"items",
+           {{{"prompt", r.prompt}, {"negative", r.negative_prompt}, {"count", r.images()}, {"seed", r.first_seed}}}}};
+}
+
+nlohmann::json Txt2ImgParameters(const Txt2Img& r) {
+  nlohmann::json p = {{"prompt", r.prompt},        {"negative_prompt", r.negative_prompt},
+                      {"seed", r.seed},            {"steps", r.steps},
+                      {"cfg_scale", r.cfg_scale},  {"width", r.width},
+                      {"height", r.height},        {"sampler_name", r.sampler_name},
+                      {"scheduler", r.scheduler},  {"batch_size", r.batch_size},
+                      {"n_iter", r.n_iter},        {"tiling", r.tiling},
+                      {"override_settings", nlohmann::json::object()}};
+  if (!r.model.empty()) p["override_settings"]["sd_model_checkpoint"] = r.model;
+  return p;
+}
+
+std::string Txt2ImgInfo(const Txt2Img& r, const std::string& model, const std::vector<uint64_t>& seeds) {
+  nlohmann::json infotexts = nlohmann::json::array();
+  for (uint64_t seed : seeds) {
+    GenerationInfo g;
+    g.prompt = r.prompt;
+    g.negative = r.negative_prompt;
+    g.seed = seed;
+    g.width = static_cast<int>(r.width);
+    g.height = static_cast<int>(r.height);
+    g.steps = static_cast<int>(r.steps);
+    g.cfg = r.cfg_scale;
+    g.sampler = r.sampler;
+    g.schedule = r.schedule;
+    g.model = model;
+    g.tileable = r.tiling;
+    infotexts.push_back(FormatParametersText(g));
+  }
+  char stamp[32] = "";
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
+  const size_t n = seeds.size();
+  const nlohmann::json info = {
+      {"prompt", r.prompt},
+      {"all_prompts", std::vector<std::string>(n, r.prompt)},
+      {"negative_prompt", r.negative_prompt},
+      {"all_negative_prompts", std::vector<std::string>(n, r.negative_prompt)},
+      {"seed", seeds.empty() ? r.first_seed : seeds.front()},
+      {"all_seeds", seeds},
+      {"subseed", seeds.empty() ? r.first_seed : seeds.front()},
+      {"all_subseeds", seeds},
+      {"subseed_strength", 0},
+      {"width", r.width},
+      {"height", r.height},
+      {"sampler_name", r.sampler_name},
+      {"scheduler", r.scheduler},
+      {"cfg_scale", r.cfg_scale},
+      {"steps", r.steps},
+      {"batch_size", r.batch_size},
+      {"restore_faces", false},
+      {"sd_model_name", model},
+      {"seed_resize_from_w", -1},
+      {"seed_resize_from_h", -1},
+      {"denoising_strength", nullptr},
+      {"extra_generation_params", nlohmann::json::object()},
+      {"index_of_first_image", 0},
+      {"infotexts", infotexts},
+      {"styles", nlohmann::json::array()},
+      {"job_timestamp", stamp},
+      {"clip_skip", 1},
+      {"is_using_inpainting_conditioning", false},
+      {"version", "spriteforge"}};
+  return info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+nlohmann::json A1111Samplers() {
+  nlohmann::json list = nlohmann::json::array();
+  for (const SamplerName& s : kSamplers) {
+    nlohmann::json options = nlohmann::json::object();
+    if (std::string(s.sampler) == "dpmpp_2m") options["scheduler"] = "karras";
+    list.push_back({{"name", s.a1111}, {"aliases", {s.alias}}, {"options", options}});
+  }
+  return list;
+}
+
+}  // namespace spriteforge::coordinator::http

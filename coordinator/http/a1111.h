@@ -1,0 +1,48 @@
+// AUTOMATIC1111's txt2img API translated to a spriteforge manifest, and its response
+// fields (`parameters`, `info`) built from the finished job. Pure functions, tested
+// without a server.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "spriteforge/common/manifest.h"
+
+namespace spriteforge::coordinator::http {
+
+struct Txt2Img {
+  std::string prompt, negative_prompt;
+  int64_t seed = -1;       // as asked (-1: random)
+  uint64_t first_seed = 0; // as used: image k has first_seed + k, as in A1111
+  int64_t steps = 50, width = 512, height = 512, batch_size = 1, n_iter = 1;
+  double cfg_scale = 7.0;
+  std::string sampler_name = "Euler", scheduler = "Automatic";
+  std::string sampler, schedule;  // spriteforge's names
+  bool tiling = false;
+  std::string model;              // override_settings.sd_model_checkpoint, "" for the default
+  int images() const { return static_cast<int>(batch_size * n_iter); }
+};
+
+// Reads a txt2img request body. Fields that would change the image but are not
+// supported (hires fix, face restoration, variation seeds, scripts) are refused when set;
+// other A1111 fields (saving, grids, ...) are ignored, as A1111 ignores unknown ones.
+absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestLimits& limits, int max_images,
+                                     const std::function<uint64_t()>& draw_seed);
+
+// The job that renders the request with `model`.
+nlohmann::json Txt2ImgManifest(const Txt2Img& request, const std::string& model);
+
+// The response's `parameters` (the request with defaults filled in) and `info` (a JSON
+// document as text, as A1111 returns it) for images with these seeds.
+nlohmann::json Txt2ImgParameters(const Txt2Img& request);
+std::string Txt2ImgInfo(const Txt2Img& request, const std::string& model, const std::vector<uint64_t>& seeds);
+
+// A1111's sampler list for the samplers spriteforge has.
+nlohmann::json A1111Samplers();
+
+}  // namespace spriteforge::coordinator::http

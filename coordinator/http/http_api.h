@@ -1,0 +1,54 @@
+// The coordinator's HTTP API on the same port as /metrics: native REST (/v1/jobs...,
+// /v1/workers, Server-Sent Events), A1111-compatible /sdapi/v1/..., OpenAI-compatible
+// /v1/images/generations and the web page at /. Every route only translates to the
+// Coordinator's client methods, so HTTP jobs share the queue, planner and validation of
+// gRPC jobs.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+
+#include "service/coordinator.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace spriteforge::coordinator::http {
+
+struct HttpApiOptions {
+  size_t max_body_bytes = 2 << 20;           // a manifest is at most 1 MiB; JSON wrapping adds some
+  int max_sync_images = 64;                  // images one blocking txt2img/generations call may ask for
+  std::chrono::seconds sync_timeout{900};    // how long a blocking call waits for its job
+  std::chrono::seconds sse_keepalive{15};    // comment lines that keep idle event streams open
+};
+
+// State shared by the routes; lives as long as the server that calls them.
+class HttpApi {
+ public:
+  HttpApi(Coordinator* core, HttpApiOptions options) : core_(core), options_(options) {}
+
+  // Adds every route, the JSON error handler and the body size limit to `server`.
+  void Register(httplib::Server& server);
+  // Ends event streams and blocking calls, so the server's threads can be joined.
+  void Stop() { stopping_ = true; }
+
+  Coordinator* core() const { return core_; }
+  const HttpApiOptions& options() const { return options_; }
+  bool stopping() const { return stopping_; }
+
+ private:
+  Coordinator* core_;
+  HttpApiOptions options_;
+  std::atomic<bool> stopping_{false};
+};
+
+// The route groups, each in its own file.
+void RegisterRestRoutes(httplib::Server& server, HttpApi& api);
+void RegisterEventRoutes(httplib::Server& server, HttpApi& api);
+void RegisterA1111Routes(httplib::Server& server, HttpApi& api);
+void RegisterOpenAiRoutes(httplib::Server& server, HttpApi& api);
+void RegisterWebRoutes(httplib::Server& server);
+
+}  // namespace spriteforge::coordinator::http

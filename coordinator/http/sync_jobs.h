@@ -1,0 +1,34 @@
+// Blocking generation for the A1111 and OpenAI routes: a manifest built from the request
+// is submitted as an ordinary job, and the call waits for that job to finish.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "http/http_api.h"
+
+namespace spriteforge::coordinator::http {
+
+struct FinishedJob {
+  v1::Job job;
+  std::vector<v1::Item> items;     // in index order
+  std::vector<std::string> pngs;   // the image of each item (the sprite when one was made)
+};
+
+// `requested` when non-empty, else the first model a connected worker serves. A model no
+// connected worker serves is refused: the blocking call would only wait for its timeout.
+absl::StatusOr<std::string> ChooseModel(Coordinator* core, const std::string& requested);
+
+// Submits `manifest` and waits until its job finishes, fails (INTERNAL, naming the first
+// failed item), is cancelled (ABORTED) or the API's timeout passes (DEADLINE_EXCEEDED,
+// naming the job so it can be fetched later).
+absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const nlohmann::json& manifest, const std::string& source,
+                                          const std::string& idempotency_key);
+
+// Random seed base for requests that ask for one (A1111 draws below 2^32 too).
+uint64_t DrawSeed();
+
+}  // namespace spriteforge::coordinator::http
