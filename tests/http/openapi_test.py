@@ -1,0 +1,170 @@
+"""The live coordinator (with a CPU worker on the golden tiny model) answers as
+docs/openapi.yaml describes: every documented operation is called, every response's
+status and JSON body is checked against the document, and what the calls make (jobs,
+events, PNGs) is checked for content too."""
+
+import base64
+import http.client
+import json
+import os
+import struct
+import sys
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(__file__))
+from live_cluster import LiveCluster  # noqa: E402
+from openapi_check import OpenApi  # noqa: E402
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def png_size(data):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+class OpenApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.api = OpenApi(os.path.join(SOURCE, "docs", "openapi.yaml"))
+        cls.cluster = LiveCluster("openapi").__enter__()
+        cls.host = urllib.parse.urlparse(cls.cluster.url).netloc
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.stop()
+        missing = cls.api.unchecked_operations()
+        if missing:
+            raise AssertionError("documented but never called: " + ", ".join(missing))
+
+    def call(self, method, path, body=None, headers=None, status=200):
+        conn = http.client.HTTPConnection(self.host, timeout=120)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        self.assertEqual(response.status, status, f"{method} {path}: {data[:300]!r}")
+        return self.api.check(method, path, response.status, response.getheader("Content-Type", ""), data)
+
+    def events(self, job_id):
+        """The job's Server-Sent Events until the stream ends, as (kind, JobEvent) pairs."""
+        conn = http.client.HTTPConnection(self.host, timeout=120)
+        path = f"/v1/jobs/{job_id}/events"
+        conn.request("GET", path)
+        response = conn.getresponse()
+        self.api.check("GET", path, response.status, response.getheader("Content-Type"), b"")
+        out, kind = [], None
+        while True:
+            line = response.readline()
+            if not line:
+                break
+            line = line.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                out.append((kind, self.api.check_event(line[6:])))
+        conn.close()
+        return out
+
+    def test_1_a_manifest_runs_and_its_events_results_and_images_match(self):
+        with open(os.path.join(SOURCE, "workflows", "potions.yaml"), "rb") as f:
+            manifest = f.read()
+        headers = {"Content-Type": "application/yaml", "Idempotency-Key": "potions-1"}
+        submitted = self.call("POST", "/v1/jobs?filename=potions.yaml", manifest, headers, status=201)
+        job_id = submitted["job"]["id"]
+        self.assertEqual(submitted["job"]["counts"]["total"], 24)
+        again = self.call("POST", "/v1/jobs", manifest, headers, status=200)
+        self.assertTrue(again["deduplicated"])
+        self.assertEqual(again["job"]["id"], job_id)
+
+        events = self.events(job_id)
+        kinds = [k for k, _ in events]
+        self.assertEqual(kinds[0], "queued")
+        self.assertEqual(kinds[-1], "job_done")
+        self.assertIn("started", kinds)
+        self.assertIn("progress", kinds)
+        done = sorted(e["item_done"]["index"] for k, e in events if k == "item_done")
+        self.assertEqual(done, list(range(24)))
+        self.assertEqual(events[-1][1]["job_done"]["state"], "JOB_DONE")
+
+        job = self.call("GET", f"/v1/jobs/{job_id}?items=true")
+        self.assertEqual(job["job"]["counts"]["done"], 24)
+        self.assertEqual([i["params"]["seed"] for i in job["items"][:2]], ["100", "101"])
+        listed = self.call("GET", "/v1/jobs?limit=10")
+        self.assertIn(job_id, [j["id"] for j in listed["jobs"]])
+
+        results = self.call("GET", f"/v1/jobs/{job_id}/results")
+        self.assertEqual(len(results["results"]), 24)
+        image = self.call("GET", results["results"][5]["url"])
+        self.assertEqual(png_size(image), (128, 128))
+
+    def test_2_cancel_stops_a_queued_job(self):
+        manifest = {"name": "many", "model": "tiny-sdxl",
+                    "defaults": {"width": 128, "height": 128, "steps": 4},
+                    "items": [{"prompt": "a barrel", "count": 400}]}
+        job_id = self.call("POST", "/v1/jobs", manifest, {"Content-Type": "application/json"}, status=201)["job"]["id"]
+        cancelled = self.call("POST", f"/v1/jobs/{job_id}/cancel")
+        self.assertEqual(cancelled["job"]["state"], "JOB_CANCELLED")
+        self.assertGreater(cancelled["job"]["counts"]["cancelled"], 0)
+        kinds = [k for k, _ in self.events(job_id)]
+        self.assertEqual(kinds, ["queued", "job_done"])
+
+    def test_3_errors_are_json_with_the_matching_status(self):
+        missing = self.call("GET", "/v1/jobs/job-000000000000", status=404)
+        self.assertEqual(missing["error"]["code"], "NOT_FOUND")
+        self.call("GET", "/v1/jobs/job-000000000000/events", status=404)
+        self.call("GET", "/v1/jobs/job-000000000000/results", status=404)
+        self.call("POST", "/v1/jobs/job-000000000000/cancel", status=404)
+        self.call("GET", "/v1/jobs/job-000000000000/results/0.png", status=404)
+        bad = self.call("POST", "/v1/jobs?filename=bad.yaml", "name: x\nmodel: tiny-sdxl\nitems:\n  - {count: 0}\n",
+                        status=400)
+        self.assertRegex(bad["error"]["message"], r"^bad\.yaml:4: items\[0\]\.")
+        self.assertEqual(bad["error"]["code"], "INVALID_ARGUMENT")
+        self.call("GET", "/v1/jobs?limit=lots", status=400)
+        too_big = self.call("POST", "/v1/jobs", b"#" * (3 << 20), status=413)
+        self.assertIn("exceeds", too_big["error"]["message"])
+        self.call("POST", "/sdapi/v1/txt2img", {"prompt": "x", "steps": 0}, status=400)
+        self.call("POST", "/sdapi/v1/txt2img", "not json", status=400)
+        self.call("POST", "/v1/images/generations", {"prompt": "x", "size": "12x12"}, status=400)
+        self.call("POST", "/v1/images/generations", {"prompt": "x", "model": "sd-99"}, status=400)
+
+    def test_4_a1111_txt2img_returns_pngs_parameters_and_info(self):
+        self.assertIn("Euler a", [s["name"] for s in self.call("GET", "/sdapi/v1/samplers")])
+        self.assertEqual([m["title"] for m in self.call("GET", "/sdapi/v1/sd-models")], ["tiny-sdxl"])
+        reply = self.call("POST", "/sdapi/v1/txt2img",
+                          {"prompt": "red potion bottle icon", "negative_prompt": "blurry", "seed": 7, "steps": 4,
+                           "cfg_scale": 5, "width": 128, "height": 128, "sampler_name": "Euler a",
+                           "batch_size": 2, "n_iter": 1})
+        self.assertEqual(len(reply["images"]), 2)
+        for image in reply["images"]:
+            self.assertEqual(png_size(base64.b64decode(image)), (128, 128))
+        info = json.loads(reply["info"])
+        self.assertEqual(info["all_seeds"], [7, 8])
+        self.assertIn("Sampler: Euler a", info["infotexts"][1])
+        self.assertEqual(reply["parameters"]["seed"], 7)
+
+    def test_5_openai_generations_return_base64_or_urls(self):
+        reply = self.call("POST", "/v1/images/generations",
+                          {"prompt": "a green slime", "n": 2, "size": "128x128", "response_format": "b64_json",
+                           "steps": 4})
+        self.assertEqual([png_size(base64.b64decode(d["b64_json"])) for d in reply["data"]], [(128, 128)] * 2)
+        reply = self.call("POST", "/v1/images/generations",
+                          {"prompt": "a green slime", "size": "128x128", "response_format": "url", "steps": 4})
+        url = urllib.parse.urlparse(reply["data"][0]["url"])
+        self.assertEqual(url.netloc, self.host)
+        self.assertEqual(png_size(self.call("GET", url.path)), (128, 128))
+
+    def test_6_workers_page_and_metrics(self):
+        workers = self.call("GET", "/v1/workers")["workers"]
+        self.assertEqual(workers[0]["models"], ["tiny-sdxl"])
+        self.assertGreater(int(workers[0]["total_bytes"]), 0)
+        self.assertIn(b"<title>spriteforge</title>", self.call("GET", "/"))
+        self.assertIn(b"spriteforge_images_total", self.call("GET", "/metrics"))
+        self.assertEqual(self.call("GET", "/healthz"), b"ok\n")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
