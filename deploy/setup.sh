@@ -11,7 +11,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libsqlite3-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev libcpp-httplib-dev libcli11-dev
-  python3-yaml prometheus curl
+  python3-yaml python3-jsonschema python3-requests python3-websocket chromium prometheus curl
 )
 
 missing=()

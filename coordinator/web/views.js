@@ -99,6 +99,7 @@ export class Gallery {
     this.panel.hidden = false;
     this.title.textContent = `${job.name} (${job.id})`;
     this.grid.replaceChildren();
+    this.grid.dataset.streamed = 0;
     this.tiles.clear();
     this.ensureTiles(job.counts ? job.counts.total : 0);
     this.showJob(job);
@@ -111,7 +112,10 @@ export class Gallery {
     this.source.addEventListener('started', (e) => this.onEvent(e, (ev) => this.mark(ev.started.indices, 'running', 'starting')));
     this.source.addEventListener('progress', (e) => this.onEvent(e, (ev) =>
       this.mark(ev.progress.indices, 'running', `step ${ev.progress.step}/${ev.progress.total_steps}`)));
-    this.source.addEventListener('item_done', (e) => this.onEvent(e, (ev) => this.done(ev.item_done.index)));
+    this.source.addEventListener('item_done', (e) => this.onEvent(e, (ev) => {
+      this.done(ev.item_done.index);
+      this.grid.dataset.streamed = Number(this.grid.dataset.streamed || 0) + 1;  // arrived live
+    }));
     this.source.addEventListener('item_failed', (e) => this.onEvent(e, (ev) =>
       this.mark([ev.item_failed.index], ev.item_failed.will_retry ? 'queued' : 'failed', ev.item_failed.message)));
     this.source.addEventListener('job_done', (e) => this.onEvent(e, () => this.close()));
