@@ -43,6 +43,8 @@ std::string Frame(const v1::JobEvent& event) {
 }
 
 void StreamEvents(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  auto slot = api.TakeStreamSlot();
+  if (!slot.ok()) return ReplyError(res, slot.status());
   auto queue = std::make_shared<EventQueue>();
   auto handle = api.core()->Watch(req.matches[1], [queue](const v1::JobEvent& event) {
     {
@@ -59,7 +61,7 @@ void StreamEvents(HttpApi& api, const httplib::Request& req, httplib::Response& 
   auto sent_retry = std::make_shared<bool>(false);
   res.set_chunked_content_provider(
       "text/event-stream",
-      [&api, queue, sent_retry](size_t, httplib::DataSink& sink) {
+      [&api, queue, sent_retry, slot = *slot](size_t, httplib::DataSink& sink) {
         if (!*sent_retry) {
           *sent_retry = true;
           const std::string retry = "retry: 3000\n\n";

@@ -7,6 +7,14 @@
 
 namespace spriteforge::coordinator::http {
 
+absl::StatusOr<Slot> HttpApi::Take(std::atomic<int>& used, int limit, const char* what) {
+  if (used.fetch_add(1) >= limit) {
+    used.fetch_sub(1);
+    return absl::ResourceExhaustedError(absl::StrCat("too many open ", what, " (", limit, "); try again later"));
+  }
+  return Slot(nullptr, [&used](void*) { used.fetch_sub(1); });
+}
+
 void HttpApi::Register(httplib::Server& server) {
   server.set_payload_max_length(options_.max_body_bytes);
   // Event streams and blocking generation calls each hold a thread; the default pool

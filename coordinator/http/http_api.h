@@ -8,6 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
+
+#include "absl/status/statusor.h"
 
 #include "service/coordinator.h"
 
@@ -22,7 +25,14 @@ struct HttpApiOptions {
   int max_sync_images = 64;                  // images one blocking txt2img/generations call may ask for
   std::chrono::seconds sync_timeout{900};    // how long a blocking call waits for its job
   std::chrono::seconds sse_keepalive{15};    // comment lines that keep idle event streams open
+  // Each event stream and blocking call holds one of the server's 64 threads; past these
+  // counts new ones are refused (429), so /metrics and the page always find a thread.
+  int max_event_streams = 32;
+  int max_sync_calls = 16;
 };
+
+// One held thread of a limited kind; released when the last copy goes.
+using Slot = std::shared_ptr<void>;
 
 // State shared by the routes; lives as long as the server that calls them.
 class HttpApi {
@@ -37,11 +47,18 @@ class HttpApi {
   Coordinator* core() const { return core_; }
   const HttpApiOptions& options() const { return options_; }
   bool stopping() const { return stopping_; }
+  // A slot for an event stream or a blocking call, or RESOURCE_EXHAUSTED when all are taken.
+  absl::StatusOr<Slot> TakeStreamSlot() { return Take(streams_, options_.max_event_streams, "event streams"); }
+  absl::StatusOr<Slot> TakeSyncSlot() { return Take(sync_calls_, options_.max_sync_calls, "blocking generation calls"); }
 
  private:
   Coordinator* core_;
   HttpApiOptions options_;
   std::atomic<bool> stopping_{false};
+  std::atomic<int> streams_{0};
+  std::atomic<int> sync_calls_{0};
+
+  static absl::StatusOr<Slot> Take(std::atomic<int>& used, int limit, const char* what);
 };
 
 // The route groups, each in its own file.

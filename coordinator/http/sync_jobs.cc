@@ -36,6 +36,8 @@ uint64_t DrawSeed() {
 
 absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const nlohmann::json& manifest, const std::string& source,
                                           const std::string& idempotency_key) {
+  auto slot = api.TakeSyncSlot();
+  if (!slot.ok()) return slot.status();
   v1::SubmitJobRequest request;
   request.set_manifest(manifest.dump());
   request.set_manifest_name(source);
