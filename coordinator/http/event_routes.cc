@@ -1,6 +1,6 @@
 // GET /v1/jobs/{id}/events: a job's events as Server-Sent Events, the same JobEvent
 // messages gRPC WatchJob streams (a snapshot first, then each event in order). The event
-// name is the kind (queued, started, progress, item_done, item_failed, job_done) and the
+// name is the kind (queued, started, progress, item_done, item_failed, waiting, job_done) and the
 // data its JSON; the stream ends after job_done.
 #include <httplib.h>
 
@@ -33,6 +33,7 @@ const char* KindOf(const v1::JobEvent& event) {
     case v1::JobEvent::kProgress: return "progress";
     case v1::JobEvent::kItemDone: return "item_done";
     case v1::JobEvent::kItemFailed: return "item_failed";
+    case v1::JobEvent::kWaiting: return "waiting";
     case v1::JobEvent::kJobDone: return "job_done";
     default: return "message";
   }

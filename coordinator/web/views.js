@@ -52,7 +52,8 @@ export function renderJobs(tbody, jobs, selectedId, actions) {
     }
     return el('tr', { class: job.id === selectedId ? 'selected' : '', 'data-job': job.id },
       el('td', {}, el('strong', {}, job.name), el('br'), el('code', {}, job.id)),
-      el('td', { class: `state ${stateName(job.state)}` }, stateName(job.state)),
+      el('td', { class: `state ${stateName(job.state)}`, title: job.waiting_reason || '' }, stateName(job.state),
+        job.waiting_reason ? el('div', { class: 'waiting' }, job.waiting_reason) : ''),
       el('td', {}, bar(total ? done / total : 0, 'progress', label)),
       el('td', { class: 'num' }, rate),
       el('td', { class: 'num' }, finished(job.state) ? '—' : formatEta(job.eta_seconds)),
@@ -136,7 +137,8 @@ export class Gallery {
   showJob(job) {
     const c = job.counts || {};
     const rate = job.images_per_second ? `, ${(job.images_per_second * 60).toFixed(1)} images/min` : '';
-    this.status.textContent = `${stateName(job.state)}: ${c.done || 0} of ${c.total || 0} done${rate}`;
+    const waiting = job.waiting_reason ? ` (${job.waiting_reason})` : '';
+    this.status.textContent = `${stateName(job.state)}: ${c.done || 0} of ${c.total || 0} done${rate}${waiting}`;
   }
 
   ensureTiles(count) {

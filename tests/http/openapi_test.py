@@ -112,6 +112,13 @@ class OpenApiTest(unittest.TestCase):
         kinds = [k for k, _ in self.events(job_id)]
         self.assertEqual(kinds, ["queued", "job_done"])
 
+    def test_2_a_job_no_worker_can_run_says_why_it_waits(self):
+        job_id = self.call("POST", "/v1/jobs?model=sd-nobody", "name: w\nmodel: tiny-sdxl\nitems: [{prompt: p}]\n",
+                           status=201)["job"]["id"]
+        job = self.call("GET", f"/v1/jobs/{job_id}")["job"]
+        self.assertEqual(job["waiting_reason"], "no connected worker serves model sd-nobody")
+        self.assertEqual(self.call("POST", f"/v1/jobs/{job_id}/cancel")["job"]["waiting_reason"], "")
+
     def test_3_errors_are_json_with_the_matching_status(self):
         missing = self.call("GET", "/v1/jobs/job-000000000000", status=404)
         self.assertEqual(missing["error"]["code"], "NOT_FOUND")
