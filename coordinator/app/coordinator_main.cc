@@ -116,8 +116,8 @@ int main(int argc, char** argv) {
   const std::string grpc_addr = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", servers->client_port);
   const std::string http_addr = absl::StrCat(http_host, ":", (*http)->port());
   std::string ready_worker_addr;
-  spdlog::info("serving gRPC on {}, HTTP on {} (/metrics, /stats, /healthz); results in {}", grpc_addr,
-               http_addr, options.output_dir);
+  spdlog::info("serving gRPC on {}, HTTP on {} (web page at /, API at /v1 and /sdapi/v1, /metrics, /stats, "
+               "/healthz); results in {}", grpc_addr, http_addr, options.output_dir);
   if (servers->worker) {
     ready_worker_addr = absl::StrCat(worker_listen.substr(0, worker_listen.rfind(':')), ":", servers->worker_port);
     spdlog::info("serving workers on {}; client messages limited to {} MiB", ready_worker_addr,
