@@ -2,8 +2,13 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "base/meminfo.h"
 
 #if defined(SPRITEFORGE_TORCH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -17,14 +22,13 @@ uint64_t SystemTotal() {
   return static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
 }
 
+// The system's available memory. An unreadable report counts as none (0), so no batch is
+// planned on a guess; it is logged once rather than on every heartbeat.
 uint64_t SystemAvailable() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  uint64_t kb = 0;
-  std::string unit;
-  while (meminfo >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
-  }
+  auto available = ReadAvailableBytes();
+  if (available.ok()) return *available;
+  static std::atomic<bool> reported{false};
+  if (!reported.exchange(true)) spdlog::error("memory budget: {}", available.status().message());
   return 0;
 }
 
