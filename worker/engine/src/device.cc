@@ -28,7 +28,7 @@ uint64_t SystemAvailable() {
   auto available = ReadAvailableBytes();
   if (available.ok()) return *available;
   static std::atomic<bool> reported{false};
-  if (!reported.exchange(true)) spdlog::error("memory budget: {}", available.status().message());
+  if (!reported.exchange(true)) spdlog::error("memory budget: {}", std::string(available.status().message()));
   return 0;
 }
 
