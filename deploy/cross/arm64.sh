@@ -20,11 +20,11 @@ HOST_PACKAGES=(crossbuild-essential-arm64 qemu-user-static cmake ninja-build cca
 ARM64_PACKAGES=(libgrpc++-dev libprotobuf-dev libabsl-dev libspdlog-dev libfmt-dev libgtest-dev
                 libgmock-dev libsqlite3-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev
                 libcpp-httplib-dev libcli11-dev libc6-dev libstdc++-12-dev)
-# Programs, then the test programs that run in one process (no LibTorch, no child processes:
-# without binfmt_misc an arm64 child cannot be started).
+# Programs, then the test programs that need no LibTorch. Those that start the coordinator or
+# the client start them through qemu too (the toolchain's emulator; no binfmt_misc needed).
 PROGRAMS=(spriteforge-coordinator spriteforge)
 TESTS=(common_tests engine_base_tests postprocess_tests scheduling_tests manifest_tests store_tests
-       coordinator_tests)
+       coordinator_tests client_system_tests)
 
 BUILD_DIR="${BUILD_DIR:-build-arm64}"
 SYSROOT="$PWD/$BUILD_DIR/sysroot"

@@ -23,8 +23,23 @@
 namespace spriteforge::testing {
 namespace {
 
+// Cross builds start the programs under test through their emulator ("qemu-aarch64-static -L
+// SYSROOT"): the host cannot run them directly.
+const std::vector<std::string>& Emulator() {
+  static const std::vector<std::string> words = [] {
+    std::vector<std::string> out;
+#ifdef SPRITEFORGE_TEST_EMULATOR
+    std::istringstream in(SPRITEFORGE_TEST_EMULATOR);
+    for (std::string word; in >> word;) out.push_back(word);
+#endif
+    return out;
+  }();
+  return words;
+}
+
 std::vector<char*> Argv(const std::vector<std::string>& args) {
   std::vector<char*> out;
+  for (const std::string& a : Emulator()) out.push_back(const_cast<char*>(a.c_str()));
   for (const std::string& a : args) out.push_back(const_cast<char*>(a.c_str()));
   out.push_back(nullptr);
   return out;
