@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
   app.add_option("--lora", loras, "LoRA file (kohya or diffusers/PEFT .safetensors) as PATH or PATH:STRENGTH; repeat for several")
       ->allow_extra_args(false);
   app.add_option("--init-image", init_path, "img2img: start every image from this RGB PNG");
-  auto* strength = app.add_option("--strength", base.strength, "img2img: share of the schedule that runs, (0, 1]; 0.75 by default");
+  base.strength = 0.75;  // A1111's img2img default
+  auto* strength = app.add_option("--strength", base.strength, "img2img: share of the schedule that runs, (0, 1]");
   app.add_option("--tcd-gamma", base.tcd_gamma, "tcd: noise re-injected per step, 0..1");
   app.add_flag("--tileable", base.tileable, "Pad circularly for seamless tiles");
   app.add_option("--batch", batch, "Images per engine call (0: all at once)")->check(CLI::NonNegativeNumber);
@@ -94,7 +95,6 @@ int main(int argc, char** argv) {
     if (!png.ok()) Fail(std::string(png.status().message()));
     if (png->channels != 3) Fail("--init-image: " + init_path + ": expected an RGB image, got " + std::to_string(png->channels) + " channels");
     init_image = sf::RgbImage{png->width, png->height, png->pixels};
-    if (strength->count() == 0) base.strength = 0.75;
     if (width->count() == 0) base.width = png->width;
     if (height->count() == 0) base.height = png->height;
   } else if (strength->count() > 0) {
