@@ -111,7 +111,7 @@ TEST(Engine, RejectsBadRequestsWithOneClearLine) {
   EXPECT_EQ(ValidateRequest(r).message(), "size 100x1024: width and height must be multiples of 8 in 64..4096");
   r.width = 64;
   r.sampler = "lms";
-  EXPECT_EQ(ValidateRequest(r).message(), "unknown sampler 'lms' (expected euler, euler_ancestral or dpmpp_2m)");
+  EXPECT_EQ(ValidateRequest(r).message(), "unknown sampler 'lms' (expected euler, euler_ancestral, dpmpp_2m, lcm or tcd)");
   r.sampler = "euler";
   r.steps = 0;
   EXPECT_FALSE(ValidateRequest(r).ok());

@@ -86,6 +86,40 @@ TEST(GenerateCli, ReproducesGoldenImagesFromBothLayouts) {
   }
 }
 
+// The workflow cases as a user types them: a LoRA in either file format, and img2img
+// from init.png (whose size becomes the image size).
+TEST(GenerateCli, ReproducesGoldenWorkflowCases) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  const std::string g = testing::GoldenDir(), w = testing::WorkflowsDir();
+  const std::string model = "--model " + g + "/tiny-sdxl.safetensors --config " + g + "/diffusers --tokenizer " + g + "/tokenizer";
+  const std::string out = TempDir("generate_cli_workflows");
+  for (const char* lora : {"lora-kohya.safetensors", "lora-diffusers.safetensors"}) {
+    CliRun run = Generate(model + " --prompt 'a pixel art knight with a sword, 16-bit sprite' --negative blurry --seed 42"
+                       " --steps 4 --cfg 5 --width 128 --height 128 --lora " + w + "/" + lora + ":0.75 --out " + out);
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    EXPECT_LE(MaxLevelDifference(out + "/0_42.png", w + "/lora.euler_0.png"), 1) << lora;
+  }
+  auto sidecar = nlohmann::json::parse(*ReadFile(out + "/0_42.json"));
+  EXPECT_EQ(sidecar["loras"][0]["name"], "lora-diffusers");
+  EXPECT_EQ(sidecar["loras"][0]["strength"], 0.75);
+  EXPECT_EQ(sidecar["loras"][0]["path"], w + "/lora-diffusers.safetensors");
+  PngText text;
+  ASSERT_TRUE(ReadPngFile(out + "/0_42.png", &text).ok());
+  EXPECT_NE(text[0].second.find("16-bit sprite <lora:lora-diffusers:0.75>\n"), std::string::npos) << text[0].second;
+
+  CliRun img2img = Generate(model + " --prompt 'red potion bottle icon, pixel art' --seed 99 --steps 10 --cfg 5"
+                         " --init-image " + w + "/init.png --strength 0.6 --out " + out);
+  ASSERT_EQ(img2img.exit_code, 0) << img2img.output;
+  EXPECT_LE(MaxLevelDifference(out + "/0_99.png", w + "/img2img.euler_0.png"), 1);
+  sidecar = nlohmann::json::parse(*ReadFile(out + "/0_99.json"));
+  EXPECT_EQ(sidecar["denoising_strength"], 0.6);
+  EXPECT_EQ(sidecar["width"], 128);
+  EXPECT_EQ(sidecar["init_image"], w + "/init.png");
+  text.clear();
+  ASSERT_TRUE(ReadPngFile(out + "/0_99.png", &text).ok());
+  EXPECT_NE(text[0].second.find(", Denoising strength: 0.6"), std::string::npos) << text[0].second;
+}
+
 TEST(GenerateCli, BadInputExitsTwoWithOneLine) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
   const std::string model = "--model " + testing::GoldenDir() + "/diffusers --out " + TempDir("generate_bad");
@@ -98,6 +132,9 @@ TEST(GenerateCli, BadInputExitsTwoWithOneLine) {
       {model + " --prompt a --negative x --negative y", "2 --negative for 1 --prompt"},
       {model + " --prompt a --steps many", "--steps: 'many' is not an integer"},
       {model, "--prompt is required"},
+      {model + " --prompt a --lora /no/such.safetensors:0.5", "--lora: /no/such.safetensors: no such file"},
+      {model + " --prompt a --strength 0.5", "--strength needs --init-image"},
+      {model + " --prompt a --sampler lcm --schedule karras", "uses its own timesteps"},
   };
   for (const Case& c : cases) {
     CliRun run = Generate(c.args);

@@ -67,3 +67,46 @@ TEST(Sampler, StopsWhenTheStepCallbackSaysSo) {
 
 }  // namespace
 }  // namespace spriteforge::engine
+
+namespace spriteforge::engine {
+namespace {
+
+// LCM on a model that predicts no noise: x0 = x / sqrt(a_t), denoised = c_out * x0 +
+// c_skip * x with c_skip = 0.25 / ((10 t)^2 + 0.25), c_out = 10 t / sqrt((10 t)^2 + 0.25);
+// noise scaled by sqrt(1 - a_next) re-enters after every step but the last.
+TEST(FewStepSamplers, LcmFollowsTheConsistencyUpdate) {
+  auto s = MakeSchedule(SchedulerConfig{}, SamplerKind::kLcm, ScheduleKind::kNormal, 2);
+  ASSERT_TRUE(s.ok());
+  int calls = 0, draws = 0;
+  EpsilonFn zero = [&](const torch::Tensor& x, double, int) { ++calls; return torch::zeros_like(x); };
+  NoiseFn ones = [&](int) { ++draws; return torch::ones({1}, torch::kFloat); };
+  torch::Tensor out = Sample(SamplerKind::kLcm, *s, torch::ones({1}, torch::kFloat), zero, ones, nullptr);
+  auto step = [&](double x, double t) {
+    const double a = s->alphas_cumprod[static_cast<size_t>(t)], st = 10 * t;
+    return (st / std::sqrt(st * st + 0.25)) * x / std::sqrt(a) + 0.25 / (st * st + 0.25) * x;
+  };
+  const double a_next = s->alphas_cumprod[static_cast<size_t>(s->timesteps[1])];
+  const double after_first = std::sqrt(a_next) * step(1.0, s->timesteps[0]) + std::sqrt(1 - a_next);
+  EXPECT_NEAR(out.item<double>(), step(after_first, s->timesteps[1]), 1e-5);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(draws, 1);
+}
+
+// TCD with gamma 0 is deterministic (no draws) and ends at timestep 0: with a model that
+// predicts no noise, every step maps x to sqrt(a_s / a_t) x with s the next timestep
+// (0 after the last), so x ends at sqrt(a_0 / a_999).
+TEST(FewStepSamplers, TcdWithoutGammaIsDeterministic) {
+  auto s = MakeSchedule(SchedulerConfig{}, SamplerKind::kTcd, ScheduleKind::kNormal, 4);
+  ASSERT_TRUE(s.ok());
+  int draws = 0;
+  EpsilonFn zero = [](const torch::Tensor& x, double, int) { return torch::zeros_like(x); };
+  NoiseFn noise = [&](int) { ++draws; return torch::ones({1}, torch::kFloat); };
+  torch::Tensor out = Sample(SamplerKind::kTcd, *s, torch::ones({1}, torch::kFloat), zero, noise, nullptr, 0.0);
+  EXPECT_EQ(draws, 0);
+  EXPECT_NEAR(out.item<double>(), std::sqrt(s->alphas_cumprod[0] / s->alphas_cumprod[999]), 1e-3);
+  Sample(SamplerKind::kTcd, *s, torch::ones({1}, torch::kFloat), zero, noise, nullptr, 0.3);
+  EXPECT_EQ(draws, 3);  // every step but the last
+}
+
+}  // namespace
+}  // namespace spriteforge::engine

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -25,6 +26,22 @@ std::string GoldenDir();
   } while (0)
 
 bool GoldenRequired();
+
+// tiny-sdxl-workflows beside the golden folder (LoRA and img2img cases).
+std::string WorkflowsDir();
+
+// vectors.safetensors of the workflows folder, opened once per process.
+const SafetensorsFile& WorkflowVectors();
+
+// Writes a safetensors file of float32 tensors (for LoRA files made by tests).
+struct F32Tensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+void WriteSafetensors(const std::string& path, const std::vector<F32Tensor>& tensors);
+// Every tensor of a file as float32 (F16/F32 only), in file order.
+std::vector<F32Tensor> ReadSafetensors(const std::string& path);
 
 // The reference's scheduler cases: vectors are named sched.<name>.<steps>.*.
 struct SchedulerCase {

@@ -5,10 +5,17 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace spriteforge {
+
+// A LoRA as image tools name it: the file's stem (A1111's <lora:name:strength>).
+struct LoraUse {
+  std::string name;
+  double strength = 1.0;
+};
 
 struct GenerationInfo {
   std::string prompt;
@@ -18,14 +25,17 @@ struct GenerationInfo {
   int height = 0;
   int steps = 0;
   double cfg = 0;
-  std::string sampler;   // euler | euler_ancestral | dpmpp_2m
-  std::string schedule;  // normal | trailing | karras
+  std::string sampler;   // euler | euler_ancestral | dpmpp_2m | lcm | tcd
+  std::string schedule;  // normal | trailing | sgm_uniform | karras
   std::string model;     // model name as advertised
   bool tileable = false;
+  std::vector<LoraUse> loras;
+  std::optional<double> denoising_strength;  // img2img only
+  std::vector<std::string> notes;            // what the engine changed (e.g. a prompt cut)
 };
 
-// "prompt\nNegative prompt: ...\nSteps: 30, Sampler: Euler a, Schedule type: Karras,
-// CFG scale: 5, Seed: 42, Size: 1024x1024, Model: sdxl".
+// "prompt <lora:name:0.75>\nNegative prompt: ...\nSteps: 30, Sampler: Euler a, Schedule
+// type: Karras, CFG scale: 5, Seed: 42, Size: 1024x1024, Model: sdxl, Denoising strength: 0.6".
 std::string FormatParametersText(const GenerationInfo& info);
 
 nlohmann::json ToJson(const GenerationInfo& info);

@@ -1,5 +1,6 @@
 // The public engine API over the pipeline. The only file of the shared library that
 // callers reach; everything torch stays behind it.
+#include <cmath>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -106,6 +107,7 @@ class EngineImpl : public Engine {
   MemoryStats Memory() const override {
     MemoryStats m = QueryMemory(pipeline_->device());
     m.weights_bytes = pipeline_->weights_bytes();
+    m.lora_bytes = pipeline_->lora_bytes();
     return m;
   }
   DeviceInfo Device() const override { return QueryDevice(pipeline_->device()); }
@@ -141,8 +143,43 @@ absl::Status ValidateRequest(const BatchRequest& r) {
   }
   if (r.steps < 1 || r.steps > 500) return absl::InvalidArgumentError(absl::StrCat("steps must be 1..500, got ", r.steps));
   if (!(r.cfg >= 0 && r.cfg <= 50)) return absl::InvalidArgumentError(absl::StrCat("cfg must be 0..50, got ", r.cfg));
-  if (auto s = ParseSampler(r.sampler); !s.ok()) return s.status();
-  if (auto s = ParseSchedule(r.schedule); !s.ok()) return s.status();
+  auto sampler = ParseSampler(r.sampler);
+  if (!sampler.ok()) return sampler.status();
+  auto schedule = ParseSchedule(r.schedule);
+  if (!schedule.ok()) return schedule.status();
+  if ((*sampler == SamplerKind::kLcm || *sampler == SamplerKind::kTcd) && *schedule != ScheduleKind::kNormal) {
+    return absl::InvalidArgumentError(absl::StrCat("sampler ", r.sampler, " uses its own timesteps: schedule must be normal, got ", r.schedule));
+  }
+  if (!(r.tcd_gamma >= 0 && r.tcd_gamma <= 1)) return absl::InvalidArgumentError(absl::StrCat("tcd_gamma must be 0..1, got ", r.tcd_gamma));
+  for (const LoraSpec& lora : r.loras) {
+    if (lora.path.empty()) return absl::InvalidArgumentError("LoRA with an empty path");
+    if (!(std::abs(lora.strength) <= 10)) {
+      return absl::InvalidArgumentError(absl::StrCat("LoRA ", lora.path, ": strength must be -10..10, got ", lora.strength));
+    }
+  }
+  size_t with_init = 0;
+  for (size_t i = 0; i < r.images.size(); ++i) {
+    const auto& init = r.images[i].init_image;
+    if (!init) continue;
+    ++with_init;
+    if (init->width != r.width || init->height != r.height) {
+      return absl::InvalidArgumentError(absl::StrCat("image ", i, ": init image is ", init->width, "x", init->height,
+                                                     ", the batch is ", r.width, "x", r.height, " (sizes must match)"));
+    }
+    if (init->rgb.size() != static_cast<size_t>(init->width) * init->height * 3) {
+      return absl::InvalidArgumentError(absl::StrCat("image ", i, ": init image has ", init->rgb.size(), " bytes, expected width*height*3"));
+    }
+  }
+  if (with_init != 0 && with_init != r.images.size()) {
+    return absl::InvalidArgumentError("either every image of a batch has an init image or none has");
+  }
+  if (with_init != 0) {
+    if (!(r.strength > 0 && r.strength <= 1)) return absl::InvalidArgumentError(absl::StrCat("strength must be in (0, 1], got ", r.strength));
+    if (static_cast<int>(r.steps * r.strength) < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("strength ", r.strength, " of ", r.steps,
+                                                     " steps runs no step: int(steps * strength) must be at least 1"));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -11,7 +11,16 @@ namespace {
 // The training noise levels, computed in float32 as the reference does: its rounding
 // propagates through a 1000-term cumulative product, so doing this in double would move
 // sigmas by more than the 1e-6 the golden tests allow.
+std::vector<float> TrainingAlphasCumprod(const SchedulerConfig& c);
+
 std::vector<float> TrainingSigmas(const SchedulerConfig& c) {
+  std::vector<float> sigmas = TrainingAlphasCumprod(c);
+  for (float& a : sigmas) a = std::sqrt((1.0f - a) / a);
+  return sigmas;
+}
+
+// The cumulative products of (1 - beta): sigma^2 = (1 - a) / a.
+std::vector<float> TrainingAlphasCumprod(const SchedulerConfig& c) {
   const int n = c.num_train_timesteps;
   std::vector<float> betas(n);
   if (c.beta_schedule == "scaled_linear") {
@@ -33,14 +42,36 @@ std::vector<float> TrainingSigmas(const SchedulerConfig& c) {
     }
   }
   // The cumulative product accumulates in double and rounds each output to float32.
-  std::vector<float> sigmas(n);
+  std::vector<float> cumprod(n);
   double accumulated = 1.0;
   for (int i = 0; i < n; ++i) {
     accumulated *= static_cast<double>(1.0f - betas[i]);
-    const float cumprod = static_cast<float>(accumulated);
-    sigmas[i] = std::sqrt((1.0f - cumprod) / cumprod);
+    cumprod[i] = static_cast<float>(accumulated);
   }
-  return sigmas;
+  return cumprod;
+}
+
+// diffusers' LCMScheduler / TCDScheduler timesteps (see MakeSchedule in the header).
+absl::StatusOr<Schedule> DistilledSchedule(const SchedulerConfig& config, int steps) {
+  constexpr int kOriginalSteps = 50;
+  if (steps > kOriginalSteps) {
+    return absl::InvalidArgumentError(absl::StrCat("lcm and tcd run at most ", kOriginalSteps, " steps, got ", steps));
+  }
+  const int k = config.num_train_timesteps / kOriginalSteps;
+  Schedule s;
+  s.alphas_cumprod = TrainingAlphasCumprod(config);
+  const double spacing = static_cast<double>(kOriginalSteps) / steps;  // numpy's linspace step
+  for (int i = 0; i < steps; ++i) {
+    const int index = static_cast<int>(std::floor(i * spacing));
+    s.timesteps.push_back(static_cast<double>((kOriginalSteps - index) * k - 1));
+  }
+  for (double t : s.timesteps) {
+    const float a = s.alphas_cumprod[static_cast<size_t>(t)];
+    s.sigmas.push_back(static_cast<float>(std::sqrt((1.0f - a) / a)));
+  }
+  s.sigmas.push_back(0.0);
+  s.init_noise_sigma = 1.0;
+  return s;
 }
 
 // Linear interpolation of sigma at fractional timestep t.
@@ -84,16 +115,18 @@ absl::StatusOr<SamplerKind> ParseSampler(const std::string& name) {
   if (name == "euler") return SamplerKind::kEuler;
   if (name == "euler_ancestral" || name == "euler_a") return SamplerKind::kEulerAncestral;
   if (name == "dpmpp_2m") return SamplerKind::kDpmpp2m;
+  if (name == "lcm") return SamplerKind::kLcm;
+  if (name == "tcd") return SamplerKind::kTcd;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown sampler '", name, "' (expected euler, euler_ancestral or dpmpp_2m)"));
+      absl::StrCat("unknown sampler '", name, "' (expected euler, euler_ancestral, dpmpp_2m, lcm or tcd)"));
 }
 
 absl::StatusOr<ScheduleKind> ParseSchedule(const std::string& name) {
   if (name == "normal" || name == "leading") return ScheduleKind::kNormal;
-  if (name == "trailing") return ScheduleKind::kTrailing;
+  if (name == "trailing" || name == "sgm_uniform") return ScheduleKind::kTrailing;
   if (name == "karras") return ScheduleKind::kKarras;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown schedule '", name, "' (expected normal, trailing or karras)"));
+      absl::StrCat("unknown schedule '", name, "' (expected normal, trailing, sgm_uniform or karras)"));
 }
 
 absl::StatusOr<Schedule> MakeSchedule(const SchedulerConfig& config, SamplerKind sampler,
@@ -105,6 +138,12 @@ absl::StatusOr<Schedule> MakeSchedule(const SchedulerConfig& config, SamplerKind
   if (config.beta_schedule != "scaled_linear" && config.beta_schedule != "linear") {
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported beta_schedule '", config.beta_schedule, "'"));
+  }
+  if (sampler == SamplerKind::kLcm || sampler == SamplerKind::kTcd) {
+    if (kind != ScheduleKind::kNormal) {
+      return absl::InvalidArgumentError("samplers lcm and tcd use their own timesteps: schedule must be normal");
+    }
+    return DistilledSchedule(config, steps);
   }
   const std::vector<float> train = TrainingSigmas(config);
   std::vector<float> log_train(n);
@@ -160,6 +199,22 @@ absl::StatusOr<Schedule> MakeSchedule(const SchedulerConfig& config, SamplerKind
   } else {
     s.init_noise_sigma = std::sqrt(max_sigma * max_sigma + 1);
   }
+  return s;
+}
+
+absl::StatusOr<Schedule> LastSteps(const Schedule& full, double strength) {
+  const int steps = static_cast<int>(full.timesteps.size());
+  if (!(strength > 0 && strength <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("strength must be in (0, 1], got ", strength));
+  }
+  const int keep = std::min(static_cast<int>(steps * strength), steps);
+  if (keep < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("strength ", strength, " of ", steps,
+                                                   " steps runs no step: int(steps * strength) must be at least 1"));
+  }
+  Schedule s = full;
+  s.timesteps.erase(s.timesteps.begin(), s.timesteps.begin() + (steps - keep));
+  s.sigmas.erase(s.sigmas.begin(), s.sigmas.begin() + (steps - keep));
   return s;
 }
 

@@ -9,11 +9,14 @@
 
 namespace spriteforge::engine {
 
-enum class SamplerKind { kEuler, kEulerAncestral, kDpmpp2m };
+enum class SamplerKind { kEuler, kEulerAncestral, kDpmpp2m, kLcm, kTcd };
 enum class ScheduleKind { kNormal /* leading spacing */, kTrailing, kKarras };
 
-absl::StatusOr<SamplerKind> ParseSampler(const std::string& name);   // euler | euler_ancestral (alias euler_a) | dpmpp_2m
-absl::StatusOr<ScheduleKind> ParseSchedule(const std::string& name); // normal | trailing | karras
+// euler | euler_ancestral (alias euler_a) | dpmpp_2m | lcm | tcd
+absl::StatusOr<SamplerKind> ParseSampler(const std::string& name);
+// normal (alias leading) | trailing (alias sgm_uniform: diffusers' equivalent of that
+// k-diffusion schedule is trailing spacing) | karras
+absl::StatusOr<ScheduleKind> ParseSchedule(const std::string& name);
 
 // scheduler_config.json fields that matter (SDXL base defaults).
 struct SchedulerConfig {
@@ -28,9 +31,18 @@ struct Schedule {
   std::vector<double> timesteps;  // steps entries (model's t input)
   std::vector<double> sigmas;     // steps + 1 entries, last is 0
   double init_noise_sigma = 1.0;  // initial latents = randn * init_noise_sigma
+  // lcm and tcd: the training schedule's cumulative alpha products (float32, as the
+  // reference keeps them), indexed by integer timestep.
+  std::vector<float> alphas_cumprod;
 };
 
+// lcm and tcd take timesteps from the distillation schedule of `original_steps` (50, as
+// diffusers' LCMScheduler and TCDScheduler default): every k = train_steps / 50 -th
+// timestep, k-1 first, read from the end at floor(i * 50 / steps); steps must be 1..50.
 absl::StatusOr<Schedule> MakeSchedule(const SchedulerConfig& config, SamplerKind sampler,
                                       ScheduleKind schedule, int steps);
+
+// img2img: the last int(steps * strength) steps of `full` (an error if that is none).
+absl::StatusOr<Schedule> LastSteps(const Schedule& full, double strength);
 
 }  // namespace spriteforge::engine

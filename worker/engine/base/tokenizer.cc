@@ -34,8 +34,8 @@ std::vector<std::string> ByteEncoder() {
 
 class BpeTokenizer : public ClipTokenizer {
  public:
-  std::vector<int64_t> Encode(const std::string& text) const override {
-    std::vector<int64_t> ids = {bos_};
+  std::vector<int64_t> Tokenize(const std::string& text) const override {
+    std::vector<int64_t> ids;
     for (const Segment& segment : SplitSpecial(text)) {
       if (segment.special_id >= 0) {
         ids.push_back(segment.special_id);
@@ -45,10 +45,11 @@ class BpeTokenizer : public ClipTokenizer {
         for (int64_t id : Bpe(word)) ids.push_back(id);
       }
     }
-    if (ids.size() > kContextLength - 1) ids.resize(kContextLength - 1);
-    ids.push_back(eos_);
-    ids.resize(kContextLength, pad_);
     return ids;
+  }
+  int64_t comma_id() const override {
+    auto it = vocab_.find(std::string(",") + kEndOfWord);
+    return it == vocab_.end() ? -1 : it->second;
   }
   int64_t bos_id() const override { return bos_; }
   int64_t eos_id() const override { return eos_; }
@@ -177,16 +178,12 @@ class BpeTokenizer : public ClipTokenizer {
 class ByteTokenizer : public ClipTokenizer {
  public:
   explicit ByteTokenizer(int64_t pad) : pad_(pad) {}
-  std::vector<int64_t> Encode(const std::string& text) const override {
-    std::vector<int64_t> ids = {kBosId};
-    for (unsigned char c : text) {
-      if (ids.size() + 1 >= kContextLength) break;
-      ids.push_back(256 + c);
-    }
-    ids.push_back(kEosId);
-    ids.resize(kContextLength, pad_);
+  std::vector<int64_t> Tokenize(const std::string& text) const override {
+    std::vector<int64_t> ids;
+    for (unsigned char c : text) ids.push_back(256 + c);
     return ids;
   }
+  int64_t comma_id() const override { return 256 + ','; }
   int64_t bos_id() const override { return kBosId; }
   int64_t eos_id() const override { return kEosId; }
   int64_t pad_id() const override { return pad_; }
@@ -197,6 +194,17 @@ class ByteTokenizer : public ClipTokenizer {
 };
 
 }  // namespace
+
+std::vector<int64_t> ClipTokenizer::Encode(const std::string& text) const {
+  std::vector<int64_t> ids = {bos_id()};
+  for (int64_t id : Tokenize(text)) {
+    if (ids.size() + 1 >= kContextLength) break;
+    ids.push_back(id);
+  }
+  ids.push_back(eos_id());
+  ids.resize(kContextLength, pad_id());
+  return ids;
+}
 
 std::unique_ptr<ClipTokenizer> ClipTokenizer::ByteFallback(int64_t pad_id) {
   return std::make_unique<ByteTokenizer>(pad_id);

@@ -24,7 +24,11 @@ class ClipTokenizer {
   static std::unique_ptr<ClipTokenizer> ByteFallback(int64_t pad_id);
 
   // BOS, tokens (truncated to 75), EOS, then padding: exactly kContextLength ids.
-  virtual std::vector<int64_t> Encode(const std::string& text) const = 0;
+  std::vector<int64_t> Encode(const std::string& text) const;
+  // The text's tokens alone: no BOS/EOS, no limit.
+  virtual std::vector<int64_t> Tokenize(const std::string& text) const = 0;
+  // The id of "," as a word of its own; -1 without one.
+  virtual int64_t comma_id() const = 0;
   virtual int64_t bos_id() const = 0;
   virtual int64_t eos_id() const = 0;
   virtual int64_t pad_id() const = 0;

@@ -85,6 +85,38 @@ std::shared_ptr<LinearImpl> LinearImpl::Stack(const std::vector<LinearImpl*>& pa
   return stacked;
 }
 
+torch::Tensor LinearImpl::FloatWeight() const {
+  if (!is_fp8()) return weight.to(torch::kFloat);
+  return weight_fp8_.data.to(torch::kFloat) * weight_fp8_.scale.reshape({-1, 1});
+}
+
+void LinearImpl::AssignWeight(const torch::Tensor& value) {
+  torch::NoGradGuard no_grad;
+  if (!is_fp8()) {
+    weight.copy_(value);
+    return;
+  }
+  Fp8Rows quantized = QuantizeWeightFp8(value.to(torch::kBFloat16).contiguous());
+  weight_fp8_.data.view(torch::kByte).copy_(quantized.data.view(torch::kByte));
+  weight_fp8_.scale.copy_(quantized.scale.view(weight_fp8_.scale.sizes()));
+}
+
+LinearImpl::Saved LinearImpl::Save(const torch::Device& to) const {
+  if (is_fp8()) return {{}, weight_fp8_.data.view(torch::kByte).to(to, /*non_blocking=*/false, /*copy=*/true),
+                        weight_fp8_.scale.to(to, false, true)};
+  return {weight.to(to, false, true), {}, {}};
+}
+
+void LinearImpl::Restore(const Saved& saved) {
+  torch::NoGradGuard no_grad;
+  if (is_fp8()) {
+    weight_fp8_.data.view(torch::kByte).copy_(saved.fp8_data);
+    weight_fp8_.scale.copy_(saved.fp8_scale);
+  } else {
+    weight.copy_(saved.weight);
+  }
+}
+
 bool LinearImpl::QuantizeToFp8() {
   if (is_fp8()) return true;
   if (weight.size(0) % 16 != 0 || weight.size(1) % 16 != 0) return false;

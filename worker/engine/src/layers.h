@@ -57,6 +57,19 @@ class LinearImpl : public torch::nn::Module {
   // stacked weight, so memory does not grow. Parts must agree on in features and fp8 and
   // have no bias; nullptr otherwise.
   static std::shared_ptr<LinearImpl> Stack(const std::vector<LinearImpl*>& parts);
+  // For merging LoRAs: the weight in float32 (dequantized when fp8), and a new value
+  // written into the existing storage, so stacked views and captured CUDA graphs see it
+  // (fp8 weights are quantized again, per output channel).
+  torch::Tensor FloatWeight() const;
+  void AssignWeight(const torch::Tensor& value);
+  // The stored weight exactly as it is (fp8 bytes and scales, or the weight), to put back
+  // bit for bit after a merge.
+  struct Saved {
+    torch::Tensor weight, fp8_data, fp8_scale;
+  };
+  Saved Save(const torch::Device& to) const;
+  void Restore(const Saved& saved);
+
   uint64_t Fp8WeightBytes() const {
     return is_fp8() ? weight_fp8_.data.numel() + weight_fp8_.scale.numel() * sizeof(float) : 0;
   }

@@ -80,23 +80,12 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
       });
     }
   }
+  // After fusing and quantizing: merges write into the weights as they are stored now.
+  loras_ = std::make_unique<LoraMerger>(models_, options_.device);
 }
 
-std::pair<torch::Tensor, torch::Tensor> Pipeline::Encode(const std::vector<std::string>& prompts) {
-  torch::NoGradGuard no_grad;
-  std::vector<int64_t> ids1, ids2;
-  for (const auto& p : prompts) {
-    auto a = tokenizer_->Encode(p), b = tokenizer_2_->Encode(p);
-    ids1.insert(ids1.end(), a.begin(), a.end());
-    ids2.insert(ids2.end(), b.begin(), b.end());
-  }
-  const int64_t n = static_cast<int64_t>(prompts.size());
-  auto to_device = [&](std::vector<int64_t>& ids) {
-    return torch::from_blob(ids.data(), {n, ClipTokenizer::kContextLength}, torch::kLong).to(options_.device);
-  };
-  ClipOutput out1 = models_.text_encoder->forward(to_device(ids1));
-  ClipOutput out2 = models_.text_encoder_2->forward(to_device(ids2));
-  return {torch::cat({out1.penultimate, out2.penultimate}, -1), out2.pooled};
+absl::StatusOr<EncodedPrompts> Pipeline::Encode(const std::vector<std::string>& prompts) {
+  return EncodePrompts(prompts, *tokenizer_, *tokenizer_2_, *models_.text_encoder, *models_.text_encoder_2, options_.device);
 }
 
 torch::Tensor Pipeline::GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context_kv,
@@ -131,19 +120,45 @@ torch::Tensor Pipeline::Decode(const torch::Tensor& latents) {
     torch::Tensor image = models_.vae->decode(input).to(torch::kFloat);
     // Reduced precision can overflow in the VAE: redo such a chunk in float32.
     if (options_.dtype != torch::kFloat && !torch::isfinite(image).all().item<bool>()) {
-      if (!vae_fp32_) {
-        vae_fp32_ = Vae(models_.config.vae);
-        vae_fp32_->eval();
-        auto src = models_.vae->named_parameters(true);
-        for (auto& p : vae_fp32_->named_parameters(true)) p.value().copy_(src[p.key()].to(torch::kFloat).cpu());
-        vae_fp32_->to(options_.device);
-      }
       spdlog::warn("VAE decode overflowed in reduced precision; redoing {} image(s) in float32", part.size(0));
-      image = vae_fp32_->decode(part.to(torch::kFloat));
+      image = Fp32Vae()->decode(part.to(torch::kFloat));
     }
     images.push_back(image);
   }
   return torch::cat(images, 0);
+}
+
+Vae& Pipeline::Fp32Vae() {
+  if (!vae_fp32_) {
+    vae_fp32_ = Vae(models_.config.vae);
+    vae_fp32_->eval();
+    auto src = models_.vae->named_parameters(true);
+    for (auto& p : vae_fp32_->named_parameters(true)) p.value().copy_(src[p.key()].to(torch::kFloat).cpu());
+    vae_fp32_->to(options_.device);
+  }
+  return vae_fp32_;
+}
+
+torch::Tensor Pipeline::EncodeImages(const BatchRequest& request, std::vector<at::Generator>& generators) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> latents;
+  for (size_t i = 0; i < request.images.size(); ++i) {
+    const RgbImage& init = *request.images[i].init_image;
+    torch::Tensor pixels = torch::from_blob(const_cast<uint8_t*>(init.rgb.data()), {1, init.height, init.width, 3}, torch::kByte)
+                               .permute({0, 3, 1, 2}).to(torch::kFloat);
+    // [0, 255] -> [-1, 1] in float32, as the reference's image processor does it.
+    pixels = (pixels / 255.0) * 2.0 - 1.0;
+    auto [mean, logvar] = models_.vae->encode_distribution(pixels.to(options_.device, options_.dtype));
+    if (options_.dtype != torch::kFloat && !(torch::isfinite(mean).all().item<bool>() && torch::isfinite(logvar).all().item<bool>())) {
+      spdlog::warn("VAE encode overflowed in reduced precision; redoing it in float32");
+      std::tie(mean, logvar) = Fp32Vae()->encode_distribution(pixels.to(options_.device));
+    }
+    mean = mean.to(torch::kFloat);
+    torch::Tensor std = torch::exp(0.5 * logvar.to(torch::kFloat).clamp(-30.0, 20.0));
+    torch::Tensor draw = torch::randn(mean.sizes(), generators[i], torch::kFloat).to(options_.device);
+    latents.push_back((mean + std * draw) * models_.config.vae.scaling_factor);
+  }
+  return torch::cat(latents, 0);
 }
 
 absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, const ProgressFn& progress) {
@@ -154,6 +169,14 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   if (!schedule_kind.ok()) return schedule_kind.status();
   auto schedule = MakeSchedule(models_.config.scheduler, *sampler, *schedule_kind, request.steps);
   if (!schedule.ok()) return schedule.status();
+  const bool img2img = request.images.front().init_image.has_value();
+  if (img2img) {
+    schedule = LastSteps(*schedule, request.strength);
+    if (!schedule.ok()) return schedule.status();
+  }
+  const auto lora_start = Clock::now();
+  if (auto s = loras_->Activate(request.loras); !s.ok()) return s;
+  const double lora_ms = MsSince(lora_start);
   models_.unet->set_tiling(request.tileable);
   models_.vae->set_tiling(request.tileable);
 
@@ -176,10 +199,19 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
     want(image.prompt);
     if (guided && image.negative) want(*image.negative);
   }
-  auto [all_context, all_pooled] = Encode(distinct);
+  auto encoded = Encode(distinct);
+  if (!encoded.ok()) return encoded.status();
+  const torch::Tensor& all_context = encoded->context;
+  const torch::Tensor& all_pooled = encoded->pooled;
   std::vector<torch::Tensor> cond_c, cond_p, uncond_c, uncond_p;
+  std::vector<std::vector<std::string>> notes;
   for (const auto& image : request.images) {
     int64_t r = row[image.prompt];
+    notes.emplace_back();
+    if (!encoded->notes[r].empty()) notes.back().push_back(encoded->notes[r]);
+    if (guided && image.negative && !encoded->notes[row[*image.negative]].empty()) {
+      notes.back().push_back("negative " + encoded->notes[row[*image.negative]]);
+    }
     cond_c.push_back(all_context[r]);
     cond_p.push_back(all_pooled[r]);
     if (!guided) continue;
@@ -203,19 +235,27 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   const torch::Tensor context_kv = models_.unet->CrossAttentionKV(context);
   Synchronize(device);
   result.timings.encode_ms = MsSince(start);
+  result.timings.lora_ms = lora_ms;
 
   // Denoise.
   const auto denoise_start = Clock::now();
   NoiseSource noise{{}, {1, 4, request.height / 8, request.width / 8}};
   for (const auto& image : request.images) noise.generators.push_back(at::detail::createCPUGenerator(image.seed));
-  torch::Tensor x = (noise.Draw() * schedule->init_noise_sigma).to(device);
+  torch::Tensor x;
+  if (img2img) {
+    // Per generator: the encoder's draw first, then the noise added at the first kept step.
+    torch::Tensor x0 = EncodeImages(request, noise.generators);
+    x = AddNoise(*sampler, *schedule, x0, noise.Draw().to(device));
+  } else {
+    x = (noise.Draw() * schedule->init_noise_sigma).to(device);
+  }
   EpsilonFn epsilon = [&](const torch::Tensor& xs, double t, int) {
     return GuidedEpsilon(xs, t, context_kv, pooled, time_ids, request.cfg);
   };
   NoiseFn ancestral = [&](int) { return noise.Draw().to(device); };
   StepFn on_step = [&](int step, int total) { return !progress || progress(step, total); };
   try {
-    x = Sample(*sampler, *schedule, x, epsilon, ancestral, on_step);
+    x = Sample(*sampler, *schedule, x, epsilon, ancestral, on_step, request.tcd_gamma);
   } catch (const CancelledError&) {
     return absl::CancelledError("generation cancelled");
   }
@@ -236,10 +276,12 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
     out.rgb_f32.assign(data, data + img.numel());
     torch::Tensor bytes = (img * 255).round().to(torch::kByte).contiguous();
     out.rgb.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+    out.notes = notes[i];
     result.images.push_back(std::move(out));
   }
   result.memory = QueryMemory(device);
   result.memory.weights_bytes = weights_bytes_;
+  result.memory.lora_bytes = loras_->cached_bytes();
   return result;
 }
 

@@ -10,6 +10,8 @@
 #include "spriteforge/engine/engine.h"
 #include "src/checkpoint.h"
 #include "src/cuda_graph.h"
+#include "src/lora.h"
+#include "src/prompt_encoder.h"
 
 namespace spriteforge::engine {
 
@@ -34,17 +36,24 @@ class Pipeline {
   absl::StatusOr<BatchResult> Generate(const BatchRequest& request, const ProgressFn& progress);
   absl::StatusOr<MemoryStats> Calibrate(int batch, int height, int width);
 
-  // Prompt embeddings: context [N,77,C] and pooled [N,P] in the model dtype.
-  std::pair<torch::Tensor, torch::Tensor> Encode(const std::vector<std::string>& prompts);
+  // Prompt embeddings (src/prompt_encoder.h): context [N,77*chunks,C] and pooled [N,P] in
+  // the model dtype, and a note per prompt that was cut.
+  absl::StatusOr<EncodedPrompts> Encode(const std::vector<std::string>& prompts);
 
   const torch::Device& device() const { return options_.device; }
   uint64_t weights_bytes() const { return weights_bytes_; }
+  uint64_t lora_bytes() const { return loras_->cached_bytes(); }
+  LoraMerger& loras() { return *loras_; }
 
  private:
   // context_kv: the prompts' cross-attention keys and values (UNetImpl::CrossAttentionKV).
   torch::Tensor GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context_kv,
                               const torch::Tensor& pooled, const torch::Tensor& time_ids, double cfg);
   torch::Tensor Decode(const torch::Tensor& latents);
+  // img2img: each init image as scaled latents sampled from the VAE encoder's distribution
+  // with that image's generator (its first draw), [N,4,h,w] float32 on the device.
+  torch::Tensor EncodeImages(const BatchRequest& request, std::vector<at::Generator>& generators);
+  Vae& Fp32Vae();  // a float32 copy of the VAE, made on first use
 
   SdxlModels models_;
   std::unique_ptr<ClipTokenizer> tokenizer_, tokenizer_2_;
@@ -52,6 +61,7 @@ class Pipeline {
   uint64_t weights_bytes_ = 0;
   std::unique_ptr<CapturedFunction> unet_graph_;
   Vae vae_fp32_{nullptr};  // fallback when a reduced-precision decode overflows
+  std::unique_ptr<LoraMerger> loras_;
 };
 
 }  // namespace spriteforge::engine

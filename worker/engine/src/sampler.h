@@ -19,9 +19,18 @@ using NoiseFn = std::function<torch::Tensor(int step)>;
 using StepFn = std::function<bool(int step, int total)>;
 
 // Runs the full loop from x (initial noise already times init_noise_sigma); returns the final latents
-// or throws CancelledError if `on_step` returned false.
+// or throws CancelledError if `on_step` returned false. Noise is drawn by euler_ancestral at
+// every step, by lcm at every step but the last, by tcd at every step but the last when
+// tcd_gamma > 0.
 torch::Tensor Sample(SamplerKind sampler, const Schedule& schedule, torch::Tensor x,
-                     const EpsilonFn& epsilon, const NoiseFn& noise, const StepFn& on_step);
+                     const EpsilonFn& epsilon, const NoiseFn& noise, const StepFn& on_step,
+                     double tcd_gamma = 0.3);
+
+// img2img: clean latents x0 noised to the schedule's first step, as each sampler's
+// reference scheduler does it (add_noise): x0 + sigma * noise for the Euler family,
+// alpha * x0 + sigma * noise in the variance-preserving form for the others.
+torch::Tensor AddNoise(SamplerKind sampler, const Schedule& schedule, const torch::Tensor& x0,
+                       const torch::Tensor& noise);
 
 struct CancelledError : std::runtime_error {
   CancelledError() : std::runtime_error("cancelled") {}

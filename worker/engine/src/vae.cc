@@ -116,10 +116,13 @@ torch::Tensor VaeImpl::decode(const torch::Tensor& z) {
   return decoder_->forward(post_quant_conv_ ? post_quant_conv_(z) : z);
 }
 
-torch::Tensor VaeImpl::encode(const torch::Tensor& image) {
+torch::Tensor VaeImpl::encode(const torch::Tensor& image) { return encode_distribution(image).first; }
+
+std::pair<torch::Tensor, torch::Tensor> VaeImpl::encode_distribution(const torch::Tensor& image) {
   torch::Tensor moments = encoder_->forward(image);
   if (quant_conv_) moments = quant_conv_(moments);
-  return moments.chunk(2, 1)[0];
+  auto halves = moments.chunk(2, 1);
+  return {halves[0], halves[1]};
 }
 
 }  // namespace spriteforge::engine

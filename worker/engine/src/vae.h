@@ -17,6 +17,8 @@ class VaeImpl : public torch::nn::Module {
   torch::Tensor decode(const torch::Tensor& z);
   // image [B,3,H,W] in [-1,1] -> mean of the latent distribution (not yet scaled).
   torch::Tensor encode(const torch::Tensor& image);
+  // The same with the distribution's log-variance (unclamped): {mean, logvar}.
+  std::pair<torch::Tensor, torch::Tensor> encode_distribution(const torch::Tensor& image);
 
   const VaeConfig& config() const { return config_; }
   void set_tiling(bool on) { *tiling_ = on; }

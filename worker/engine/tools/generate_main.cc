@@ -1,21 +1,25 @@
 // spriteforge-generate: one-shot text-to-image with the engine, no cluster needed.
 //
 //   spriteforge-generate --model PATH --prompt TEXT [--prompt TEXT ...] [--negative TEXT ...]
-//       [--seed N ...] [--steps N] [--cfg X] [--sampler euler|euler_ancestral|dpmpp_2m]
-//       [--schedule normal|trailing|karras] [--width W] [--height H] [--device cpu|cuda[:N]]
+//       [--seed N ...] [--steps N] [--cfg X] [--sampler euler|euler_ancestral|dpmpp_2m|lcm|tcd]
+//       [--schedule normal|trailing|sgm_uniform|karras] [--width W] [--height H] [--device cpu|cuda[:N]]
 //       [--dtype fp32|fp16|bf16|fp8] [--config DIR] [--tokenizer DIR] [--tileable] [--batch N]
+//       [--lora PATH[:STRENGTH] ...] [--init-image PNG --strength S] [--tcd-gamma X]
 //       --out DIR                                   (--help describes each flag)
 //
 // Writes DIR/<index>_<seed>.png (RGB, parameters in a "parameters" text chunk) and
-// DIR/<index>_<seed>.json for each prompt, index from 0 in prompt order.
+// DIR/<index>_<seed>.json for each prompt, index from 0 in prompt order. LoRAs and the
+// init image apply to every image; with an init image, width and height default to its size.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "spriteforge/common/cli.h"
 #include "spriteforge/common/files.h"
@@ -32,6 +36,17 @@ namespace {
   std::exit(2);
 }
 
+// PATH or PATH:STRENGTH; a path may itself hold ':', so only a numeric tail is a strength.
+sf::LoraSpec ParseLora(const std::string& value) {
+  sf::LoraSpec spec{value, 1.0};
+  if (auto colon = value.rfind(':'); colon != std::string::npos && colon > 0) {
+    double strength = 0;
+    if (absl::SimpleAtod(value.substr(colon + 1), &strength)) spec = {value.substr(0, colon), strength};
+  }
+  if (!std::filesystem::is_regular_file(spec.path)) Fail("--lora: " + spec.path + ": no such file");
+  return spec;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,6 +59,8 @@ int main(int argc, char** argv) {
   std::string out_dir;
   std::vector<std::string> prompts, negatives;
   std::vector<uint64_t> seeds;
+  std::vector<std::string> loras;
+  std::string init_path;
   int batch = 0;
   app.add_option("--model", load.model_path,
                  "SDXL checkpoint: a single .safetensors file, a diffusers folder, or builtin:tiny")
@@ -54,10 +71,16 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_dir, "Folder to write into (created)")->required();
   app.add_option("--steps", base.steps, "Denoising steps");
   app.add_option("--cfg", base.cfg, "Classifier-free guidance scale");
-  app.add_option("--sampler", base.sampler, "euler, euler_ancestral or dpmpp_2m");
-  app.add_option("--schedule", base.schedule, "normal, trailing or karras");
-  app.add_option("--width", base.width, "Image width, a multiple of 8");
-  app.add_option("--height", base.height, "Image height, a multiple of 8");
+  app.add_option("--sampler", base.sampler, "euler, euler_ancestral, dpmpp_2m, lcm or tcd");
+  app.add_option("--schedule", base.schedule, "normal, trailing, sgm_uniform (= trailing) or karras");
+  auto* width = app.add_option("--width", base.width, "Image width, a multiple of 8 (default with --init-image: its width)");
+  auto* height = app.add_option("--height", base.height, "Image height, a multiple of 8 (default with --init-image: its height)");
+  app.add_option("--lora", loras, "LoRA file (kohya or diffusers/PEFT .safetensors) as PATH or PATH:STRENGTH; repeat for several")
+      ->allow_extra_args(false);
+  app.add_option("--init-image", init_path, "img2img: start every image from this RGB PNG");
+  base.strength = 0.75;  // A1111's img2img default
+  auto* strength = app.add_option("--strength", base.strength, "img2img: share of the schedule that runs, (0, 1]");
+  app.add_option("--tcd-gamma", base.tcd_gamma, "tcd: noise re-injected per step, 0..1");
   app.add_flag("--tileable", base.tileable, "Pad circularly for seamless tiles");
   app.add_option("--batch", batch, "Images per engine call (0: all at once)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", load.device, "cpu, cuda or cuda:N");
@@ -66,6 +89,18 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", load.tokenizer_dir,
                  "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/)");
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  std::optional<sf::RgbImage> init_image;
+  if (!init_path.empty()) {
+    auto png = spriteforge::ReadPngFile(init_path);
+    if (!png.ok()) Fail(std::string(png.status().message()));
+    if (png->channels != 3) Fail("--init-image: " + init_path + ": expected an RGB image, got " + std::to_string(png->channels) + " channels");
+    init_image = sf::RgbImage{png->width, png->height, png->pixels};
+    if (width->count() == 0) base.width = png->width;
+    if (height->count() == 0) base.height = png->height;
+  } else if (strength->count() > 0) {
+    Fail("--strength needs --init-image");
+  }
+  for (const std::string& lora : loras) base.loras.push_back(ParseLora(lora));
   if (!negatives.empty() && negatives.size() != prompts.size()) {
     Fail(absl::StrCat(negatives.size(), " --negative for ", prompts.size(), " --prompt: give one per prompt or none"));
   }
@@ -73,7 +108,7 @@ int main(int argc, char** argv) {
     Fail(absl::StrCat(seeds.size(), " --seed for ", prompts.size(), " --prompt: give one per prompt or none"));
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
-    sf::ImageRequest image{prompts[i], std::nullopt, seeds.empty() ? i : seeds[i]};
+    sf::ImageRequest image{prompts[i], std::nullopt, seeds.empty() ? i : seeds[i], init_image};
     if (!negatives.empty()) image.negative = negatives[i];
     base.images.push_back(image);
   }
@@ -103,6 +138,11 @@ int main(int argc, char** argv) {
       spriteforge::GenerationInfo info{item.prompt, item.negative, item.seed, request.width, request.height,
                                        request.steps, request.cfg, request.sampler, request.schedule,
                                        model_name, request.tileable};
+      for (const sf::LoraSpec& lora : request.loras) {
+        info.loras.push_back({std::filesystem::path(lora.path).stem().string(), lora.strength});
+      }
+      if (init_image) info.denoising_strength = request.strength;
+      info.notes = image.notes;
       const std::string stem = absl::StrCat(out_dir, "/", first + k, "_", item.seed);
       spriteforge::RasterImage raster{image.width, image.height, 3, image.rgb};
       if (auto s = spriteforge::WritePngFile(stem + ".png", raster, {{"parameters", spriteforge::FormatParametersText(info)}}); !s.ok()) {
@@ -117,6 +157,9 @@ int main(int argc, char** argv) {
       sidecar["timings_ms"] = {{"encode", result->timings.encode_ms}, {"denoise", result->timings.denoise_ms},
                                {"decode", result->timings.decode_ms}, {"total", result->timings.total_ms}};
       sidecar["peak_memory_bytes"] = result->memory.peak_allocated_bytes;
+      for (size_t l = 0; l < request.loras.size(); ++l) sidecar["loras"][l]["path"] = request.loras[l].path;
+      if (init_image) sidecar["init_image"] = init_path;
+      if (request.sampler == "tcd") sidecar["tcd_gamma"] = request.tcd_gamma;
       if (auto s = spriteforge::WriteFileAtomic(stem + ".json", sidecar.dump(2) + "\n"); !s.ok()) Fail(std::string(s.message()));
       std::printf("%s.png\n", stem.c_str());
     }

@@ -4,21 +4,25 @@
 
 #include "absl/strings/str_cat.h"
 #include "spriteforge/common/files.h"
+#include "spriteforge/common/png.h"
 
 namespace spriteforge::engine {
 
-absl::StatusOr<std::map<std::string, BatchRequest>> LoadGoldenCases(const std::string& golden_dir) {
-  const std::string path = golden_dir + "/cases.json";
+namespace {
+
+absl::StatusOr<std::map<std::string, BatchRequest>> LoadCases(const std::string& dir, bool workflows,
+                                                              const std::string& lora_file) {
+  const std::string path = dir + "/cases.json";
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   try {
     const nlohmann::json cases = nlohmann::json::parse(*text).at("cases");
     std::map<std::string, BatchRequest> out;
     for (const auto& [name, spec] : cases.items()) {
-      if (name.rfind("e2e.", 0) != 0) continue;
+      if (!workflows && name.rfind("e2e.", 0) != 0) continue;
       BatchRequest r;
-      r.width = spec.at("width");
-      r.height = spec.at("height");
+      r.width = spec.value("width", 0);
+      r.height = spec.value("height", 0);
       r.steps = spec.at("num_inference_steps");
       r.cfg = spec.at("guidance_scale");
       const std::string sampler = spec.at("sampler");
@@ -32,12 +36,33 @@ absl::StatusOr<std::map<std::string, BatchRequest>> LoadGoldenCases(const std::s
         if (spec.contains("negative_prompt")) image.negative = spec["negative_prompt"][i].get<std::string>();
         r.images.push_back(image);
       }
+      if (spec.contains("lora")) r.loras = {{dir + "/" + lora_file, spec.at("lora_scale").get<double>()}};
+      if (spec.contains("init_image")) {
+        auto png = ReadPngFile(dir + "/" + spec["init_image"].get<std::string>());
+        if (!png.ok()) return png.status();
+        if (png->channels != 3) return absl::InvalidArgumentError(absl::StrCat(name, ": init image is not RGB"));
+        r.width = png->width;
+        r.height = png->height;
+        r.strength = spec.at("strength");
+        for (ImageRequest& image : r.images) image.init_image = RgbImage{png->width, png->height, png->pixels};
+      }
       out[name] = r;
     }
     return out;
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
   }
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, BatchRequest>> LoadGoldenCases(const std::string& golden_dir) {
+  return LoadCases(golden_dir, /*workflows=*/false, "");
+}
+
+absl::StatusOr<std::map<std::string, BatchRequest>> LoadWorkflowCases(const std::string& workflows_dir,
+                                                                      const std::string& lora_file) {
+  return LoadCases(workflows_dir, /*workflows=*/true, lora_file);
 }
 
 }  // namespace spriteforge::engine

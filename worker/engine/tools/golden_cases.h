@@ -14,4 +14,10 @@ namespace spriteforge::engine {
 // together ("dpmpp_2m_karras"); the requests carry them apart.
 absl::StatusOr<std::map<std::string, BatchRequest>> LoadGoldenCases(const std::string& golden_dir);
 
+// The workflow cases of tiny-sdxl-workflows/cases.json: "lora.euler" with the LoRA file
+// `lora_file` of that folder (the case names two formats of one LoRA) at the case's
+// strength, and "img2img.euler" with init.png read into every image's init_image.
+absl::StatusOr<std::map<std::string, BatchRequest>> LoadWorkflowCases(const std::string& workflows_dir,
+                                                                      const std::string& lora_file);
+
 }  // namespace spriteforge::engine

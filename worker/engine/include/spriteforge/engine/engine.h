@@ -44,24 +44,56 @@ struct LoadOptions {
   int decode_batch = 1;
 };
 
+// A LoRA to merge for a batch: a .safetensors file in kohya naming (lora_unet_*, lora_te1_*,
+// lora_te2_*; SGM or diffusers module paths) or diffusers/PEFT naming (unet.*, text_encoder.*,
+// text_encoder_2.*; lora_A/lora_B), and its strength (A1111's <lora:name:strength>).
+// Only Linear layers: LoCon/LyCORIS files are refused with an error naming the tensor.
+struct LoraSpec {
+  std::string path;
+  double strength = 1.0;
+};
+
+// An 8-bit RGB image, rows top to bottom (an img2img starting point).
+struct RgbImage {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;  // width*height*3
+};
+
 // One image to render. A missing negative means zeroed unconditional embeddings; an
-// empty string is encoded like any other prompt.
+// empty string is encoded like any other prompt. Prompts use A1111's attention syntax:
+// (word) x1.1, ((word)) x1.21, [word] /1.1, (word:1.3), \( for a literal bracket, BREAK to
+// start a new 75-token chunk; longer prompts are encoded in chunks of 75 tokens.
 struct ImageRequest {
   std::string prompt;
   std::optional<std::string> negative;
   uint64_t seed = 0;
+  // img2img: start from this image (its size must be the batch's width x height). Either
+  // every image of a batch has one or none has.
+  std::optional<RgbImage> init_image;
 };
 
-// A batch of compatible images: they share size, steps, guidance, sampler and schedule.
+// A batch of compatible images: they share size, steps, guidance, sampler, schedule and
+// LoRA set.
 struct BatchRequest {
   std::vector<ImageRequest> images;
   int width = 1024;
   int height = 1024;
   int steps = 30;
-  double cfg = 5.0;
-  std::string sampler = "euler";    // euler | euler_ancestral | dpmpp_2m
-  std::string schedule = "normal";  // normal | trailing | karras
+  double cfg = 5.0;                 // 1.0 or less: no unconditional pass (one UNet call per image)
+  // euler | euler_ancestral | dpmpp_2m | lcm | tcd (lcm and tcd use their own timesteps:
+  // schedule must be normal)
+  std::string sampler = "euler";
+  std::string schedule = "normal";  // normal | trailing | sgm_uniform (= trailing) | karras
+  double tcd_gamma = 0.3;           // tcd: stochasticity per step (diffusers' eta), 0..1
   bool tileable = false;            // circular padding in UNet and VAE convolutions
+  // Merged into the weights for this batch (and kept merged until a batch asks for a
+  // different set). Files are read once and cached while unchanged on disk.
+  std::vector<LoraSpec> loras;
+  // img2img (images with an init_image): how much of the schedule runs, 0..1. The last
+  // int(steps * strength) timesteps run, starting from the encoded image noised to the
+  // first of them; the rest are skipped (A1111's "Denoising strength").
+  double strength = 1.0;
 };
 
 // An 8-bit RGB image, rows top to bottom, plus the same pixels as floats in [0,1]
@@ -71,6 +103,9 @@ struct Image {
   int height = 0;
   std::vector<uint8_t> rgb;    // width*height*3
   std::vector<float> rgb_f32;  // width*height*3, in [0,1]
+  // What the engine had to change in this image's request, one line each (e.g. a prompt
+  // cut at the token limit); also logged.
+  std::vector<std::string> notes;
 };
 
 struct Timings {
@@ -78,6 +113,7 @@ struct Timings {
   double denoise_ms = 0;  // all sampling steps
   double decode_ms = 0;   // VAE decode
   double total_ms = 0;
+  double lora_ms = 0;     // merging a new LoRA set before the batch (0 when the set is unchanged)
 };
 
 // Device memory as the engine sees it. On CUDA: caching-allocator statistics; on unified
@@ -88,6 +124,7 @@ struct MemoryStats {
   uint64_t weights_bytes = 0;         // resident model weights
   uint64_t peak_allocated_bytes = 0;  // since the last ResetPeak
   uint64_t peak_reserved_bytes = 0;
+  uint64_t lora_bytes = 0;            // host memory: cached LoRA files and the originals of merged layers
 };
 
 struct DeviceInfo {
