@@ -29,5 +29,10 @@ if [ -d "$GOLDEN" ]; then
     mkdir -p "$DEST/golden/diffusers/$part"
     cp "$GOLDEN/diffusers/$part"/*config.json "$DEST/golden/diffusers/$part/"
   done
+  # The workflow cases (LoRA files, init image, reference images) beside it.
+  if [ -d "$GOLDEN/../tiny-sdxl-workflows" ]; then
+    mkdir -p "$DEST/golden-workflows"
+    cp "$GOLDEN/../tiny-sdxl-workflows"/* "$DEST/golden-workflows/"
+  fi
 fi
 du -sh "$DEST"

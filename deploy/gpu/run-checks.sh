@@ -3,7 +3,7 @@
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
 # "service" runs the whole service (coordinator, one worker per GPU, client) and compares it
 # with the benchmark in the same run. Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|service|scaling-one|scaling-all|sm121|ctest]...
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|service|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -22,6 +22,13 @@ for stage in "${@:-golden bench}"; do
         echo "== golden e2e on cuda, $dtype (tolerance $tol)"
         $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype $dtype --tolerance $tol \
           --json "$OUT/golden-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
+      done
+      # The workflow cases (LoRA in both file formats, img2img) in fp32 and fp16.
+      for spec in fp32:1e-3 fp16:2e-2; do
+        dtype=${spec%%:*}; tol=${spec#*:}
+        echo "== golden workflows on cuda, $dtype (tolerance $tol)"
+        $BIN/engine/spriteforge-golden-check --golden $G --workflows .gpu-deps/golden-workflows --device cuda \
+          --dtype $dtype --tolerance $tol --json "$OUT/golden-workflows-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
       done
       echo "== golden e2e on cuda, fp16, NCHW UNet (tolerance 2e-2)"
       $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype fp16 --tolerance 2e-2 --channels-last 0 \
@@ -64,6 +71,12 @@ for stage in "${@:-golden bench}"; do
     precision)
       echo "== fp16/bf16/fp8 vs fp32, full-size UNet"
       $BIN/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;
+    fewstep)
+      # SDXL-Lightning's shape: 4 steps, CFG 1 (one UNet pass per image), Euler trailing, a
+      # random rank-64 LoRA merged; then the switch to a second LoRA.
+      echo "== 4-step CFG-1 Euler trailing, rank-64 LoRA merged, 1024x1024"
+      $BIN/bench/spriteforge-bench --dtypes fp16,fp8 --batches 8,16 --steps 4 --cfg 1 --schedule trailing \
+        --lora-rank 64 --runs 2 --json "$OUT/bench-fewstep.json" 2>&1 | grep -v warning | tee "$OUT/bench-fewstep.txt" ;;
     service)
       # One coordinator, one worker per visible GPU; fp16 and fp8; the benchmark at batch 8.
       gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | awk '{print tolower($NF)}')

@@ -7,7 +7,11 @@
 //                     [--batches 1,4,8,16] [--size 1024] [--steps 30] [--runs 2]
 //                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1] [--fused-kernels 0|1]
 //                     [--decode-batch N (0: as memory allows)] [--json OUT.json]
+//                     [--cfg 5] [--sampler euler] [--schedule normal] [--lora-rank R]
 //
+// --lora-rank R merges a random rank-R LoRA over every transformer Linear of the UNet (the
+// shape of SDXL-Lightning's) and, after the timed runs, switches to a second one: the
+// switch's merge time is reported. With --cfg 1 each image takes one UNet pass a step.
 // --compare also runs the baseline (fp32, NCHW, no CUDA graphs, no cuDNN autotuning) in
 // the same process, so the two paths are measured on the same card minutes apart.
 // Timings come from the engine (device-synchronised at phase boundaries); each
@@ -22,7 +26,9 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "random_lora.h"
 #include "spriteforge/engine/engine.h"
 
 namespace sf = spriteforge::engine;
@@ -43,6 +49,11 @@ struct Args {
   bool fused_kernels = true;
   int decode_batch = 1;
   std::string json_out;
+  double cfg = 5.0;
+  std::string sampler = "euler";
+  std::string schedule = "normal";
+  int lora_rank = 0;
+  std::vector<sf::LoraSpec> loras;  // the random LoRAs written for --lora-rank: [the one timed, the switch]
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -77,6 +88,11 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--cuda-graphs") a.cuda_graphs = v != "0";
     else if (flag == "--fused-kernels") a.fused_kernels = v != "0";
     else if (flag == "--decode-batch") a.decode_batch = v == "0" ? 0 : ToInt(flag, v);
+    else if (flag == "--cfg") {
+      if (!absl::SimpleAtod(v, &a.cfg) || a.cfg < 0) Die("--cfg: expected a non-negative number, got '" + v + "'");
+    } else if (flag == "--sampler") a.sampler = v;
+    else if (flag == "--schedule") a.schedule = v;
+    else if (flag == "--lora-rank") a.lora_rank = ToInt(flag, v);
     else Die("unknown flag " + flag);
   }
   return a;
@@ -91,6 +107,8 @@ struct Row {
   std::string error;
   sf::Timings median;
   sf::MemoryStats memory;
+  double first_merge_ms = 0;   // the warm-up's merge of the first LoRA
+  double lora_switch_ms = 0;   // merging the second LoRA in place of the first
 };
 
 Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtype, int batch,
@@ -99,7 +117,10 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
   sf::BatchRequest request;
   request.width = request.height = a.size;
   request.steps = a.steps;
-  request.cfg = 5.0;
+  request.cfg = a.cfg;
+  request.sampler = a.sampler;
+  request.schedule = a.schedule;
+  if (!a.loras.empty()) request.loras = {a.loras[0]};
   for (int i = 0; i < batch; ++i) {
     request.images.push_back({"a pixel art knight with a sword, 16-bit sprite", std::string("blurry"),
                               static_cast<uint64_t>(1000 + i)});
@@ -111,7 +132,19 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
       row.error = std::string(result.status().message());
       return row;
     }
+    if (run == 0) row.first_merge_ms = result->timings.lora_ms;
     if (run > 0) results.push_back(std::move(*result));
+  }
+  if (a.loras.size() > 1) {  // one job with the first LoRA, the next with another
+    request.loras = {a.loras[1]};
+    auto switched = engine.Generate(request);
+    if (!switched.ok()) {
+      row.error = std::string(switched.status().message());
+      return row;
+    }
+    row.lora_switch_ms = switched->timings.lora_ms;
+    request.loras = {a.loras[0]};
+    if (auto back = engine.Generate(request); back.ok()) row.lora_switch_ms = std::max(row.lora_switch_ms, back->timings.lora_ms);
   }
   std::sort(results.begin(), results.end(), [](const auto& x, const auto& y) {
     return x.timings.total_ms < y.timings.total_ms;
@@ -140,7 +173,9 @@ nlohmann::json RowJson(const Row& r, int steps) {
           {"seconds_per_image", per_image_s},
           {"images_per_minute", 60.0 / per_image_s},
           {"peak_allocated_gb", Gb(r.memory.peak_allocated_bytes)},
-          {"peak_reserved_gb", Gb(r.memory.peak_reserved_bytes)}};
+          {"peak_reserved_gb", Gb(r.memory.peak_reserved_bytes)},
+          {"lora_first_merge_ms", r.first_merge_ms},
+          {"lora_switch_ms", r.lora_switch_ms}};
 }
 
 void RunPath(const Args& a, const std::string& path, const std::string& dtype, bool fast,
@@ -176,6 +211,10 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
                   j["unet_step_ms"].get<double>(), j["decode_ms_per_image"].get<double>(),
                   j["seconds_per_image"].get<double>(), j["images_per_minute"].get<double>(),
                   j["peak_allocated_gb"].get<double>(), j["peak_reserved_gb"].get<double>());
+      if (!a.loras.empty()) {
+        std::printf("          LoRA rank %d: first merge %.0f ms, switch to another %.0f ms\n", a.lora_rank,
+                    row.first_merge_ms, row.lora_switch_ms);
+      }
     } else {
       std::printf("%-9s %-5s b%-3d failed: %s\n", path.c_str(), dtype.c_str(), batch, row.error.c_str());
     }
@@ -187,8 +226,18 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
 
 int main(int argc, char** argv) {
   Args a = ParseArgs(argc, argv);
+  if (a.lora_rank > 0) {
+    for (int i = 0; i < 2; ++i) {
+      const std::string path = absl::StrCat("/tmp/spriteforge-bench-lora-r", a.lora_rank, "-", i, ".safetensors");
+      auto bytes = spriteforge::bench::WriteRandomSdxlLora(path, a.lora_rank, 17 + i);
+      if (!bytes.ok()) Die(std::string(bytes.status().message()));
+      std::printf("random LoRA rank %d: %s (%.0f MB)\n", a.lora_rank, path.c_str(), *bytes / 1e6);
+      a.loras.push_back({path, 1.0});
+    }
+  }
   nlohmann::json report = {{"model", a.model}, {"size", a.size}, {"steps", a.steps},
-                           {"runs", a.runs}, {"device", nullptr},
+                           {"runs", a.runs}, {"device", nullptr}, {"cfg", a.cfg},
+                           {"sampler", a.sampler}, {"schedule", a.schedule}, {"lora_rank", a.lora_rank},
                            {"results", nlohmann::json::array()}};
   if (const char* commit = std::getenv("SPRITEFORGE_COMMIT")) report["commit"] = commit;
   if (const char* driver = std::getenv("SPRITEFORGE_DRIVER")) report["driver"] = driver;

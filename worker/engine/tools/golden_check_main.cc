@@ -4,12 +4,16 @@
 // apply (fp32 on CUDA: 1e-3; fp16: 2e-2).
 //
 //   spriteforge-golden-check --golden DIR [--model FILE_OR_DIR] [--config DIR] [--device cuda] [--dtype fp16]
-//                            [--tolerance X] [--json OUT.json]
+//                            [--tolerance X] [--json OUT.json] [--workflows DIR]
+//
+// --workflows DIR also runs tiny-sdxl-workflows' cases (LoRA in both file formats, img2img)
+// against that folder's vectors.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +29,7 @@ namespace {
 
 struct Args {
   std::string golden, model, config, device = "cpu", dtype = "fp32", json_out;
+  std::string workflows;  // tiny-sdxl-workflows folder; empty: text-to-image cases only
   double tolerance = 1e-4;
   bool channels_last = false;
 };
@@ -48,6 +53,7 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--tolerance") args.tolerance = std::atof(value.c_str());
     else if (flag == "--json") args.json_out = value;
     else if (flag == "--channels-last") args.channels_last = value != "0";
+    else if (flag == "--workflows") args.workflows = value;
     else Die("unknown flag " + flag);
   }
   if (args.golden.empty()) Die("--golden DIR is required");
@@ -58,12 +64,29 @@ Args ParseArgs(int argc, char** argv) {
 
 }  // namespace
 
+// One set of cases and the reference images they are checked against.
+struct CaseSet {
+  std::string label;  // prefix of the LoRA cases' names in the report (the file's format)
+  std::map<std::string, sf::BatchRequest> cases;
+  std::string vectors;
+};
+
 int main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
+  std::vector<CaseSet> sets;
   auto cases = sf::LoadGoldenCases(args.golden);
   if (!cases.ok()) Die(std::string(cases.status().message()));
-  auto vectors = sf::SafetensorsFile::Open(args.golden + "/vectors.safetensors");
-  if (!vectors.ok()) Die(std::string(vectors.status().message()));
+  sets.push_back({"", std::move(*cases), args.golden + "/vectors.safetensors"});
+  if (!args.workflows.empty()) {
+    for (const char* lora_file : {"lora-kohya.safetensors", "lora-diffusers.safetensors"}) {
+      auto workflow_cases = sf::LoadWorkflowCases(args.workflows, lora_file);
+      if (!workflow_cases.ok()) Die(std::string(workflow_cases.status().message()));
+      // img2img does not depend on the LoRA file: run it once.
+      if (sets.size() > 1) workflow_cases->erase("img2img.euler");
+      sets.push_back({std::string(lora_file).substr(0, std::string(lora_file).find('.')) + ":",
+                      std::move(*workflow_cases), args.workflows + "/vectors.safetensors"});
+    }
+  }
 
   sf::LoadOptions load;
   load.model_path = args.model;
@@ -78,27 +101,32 @@ int main(int argc, char** argv) {
   nlohmann::json report = {{"device", (*engine)->Device().name}, {"dtype", args.dtype},
                            {"tolerance", args.tolerance}, {"cases", nlohmann::json::object()}};
   bool all_pass = true;
-  for (const auto& [name, request] : *cases) {
-    auto result = (*engine)->Generate(request);
-    if (!result.ok()) Die(name + ": " + std::string(result.status().message()));
-    const sf::TensorView* expected = (*vectors)->Find(name + ".images");
-    if (!expected || expected->dtype != sf::DType::kF32) Die(name + ".images missing or not F32");
-    const float* ref = static_cast<const float*>(expected->data);
-    double max_err = 0;
-    size_t offset = 0;
-    for (const sf::Image& image : result->images) {
-      for (size_t k = 0; k < image.rgb_f32.size(); ++k) {
-        max_err = std::max(max_err, std::fabs(static_cast<double>(image.rgb_f32[k]) - ref[offset + k]));
+  for (const CaseSet& set : sets) {
+    auto vectors = sf::SafetensorsFile::Open(set.vectors);
+    if (!vectors.ok()) Die(std::string(vectors.status().message()));
+    for (const auto& [name, request] : set.cases) {
+      // LoRA cases carry their file's format; the others are the same whatever the set.
+      const std::string label = name.rfind("lora.", 0) == 0 ? set.label + name : name;
+      auto result = (*engine)->Generate(request);
+      if (!result.ok()) Die(label + ": " + std::string(result.status().message()));
+      const sf::TensorView* expected = (*vectors)->Find(name + ".images");
+      if (!expected || expected->dtype != sf::DType::kF32) Die(name + ".images missing or not F32");
+      const float* ref = static_cast<const float*>(expected->data);
+      double max_err = 0;
+      size_t offset = 0;
+      for (const sf::Image& image : result->images) {
+        for (size_t k = 0; k < image.rgb_f32.size(); ++k) {
+          max_err = std::max(max_err, std::fabs(static_cast<double>(image.rgb_f32[k]) - ref[offset + k]));
+        }
+        offset += image.rgb_f32.size();
       }
-      offset += image.rgb_f32.size();
+      if (offset * sizeof(float) != expected->nbytes) Die(label + ": image size differs from reference");
+      bool pass = max_err <= args.tolerance;
+      all_pass = all_pass && pass;
+      std::printf("%-40s max_abs_err=%.3g  %s  (%.1f ms)\n", label.c_str(), max_err, pass ? "PASS" : "FAIL",
+                  result->timings.total_ms);
+      report["cases"][label] = {{"max_abs_err", max_err}, {"pass", pass}, {"total_ms", result->timings.total_ms}};
     }
-    if (offset * sizeof(float) != expected->nbytes) Die(name + ": image size differs from reference");
-    bool pass = max_err <= args.tolerance;
-    all_pass = all_pass && pass;
-    std::printf("%-24s max_abs_err=%.3g  %s  (%.1f ms)\n", name.c_str(), max_err,
-                pass ? "PASS" : "FAIL", result->timings.total_ms);
-    report["cases"][name] = {{"max_abs_err", max_err}, {"pass", pass},
-                             {"total_ms", result->timings.total_ms}};
   }
   if (!args.json_out.empty()) std::ofstream(args.json_out) << report.dump(2) << "\n";
   return all_pass ? 0 : 1;
