@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "progress.h"
 #include "spriteforge/common/files.h"
+#include "spriteforge/common/manifest_files.h"
 
 namespace spriteforge::client {
 namespace {
@@ -81,12 +83,78 @@ std::string JobLine(const v1::Job& job) {
 
 bool Finished(v1::JobState s) { return s == v1::JOB_DONE || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED; }
 
+// Sends one file in chunks of 1 MiB; returns the coordinator's hash of what arrived.
+absl::StatusOr<std::string> Upload(Stub& stub, const std::string& path, ManifestFileKind kind, uint64_t size) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  grpc::ClientContext ctx;
+  v1::FileRef ref;
+  auto writer = stub.UploadFile(&ctx, &ref);
+  v1::FileChunk chunk;
+  chunk.set_kind(kind == ManifestFileKind::kLora ? v1::FILE_LORA : v1::FILE_IMAGE);
+  chunk.set_size(size);
+  std::string buffer(1 << 20, '\0');
+  bool first = true;
+  while (in || first) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const size_t n = static_cast<size_t>(in.gcount());
+    if (n == 0 && !first) break;
+    chunk.set_data(buffer.data(), n);
+    if (!writer->Write(chunk)) break;  // the coordinator refused it: Finish says why
+    chunk.clear_kind();
+    chunk.clear_size();
+    first = false;
+  }
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  if (!status.ok()) return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  return ref.sha256();
+}
+
+// Reads the files the manifest names (relative paths from the manifest's folder), uploads
+// each once and lists them in the request. Problems with the files are reported here with
+// the manifest's file, line and field; any other problem is left to the coordinator.
+absl::Status UploadManifestFiles(Stub& stub, const std::string& manifest_path, const std::string& text,
+                                 v1::SubmitJobRequest* request) {
+  const std::filesystem::path base = std::filesystem::path(manifest_path).parent_path();
+  std::map<std::pair<std::string, int>, ManifestFile> described;
+  std::map<std::string, std::pair<std::string, ManifestFileKind>> to_upload;  // sha256 -> local path, kind
+  bool file_problem = false;
+  FileResolver resolve = [&](const std::string& path, ManifestFileKind kind) -> absl::StatusOr<ManifestFile> {
+    const auto key = std::make_pair(path, static_cast<int>(kind));
+    if (auto it = described.find(key); it != described.end()) return it->second;
+    const std::filesystem::path local = std::filesystem::path(path).is_absolute() ? std::filesystem::path(path) : base / path;
+    auto file = DescribeManifestFile(local.string(), kind);
+    if (!file.ok()) {
+      file_problem = true;
+      return file.status();
+    }
+    described[key] = *file;
+    to_upload[file->sha256] = {local.string(), kind};
+    (*request->mutable_files())[path] = file->sha256;
+    return file;
+  };
+  auto manifest = ParseManifest(text, manifest_path, [] { return uint64_t{0}; }, ManifestLimits{}, resolve);
+  if (!manifest.ok() && file_problem) return manifest.status();
+  for (const auto& [sha, source] : to_upload) {
+    auto size = std::filesystem::file_size(source.first);
+    auto uploaded = Upload(stub, source.first, source.second, size);
+    if (!uploaded.ok()) return absl::Status(uploaded.status().code(), absl::StrCat(source.first, ": ", uploaded.status().message()));
+    if (*uploaded != sha) return absl::DataLossError(absl::StrCat(source.first, " changed while it was uploaded"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int Submit(Stub& stub, const SubmitArgs& args) {
   auto text = ReadFile(args.manifest);
   if (!text.ok()) return Error("submit", std::string(text.status().message()));
   v1::SubmitJobRequest request;
+  if (auto s = UploadManifestFiles(stub, args.manifest, *text, &request); !s.ok()) {
+    if (s.code() == absl::StatusCode::kUnavailable) return Error("submit", "coordinator unavailable: " + std::string(s.message()));
+    return Error("submit", std::string(s.message()));
+  }
   request.set_manifest(*text);
   request.set_manifest_name(args.manifest);
   request.set_idempotency_key(args.idempotency_key);

@@ -51,9 +51,15 @@ nlohmann::json ToJson(const GenerationInfo& info) {
   j["negative"] = info.negative ? nlohmann::json(*info.negative) : nlohmann::json(nullptr);
   if (!info.loras.empty()) {
     j["loras"] = nlohmann::json::array();
-    for (const LoraUse& lora : info.loras) j["loras"].push_back({{"name", lora.name}, {"strength", lora.strength}});
+    for (const LoraUse& lora : info.loras) {
+      nlohmann::json l = {{"name", lora.name}, {"strength", lora.strength}};
+      if (!lora.sha256.empty()) l["sha256"] = lora.sha256;
+      j["loras"].push_back(std::move(l));
+    }
   }
   if (info.denoising_strength) j["denoising_strength"] = *info.denoising_strength;
+  if (!info.init_image.empty()) j["init_image_sha256"] = info.init_image;
+  if (info.sampler == "tcd") j["tcd_gamma"] = info.tcd_gamma;
   if (!info.notes.empty()) j["notes"] = info.notes;
   return j;
 }

@@ -2,11 +2,14 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
+#include <filesystem>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "spriteforge/common/manifest_files.h"
 #include "spriteforge/common/text.h"
 #include "spriteforge/common/yaml_check.h"
 
@@ -18,7 +21,9 @@ class Errors {
  public:
   explicit Errors(std::string file) : file_(std::move(file)) {}
   absl::Status At(const YAML::Node& node, const std::string& field, const std::string& problem) const {
-    const int line = node.IsDefined() ? node.Mark().line + 1 : 0;
+    return AtLine(node.IsDefined() ? node.Mark().line + 1 : 0, field, problem);
+  }
+  absl::Status AtLine(int line, const std::string& field, const std::string& problem) const {
     return absl::InvalidArgumentError(absl::StrCat(file_, line > 0 ? absl::StrCat(":", line) : "", ": ",
                                                    field, ": ", problem));
   }
@@ -51,14 +56,109 @@ std::string PromptProblem(const std::string& text, const ManifestLimits& lim) {
   return TextProblem(text, lim.max_prompt_chars, "\t\n\r");
 }
 
+// Where an item's start image and strength came from, for the checks made once the item's
+// size is known.
+// (Lines, not YAML nodes: assigning a yaml-cpp node rebinds the node it was copied from.)
+struct Img2ImgSource {
+  int image_line = 0;
+  std::string image_field;
+  int width = 0, height = 0;
+  int strength_line = 0;  // set by the item itself (not by the defaults); 0: not set
+  std::string strength_field;
+};
+
+absl::StatusOr<ManifestFile> Resolve(const YAML::Node& node, const std::string& field, const Errors& err,
+                                     const FileResolver& files, ManifestFileKind kind, std::string* path) {
+  if (auto s = Read(node, field, err, *path); !s.ok()) return s;
+  if (path->empty()) return err.At(node, field, "must not be empty");
+  if (!files) {
+    return err.At(node, field, "files given by path must be uploaded: submit the manifest with the spriteforge client");
+  }
+  auto file = files(*path, kind);
+  if (!file.ok()) return err.At(node, field, std::string(file.status().message()));
+  return file;
+}
+
+absl::Status ReadLoras(const YAML::Node& node, const std::string& field, const ManifestLimits& lim,
+                       const Errors& err, const FileResolver& files, std::vector<LoraUse>* out) {
+  if (!node.IsSequence()) return err.At(node, field, "must be a list of {name: NAME} or {path: FILE}, each with an optional strength");
+  if (node.size() > lim.max_loras) return err.At(node, field, absl::StrCat("holds more than ", lim.max_loras, " LoRAs"));
+  out->clear();
+  for (size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node entry = node[i];
+    const std::string f = absl::StrCat(field, "[", i, "]");
+    if (!entry.IsMap()) return err.At(entry, f, "must be a mapping {name: NAME} or {path: FILE}");
+    if (auto s = OnlyKeys(entry, {"name", "path", "strength"}, f, err); !s.ok()) return s;
+    if (!entry["name"] == !entry["path"]) return err.At(entry, f, "needs exactly one of name (in the workers' LoRA folder) or path (uploaded)");
+    LoraUse lora;
+    if (entry["name"]) {
+      std::string name;
+      if (auto s = Read(entry["name"], f + ".name", err, name); !s.ok()) return s;
+      lora.name = LoraStem(name);
+      if (!IsSafeName(lora.name)) {
+        return err.At(entry["name"], f + ".name",
+                      "must be a file name of the workers' LoRA folder: A-Z a-z 0-9 . _ -, no folders");
+      }
+    } else {
+      std::string path;
+      auto file = Resolve(entry["path"], f + ".path", err, files, ManifestFileKind::kLora, &path);
+      if (!file.ok()) return file.status();
+      lora.name = std::filesystem::path(path).stem().string();
+      lora.sha256 = file->sha256;
+    }
+    if (entry["strength"]) {
+      if (auto s = Read(entry["strength"], f + ".strength", err, lora.strength); !s.ok()) return s;
+      if (!(std::isfinite(lora.strength) && std::abs(lora.strength) <= 10)) {
+        return err.At(entry["strength"], f + ".strength", "must be -10..10");
+      }
+    }
+    out->push_back(std::move(lora));
+  }
+  return absl::OkStatus();
+}
+
+// The keys of LoRAs, img2img and few-step sampling, allowed in defaults, overrides and items.
+absl::Status ApplyWorkflow(const YAML::Node& map, const std::string& where, const ManifestLimits& lim,
+                           const Errors& err, const FileResolver& files, GenerationInfo& p, Img2ImgSource* src) {
+  if (map["lora"]) {
+    if (auto s = ReadLoras(map["lora"], where + ".lora", lim, err, files, &p.loras); !s.ok()) return s;
+  }
+  if (map["init_image"]) {
+    std::string path;
+    auto file = Resolve(map["init_image"], where + ".init_image", err, files, ManifestFileKind::kImage, &path);
+    if (!file.ok()) return file.status();
+    p.init_image = file->sha256;
+    src->image_line = map["init_image"].Mark().line + 1;
+    src->image_field = where + ".init_image";
+    src->width = file->width;
+    src->height = file->height;
+  }
+  if (map["strength"]) {
+    double strength = 0;
+    if (auto s = Read(map["strength"], where + ".strength", err, strength); !s.ok()) return s;
+    if (!(strength > 0 && strength <= 1)) return err.At(map["strength"], where + ".strength", "must be in (0, 1]");
+    p.denoising_strength = strength;
+    src->strength_line = map["strength"].Mark().line + 1;
+    src->strength_field = where + ".strength";
+  }
+  if (map["tcd_gamma"]) {
+    if (auto s = Read(map["tcd_gamma"], where + ".tcd_gamma", err, p.tcd_gamma); !s.ok()) return s;
+    if (!(p.tcd_gamma >= 0 && p.tcd_gamma <= 1)) return err.At(map["tcd_gamma"], where + ".tcd_gamma", "must be 0..1");
+  }
+  return absl::OkStatus();
+}
+
 // Applies the defaults/overrides keys in `map` onto `p`, checking each against the limits.
 absl::Status ApplySettings(const YAML::Node& map, const std::string& where, const ManifestLimits& lim,
-                           const Errors& err, GenerationInfo& p, std::optional<std::string>* negative) {
+                           const Errors& err, const FileResolver& files, GenerationInfo& p,
+                           std::optional<std::string>* negative, Img2ImgSource* src) {
   if (!map.IsMap()) return err.At(map, where, "must be a mapping");
-  if (auto s = OnlyKeys(map, {"width", "height", "steps", "cfg", "sampler", "schedule", "negative", "tileable"},
+  if (auto s = OnlyKeys(map, {"width", "height", "steps", "cfg", "sampler", "schedule", "negative", "tileable",
+                              "lora", "init_image", "strength", "tcd_gamma"},
                         where, err); !s.ok()) {
     return s;
   }
+  if (auto s = ApplyWorkflow(map, where, lim, err, files, p, src); !s.ok()) return s;
   for (const char* key : {"width", "height"}) {
     if (!map[key]) continue;
     int v = 0;
@@ -79,14 +179,15 @@ absl::Status ApplySettings(const YAML::Node& map, const std::string& where, cons
   }
   if (map["sampler"]) {
     if (auto s = Read(map["sampler"], where + ".sampler", err, p.sampler); !s.ok()) return s;
-    if (p.sampler != "euler" && p.sampler != "euler_ancestral" && p.sampler != "dpmpp_2m") {
-      return err.At(map["sampler"], where + ".sampler", "must be euler, euler_ancestral or dpmpp_2m");
+    if (p.sampler != "euler" && p.sampler != "euler_ancestral" && p.sampler != "dpmpp_2m" && p.sampler != "lcm" &&
+        p.sampler != "tcd") {
+      return err.At(map["sampler"], where + ".sampler", "must be euler, euler_ancestral, dpmpp_2m, lcm or tcd");
     }
   }
   if (map["schedule"]) {
     if (auto s = Read(map["schedule"], where + ".schedule", err, p.schedule); !s.ok()) return s;
-    if (p.schedule != "normal" && p.schedule != "trailing" && p.schedule != "karras") {
-      return err.At(map["schedule"], where + ".schedule", "must be normal, trailing or karras");
+    if (p.schedule != "normal" && p.schedule != "trailing" && p.schedule != "sgm_uniform" && p.schedule != "karras") {
+      return err.At(map["schedule"], where + ".schedule", "must be normal, trailing, sgm_uniform or karras");
     }
   }
   if (map["tileable"]) {
@@ -98,6 +199,26 @@ absl::Status ApplySettings(const YAML::Node& map, const std::string& where, cons
     if (auto problem = PromptProblem(text, lim); !problem.empty()) return err.At(map["negative"], where + ".negative", problem);
     *negative = text;
   }
+  return absl::OkStatus();
+}
+
+// Checks that need the item's final settings; fills in img2img's default strength.
+absl::Status CheckWorkflow(const YAML::Node& item, const std::string& where, const Errors& err, GenerationInfo& p,
+                           const Img2ImgSource& src) {
+  if ((p.sampler == "lcm" || p.sampler == "tcd") && p.schedule != "normal") {
+    return err.At(item, where + ".schedule", absl::StrCat("sampler ", p.sampler, " uses its own timesteps: the schedule must be normal"));
+  }
+  if (p.init_image.empty()) {
+    if (src.strength_line > 0) return err.AtLine(src.strength_line, src.strength_field, "needs init_image (img2img)");
+    p.denoising_strength.reset();
+    return absl::OkStatus();
+  }
+  if (src.width != p.width || src.height != p.height) {
+    return err.AtLine(src.image_line, src.image_field,
+                  absl::StrCat("is ", src.width, "x", src.height, " but the item is ", p.width, "x", p.height,
+                               " (set width and height to the image's size)"));
+  }
+  if (!p.denoising_strength) p.denoising_strength = 0.75;  // A1111's img2img default
   return absl::OkStatus();
 }
 
@@ -132,7 +253,8 @@ std::string ModelNameProblem(const std::string& model) {
 }
 
 absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file,
-                                       const std::function<uint64_t()>& draw_seed, const ManifestLimits& lim) {
+                                       const std::function<uint64_t()>& draw_seed, const ManifestLimits& lim,
+                                       const FileResolver& files) {
   Errors err(file);
   if (text.size() > lim.max_file_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": manifest is ", text.size(), " bytes; the limit is ", lim.max_file_bytes));
@@ -169,9 +291,14 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::strin
   defaults.sampler = "euler";
   defaults.schedule = "normal";
   std::optional<std::string> default_negative;
+  Img2ImgSource default_src;
   if (root["defaults"]) {
-    if (auto s = ApplySettings(root["defaults"], "defaults", lim, err, defaults, &default_negative); !s.ok()) return s;
+    if (auto s = ApplySettings(root["defaults"], "defaults", lim, err, files, defaults, &default_negative, &default_src);
+        !s.ok()) {
+      return s;
+    }
   }
+  default_src.strength_line = 0;  // a default strength applies to img2img items only
   if (root["postprocess"]) {
     if (!root["postprocess"].IsMap()) return err.At(root["postprocess"], "postprocess", "must be a mapping");
     m.postprocess_json = ToJson(root["postprocess"]).dump();
@@ -186,15 +313,24 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::strin
     const YAML::Node item = items[i];
     const std::string where = absl::StrCat("items[", i, "]");
     if (!item.IsMap()) return err.At(item, where, "must be a mapping");
-    if (auto s = OnlyKeys(item, {"prompt", "negative", "count", "seed", "overrides"}, where, err); !s.ok()) return s;
+    if (auto s = OnlyKeys(item, {"prompt", "negative", "count", "seed", "overrides", "lora", "init_image", "strength",
+                                 "tcd_gamma"},
+                          where, err); !s.ok()) {
+      return s;
+    }
     GenerationInfo p = defaults;
+    Img2ImgSource src = default_src;
     std::optional<std::string> negative = default_negative;
     if (!item["prompt"]) return err.At(item, where + ".prompt", "is required");
     if (auto s = Read(item["prompt"], where + ".prompt", err, p.prompt); !s.ok()) return s;
     if (auto problem = PromptProblem(p.prompt, lim); !problem.empty()) return err.At(item["prompt"], where + ".prompt", problem);
     if (item["overrides"]) {
-      if (auto s = ApplySettings(item["overrides"], where + ".overrides", lim, err, p, &negative); !s.ok()) return s;
+      if (auto s = ApplySettings(item["overrides"], where + ".overrides", lim, err, files, p, &negative, &src); !s.ok()) {
+        return s;
+      }
     }
+    if (auto s = ApplyWorkflow(item, where, lim, err, files, p, &src); !s.ok()) return s;
+    if (auto s = CheckWorkflow(item, where, err, p, src); !s.ok()) return s;
     if (item["negative"]) {
       std::string text;
       if (auto s = Read(item["negative"], where + ".negative", err, text); !s.ok()) return s;

@@ -4,6 +4,10 @@
 //   spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT
 //       [--lease-seconds N] [--max-attempts N] [--max-prefetch N] [--unserved-model-timeout S]
 //       [--ready-file FILE] [--worker-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
+//       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N]
+//
+// Files that manifests name by path (LoRAs, img2img start images) are uploaded by the
+// client and kept in --blob-dir by content hash (default: "blobs" beside the database).
 //
 // Every flag can come from SPRITEFORGE_<FLAG> instead (SPRITEFORGE_LISTEN, ...). Port 0
 // picks a free port; --ready-file receives {"grpc": "HOST:PORT", "http": "HOST:PORT"} (and
@@ -18,6 +22,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -63,6 +68,7 @@ int main(int argc, char** argv) {
   std::string listen, worker_listen, db, http_address, ready_file;
   int lease_seconds = 15, max_attempts = 3, max_prefetch = 1;
   double unserved_seconds = 0;
+  uint64_t max_lora_mb = 2048, max_image_mb = 32;
   sc::CoordinatorOptions options;
   spriteforge::LogOptions log;
   app.add_option("--listen", listen, "gRPC address for clients and workers, HOST:PORT (port 0: any free port)")
@@ -85,6 +91,12 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--worker-listen", worker_listen,
                  "Serve workers on this HOST:PORT of their own; client calls then take small messages only");
+  app.add_option("--blob-dir", options.blob_dir,
+                 "Folder of files uploaded with jobs, by content hash (default: blobs beside --db)");
+  app.add_option("--max-lora-mb", max_lora_mb, "Largest LoRA a client may upload, in MiB")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-image-mb", max_image_mb, "Largest start image a client may upload, in MiB")
+      ->check(CLI::Range(1, 1 << 16));
   app.add_option("--ready-file", ready_file, "Written with the bound addresses, as JSON, once serving");
   spriteforge::cli::AddLogFlags(app, &log);
   spriteforge::cli::ReadEnvironment(app);
@@ -100,6 +112,11 @@ int main(int argc, char** argv) {
   options.max_attempts = max_attempts;
   options.max_prefetch = max_prefetch;
   options.unserved_model_timeout_ms = static_cast<int64_t>(unserved_seconds * 1000);
+  options.upload_limits.max_lora_bytes = max_lora_mb << 20;
+  options.upload_limits.max_image_bytes = max_image_mb << 20;
+  if (options.blob_dir.empty()) {
+    options.blob_dir = (std::filesystem::absolute(db).parent_path() / "blobs").string();
+  }
 
   auto store = sc::Store::Open(db);
   if (!store.ok()) return Fail(std::string(store.status().message()));

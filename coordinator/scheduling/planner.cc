@@ -12,6 +12,14 @@ bool Serves(const WorkerView& w, const std::string& model) {
 
 }  // namespace
 
+uint64_t LoraBytes(const BatchKey& key, const WorkerView& worker) {
+  uint64_t bytes = key.uploaded_lora_bytes;
+  for (const std::string& name : key.named_loras) {
+    if (auto it = worker.lora_bytes.find(name); it != worker.lora_bytes.end()) bytes += it->second;
+  }
+  return bytes;
+}
+
 std::vector<Assignment> Plan(const std::vector<PendingItem>& pending, const std::vector<WorkerView>& workers,
                              const std::map<std::string, int64_t>& last_served) {
   // A job served in this call counts as served last, so several idle workers take turns
@@ -44,8 +52,10 @@ std::vector<Assignment> Plan(const std::vector<PendingItem>& pending, const std:
     std::stable_sort(order.begin(), order.end(), offer_order);
     for (const PendingItem* head : order) {
       if (taken.count(head) || !Serves(worker, head->key.model)) continue;
-      const int size = worker.memory->MaxBatch(head->key.width, head->key.height, worker.budget_bytes,
-                                               worker.max_batch);
+      // The LoRAs' weights are counted with the fixed part: they shrink the budget left for images.
+      const uint64_t lora = LoraBytes(head->key, worker);
+      const uint64_t budget = worker.budget_bytes > lora ? worker.budget_bytes - lora : 0;
+      const int size = worker.memory->MaxBatch(head->key.width, head->key.height, budget, worker.max_batch);
       if (size == 0) continue;  // this shape does not fit this worker; try the next item
       Assignment a{worker.id, head->key, {}};
       // The head's job first, then the rest of the same key and priority in offer order.

@@ -31,8 +31,19 @@ struct BatchKey {
   std::string schedule;
   bool tileable = false;
   double cfg = 0;  // the engine guides a whole batch with one scale
+  // The engine merges one LoRA set per batch and runs img2img for all images or none.
+  std::string loras;       // canonical "<sha256 or name>:<strength>" list, in order; "" for none
+  bool img2img = false;
+  double strength = 0;     // img2img only
+  double tcd_gamma = 0;    // sampler tcd only
+  // Memory the LoRAs add to a batch: the uploaded files' sizes (known here), and the names
+  // looked up in each worker's LoRA folder (sizes the worker reported).
+  uint64_t uploaded_lora_bytes = 0;
+  std::vector<std::string> named_loras;
 
-  auto Tie() const { return std::tie(model, width, height, steps, sampler, schedule, tileable, cfg); }
+  auto Tie() const {
+    return std::tie(model, width, height, steps, sampler, schedule, tileable, cfg, loras, img2img, strength, tcd_gamma);
+  }
   bool operator<(const BatchKey& o) const { return Tie() < o.Tie(); }
   bool operator==(const BatchKey& o) const { return Tie() == o.Tie(); }
 };
@@ -52,7 +63,11 @@ struct WorkerView {
   int max_batch = 1;
   bool idle = true;                     // only idle workers get a batch
   const MemoryModel* memory = nullptr;  // the worker's calibrated model
+  std::map<std::string, uint64_t> lora_bytes;  // the LoRAs of its folder, by name
 };
+
+// What a batch of `key` adds to the fixed part of the worker's memory: its LoRA files.
+uint64_t LoraBytes(const BatchKey& key, const WorkerView& worker);
 
 struct Assignment {
   std::string worker_id;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "spdlog/spdlog.h"
 #include "spriteforge/common/files.h"
 
 namespace spriteforge::coordinator {
@@ -147,6 +148,47 @@ class FetchReactor : public grpc::ServerWriteReactor<v1::ResultFile> {
   v1::ResultFile current_;
 };
 
+// Receives one file in chunks into the blob store. The first chunk says what the file is
+// and how large, so an oversized upload is refused before its bytes are written.
+class UploadReactor : public grpc::ServerReadReactor<v1::FileChunk> {
+ public:
+  UploadReactor(BlobStore* blobs, v1::FileRef* response) : blobs_(blobs), response_(response) { StartRead(&chunk_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client has sent everything
+      if (!upload_) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an upload needs at least one chunk"));
+      auto ref = upload_->Finish();
+      upload_.reset();
+      if (!ref.ok()) return Finish(ToGrpc(ref.status()));
+      spdlog::info("stored upload {} ({} bytes)", ref->sha256, ref->size);
+      response_->set_sha256(ref->sha256);
+      response_->set_size(ref->size);
+      return Finish(grpc::Status::OK);
+    }
+    if (!upload_) {
+      if (chunk_.kind() != v1::FILE_LORA && chunk_.kind() != v1::FILE_IMAGE) {
+        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first chunk must say the file's kind"));
+      }
+      auto upload = blobs_->Begin(chunk_.kind() == v1::FILE_LORA ? ManifestFileKind::kLora : ManifestFileKind::kImage,
+                                  chunk_.size());
+      if (!upload.ok()) return Finish(ToGrpc(upload.status()));
+      upload_ = std::move(*upload);
+    }
+    if (auto s = upload_->Append(chunk_.data()); !s.ok()) {
+      upload_.reset();
+      return Finish(ToGrpc(s));
+    }
+    StartRead(&chunk_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  BlobStore* blobs_;
+  v1::FileRef* response_;
+  v1::FileChunk chunk_;
+  std::unique_ptr<BlobStore::Upload> upload_;
+};
+
 }  // namespace
 
 grpc::Status ToGrpc(const absl::Status& status) {
@@ -189,6 +231,9 @@ grpc::ServerWriteReactor<v1::JobEvent>* ClientService::WatchJob(grpc::CallbackSe
 grpc::ServerWriteReactor<v1::ResultFile>* ClientService::FetchResults(grpc::CallbackServerContext*,
                                                                       const v1::FetchResultsRequest* request) {
   return new FetchReactor(core_, *request);
+}
+grpc::ServerReadReactor<v1::FileChunk>* ClientService::UploadFile(grpc::CallbackServerContext*, v1::FileRef* response) {
+  return new UploadReactor(core_->blobs(), response);
 }
 
 }  // namespace spriteforge::coordinator

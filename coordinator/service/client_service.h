@@ -26,6 +26,7 @@ class ClientService final : public v1::SpriteForge::CallbackService {
                                                    const v1::WatchJobRequest* request) override;
   grpc::ServerWriteReactor<v1::ResultFile>* FetchResults(grpc::CallbackServerContext* ctx,
                                                          const v1::FetchResultsRequest* request) override;
+  grpc::ServerReadReactor<v1::FileChunk>* UploadFile(grpc::CallbackServerContext* ctx, v1::FileRef* response) override;
 
  private:
   Coordinator* core_;

@@ -19,6 +19,15 @@ inline v1::ImageParams ToProto(const GenerationInfo& p) {
   out.set_sampler(p.sampler);
   out.set_schedule(p.schedule);
   out.set_tileable(p.tileable);
+  for (const LoraUse& lora : p.loras) {
+    v1::LoraRef* ref = out.add_loras();
+    ref->set_name(lora.name);
+    ref->set_strength(lora.strength);
+    ref->set_sha256(lora.sha256);
+  }
+  out.set_init_image_sha256(p.init_image);
+  if (p.denoising_strength) out.set_strength(*p.denoising_strength);
+  out.set_tcd_gamma(p.tcd_gamma);
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "service/convert.h"
 #include "service/results.h"
@@ -25,8 +26,30 @@ std::string RandomId(const char* prefix) {
   return absl::StrCat(prefix, std::string(buf, 12));
 }
 
-BatchKey KeyOf(const GenerationInfo& p) {
-  return BatchKey{p.model, p.width, p.height, p.steps, p.sampler, p.schedule, p.tileable, p.cfg};
+// An uploaded file as a job names it: its hash is its identity, so it is described from
+// the blob without hashing again (a LoRA may be gigabytes).
+absl::StatusOr<ManifestFile> DescribeBlob(const std::string& path, const std::string& sha256, ManifestFileKind kind,
+                                          const UploadLimits& limits) {
+  if (kind == ManifestFileKind::kImage) {
+    auto file = DescribeManifestFile(path, kind, limits);
+    if (!file.ok()) {
+      // The coordinator's own path means nothing to the client.
+      std::string message(file.status().message());
+      if (message.rfind(path + ": ", 0) == 0) message = message.substr(path.size() + 2);
+      return absl::InvalidArgumentError(absl::StrCat("the uploaded file: ", message));
+    }
+    return file;
+  }
+  std::error_code ec;
+  ManifestFile file;
+  file.sha256 = sha256;
+  file.size = std::filesystem::file_size(path, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("uploaded file ", sha256, " cannot be read"));
+  if (file.size > limits.MaxBytes(kind)) {
+    return absl::InvalidArgumentError(absl::StrCat("the ", KindName(kind), " is ", file.size,
+                                                   " bytes; the limit is ", limits.MaxBytes(kind)));
+  }
+  return file;
 }
 
 const char* ReasonName(v1::FailureReason r) {
@@ -62,8 +85,9 @@ int64_t SteadyMs() {
 
 }  // namespace
 
-Coordinator::Coordinator(std::unique_ptr<Store> store, CoordinatorOptions options)
+Coordinator::Coordinator(std::unique_ptr<Store> store, std::unique_ptr<BlobStore> blobs, CoordinatorOptions options)
     : store_(std::move(store)),
+      blobs_(std::move(blobs)),
       options_(std::move(options)),
       quarantine_(options_.invalid_result_strikes, options_.quarantine_ms),
       last_tick_ms_(SteadyMs()),
@@ -114,7 +138,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", options.output_dir, ": ", ec.message()));
   auto unfinished = store->UnfinishedJobs();
   if (!unfinished.ok()) return unfinished.status();
-  std::unique_ptr<Coordinator> core(new Coordinator(std::move(store), std::move(options)));
+  if (options.blob_dir.empty()) {
+    options.blob_dir = (std::filesystem::absolute(options.output_dir).lexically_normal().parent_path() / "blobs").string();
+  }
+  auto blobs = BlobStore::Open(options.blob_dir, options.upload_limits);
+  if (!blobs.ok()) return blobs.status();
+  std::unique_ptr<Coordinator> core(new Coordinator(std::move(store), std::move(*blobs), std::move(options)));
   // Every unfinished job is in the cache, so the checks that walk it see them all.
   for (JobRecord& job : *unfinished) core->jobs_[job.id] = std::move(job);
   return core;
@@ -186,10 +215,60 @@ void Coordinator::EmitLocked(const std::string& job_id, v1::JobEvent event) {
   }
 }
 
+FileResolver Coordinator::UploadedFiles(const v1::SubmitJobRequest& request) {
+  // One description per path and kind, however many items name it.
+  auto seen = std::make_shared<std::map<std::pair<std::string, int>, ManifestFile>>();
+  return [this, &request, seen](const std::string& path, ManifestFileKind kind) -> absl::StatusOr<ManifestFile> {
+    if (auto it = seen->find({path, static_cast<int>(kind)}); it != seen->end()) return it->second;
+    auto sha = request.files().find(path);
+    if (sha == request.files().end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " was not uploaded with the job (the spriteforge client uploads the files a manifest names)"));
+    }
+    auto blob = blobs_->Path(sha->second);
+    if (!blob.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", blob.status().message(), " (upload it again)"));
+    }
+    auto file = DescribeBlob(*blob, sha->second, kind, blobs_->limits());
+    if (!file.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", file.status().message()));
+    (*seen)[{path, static_cast<int>(kind)}] = *file;
+    return file;
+  };
+}
+
+BatchKey Coordinator::KeyOfLocked(const GenerationInfo& p) {
+  BatchKey key{p.model, p.width, p.height, p.steps, p.sampler, p.schedule, p.tileable, p.cfg};
+  for (const LoraUse& lora : p.loras) {
+    // Strengths are compared exactly: "%.17g" round-trips a double.
+    absl::StrAppend(&key.loras, key.loras.empty() ? "" : ",", lora.sha256.empty() ? "name:" + lora.name : lora.sha256,
+                    ":", absl::StrFormat("%.17g", lora.strength));
+    if (lora.sha256.empty()) {
+      key.named_loras.push_back(lora.name);
+      continue;
+    }
+    auto size = blob_sizes_.find(lora.sha256);
+    if (size == blob_sizes_.end()) {
+      auto bytes = blobs_->Size(lora.sha256);
+      size = blob_sizes_.emplace(lora.sha256, bytes.ok() ? *bytes : 0).first;
+    }
+    key.uploaded_lora_bytes += size->second;
+  }
+  key.img2img = !p.init_image.empty();
+  key.strength = key.img2img ? p.denoising_strength.value_or(0.75) : 0;
+  key.tcd_gamma = p.sampler == "tcd" ? p.tcd_gamma : 0;
+  return key;
+}
+
+void Coordinator::CountBlobFetch(const std::string& sha256, uint64_t bytes) {
+  metrics_.AddBlobFetch(bytes);
+  spdlog::info("sent uploaded file {} ({} bytes) to a worker", sha256, bytes);
+}
+
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobRequest& request) {
   const std::string file = request.manifest_name().empty() ? "manifest" : request.manifest_name();
   std::mt19937_64 rng(std::random_device{}());
-  auto manifest = ParseManifest(request.manifest(), file, [&] { return rng() >> 1; }, options_.limits);
+  auto manifest = ParseManifest(request.manifest(), file, [&] { return rng() >> 1; }, options_.limits,
+                                UploadedFiles(request));
   if (!manifest.ok()) return manifest.status();
   if (auto s = CheckSubmission(request, *manifest, file); !s.ok()) return s;
   if (!request.model_override().empty()) manifest->model = request.model_override();
@@ -582,7 +661,9 @@ void Coordinator::HandleResult(WorkerState& w, const v1::BatchResultMsg& result,
                                {{"allocated", result.memory().peak_allocated_bytes()},
                                 {"reserved", result.memory().peak_reserved_bytes()}}}};
     if (!r.postprocess_error().empty()) sidecar["postprocess_error"] = r.postprocess_error();
-    auto files = WriteItemFiles(options_.output_dir, *item, r.png(), r.sprite_png(), sidecar);
+    ItemRecord noted = *item;
+    noted.params.notes.assign(r.notes().begin(), r.notes().end());
+    auto files = WriteItemFiles(options_.output_dir, noted, r.png(), r.sprite_png(), sidecar);
     if (!files.ok()) {
       storage_error = std::string(files.status().message());
       spdlog::error("job {} item {}: {}", item->job_id, item->index, storage_error);
@@ -687,6 +768,7 @@ bool Coordinator::ScheduleRound() {
     v.max_batch = w.registration.max_batch();
     v.idle = true;
     v.memory = w.model.get();
+    for (const v1::LoraFile& lora : w.registration.lora_files()) v.lora_bytes[lora.name()] = lora.size_bytes();
     views.push_back(std::move(v));
   }
   if (views.empty()) return false;
@@ -701,7 +783,7 @@ bool Coordinator::ScheduleRound() {
   for (const ItemRecord& it : *queued) {
     auto job = JobLocked(it.job_id);
     if (!job.ok()) continue;
-    pending.push_back({it.job_id, it.index, job->priority, job->seq, KeyOf(it.params)});
+    pending.push_back({it.job_id, it.index, job->priority, job->seq, KeyOfLocked(it.params)});
   }
   const int64_t now = NowMs();
   const std::vector<Assignment> plan = Plan(pending, views, last_served_);

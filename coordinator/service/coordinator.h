@@ -27,6 +27,7 @@
 #include "service/result_check.h"
 #include "spriteforge/common/manifest.h"
 #include "spriteforge/v1/spriteforge.pb.h"
+#include "store/blob_store.h"
 #include "store/store.h"
 
 namespace spriteforge::coordinator {
@@ -56,6 +57,9 @@ struct CoordinatorOptions {
   // 0 waits forever. The wait restarts with the coordinator.
   int64_t unserved_model_timeout_ms = 0;
   ManifestLimits limits;
+  // Files uploaded with jobs, by content hash; empty: "blobs" beside output_dir.
+  std::string blob_dir;
+  UploadLimits upload_limits;
 };
 
 class Coordinator {
@@ -96,6 +100,9 @@ class Coordinator {
   absl::Status CheckAlive(int64_t max_tick_age_ms, int64_t lock_timeout_ms);
 
   const CoordinatorOptions& options() const { return options_; }
+  BlobStore* blobs() { return blobs_.get(); }
+  // A worker fetched an uploaded file (for the log and /metrics).
+  void CountBlobFetch(const std::string& sha256, uint64_t bytes);
   ~Coordinator();
 
  private:
@@ -127,7 +134,11 @@ class Coordinator {
     EventSink sink;
   };
 
-  Coordinator(std::unique_ptr<Store> store, CoordinatorOptions options);
+  Coordinator(std::unique_ptr<Store> store, std::unique_ptr<BlobStore> blobs, CoordinatorOptions options);
+
+  // Resolves the files a submitted manifest names through the uploads the request lists.
+  FileResolver UploadedFiles(const v1::SubmitJobRequest& request);
+  BatchKey KeyOfLocked(const GenerationInfo& params);
 
   // All below: called with mu_ held.
   void Schedule();
@@ -158,6 +169,8 @@ class Coordinator {
 
   std::mutex mu_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<BlobStore> blobs_;
+  std::map<std::string, uint64_t> blob_sizes_;  // uploaded LoRAs' sizes (blobs never change)
   CoordinatorOptions options_;
   Metrics metrics_;
   Quarantine quarantine_;

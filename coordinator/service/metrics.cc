@@ -67,6 +67,11 @@ void Metrics::ObserveImageSeconds(double s) {
   std::lock_guard<std::mutex> lock(mu_);
   image_seconds_.Observe(s);
 }
+void Metrics::AddBlobFetch(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++blob_fetches_;
+  blob_fetch_bytes_ += bytes;
+}
 int64_t Metrics::images_total() const {
   std::lock_guard<std::mutex> lock(mu_);
   return images_;
@@ -87,6 +92,10 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
   for (const auto& [reason, n] : failures_) {
     absl::StrAppend(&out, "spriteforge_failures_total{reason=\"", Label(reason), "\"} ", n, "\n");
   }
+  Header(&out, "spriteforge_blob_fetches_total", "counter", "Uploaded files (LoRAs, start images) sent to workers.");
+  absl::StrAppend(&out, "spriteforge_blob_fetches_total ", blob_fetches_, "\n");
+  Header(&out, "spriteforge_blob_fetch_bytes_total", "counter", "Bytes of uploaded files sent to workers.");
+  absl::StrAppend(&out, "spriteforge_blob_fetch_bytes_total ", blob_fetch_bytes_, "\n");
   Header(&out, "spriteforge_queue_depth", "gauge", "Items waiting for a worker.");
   absl::StrAppend(&out, "spriteforge_queue_depth ", g.queue_depth, "\n");
   Header(&out, "spriteforge_running_items", "gauge", "Items leased to workers.");

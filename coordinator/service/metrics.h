@@ -49,6 +49,7 @@ class Metrics {
   void ObserveBatch(int size);
   void ObserveStepSeconds(double seconds);
   void ObserveImageSeconds(double seconds);
+  void AddBlobFetch(uint64_t bytes);  // a worker fetched an uploaded file
 
   int64_t images_total() const;
   int64_t failures_total() const;
@@ -57,6 +58,8 @@ class Metrics {
  private:
   mutable std::mutex mu_;
   int64_t images_ = 0;
+  int64_t blob_fetches_ = 0;
+  uint64_t blob_fetch_bytes_ = 0;
   std::map<std::string, int64_t> failures_;
   Histogram batch_size_;
   Histogram step_seconds_;

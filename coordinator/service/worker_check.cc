@@ -60,6 +60,14 @@ absl::Status CheckRegister(const v1::Register& reg, const WorkerLimits& lim) {
       return Bad("register.models", absl::StrCat("\"", model.substr(0, 64), "\" ", problem));
     }
   }
+  if (reg.lora_files_size() > lim.max_lora_files) {
+    return Bad("register.lora_files", absl::StrCat("more than ", lim.max_lora_files));
+  }
+  for (const v1::LoraFile& lora : reg.lora_files()) {
+    if (auto problem = ModelNameProblem(lora.name()); !problem.empty()) {
+      return Bad("register.lora_files", absl::StrCat("\"", lora.name().substr(0, 64), "\" ", problem));
+    }
+  }
   if (auto s = CheckMemory(reg.memory(), "register.memory", lim); !s.ok()) return s;
   if (reg.calibrations_size() > lim.max_calibrations) {
     return Bad("register.calibrations", absl::StrCat("more than ", lim.max_calibrations));

@@ -13,6 +13,7 @@ struct WorkerLimits {
   int max_prefetch = 16;                   // batches held ahead
   uint64_t max_memory_bytes = 1ull << 50;  // 1 PiB: beyond any device
   int max_models = 32;
+  int max_lora_files = 10000;
   int max_calibrations = 64;
   int max_image_side = 8192;
   int max_running_batches = 16;

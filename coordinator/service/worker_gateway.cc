@@ -1,6 +1,7 @@
 #include "service/worker_gateway.h"
 
 #include <deque>
+#include <fstream>
 #include <mutex>
 
 #include "service/client_service.h"
@@ -119,7 +120,57 @@ void Channel::Close(const std::string& reason) {
   if (reactor) reactor->EndStream(grpc::Status(grpc::StatusCode::ABORTED, reason));
 }
 
+// Sends an uploaded file in chunks of 1 MiB, one in flight at a time.
+class BlobReactor : public grpc::ServerWriteReactor<v1::FileChunk> {
+ public:
+  static constexpr size_t kChunkBytes = 1 << 20;
+
+  BlobReactor(Coordinator* core, const std::string& sha256) : core_(core), sha256_(sha256) {
+    auto path = core->blobs()->Path(sha256);
+    if (!path.ok()) {
+      Finish(ToGrpc(path.status()));
+      return;
+    }
+    in_.open(*path, std::ios::binary);
+    if (!in_) {
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot read uploaded file " + sha256));
+      return;
+    }
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker gone"));
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    std::string* data = chunk_.mutable_data();
+    data->resize(kChunkBytes);
+    in_.read(data->data(), static_cast<std::streamsize>(kChunkBytes));
+    data->resize(static_cast<size_t>(in_.gcount()));
+    if (in_.bad()) return Finish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot read uploaded file " + sha256_));
+    if (data->empty()) {  // blobs are never empty: a LoRA or a PNG
+      core_->CountBlobFetch(sha256_, sent_);
+      return Finish(grpc::Status::OK);
+    }
+    sent_ += data->size();
+    StartWrite(&chunk_);
+  }
+  Coordinator* core_;
+  std::string sha256_;
+  std::ifstream in_;
+  v1::FileChunk chunk_;
+  uint64_t sent_ = 0;
+};
+
 }  // namespace
+
+grpc::ServerWriteReactor<v1::FileChunk>* WorkerGatewayService::FetchBlob(grpc::CallbackServerContext*,
+                                                                         const v1::BlobRequest* request) {
+  return new BlobReactor(core_, request->sha256());
+}
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerGatewayService::Connect(
     grpc::CallbackServerContext* ctx) {

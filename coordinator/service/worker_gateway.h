@@ -13,6 +13,8 @@ class WorkerGatewayService final : public v1::WorkerGateway::CallbackService {
   explicit WorkerGatewayService(Coordinator* core) : core_(core) {}
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
+  grpc::ServerWriteReactor<v1::FileChunk>* FetchBlob(grpc::CallbackServerContext* ctx,
+                                                     const v1::BlobRequest* request) override;
 
  private:
   Coordinator* core_;

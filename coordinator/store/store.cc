@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "store/sqlite.h"
 
@@ -46,6 +48,7 @@ CREATE TABLE IF NOT EXISTS items(
   failure INTEGER NOT NULL DEFAULT 0,
   failure_message TEXT NOT NULL DEFAULT '',
   done_ms INTEGER NOT NULL DEFAULT 0,
+  workflow TEXT NOT NULL DEFAULT '',
   PRIMARY KEY(job_id, idx));
 CREATE INDEX IF NOT EXISTS items_state ON items(state);
 CREATE INDEX IF NOT EXISTS items_batch ON items(batch_id);
@@ -67,7 +70,7 @@ constexpr const char* kJobColumns =
 constexpr const char* kItemColumns =
     "job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, sampler, schedule, "
     "model, tileable, state, batch_id, worker_id, attempts, image_path, sprite_path, failure, "
-    "failure_message, done_ms";
+    "failure_message, done_ms, workflow";
 
 // Seeds are unsigned 64-bit; SQLite integers are signed. Store the bit pattern.
 int64_t SeedToDb(uint64_t seed) {
@@ -79,6 +82,42 @@ uint64_t SeedFromDb(int64_t v) {
   uint64_t seed;
   std::memcpy(&seed, &v, sizeof seed);
   return seed;
+}
+
+// LoRAs, img2img and the TCD setting in one JSON column: "" for a plain txt2img item, so
+// the common case costs nothing and new settings need no new columns.
+std::string WorkflowToDb(const GenerationInfo& p) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const LoraUse& lora : p.loras) {
+    j["loras"].push_back({{"name", lora.name}, {"strength", lora.strength}, {"sha256", lora.sha256}});
+  }
+  if (!p.init_image.empty()) j["init_image"] = p.init_image;
+  if (p.denoising_strength) j["strength"] = *p.denoising_strength;
+  if (p.sampler == "tcd") j["tcd_gamma"] = p.tcd_gamma;
+  return j.empty() ? "" : j.dump();
+}
+
+void WorkflowFromDb(const std::string& text, GenerationInfo& p) {
+  if (text.empty()) return;
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return;
+  if (auto loras = j.find("loras"); loras != j.end() && loras->is_array()) {
+    for (const auto& l : *loras) {
+      p.loras.push_back({l.value("name", ""), l.value("strength", 1.0), l.value("sha256", "")});
+    }
+  }
+  p.init_image = j.value("init_image", "");
+  if (j.contains("strength")) p.denoising_strength = j.value("strength", 1.0);
+  p.tcd_gamma = j.value("tcd_gamma", 0.3);
+}
+
+// Databases made before a column existed get it (with its default) when opened.
+absl::Status AddMissingColumn(Database& db, const char* table, const char* column, const char* definition) {
+  Statement q(db.raw(), absl::StrCat("SELECT COUNT(*) FROM pragma_table_info('", table, "') WHERE name = '", column,
+                                     "'").c_str());
+  if (!q.Step()) return q.status().ok() ? absl::InternalError("table_info returned nothing") : q.status();
+  if (q.Int(0) > 0) return absl::OkStatus();
+  return db.Exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", column, " ", definition));
 }
 
 JobRecord ReadJob(const Statement& s) {
@@ -122,6 +161,7 @@ ItemRecord ReadItem(const Statement& s) {
   it.failure = static_cast<int>(s.Int(20));
   it.failure_message = s.Text(21);
   it.done_ms = s.Int(22);
+  WorkflowFromDb(s.Text(23), it.params);
   return it;
 }
 
@@ -135,6 +175,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   if (!db.ok()) return db.status();
   if (auto s = (*db)->Exec(kSchema); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, " is not a spriteforge store: ", s.message()));
+  }
+  if (auto s = AddMissingColumn(**db, "items", "workflow", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the workflow column: ", s.message()));
   }
   return std::unique_ptr<Store>(new Store(std::move(*db)));
 }
@@ -165,12 +208,12 @@ absl::StatusOr<JobRecord> Store::CreateJob(JobRecord job, const std::vector<Item
   for (const ItemRecord& it : items) {
     Statement row(db_->raw(),
                   "INSERT INTO items(job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, "
-                  "sampler, schedule, model, tileable, state) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                  "sampler, schedule, model, tileable, state, workflow) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     row.Bind(1, job.id).Bind(2, it.index).Bind(3, it.params.prompt).Bind(4, it.params.negative)
         .Bind(5, SeedToDb(it.params.seed)).Bind(6, it.random_seed ? 1 : 0).Bind(7, it.params.width)
         .Bind(8, it.params.height).Bind(9, it.params.steps).Bind(10, it.params.cfg).Bind(11, it.params.sampler)
         .Bind(12, it.params.schedule).Bind(13, it.params.model).Bind(14, it.params.tileable ? 1 : 0)
-        .Bind(15, static_cast<int>(ItemState::kQueued));
+        .Bind(15, static_cast<int>(ItemState::kQueued)).Bind(16, WorkflowToDb(it.params));
     if (auto s = row.Run(); !s.ok()) return s;
   }
   if (auto s = tx.Commit(); !s.ok()) return s;

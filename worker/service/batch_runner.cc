@@ -1,14 +1,17 @@
 #include "service/batch_runner.h"
 
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "service/blob_cache.h"
 #include "service/sprite.h"
 #include "service/thread_pool.h"
 #include "spriteforge/common/generation_info.h"
+#include "spriteforge/common/text.h"
 
 namespace spriteforge::worker {
 namespace {
@@ -49,7 +52,29 @@ GenerationInfo InfoOf(const v1::ImageParams& p, const std::string& model) {
   info.schedule = p.schedule();
   info.model = model;
   info.tileable = p.tileable();
+  for (const v1::LoraRef& lora : p.loras()) info.loras.push_back({lora.name(), lora.strength(), lora.sha256()});
+  if (!p.init_image_sha256().empty()) {
+    info.init_image = p.init_image_sha256();
+    info.denoising_strength = p.strength();
+  }
+  info.tcd_gamma = p.tcd_gamma();
   return info;
+}
+
+// What must be equal across a batch beyond the basic settings: the LoRA set, img2img.
+std::string WorkflowKey(const v1::ImageParams& p) {
+  std::string key = absl::StrCat(p.init_image_sha256().empty() ? "txt2img" : "img2img:", p.strength(), ";",
+                                 p.tcd_gamma());
+  for (const v1::LoraRef& lora : p.loras()) absl::StrAppend(&key, ";", lora.name(), "/", lora.sha256(), "/", lora.strength());
+  return key;
+}
+
+// A batch's input failed: the job's problem (INVALID_REQUEST, not retried) unless the
+// file could not be fetched, which another attempt may fix.
+v1::FailureReason InputFailure(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kInvalidArgument || status.code() == absl::StatusCode::kNotFound
+             ? v1::FAILURE_INVALID_REQUEST
+             : v1::FAILURE_INTERNAL;
 }
 
 // One image's part of the result: the render's PNG and, when asked, its sprite.
@@ -67,8 +92,8 @@ int64_t UnixMs() {
              std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-BatchRunner::BatchRunner(engine::Engine* engine, std::string model_name, ImageEncoder encoder)
-    : engine_(engine), model_name_(std::move(model_name)), encoder_(std::move(encoder)) {
+BatchRunner::BatchRunner(engine::Engine* engine, std::string model_name, ImageEncoder encoder, InputFiles files)
+    : engine_(engine), model_name_(std::move(model_name)), encoder_(std::move(encoder)), files_(std::move(files)) {
   if (!encoder_) encoder_ = [](const RasterImage& image, const PngText& text) { return EncodePng(image, text); };
 }
 
@@ -89,17 +114,35 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
   request.sampler = first.sampler();
   request.schedule = first.schedule();
   request.tileable = first.tileable();
+  request.tcd_gamma = first.tcd_gamma();
+  if (!first.init_image_sha256().empty()) request.strength = first.strength();
+  for (const v1::LoraRef& lora : first.loras()) {
+    auto path = LoraPath(lora);
+    if (!path.ok()) return RenderFailure(a, InputFailure(path.status()), std::string(path.status().message()));
+    request.loras.push_back({*path, lora.strength()});
+  }
+  const std::string workflow = WorkflowKey(first);
+  std::map<std::string, engine::RgbImage> init_images;  // by sha256: decoded once per batch
   for (const v1::AssignedItem& item : a.items()) {
     const v1::ImageParams& p = item.params();
     if (p.width() != request.width || p.height() != request.height || p.steps() != request.steps ||
         p.cfg() != request.cfg || p.sampler() != request.sampler || p.schedule() != request.schedule ||
-        p.tileable() != request.tileable) {
+        p.tileable() != request.tileable || WorkflowKey(p) != workflow) {
       return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, "batch mixes incompatible parameters");
     }
     engine::ImageRequest image;
     image.prompt = p.prompt();
     if (p.has_negative()) image.negative = p.negative();
     image.seed = p.seed();
+    if (!p.init_image_sha256().empty()) {
+      auto it = init_images.find(p.init_image_sha256());
+      if (it == init_images.end()) {
+        auto decoded = InitImage(p.init_image_sha256());
+        if (!decoded.ok()) return RenderFailure(a, InputFailure(decoded.status()), std::string(decoded.status().message()));
+        it = init_images.emplace(p.init_image_sha256(), std::move(*decoded)).first;
+      }
+      image.init_image = it->second;
+    }
     request.images.push_back(std::move(image));
   }
   Rendered out;
@@ -116,6 +159,33 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
   out.ok = true;
   out.batch = std::move(*generated);
   return out;
+}
+
+absl::StatusOr<std::string> BatchRunner::LoraPath(const v1::LoraRef& lora) const {
+  if (!lora.sha256().empty()) {
+    if (!files_.blobs) return absl::FailedPreconditionError("this worker has no cache for uploaded files");
+    return files_.blobs->Path(lora.sha256());
+  }
+  if (!IsSafeName(lora.name())) return absl::InvalidArgumentError(absl::StrCat("LoRA name '", lora.name(), "' is not a plain file name"));
+  if (files_.lora_dir.empty()) {
+    return absl::NotFoundError(absl::StrCat("LoRA '", lora.name(), "' is given by name, but this worker has no --lora-dir"));
+  }
+  const std::string path = (std::filesystem::path(files_.lora_dir) / (lora.name() + ".safetensors")).string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return absl::NotFoundError(absl::StrCat("LoRA '", lora.name(), "' is not in this worker's --lora-dir (", path, ")"));
+  }
+  return path;
+}
+
+absl::StatusOr<engine::RgbImage> BatchRunner::InitImage(const std::string& sha256) const {
+  if (!files_.blobs) return absl::FailedPreconditionError("this worker has no cache for uploaded files");
+  auto path = files_.blobs->Path(sha256);
+  if (!path.ok()) return path.status();
+  auto png = ReadPngFile(*path);
+  if (!png.ok()) return absl::InvalidArgumentError(absl::StrCat("init image ", sha256, ": ", png.status().message()));
+  if (png->channels != 3) return absl::InvalidArgumentError(absl::StrCat("init image ", sha256, " is not RGB"));
+  return engine::RgbImage{png->width, png->height, std::move(png->pixels)};
 }
 
 BatchOutcome BatchRunner::Package(const v1::Assignment& a, Rendered rendered, ThreadPool* pool) const {
@@ -185,6 +255,7 @@ BatchOutcome BatchRunner::Package(const v1::Assignment& a, Rendered rendered, Th
     r->set_png(std::move(images[i].png));
     if (!images[i].sprite_png.empty()) r->set_sprite_png(std::move(images[i].sprite_png));
     if (!images[i].postprocess_error.empty()) r->set_postprocess_error(images[i].postprocess_error);
+    for (const std::string& note : batch.images[i].notes) r->add_notes(note);
   }
   result.set_package_ms(
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());

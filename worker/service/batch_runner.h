@@ -19,6 +19,14 @@ namespace spriteforge::worker {
 namespace v1 = ::spriteforge::v1;
 
 class ThreadPool;
+class BlobCache;
+
+// Where a batch's files come from: LoRAs named by the job in `lora_dir`, uploaded LoRAs
+// and start images from `blobs`. Either missing: jobs that need it fail with a clear message.
+struct InputFiles {
+  std::string lora_dir;
+  BlobCache* blobs = nullptr;
+};
 
 // The worker's outgoing message for a finished batch: a result or a failure.
 struct BatchOutcome {
@@ -42,7 +50,7 @@ using ImageEncoder = std::function<absl::StatusOr<std::string>(const RasterImage
 
 class BatchRunner {
  public:
-  BatchRunner(engine::Engine* engine, std::string model_name, ImageEncoder encoder = nullptr);
+  BatchRunner(engine::Engine* engine, std::string model_name, ImageEncoder encoder = nullptr, InputFiles files = {});
 
   // `on_step` is called after every sampling step; `cancel` is checked between steps.
   Rendered Render(const v1::Assignment& assignment, const std::function<void(int, int)>& on_step,
@@ -56,9 +64,13 @@ class BatchRunner {
                    const std::atomic<bool>& cancel);
 
  private:
+  absl::StatusOr<std::string> LoraPath(const v1::LoraRef& lora) const;
+  absl::StatusOr<engine::RgbImage> InitImage(const std::string& sha256) const;
+
   engine::Engine* engine_;
   std::string model_name_;
   ImageEncoder encoder_;
+  InputFiles files_;
 };
 
 // Wall-clock milliseconds since the epoch (the timestamps results carry).

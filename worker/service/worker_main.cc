@@ -3,7 +3,12 @@
 //   spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME] [--config DIR]
 //       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
 //       [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--prefetch N] [--encode-threads N]
-//       [--palette-dir DIR] [--log-level LEVEL] [--log-format text|json]
+//       [--palette-dir DIR] [--lora-dir DIR] [--cache-dir DIR] [--log-level LEVEL] [--log-format text|json]
+//
+// --lora-dir: the folder of .safetensors LoRAs manifests may name (`lora: [{name: NAME}]`
+// loads NAME.safetensors), like ComfyUI's models/loras. LoRAs and start images a client
+// uploaded are fetched from the coordinator once into --cache-dir (default: a new folder
+// under the system's temporary folder) and reused from there.
 //
 // --palette-dir: the folder whose .hex/.gpl/.png palettes manifests may name (by file name
 // only); without it manifests use built-in palettes and inline colours.
@@ -20,6 +25,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -68,7 +74,7 @@ int main(int argc, char** argv) {
                "hands out.",
                "spriteforge-worker");
   spriteforge::cli::Configure(app);
-  std::string coordinator, worker_id, model_name, palette_dir;
+  std::string coordinator, worker_id, model_name, palette_dir, lora_dir, cache_dir;
   std::vector<std::string> calibrate;
   int max_batch = 8, prefetch = 1, encode_threads = 0;
   double reserve_gb = 2.0;
@@ -97,6 +103,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 64));
   app.add_option("--palette-dir", palette_dir,
                  "Folder of .hex/.gpl/.png palettes manifests may name (by file name only)");
+  app.add_option("--lora-dir", lora_dir, "Folder of .safetensors LoRAs manifests may name (by file stem)");
+  app.add_option("--cache-dir", cache_dir,
+                 "Folder for uploaded files fetched from the coordinator (default: a new temporary folder)");
   spriteforge::cli::AddLogFlags(app, &log);
   spriteforge::cli::ReadEnvironment(app);
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
@@ -108,6 +117,15 @@ int main(int argc, char** argv) {
       return Fail("--palette-dir: " + palette_dir + " is not a folder", 2);
     }
     sw::SetPaletteFolder(palette_dir);
+  }
+  if (!lora_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(lora_dir, ec)) return Fail("--lora-dir: " + lora_dir + " is not a folder", 2);
+  }
+  if (cache_dir.empty()) {
+    std::string templ = (std::filesystem::temp_directory_path() / "spriteforge-cache-XXXXXX").string();
+    if (!mkdtemp(templ.data())) return Fail("cannot create a cache folder under " + templ);
+    cache_dir = templ;
   }
 
   if (load.model_path.rfind("builtin:", 0) == 0) {
@@ -124,6 +142,8 @@ int main(int argc, char** argv) {
   identity.prefetch = prefetch;
   identity.encode_threads = encode_threads;
   identity.reserve_bytes = static_cast<uint64_t>(reserve_gb * 1e9);
+  identity.lora_dir = lora_dir;
+  identity.cache_dir = cache_dir;
   // Calibration: the measured peak of one and two images at a shape, so the coordinator's
   // memory model starts from this device's numbers rather than a prior.
   for (const std::string& shape : calibrate) {

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -25,6 +27,39 @@ v1::MemoryReport MemoryReportOf(const engine::MemoryStats& stats, uint64_t reser
   const uint64_t usable = stats.free_bytes + stats.weights_bytes;
   m.set_budget_bytes(usable > reserve_bytes ? usable - reserve_bytes : 0);
   return m;
+}
+
+absl::Status FetchBlob(const std::shared_ptr<grpc::Channel>& channel, const std::string& sha256,
+                       const std::string& dest) {
+  auto stub = v1::WorkerGateway::NewStub(channel);
+  grpc::ClientContext context;
+  v1::BlobRequest request;
+  request.set_sha256(sha256);
+  auto reader = stub->FetchBlob(&context, request);
+  std::ofstream out(dest, std::ios::binary | std::ios::trunc);
+  v1::FileChunk chunk;
+  while (reader->Read(&chunk)) out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  }
+  out.close();
+  if (!out) return absl::ResourceExhaustedError(absl::StrCat("cannot write ", dest, " (disk full?)"));
+  return absl::OkStatus();
+}
+
+std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir) {
+  std::vector<v1::LoraFile> out;
+  if (dir.empty()) return out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec) || e.path().extension() != ".safetensors") continue;
+    v1::LoraFile f;
+    f.set_name(e.path().stem().string());
+    f.set_size_bytes(e.file_size(ec));
+    out.push_back(std::move(f));
+  }
+  return out;
 }
 
 namespace {
@@ -120,6 +155,8 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
   reg->set_prefetch(identity_.prefetch);
   reg->set_version("spriteforge 0.1.0");
   for (const v1::Calibration& c : identity_.calibrations) *reg->add_calibrations() = c;
+  // Listed at every connection, so files added to the folder since count in the planner.
+  for (v1::LoraFile& f : ListLoraFolder(identity_.lora_dir)) *reg->add_lora_files() = std::move(f);
   if (!stream->Write(hello)) {
     return absl::UnavailableError(absl::StrCat("cannot reach the coordinator: ", stream->Finish().error_message()));
   }

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "service/batch_runner.h"
+#include "service/blob_cache.h"
 #include "spriteforge/engine/engine.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
@@ -31,7 +32,16 @@ struct WorkerIdentity {
   int encode_threads = 0;      // PNG encoding threads; 0: up to 8, one per core
   uint64_t reserve_bytes = 0;  // kept free for the rest of the machine
   std::vector<v1::Calibration> calibrations;
+  std::string lora_dir;        // LoRAs manifests name (by file stem); empty: none
+  std::string cache_dir;       // uploaded files fetched from the coordinator, by hash
 };
+
+// Fetches an uploaded file from the coordinator's worker gateway into `dest`.
+absl::Status FetchBlob(const std::shared_ptr<grpc::Channel>& channel, const std::string& sha256,
+                       const std::string& dest);
+
+// The .safetensors files of `dir`, as Register lists them (name = stem, size).
+std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir);
 
 // Memory the engine may use in total (weights included): free memory plus its own
 // weights, less the reserve. On unified memory and CPUs "free" is the system's available.
@@ -45,7 +55,11 @@ class WorkerSession {
       : engine_(engine),
         identity_(identity),
         channel_(std::move(channel)),
-        runner_(engine, identity.model_name, std::move(encoder)) {}
+        blobs_(identity.cache_dir,
+               [channel = channel_](const std::string& sha256, const std::string& dest) {
+                 return FetchBlob(channel, sha256, dest);
+               }),
+        runner_(engine, identity.model_name, std::move(encoder), InputFiles{identity.lora_dir, &blobs_}) {}
 
   // Runs until the stream ends. `registered` is set once the coordinator accepted us.
   // `stop` ends the session from outside (signal handler).
@@ -55,6 +69,7 @@ class WorkerSession {
   engine::Engine* engine_;
   WorkerIdentity identity_;
   std::shared_ptr<grpc::Channel> channel_;
+  BlobCache blobs_;
   BatchRunner runner_;
 };
 

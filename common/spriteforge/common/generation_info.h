@@ -15,6 +15,9 @@ namespace spriteforge {
 struct LoraUse {
   std::string name;
   double strength = 1.0;
+  // In the service: the content hash of a file uploaded with the job; empty: the file
+  // <name>.safetensors in the workers' --lora-dir.
+  std::string sha256;
 };
 
 struct GenerationInfo {
@@ -31,6 +34,8 @@ struct GenerationInfo {
   bool tileable = false;
   std::vector<LoraUse> loras;
   std::optional<double> denoising_strength;  // img2img only
+  std::string init_image;                    // service img2img: the uploaded start image's sha256
+  double tcd_gamma = 0.3;                    // sampler tcd only
   std::vector<std::string> notes;            // what the engine changed (e.g. a prompt cut)
 };
 

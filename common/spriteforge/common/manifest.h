@@ -8,7 +8,14 @@
 //   items:
 //     - {prompt: "red potion bottle icon", count: 12, seed: 100}
 //     - {prompt: "a knight", negative: "blurry", count: 2, overrides: {steps: 8}}
+//     - {prompt: "a knight, pixel art", lora: [{name: pixel-art-xl, strength: 0.8}],
+//        init_image: sketches/knight.png, strength: 0.6}
 //   postprocess: {...}   # kept as JSON for the workers
+//
+// `lora`, `init_image`, `strength` and `tcd_gamma` may stand in `defaults`, in an item's
+// `overrides` or in the item itself; an item's `lora` list replaces the defaults' list.
+// Files given by path are read through a FileResolver: the client reads and uploads them,
+// the coordinator looks up what was uploaded; without one, paths are refused.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +40,7 @@ struct ManifestLimits {
   size_t max_name_chars = 200;
   size_t max_file_bytes = 1 << 20;
   size_t max_postprocess_bytes = 16 << 10;  // the section as JSON; it travels with every item
+  size_t max_loras = 8;               // per image
   YamlLimits yaml;                    // depth, alias expansion
 };
 
@@ -50,12 +58,25 @@ struct Manifest {
   std::vector<ManifestImage> images;
 };
 
+enum class ManifestFileKind { kLora, kImage };
+
+// A file a manifest names by path, as the resolver found it.
+struct ManifestFile {
+  std::string sha256;
+  uint64_t size = 0;
+  int width = 0, height = 0;  // images only
+};
+
+// Path as written in the manifest -> the file; an error is one line naming the problem
+// (the parser adds file, line and field).
+using FileResolver = std::function<absl::StatusOr<ManifestFile>(const std::string& path, ManifestFileKind kind)>;
+
 // "" for a model name that is safe in lookups, paths and logs, else the problem.
 std::string ModelNameProblem(const std::string& model);
 
 // `draw_seed` supplies seeds for items without one (the caller records them).
 absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file_name,
                                        const std::function<uint64_t()>& draw_seed,
-                                       const ManifestLimits& limits = {});
+                                       const ManifestLimits& limits = {}, const FileResolver& files = nullptr);
 
 }  // namespace spriteforge
