@@ -1,0 +1,180 @@
+// LoRAs and img2img through the service: a manifest naming a LoRA by path (uploaded by
+// the client), a LoRA by name (the worker's --lora-dir) and a start image runs through a
+// real coordinator and CPU worker on the golden tiny model, and every image equals what
+// spriteforge-generate makes with the same options.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "cluster.h"
+#include "spriteforge/common/files.h"
+#include "spriteforge/common/png.h"
+
+namespace spriteforge::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string Workflows() { return GoldenModel() + "/../tiny-sdxl-workflows"; }
+
+// Files directly in `dir` (not its subfolders).
+int FilesIn(const std::string& dir) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += e.is_regular_file() ? 1 : 0;
+  return n;
+}
+
+int Occurrences(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Largest difference of one 8-bit channel between two PNG files of the same size.
+int WorstDifference(const std::string& a_path, const std::string& b_path) {
+  auto a = ReadPngFile(a_path);
+  auto b = ReadPngFile(b_path);
+  EXPECT_TRUE(a.ok()) << a_path;
+  EXPECT_TRUE(b.ok()) << b_path;
+  if (!a.ok() || !b.ok() || a->pixels.size() != b->pixels.size()) return 256;
+  int worst = 0;
+  for (size_t i = 0; i < a->pixels.size(); ++i) worst = std::max(worst, std::abs(a->pixels[i] - b->pixels[i]));
+  return worst;
+}
+
+// spriteforge-generate on the golden model with `options` for one prompt and seed.
+std::string Generate(const std::string& out, const std::vector<std::string>& options) {
+  const std::string g = GoldenModel();
+  std::vector<std::string> argv = {SPRITEFORGE_GENERATE_BIN, "--model", g + "/tiny-sdxl.safetensors", "--config",
+                                   g + "/diffusers", "--tokenizer", g + "/tokenizer", "--out", out};
+  argv.insert(argv.end(), options.begin(), options.end());
+  auto r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return out;
+}
+
+constexpr const char* kKnight = "a pixel art knight with a sword, 16-bit sprite";
+constexpr const char* kPotion = "red potion bottle icon, pixel art";
+
+const char* kManifest = R"(name: workflows
+model: tiny-sdxl
+defaults: {width: 128, height: 128, steps: 4, cfg: 5.0, sampler: euler, schedule: normal}
+items:
+  - prompt: "a pixel art knight with a sword, 16-bit sprite"
+    negative: blurry
+    seed: 42
+    lora: [{path: files/lora-diffusers.safetensors, strength: 0.75}]
+  - prompt: "a pixel art knight with a sword, 16-bit sprite"
+    negative: blurry
+    seed: 42
+    lora: [{name: pixel-knight, strength: 0.75}]
+  - prompt: "red potion bottle icon, pixel art"
+    seed: 99
+    init_image: files/init.png
+    strength: 0.6
+    overrides: {steps: 10}
+)";
+
+TEST(WorkflowServiceTest, LorasByPathAndNameAndAStartImageMatchTheGenerateCommand) {
+  if (GoldenModel().empty() || !fs::exists(Workflows() + "/init.png")) {
+    if (std::getenv("SPRITEFORGE_REQUIRE_GOLDEN")) FAIL() << "golden folders missing";
+    GTEST_SKIP() << "golden folders missing: set SPRITEFORGE_GOLDEN";
+  }
+  Cluster cluster(TempDir("workflows"));
+  const std::string dir = cluster.dir();
+  fs::create_directories(dir + "/job/files");
+  fs::create_directories(dir + "/loras");
+  fs::copy_file(Workflows() + "/lora-diffusers.safetensors", dir + "/job/files/lora-diffusers.safetensors");
+  fs::copy_file(Workflows() + "/init.png", dir + "/job/files/init.png");
+  fs::copy_file(Workflows() + "/lora-kohya.safetensors", dir + "/loras/pixel-knight.safetensors");
+  const std::string manifest = dir + "/job/workflows.yaml";
+  std::ofstream(manifest) << kManifest;
+
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1", {"--lora-dir", dir + "/loras", "--cache-dir", dir + "/cache"});
+  auto submitted = cluster.Client({"submit", manifest, "--wait"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string job = Trim(submitted.out);
+  ASSERT_EQ(cluster.Job(job).job().state(), v1::JOB_DONE);
+  const std::string out = cluster.output() + "/" + job;
+
+  // The same images as spriteforge-generate with the same options.
+  const std::string workflows = Workflows();
+  Generate(dir + "/ref-path", {"--prompt", kKnight, "--negative", "blurry", "--seed", "42", "--width", "128",
+                               "--height", "128", "--steps", "4", "--cfg", "5", "--lora",
+                               workflows + "/lora-diffusers.safetensors:0.75"});
+  Generate(dir + "/ref-name", {"--prompt", kKnight, "--negative", "blurry", "--seed", "42", "--width", "128",
+                               "--height", "128", "--steps", "4", "--cfg", "5", "--lora",
+                               workflows + "/lora-kohya.safetensors:0.75"});
+  Generate(dir + "/ref-img2img", {"--prompt", kPotion, "--seed", "99", "--steps", "10", "--cfg", "5",
+                                  "--init-image", workflows + "/init.png", "--strength", "0.6"});
+  EXPECT_EQ(WorstDifference(out + "/0_42.png", dir + "/ref-path/0_42.png"), 0);
+  EXPECT_EQ(WorstDifference(out + "/1_42.png", dir + "/ref-name/0_42.png"), 0);
+  EXPECT_EQ(WorstDifference(out + "/2_99.png", dir + "/ref-img2img/0_99.png"), 0);
+  // A LoRA changes the image; img2img keeps the start image's look.
+  EXPECT_GT(WorstDifference(out + "/0_42.png", dir + "/job/files/init.png"), 0);
+
+  // The sidecar and the PNG's parameters say what ran, as A1111 writes it.
+  auto lora_meta = nlohmann::json::parse(*ReadFile(out + "/0_42.json"));
+  EXPECT_EQ(lora_meta["parameters"]["loras"][0]["name"], "lora-diffusers");
+  EXPECT_EQ(lora_meta["parameters"]["loras"][0]["strength"], 0.75);
+  EXPECT_EQ(lora_meta["parameters"]["loras"][0]["sha256"].get<std::string>().size(), 64u);
+  auto named_meta = nlohmann::json::parse(*ReadFile(out + "/1_42.json"));
+  EXPECT_EQ(named_meta["parameters"]["loras"][0]["name"], "pixel-knight");
+  EXPECT_FALSE(named_meta["parameters"]["loras"][0].contains("sha256"));
+  auto img2img_meta = nlohmann::json::parse(*ReadFile(out + "/2_99.json"));
+  EXPECT_EQ(img2img_meta["parameters"]["denoising_strength"], 0.6);
+  PngText text;
+  ASSERT_TRUE(ReadPngFile(out + "/0_42.png", &text).ok());
+  EXPECT_NE(text.at(0).second.find(std::string(kKnight) + " <lora:lora-diffusers:0.75>"), std::string::npos)
+      << text.at(0).second;
+  ASSERT_TRUE(ReadPngFile(out + "/2_99.png", &text).ok());
+  EXPECT_NE(text.back().second.find("Denoising strength: 0.6"), std::string::npos) << text.back().second;
+
+  // Submitted again: the uploads are kept once, the worker fetches nothing new.
+  auto again = cluster.Client({"submit", manifest, "--wait"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(cluster.Job(Trim(again.out)).job().state(), v1::JOB_DONE);
+  EXPECT_EQ(FilesIn(dir + "/blobs"), 2);  // beside the database: the LoRA and the image
+  EXPECT_EQ(FilesIn(dir + "/cache"), 2);
+  const std::string worker_log = Slurp(dir + "/worker-w1.log");
+  EXPECT_EQ(Occurrences(worker_log, "fetched uploaded file"), 2) << worker_log;
+  const std::string metrics = cluster.HttpGet("/metrics");
+  EXPECT_NE(metrics.find("spriteforge_blob_fetches_total 2"), std::string::npos) << metrics;
+  EXPECT_EQ(WorstDifference(out + "/0_42.png", cluster.output() + "/" + Trim(again.out) + "/0_42.png"), 0);
+}
+
+TEST(WorkflowServiceTest, FilesThatAreMissingOrNotUploadedAreRefusedWithFileLineAndField) {
+  Cluster cluster(TempDir("workflow_refusals"));
+  cluster.StartCoordinator();
+  const std::string manifest = cluster.dir() + "/missing.yaml";
+  std::ofstream(manifest) << "name: m\nmodel: tiny-sdxl\nitems:\n  - prompt: knight\n    init_image: nowhere.png\n";
+  auto r = cluster.Client({"submit", manifest});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(manifest + ":5: items[0].init_image: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nowhere.png: no such file"), std::string::npos) << r.err;
+
+  // A request that names a path without uploading it: the coordinator never reads paths.
+  v1::SubmitJobRequest request;
+  request.set_manifest("name: m\nmodel: tiny-sdxl\nitems:\n  - prompt: knight\n    lora: [{path: /etc/passwd}]\n");
+  request.set_manifest_name("direct.yaml");
+  v1::SubmitJobResponse response;
+  grpc::ClientContext ctx;
+  const grpc::Status status = cluster.Stub().SubmitJob(&ctx, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("direct.yaml:5: items[0].lora[0].path: /etc/passwd was not uploaded"),
+            std::string::npos)
+      << status.error_message();
+}
+
+}  // namespace
+}  // namespace spriteforge::testing
