@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
 #include <filesystem>
 
 namespace spriteforge::coordinator {
@@ -163,6 +165,50 @@ TEST_F(StoreTest, ANonDatabaseFileIsRejectedWithItsPath) {
   auto s = Store::Open(path_.string());
   ASSERT_FALSE(s.ok());
   EXPECT_NE(std::string(s.status().message()).find(path_.string()), std::string::npos) << s.status();
+}
+
+TEST_F(StoreTest, LorasAndImg2ImgSettingsSurviveAReopen) {
+  ItemRecord it;
+  it.params.prompt = "knight";
+  it.params.width = it.params.height = 128;
+  it.params.sampler = "tcd";
+  it.params.tcd_gamma = 0.4;
+  it.params.loras = {{"pixel", 0.75, std::string(64, 'a')}, {"lightning", 1.0, ""}};
+  it.params.init_image = std::string(64, 'b');
+  it.params.denoising_strength = 0.6;
+  JobRecord job;
+  job.id = "job-w";
+  job.name = "knights";
+  job.model = "tiny-sdxl";
+  bool dedup = false;
+  ASSERT_TRUE(store_->CreateJob(job, {it}, &dedup).ok());
+  Reopen();
+  auto items = store_->Items("job-w");
+  ASSERT_TRUE(items.ok() && items->size() == 1u);
+  const GenerationInfo& p = (*items)[0].params;
+  ASSERT_EQ(p.loras.size(), 2u);
+  EXPECT_EQ(p.loras[0].name, "pixel");
+  EXPECT_EQ(p.loras[0].strength, 0.75);
+  EXPECT_EQ(p.loras[0].sha256, std::string(64, 'a'));
+  EXPECT_TRUE(p.loras[1].sha256.empty());
+  EXPECT_EQ(p.init_image, std::string(64, 'b'));
+  EXPECT_EQ(p.denoising_strength, 0.6);
+  EXPECT_EQ(p.tcd_gamma, 0.4);
+}
+
+TEST_F(StoreTest, ADatabaseFromBeforeLorasGetsTheirColumnAndKeepsItsItems) {
+  MakeJob("job-old", 2);
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE items DROP COLUMN workflow", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  Reopen();
+  auto items = store_->Items("job-old");
+  ASSERT_TRUE(items.ok()) << items.status();
+  EXPECT_EQ(items->size(), 2u);
+  EXPECT_TRUE((*items)[0].params.loras.empty());
+  EXPECT_TRUE((*items)[0].params.init_image.empty());
 }
 
 }  // namespace
