@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "spriteforge/common/files.h"
 #include "spriteforge/common/manifest.h"
 
 namespace spriteforge {
@@ -115,6 +116,24 @@ TEST(ManifestWorkflow, PathsAreRefusedWhereNothingUploadsThem) {
       << m.status().message();
   // Names need no upload.
   EXPECT_TRUE(ParseManifest("name: x\nmodel: m\nitems: [{prompt: a, lora: [{name: p}]}]\n", "api.yaml", Draw).ok());
+}
+
+TEST(ManifestWorkflow, TheShippedPixelArtExampleIsValid) {
+  auto text = ReadFile(std::string(SPRITEFORGE_SOURCE_DIR) + "/workflows/pixel-art-variations.yaml");
+  ASSERT_TRUE(text.ok()) << text.status();
+  std::vector<std::string> asked;
+  auto m = ParseManifest(*text, "pixel-art-variations.yaml", Draw, {},
+                         [&](const std::string& path, ManifestFileKind kind) -> absl::StatusOr<ManifestFile> {
+                           asked.push_back(path);
+                           if (kind == ManifestFileKind::kImage) return ManifestFile{std::string(64, 'b'), 1, 1024, 1024};
+                           return ManifestFile{std::string(64, 'a'), 1, 0, 0};
+                         });
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->images.size(), 24u);
+  EXPECT_EQ(asked, (std::vector<std::string>{"sketches/potion.png", "loras/my-potions-style.safetensors"}));
+  EXPECT_EQ(m->images[0].params.denoising_strength, 0.6);
+  EXPECT_EQ(m->images[8].params.loras.size(), 2u);
+  EXPECT_EQ(m->images[16].params.schedule, "sgm_uniform");
 }
 
 }  // namespace
