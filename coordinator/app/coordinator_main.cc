@@ -4,7 +4,7 @@
 //   spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT
 //       [--lease-seconds N] [--max-attempts N] [--max-prefetch N] [--unserved-model-timeout S]
 //       [--ready-file FILE] [--worker-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
-//       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N]
+//       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N] [--max-images-per-job N]
 //
 // Files that manifests name by path (LoRAs, img2img start images) are uploaded by the
 // client and kept in --blob-dir by content hash (default: "blobs" beside the database).
@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-image-mb", max_image_mb, "Largest start image a client may upload, in MiB")
       ->check(CLI::Range(1, 1 << 16));
   app.add_option("--ready-file", ready_file, "Written with the bound addresses, as JSON, once serving");
+  app.add_option("--max-images-per-job", options.limits.max_images_per_job,
+                 "Largest job a manifest may describe, in images")
+      ->check(CLI::Range(1, 100000000));
   spriteforge::cli::AddLogFlags(app, &log);
   spriteforge::cli::ReadEnvironment(app);
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
