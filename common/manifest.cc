@@ -252,9 +252,29 @@ std::string ModelNameProblem(const std::string& model) {
   return "must be 1..128 characters of A-Z a-z 0-9 . _ - and not start with '.' or '-'";
 }
 
+ManifestImage ExpandImage(const ManifestEntry& entry, int k, const std::function<uint64_t()>& draw_seed) {
+  ManifestImage image;
+  image.index = entry.first_index + k;
+  image.params = entry.params;
+  image.random_seed = !entry.seed;
+  image.params.seed = entry.seed ? *entry.seed + k : draw_seed();
+  return image;
+}
+
 absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file,
                                        const std::function<uint64_t()>& draw_seed, const ManifestLimits& lim,
                                        const FileResolver& files) {
+  auto m = ParseManifestEntries(text, file, lim, files);
+  if (!m.ok()) return m;
+  m->images.reserve(m->image_count);
+  for (const ManifestEntry& entry : m->entries) {
+    for (int k = 0; k < entry.count; ++k) m->images.push_back(ExpandImage(entry, k, draw_seed));
+  }
+  return m;
+}
+
+absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std::string& file,
+                                              const ManifestLimits& lim, const FileResolver& files) {
   Errors err(file);
   if (text.size() > lim.max_file_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": manifest is ", text.size(), " bytes; the limit is ", lim.max_file_bytes));
@@ -351,17 +371,11 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::strin
       if (auto s = Read(item["seed"], where + ".seed", err, s64); !s.ok()) return s;
       seed = s64;
     }
-    if (m.images.size() + count > static_cast<size_t>(lim.max_images_per_job)) {
+    if (m.image_count + count > lim.max_images_per_job) {
       return err.At(item, where + ".count", absl::StrCat("the job would exceed ", lim.max_images_per_job, " images"));
     }
-    for (int k = 0; k < count; ++k) {
-      ManifestImage image;
-      image.index = static_cast<int>(m.images.size());
-      image.params = p;
-      image.random_seed = !seed;
-      image.params.seed = seed ? *seed + k : draw_seed();
-      m.images.push_back(std::move(image));
-    }
+    m.entries.push_back({p, count, seed, static_cast<int>(m.image_count)});
+    m.image_count += count;
   }
   return m;
 }

@@ -5,6 +5,7 @@
 //       [--lease-seconds N] [--max-attempts N] [--max-prefetch N] [--unserved-model-timeout S]
 //       [--ready-file FILE] [--worker-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
 //       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N] [--max-images-per-job N]
+//       [--result-threads N]
 //
 // Files that manifests name by path (LoRAs, img2img start images) are uploaded by the
 // client and kept in --blob-dir by content hash (default: "blobs" beside the database).
@@ -101,6 +102,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-images-per-job", options.limits.max_images_per_job,
                  "Largest job a manifest may describe, in images")
       ->check(CLI::Range(1, 100000000));
+  // Checking a result decodes its PNGs: the costliest work per image, spread over the cores.
+  options.result_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  app.add_option("--result-threads", options.result_threads,
+                 "Threads that check and store results (default: one per core)")
+      ->check(CLI::Range(1, 256));
   spriteforge::cli::AddLogFlags(app, &log);
   spriteforge::cli::ReadEnvironment(app);
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;

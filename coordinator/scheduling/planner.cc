@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 namespace spriteforge::coordinator {
 namespace {
@@ -9,6 +10,28 @@ namespace {
 bool Serves(const WorkerView& w, const std::string& model) {
   return std::find(w.models.begin(), w.models.end(), model) != w.models.end();
 }
+
+// One job during a planning call: which of its window's items are taken, and from where
+// the untaken ones start.
+struct JobCursor {
+  const QueuedJob* job;
+  int64_t served;
+  std::vector<bool> taken;
+  size_t first_free = 0;
+
+  void Take(size_t i) {
+    taken[i] = true;
+    while (first_free < taken.size() && taken[first_free]) ++first_free;
+  }
+};
+
+// Policy rules 1 and 2: higher priority, then least recently served, then older.
+struct OfferOrder {
+  bool operator()(const JobCursor* a, const JobCursor* b) const {
+    return std::make_tuple(-a->job->priority, a->served, a->job->submitted, std::cref(a->job->job_id)) <
+           std::make_tuple(-b->job->priority, b->served, b->job->submitted, std::cref(b->job->job_id));
+  }
+};
 
 }  // namespace
 
@@ -20,60 +43,92 @@ uint64_t LoraBytes(const BatchKey& key, const WorkerView& worker) {
   return bytes;
 }
 
-std::vector<Assignment> Plan(const std::vector<PendingItem>& pending, const std::vector<WorkerView>& workers,
-                             const std::map<std::string, int64_t>& last_served) {
+std::vector<Assignment> PlanJobs(const std::vector<const QueuedJob*>& jobs, const std::vector<BatchKey>& keys,
+                                 const std::vector<WorkerView>& workers,
+                                 const std::map<std::string, int64_t>& last_served) {
   // A job served in this call counts as served last, so several idle workers take turns
   // between jobs too.
-  std::map<std::string, int64_t> served_at = last_served;
   int64_t now = INT64_MIN + 1;
   for (const auto& [job, at] : last_served) now = std::max(now, at + 1);
-  auto served = [&](const std::string& job) {
-    auto it = served_at.find(job);
-    return it == served_at.end() ? INT64_MIN : it->second;
-  };
-  std::vector<const PendingItem*> order;
-  for (const auto& item : pending) order.push_back(&item);
-  // The order in which items are offered: policy rules 1 and 2, then item order.
-  auto offer_order = [&](const PendingItem* a, const PendingItem* b) {
-    if (a->priority != b->priority) return a->priority > b->priority;
-    if (a->job_id != b->job_id) {
-      int64_t sa = served(a->job_id), sb = served(b->job_id);
-      if (sa != sb) return sa < sb;
-      if (a->job_submitted != b->job_submitted) return a->job_submitted < b->job_submitted;
-      return a->job_id < b->job_id;
-    }
-    return a->index < b->index;
-  };
+  std::vector<JobCursor> cursors;
+  cursors.reserve(jobs.size());
+  for (const QueuedJob* job : jobs) {
+    if (job->items.empty()) continue;
+    auto it = last_served.find(job->job_id);
+    cursors.push_back({job, it == last_served.end() ? INT64_MIN : it->second, std::vector<bool>(job->items.size())});
+  }
+  std::set<JobCursor*, OfferOrder> order;
+  for (JobCursor& c : cursors) order.insert(&c);
 
-  std::set<const PendingItem*> taken;
   std::vector<Assignment> out;
   for (const WorkerView& worker : workers) {
     if (!worker.idle || !worker.memory) continue;
-    std::stable_sort(order.begin(), order.end(), offer_order);
-    for (const PendingItem* head : order) {
-      if (taken.count(head) || !Serves(worker, head->key.model)) continue;
-      // The LoRAs' weights are counted with the fixed part: they shrink the budget left for images.
-      const uint64_t lora = LoraBytes(head->key, worker);
-      const uint64_t budget = worker.budget_bytes > lora ? worker.budget_bytes - lora : 0;
-      const int size = worker.memory->MaxBatch(head->key.width, head->key.height, budget, worker.max_batch);
-      if (size == 0) continue;  // this shape does not fit this worker; try the next item
-      Assignment a{worker.id, head->key, {}};
-      // The head's job first, then the rest of the same key and priority in offer order.
-      for (int pass = 0; pass < 2 && static_cast<int>(a.items.size()) < size; ++pass) {
-        for (const PendingItem* item : order) {
-          if (static_cast<int>(a.items.size()) >= size) break;
-          if (taken.count(item) || !(item->key == head->key) || item->priority != head->priority) continue;
-          if (pass == 0 && item->job_id != head->job_id) continue;
-          a.items.push_back(*item);
-          taken.insert(item);
-        }
+    // The head: the first untaken item in offer order that this worker serves and fits.
+    JobCursor* head = nullptr;
+    size_t head_at = 0;
+    int size = 0;
+    for (JobCursor* c : order) {
+      for (size_t i = c->first_free; i < c->taken.size() && !head; ++i) {
+        if (c->taken[i]) continue;
+        const BatchKey& key = keys[c->job->items[i].key];
+        if (!Serves(worker, key.model)) continue;
+        // The LoRAs' weights are counted with the fixed part: they shrink the budget left for images.
+        const uint64_t lora = LoraBytes(key, worker);
+        const uint64_t budget = worker.budget_bytes > lora ? worker.budget_bytes - lora : 0;
+        size = worker.memory->MaxBatch(key.width, key.height, budget, worker.max_batch);
+        if (size == 0) continue;  // this shape does not fit this worker; try the next item
+        head = c;
+        head_at = i;
       }
-      served_at[head->job_id] = now++;
-      out.push_back(std::move(a));
-      break;
+      if (head) break;
     }
+    if (!head) continue;
+    const int head_key = head->job->items[head_at].key;
+    Assignment a{worker.id, keys[head_key], {}};
+    auto take_from = [&](JobCursor* c, size_t from) {
+      for (size_t i = from; i < c->taken.size() && static_cast<int>(a.items.size()) < size; ++i) {
+        if (c->taken[i] || c->job->items[i].key != head_key) continue;
+        a.items.push_back({c->job->job_id, c->job->items[i].index, c->job->priority, c->job->submitted, a.key});
+        c->Take(i);
+      }
+    };
+    // Policy rule 3: the head's job first, then the rest of the same key and priority in
+    // offer order.
+    take_from(head, head_at);
+    for (JobCursor* c : order) {
+      if (static_cast<int>(a.items.size()) >= size) break;
+      if (c->job->priority < head->job->priority) break;
+      if (c != head && c->job->priority == head->job->priority) take_from(c, c->first_free);
+    }
+    order.erase(head);
+    head->served = now++;
+    if (head->first_free < head->taken.size()) order.insert(head);
+    out.push_back(std::move(a));
   }
   return out;
+}
+
+std::vector<Assignment> Plan(const std::vector<PendingItem>& pending, const std::vector<WorkerView>& workers,
+                             const std::map<std::string, int64_t>& last_served) {
+  std::vector<BatchKey> keys;
+  std::map<BatchKey, int> key_ids;
+  std::map<std::string, QueuedJob> by_job;
+  for (const PendingItem& p : pending) {
+    auto [k, added] = key_ids.emplace(p.key, static_cast<int>(keys.size()));
+    if (added) keys.push_back(p.key);
+    QueuedJob& job = by_job[p.job_id];
+    job.job_id = p.job_id;
+    job.priority = p.priority;
+    job.submitted = p.job_submitted;
+    job.items.push_back({p.index, k->second});
+  }
+  std::vector<const QueuedJob*> jobs;
+  for (auto& [id, job] : by_job) {
+    std::stable_sort(job.items.begin(), job.items.end(),
+                     [](const QueuedItem& a, const QueuedItem& b) { return a.index < b.index; });
+    jobs.push_back(&job);
+  }
+  return PlanJobs(jobs, keys, workers, last_served);
 }
 
 }  // namespace spriteforge::coordinator

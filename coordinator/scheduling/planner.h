@@ -75,8 +75,27 @@ struct Assignment {
   std::vector<PendingItem> items;
 };
 
+// The queue as the coordinator keeps it: per job, the first of its queued items (a window
+// read from the store, not the whole job), each naming its BatchKey by position in a
+// shared table, so planning costs grow with jobs and workers, not with queued images.
+struct QueuedItem {
+  int index = 0;
+  int key = 0;  // into the keys table
+};
+struct QueuedJob {
+  std::string job_id;
+  int priority = 0;
+  int64_t submitted = 0;
+  std::vector<QueuedItem> items;  // by index
+};
+
 // `last_served[job_id]` is an increasing counter of when the job last got a batch (absent:
 // never). Returns at most one assignment per idle worker; each item at most once.
+std::vector<Assignment> PlanJobs(const std::vector<const QueuedJob*>& jobs, const std::vector<BatchKey>& keys,
+                                 const std::vector<WorkerView>& workers,
+                                 const std::map<std::string, int64_t>& last_served);
+
+// The same policy over a flat list of items (grouped by job here).
 std::vector<Assignment> Plan(const std::vector<PendingItem>& pending, const std::vector<WorkerView>& workers,
                              const std::map<std::string, int64_t>& last_served);
 

@@ -91,9 +91,17 @@ Coordinator::Coordinator(std::unique_ptr<Store> store, std::unique_ptr<BlobStore
       options_(std::move(options)),
       quarantine_(options_.invalid_result_strikes, options_.quarantine_ms),
       last_tick_ms_(SteadyMs()),
-      outbox_thread_([this] { RunOutbox(); }) {}
+      queues_([this](const std::string& job_id, int after, int limit) {
+                return store_->QueuedItems(job_id, after, limit);
+              },
+              [this](const GenerationInfo& params) { return KeyOfLocked(params); }),
+      outbox_thread_([this] { RunOutbox(); }),
+      results_(std::make_unique<ResultPipeline>(options_.output_dir, options_.result_threads,
+                                                options_.max_waiting_result_bytes,
+                                                [this](std::vector<StagedResult>& group) { CommitResults(group); })) {}
 
 Coordinator::~Coordinator() {
+  results_.reset();  // records what it holds while the outbox still runs
   {
     std::lock_guard<std::mutex> lock(outbox_mu_);
     stopping_ = true;
@@ -145,7 +153,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
   if (!blobs.ok()) return blobs.status();
   std::unique_ptr<Coordinator> core(new Coordinator(std::move(store), std::move(*blobs), std::move(options)));
   // Every unfinished job is in the cache, so the checks that walk it see them all.
-  for (JobRecord& job : *unfinished) core->jobs_[job.id] = std::move(job);
+  for (JobRecord& job : *unfinished) {
+    core->queues_.Add(job);
+    core->jobs_[job.id] = std::move(job);
+  }
   return core;
 }
 
@@ -267,8 +278,7 @@ void Coordinator::CountBlobFetch(const std::string& sha256, uint64_t bytes) {
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobRequest& request) {
   const std::string file = request.manifest_name().empty() ? "manifest" : request.manifest_name();
   std::mt19937_64 rng(std::random_device{}());
-  auto manifest = ParseManifest(request.manifest(), file, [&] { return rng() >> 1; }, options_.limits,
-                                UploadedFiles(request));
+  auto manifest = ParseManifestEntries(request.manifest(), file, options_.limits, UploadedFiles(request));
   if (!manifest.ok()) return manifest.status();
   if (auto s = CheckSubmission(request, *manifest, file); !s.ok()) return s;
   if (!request.model_override().empty()) manifest->model = request.model_override();
@@ -280,31 +290,60 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   job.created_ms = NowMs();
   job.idempotency_key = request.idempotency_key();
   job.postprocess_json = manifest->postprocess_json;
-  std::vector<ItemRecord> items;
-  items.reserve(manifest->images.size());
-  for (const ManifestImage& image : manifest->images) {
-    ItemRecord it;
-    it.index = image.index;
-    it.params = image.params;
-    it.params.model = manifest->model;
-    it.random_seed = image.random_seed;
-    items.push_back(std::move(it));
-  }
-  std::unique_lock<std::mutex> lock(mu_);
   bool deduplicated = false;
-  auto stored = store_->CreateJob(job, items, &deduplicated);
-  if (!stored.ok()) return stored.status();
-  v1::SubmitJobResponse response;
-  response.set_deduplicated(deduplicated);
-  *response.mutable_job() = JobSnapshotLocked(*stored);
-  if (!deduplicated) {
-    spdlog::info("job {} '{}': {} images of model {}", stored->id, stored->name, items.size(), stored->model);
-    jobs_[stored->id] = *stored;
-    v1::JobEvent event;
-    event.mutable_queued()->set_items(static_cast<int>(items.size()));
-    EmitLocked(stored->id, std::move(event));
-    Schedule();
+  absl::StatusOr<JobRecord> stored;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stored = store_->BeginJob(job, &deduplicated);
+    if (!stored.ok()) return stored.status();
+    if (deduplicated) {
+      v1::SubmitJobResponse response;
+      response.set_deduplicated(true);
+      *response.mutable_job() = JobSnapshotLocked(*stored);
+      return response;
+    }
   }
+  // Images are made and stored a chunk at a time, the lock released between chunks: memory
+  // stays flat whatever the job's size, and workers are served while a large job loads.
+  constexpr size_t kChunk = 10000;
+  std::vector<ItemRecord> chunk;
+  chunk.reserve(std::min<int64_t>(kChunk, manifest->image_count));
+  auto flush = [&]() -> absl::Status {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::Status s = store_->AddItems(stored->id, chunk);
+    chunk.clear();
+    return s;
+  };
+  absl::Status loaded = absl::OkStatus();
+  for (const ManifestEntry& entry : manifest->entries) {
+    for (int k = 0; k < entry.count && loaded.ok(); ++k) {
+      const ManifestImage image = ExpandImage(entry, k, [&] { return rng() >> 1; });
+      ItemRecord it;
+      it.index = image.index;
+      it.params = image.params;
+      it.params.model = manifest->model;
+      it.random_seed = image.random_seed;
+      chunk.push_back(std::move(it));
+      if (chunk.size() == kChunk) loaded = flush();
+    }
+  }
+  if (loaded.ok() && !chunk.empty()) loaded = flush();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (loaded.ok()) loaded = store_->QueueJob(stored->id);
+  if (!loaded.ok()) {
+    store_->DropLoadingJob(stored->id).IgnoreError();
+    return loaded;
+  }
+  stored->state = JobState::kQueued;
+  v1::SubmitJobResponse response;
+  *response.mutable_job() = JobSnapshotLocked(*stored);
+  spdlog::info("job {} '{}': {} images of model {}", stored->id, stored->name, manifest->image_count, stored->model);
+  jobs_[stored->id] = *stored;
+  queues_.Add(*stored);
+  v1::JobEvent event;
+  event.mutable_queued()->set_items(static_cast<int>(manifest->image_count));
+  EmitLocked(stored->id, std::move(event));
+  Schedule();
   return response;
 }
 
@@ -349,6 +388,7 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::Cancel(const v1::CancelJobReq
   }
   spdlog::info("job {} cancelled ({} running batches told to stop)", request.job_id(), batches->size());
   jobs_.erase(request.job_id());
+  queues_.Remove(request.job_id());
   FinishJobsLocked({request.job_id()});
   auto job = store_->GetJob(request.job_id());
   if (!job.ok()) return job.status();
@@ -369,6 +409,7 @@ void Coordinator::FinishJobsLocked(const std::set<std::string>& job_ids) {
       continue;
     }
     jobs_.erase(id);
+    queues_.Remove(id);
     auto counts = store_->Counts(id);
     auto items = store_->Items(id);
     if (counts.ok() && items.ok()) {
@@ -430,10 +471,10 @@ absl::StatusOr<std::vector<std::string>> Coordinator::ResultFiles(const std::str
 // ------------------------------------------------------------------ workers
 
 Coordinator::WorkerState* Coordinator::WorkerOf(WorkerChannel* channel) {
-  for (auto& [id, w] : workers_) {
-    if (w.channel.get() == channel) return &w;
-  }
-  return nullptr;
+  auto it = by_channel_.find(channel);
+  if (it == by_channel_.end()) return nullptr;
+  auto w = workers_.find(it->second);
+  return w == workers_.end() ? nullptr : &w->second;
 }
 
 absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg) {
@@ -447,7 +488,9 @@ absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const
   }
   WorkerState& w = workers_[id];
   w.id = id;
+  if (w.channel) by_channel_.erase(w.channel.get());
   w.channel = channel;
+  by_channel_[channel.get()] = id;
   w.registration = reg;
   w.registration.set_worker_id(id);
   w.memory = reg.memory();
@@ -500,7 +543,10 @@ void Coordinator::ReleaseWorkerBatchesLocked(WorkerState& w, const std::string& 
 void Coordinator::DropWorkerLocked(WorkerState& w, const std::string& why) {
   spdlog::warn("worker {} lost: {}", w.id, why);
   ReleaseWorkerBatchesLocked(w, absl::StrCat("worker ", w.id, " lost: ", why));
-  if (w.channel) Post([channel = w.channel, why] { channel->Close(why); });
+  if (w.channel) {
+    by_channel_.erase(w.channel.get());
+    Post([channel = w.channel, why] { channel->Close(why); });
+  }
   w.channel = nullptr;
 }
 
@@ -508,6 +554,7 @@ void Coordinator::OnDisconnect(WorkerChannel* channel) {
   std::lock_guard<std::mutex> lock(mu_);
   WorkerState* w = WorkerOf(channel);
   if (!w) return;
+  by_channel_.erase(channel);
   w->channel = nullptr;  // the stream is already gone; nothing to close
   if (!w->batch_ids.empty()) {
     spdlog::warn("worker {} disconnected with {} batches in flight", w->id, w->batch_ids.size());
@@ -532,6 +579,7 @@ void Coordinator::ReleaseBatchLocked(const std::string& batch_id, v1::FailureRea
   } else {
     for (const ItemRecord& it : *released) {
       jobs.insert(it.job_id);
+      if (it.state == ItemState::kQueued) queues_.Requeue(it);
       if (reason == v1::FAILURE_CANCELLED) continue;
       metrics_.AddFailure(ReasonName(reason));
       v1::JobEvent event;
@@ -568,8 +616,11 @@ void Coordinator::OnMessage(WorkerChannel* channel, const v1::WorkerMessage& mes
   // up, not that its engine moves: it renews only while steps or results keep coming, so
   // a worker whose engine hangs loses its batches after one lease.
   if (message.msg_case() != v1::WorkerMessage::kHeartbeat) w->last_progress_ms = now;
-  if (w->batch_ids.empty() || now - w->last_progress_ms < options_.lease_ms) {
+  // Extending leases is a write; once per tenth of a lease keeps them far from expiry.
+  if ((w->batch_ids.empty() || now - w->last_progress_ms < options_.lease_ms) &&
+      now - w->renewed_ms >= options_.lease_ms / 10) {
     store_->RenewLeases(w->id, now + options_.lease_ms).IgnoreError();
+    w->renewed_ms = now;
   }
   switch (message.msg_case()) {
     case v1::WorkerMessage::kHeartbeat:
@@ -583,16 +634,24 @@ void Coordinator::OnMessage(WorkerChannel* channel, const v1::WorkerMessage& mes
     case v1::WorkerMessage::kProgress:
       HandleProgress(*w, message.progress());
       break;
-    case v1::WorkerMessage::kResult:
-      HandleResult(*w, message.result(), lock);
-      break;
+    case v1::WorkerMessage::kResult: {
+      ResultWork work;
+      if (!PrepareResultLocked(*w, message.result(), &work)) return;
+      // Checks and files run without the lock, in the pipeline or (without threads) here.
+      lock.unlock();
+      results_->Submit(std::move(work));
+      return;
+    }
     case v1::WorkerMessage::kFailure:
       HandleFailure(*w, message.failure());
       break;
     default:
       break;
   }
-  if (lock.owns_lock()) Schedule();
+  // Steps and heartbeats change nothing the planner looks at.
+  if (message.msg_case() != v1::WorkerMessage::kProgress && message.msg_case() != v1::WorkerMessage::kHeartbeat) {
+    Schedule();
+  }
 }
 
 void Coordinator::HandleProgress(WorkerState& w, const v1::StepProgress& progress) {
@@ -614,118 +673,90 @@ void Coordinator::HandleProgress(WorkerState& w, const v1::StepProgress& progres
   }
 }
 
-void Coordinator::HandleResult(WorkerState& w, const v1::BatchResultMsg& result, std::unique_lock<std::mutex>& lock) {
-  const std::string batch_id = result.batch_id();
-  auto b = batches_.find(batch_id);
-  if (b == batches_.end() || b->second.worker_id != w.id) return;  // released meanwhile
-  auto running = store_->RunningItems(batch_id);
-  if (!running.ok()) {
-    ReleaseBatchLocked(batch_id, v1::FAILURE_STORAGE, std::string(running.status().message()));
-    return;
-  }
-  const int batch_size = static_cast<int>(b->second.items.size());
-  const BatchKey key = b->second.key;
-  const std::string worker_id = w.id;
+bool Coordinator::PrepareResultLocked(WorkerState& w, v1::BatchResultMsg result, ResultWork* work) {
+  auto b = batches_.find(result.batch_id());
+  if (b == batches_.end() || b->second.worker_id != w.id) return false;  // released meanwhile
+  work->batch_id = result.batch_id();
+  work->worker_id = w.id;
+  work->batch_size = static_cast<int>(b->second.items.size());
+  work->items = b->second.records;
+  work->result = std::move(result);
+  return true;
+}
 
-  // Files are written without the lock (they may be megabytes); commits happen after.
-  lock.unlock();
-  struct Written {
-    ItemRecord item;
-    ItemFiles files;
-  };
-  std::vector<Written> written;
-  std::string storage_error, invalid_error;
-  for (const v1::ItemResult& r : result.items()) {
-    const ItemRecord* item = nullptr;
-    for (const ItemRecord& it : *running) {
-      if (it.job_id == r.job_id() && it.index == r.index()) item = &it;
-    }
-    if (!item || r.seed() != item->params.seed) continue;
-    if (auto s = CheckItemResult(r, item->params); !s.ok()) {
-      invalid_error = std::string(s.message());
-      spdlog::warn("worker {}: job {} item {}: {}", worker_id, item->job_id, item->index, invalid_error);
-      continue;
-    }
-    nlohmann::json sidecar = {{"worker", worker_id},
-                              {"batch_id", batch_id},
-                              {"batch_size", batch_size},
-                              {"timings_ms",
-                               {{"encode", result.encode_ms()},
-                                {"denoise", result.denoise_ms()},
-                                {"decode", result.decode_ms()},
-                                {"total", result.total_ms()},
-                                {"package", result.package_ms()}}},
-                              {"render_unix_ms",
-                               {{"start", result.render_start_unix_ms()}, {"end", result.render_end_unix_ms()}}},
-                              {"peak_memory_bytes",
-                               {{"allocated", result.memory().peak_allocated_bytes()},
-                                {"reserved", result.memory().peak_reserved_bytes()}}}};
-    if (!r.postprocess_error().empty()) sidecar["postprocess_error"] = r.postprocess_error();
-    ItemRecord noted = *item;
-    noted.params.notes.assign(r.notes().begin(), r.notes().end());
-    auto files = WriteItemFiles(options_.output_dir, noted, r.png(), r.sprite_png(), sidecar);
-    if (!files.ok()) {
-      storage_error = std::string(files.status().message());
-      spdlog::error("job {} item {}: {}", item->job_id, item->index, storage_error);
-      continue;
-    }
-    written.push_back({*item, *files});
-  }
-  lock.lock();
-
+void Coordinator::CommitResults(std::vector<StagedResult>& group) {
+  std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = NowMs();
-  int accepted = 0;
-  std::set<std::string> jobs;
-  for (const Written& wr : written) {
-    auto ok = store_->CompleteItem(batch_id, {wr.item.job_id, wr.item.index}, wr.files.image_path,
-                                   wr.files.sprite_path, now);
-    if (!ok.ok() || !*ok) {
-      // Cancelled or reassigned meanwhile: the files are not the item's result.
-      std::error_code ec;
-      std::filesystem::remove(wr.files.image_path, ec);
-      if (!wr.files.sprite_path.empty()) std::filesystem::remove(wr.files.sprite_path, ec);
-      continue;
+  std::vector<Completion> completions;
+  for (const StagedResult& r : group) {
+    for (const StagedItem& wr : r.written) {
+      completions.push_back({r.batch_id, {wr.item.job_id, wr.item.index}, wr.staged.files.image_path,
+                             wr.staged.files.sprite_path});
     }
-    ++accepted;
-    jobs.insert(wr.item.job_id);
-    v1::JobEvent event;
-    auto* done = event.mutable_item_done();
-    done->set_index(wr.item.index);
-    done->set_seed(wr.item.params.seed);
-    done->set_image_path(wr.files.sprite_path.empty() ? wr.files.image_path : wr.files.sprite_path);
-    done->set_worker_id(worker_id);
-    EmitLocked(wr.item.job_id, std::move(event));
   }
-  metrics_.AddImages(accepted);
-  if (accepted > 0) {
-    metrics_.ObserveImageSeconds(result.total_ms() / 1000.0 / accepted);
-    store_->AddWorkerImages(worker_id, accepted, now).IgnoreError();
-  }
-  WorkerState& worker = workers_[worker_id];
-  worker.images_done += accepted;
-  if (result.total_ms() > 0 && accepted > 0) {
-    const double rate = accepted / (result.total_ms() / 1000.0);
-    worker.images_per_second =
-        worker.images_per_second > 0 ? 0.7 * worker.images_per_second + 0.3 * rate : rate;
-  }
-  const uint64_t peak = result.memory().peak_allocated_bytes();
-  if (peak > 0) {
-    worker.peak_bytes = std::max(worker.peak_bytes, peak);
-    if (worker.model) worker.model->Observe(batch_size, key.width, key.height, peak);
-  }
-  // Whatever the batch did not deliver goes back to the queue (or fails on storage errors).
-  if (batches_.count(batch_id)) {
-    if (!invalid_error.empty()) ReleaseBatchLocked(batch_id, v1::FAILURE_INVALID_RESULT, invalid_error);
-    else if (!storage_error.empty()) ReleaseBatchLocked(batch_id, v1::FAILURE_STORAGE, storage_error);
-    else ReleaseBatchLocked(batch_id, v1::FAILURE_INTERNAL, "the worker's result lacked this item");
-  }
-  if (invalid_error.empty()) {
-    quarantine_.Clear(worker_id);
-  } else if (quarantine_.Strike(worker_id, now)) {
-    DropWorkerLocked(worker, absl::StrCat("quarantined for ", options_.quarantine_ms / 1000, " s after ",
-                                          options_.invalid_result_strikes, " batches of invalid results"));
+  // One transaction for the whole group.
+  auto accepted = store_->CompleteItems(completions, now);
+  if (!accepted.ok()) spdlog::error("cannot record results: {}", std::string(accepted.status().message()));
+  size_t next = 0;
+  std::set<std::string> jobs;
+  for (StagedResult& r : group) {
+    int done = 0;
+    for (const StagedItem& wr : r.written) {
+      const bool ok = accepted.ok() && (*accepted)[next++];
+      if (!ok) {
+        // Cancelled or reassigned meanwhile: the files are not the item's result.
+        std::error_code ec;
+        std::filesystem::remove(wr.staged.files.image_path, ec);
+        if (!wr.staged.files.sprite_path.empty()) std::filesystem::remove(wr.staged.files.sprite_path, ec);
+        continue;
+      }
+      ++done;
+      jobs.insert(wr.item.job_id);
+      v1::JobEvent event;
+      auto* item_done = event.mutable_item_done();
+      item_done->set_index(wr.item.index);
+      item_done->set_seed(wr.item.params.seed);
+      item_done->set_image_path(wr.staged.files.sprite_path.empty() ? wr.staged.files.image_path
+                                                                     : wr.staged.files.sprite_path);
+      item_done->set_worker_id(r.worker_id);
+      EmitLocked(wr.item.job_id, std::move(event));
+    }
+    if (!accepted.ok() && r.storage_error.empty()) r.storage_error = std::string(accepted.status().message());
+    metrics_.AddImages(done);
+    if (done > 0) {
+      metrics_.ObserveImageSeconds(r.total_ms / 1000.0 / done);
+      store_->AddWorkerImages(r.worker_id, done, now).IgnoreError();
+    }
+    auto wit = workers_.find(r.worker_id);
+    if (wit != workers_.end()) {
+      WorkerState& worker = wit->second;
+      worker.images_done += done;
+      if (r.total_ms > 0 && done > 0) {
+        const double rate = done / (r.total_ms / 1000.0);
+        worker.images_per_second =
+            worker.images_per_second > 0 ? 0.7 * worker.images_per_second + 0.3 * rate : rate;
+      }
+      auto b = batches_.find(r.batch_id);
+      if (r.peak_bytes > 0 && b != batches_.end()) {
+        worker.peak_bytes = std::max(worker.peak_bytes, r.peak_bytes);
+        if (worker.model) worker.model->Observe(r.batch_size, b->second.key.width, b->second.key.height, r.peak_bytes);
+      }
+    }
+    // Whatever the batch did not deliver goes back to the queue (or fails on storage errors).
+    if (batches_.count(r.batch_id)) {
+      if (!r.invalid_error.empty()) ReleaseBatchLocked(r.batch_id, v1::FAILURE_INVALID_RESULT, r.invalid_error);
+      else if (!r.storage_error.empty()) ReleaseBatchLocked(r.batch_id, v1::FAILURE_STORAGE, r.storage_error);
+      else ReleaseBatchLocked(r.batch_id, v1::FAILURE_INTERNAL, "the worker's result lacked this item");
+    }
+    if (r.invalid_error.empty()) {
+      quarantine_.Clear(r.worker_id);
+    } else if (quarantine_.Strike(r.worker_id, now) && wit != workers_.end()) {
+      DropWorkerLocked(wit->second, absl::StrCat("quarantined for ", options_.quarantine_ms / 1000, " s after ",
+                                                 options_.invalid_result_strikes, " batches of invalid results"));
+    }
   }
   FinishJobsLocked(jobs);
+  Schedule();
 }
 
 void Coordinator::HandleFailure(WorkerState& w, const v1::BatchFailure& failure) {
@@ -750,9 +781,10 @@ void Coordinator::HandleFailure(WorkerState& w, const v1::BatchFailure& failure)
 // ------------------------------------------------------------------ scheduling
 
 // Workers take batches while they hold fewer unrendered ones than 1 + prefetch, one per
-// planning round, so the rounds interleave workers and jobs fairly.
+// planning round, so the rounds interleave workers and jobs fairly. Rounds go on while they
+// assign something: a round hands out at most the queue windows it sees.
 void Coordinator::Schedule() {
-  for (int round = 0; round <= options_.max_prefetch; ++round) {
+  for (int round = 0; round < 4096; ++round) {
     if (!ScheduleRound()) return;
   }
 }
@@ -772,29 +804,29 @@ bool Coordinator::ScheduleRound() {
     views.push_back(std::move(v));
   }
   if (views.empty()) return false;
-  auto queued = store_->QueuedItems();
+  auto queued = queues_.Jobs();
   if (!queued.ok()) {
     spdlog::error("cannot read the queue: {}", std::string(queued.status().message()));
     return false;
   }
   if (queued->empty()) return false;
-  std::vector<PendingItem> pending;
-  pending.reserve(queued->size());
-  for (const ItemRecord& it : *queued) {
-    auto job = JobLocked(it.job_id);
-    if (!job.ok()) continue;
-    pending.push_back({it.job_id, it.index, job->priority, job->seq, KeyOfLocked(it.params)});
-  }
   const int64_t now = NowMs();
-  const std::vector<Assignment> plan = Plan(pending, views, last_served_);
+  const std::vector<Assignment> plan = PlanJobs(*queued, queues_.keys(), views, last_served_);
+  int assigned = 0;
   for (const Assignment& a : plan) {
     WorkerState& w = workers_[a.worker_id];
-    BatchState batch{RandomId("batch-"), a.worker_id, a.key, {}, now, now};
+    BatchState batch{RandomId("batch-"), a.worker_id, a.key, {}, {}, now, now};
     for (const PendingItem& p : a.items) batch.items.push_back({p.job_id, p.index});
     if (auto s = store_->Lease(batch.id, w.id, batch.items, now + options_.lease_ms, now); !s.ok()) {
+      // The windows disagree with the store: read them again from it.
       spdlog::error("cannot lease batch: {}", std::string(s.message()));
+      for (const ItemKey& k : batch.items) {
+        if (auto job = jobs_.find(k.job_id); job != jobs_.end()) queues_.Reset(job->second);
+      }
       continue;
     }
+    ++assigned;
+    for (const ItemKey& k : batch.items) queues_.Take(k.job_id, k.index);
     v1::CoordinatorMessage msg;
     auto* assignment = msg.mutable_assignment();
     assignment->set_batch_id(batch.id);
@@ -802,7 +834,8 @@ bool Coordinator::ScheduleRound() {
     assignment->set_lease_expires_unix_ms(now + options_.lease_ms);
     std::map<std::string, std::vector<int>> by_job;
     auto items = store_->RunningItems(batch.id);
-    for (const ItemRecord& it : items.ok() ? *items : std::vector<ItemRecord>{}) {
+    if (items.ok()) batch.records = std::move(*items);
+    for (const ItemRecord& it : batch.records) {
       auto* item = assignment->add_items();
       item->set_index(it.index);
       item->set_job_id(it.job_id);
@@ -825,7 +858,7 @@ bool Coordinator::ScheduleRound() {
       EmitLocked(job_id, std::move(event));
     }
   }
-  return !plan.empty();
+  return assigned > 0;
 }
 
 void Coordinator::Tick() {
@@ -912,6 +945,7 @@ void Coordinator::CheckUnservedJobsLocked() {
       continue;
     }
     spdlog::warn("job {}: {} queued items failed: {}", id, failed->size(), message);
+    queues_.Reset(jobs_[id]);  // its window held items that are no longer queued
     // One snapshot for all the events: a large job's items fail together.
     v1::JobEvent event;
     event.set_unix_ms(NowMs());

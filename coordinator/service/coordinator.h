@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -23,8 +24,10 @@
 #include "absl/status/statusor.h"
 #include "scheduling/memory_model.h"
 #include "scheduling/planner.h"
+#include "service/job_queues.h"
 #include "service/metrics.h"
 #include "service/result_check.h"
+#include "service/result_pipeline.h"
 #include "spriteforge/common/manifest.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 #include "store/blob_store.h"
@@ -56,6 +59,10 @@ struct CoordinatorOptions {
   // A job whose model no connected worker serves fails its queued items after this long;
   // 0 waits forever. The wait restarts with the coordinator.
   int64_t unserved_model_timeout_ms = 0;
+  // Threads that decode-check and stage results off the gRPC threads, with one group
+  // commit after them; 0: each result in the thread that received it.
+  int result_threads = 0;
+  size_t max_waiting_result_bytes = 512u << 20;  // images waiting for checks; beyond, receiving waits
   ManifestLimits limits;
   // Files uploaded with jobs, by content hash; empty: "blobs" beside output_dir.
   std::string blob_dir;
@@ -116,6 +123,7 @@ class Coordinator {
     std::set<std::string> rendered;      // of those, the ones the GPU has finished
     int64_t last_seen_ms = 0;
     int64_t last_progress_ms = 0;        // a step, a render, a result or a failure
+    int64_t renewed_ms = 0;              // when its leases were last extended
     int prefetch = 0;                    // batches held beyond the one rendering
     int64_t images_done = 0;
     double images_per_second = 0;
@@ -126,6 +134,7 @@ class Coordinator {
     std::string worker_id;
     BatchKey key;
     std::vector<ItemKey> items;
+    std::vector<ItemRecord> records;  // as leased: what results are checked against
     int64_t started_ms = 0;
     int64_t last_step_ms = 0;
   };
@@ -145,7 +154,9 @@ class Coordinator {
   bool ScheduleRound();  // one planning pass; false when it assigned nothing
   void ReleaseBatchLocked(const std::string& batch_id, v1::FailureReason reason, const std::string& message);
   void DropWorkerLocked(WorkerState& worker, const std::string& why);
-  void HandleResult(WorkerState& worker, const v1::BatchResultMsg& result, std::unique_lock<std::mutex>& lock);
+  // The result's batch, ready for the pipeline; false when it is no longer this worker's.
+  bool PrepareResultLocked(WorkerState& worker, v1::BatchResultMsg result, ResultWork* work);
+  void CommitResults(std::vector<StagedResult>& group);  // takes mu_
   void HandleFailure(WorkerState& worker, const v1::BatchFailure& failure);
   void HandleProgress(WorkerState& worker, const v1::StepProgress& progress);
   void ReleaseWorkerBatchesLocked(WorkerState& worker, const std::string& why);
@@ -177,6 +188,8 @@ class Coordinator {
   std::map<std::string, WorkerState> workers_;
   std::map<std::string, BatchState> batches_;
   std::map<std::string, JobRecord> jobs_;  // cache of job records with unfinished items
+  JobQueues queues_;                        // the head of each active job's queue
+  std::unordered_map<WorkerChannel*, std::string> by_channel_;  // connected workers
   std::map<std::string, int64_t> last_served_;
   int64_t serve_counter_ = 0;
   std::map<int64_t, Watcher> watchers_;
@@ -189,6 +202,7 @@ class Coordinator {
   std::deque<std::function<void()>> outbox_;
   bool stopping_ = false;
   std::thread outbox_thread_;
+  std::unique_ptr<ResultPipeline> results_;  // last: its committer calls into the members above
 };
 
 }  // namespace spriteforge::coordinator

@@ -1,5 +1,11 @@
 #include "service/results.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
@@ -41,9 +47,43 @@ std::string JobDir(const std::string& output_dir, const std::string& job_id) {
   return (std::filesystem::path(output_dir) / job_id).string();
 }
 
-absl::StatusOr<ItemFiles> WriteItemFiles(const std::string& output_dir, const ItemRecord& item,
-                                         const std::string& png, const std::string& sprite_png,
-                                         const nlohmann::json& sidecar) {
+namespace {
+
+// Unique per process and call, so two results for one item (a late one from a worker that
+// lost its lease) never write the same temporary file.
+std::string TemporaryName(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  return absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
+}
+
+absl::Status WriteUnsynced(const std::string& path, const std::string& data) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
+  size_t written = 0;
+  while (written < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(path.c_str());
+      return absl::ResourceExhaustedError(absl::StrCat(path, ": write failed: ", std::strerror(err)));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(path.c_str());
+    return absl::ResourceExhaustedError(absl::StrCat(path, ": write failed: ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<StagedFiles> StageItemFiles(const std::string& output_dir, const ItemRecord& item,
+                                           const std::string& png, const std::string& sprite_png,
+                                           const nlohmann::json& sidecar) {
   if (!LooksLikePng(png)) return absl::InvalidArgumentError("the worker's result is not a PNG");
   if (!sprite_png.empty() && !LooksLikePng(sprite_png)) {
     return absl::InvalidArgumentError("the worker's sprite is not a PNG");
@@ -53,20 +93,52 @@ absl::StatusOr<ItemFiles> WriteItemFiles(const std::string& output_dir, const It
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::ResourceExhaustedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
   const std::string stem = absl::StrCat(dir, "/", item.index, "_", item.params.seed);
-  ItemFiles files{stem + ".png", sprite_png.empty() ? "" : stem + ".sprite.png"};
-  if (auto s = WriteFileAtomic(files.image_path, png); !s.ok()) return s;
-  if (!sprite_png.empty()) {
-    if (auto s = WriteFileAtomic(files.sprite_path, sprite_png); !s.ok()) return s;
-  }
+  StagedFiles staged;
+  staged.files = {stem + ".png", sprite_png.empty() ? "" : stem + ".sprite.png"};
+  auto stage = [&](const std::string& path, const std::string& data) -> absl::Status {
+    const std::string tmp = TemporaryName(path);
+    if (auto s = WriteUnsynced(tmp, data); !s.ok()) return s;
+    staged.renames.emplace_back(tmp, path);
+    return absl::OkStatus();
+  };
   nlohmann::json meta = sidecar;
   meta["parameters"] = ToJson(item.params);
   meta["job_id"] = item.job_id;
   meta["index"] = item.index;
   meta["random_seed"] = item.random_seed;
-  meta["image"] = std::filesystem::path(files.image_path).filename().string();
-  if (!files.sprite_path.empty()) meta["sprite"] = std::filesystem::path(files.sprite_path).filename().string();
-  if (auto s = WriteFileAtomic(stem + ".json", meta.dump(2) + "\n"); !s.ok()) return s;
-  return files;
+  meta["image"] = std::filesystem::path(staged.files.image_path).filename().string();
+  if (!sprite_png.empty()) meta["sprite"] = std::filesystem::path(staged.files.sprite_path).filename().string();
+  absl::Status s = stage(staged.files.image_path, png);
+  if (s.ok() && !sprite_png.empty()) s = stage(staged.files.sprite_path, sprite_png);
+  if (s.ok()) s = stage(stem + ".json", meta.dump(2) + "\n");
+  if (!s.ok()) {
+    DiscardStaged(staged);
+    return s;
+  }
+  return staged;
+}
+
+absl::Status SyncOutput(const std::string& output_dir) {
+  const int fd = ::open(output_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat(output_dir, ": cannot open: ", std::strerror(errno)));
+  const int rc = ::syncfs(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return absl::ResourceExhaustedError(absl::StrCat(output_dir, ": sync failed: ", std::strerror(err)));
+  return absl::OkStatus();
+}
+
+absl::Status PublishStaged(const StagedFiles& staged) {
+  for (const auto& [tmp, path] : staged.renames) {
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      return absl::UnavailableError(absl::StrCat(path, ": rename failed: ", std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void DiscardStaged(const StagedFiles& staged) {
+  for (const auto& [tmp, path] : staged.renames) ::unlink(tmp.c_str());
 }
 
 nlohmann::json JobSummary(const JobRecord& job, const ItemCounts& counts, const std::vector<ItemRecord>& items) {

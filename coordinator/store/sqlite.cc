@@ -12,7 +12,39 @@ Statement::Statement(sqlite3* db, const char* sql) : db_(db) {
   }
 }
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+Statement::Statement(Database& db, const char* sql) : db_(db.raw()), cache_(&db) {
+  stmt_ = db.Checkout(sql);
+  if (!stmt_) status_ = absl::InternalError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_), " in: ", sql));
+}
+
+Statement::~Statement() {
+  if (cache_ && stmt_) {
+    cache_->Return(stmt_);
+  } else {
+    sqlite3_finalize(stmt_);
+  }
+}
+
+sqlite3_stmt* Database::Checkout(const char* sql) {
+  auto it = idle_.find(sql);
+  if (it != idle_.end() && !it->second.empty()) {
+    sqlite3_stmt* stmt = it->second.back();
+    it->second.pop_back();
+    return stmt;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return nullptr;
+  }
+  return stmt;
+}
+
+void Database::Return(sqlite3_stmt* stmt) {
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  idle_[sqlite3_sql(stmt)].push_back(stmt);
+}
 
 Statement& Statement::Bind(int i, int64_t v) {
   if (stmt_) sqlite3_bind_int64(stmt_, i, v);
@@ -86,7 +118,12 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   return out;
 }
 
-Database::~Database() { sqlite3_close(db_); }
+Database::~Database() {
+  for (auto& [sql, stmts] : idle_) {
+    for (sqlite3_stmt* stmt : stmts) sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db_);
+}
 
 absl::Status Database::Exec(const std::string& sql) {
   char* err = nullptr;

@@ -5,17 +5,25 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace spriteforge::coordinator {
 
+class Database;
+
 class Statement {
  public:
   Statement(sqlite3* db, const char* sql);
+  // Prepared once per connection and reused: the hot paths run the same few statements
+  // thousands of times a second, and preparing costs more than running them.
+  Statement(Database& db, const char* sql);
   ~Statement();
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
@@ -42,6 +50,7 @@ class Statement {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+  Database* cache_ = nullptr;  // returns stmt_ there instead of finalizing it
   absl::Status status_;
 };
 
@@ -55,8 +64,14 @@ class Database {
   int64_t Changes() const { return sqlite3_changes64(db_); }
 
  private:
+  friend class Statement;
   explicit Database(sqlite3* db) : db_(db) {}
+  sqlite3_stmt* Checkout(const char* sql);  // null on a preparation error
+  void Return(sqlite3_stmt* stmt);
   sqlite3* db_;
+  // Idle prepared statements by SQL text; one in use is taken out, so nested uses of the
+  // same text get their own.
+  std::unordered_map<std::string, std::vector<sqlite3_stmt*>> idle_;
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back unless Commit() succeeds.

@@ -50,12 +50,35 @@ CREATE TABLE IF NOT EXISTS items(
   done_ms INTEGER NOT NULL DEFAULT 0,
   workflow TEXT NOT NULL DEFAULT '',
   PRIMARY KEY(job_id, idx));
-CREATE INDEX IF NOT EXISTS items_state ON items(state);
+-- A job's queue in index order, and its items by state.
+CREATE INDEX IF NOT EXISTS items_queue ON items(job_id, state, idx);
+DROP INDEX IF EXISTS items_state;
 CREATE INDEX IF NOT EXISTS items_batch ON items(batch_id);
 CREATE TABLE IF NOT EXISTS leases(
   batch_id TEXT PRIMARY KEY,
   worker_id TEXT NOT NULL,
   expires_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS leases_worker ON leases(worker_id);
+-- Items per state of each job, kept by a trigger in the same transaction as every change,
+-- so progress and totals are one row read instead of a count over the job's items.
+CREATE TABLE IF NOT EXISTS job_counts(
+  job_id TEXT PRIMARY KEY,
+  total INTEGER NOT NULL DEFAULT 0,
+  queued INTEGER NOT NULL DEFAULT 0,
+  running INTEGER NOT NULL DEFAULT 0,
+  done INTEGER NOT NULL DEFAULT 0,
+  failed INTEGER NOT NULL DEFAULT 0,
+  cancelled INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS items_count_states AFTER UPDATE OF state ON items WHEN old.state <> new.state
+BEGIN
+  UPDATE job_counts SET
+    queued = queued + (new.state = 1) - (old.state = 1),
+    running = running + (new.state = 2) - (old.state = 2),
+    done = done + (new.state = 3) - (old.state = 3),
+    failed = failed + (new.state = 4) - (old.state = 4),
+    cancelled = cancelled + (new.state = 5) - (old.state = 5)
+  WHERE job_id = new.job_id;
+END;
 CREATE TABLE IF NOT EXISTS workers(
   id TEXT PRIMARY KEY,
   info TEXT NOT NULL,
@@ -170,6 +193,14 @@ ItemRecord ReadItem(const Statement& s) {
 Store::Store(std::unique_ptr<Database> db) : db_(std::move(db)) {}
 Store::~Store() = default;
 
+// Schema version 1 added job_counts: a database from before gets its counts once.
+constexpr const char* kCountExistingJobs = R"sql(
+INSERT OR REPLACE INTO job_counts(job_id, total, queued, running, done, failed, cancelled)
+  SELECT job_id, COUNT(*), SUM(state = 1), SUM(state = 2), SUM(state = 3), SUM(state = 4), SUM(state = 5)
+  FROM items GROUP BY job_id;
+PRAGMA user_version = 1;
+)sql";
+
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   auto db = Database::Open(path);
   if (!db.ok()) return db.status();
@@ -179,16 +210,23 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   if (auto s = AddMissingColumn(**db, "items", "workflow", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the workflow column: ", s.message()));
   }
+  int64_t version = 0;
+  {
+    Statement q((*db)->raw(), "PRAGMA user_version");
+    if (q.Step()) version = q.Int(0);
+  }
+  if (version < 1) {
+    if (auto s = (*db)->Exec(absl::StrCat("BEGIN IMMEDIATE;", kCountExistingJobs, "COMMIT;")); !s.ok()) {
+      return absl::DataLossError(absl::StrCat("database ", path, ": cannot count items per job: ", s.message()));
+    }
+  }
   return std::unique_ptr<Store>(new Store(std::move(*db)));
 }
 
-absl::StatusOr<JobRecord> Store::CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
-                                           bool* deduplicated) {
+absl::StatusOr<JobRecord> Store::InsertJob(JobRecord job, bool* deduplicated) {
   *deduplicated = false;
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
   if (!job.idempotency_key.empty()) {
-    Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE idempotency_key = ?").c_str());
+    Statement q(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE idempotency_key = ?").c_str());
     q.Bind(1, job.idempotency_key);
     if (q.Step()) {
       *deduplicated = true;
@@ -196,32 +234,87 @@ absl::StatusOr<JobRecord> Store::CreateJob(JobRecord job, const std::vector<Item
     }
     if (!q.status().ok()) return q.status();
   }
-  Statement ins(db_->raw(),
+  Statement ins(*db_,
                 "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key, postprocess) "
                 "VALUES(?,?,?,?,?,?,?,?)");
   ins.Bind(1, job.id).Bind(2, job.name).Bind(3, job.model).Bind(4, job.priority)
-      .Bind(5, static_cast<int>(JobState::kQueued)).Bind(6, job.created_ms)
+      .Bind(5, static_cast<int>(job.state)).Bind(6, job.created_ms)
       .Bind(7, job.idempotency_key).Bind(8, job.postprocess_json);
   if (auto s = ins.Run(); !s.ok()) return s;
   job.seq = sqlite3_last_insert_rowid(db_->raw());
-  job.state = JobState::kQueued;
+  Statement counts(*db_, "INSERT INTO job_counts(job_id) VALUES(?)");
+  counts.Bind(1, job.id);
+  if (auto s = counts.Run(); !s.ok()) return s;
+  return job;
+}
+
+absl::Status Store::InsertItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
   for (const ItemRecord& it : items) {
-    Statement row(db_->raw(),
+    Statement row(*db_,
                   "INSERT INTO items(job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, "
                   "sampler, schedule, model, tileable, state, workflow) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    row.Bind(1, job.id).Bind(2, it.index).Bind(3, it.params.prompt).Bind(4, it.params.negative)
+    row.Bind(1, job_id).Bind(2, it.index).Bind(3, it.params.prompt).Bind(4, it.params.negative)
         .Bind(5, SeedToDb(it.params.seed)).Bind(6, it.random_seed ? 1 : 0).Bind(7, it.params.width)
         .Bind(8, it.params.height).Bind(9, it.params.steps).Bind(10, it.params.cfg).Bind(11, it.params.sampler)
         .Bind(12, it.params.schedule).Bind(13, it.params.model).Bind(14, it.params.tileable ? 1 : 0)
         .Bind(15, static_cast<int>(ItemState::kQueued)).Bind(16, WorkflowToDb(it.params));
     if (auto s = row.Run(); !s.ok()) return s;
   }
+  Statement counts(*db_, "UPDATE job_counts SET total = total + ?, queued = queued + ? WHERE job_id = ?");
+  counts.Bind(1, static_cast<int64_t>(items.size())).Bind(2, static_cast<int64_t>(items.size())).Bind(3, job_id);
+  return counts.Run();
+}
+
+absl::StatusOr<JobRecord> Store::CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
+                                           bool* deduplicated) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  job.state = JobState::kQueued;
+  auto stored = InsertJob(job, deduplicated);
+  if (!stored.ok() || *deduplicated) return stored;
+  if (auto s = InsertItems(stored->id, items); !s.ok()) return s;
   if (auto s = tx.Commit(); !s.ok()) return s;
-  return job;
+  return stored;
+}
+
+absl::StatusOr<JobRecord> Store::BeginJob(JobRecord job, bool* deduplicated) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  job.state = JobState::kLoading;
+  auto stored = InsertJob(job, deduplicated);
+  if (!stored.ok() || *deduplicated) return stored;
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  return stored;
+}
+
+absl::Status Store::AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  if (auto s = InsertItems(job_id, items); !s.ok()) return s;
+  return tx.Commit();
+}
+
+absl::Status Store::QueueJob(const std::string& job_id) {
+  Statement q(*db_, "UPDATE jobs SET state = 1 WHERE id = ? AND state = 0");
+  q.Bind(1, job_id);
+  return q.Run();
+}
+
+absl::Status Store::DropLoadingJob(const std::string& job_id) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  for (const char* sql : {"DELETE FROM items WHERE job_id = ? AND (SELECT state FROM jobs WHERE id = ?) = 0",
+                          "DELETE FROM job_counts WHERE job_id = ? AND (SELECT state FROM jobs WHERE id = ?) = 0",
+                          "DELETE FROM jobs WHERE id = ? AND state = 0 AND ? <> ''"}) {
+    Statement q(*db_, sql);
+    q.Bind(1, job_id).Bind(2, job_id);
+    if (auto s = q.Run(); !s.ok()) return s;
+  }
+  return tx.Commit();
 }
 
 absl::StatusOr<JobRecord> Store::GetJob(const std::string& id) {
-  Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?").c_str());
+  Statement q(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?").c_str());
   q.Bind(1, id);
   if (q.Step()) return ReadJob(q);
   if (!q.status().ok()) return q.status();
@@ -229,7 +322,7 @@ absl::StatusOr<JobRecord> Store::GetJob(const std::string& id) {
 }
 
 absl::StatusOr<std::vector<JobRecord>> Store::ListJobs(int limit) {
-  Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seq DESC LIMIT ?").c_str());
+  Statement q(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state <> 0 ORDER BY seq DESC LIMIT ?").c_str());
   q.Bind(1, limit);
   std::vector<JobRecord> out;
   while (q.Step()) out.push_back(ReadJob(q));
@@ -246,7 +339,7 @@ absl::StatusOr<std::vector<JobRecord>> Store::UnfinishedJobs() {
 }
 
 absl::StatusOr<std::vector<ItemRecord>> Store::SelectItems(const char* where, const std::string& arg) {
-  Statement q(db_->raw(), absl::StrCat("SELECT ", kItemColumns, " FROM items ", where).c_str());
+  Statement q(*db_, absl::StrCat("SELECT ", kItemColumns, " FROM items ", where).c_str());
   if (!arg.empty()) q.Bind(1, arg);
   std::vector<ItemRecord> out;
   while (q.Step()) out.push_back(ReadItem(q));
@@ -259,19 +352,16 @@ absl::StatusOr<std::vector<ItemRecord>> Store::Items(const std::string& job_id) 
 }
 
 absl::StatusOr<ItemCounts> Store::Counts(const std::string& job_id) {
-  Statement q(db_->raw(), "SELECT state, COUNT(*) FROM items WHERE job_id = ? GROUP BY state");
+  Statement q(*db_, "SELECT total, queued, running, done, failed, cancelled FROM job_counts WHERE job_id = ?");
   q.Bind(1, job_id);
   ItemCounts c;
-  while (q.Step()) {
-    const int n = static_cast<int>(q.Int(1));
-    c.total += n;
-    switch (static_cast<ItemState>(q.Int(0))) {
-      case ItemState::kQueued: c.queued += n; break;
-      case ItemState::kRunning: c.running += n; break;
-      case ItemState::kDone: c.done += n; break;
-      case ItemState::kFailed: c.failed += n; break;
-      case ItemState::kCancelled: c.cancelled += n; break;
-    }
+  if (q.Step()) {
+    c.total = static_cast<int>(q.Int(0));
+    c.queued = static_cast<int>(q.Int(1));
+    c.running = static_cast<int>(q.Int(2));
+    c.done = static_cast<int>(q.Int(3));
+    c.failed = static_cast<int>(q.Int(4));
+    c.cancelled = static_cast<int>(q.Int(5));
   }
   if (!q.status().ok()) return q.status();
   return c;
@@ -281,15 +371,27 @@ absl::StatusOr<std::vector<ItemRecord>> Store::QueuedItems() {
   return SelectItems("WHERE state = 1 ORDER BY (SELECT seq FROM jobs WHERE jobs.id = items.job_id), idx", "");
 }
 
+absl::StatusOr<std::vector<ItemRecord>> Store::QueuedItems(const std::string& job_id, int after, int limit) {
+  Statement q(*db_, absl::StrCat("SELECT ", kItemColumns,
+                                 " FROM items WHERE job_id = ? AND state = 1 AND idx > ? ORDER BY idx LIMIT ?")
+                        .c_str());
+  q.Bind(1, job_id).Bind(2, after).Bind(3, limit);
+  std::vector<ItemRecord> out;
+  while (q.Step()) out.push_back(ReadItem(q));
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
 absl::Status Store::Lease(const std::string& batch_id, const std::string& worker_id,
                           const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) {
   Transaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
-  Statement lease(db_->raw(), "INSERT INTO leases(batch_id, worker_id, expires_ms) VALUES(?,?,?)");
+  Statement lease(*db_, "INSERT INTO leases(batch_id, worker_id, expires_ms) VALUES(?,?,?)");
   lease.Bind(1, batch_id).Bind(2, worker_id).Bind(3, expires_ms);
   if (auto s = lease.Run(); !s.ok()) return s;
-  for (const ItemKey& key : items) {
-    Statement up(db_->raw(),
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ItemKey& key = items[i];
+    Statement up(*db_,
                  "UPDATE items SET state = 2, batch_id = ?, worker_id = ?, attempts = attempts + 1 "
                  "WHERE job_id = ? AND idx = ? AND state = 1");
     up.Bind(1, batch_id).Bind(2, worker_id).Bind(3, key.job_id).Bind(4, key.index);
@@ -297,7 +399,8 @@ absl::Status Store::Lease(const std::string& batch_id, const std::string& worker
     if (db_->Changes() != 1) {
       return absl::FailedPreconditionError(absl::StrCat("item ", key.job_id, "/", key.index, " is not queued"));
     }
-    Statement job(db_->raw(), "UPDATE jobs SET state = 2, started_ms = ? WHERE id = ? AND state = 1");
+    if (i > 0 && items[i - 1].job_id == key.job_id) continue;  // the job is started already
+    Statement job(*db_, "UPDATE jobs SET state = 2, started_ms = ? WHERE id = ? AND state = 1");
     job.Bind(1, now_ms).Bind(2, key.job_id);
     if (auto s = job.Run(); !s.ok()) return s;
   }
@@ -305,13 +408,13 @@ absl::Status Store::Lease(const std::string& batch_id, const std::string& worker
 }
 
 absl::Status Store::RenewLeases(const std::string& worker_id, int64_t expires_ms) {
-  Statement q(db_->raw(), "UPDATE leases SET expires_ms = ? WHERE worker_id = ?");
+  Statement q(*db_, "UPDATE leases SET expires_ms = ? WHERE worker_id = ?");
   q.Bind(1, expires_ms).Bind(2, worker_id);
   return q.Run();
 }
 
 absl::StatusOr<std::vector<std::string>> Store::ExpiredBatches(int64_t now_ms) {
-  Statement q(db_->raw(), "SELECT batch_id FROM leases WHERE expires_ms < ?");
+  Statement q(*db_, "SELECT batch_id FROM leases WHERE expires_ms < ?");
   q.Bind(1, now_ms);
   std::vector<std::string> out;
   while (q.Step()) out.push_back(q.Text(0));
@@ -320,7 +423,7 @@ absl::StatusOr<std::vector<std::string>> Store::ExpiredBatches(int64_t now_ms) {
 }
 
 absl::StatusOr<std::vector<std::string>> Store::BatchesOfWorker(const std::string& worker_id) {
-  Statement q(db_->raw(), "SELECT batch_id FROM leases WHERE worker_id = ?");
+  Statement q(*db_, "SELECT batch_id FROM leases WHERE worker_id = ?");
   q.Bind(1, worker_id);
   std::vector<std::string> out;
   while (q.Step()) out.push_back(q.Text(0));
@@ -337,13 +440,31 @@ absl::StatusOr<bool> Store::CompleteItem(const std::string& batch_id, const Item
                                          int64_t now_ms) {
   Transaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
-  Statement q(db_->raw(),
+  Statement q(*db_,
               "UPDATE items SET state = 3, image_path = ?, sprite_path = ?, done_ms = ? "
               "WHERE job_id = ? AND idx = ? AND state = 2 AND batch_id = ?");
   q.Bind(1, image_path).Bind(2, sprite_path).Bind(3, now_ms).Bind(4, item.job_id).Bind(5, item.index)
       .Bind(6, batch_id);
   if (auto s = q.Run(); !s.ok()) return s;
   const bool accepted = db_->Changes() == 1;
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  return accepted;
+}
+
+absl::StatusOr<std::vector<bool>> Store::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
+  Transaction tx(*db_);
+  if (!tx.status().ok()) return tx.status();
+  std::vector<bool> accepted;
+  accepted.reserve(done.size());
+  for (const Completion& c : done) {
+    Statement q(*db_,
+                "UPDATE items SET state = 3, image_path = ?, sprite_path = ?, done_ms = ? "
+                "WHERE job_id = ? AND idx = ? AND state = 2 AND batch_id = ?");
+    q.Bind(1, c.image_path).Bind(2, c.sprite_path).Bind(3, now_ms).Bind(4, c.item.job_id).Bind(5, c.item.index)
+        .Bind(6, c.batch_id);
+    if (auto s = q.Run(); !s.ok()) return s;
+    accepted.push_back(db_->Changes() == 1);
+  }
   if (auto s = tx.Commit(); !s.ok()) return s;
   return accepted;
 }
@@ -359,14 +480,14 @@ absl::StatusOr<std::vector<ItemRecord>> Store::ReleaseBatch(const std::string& b
     it.state = fail ? ItemState::kFailed : ItemState::kQueued;
     it.failure = fail_reason;
     it.failure_message = message;
-    Statement up(db_->raw(),
+    Statement up(*db_,
                  "UPDATE items SET state = ?, failure = ?, failure_message = ?, batch_id = '' "
                  "WHERE job_id = ? AND idx = ?");
     up.Bind(1, static_cast<int>(it.state)).Bind(2, fail_reason).Bind(3, message).Bind(4, it.job_id)
         .Bind(5, it.index);
     if (auto s = up.Run(); !s.ok()) return s;
   }
-  Statement del(db_->raw(), "DELETE FROM leases WHERE batch_id = ?");
+  Statement del(*db_, "DELETE FROM leases WHERE batch_id = ?");
   del.Bind(1, batch_id);
   if (auto s = del.Run(); !s.ok()) return s;
   if (auto s = tx.Commit(); !s.ok()) return s;
@@ -397,15 +518,15 @@ absl::StatusOr<std::vector<std::string>> Store::CancelJob(const std::string& job
   auto job = GetJob(job_id);
   if (!job.ok()) return job.status();
   std::vector<std::string> batches;
-  Statement q(db_->raw(), "SELECT DISTINCT batch_id FROM items WHERE job_id = ? AND state = 2");
+  Statement q(*db_, "SELECT DISTINCT batch_id FROM items WHERE job_id = ? AND state = 2");
   q.Bind(1, job_id);
   while (q.Step()) batches.push_back(q.Text(0));
   if (!q.status().ok()) return q.status();
-  Statement items(db_->raw(), "UPDATE items SET state = 5, batch_id = '' WHERE job_id = ? AND state IN (1, 2)");
+  Statement items(*db_, "UPDATE items SET state = 5, batch_id = '' WHERE job_id = ? AND state IN (1, 2)");
   items.Bind(1, job_id);
   if (auto s = items.Run(); !s.ok()) return s;
   if (job->finished_ms == 0) {
-    Statement j(db_->raw(), "UPDATE jobs SET state = 5, finished_ms = ? WHERE id = ?");
+    Statement j(*db_, "UPDATE jobs SET state = 5, finished_ms = ? WHERE id = ?");
     j.Bind(1, now_ms).Bind(2, job_id);
     if (auto s = j.Run(); !s.ok()) return s;
   }
@@ -418,7 +539,7 @@ absl::StatusOr<JobRecord> Store::FinishJobIfComplete(const std::string& job_id, 
   if (!counts.ok()) return counts.status();
   if (counts->Finished()) {
     const JobState state = counts->failed > 0 ? JobState::kFailed : JobState::kDone;
-    Statement q(db_->raw(), "UPDATE jobs SET state = ?, finished_ms = ? WHERE id = ? AND finished_ms = 0");
+    Statement q(*db_, "UPDATE jobs SET state = ?, finished_ms = ? WHERE id = ? AND finished_ms = 0");
     q.Bind(1, static_cast<int>(state)).Bind(2, now_ms).Bind(3, job_id);
     if (auto s = q.Run(); !s.ok()) return s;
   }
@@ -431,12 +552,19 @@ absl::StatusOr<int> Store::Recover() {
   if (auto s = db_->Exec("UPDATE items SET state = 1, batch_id = '' WHERE state = 2"); !s.ok()) return s;
   const int n = static_cast<int>(db_->Changes());
   if (auto s = db_->Exec("DELETE FROM leases"); !s.ok()) return s;
+  // A submission cut short never answered its client, who submits again.
+  if (auto s = db_->Exec("DELETE FROM items WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
+                         "DELETE FROM job_counts WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
+                         "DELETE FROM jobs WHERE state = 0");
+      !s.ok()) {
+    return s;
+  }
   if (auto s = tx.Commit(); !s.ok()) return s;
   return n;
 }
 
 absl::Status Store::UpsertWorker(const WorkerRecord& w) {
-  Statement q(db_->raw(),
+  Statement q(*db_,
               "INSERT INTO workers(id, info, last_seen_ms) VALUES(?,?,?) "
               "ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen_ms = excluded.last_seen_ms");
   q.Bind(1, w.id).Bind(2, w.info_json).Bind(3, w.last_seen_ms);
@@ -444,13 +572,13 @@ absl::Status Store::UpsertWorker(const WorkerRecord& w) {
 }
 
 absl::Status Store::AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms) {
-  Statement q(db_->raw(), "UPDATE workers SET images_done = images_done + ?, last_seen_ms = ? WHERE id = ?");
+  Statement q(*db_, "UPDATE workers SET images_done = images_done + ?, last_seen_ms = ? WHERE id = ?");
   q.Bind(1, images).Bind(2, now_ms).Bind(3, worker_id);
   return q.Run();
 }
 
 absl::StatusOr<std::vector<WorkerRecord>> Store::ListWorkers() {
-  Statement q(db_->raw(), "SELECT id, info, last_seen_ms, images_done FROM workers ORDER BY id");
+  Statement q(*db_, "SELECT id, info, last_seen_ms, images_done FROM workers ORDER BY id");
   std::vector<WorkerRecord> out;
   while (q.Step()) out.push_back({q.Text(0), q.Text(1), q.Int(2), q.Int(3)});
   if (!q.status().ok()) return q.status();
@@ -458,16 +586,16 @@ absl::StatusOr<std::vector<WorkerRecord>> Store::ListWorkers() {
 }
 
 absl::StatusOr<std::map<std::string, int64_t>> Store::Totals() {
-  Statement q(db_->raw(), "SELECT state, COUNT(*) FROM items GROUP BY state");
+  Statement q(*db_,
+              "SELECT COALESCE(SUM(queued), 0), COALESCE(SUM(running), 0), COALESCE(SUM(done), 0), "
+              "COALESCE(SUM(failed), 0), COALESCE(SUM(cancelled), 0) FROM job_counts");
   std::map<std::string, int64_t> out{{"done", 0}, {"failed", 0}, {"queued", 0}, {"running", 0}, {"cancelled", 0}};
-  while (q.Step()) {
-    switch (static_cast<ItemState>(q.Int(0))) {
-      case ItemState::kQueued: out["queued"] = q.Int(1); break;
-      case ItemState::kRunning: out["running"] = q.Int(1); break;
-      case ItemState::kDone: out["done"] = q.Int(1); break;
-      case ItemState::kFailed: out["failed"] = q.Int(1); break;
-      case ItemState::kCancelled: out["cancelled"] = q.Int(1); break;
-    }
+  if (q.Step()) {
+    out["queued"] = q.Int(0);
+    out["running"] = q.Int(1);
+    out["done"] = q.Int(2);
+    out["failed"] = q.Int(3);
+    out["cancelled"] = q.Int(4);
   }
   if (!q.status().ok()) return q.status();
   return out;

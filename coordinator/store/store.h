@@ -24,7 +24,9 @@ namespace spriteforge::coordinator {
 class Database;
 
 // Numbered as the proto's JobState / ItemState so the service converts with a cast.
-enum class JobState { kQueued = 1, kRunning = 2, kDone = 3, kFailed = 4, kCancelled = 5 };
+// kLoading: the job's items are still being written (a large manifest goes in chunks);
+// nobody sees it yet, and a restart removes it.
+enum class JobState { kLoading = 0, kQueued = 1, kRunning = 2, kDone = 3, kFailed = 4, kCancelled = 5 };
 enum class ItemState { kQueued = 1, kRunning = 2, kDone = 3, kFailed = 4, kCancelled = 5 };
 
 struct JobRecord {
@@ -67,6 +69,14 @@ struct ItemKey {
   int index = 0;
 };
 
+// A result to record: the item, the batch it ran under, and its files.
+struct Completion {
+  std::string batch_id;
+  ItemKey item;
+  std::string image_path;
+  std::string sprite_path;
+};
+
 struct WorkerRecord {
   std::string id;
   std::string info_json;  // the worker's registration, as JSON
@@ -83,6 +93,12 @@ class Store {
   // idempotency key already stored comes back instead, with `deduplicated` set.
   absl::StatusOr<JobRecord> CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
                                       bool* deduplicated);
+  // The same in steps, for jobs too large for one transaction: the job is created loading,
+  // items are added in chunks (each its own transaction), then it is queued.
+  absl::StatusOr<JobRecord> BeginJob(JobRecord job, bool* deduplicated);
+  absl::Status AddItems(const std::string& job_id, const std::vector<ItemRecord>& items);
+  absl::Status QueueJob(const std::string& job_id);
+  absl::Status DropLoadingJob(const std::string& job_id);  // a load that failed part-way
   absl::StatusOr<JobRecord> GetJob(const std::string& id);
   absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit);
   // Jobs not finished yet, in submission order.
@@ -91,6 +107,8 @@ class Store {
   absl::StatusOr<ItemCounts> Counts(const std::string& job_id);
   // Queued items of every job, by job submission then index.
   absl::StatusOr<std::vector<ItemRecord>> QueuedItems();
+  // The job's first `limit` queued items with an index above `after`, by index.
+  absl::StatusOr<std::vector<ItemRecord>> QueuedItems(const std::string& job_id, int after, int limit);
 
   // Leases items to a batch: they become running with attempts + 1; their jobs start.
   absl::Status Lease(const std::string& batch_id, const std::string& worker_id,
@@ -105,6 +123,9 @@ class Store {
   absl::StatusOr<bool> CompleteItem(const std::string& batch_id, const ItemKey& item,
                                     const std::string& image_path, const std::string& sprite_path,
                                     int64_t now_ms);
+  // Records many results in one transaction (one commit for a group of batches); for
+  // each, whether it was accepted.
+  absl::StatusOr<std::vector<bool>> CompleteItems(const std::vector<Completion>& done, int64_t now_ms);
   // Ends the batch's lease: items still running go back to the queue, or fail when
   // `fail_reason` is set and they have had `max_attempts`. Returns the affected items
   // (their state after the change).
@@ -121,7 +142,8 @@ class Store {
   absl::StatusOr<JobRecord> FinishJobIfComplete(const std::string& job_id, int64_t now_ms);
 
   // After a restart: every lease is void (its worker's stream died with the old process),
-  // so running items return to the queue. Returns how many.
+  // so running items return to the queue, and jobs left loading are removed. Returns how
+  // many items were requeued.
   absl::StatusOr<int> Recover();
 
   absl::Status UpsertWorker(const WorkerRecord& worker);
@@ -134,6 +156,8 @@ class Store {
  private:
   explicit Store(std::unique_ptr<Database> db);
   absl::StatusOr<std::vector<ItemRecord>> SelectItems(const char* where, const std::string& arg);
+  absl::StatusOr<JobRecord> InsertJob(JobRecord job, bool* deduplicated);
+  absl::Status InsertItems(const std::string& job_id, const std::vector<ItemRecord>& items);
   std::unique_ptr<Database> db_;
 };
 

@@ -50,12 +50,23 @@ struct ManifestImage {
   bool random_seed = false; // the seed was drawn, not given (and is recorded here)
 };
 
+// One manifest item: `count` images from one set of parameters, with seeds from `seed` up
+// (or drawn when it is absent), numbered from `first_index`.
+struct ManifestEntry {
+  GenerationInfo params;
+  int count = 1;
+  std::optional<uint64_t> seed;
+  int first_index = 0;
+};
+
 struct Manifest {
   std::string name;
   std::string model;
   int priority = 0;
   std::string postprocess_json;  // "" when absent
-  std::vector<ManifestImage> images;
+  std::vector<ManifestEntry> entries;
+  int64_t image_count = 0;
+  std::vector<ManifestImage> images;  // filled by ParseManifest, not by ParseManifestEntries
 };
 
 enum class ManifestFileKind { kLora, kImage };
@@ -78,5 +89,12 @@ std::string ModelNameProblem(const std::string& model);
 absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file_name,
                                        const std::function<uint64_t()>& draw_seed,
                                        const ManifestLimits& limits = {}, const FileResolver& files = nullptr);
+
+// The same checks without expanding images: a large job's images are made one chunk at a
+// time with ExpandImage, so memory does not grow with the job.
+absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std::string& file_name,
+                                              const ManifestLimits& limits = {}, const FileResolver& files = nullptr);
+// The k-th image of an entry.
+ManifestImage ExpandImage(const ManifestEntry& entry, int k, const std::function<uint64_t()>& draw_seed);
 
 }  // namespace spriteforge
