@@ -41,6 +41,7 @@ constexpr char kUsage[] =
     "  --images N             images in all (default 1000), split over --jobs N (default 1)\n"
     "  --priorities P,P,...   job i gets the (i mod count)-th priority (default 0)\n"
     "  --size WxH --steps N   image shape (default 1024x1024, 30 steps)\n"
+    "  --render-size WxH      GPU time as for this size (default --size); results keep --size\n"
     "  --time-scale S         simulated seconds per real second (default 1)\n"
     "  --batch-seconds S      render time of a batch of 8 at 1024x1024 (default 7.0)\n"
     "  --package-seconds S    PNG encoding per batch, beside the GPU (default 0.23)\n"
@@ -118,7 +119,7 @@ struct Sample {
 int main(int argc, char** argv) {
   auto flags = spriteforge::Flags::Parse(
       std::vector<std::string>(argv + 1, argv + argc),
-      {"--coordinator", "--workers", "--channels", "--images", "--jobs", "--priorities", "--size", "--steps",
+      {"--coordinator", "--workers", "--channels", "--images", "--jobs", "--priorities", "--size", "--render-size", "--steps",
        "--time-scale", "--batch-seconds", "--package-seconds", "--max-batch", "--prefetch", "--gpu-memory-gb",
        "--oom-rate", "--crash-rate", "--reconnect-seconds", "--link-delay-ms", "--progress-every", "--duration",
        "--warmup", "--work-dir", "--coordinator-arg", "--report"},
@@ -164,14 +165,18 @@ int main(int argc, char** argv) {
   }
   const int64_t images = static_cast<int64_t>(images_d);
   if (images < jobs) return Fail("--images must be at least --jobs", 2);
-  int width = 0, height = 0;
-  {
-    std::vector<std::string> wh = absl::StrSplit(flags->Get("--size", "1024x1024"), 'x');
-    if (wh.size() != 2 || !absl::SimpleAtoi(wh[0], &width) || !absl::SimpleAtoi(wh[1], &height) || width < 8 ||
-        height < 8 || width > 4096 || height > 4096) {
-      return Fail("--size must be WxH, each 8..4096", 2);
+  auto size_flag = [&](const char* name, const std::string& fallback, int* w, int* h) -> bool {
+    std::vector<std::string> wh = absl::StrSplit(flags->Get(name, fallback), 'x');
+    if (wh.size() != 2 || !absl::SimpleAtoi(wh[0], w) || !absl::SimpleAtoi(wh[1], h) || *w < 8 || *h < 8 ||
+        *w > 4096 || *h > 4096) {
+      Fail(absl::StrCat(name, " must be WxH, each 8..4096"), 2);
+      return false;
     }
-  }
+    return true;
+  };
+  int width = 0, height = 0, render_width = 0, render_height = 0;
+  if (!size_flag("--size", "1024x1024", &width, &height)) return 2;
+  if (flags->Has("--render-size") && !size_flag("--render-size", "", &render_width, &render_height)) return 2;
   std::vector<int> priorities;
   for (absl::string_view p : absl::StrSplit(flags->Get("--priorities", "0"), ',')) {
     int v;
@@ -218,6 +223,8 @@ int main(int argc, char** argv) {
   spec.progress_every = progress_every > 0 ? progress_every : std::max(1, static_cast<int>(std::ceil(time_scale)));
   spec.calibrate = !flags->Has("--no-calibration");
   spec.shapes = {{width, height}};
+  spec.render_width = render_width;
+  spec.render_height = render_height;
   spec.gpu.batch_seconds = batch_s;
   spec.gpu.package_seconds = package_s;
   spec.gpu.total_bytes = static_cast<uint64_t>(memory_gb * (1ull << 30));
@@ -360,7 +367,8 @@ int main(int argc, char** argv) {
       {"machine", {{"cpus", std::thread::hardware_concurrency()}, {"cpu", CpuModel()}}},
       {"config",
        {{"workers", workers}, {"images", images}, {"jobs", jobs}, {"priorities", priorities},
-        {"size", absl::StrCat(width, "x", height)}, {"steps", steps}, {"time_scale", time_scale},
+        {"size", absl::StrCat(width, "x", height)},
+        {"render_size", render_width ? absl::StrCat(render_width, "x", render_height) : ""}, {"steps", steps}, {"time_scale", time_scale},
         {"batch_seconds", batch_s}, {"package_seconds", package_s}, {"max_batch", max_batch},
         {"prefetch", prefetch}, {"progress_every", spec.progress_every}, {"oom_rate", oom},
         {"crash_rate", crash}, {"link_delay_ms", link_ms}, {"coordinator_args", extra}}},

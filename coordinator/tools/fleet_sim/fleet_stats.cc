@@ -14,8 +14,8 @@ double Percentile(std::vector<double> v, double p) {
   return v[at];
 }
 
-// Assignments of a lower priority this close to a higher job's last one are not counted
-// as out of order: messages to different workers arrive in no fixed order.
+// Assignments of a lower priority this close to a higher job's first or last one are not
+// counted as out of order: messages to different workers arrive in no fixed order.
 constexpr double kOrderSlackSeconds = 0.25;
 
 }  // namespace
@@ -183,7 +183,7 @@ nlohmann::json FleetStats::FairnessLocked() const {
     for (const auto& [id, s] : seen) {
       if (jobs_.at(id).priority <= job->second.priority) continue;
       lower = true;
-      if (e.t > s.first && e.t < s.last - kOrderSlackSeconds) inversion = true;
+      if (e.t > s.first + kOrderSlackSeconds && e.t < s.last - kOrderSlackSeconds) inversion = true;
     }
     if (lower) lower_total += e.items;
     if (inversion) inverted += e.items;

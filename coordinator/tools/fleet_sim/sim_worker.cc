@@ -83,7 +83,17 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
     StartCall();
   }
 
-  void Stop() { context_.TryCancel(); }
+  // Counts the render or the wait still under way, then ends the stream.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const Clock::time_point now = Clock::now();
+      if (!ended_ && rendering_) worker_->stats_->OnGpuBusy(rendering_->start, now);
+      if (!ended_ && gpu_free_since_) worker_->stats_->OnGpuIdle(*gpu_free_since_, now);
+      ended_ = true;
+    }
+    context_.TryCancel();
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -249,7 +259,10 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
     const v1::Assignment& a = rendering_->batch;
     const v1::ImageParams& p = a.items(0).params();
     const int batch = a.items_size();
-    const Clock::duration length = Real(spec_.gpu.RenderSeconds(batch, p.width(), p.height()), spec_.time_scale);
+    const Clock::duration length =
+        Real(spec_.render_width > 0 ? spec_.gpu.RenderSeconds(batch, spec_.render_width, spec_.render_height)
+                                    : spec_.gpu.RenderSeconds(batch, p.width(), p.height()),
+             spec_.time_scale);
     const uint64_t token = rendering_->token;
     const double fate = std::uniform_real_distribution<double>(0, 1)(rng_);
     const bool too_big = spec_.gpu.PeakBytes(batch, p.width(), p.height()) > spec_.gpu.BudgetBytes();

@@ -42,6 +42,9 @@ struct WorkerSpec {
   int progress_every = 1;   // a step report every this many steps
   bool calibrate = true;    // register with measured peaks (else the coordinator guesses)
   std::vector<std::pair<int, int>> shapes;  // image sizes calibrated at registration
+  // Nonzero: GPU time as for images of this size, whatever the items' size (results stay
+  // of the item's size, so small items keep the coordinator's PNG checks cheap).
+  int render_width = 0, render_height = 0;
   GpuModel gpu;
   FailureModel failures;
 };
