@@ -26,37 +26,13 @@
 #include "event_loop.h"
 #include "fleet_stats.h"
 #include "sim_worker.h"
-#include "spriteforge/common/flags.h"
+#include "spriteforge/common/cli.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace fleet = spriteforge::fleet;
 namespace v1 = spriteforge::v1;
 
 namespace {
-
-constexpr char kUsage[] =
-    "usage: spriteforge-fleet-sim --coordinator BIN [options]\n"
-    "  --workers N            simulated workers (default 10)\n"
-    "  --channels N           gRPC connections the workers share (default one per 50 workers)\n"
-    "  --images N             images in all (default 1000), split over --jobs N (default 1)\n"
-    "  --priorities P,P,...   job i gets the (i mod count)-th priority (default 0)\n"
-    "  --size WxH --steps N   image shape (default 1024x1024, 30 steps)\n"
-    "  --render-size WxH      GPU time as for this size (default --size); results keep --size\n"
-    "  --time-scale S         simulated seconds per real second (default 1)\n"
-    "  --batch-seconds S      render time of a batch of 8 at 1024x1024 (default 7.0)\n"
-    "  --package-seconds S    PNG encoding per batch, beside the GPU (default 0.23)\n"
-    "  --max-batch N --prefetch N      what workers register with (default 8, 1)\n"
-    "  --gpu-memory-gb G      device memory per worker (default 141); --no-calibration\n"
-    "  --oom-rate P --crash-rate P     per-batch failure probabilities (default 0)\n"
-    "  --reconnect-seconds S  simulated restart time after a crash (default 30)\n"
-    "  --link-delay-ms N      added to every worker message (default 0)\n"
-    "  --progress-every N     step reports every N steps (default: the time scale, so the\n"
-    "                         message rate per worker stays as in real time)\n"
-    "  --duration S           stop after S seconds (default: when all jobs finished)\n"
-    "  --warmup S             seconds after submission before measuring (default 0)\n"
-    "  --work-dir DIR         coordinator database, results and log (default: a new /tmp folder)\n"
-    "  --coordinator-arg X    extra argument for the coordinator (repeatable)\n"
-    "  --report FILE          also write the JSON report here\n";
 
 int Fail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "spriteforge-fleet-sim: error: %s\n", message.c_str());
@@ -114,77 +90,76 @@ struct Sample {
   int64_t images_total, queue_depth, running;
 };
 
+// "WxH", each side 8..4096.
+bool ParseSize(const std::string& text, int* width, int* height) {
+  std::vector<std::string> wh = absl::StrSplit(text, 'x');
+  return wh.size() == 2 && absl::SimpleAtoi(wh[0], width) && absl::SimpleAtoi(wh[1], height) && *width >= 8 &&
+         *height >= 8 && *width <= 4096 && *height <= 4096;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flags = spriteforge::Flags::Parse(
-      std::vector<std::string>(argv + 1, argv + argc),
-      {"--coordinator", "--workers", "--channels", "--images", "--jobs", "--priorities", "--size", "--render-size", "--steps",
-       "--time-scale", "--batch-seconds", "--package-seconds", "--max-batch", "--prefetch", "--gpu-memory-gb",
-       "--oom-rate", "--crash-rate", "--reconnect-seconds", "--link-delay-ms", "--progress-every", "--duration",
-       "--warmup", "--work-dir", "--coordinator-arg", "--report"},
-      {"--help", "--no-calibration"});
-  if (!flags.ok()) return Fail(absl::StrCat(flags.status().message(), "\n", kUsage), 2);
-  if (flags->Has("--help")) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (!flags->Has("--coordinator")) return Fail(absl::StrCat("--coordinator is required\n", kUsage), 2);
+  CLI::App app("spriteforge-fleet-sim: a real coordinator process against simulated workers that speak the worker "
+               "protocol over gRPC, with a GPU that is a clock; prints a JSON report.",
+               "spriteforge-fleet-sim");
+  spriteforge::cli::Configure(app);
+  std::string coordinator_bin, dir, report_path, size_text = "1024x1024", render_size_text, priorities_text = "0";
+  std::vector<std::string> extra;
+  int workers = 10, channels_flag = 0, jobs = 1, steps = 30, max_batch = 8, prefetch = 1, link_ms = 0,
+      progress_every = 0;
+  double images_d = 1000, time_scale = 1, batch_s = 7.0, package_s = 0.23, memory_gb = 141, oom = 0, crash = 0,
+         reconnect_s = 30, duration_s = 0, warmup_s = 0;
+  bool no_calibration = false;
+  app.add_option("--coordinator", coordinator_bin, "The spriteforge-coordinator program to run")->required();
+  app.add_option("--workers", workers, "Simulated workers")->check(CLI::Range(0, 100000));
+  app.add_option("--channels", channels_flag, "gRPC connections the workers share (0: one per 50 workers)")
+      ->check(CLI::Range(0, 10000));
+  app.add_option("--images", images_d, "Images in all, split over the jobs")->check(CLI::Range(1.0, 1e8));
+  app.add_option("--jobs", jobs, "Jobs submitted, one after the other")->check(CLI::Range(1, 100000));
+  app.add_option("--priorities", priorities_text, "P,P,...: job i gets the (i mod count)-th priority");
+  app.add_option("--size", size_text, "Image size WxH");
+  app.add_option("--render-size", render_size_text,
+                 "GPU time as for images of this size WxH (default --size); results keep --size");
+  app.add_option("--steps", steps, "Denoising steps per image")->check(CLI::Range(1, 1000));
+  app.add_option("--time-scale", time_scale, "Simulated seconds per real second")->check(CLI::Range(0.01, 1000.0));
+  app.add_option("--batch-seconds", batch_s, "Render time of a batch of 8 at 1024x1024")
+      ->check(CLI::Range(0.001, 3600.0));
+  app.add_option("--package-seconds", package_s, "PNG encoding per batch, beside the GPU")->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--max-batch", max_batch, "Largest batch the workers register with")->check(CLI::Range(1, 256));
+  app.add_option("--prefetch", prefetch, "Batches the workers hold beyond the one rendering")->check(CLI::Range(0, 4));
+  app.add_option("--gpu-memory-gb", memory_gb, "Device memory per worker")->check(CLI::Range(1.0, 100000.0));
+  app.add_flag("--no-calibration", no_calibration, "Register without measured peaks (the coordinator guesses)");
+  app.add_option("--oom-rate", oom, "Probability that a batch runs out of memory")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--crash-rate", crash, "Probability that a worker dies during a batch")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--reconnect-seconds", reconnect_s, "Simulated restart time of a crashed worker")
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--link-delay-ms", link_ms, "Added to every message a worker sends")->check(CLI::Range(0, 60000));
+  app.add_option("--progress-every", progress_every,
+                 "Step reports every N steps (0: the time scale, so each worker's message rate stays as in real time)")
+      ->check(CLI::Range(0, 1000));
+  app.add_option("--duration", duration_s, "Stop this many seconds after the workers join (0: when all jobs finished)")
+      ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--warmup", warmup_s, "Seconds after the workers joined before measuring")->check(CLI::Range(0.0, 1e6));
+  app.add_option("--work-dir", dir, "Coordinator database, results and log (default: a new /tmp folder)");
+  app.add_option("--coordinator-arg", extra, "Extra argument for the coordinator (repeatable)")->allow_extra_args(false);
+  app.add_option("--report", report_path, "Also write the JSON report here");
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
 
-  auto int_flag = [&](const char* name, int fallback, int lo, int hi, int* out) -> bool {
-    auto v = flags->GetInt(name, fallback);
-    if (!v.ok() || *v < lo || *v > hi) {
-      Fail(absl::StrCat(name, " must be an integer in ", lo, "..", hi), 2);
-      return false;
-    }
-    *out = *v;
-    return true;
-  };
-  auto num_flag = [&](const char* name, double fallback, double lo, double hi, double* out) -> bool {
-    auto v = flags->GetDouble(name, fallback);
-    if (!v.ok() || !(*v >= lo && *v <= hi)) {
-      Fail(absl::StrCat(name, " must be a number in ", lo, "..", hi), 2);
-      return false;
-    }
-    *out = *v;
-    return true;
-  };
-  int workers, channels_flag, jobs, steps, max_batch, prefetch, link_ms, progress_every;
-  double images_d, time_scale, batch_s, package_s, memory_gb, oom, crash, reconnect_s, duration_s, warmup_s;
-  if (!int_flag("--workers", 10, 0, 100000, &workers) || !int_flag("--channels", 0, 0, 10000, &channels_flag) ||
-      !int_flag("--jobs", 1, 1, 100000, &jobs) || !int_flag("--steps", 30, 1, 1000, &steps) ||
-      !int_flag("--max-batch", 8, 1, 256, &max_batch) || !int_flag("--prefetch", 1, 0, 4, &prefetch) ||
-      !int_flag("--link-delay-ms", 0, 0, 60000, &link_ms) || !int_flag("--progress-every", 0, 0, 1000, &progress_every) ||
-      !num_flag("--images", 1000, 1, 1e8, &images_d) || !num_flag("--time-scale", 1, 0.01, 1000, &time_scale) ||
-      !num_flag("--batch-seconds", 7.0, 0.001, 3600, &batch_s) ||
-      !num_flag("--package-seconds", 0.23, 0, 3600, &package_s) ||
-      !num_flag("--gpu-memory-gb", 141, 1, 100000, &memory_gb) || !num_flag("--oom-rate", 0, 0, 1, &oom) ||
-      !num_flag("--crash-rate", 0, 0, 1, &crash) || !num_flag("--reconnect-seconds", 30, 0, 3600, &reconnect_s) ||
-      !num_flag("--duration", 0, 0, 1e6, &duration_s) || !num_flag("--warmup", 0, 0, 1e6, &warmup_s)) {
-    return 2;
-  }
   const int64_t images = static_cast<int64_t>(images_d);
   if (images < jobs) return Fail("--images must be at least --jobs", 2);
-  auto size_flag = [&](const char* name, const std::string& fallback, int* w, int* h) -> bool {
-    std::vector<std::string> wh = absl::StrSplit(flags->Get(name, fallback), 'x');
-    if (wh.size() != 2 || !absl::SimpleAtoi(wh[0], w) || !absl::SimpleAtoi(wh[1], h) || *w < 8 || *h < 8 ||
-        *w > 4096 || *h > 4096) {
-      Fail(absl::StrCat(name, " must be WxH, each 8..4096"), 2);
-      return false;
-    }
-    return true;
-  };
   int width = 0, height = 0, render_width = 0, render_height = 0;
-  if (!size_flag("--size", "1024x1024", &width, &height)) return 2;
-  if (flags->Has("--render-size") && !size_flag("--render-size", "", &render_width, &render_height)) return 2;
+  if (!ParseSize(size_text, &width, &height)) return Fail("--size must be WxH, each 8..4096", 2);
+  if (!render_size_text.empty() && !ParseSize(render_size_text, &render_width, &render_height)) {
+    return Fail("--render-size must be WxH, each 8..4096", 2);
+  }
   std::vector<int> priorities;
-  for (absl::string_view p : absl::StrSplit(flags->Get("--priorities", "0"), ',')) {
+  for (absl::string_view p : absl::StrSplit(priorities_text, ',')) {
     int v;
     if (!absl::SimpleAtoi(p, &v)) return Fail("--priorities must be integers separated by commas", 2);
     priorities.push_back(v);
   }
 
-  std::string dir = flags->Get("--work-dir");
   if (dir.empty()) {
     char tmpl[] = "/tmp/spriteforge-fleet-XXXXXX";
     if (!mkdtemp(tmpl)) return Fail("cannot create a work folder in /tmp");
@@ -207,12 +182,11 @@ int main(int argc, char** argv) {
     plan[i].images = images / jobs + (i < images % jobs ? 1 : 0);
     largest_job = std::max(largest_job, plan[i].images);
   }
-  std::vector<std::string> extra = flags->All("--coordinator-arg");
   if (largest_job > 100000) {
     extra.push_back("--max-images-per-job");
     extra.push_back(absl::StrCat(largest_job));
   }
-  auto coordinator = fleet::CoordinatorProcess::Start(flags->Get("--coordinator"), dir, extra);
+  auto coordinator = fleet::CoordinatorProcess::Start(coordinator_bin, dir, extra);
   if (!coordinator.ok()) return Fail(std::string(coordinator.status().message()));
   std::fprintf(stderr, "fleet-sim: coordinator pid %d, work folder %s\n", coordinator->pid(), dir.c_str());
 
@@ -221,7 +195,7 @@ int main(int argc, char** argv) {
   spec.prefetch = prefetch;
   spec.time_scale = time_scale;
   spec.progress_every = progress_every > 0 ? progress_every : std::max(1, static_cast<int>(std::ceil(time_scale)));
-  spec.calibrate = !flags->Has("--no-calibration");
+  spec.calibrate = !no_calibration;
   spec.shapes = {{width, height}};
   spec.render_width = render_width;
   spec.render_height = render_height;
@@ -257,11 +231,6 @@ int main(int argc, char** argv) {
                                                                  loop.get(), &stats, &pngs, 1000003ull * (i + 1)));
     }
   }
-  for (auto& w : fleet_workers) w->Start();
-  while (stats.registered() < workers && Since(start) < 120) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  if (stats.registered() < workers) return Fail(absl::StrCat("only ", stats.registered(), " of ", workers, " workers registered"));
-  const double register_s = Since(start);
-
   // Submission, timed per job.
   auto client = v1::SpriteForge::NewStub(
       grpc::CreateChannel(coordinator->client_address(), grpc::InsecureChannelCredentials()));
@@ -283,6 +252,17 @@ int main(int argc, char** argv) {
   }
   const double submit_s = Since(submit_start);
   const auto after_submit = coordinator->Sample();
+  // Workers join once every job is queued, so jobs compete from the first batch on (and a
+  // thousand registrations meet a full queue, as after a coordinator restart).
+  const fleet::Clock::time_point register_start = fleet::Clock::now();
+  for (auto& w : fleet_workers) w->Start();
+  while (stats.registered() < workers && Since(register_start) < 120) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (stats.registered() < workers) {
+    return Fail(absl::StrCat("only ", stats.registered(), " of ", workers, " workers registered"));
+  }
+  const double register_s = Since(register_start);
   // Measured until the queue is about to run dry: from then on idle workers wait for work
   // that does not exist, not for the coordinator.
   const int64_t tail = static_cast<int64_t>(workers) * max_batch * (1 + prefetch);
@@ -311,15 +291,15 @@ int main(int argc, char** argv) {
       // A coordinator too busy to answer within the deadline is a result, not an error.
       if (!coordinator->Sample().ok()) return Fail(absl::StrCat("the coordinator died; see ", dir, "/coordinator.log"));
       ++stats_timeouts;
-      finished = duration_s > 0 && Since(submit_start) >= duration_s;
+      finished = duration_s > 0 && Since(register_start) >= duration_s;
       continue;
     }
     const Sample& s = samples.back();
     finished = (s.queue_depth == 0 && s.running == 0 && stats.items_assigned() >= images) ||
-               (duration_s > 0 && Since(submit_start) >= duration_s);
+               (duration_s > 0 && Since(register_start) >= duration_s);
   }
   if (workers == 0) sample();
-  const bool timed_out = duration_s > 0 && Since(submit_start) >= duration_s;
+  const bool timed_out = duration_s > 0 && Since(register_start) >= duration_s;
   stats.CloseWindow(fleet::Clock::now());
   const double end_s = Since(start);
 
@@ -388,10 +368,10 @@ int main(int argc, char** argv) {
       {"samples", series}};
   const std::string text = report.dump(2);
   std::printf("%s\n", text.c_str());
-  if (flags->Has("--report")) {
-    std::ofstream out(flags->Get("--report"));
+  if (!report_path.empty()) {
+    std::ofstream out(report_path);
     out << text << "\n";
-    if (!out) return Fail(absl::StrCat("cannot write ", flags->Get("--report")));
+    if (!out) return Fail(absl::StrCat("cannot write ", report_path));
   }
   return 0;
 }
