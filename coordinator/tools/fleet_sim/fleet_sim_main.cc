@@ -237,6 +237,7 @@ int main(int argc, char** argv) {
   const auto before_submit = coordinator->Sample();
   const fleet::Clock::time_point submit_start = fleet::Clock::now();
   double slowest_submit = 0;
+  std::vector<std::string> job_ids;
   for (int i = 0; i < jobs; ++i) {
     v1::SubmitJobRequest request;
     request.set_manifest(ManifestOf(plan[i], i, width, height, steps));
@@ -249,6 +250,7 @@ int main(int argc, char** argv) {
     if (!status.ok()) return Fail(absl::StrCat("submitting ", plan[i].name, ": ", status.error_message()));
     slowest_submit = std::max(slowest_submit, Since(t0));
     stats.AddJob(response.job().id(), plan[i].priority, plan[i].images);
+    job_ids.push_back(response.job().id());
   }
   const double submit_s = Since(submit_start);
   const auto after_submit = coordinator->Sample();
@@ -329,6 +331,23 @@ int main(int argc, char** argv) {
     coordinator_report["peak_rss_mb"] = samples.back().peak_rss_mb;
     coordinator_report["images_total"] = samples.back().images_total;
   }
+  // Where every image ended, from the coordinator's own counts.
+  nlohmann::json items = {{"total", 0}, {"queued", 0}, {"running", 0}, {"done", 0}, {"failed", 0}, {"cancelled", 0}};
+  for (const std::string& id : job_ids) {
+    v1::GetJobRequest get;
+    get.set_job_id(id);
+    v1::GetJobResponse job;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    if (!client->GetJob(&context, get, &job).ok()) continue;
+    const v1::ItemCounts& c = job.job().counts();
+    for (auto [key, n] : {std::pair<const char*, int>{"total", c.total()}, {"queued", c.queued()},
+                          {"running", c.running()}, {"done", c.done()}, {"failed", c.failed()},
+                          {"cancelled", c.cancelled()}}) {
+      items[key] = items[key].get<int64_t>() + n;
+    }
+  }
+  coordinator_report["items"] = items;
   const int exit_code = coordinator->Stop();
   coordinator_report["db_mb"] = coordinator->DbBytes() / 1048576.0;
   coordinator_report["exit_code"] = exit_code;
