@@ -1,6 +1,7 @@
 // spriteforge: the command-line client.
 //
-//   spriteforge [--coordinator HOST:PORT] COMMAND ...
+//   spriteforge [--coordinator HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
+//               [--token TOKEN] COMMAND ...
 //     submit MANIFEST [--wait] [--quiet] [--idempotency-key KEY] [--model NAME]
 //     watch JOB | status [JOB] [--json] | cancel JOB | workers [--json]
 //     results JOB --out DIR [--renders]
@@ -8,12 +9,15 @@
 //
 // `spriteforge --help` and `spriteforge COMMAND --help` describe every flag. The
 // coordinator comes from --coordinator, else SPRITEFORGE_COORDINATOR, else 127.0.0.1:50051.
-// pixelate and sheet work on local files and need no coordinator.
+// The token comes from --token, else SPRITEFORGE_TOKEN. pixelate and sheet work on local
+// files and need no coordinator.
 #include <grpcpp/grpcpp.h>
 
+#include <cstdio>
 #include <functional>
 #include <string>
 
+#include "channel.h"
 #include "commands.h"
 #include "postprocess/commands.h"
 #include "spriteforge/common/cli.h"
@@ -41,6 +45,15 @@ int main(int argc, char** argv) {
   std::string coordinator = "127.0.0.1:50051";
   app.add_option("--coordinator", coordinator, "The coordinator's gRPC address, HOST:PORT")
       ->envname("SPRITEFORGE_COORDINATOR");
+  spriteforge::ChannelSecurity security;
+  app.add_option("--tls-ca", security.ca_file, "PEM CA of the coordinator's certificate: connect with TLS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", security.cert_file, "PEM client certificate, for coordinators that require one")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", security.key_file, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  app.add_option("--token", security.token, "Token for coordinators with --auth (the environment keeps it "
+                                            "out of process listings)")
+      ->envname("SPRITEFORGE_TOKEN");
 
   // The command chosen: remote ones get a stub, local ones none.
   std::function<int(sc::Stub&)> remote;
@@ -116,7 +129,11 @@ int main(int argc, char** argv) {
   // A watch reconnects to a restarted coordinator within about two seconds.
   channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
   channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  auto channel = grpc::CreateCustomChannel(coordinator, grpc::InsecureChannelCredentials(), channel_args);
-  auto stub = spriteforge::v1::SpriteForge::NewStub(channel);
+  auto channel = spriteforge::DialCoordinator(coordinator, security, channel_args);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "spriteforge: error: %s\n", std::string(channel.status().message()).c_str());
+    return 2;
+  }
+  auto stub = spriteforge::v1::SpriteForge::NewStub(*channel);
   return remote(*stub);
 }

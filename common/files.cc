@@ -40,8 +40,11 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& data) {
     }
     written += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int err = errno;
+  const bool synced = ::fsync(fd) == 0;
+  int err = errno;
+  const bool closed = ::close(fd) == 0;  // always, even after a failed sync
+  if (!synced || !closed) {
+    if (synced) err = errno;
     ::unlink(tmp.c_str());
     return absl::ResourceExhaustedError(absl::StrCat(path, ": sync failed: ", std::strerror(err)));
   }

@@ -6,9 +6,17 @@
 //       [--ready-file FILE] [--worker-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
 //       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N] [--max-images-per-job N]
 //       [--result-threads N]
+//       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--auth FILE] [--submits-per-minute N]
+//       [--insecure-listen HOST:PORT (instead of --listen)]
+//   spriteforge-coordinator backup --db FILE --out FILE
 //
 // Files that manifests name by path (LoRAs, img2img start images) are uploaded by the
 // client and kept in --blob-dir by content hash (default: "blobs" beside the database).
+//
+// Without --tls-cert and --auth the gRPC ports serve this machine only (loopback), unless
+// --insecure-listen says to serve others anyway. SIGHUP reloads the TLS files. `backup`
+// copies the database consistently while a coordinator runs on it (docs/security.md,
+// docs/operations.md).
 //
 // Every flag can come from SPRITEFORGE_<FLAG> instead (SPRITEFORGE_LISTEN, ...). Port 0
 // picks a free port; --ready-file receives {"grpc": "HOST:PORT", "http": "HOST:PORT"} (and
@@ -30,15 +38,19 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "service/auth.h"
 #include "service/client_service.h"
 #include "service/coordinator.h"
+#include "service/gatekeeper.h"
 #include "service/grpc_servers.h"
 #include "service/http_endpoint.h"
+#include "service/tls.h"
 #include "service/worker_gateway.h"
 #include "spdlog/spdlog.h"
 #include "spriteforge/common/files.h"
 #include "spriteforge/common/cli.h"
 #include "spriteforge/common/logging.h"
+#include "store/backup.h"
 #include "store/store.h"
 
 namespace sc = spriteforge::coordinator;
@@ -46,6 +58,7 @@ namespace sc = spriteforge::coordinator;
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 
 int Fail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "spriteforge-coordinator: error: %s\n", message.c_str());
@@ -59,9 +72,26 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
   return absl::SimpleAtoi(s.substr(colon + 1), port) && *port >= 0 && *port < 65536 && !host->empty();
 }
 
+int Backup(int argc, char** argv) {
+  CLI::App app("spriteforge-coordinator backup: a consistent copy of the database, also while a coordinator "
+               "runs on it (SQLite's online backup; the copy is integrity-checked before it is renamed into place).",
+               "spriteforge-coordinator backup");
+  spriteforge::cli::Configure(app);
+  std::string db, out;
+  app.add_option("--db", db, "The coordinator's database")->required();
+  app.add_option("--out", out, "The copy to write")->required();
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  auto report = sc::BackupDatabase(db, out);
+  if (!report.ok()) return Fail(std::string(report.status().message()));
+  std::printf("%s: %d pages, %lld bytes, integrity_check ok\n", out.c_str(), report->pages,
+              static_cast<long long>(report->bytes));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "backup") return Backup(argc - 1, argv + 1);
   CLI::App app("spriteforge-coordinator: accepts sprite jobs from clients, hands batches to workers, "
                "stores the results.",
                "spriteforge-coordinator");
@@ -72,8 +102,13 @@ int main(int argc, char** argv) {
   uint64_t max_lora_mb = 2048, max_image_mb = 32;
   sc::CoordinatorOptions options;
   spriteforge::LogOptions log;
-  app.add_option("--listen", listen, "gRPC address for clients and workers, HOST:PORT (port 0: any free port)")
-      ->required();
+  std::string insecure_listen, tls_cert, tls_key, tls_client_ca, auth_file;
+  int submits_per_minute = 120;
+  app.add_option("--listen", listen,
+                 "gRPC address for clients and workers, HOST:PORT (port 0: any free port); loopback only "
+                 "without --tls-cert or --auth");
+  app.add_option("--insecure-listen", insecure_listen,
+                 "Instead of --listen: serve any address in plaintext, without TLS or tokens (private networks)");
   app.add_option("--http", http_address, "Address of /metrics, /stats and /healthz, HOST:PORT (port 0: any free port)")
       ->required();
   app.add_option("--db", db, "SQLite database of jobs and items (created; reopened after a restart)")->required();
@@ -107,10 +142,44 @@ int main(int argc, char** argv) {
   app.add_option("--result-threads", options.result_threads,
                  "Threads that check and store results (default: one per core)")
       ->check(CLI::Range(1, 256));
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: TLS on the gRPC and HTTP ports (SIGHUP reloads)");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", tls_client_ca, "PEM CA whose client certificates workers must present");
+  app.add_option("--auth", auth_file, "YAML token table: names, tokens, roles, quotas (docs/security.md)");
+  app.add_option("--submits-per-minute", submits_per_minute,
+                 "SubmitJob calls per minute per client unless its token sets its own (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
   spriteforge::cli::AddLogFlags(app, &log);
   spriteforge::cli::ReadEnvironment(app);
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
   if (auto s = spriteforge::ConfigureLogging(log); !s.ok()) return Fail(std::string(s.message()), 2);
+
+  const bool insecure = !insecure_listen.empty();
+  if (insecure == !listen.empty()) return Fail("one of --listen or --insecure-listen is required", 2);
+  if (insecure) listen = insecure_listen;
+  std::unique_ptr<sc::TlsMaterial> tls;
+  if (!tls_cert.empty() || !tls_key.empty() || !tls_client_ca.empty()) {
+    if (insecure) return Fail("--insecure-listen serves plaintext; with --tls-cert use --listen", 2);
+    auto loaded = sc::TlsMaterial::Load({tls_cert, tls_key, tls_client_ca}, db + "-tls");
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()), 2);
+    tls = std::move(*loaded);
+  }
+  std::unique_ptr<sc::TokenTable> tokens;
+  if (!auth_file.empty()) {
+    auto table = sc::TokenTable::Load(auth_file);
+    if (!table.ok()) return Fail(std::string(table.status().message()), 2);
+    tokens = std::make_unique<sc::TokenTable>(std::move(*table));
+  }
+  if (!tls && !tokens && !insecure) {
+    for (const std::string& address : {listen, worker_listen}) {
+      if (!address.empty() && !sc::IsLoopbackAddress(address)) {
+        return Fail(absl::StrCat(address, ": without --tls-cert or --auth the coordinator serves this machine only "
+                                 "(127.0.0.1, ::1); use --insecure-listen ",
+                                 address, " to serve others without them"),
+                    2);
+      }
+    }
+  }
 
   std::string http_host;
   int http_port = 0;
@@ -127,16 +196,18 @@ int main(int argc, char** argv) {
     options.blob_dir = (std::filesystem::absolute(db).parent_path() / "blobs").string();
   }
 
+  if (auto s = sc::CheckDatabaseFile(db); !s.ok()) return Fail(std::string(s.message()));
   auto store = sc::Store::Open(db);
   if (!store.ok()) return Fail(std::string(store.status().message()));
   auto core = sc::Coordinator::Create(std::move(*store), options);
   if (!core.ok()) return Fail(std::string(core.status().message()));
 
-  sc::ClientService client_service(core->get());
-  sc::WorkerGatewayService gateway(core->get());
-  auto servers = sc::StartGrpcServers(listen, worker_listen, &client_service, &gateway);
+  sc::Gatekeeper gate({tokens.get(), submits_per_minute, tls && tls->has_client_ca()});
+  sc::ClientService client_service(core->get(), &gate);
+  sc::WorkerGatewayService gateway(core->get(), &gate);
+  auto servers = sc::StartGrpcServers(listen, worker_listen, &client_service, &gateway, tls.get());
   if (!servers.ok()) return Fail(std::string(servers.status().message()));
-  auto http = sc::HttpEndpoint::Start(core->get(), http_host, http_port);
+  auto http = sc::HttpEndpoint::Start(core->get(), http_host, http_port, {}, {tls.get(), tokens.get()});
   if (!http.ok()) return Fail(std::string(http.status().message()));
 
   const std::string grpc_addr = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", servers->client_port);
@@ -144,6 +215,14 @@ int main(int argc, char** argv) {
   std::string ready_worker_addr;
   spdlog::info("serving gRPC on {}, HTTP on {} (web page at /, API at /v1 and /sdapi/v1, /metrics, /stats, "
                "/healthz); results in {}", grpc_addr, http_addr, options.output_dir);
+  if (insecure) {
+    spdlog::warn("--insecure-listen {}: plaintext{}; anyone who reaches this port can {}", listen,
+                 tokens ? ", tokens travel unencrypted" : " and no tokens",
+                 tokens ? "read the tokens sent to it" : "submit, cancel and read every job and connect as a worker");
+  }
+  spdlog::info("security: {}; {}{}", tls ? "TLS" : "plaintext",
+               tokens ? absl::StrCat(tokens->size(), " tokens from ", auth_file) : "no tokens",
+               tls && tls->has_client_ca() ? "; workers need client certificates" : "");
   if (servers->worker) {
     ready_worker_addr = absl::StrCat(worker_listen.substr(0, worker_listen.rfind(':')), ":", servers->worker_port);
     spdlog::info("serving workers on {}; client messages limited to {} MiB", ready_worker_addr,
@@ -159,9 +238,14 @@ int main(int argc, char** argv) {
 
   std::signal(SIGINT, [](int) { g_stop = true; });
   std::signal(SIGTERM, [](int) { g_stop = true; });
+  std::signal(SIGHUP, [](int) { g_reload = true; });
   while (!g_stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     (*core)->Tick();
+    if (g_reload.exchange(false) && tls) {
+      if (auto s = tls->Reload(); s.ok()) spdlog::info("SIGHUP: TLS certificate and key reloaded");
+      else spdlog::error("SIGHUP: keeping the current TLS files: {}", std::string(s.message()));
+    }
   }
   spdlog::info("shutting down");
   servers->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

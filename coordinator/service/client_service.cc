@@ -3,6 +3,7 @@
 #include <deque>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 
 #include "spdlog/spdlog.h"
 #include "spriteforge/common/files.h"
@@ -18,6 +19,20 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr
   reactor->Finish(ToGrpc(result.status()));
   return reactor;
 }
+
+// A stream refused before it starts (not authenticated, not allowed).
+template <typename Message>
+class Refused : public grpc::ServerWriteReactor<Message> {
+ public:
+  explicit Refused(const absl::Status& status) { this->Finish(ToGrpc(status)); }
+  void OnDone() override { delete this; }
+};
+
+// An upload refused before its first chunk is read.
+class RefusedUpload : public grpc::ServerReadReactor<v1::FileChunk> {
+ public:
+  void OnDone() override { delete this; }
+};
 
 // Streams a job's events until it finishes or the client goes away. Events arrive from
 // the core's outbox thread through a Relay that outlives this reactor, so a late event
@@ -196,43 +211,85 @@ grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+absl::StatusOr<Principal> ClientService::Check(grpc::CallbackServerContext* ctx, Action action,
+                                              const std::string& job_id) {
+  auto who = gate_->Caller(*ctx);
+  if (!who.ok()) return who.status();
+  std::string owner;
+  if (!who->anonymous && !job_id.empty()) {
+    auto job_owner = core_->JobOwner(job_id);
+    if (!job_owner.ok()) return job_owner.status();
+    owner = *job_owner;
+  }
+  if (auto s = Authorize(*who, action, owner, job_id); !s.ok()) return s;
+  return who;
+}
+
 grpc::ServerUnaryReactor* ClientService::SubmitJob(grpc::CallbackServerContext* ctx,
                                                    const v1::SubmitJobRequest* request,
                                                    v1::SubmitJobResponse* response) {
-  return Reply(ctx, core_->Submit(*request), response);
+  auto who = Check(ctx, Action::kSubmit);
+  if (who.ok()) {
+    if (auto s = gate_->AllowSubmit(*who, *ctx); !s.ok()) who = s;
+  }
+  if (!who.ok()) return Reply(ctx, absl::StatusOr<v1::SubmitJobResponse>(who.status()), response);
+  return Reply(ctx, core_->Submit(*request, who->name, who->limits), response);
 }
 grpc::ServerUnaryReactor* ClientService::GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* request,
                                                 v1::GetJobResponse* response) {
+  auto who = Check(ctx, Action::kReadJob, request->job_id());
+  if (!who.ok()) return Reply(ctx, absl::StatusOr<v1::GetJobResponse>(who.status()), response);
   return Reply(ctx, core_->GetJob(*request), response);
 }
 grpc::ServerUnaryReactor* ClientService::ListJobs(grpc::CallbackServerContext* ctx,
                                                   const v1::ListJobsRequest* request,
                                                   v1::ListJobsResponse* response) {
-  return Reply(ctx, core_->ListJobs(*request), response);
+  auto who = Check(ctx, Action::kReadFleet);
+  if (!who.ok()) return Reply(ctx, absl::StatusOr<v1::ListJobsResponse>(who.status()), response);
+  return Reply(ctx, core_->ListJobs(*request, SeesAllJobs(*who) ? std::nullopt : std::optional(who->name)),
+               response);
 }
 grpc::ServerUnaryReactor* ClientService::CancelJob(grpc::CallbackServerContext* ctx,
                                                    const v1::CancelJobRequest* request,
                                                    v1::CancelJobResponse* response) {
+  auto who = Check(ctx, Action::kCancelJob, request->job_id());
+  if (!who.ok()) return Reply(ctx, absl::StatusOr<v1::CancelJobResponse>(who.status()), response);
   return Reply(ctx, core_->Cancel(*request), response);
 }
 grpc::ServerUnaryReactor* ClientService::ListWorkers(grpc::CallbackServerContext* ctx,
                                                      const v1::ListWorkersRequest*,
                                                      v1::ListWorkersResponse* response) {
+  auto who = Check(ctx, Action::kReadFleet);
+  if (!who.ok()) return Reply(ctx, absl::StatusOr<v1::ListWorkersResponse>(who.status()), response);
   return Reply(ctx, absl::StatusOr<v1::ListWorkersResponse>(core_->ListWorkers()), response);
 }
 grpc::ServerUnaryReactor* ClientService::GetStats(grpc::CallbackServerContext* ctx, const v1::GetStatsRequest*,
                                                   v1::GetStatsResponse* response) {
+  auto who = Check(ctx, Action::kReadFleet);
+  if (!who.ok()) return Reply(ctx, absl::StatusOr<v1::GetStatsResponse>(who.status()), response);
   return Reply(ctx, absl::StatusOr<v1::GetStatsResponse>(core_->Stats()), response);
 }
-grpc::ServerWriteReactor<v1::JobEvent>* ClientService::WatchJob(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::JobEvent>* ClientService::WatchJob(grpc::CallbackServerContext* ctx,
                                                                 const v1::WatchJobRequest* request) {
+  if (auto who = Check(ctx, Action::kReadJob, request->job_id()); !who.ok()) {
+    return new Refused<v1::JobEvent>(who.status());
+  }
   return new WatchReactor(core_, request->job_id());
 }
-grpc::ServerWriteReactor<v1::ResultFile>* ClientService::FetchResults(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::ResultFile>* ClientService::FetchResults(grpc::CallbackServerContext* ctx,
                                                                       const v1::FetchResultsRequest* request) {
+  if (auto who = Check(ctx, Action::kReadJob, request->job_id()); !who.ok()) {
+    return new Refused<v1::ResultFile>(who.status());
+  }
   return new FetchReactor(core_, *request);
 }
-grpc::ServerReadReactor<v1::FileChunk>* ClientService::UploadFile(grpc::CallbackServerContext*, v1::FileRef* response) {
+grpc::ServerReadReactor<v1::FileChunk>* ClientService::UploadFile(grpc::CallbackServerContext* ctx, v1::FileRef* response) {
+  // Uploads are for jobs: only those who may submit may fill the coordinator's disk.
+  if (auto who = Check(ctx, Action::kSubmit); !who.ok()) {
+    auto* reactor = new RefusedUpload();
+    reactor->Finish(ToGrpc(who.status()));
+    return reactor;
+  }
   return new UploadReactor(core_->blobs(), response);
 }
 

@@ -2,13 +2,15 @@
 #pragma once
 
 #include "service/coordinator.h"
+#include "service/gatekeeper.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge::coordinator {
 
 class ClientService final : public v1::SpriteForge::CallbackService {
  public:
-  explicit ClientService(Coordinator* core) : core_(core) {}
+  // `gate` decides who may do what; null: every call is allowed (no --auth).
+  explicit ClientService(Coordinator* core, Gatekeeper* gate = nullptr) : core_(core), gate_(gate ? gate : &open_) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* request,
                                       v1::SubmitJobResponse* response) override;
@@ -29,7 +31,12 @@ class ClientService final : public v1::SpriteForge::CallbackService {
   grpc::ServerReadReactor<v1::FileChunk>* UploadFile(grpc::CallbackServerContext* ctx, v1::FileRef* response) override;
 
  private:
+  // The caller, if it may do `action` (to `job_id`, for job actions).
+  absl::StatusOr<Principal> Check(grpc::CallbackServerContext* ctx, Action action, const std::string& job_id = "");
+
   Coordinator* core_;
+  Gatekeeper open_;
+  Gatekeeper* gate_;
 };
 
 // absl::Status to grpc::Status, keeping the code and the one-line message.

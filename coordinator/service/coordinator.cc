@@ -202,6 +202,7 @@ v1::Job Coordinator::JobSnapshotLocked(const JobRecord& cached) {
                       options_.unserved_model_timeout_ms / 1000.0, " s without one)");
     }
   }
+  out.set_owner(job.owner);
   if (counts.ok()) {
     *out.mutable_counts() = ToProto(*counts);
     const int64_t end = job.finished_ms ? job.finished_ms : NowMs();
@@ -275,7 +276,8 @@ void Coordinator::CountBlobFetch(const std::string& sha256, uint64_t bytes) {
   spdlog::info("sent uploaded file {} ({} bytes) to a worker", sha256, bytes);
 }
 
-absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobRequest& request) {
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobRequest& request,
+                                                          const std::string& owner, const ClientLimits& limits) {
   const std::string file = request.manifest_name().empty() ? "manifest" : request.manifest_name();
   std::mt19937_64 rng(std::random_device{}());
   auto manifest = ParseManifestEntries(request.manifest(), file, options_.limits, UploadedFiles(request));
@@ -290,12 +292,17 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   job.created_ms = NowMs();
   job.idempotency_key = request.idempotency_key();
   job.postprocess_json = manifest->postprocess_json;
+  job.owner = owner;
   bool deduplicated = false;
   absl::StatusOr<JobRecord> stored;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (auto s = CheckQuota(*store_, owner, limits, manifest->image_count); !s.ok()) return s;
     stored = store_->BeginJob(job, &deduplicated);
     if (!stored.ok()) return stored.status();
+    if (deduplicated && stored->owner != owner) {
+      return absl::AlreadyExistsError(absl::StrCat("idempotency key '", job.idempotency_key, "' is another owner's"));
+    }
     if (deduplicated) {
       v1::SubmitJobResponse response;
       response.set_deduplicated(true);
@@ -361,9 +368,17 @@ absl::StatusOr<v1::GetJobResponse> Coordinator::GetJob(const v1::GetJobRequest& 
   return response;
 }
 
-absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request) {
+absl::StatusOr<std::string> Coordinator::JobOwner(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto jobs = store_->ListJobs(request.limit() > 0 ? request.limit() : 100);
+  auto job = JobLocked(job_id);
+  if (!job.ok()) return job.status();
+  return job->owner;
+}
+
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request,
+                                                           const std::optional<std::string>& owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto jobs = store_->ListJobs(request.limit() > 0 ? request.limit() : 100, owner);
   if (!jobs.ok()) return jobs.status();
   v1::ListJobsResponse response;
   for (const JobRecord& job : *jobs) *response.add_jobs() = JobSnapshotLocked(job);
@@ -566,13 +581,17 @@ void Coordinator::OnDisconnect(WorkerChannel* channel) {
 }
 
 void Coordinator::ReleaseBatchLocked(const std::string& batch_id, v1::FailureReason reason,
-                                     const std::string& message) {
+                                     const std::string& message,
+                                     const std::map<std::pair<std::string, int>, std::string>& item_messages) {
   // Worker loss and out of memory are not the items' fault: they go back to the queue
-  // without counting towards their attempts' limit.
+  // without counting towards their attempts' limit. Results that cannot be stored (a full
+  // disk) have a limit of their own, long enough for an operator to free space.
   const bool items_fault = reason != v1::FAILURE_WORKER_LOST && reason != v1::FAILURE_OUT_OF_MEMORY &&
                            reason != v1::FAILURE_CANCELLED;
-  const int max_attempts = reason == v1::FAILURE_INVALID_REQUEST ? 1 : options_.max_attempts;
-  auto released = store_->ReleaseBatch(batch_id, items_fault ? reason : 0, message, max_attempts);
+  const int max_attempts = reason == v1::FAILURE_INVALID_REQUEST ? 1
+                           : reason == v1::FAILURE_STORAGE     ? options_.storage_attempts
+                                                               : options_.max_attempts;
+  auto released = store_->ReleaseBatch(batch_id, items_fault ? reason : 0, message, max_attempts, item_messages);
   std::set<std::string> jobs;
   if (!released.ok()) {
     spdlog::error("batch {}: cannot release: {}", batch_id, std::string(released.status().message()));
@@ -586,7 +605,7 @@ void Coordinator::ReleaseBatchLocked(const std::string& batch_id, v1::FailureRea
       auto* failed = event.mutable_item_failed();
       failed->set_index(it.index);
       failed->set_reason(reason);
-      failed->set_message(message);
+      failed->set_message(it.failure_message.empty() ? message : it.failure_message);
       failed->set_will_retry(it.state == ItemState::kQueued);
       EmitLocked(it.job_id, std::move(event));
     }
@@ -687,6 +706,20 @@ bool Coordinator::PrepareResultLocked(WorkerState& w, v1::BatchResultMsg result,
 void Coordinator::CommitResults(std::vector<StagedResult>& group) {
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = NowMs();
+  std::string storage_error;
+  bool stored_any = false;
+  for (const StagedResult& r : group) {
+    if (!r.storage_error.empty()) storage_error = r.storage_error;
+    stored_any = stored_any || !r.written.empty();
+  }
+  if (!storage_error.empty()) {
+    storage_backoff_ms_ = std::min<int64_t>(30000, std::max<int64_t>(1000, storage_backoff_ms_ * 2));
+    storage_pause_until_ms_ = now + storage_backoff_ms_;
+    spdlog::error("results cannot be written ({}); dispatching paused for {} s", storage_error,
+                  storage_backoff_ms_ / 1000);
+  } else if (stored_any) {
+    storage_backoff_ms_ = 0;
+  }
   std::vector<Completion> completions;
   for (const StagedResult& r : group) {
     for (const StagedItem& wr : r.written) {
@@ -705,9 +738,7 @@ void Coordinator::CommitResults(std::vector<StagedResult>& group) {
       const bool ok = accepted.ok() && (*accepted)[next++];
       if (!ok) {
         // Cancelled or reassigned meanwhile: the files are not the item's result.
-        std::error_code ec;
-        std::filesystem::remove(wr.staged.files.image_path, ec);
-        if (!wr.staged.files.sprite_path.empty()) std::filesystem::remove(wr.staged.files.sprite_path, ec);
+        RemoveItemFiles(wr.staged.files);
         continue;
       }
       ++done;
@@ -745,7 +776,7 @@ void Coordinator::CommitResults(std::vector<StagedResult>& group) {
     // Whatever the batch did not deliver goes back to the queue (or fails on storage errors).
     if (batches_.count(r.batch_id)) {
       if (!r.invalid_error.empty()) ReleaseBatchLocked(r.batch_id, v1::FAILURE_INVALID_RESULT, r.invalid_error);
-      else if (!r.storage_error.empty()) ReleaseBatchLocked(r.batch_id, v1::FAILURE_STORAGE, r.storage_error);
+      else if (!r.storage_error.empty()) ReleaseBatchLocked(r.batch_id, v1::FAILURE_STORAGE, r.storage_error, r.storage_errors);
       else ReleaseBatchLocked(r.batch_id, v1::FAILURE_INTERNAL, "the worker's result lacked this item");
     }
     if (r.invalid_error.empty()) {
@@ -790,6 +821,7 @@ void Coordinator::Schedule() {
 }
 
 bool Coordinator::ScheduleRound() {
+  if (NowMs() < storage_pause_until_ms_) return false;
   std::vector<WorkerView> views;
   for (auto& [id, w] : workers_) {
     if (!w.channel || UnrenderedBatches(w) > w.prefetch) continue;

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -25,6 +26,7 @@
 #include "scheduling/memory_model.h"
 #include "scheduling/planner.h"
 #include "service/job_queues.h"
+#include "service/auth.h"
 #include "service/metrics.h"
 #include "service/result_check.h"
 #include "service/result_pipeline.h"
@@ -51,6 +53,7 @@ struct CoordinatorOptions {
   int64_t lease_ms = 15000;       // a batch whose worker is silent this long returns to the queue
   int heartbeat_ms = 1000;        // asked of workers; every message renews their leases
   int max_attempts = 3;           // an item failing this often (not out of memory) fails for good
+  int storage_attempts = 20;      // tries of an item whose result cannot be written (disk full)
   // Batches a worker may hold beyond the one it renders (capped by what it asks for), so
   // the next batch is already on the worker when the GPU finishes one.
   int max_prefetch = 1;
@@ -78,9 +81,15 @@ class Coordinator {
                                                              CoordinatorOptions options);
 
   // ---- client API
-  absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::SubmitJobRequest& request);
+  // The job belongs to `owner` (a token's name; empty without --auth), whose unfinished
+  // work must stay within `limits` (RESOURCE_EXHAUSTED naming the limit otherwise).
+  absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::SubmitJobRequest& request, const std::string& owner = "",
+                                               const ClientLimits& limits = {});
   absl::StatusOr<v1::GetJobResponse> GetJob(const v1::GetJobRequest& request);
-  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  // `owner`: only that owner's jobs.
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request,
+                                                const std::optional<std::string>& owner = std::nullopt);
+  absl::StatusOr<std::string> JobOwner(const std::string& job_id);
   absl::StatusOr<v1::CancelJobResponse> Cancel(const v1::CancelJobRequest& request);
   v1::ListWorkersResponse ListWorkers();
   v1::GetStatsResponse Stats();
@@ -152,7 +161,8 @@ class Coordinator {
   // All below: called with mu_ held.
   void Schedule();
   bool ScheduleRound();  // one planning pass; false when it assigned nothing
-  void ReleaseBatchLocked(const std::string& batch_id, v1::FailureReason reason, const std::string& message);
+  void ReleaseBatchLocked(const std::string& batch_id, v1::FailureReason reason, const std::string& message,
+                          const std::map<std::pair<std::string, int>, std::string>& item_messages = {});
   void DropWorkerLocked(WorkerState& worker, const std::string& why);
   // The result's batch, ready for the pipeline; false when it is no longer this worker's.
   bool PrepareResultLocked(WorkerState& worker, v1::BatchResultMsg result, ResultWork* work);
@@ -196,6 +206,10 @@ class Coordinator {
   int64_t next_watch_ = 1;
   std::map<std::string, int64_t> unserved_since_;  // job id -> when its model lost its workers
   std::atomic<int64_t> last_tick_ms_;              // steady clock
+  // Results that cannot be written (disk full) pause dispatching, doubling up to 30 s, so
+  // workers do not render what cannot be stored; a write that succeeds resumes it.
+  int64_t storage_pause_until_ms_ = 0;
+  int64_t storage_backoff_ms_ = 0;
 
   std::mutex outbox_mu_;
   std::condition_variable outbox_cv_;

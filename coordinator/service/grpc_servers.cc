@@ -1,5 +1,7 @@
 #include "service/grpc_servers.h"
 
+#include <arpa/inet.h>
+
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -8,9 +10,10 @@ namespace spriteforge::coordinator {
 namespace {
 
 std::unique_ptr<grpc::Server> Start(const std::string& address, int max_receive_bytes,
-                                    const std::vector<grpc::Service*>& services, int* port) {
+                                    const std::vector<grpc::Service*>& services,
+                                    std::shared_ptr<grpc::ServerCredentials> credentials, int* port) {
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  builder.AddListeningPort(address, credentials, port);
   // gRPC shares ports (SO_REUSEPORT) by default: a second coordinator would start and take
   // half the calls. Refuse a port in use instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -40,13 +43,18 @@ void GrpcServers::Shutdown(std::chrono::system_clock::time_point deadline) {
 }
 
 absl::StatusOr<GrpcServers> StartGrpcServers(const std::string& client_address, const std::string& worker_address,
-                                             ClientService* client, WorkerGatewayService* gateway) {
+                                             ClientService* client, WorkerGatewayService* gateway,
+                                             TlsMaterial* tls) {
+  auto credentials = [tls](bool workers) {
+    return tls ? tls->ServerCredentials(workers) : grpc::InsecureServerCredentials();
+  };
   GrpcServers servers;
   if (worker_address.empty()) {
-    servers.client = Start(client_address, kWorkerMessageBytes, {client, gateway}, &servers.client_port);
+    servers.client =
+        Start(client_address, kWorkerMessageBytes, {client, gateway}, credentials(true), &servers.client_port);
   } else {
-    servers.client = Start(client_address, kClientMessageBytes, {client}, &servers.client_port);
-    servers.worker = Start(worker_address, kWorkerMessageBytes, {gateway}, &servers.worker_port);
+    servers.client = Start(client_address, kClientMessageBytes, {client}, credentials(false), &servers.client_port);
+    servers.worker = Start(worker_address, kWorkerMessageBytes, {gateway}, credentials(true), &servers.worker_port);
     if (!servers.worker || servers.worker_port == 0) {
       servers.Shutdown(std::chrono::system_clock::now());
       return absl::UnavailableError(
@@ -59,6 +67,16 @@ absl::StatusOr<GrpcServers> StartGrpcServers(const std::string& client_address, 
         absl::StrCat("cannot listen on ", client_address, ": address in use (another coordinator?) or not available"));
   }
   return servers;
+}
+
+bool IsLoopbackAddress(const std::string& address) {
+  if (address.rfind("unix:", 0) == 0) return true;  // a socket file on this machine
+  const size_t colon = address.rfind(':');
+  std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4{};
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
 }
 
 }  // namespace spriteforge::coordinator

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "service/client_service.h"
+#include "service/tls.h"
 #include "service/worker_gateway.h"
 
 namespace spriteforge::coordinator {
@@ -31,7 +32,13 @@ struct GrpcServers {
 };
 
 // `worker_address` empty: one server on `client_address` for both. Port 0 picks a free one.
+// With `tls` every port serves TLS; with its client CA, the port workers use requires a
+// client certificate (the shared port too, so there clients need one as well).
 absl::StatusOr<GrpcServers> StartGrpcServers(const std::string& client_address, const std::string& worker_address,
-                                             ClientService* client, WorkerGatewayService* gateway);
+                                             ClientService* client, WorkerGatewayService* gateway,
+                                             TlsMaterial* tls = nullptr);
+
+// Whether HOST:PORT binds only this machine (127.0.0.0/8, ::1, localhost).
+bool IsLoopbackAddress(const std::string& address);
 
 }  // namespace spriteforge::coordinator

@@ -9,9 +9,16 @@
 namespace spriteforge::coordinator {
 
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(Coordinator* core, const std::string& host,
-                                                                  int port, HealthLimits health) {
+                                                                  int port, HealthLimits health,
+                                                                  HttpSecurity security) {
   std::unique_ptr<HttpEndpoint> endpoint(new HttpEndpoint());
-  endpoint->server_ = std::make_unique<httplib::Server>();
+  if (security.tls) {
+    TlsMaterial* tls = security.tls;
+    endpoint->server_ = std::make_unique<httplib::SSLServer>([tls](SSL_CTX& ctx) { return tls->SetupHttp(ctx); });
+    if (!endpoint->server_->is_valid()) return absl::InternalError("cannot set up TLS for the HTTP port");
+  } else {
+    endpoint->server_ = std::make_unique<httplib::Server>();
+  }
   httplib::Server& server = *endpoint->server_;
   // httplib shares ports (SO_REUSEPORT) by default; a port in use must be an error, so a
   // second coordinator cannot start beside the first. SO_REUSEADDR still allows a quick
@@ -20,6 +27,17 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(Coordinator* c
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
+  if (const TokenTable* tokens = security.tokens) {
+    server.set_pre_routing_handler([tokens](const httplib::Request& req, httplib::Response& res) {
+      if (req.path != "/stats") return httplib::Server::HandlerResponse::Unhandled;
+      auto who = tokens->Authenticate(req.get_header_value("Authorization"));
+      absl::Status s = who.ok() ? Authorize(*who, Action::kReadFleet) : who.status();
+      if (s.ok()) return httplib::Server::HandlerResponse::Unhandled;
+      res.status = s.code() == absl::StatusCode::kUnauthenticated ? 401 : 403;
+      res.set_content(std::string(s.message()) + "\n", "text/plain");
+      return httplib::Server::HandlerResponse::Handled;
+    });
+  }
   endpoint->api_ = std::make_unique<http::HttpApi>(core, http::HttpApiOptions{});
   endpoint->api_->Register(server);
   server.Get("/metrics", [core](const httplib::Request&, httplib::Response& res) {

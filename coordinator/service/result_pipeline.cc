@@ -85,6 +85,7 @@ StagedResult ResultPipeline::Stage(ResultWork& work) {
     auto staged = StageItemFiles(output_dir_, noted, r.png(), r.sprite_png(), sidecar);
     if (!staged.ok()) {
       out.storage_error = std::string(staged.status().message());
+      out.storage_errors[{item->job_id, item->index}] = out.storage_error;
       spdlog::error("job {} item {}: {}", item->job_id, item->index, out.storage_error);
       continue;
     }
@@ -110,6 +111,7 @@ void ResultPipeline::Publish(std::vector<StagedResult>& group) {
       }
       DiscardStaged(w.staged);
       r.storage_error = std::string(s.message());
+      r.storage_errors[{w.item.job_id, w.item.index}] = r.storage_error;
       spdlog::error("job {} item {}: {}", w.item.job_id, w.item.index, r.storage_error);
     }
     r.written = std::move(published);

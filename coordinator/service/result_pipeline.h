@@ -10,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +45,7 @@ struct StagedResult {
   uint64_t peak_bytes = 0;
   std::vector<StagedItem> written;  // synced and renamed into place before the commit
   std::string storage_error;        // an item could not be stored
+  std::map<std::pair<std::string, int>, std::string> storage_errors;  // (job, index) -> its own file's error
   std::string invalid_error;        // an item's image failed the checks
 };
 

@@ -141,6 +141,14 @@ void DiscardStaged(const StagedFiles& staged) {
   for (const auto& [tmp, path] : staged.renames) ::unlink(tmp.c_str());
 }
 
+void RemoveItemFiles(const ItemFiles& files) {
+  std::error_code ec;
+  std::filesystem::remove(files.image_path, ec);
+  if (!files.sprite_path.empty()) std::filesystem::remove(files.sprite_path, ec);
+  const std::string& png = files.image_path;
+  std::filesystem::remove(png.substr(0, png.size() - 4) + ".json", ec);
+}
+
 nlohmann::json JobSummary(const JobRecord& job, const ItemCounts& counts, const std::vector<ItemRecord>& items) {
   nlohmann::json j = {{"id", job.id},
                       {"name", job.name},

@@ -42,4 +42,7 @@ absl::Status WriteJobSummary(const std::string& output_dir, const JobRecord& job
 
 std::string JobDir(const std::string& output_dir, const std::string& job_id);
 
+// Removes an item's image, sprite and sidecar (a result that did not count).
+void RemoveItemFiles(const ItemFiles& files);
+
 }  // namespace spriteforge::coordinator

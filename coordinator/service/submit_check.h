@@ -4,12 +4,18 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "service/auth.h"
 #include "spriteforge/common/manifest.h"
 #include "spriteforge/v1/spriteforge.pb.h"
+#include "store/store.h"
 
 namespace spriteforge::coordinator {
 
 // InvalidArgument "FILE: FIELD: problem".
 absl::Status CheckSubmission(const v1::SubmitJobRequest& request, const Manifest& manifest, const std::string& file);
+
+// ResourceExhausted "max_queued_images limit of N for 'alice': ..." when `images` more
+// would take the owner's unfinished work beyond its limits.
+absl::Status CheckQuota(Store& store, const std::string& owner, const ClientLimits& limits, int64_t images);
 
 }  // namespace spriteforge::coordinator

@@ -110,6 +110,13 @@ class GatewayReactor : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::Coo
   bool finished_ = false;
 };
 
+// A worker stream refused before its Register is read.
+class RefusedStream : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+ public:
+  explicit RefusedStream(const absl::Status& status) { Finish(ToGrpc(status)); }
+  void OnDone() override { delete this; }
+};
+
 void Channel::Send(const v1::CoordinatorMessage& message) {
   std::lock_guard<std::recursive_mutex> lock(mu);
   if (reactor) reactor->Enqueue(message);
@@ -121,6 +128,12 @@ void Channel::Close(const std::string& reason) {
 }
 
 // Sends an uploaded file in chunks of 1 MiB, one in flight at a time.
+// A blob fetch refused before it starts.
+class RefusedBlob : public grpc::ServerWriteReactor<v1::FileChunk> {
+ public:
+  void OnDone() override { delete this; }
+};
+
 class BlobReactor : public grpc::ServerWriteReactor<v1::FileChunk> {
  public:
   static constexpr size_t kChunkBytes = 1 << 20;
@@ -167,13 +180,27 @@ class BlobReactor : public grpc::ServerWriteReactor<v1::FileChunk> {
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::FileChunk>* WorkerGatewayService::FetchBlob(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::FileChunk>* WorkerGatewayService::FetchBlob(grpc::CallbackServerContext* ctx,
                                                                          const v1::BlobRequest* request) {
+  // Uploaded LoRAs and images go to workers only, as the prompts do.
+  if (gate_) {
+    if (auto s = gate_->AdmitWorker(*ctx); !s.ok()) {
+      auto* refused = new RefusedBlob();
+      refused->Finish(ToGrpc(s));
+      return refused;
+    }
+  }
   return new BlobReactor(core_, request->sha256());
 }
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerGatewayService::Connect(
     grpc::CallbackServerContext* ctx) {
+  if (gate_) {
+    if (auto s = gate_->AdmitWorker(*ctx); !s.ok()) {
+      spdlog::warn("worker stream from {} refused: {}", ctx->peer(), std::string(s.message()));
+      return new RefusedStream(s);
+    }
+  }
   return new GatewayReactor(core_, ctx->peer());
 }
 

@@ -4,13 +4,15 @@
 #pragma once
 
 #include "service/coordinator.h"
+#include "service/gatekeeper.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge::coordinator {
 
 class WorkerGatewayService final : public v1::WorkerGateway::CallbackService {
  public:
-  explicit WorkerGatewayService(Coordinator* core) : core_(core) {}
+  // `gate` decides who may connect as a worker; null: anyone (no --auth, no client CA).
+  explicit WorkerGatewayService(Coordinator* core, const Gatekeeper* gate = nullptr) : core_(core), gate_(gate) {}
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerWriteReactor<v1::FileChunk>* FetchBlob(grpc::CallbackServerContext* ctx,
@@ -18,6 +20,7 @@ class WorkerGatewayService final : public v1::WorkerGateway::CallbackService {
 
  private:
   Coordinator* core_;
+  const Gatekeeper* gate_;
 };
 
 }  // namespace spriteforge::coordinator

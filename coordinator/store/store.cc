@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS jobs(
   started_ms INTEGER NOT NULL DEFAULT 0,
   finished_ms INTEGER NOT NULL DEFAULT 0,
   idempotency_key TEXT,
-  postprocess TEXT NOT NULL DEFAULT '');
+  postprocess TEXT NOT NULL DEFAULT '',
+  owner TEXT NOT NULL DEFAULT '');
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(idempotency_key) WHERE idempotency_key <> '';
 CREATE TABLE IF NOT EXISTS items(
   job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -88,7 +89,7 @@ CREATE TABLE IF NOT EXISTS workers(
 
 constexpr const char* kJobColumns =
     "id, name, model, priority, state, created_ms, started_ms, finished_ms, "
-    "COALESCE(idempotency_key, ''), postprocess, seq";
+    "COALESCE(idempotency_key, ''), postprocess, seq, owner";
 
 constexpr const char* kItemColumns =
     "job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, sampler, schedule, "
@@ -156,6 +157,7 @@ JobRecord ReadJob(const Statement& s) {
   j.idempotency_key = s.Text(8);
   j.postprocess_json = s.Text(9);
   j.seq = s.Int(10);
+  j.owner = s.Text(11);
   return j;
 }
 
@@ -210,6 +212,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   if (auto s = AddMissingColumn(**db, "items", "workflow", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the workflow column: ", s.message()));
   }
+  if (auto s = AddMissingColumn(**db, "jobs", "owner", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the owner column: ", s.message()));
+  }
   int64_t version = 0;
   {
     Statement q((*db)->raw(), "PRAGMA user_version");
@@ -235,11 +240,11 @@ absl::StatusOr<JobRecord> Store::InsertJob(JobRecord job, bool* deduplicated) {
     if (!q.status().ok()) return q.status();
   }
   Statement ins(*db_,
-                "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key, postprocess) "
-                "VALUES(?,?,?,?,?,?,?,?)");
+                "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key, postprocess, owner) "
+                "VALUES(?,?,?,?,?,?,?,?,?)");
   ins.Bind(1, job.id).Bind(2, job.name).Bind(3, job.model).Bind(4, job.priority)
       .Bind(5, static_cast<int>(job.state)).Bind(6, job.created_ms)
-      .Bind(7, job.idempotency_key).Bind(8, job.postprocess_json);
+      .Bind(7, job.idempotency_key).Bind(8, job.postprocess_json).Bind(9, job.owner);
   if (auto s = ins.Run(); !s.ok()) return s;
   job.seq = sqlite3_last_insert_rowid(db_->raw());
   Statement counts(*db_, "INSERT INTO job_counts(job_id) VALUES(?)");
@@ -321,9 +326,12 @@ absl::StatusOr<JobRecord> Store::GetJob(const std::string& id) {
   return absl::NotFoundError(absl::StrCat("no job ", id));
 }
 
-absl::StatusOr<std::vector<JobRecord>> Store::ListJobs(int limit) {
-  Statement q(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state <> 0 ORDER BY seq DESC LIMIT ?").c_str());
-  q.Bind(1, limit);
+absl::StatusOr<std::vector<JobRecord>> Store::ListJobs(int limit, const std::optional<std::string>& owner) {
+  Statement q(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state <> 0 ", owner ? "AND owner = ? " : "",
+                                 "ORDER BY seq DESC LIMIT ?")
+                        .c_str());
+  if (owner) q.Bind(1, *owner);
+  q.Bind(owner ? 2 : 1, limit);
   std::vector<JobRecord> out;
   while (q.Step()) out.push_back(ReadJob(q));
   if (!q.status().ok()) return q.status();
@@ -334,6 +342,17 @@ absl::StatusOr<std::vector<JobRecord>> Store::UnfinishedJobs() {
   Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE finished_ms = 0 ORDER BY seq").c_str());
   std::vector<JobRecord> out;
   while (q.Step()) out.push_back(ReadJob(q));
+  if (!q.status().ok()) return q.status();
+  return out;
+}
+
+absl::StatusOr<Backlog> Store::OwnerBacklog(const std::string& owner) {
+  Statement q(db_->raw(),
+              "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM items WHERE items.job_id = jobs.id "
+              "AND items.state IN (1, 2))), 0) FROM jobs WHERE owner = ? AND finished_ms = 0");
+  q.Bind(1, owner);
+  Backlog out;
+  if (q.Step()) out = {q.Int(0), q.Int(1)};
   if (!q.status().ok()) return q.status();
   return out;
 }
@@ -469,8 +488,9 @@ absl::StatusOr<std::vector<bool>> Store::CompleteItems(const std::vector<Complet
   return accepted;
 }
 
-absl::StatusOr<std::vector<ItemRecord>> Store::ReleaseBatch(const std::string& batch_id, int fail_reason,
-                                                            const std::string& message, int max_attempts) {
+absl::StatusOr<std::vector<ItemRecord>> Store::ReleaseBatch(
+    const std::string& batch_id, int fail_reason, const std::string& message, int max_attempts,
+    const std::map<std::pair<std::string, int>, std::string>& item_messages) {
   Transaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
   auto items = RunningItems(batch_id);
@@ -479,11 +499,12 @@ absl::StatusOr<std::vector<ItemRecord>> Store::ReleaseBatch(const std::string& b
     const bool fail = fail_reason != 0 && it.attempts >= max_attempts;
     it.state = fail ? ItemState::kFailed : ItemState::kQueued;
     it.failure = fail_reason;
-    it.failure_message = message;
+    auto own = item_messages.find({it.job_id, it.index});
+    it.failure_message = own == item_messages.end() ? message : own->second;
     Statement up(*db_,
                  "UPDATE items SET state = ?, failure = ?, failure_message = ?, batch_id = '' "
                  "WHERE job_id = ? AND idx = ?");
-    up.Bind(1, static_cast<int>(it.state)).Bind(2, fail_reason).Bind(3, message).Bind(4, it.job_id)
+    up.Bind(1, static_cast<int>(it.state)).Bind(2, fail_reason).Bind(3, it.failure_message).Bind(4, it.job_id)
         .Bind(5, it.index);
     if (auto s = up.Run(); !s.ok()) return s;
   }

@@ -41,6 +41,7 @@ struct JobRecord {
   std::string idempotency_key;
   std::string postprocess_json;
   int64_t seq = 0;  // submission order, assigned by the store
+  std::string owner;  // the submitting token's name; empty without authentication
 };
 
 struct ItemRecord {
@@ -77,6 +78,12 @@ struct Completion {
   std::string sprite_path;
 };
 
+// An owner's unfinished work: jobs not finished, and their queued or running images.
+struct Backlog {
+  int64_t jobs = 0;
+  int64_t images = 0;
+};
+
 struct WorkerRecord {
   std::string id;
   std::string info_json;  // the worker's registration, as JSON
@@ -100,7 +107,9 @@ class Store {
   absl::Status QueueJob(const std::string& job_id);
   absl::Status DropLoadingJob(const std::string& job_id);  // a load that failed part-way
   absl::StatusOr<JobRecord> GetJob(const std::string& id);
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit);
+  // Newest first; with `owner`, only that owner's.
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit, const std::optional<std::string>& owner = std::nullopt);
+  absl::StatusOr<Backlog> OwnerBacklog(const std::string& owner);
   // Jobs not finished yet, in submission order.
   absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs();
   absl::StatusOr<std::vector<ItemRecord>> Items(const std::string& job_id);
@@ -129,8 +138,10 @@ class Store {
   // Ends the batch's lease: items still running go back to the queue, or fail when
   // `fail_reason` is set and they have had `max_attempts`. Returns the affected items
   // (their state after the change).
-  absl::StatusOr<std::vector<ItemRecord>> ReleaseBatch(const std::string& batch_id, int fail_reason,
-                                                       const std::string& message, int max_attempts);
+  // `item_messages` ((job id, index) -> message) replaces `message` for those items.
+  absl::StatusOr<std::vector<ItemRecord>> ReleaseBatch(
+      const std::string& batch_id, int fail_reason, const std::string& message, int max_attempts,
+      const std::map<std::pair<std::string, int>, std::string>& item_messages = {});
 
   // Fails the job's queued items for good with `reason`; returns them (failed).
   absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, int reason,

@@ -7,6 +7,7 @@ and the worker template runs on GPU %i.
 Usage: systemd_test.py SOURCE_DIR BUILD_DIR"""
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def check_unit(name, unit, program):
     # Each ${VAR}/$VAR in ExecStart has a default, so an empty environment file still starts.
     defined = set()
     for assignment in values(unit, "Service", "Environment"):
-        defined.update(w.split("=", 1)[0] for w in assignment.split())
+        defined.update(w.split("=", 1)[0] for w in shlex.split(assignment))  # systemd quotes like a shell
     for var in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", exec_start):
         if var not in defined:
             errors.append(f"{name}: ExecStart uses ${var}, which no Environment= line defines")

@@ -184,12 +184,22 @@ void Cluster::StartCoordinator(int port, const std::vector<std::string>& extra) 
   const auto j = nlohmann::json::parse(Slurp(ready));
   grpc_address_ = j["grpc"];
   http_address_ = j["http"];
+  worker_address_ = j.value("worker_grpc", "");
   port_ = std::stoi(grpc_address_.substr(grpc_address_.rfind(':') + 1));
-  stub_ = v1::SpriteForge::NewStub(grpc::CreateChannel(grpc_address_, grpc::InsecureChannelCredentials()));
+  auto channel = DialCoordinator(grpc_address_, security_, grpc::ChannelArguments());
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  stub_ = v1::SpriteForge::NewStub(*channel);
 }
 
 std::string Cluster::coordinator_log() const {
   return dir_ + "/coordinator." + std::to_string(coordinator_starts_ - 1) + ".log";
+}
+
+Process* Cluster::worker(const std::string& id) {
+  for (auto& [wid, p] : workers_) {
+    if (wid == id) return p.get();
+  }
+  return nullptr;
 }
 
 void Cluster::KillCoordinator() {
@@ -202,7 +212,7 @@ void Cluster::StartWorker(const std::string& id, const std::vector<std::string>&
   FAIL() << "built without the worker (SPRITEFORGE_WITH_ENGINE=OFF)";
 #else
   const std::string g = GoldenModel();
-  std::vector<std::string> argv = {SPRITEFORGE_WORKER_BIN, "--coordinator", grpc_address_, "--model",
+  std::vector<std::string> argv = {SPRITEFORGE_WORKER_BIN, "--coordinator", worker_address(), "--model",
                                    g + "/tiny-sdxl.safetensors", "--config", g + "/diffusers", "--tokenizer",
                                    g + "/tokenizer", "--model-name", "tiny-sdxl", "--worker-id", id};
   argv.insert(argv.end(), extra.begin(), extra.end());
@@ -221,6 +231,11 @@ void Cluster::KillWorker(const std::string& id) {
 
 CommandResult Cluster::Client(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {SPRITEFORGE_CLIENT_BIN, "--coordinator", grpc_address_};
+  if (!security_.ca_file.empty()) argv.insert(argv.end(), {"--tls-ca", security_.ca_file});
+  if (!security_.cert_file.empty()) {
+    argv.insert(argv.end(), {"--tls-cert", security_.cert_file, "--tls-key", security_.key_file});
+  }
+  if (!security_.token.empty()) argv.insert(argv.end(), {"--token", security_.token});
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv);
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "channel.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge::testing {
@@ -55,7 +56,10 @@ class Cluster {
   void StartWorker(const std::string& id, const std::vector<std::string>& extra = {});
   void KillWorker(const std::string& id);
 
-  // The spriteforge client against this coordinator.
+  // How the client, the stub and (with their own flags) workers reach a coordinator with
+  // TLS or tokens; set before StartCoordinator.
+  void SetClientSecurity(const ChannelSecurity& security) { security_ = security; }
+  // The spriteforge client against this coordinator, with the client security's flags.
   CommandResult Client(const std::vector<std::string>& args) const;
   v1::SpriteForge::Stub& Stub();
   v1::GetJobResponse Job(const std::string& id, bool items = false);
@@ -66,13 +70,19 @@ class Cluster {
   const std::string& dir() const { return dir_; }
   // The log of the coordinator's latest start.
   std::string coordinator_log() const;
+  pid_t coordinator_pid() const { return coordinator_ ? coordinator_->pid() : -1; }
+  std::string http_address() const { return http_address_; }
+  // Where workers connect: the worker port when the coordinator has one.
+  std::string worker_address() const { return worker_address_.empty() ? grpc_address_ : worker_address_; }
+  Process* worker(const std::string& id);
   std::string output() const { return dir_ + "/out"; }
   const std::string& address() const { return grpc_address_; }
   int port() const { return port_; }
 
  private:
   std::string dir_;
-  std::string grpc_address_, http_address_;
+  std::string grpc_address_, http_address_, worker_address_;
+  ChannelSecurity security_;
   int port_ = 0;
   int coordinator_starts_ = 0;
   std::unique_ptr<Process> coordinator_;

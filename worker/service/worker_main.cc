@@ -4,11 +4,16 @@
 //       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
 //       [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--prefetch N] [--encode-threads N]
 //       [--palette-dir DIR] [--lora-dir DIR] [--cache-dir DIR] [--log-level LEVEL] [--log-format text|json]
+//       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token TOKEN]
 //
 // --lora-dir: the folder of .safetensors LoRAs manifests may name (`lora: [{name: NAME}]`
 // loads NAME.safetensors), like ComfyUI's models/loras. LoRAs and start images a client
 // uploaded are fetched from the coordinator once into --cache-dir (default: a new folder
 // under the system's temporary folder) and reused from there.
+//
+// --tls-ca: the coordinator serves TLS with a certificate from this CA; --tls-cert/--tls-key:
+// this worker's client certificate, for coordinators that require one (--tls-client-ca).
+// --token (or SPRITEFORGE_TOKEN): a token of role worker, for coordinators with --auth.
 //
 // --palette-dir: the folder whose .hex/.gpl/.png palettes manifests may name (by file name
 // only); without it manifests use built-in palettes and inline colours.
@@ -33,6 +38,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "channel.h"
 #include "service/sprite.h"
 #include "service/worker_session.h"
 #include "spdlog/spdlog.h"
@@ -106,11 +112,22 @@ int main(int argc, char** argv) {
   app.add_option("--lora-dir", lora_dir, "Folder of .safetensors LoRAs manifests may name (by file stem)");
   app.add_option("--cache-dir", cache_dir,
                  "Folder for uploaded files fetched from the coordinator (default: a new temporary folder)");
+  spriteforge::ChannelSecurity security;
+  app.add_option("--tls-ca", security.ca_file, "PEM CA of the coordinator's certificate: connect with TLS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", security.cert_file, "PEM client certificate, for coordinators that require one")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", security.key_file, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  app.add_option("--token", security.token, "Worker token, for coordinators with --auth");
   spriteforge::cli::AddLogFlags(app, &log);
   spriteforge::cli::ReadEnvironment(app);
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
   if (auto s = spriteforge::ConfigureLogging(log); !s.ok()) return Fail(std::string(s.message()), 2);
   if (load.dtype.empty()) load.dtype = load.device == "cpu" ? "fp32" : "fp16";
+  // Checked now, before the model loads: a bad file is a usage error, not a reconnect loop.
+  if (auto dialed = spriteforge::DialCoordinator(coordinator, security, {}); !dialed.ok()) {
+    return Fail(std::string(dialed.status().message()), 2);
+  }
   if (!palette_dir.empty()) {
     std::error_code ec;
     if (!std::filesystem::is_directory(palette_dir, ec)) {
@@ -177,8 +194,9 @@ int main(int argc, char** argv) {
   int backoff_ms = 250;
   spdlog::info("worker {} serving model {} on {}", identity.worker_id, identity.model_name, (*engine)->Device().name);
   while (!g_stop) {
-    auto channel = grpc::CreateCustomChannel(coordinator, grpc::InsecureChannelCredentials(), args);
-    sw::WorkerSession session(engine->get(), identity, channel);
+    auto channel = spriteforge::DialCoordinator(coordinator, security, args);
+    if (!channel.ok()) return Fail(std::string(channel.status().message()));
+    sw::WorkerSession session(engine->get(), identity, *channel);
     std::atomic<bool> registered{false};
     const absl::Status status = session.Run(&registered, g_stop);
     if (g_stop) break;

@@ -1,0 +1,90 @@
+// Who may do what: the token table of `--auth FILE`, the roles' permissions, per-name
+// limits and a per-client rate limiter for submissions. Pure (no gRPC): the gRPC layer
+// (service/gatekeeper) reads the call's metadata and asks these.
+//
+//   tokens:
+//     - {name: alice, token: "...", role: submitter, max_queued_images: 1000}
+//     - {name: ci, token_sha256: "<hex of sha256(token)>", role: admin}
+//     - {name: gpu, token: "...", role: worker}
+//   defaults: {max_queued_images: 10000, max_running_jobs: 20, submits_per_minute: 60}
+//
+// A job belongs to the name of the token that submitted it. Submitters see, watch, cancel
+// and fetch only their own jobs; viewers read every job; admins do everything; worker
+// tokens only open the worker stream.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace spriteforge::coordinator {
+
+enum class Role { kSubmitter, kViewer, kAdmin, kWorker };
+const char* RoleName(Role role);
+
+// 0 means no limit.
+struct ClientLimits {
+  int64_t max_queued_images = 0;  // images of the name's unfinished jobs, after this submission
+  int max_running_jobs = 0;       // unfinished jobs of the name, after this submission
+  int submits_per_minute = 0;     // SubmitJob calls, with a burst of the same size
+};
+
+struct Principal {
+  std::string name;  // owner of the jobs it submits; empty without --auth
+  Role role = Role::kAdmin;
+  ClientLimits limits;
+  bool anonymous = true;  // no token table: every call may do everything
+};
+
+// The lowercase hex SHA-256 of `text` (how token_sha256 is written).
+std::string Sha256Hex(const std::string& text);
+
+class TokenTable {
+ public:
+  // Parses an auth file's text; errors are "FILE: tokens[2].role: ..." one-liners.
+  static absl::StatusOr<TokenTable> Parse(const std::string& yaml, const std::string& file);
+  static absl::StatusOr<TokenTable> Load(const std::string& path);
+
+  // `authorization`: the call's "authorization" value ("Bearer TOKEN"), empty if absent.
+  absl::StatusOr<Principal> Authenticate(const std::string& authorization) const;
+  size_t size() const { return by_hash_.size(); }
+
+ private:
+  std::map<std::string, Principal> by_hash_;  // sha256 hex of the token -> who
+};
+
+enum class Action {
+  kSubmit,      // SubmitJob
+  kReadJob,     // GetJob, WatchJob, FetchResults of a job owned by `owner`
+  kCancelJob,   // CancelJob of a job owned by `owner`
+  kReadFleet,   // ListJobs (filtered for submitters), ListWorkers, GetStats, /stats
+  kWorkerStream,
+};
+
+// OK, or PERMISSION_DENIED naming the principal, its role and what it may not do.
+absl::Status Authorize(const Principal& who, Action action, const std::string& owner = "", const std::string& job_id = "");
+
+// Whether ListJobs shows every job to `who` (else only its own).
+bool SeesAllJobs(const Principal& who);
+
+// A token bucket per client: `per_minute` calls, refilled continuously, burst of the same
+// size. Thread-safe.
+class RateLimiter {
+ public:
+  // OK, or RESOURCE_EXHAUSTED naming the limit and when to retry.
+  absl::Status Allow(const std::string& client, int per_minute, int64_t now_ms);
+
+ private:
+  struct Bucket {
+    double tokens = 0;
+    int64_t last_ms = 0;
+  };
+  std::mutex mu_;
+  std::map<std::string, Bucket> buckets_;
+};
+
+}  // namespace spriteforge::coordinator
