@@ -196,10 +196,11 @@ std::string Cluster::coordinator_log() const {
 }
 
 Process* Cluster::worker(const std::string& id) {
+  Process* latest = nullptr;  // a restarted worker's newest process
   for (auto& [wid, p] : workers_) {
-    if (wid == id) return p.get();
+    if (wid == id) latest = p.get();
   }
-  return nullptr;
+  return latest;
 }
 
 void Cluster::KillCoordinator() {
