@@ -146,6 +146,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", options.output_dir, ": ", ec.message()));
   auto unfinished = store->UnfinishedJobs();
   if (!unfinished.ok()) return unfinished.status();
+  int removed = 0;
+  for (const JobRecord& job : *unfinished) removed += RemoveTemporaryFiles(options.output_dir, job.id);
+  if (removed > 0) spdlog::info("removed {} temporary files of result writes the last process did not finish", removed);
   if (options.blob_dir.empty()) {
     options.blob_dir = (std::filesystem::absolute(options.output_dir).lexically_normal().parent_path() / "blobs").string();
   }

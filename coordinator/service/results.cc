@@ -141,6 +141,17 @@ void DiscardStaged(const StagedFiles& staged) {
   for (const auto& [tmp, path] : staged.renames) ::unlink(tmp.c_str());
 }
 
+int RemoveTemporaryFiles(const std::string& output_dir, const std::string& job_id) {
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& e : std::filesystem::directory_iterator(JobDir(output_dir, job_id), ec)) {
+    if (e.path().filename().string().find(".tmp.") != std::string::npos && std::filesystem::remove(e.path(), ec)) {
+      ++removed;
+    }
+  }
+  return removed;
+}
+
 void RemoveItemFiles(const ItemFiles& files) {
   std::error_code ec;
   std::filesystem::remove(files.image_path, ec);

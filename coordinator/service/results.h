@@ -45,4 +45,8 @@ std::string JobDir(const std::string& output_dir, const std::string& job_id);
 // Removes an item's image, sprite and sidecar (a result that did not count).
 void RemoveItemFiles(const ItemFiles& files);
 
+// Removes the job folder's temporary files (FILE.tmp.PID) that a killed process left;
+// returns how many.
+int RemoveTemporaryFiles(const std::string& output_dir, const std::string& job_id);
+
 }  // namespace spriteforge::coordinator

@@ -3,6 +3,7 @@
 // what cannot be stored, and once the files can be written the job completes with exactly
 // one set of files per item.
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "coordinator_fixture.h"
@@ -51,6 +52,27 @@ TEST_F(CoordinatorTest, UnwritableResultsRequeueWithTheirOwnFileAndPauseDispatch
     files += e.path().extension() == ".png" || e.path().extension() == ".json";
   }
   EXPECT_EQ(files, 2 * 2 + 1);  // two images, two sidecars, job.json
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator
+
+namespace spriteforge::coordinator {
+namespace {
+
+// A coordinator killed while writing leaves FILE.tmp.PID behind; its successor removes them.
+TEST(ResultFilesTest, TemporaryFilesOfCutWritesAreRemoved) {
+  const std::string out = std::filesystem::temp_directory_path() / "result_files_test";
+  std::filesystem::remove_all(out);
+  std::filesystem::create_directories(JobDir(out, "job-1"));
+  for (const char* name : {"3_77.png.tmp.4242", "3_77.json.tmp.4242", "2_76.png", "job.json"}) {
+    std::ofstream(JobDir(out, "job-1") + "/" + name) << "x";
+  }
+  EXPECT_EQ(RemoveTemporaryFiles(out, "job-1"), 2);
+  EXPECT_TRUE(std::filesystem::exists(JobDir(out, "job-1") + "/2_76.png"));
+  EXPECT_TRUE(std::filesystem::exists(JobDir(out, "job-1") + "/job.json"));
+  EXPECT_EQ(RemoveTemporaryFiles(out, "job-2"), 0);  // no folder yet
+  std::filesystem::remove_all(out);
 }
 
 }  // namespace

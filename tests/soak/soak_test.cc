@@ -176,7 +176,8 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
       } else if (std::regex_match(f, m, sidecar)) {
         sidecars.insert(std::stoi(m[1]));
       } else if (f != "job.json") {
-        ++leftovers;  // a temporary file of a write the coordinator's kill cut short
+        ++leftovers;  // a temporary file a killed coordinator left and its successor missed
+        ADD_FAILURE() << "left over: " << id << "/" << f;
       }
     }
     EXPECT_EQ(static_cast<int>(images.size()), n) << id;
