@@ -231,3 +231,19 @@ TEST_F(AccessTest, QuotasAndTheSubmissionRateAreResourceExhaustedNamingTheLimit)
 
 }  // namespace
 }  // namespace spriteforge::coordinator
+
+namespace spriteforge::coordinator {
+namespace {
+
+// What counts as "this machine only" for a coordinator without TLS or tokens.
+TEST(ListenPolicyTest, OnlyLoopbackAddressesAreLocal) {
+  for (const char* local : {"127.0.0.1:50051", "127.8.9.10:0", "localhost:50051", "[::1]:50051", "unix:/run/sf.sock"}) {
+    EXPECT_TRUE(IsLoopbackAddress(local)) << local;
+  }
+  for (const char* open : {"0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051", "coordinator:50051", "128.0.0.1:1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(open)) << open;
+  }
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator
