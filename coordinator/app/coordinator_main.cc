@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
   sc::WorkerGatewayService gateway(core->get(), &gate);
   auto servers = sc::StartGrpcServers(listen, worker_listen, &client_service, &gateway, tls.get());
   if (!servers.ok()) return Fail(std::string(servers.status().message()));
-  auto http = sc::HttpEndpoint::Start(core->get(), http_host, http_port, {}, {tls.get(), tokens.get()});
+  auto http = sc::HttpEndpoint::Start(core->get(), http_host, http_port, {}, {tls.get(), &gate});
   if (!http.ok()) return Fail(std::string(http.status().message()));
 
   const std::string grpc_addr = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", servers->client_port);

@@ -20,7 +20,7 @@ void Txt2ImgRoute(HttpApi& api, const httplib::Request& req, httplib::Response& 
   if (!request.ok()) return ReplyError(res, request.status());
   auto model = ChooseModel(api.core(), request->model);
   if (!model.ok()) return ReplyError(res, model.status());
-  auto job = SubmitAndWait(api, Txt2ImgManifest(*request, *model), "txt2img", req.get_header_value("Idempotency-Key"));
+  auto job = SubmitAndWait(api, req, Txt2ImgManifest(*request, *model), "txt2img", req.get_header_value("Idempotency-Key"));
   if (!job.ok()) return ReplyError(res, job.status());
   nlohmann::json images = nlohmann::json::array();
   std::vector<uint64_t> seeds;

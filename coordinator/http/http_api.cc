@@ -15,6 +15,11 @@ absl::StatusOr<Slot> HttpApi::Take(std::atomic<int>& used, int limit, const char
   return Slot(nullptr, [&used](void*) { used.fetch_sub(1); });
 }
 
+absl::StatusOr<Principal> HttpApi::Caller(const httplib::Request& req) const {
+  if (!gate_) return Principal{};
+  return gate_->CallerFor(req.get_header_value("Authorization"));
+}
+
 void HttpApi::Register(httplib::Server& server) {
   server.set_payload_max_length(options_.max_body_bytes);
   // Event streams and blocking generation calls each hold a thread; the default pool

@@ -13,9 +13,11 @@
 #include "absl/status/statusor.h"
 
 #include "service/coordinator.h"
+#include "service/gatekeeper.h"
 
 namespace httplib {
 class Server;
+struct Request;
 }
 
 namespace spriteforge::coordinator::http {
@@ -45,6 +47,10 @@ class HttpApi {
   void Stop() { stopping_ = true; }
 
   Coordinator* core() const { return core_; }
+  // Who owns the jobs this API submits and what it may list: the request's token, checked
+  // before routing (service/http_access); anonymous without a gatekeeper or tokens.
+  void SetGatekeeper(const Gatekeeper* gate) { gate_ = gate; }
+  absl::StatusOr<Principal> Caller(const httplib::Request& req) const;
   const HttpApiOptions& options() const { return options_; }
   bool stopping() const { return stopping_; }
   // A slot for an event stream or a blocking call, or RESOURCE_EXHAUSTED when all are taken.
@@ -54,6 +60,7 @@ class HttpApi {
  private:
   Coordinator* core_;
   HttpApiOptions options_;
+  const Gatekeeper* gate_ = nullptr;
   std::atomic<bool> stopping_{false};
   std::atomic<int> streams_{0};
   std::atomic<int> sync_calls_{0};

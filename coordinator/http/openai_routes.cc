@@ -21,7 +21,7 @@ void GenerationsRoute(HttpApi& api, const httplib::Request& req, httplib::Respon
   if (!request.ok()) return ReplyError(res, request.status());
   auto model = ChooseModel(api.core(), request->model);
   if (!model.ok()) return ReplyError(res, model.status());
-  auto job = SubmitAndWait(api, ImageGenerationManifest(*request, *model), "images-generations",
+  auto job = SubmitAndWait(api, req, ImageGenerationManifest(*request, *model), "images-generations",
                            req.get_header_value("Idempotency-Key"));
   if (!job.ok()) return ReplyError(res, job.status());
   const std::string host = req.get_header_value("Host");

@@ -2,6 +2,7 @@
 #include <httplib.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -38,7 +39,9 @@ void Submit(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
   if (request.idempotency_key().size() > 256) {
     return ReplyError(res, absl::InvalidArgumentError("Idempotency-Key: at most 256 characters"));
   }
-  auto submitted = api.core()->Submit(request);
+  auto who = api.Caller(req);
+  if (!who.ok()) return ReplyError(res, who.status());
+  auto submitted = api.core()->Submit(request, who->name, who->limits);
   if (!submitted.ok()) return ReplyError(res, submitted.status());
   res.set_header("Location", absl::StrCat("/v1/jobs/", submitted->job().id()));
   ReplyJsonText(res, ProtoJson(*submitted), submitted->deduplicated() ? 200 : 201);
@@ -53,7 +56,9 @@ void ListJobs(HttpApi& api, const httplib::Request& req, httplib::Response& res)
     }
     request.set_limit(limit);
   }
-  auto jobs = api.core()->ListJobs(request);
+  auto who = api.Caller(req);
+  if (!who.ok()) return ReplyError(res, who.status());
+  auto jobs = api.core()->ListJobs(request, SeesAllJobs(*who) ? std::nullopt : std::optional(who->name));
   if (!jobs.ok()) return ReplyError(res, jobs.status());
   ReplyJsonText(res, ProtoJson(*jobs));
 }

@@ -34,15 +34,17 @@ uint64_t DrawSeed() {
   return rng() & 0xffffffffu;
 }
 
-absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const nlohmann::json& manifest, const std::string& source,
-                                          const std::string& idempotency_key) {
+absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, const nlohmann::json& manifest,
+                                          const std::string& source, const std::string& idempotency_key) {
   auto slot = api.TakeSyncSlot();
   if (!slot.ok()) return slot.status();
   v1::SubmitJobRequest request;
   request.set_manifest(manifest.dump());
   request.set_manifest_name(source);
   request.set_idempotency_key(idempotency_key);
-  auto submitted = api.core()->Submit(request);
+  auto who = api.Caller(req);
+  if (!who.ok()) return who.status();
+  auto submitted = api.core()->Submit(request, who->name, who->limits);
   if (!submitted.ok()) return submitted.status();
   const std::string job_id = submitted->job().id();
 

@@ -25,8 +25,9 @@ absl::StatusOr<std::string> ChooseModel(Coordinator* core, const std::string& re
 // Submits `manifest` and waits until its job finishes, fails (INTERNAL, naming the first
 // failed item), is cancelled (ABORTED) or the API's timeout passes (DEADLINE_EXCEEDED,
 // naming the job so it can be fetched later).
-absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const nlohmann::json& manifest, const std::string& source,
-                                          const std::string& idempotency_key);
+// The job belongs to the request's caller.
+absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, const nlohmann::json& manifest,
+                                          const std::string& source, const std::string& idempotency_key);
 
 // Random seed base for requests that ask for one (A1111 draws below 2^32 too).
 uint64_t DrawSeed();

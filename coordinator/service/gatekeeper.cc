@@ -22,8 +22,12 @@ std::string PeerHost(const std::string& peer) {
 }  // namespace
 
 absl::StatusOr<Principal> Gatekeeper::Caller(const grpc::ServerContextBase& ctx) const {
+  return CallerFor(Authorization(ctx));
+}
+
+absl::StatusOr<Principal> Gatekeeper::CallerFor(const std::string& authorization) const {
   if (!options_.tokens) return Principal{};
-  auto who = options_.tokens->Authenticate(Authorization(ctx));
+  auto who = options_.tokens->Authenticate(authorization);
   if (!who.ok()) return who.status();
   if (who->role == Role::kWorker) {
     return absl::PermissionDeniedError(
@@ -54,10 +58,14 @@ absl::Status Gatekeeper::AdmitWorker(const grpc::ServerContextBase& ctx) const {
 }
 
 absl::Status Gatekeeper::AllowSubmit(const Principal& who, const grpc::ServerContextBase& ctx) {
+  return AllowSubmitFrom(who, PeerHost(ctx.peer()));
+}
+
+absl::Status Gatekeeper::AllowSubmitFrom(const Principal& who, const std::string& peer_host) {
   const int per_minute = who.limits.submits_per_minute > 0 ? who.limits.submits_per_minute : options_.submits_per_minute;
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now().time_since_epoch()).count();
-  return submits_.Allow(who.anonymous ? PeerHost(ctx.peer()) : who.name, per_minute, now);
+  return submits_.Allow(who.anonymous ? peer_host : who.name, per_minute, now);
 }
 
 }  // namespace spriteforge::coordinator

@@ -1,7 +1,8 @@
 // The one place the gRPC layer learns who is calling: it reads the call's "authorization"
 // metadata (and, for workers, the verified client certificate) and answers with a
-// Principal or UNAUTHENTICATED / PERMISSION_DENIED. Without a token table every call is
-// anonymous and allowed, as on a loopback-only coordinator.
+// Principal or UNAUTHENTICATED / PERMISSION_DENIED. The HTTP port asks the same questions
+// with its "Authorization" header (service/http_access). Without a token table every call
+// is anonymous and allowed, as on a loopback-only coordinator.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -22,10 +23,14 @@ class Gatekeeper {
 
   // The caller of a client call; workers' tokens are refused here.
   absl::StatusOr<Principal> Caller(const grpc::ServerContextBase& ctx) const;
+  // The same from an "authorization" value ("Bearer TOKEN", or empty).
+  absl::StatusOr<Principal> CallerFor(const std::string& authorization) const;
   // Whether this call may open the worker stream.
   absl::Status AdmitWorker(const grpc::ServerContextBase& ctx) const;
   // The per-client submission rate: the token's name, or the peer's host without tokens.
   absl::Status AllowSubmit(const Principal& who, const grpc::ServerContextBase& ctx);
+  // The same for a client known by its address.
+  absl::Status AllowSubmitFrom(const Principal& who, const std::string& peer_host);
 
  private:
   AccessOptions options_;

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
+#include "http/http_json.h"
+#include "service/http_access.h"
 #include "http/http_api.h"
 
 namespace spriteforge::coordinator {
@@ -27,18 +29,18 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(Coordinator* c
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  if (const TokenTable* tokens = security.tokens) {
-    server.set_pre_routing_handler([tokens](const httplib::Request& req, httplib::Response& res) {
-      if (req.path != "/stats") return httplib::Server::HandlerResponse::Unhandled;
-      auto who = tokens->Authenticate(req.get_header_value("Authorization"));
-      absl::Status s = who.ok() ? Authorize(*who, Action::kReadFleet) : who.status();
+  if (Gatekeeper* gate = security.gate) {
+    // Before the body is read: a refused upload costs nothing.
+    server.set_pre_routing_handler([gate, core](const httplib::Request& req, httplib::Response& res) {
+      const absl::Status s =
+          CheckHttpAccess(*gate, *core, req.method, req.path, req.get_header_value("Authorization"), req.remote_addr);
       if (s.ok()) return httplib::Server::HandlerResponse::Unhandled;
-      res.status = s.code() == absl::StatusCode::kUnauthenticated ? 401 : 403;
-      res.set_content(std::string(s.message()) + "\n", "text/plain");
+      http::ReplyError(res, s);
       return httplib::Server::HandlerResponse::Handled;
     });
   }
   endpoint->api_ = std::make_unique<http::HttpApi>(core, http::HttpApiOptions{});
+  endpoint->api_->SetGatekeeper(security.gate);
   endpoint->api_->Register(server);
   server.Get("/metrics", [core](const httplib::Request&, httplib::Response& res) {
     res.set_content(core->MetricsText(), "text/plain; version=0.0.4");

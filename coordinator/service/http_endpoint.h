@@ -1,9 +1,8 @@
 // The coordinator's HTTP port: /metrics (Prometheus text format), /stats (JSON), /healthz
 // (200 "ok" while the service loop is alive, else 503 with the reason), and the HTTP API
 // and web page (coordinator/http/).
-// With TLS material it serves HTTPS; with a token table /stats needs a client token
-// ("Authorization: Bearer ..."), while /metrics and /healthz stay open for scrapers and
-// probes (they carry counts and gauges, no job names, prompts or results).
+// With TLS material it serves HTTPS; with a token table every route but /metrics, /healthz
+// and the page's files needs "Authorization: Bearer TOKEN" (service/http_access).
 #pragma once
 
 #include <memory>
@@ -13,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "service/auth.h"
 #include "service/coordinator.h"
+#include "service/gatekeeper.h"
 #include "service/tls.h"
 
 namespace httplib {
@@ -31,8 +31,8 @@ struct HealthLimits {
 };
 
 struct HttpSecurity {
-  TlsMaterial* tls = nullptr;          // null: plain HTTP
-  const TokenTable* tokens = nullptr;  // null: /stats open
+  TlsMaterial* tls = nullptr;  // null: plain HTTP
+  Gatekeeper* gate = nullptr;  // tokens, roles, ownership and the submission rate (service/http_access)
 };
 
 class HttpEndpoint {

@@ -2,10 +2,15 @@
 // without a valid token is UNAUTHENTICATED, every call across owners or roles is
 // PERMISSION_DENIED, quotas and the submission rate are RESOURCE_EXHAUSTED naming the limit.
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
 
 #include "coordinator_fixture.h"
 #include "service/gatekeeper.h"
 #include "service/grpc_servers.h"
+#include "service/http_access.h"
+#include "service/http_endpoint.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge::coordinator {
@@ -227,6 +232,58 @@ TEST_F(AccessTest, QuotasAndTheSubmissionRateAreResourceExhaustedNamingTheLimit)
   EXPECT_EQ(rate.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(rate.error_message().rfind("submits_per_minute limit of 3 reached for 'bob'; retry in ", 0), 0u)
       << rate.error_message();
+}
+
+TEST_F(AccessTest, TheHttpApiAsksForTheSameTokensAndOwnership) {
+  auto endpoint = HttpEndpoint::Start(core_.get(), "127.0.0.1", 0, {}, {nullptr, gate_.get()});
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  httplib::Client http("127.0.0.1", (*endpoint)->port());
+  auto as = [](const std::string& token) { return httplib::Headers{{"Authorization", "Bearer " + token}}; };
+  const std::string manifest = "name: t\nmodel: tiny-sdxl\nitems: [{prompt: potion}]\n";
+  auto anonymous = http.Post("/v1/jobs", manifest, "application/yaml");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  EXPECT_NE(anonymous->body.find("this coordinator needs a token"), std::string::npos) << anonymous->body;
+  auto posted = http.Post("/v1/jobs", as(kAlice), manifest, "application/yaml");
+  ASSERT_EQ(posted->status, 201) << posted->body;
+  const auto job = nlohmann::json::parse(posted->body)["job"];
+  const std::string id = job["id"];
+  EXPECT_EQ(job["owner"], "alice");
+
+  for (const std::string path : {"/v1/jobs/" + id, "/v1/jobs/" + id + "/results", "/v1/jobs/" + id + "/events",
+                                 "/v1/jobs/" + id + "/results/0.png"}) {
+    EXPECT_EQ(http.Get(path, as(kBob))->status, 403) << path;
+    EXPECT_EQ(http.Get(path)->status, 401) << path;
+  }
+  EXPECT_EQ(http.Get("/v1/jobs/" + id, as(kAlice))->status, 200);
+  EXPECT_EQ(http.Get("/v1/jobs/" + id, as(kViewer))->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(http.Get("/v1/jobs", as(kBob))->body).value("jobs", nlohmann::json::array()).size(), 0u);
+  EXPECT_EQ(nlohmann::json::parse(http.Get("/v1/jobs", as(kViewer))->body)["jobs"].size(), 1u);
+  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kViewer), "", "text/plain")->status, 403);
+  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kBob), "", "text/plain")->status, 403);
+  EXPECT_EQ(http.Get("/v1/workers", as(kWorker))->status, 403);
+  EXPECT_EQ(http.Get("/stats", as(kWorker))->status, 403);
+  EXPECT_EQ(http.Get("/stats", as(kViewer))->status, 200);
+  EXPECT_EQ(http.Post("/sdapi/v1/txt2img", as(kViewer), "{}", "application/json")->status, 403);
+  EXPECT_EQ(http.Post("/v1/images/generations", "{}", "application/json")->status, 401);
+  EXPECT_EQ(http.Get("/metrics")->status, 200);
+  EXPECT_NE(http.Get("/healthz")->status, 401);
+  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kAlice), "", "text/plain")->status, 200);
+}
+
+TEST(HttpAccessTest, RoutesAreClassifiedByMethodAndPath) {
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/metrics").route, HttpRoute::kOpen);
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/web/app.js").route, HttpRoute::kOpen);
+  EXPECT_EQ(ClassifyHttpRequest("POST", "/v1/jobs").route, HttpRoute::kSubmit);
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/v1/jobs").route, HttpRoute::kReadFleet);
+  EXPECT_EQ(ClassifyHttpRequest("POST", "/sdapi/v1/txt2img").route, HttpRoute::kSubmit);
+  const HttpTarget cancel = ClassifyHttpRequest("POST", "/v1/jobs/job-1/cancel");
+  EXPECT_EQ(cancel.route, HttpRoute::kCancelJob);
+  EXPECT_EQ(cancel.job_id, "job-1");
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/v1/jobs/job-1/results/3.png").route, HttpRoute::kReadJob);
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/v1/jobs/job-1/cancel").route, HttpRoute::kReadJob);
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/sdapi/v1/sd-models").route, HttpRoute::kReadFleet);
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/v1/jobs/").route, HttpRoute::kReadFleet);
 }
 
 }  // namespace
