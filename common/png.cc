@@ -109,8 +109,12 @@ absl::StatusOr<RasterImage> DecodePng(const std::string& bytes, PngText* text) {
     png_destroy_read_struct(&png, nullptr, nullptr);
     return absl::InternalError("PNG decode: out of memory");
   }
+  // Everything with a destructor lives outside the setjmp/longjmp span: libpng's errors jump
+  // back here past any object made later, which would leak (the decoder checks results a
+  // worker sends, so a corrupt one must cost nothing).
   RasterImage image;
   std::vector<png_bytep> rows;
+  std::vector<uint8_t> row;
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
     return absl::InvalidArgumentError(absl::StrCat("corrupt PNG: ", error));
@@ -153,7 +157,7 @@ absl::StatusOr<RasterImage> DecodePng(const std::string& bytes, PngText* text) {
     // Row by row into reserved (untouched) memory: a truncated file fails after the rows
     // it really holds, not after zero-filling the whole claimed image.
     image.pixels.reserve(stride * height);
-    std::vector<uint8_t> row(stride);
+    row.resize(stride);
     for (png_uint_32 y = 0; y < height; ++y) {
       png_read_row(png, row.data(), nullptr);
       image.pixels.insert(image.pixels.end(), row.begin(), row.end());

@@ -34,12 +34,13 @@ int MemoryModel::MaxBatch(int width, int height, uint64_t budget_bytes, int hard
   // The predicted peak never falls as b grows, so the answer is found by bisection: a few
   // predictions whatever the cap (a loop up to a worker's cap could run 2^31 times).
   if (limit < 1 || PredictPeak(1, width, height) > budget_bytes) return 0;
-  int fits = 1, too_big = limit + 1;  // fits: known to fit; too_big: known not to (or past the cap)
+  // 64-bit bounds: one past a cap of INT_MAX does not fit an int.
+  int64_t fits = 1, too_big = static_cast<int64_t>(limit) + 1;  // known to fit; known not to (or past the cap)
   while (too_big - fits > 1) {
-    const int mid = fits + (too_big - fits) / 2;
-    (PredictPeak(mid, width, height) <= budget_bytes ? fits : too_big) = mid;
+    const int64_t mid = fits + (too_big - fits) / 2;
+    (PredictPeak(static_cast<int>(mid), width, height) <= budget_bytes ? fits : too_big) = mid;
   }
-  return fits;
+  return static_cast<int>(fits);
 }
 
 void MemoryModel::Observe(int batch, int width, int height, uint64_t peak_bytes) {
