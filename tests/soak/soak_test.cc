@@ -94,7 +94,7 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
     assigned += count;
     const std::string manifest = dir + "/job" + std::to_string(j) + ".yaml";
     std::ofstream(manifest) << "name: soak-" << j << "\nmodel: tiny-sdxl\npriority: " << shape[j].second
-                            << "\ndefaults: {width: 64, height: 64, steps: 2}\n"
+                            << "\ndefaults: {width: 64, height: 64, steps: 6}\n"
                             << "items: [{prompt: \"soak sprite " << j << "\", count: " << count << ", seed: "
                             << 1000 * (j + 1) << "}]\n";
     auto r = cluster.Client({"submit", manifest});
@@ -126,8 +126,17 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
       cluster.worker(stalled)->Kill(SIGCONT);
       stalled.clear();
     }
+    // The stall first: its lease must run out before the jobs are done.
     switch (round++ % 3) {
-      case 0: {  // a worker dies mid-batch and comes back
+      case 0: {  // a worker freezes past its lease
+        if (!stalled.empty()) break;
+        stalled = workers[rng() % workers.size()];
+        cluster.worker(stalled)->Kill(SIGSTOP);
+        stalled_at = Clock::now();
+        ++faults.stalls;
+        break;
+      }
+      case 1: {  // a worker dies mid-batch and comes back
         std::string victim = workers[rng() % workers.size()];
         if (victim == stalled) break;
         cluster.KillWorker(victim);
@@ -135,21 +144,13 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
         ++faults.worker_kills;
         break;
       }
-      case 1: {  // the coordinator dies and restarts on its port (not during a stall: the
+      case 2: {  // the coordinator dies and restarts on its port (not during a stall: the
                  // stalled worker's lease must run out in one coordinator)
         if (!stalled.empty()) break;
         cluster.KillCoordinator();
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
         cluster.StartCoordinator(port);
         ++faults.coordinator_restarts;
-        break;
-      }
-      case 2: {  // a worker freezes past its lease
-        if (!stalled.empty()) break;
-        stalled = workers[rng() % workers.size()];
-        cluster.worker(stalled)->Kill(SIGSTOP);
-        stalled_at = Clock::now();
-        ++faults.stalls;
         break;
       }
     }
