@@ -2,6 +2,7 @@
 // jobs share them by priority and in turns, and failures lose no image. Each test runs
 // spriteforge-fleet-sim and reads its JSON report.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -15,8 +16,11 @@
 namespace {
 
 nlohmann::json RunSim(const std::string& name, const std::vector<std::string>& args) {
-  const std::string dir = (std::filesystem::temp_directory_path() / ("fleet_sim_test_" + name)).string();
-  std::filesystem::remove_all(dir);
+  // One folder per process: two runs of the suite at once must not share files.
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("fleet_sim_test_" + name + "_" + std::to_string(getpid()))).string();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
   std::filesystem::create_directories(dir);
   std::string command = std::string(SPRITEFORGE_FLEET_SIM_BIN) + " --coordinator " SPRITEFORGE_COORDINATOR_BIN +
                         " --work-dir " + dir + "/work --report " + dir + "/report.json";

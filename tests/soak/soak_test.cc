@@ -94,7 +94,7 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
     assigned += count;
     const std::string manifest = dir + "/job" + std::to_string(j) + ".yaml";
     std::ofstream(manifest) << "name: soak-" << j << "\nmodel: tiny-sdxl\npriority: " << shape[j].second
-                            << "\ndefaults: {width: 64, height: 64, steps: 6}\n"
+                            << "\ndefaults: {width: 64, height: 64, steps: 16}\n"
                             << "items: [{prompt: \"soak sprite " << j << "\", count: " << count << ", seed: "
                             << 1000 * (j + 1) << "}]\n";
     auto r = cluster.Client({"submit", manifest});
