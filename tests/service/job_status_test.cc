@@ -91,14 +91,16 @@ TEST_F(JobStatusTest, TheHealthCheckFailsWhenTheServiceLoopStops) {
   core_->Tick();
   EXPECT_TRUE(core_->CheckAlive(100, 100).ok());
 
-  auto http = HttpEndpoint::Start(core_.get(), "127.0.0.1", 0, HealthLimits{300, 100});
+  // A wide window, so a slow machine (or an emulator) answers the first request in time.
+  auto http = HttpEndpoint::Start(core_.get(), "127.0.0.1", 0, HealthLimits{1500, 100});
   ASSERT_TRUE(http.ok()) << http.status();
   httplib::Client client("127.0.0.1", (*http)->port());
+  core_->Tick();
   auto ok = client.Get("/healthz");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
   EXPECT_EQ(ok->body, "ok\n");
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1800));
   auto stuck = client.Get("/healthz");
   ASSERT_TRUE(stuck);
   EXPECT_EQ(stuck->status, 503);
