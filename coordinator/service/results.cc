@@ -30,6 +30,8 @@ const char* StateName(ItemState s) {
   return "unknown";
 }
 
+}  // namespace
+
 const char* JobStateName(JobState s) {
   switch (s) {
     case JobState::kQueued: return "queued";
@@ -40,8 +42,6 @@ const char* JobStateName(JobState s) {
   }
   return "unknown";
 }
-
-}  // namespace
 
 std::string JobDir(const std::string& output_dir, const std::string& job_id) {
   return (std::filesystem::path(output_dir) / job_id).string();

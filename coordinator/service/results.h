@@ -16,6 +16,9 @@
 
 namespace spriteforge::coordinator {
 
+// "queued", "running", ...: the names job.json and the logs use.
+const char* JobStateName(JobState state);
+
 struct ItemFiles {
   std::string image_path;
   std::string sprite_path;  // empty without a sprite
