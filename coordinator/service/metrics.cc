@@ -1,139 +1,129 @@
 #include "service/metrics.h"
 
-#include "absl/strings/str_cat.h"
+#include <prometheus/gauge.h>
+#include <prometheus/text_serializer.h>
+
+#include "service/process_metrics.h"
+#include "spriteforge/common/cli.h"
+#include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {
 namespace {
 
-std::string Label(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') { out += "\\n"; continue; }
-    out += c;
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+// Gauges and counters whose values the coordinator's state holds: a registry filled per
+// scrape, so a worker that is forgotten disappears from the output.
+void AddSampled(const GaugeSnapshot& g, prometheus::Registry& r) {
+  BuildGauge().Name("spriteforge_queue_depth").Help("Items waiting for a worker.").Register(r).Add({}).Set(
+      static_cast<double>(g.queue_depth));
+  BuildGauge().Name("spriteforge_running_items").Help("Items leased to workers.").Register(r).Add({}).Set(
+      static_cast<double>(g.running_items));
+  BuildGauge().Name("spriteforge_jobs_active").Help("Jobs not yet finished.").Register(r).Add({}).Set(
+      static_cast<double>(g.jobs_active));
+  BuildGauge()
+      .Name("spriteforge_build_info")
+      .Help("Always 1; the coordinator's version in a label.")
+      .Register(r)
+      .Add({{"version", cli::Version()}})
+      .Set(1);
+
+  auto& connected = BuildGauge().Name("spriteforge_worker_connected").Help("1 while the worker's stream is open.")
+                        .Register(r);
+  auto& rate = BuildGauge().Name("spriteforge_worker_images_per_second").Help("Recent throughput of the worker.")
+                   .Register(r);
+  auto& images = BuildCounter().Name("spriteforge_worker_images_total")
+                     .Help("Images the worker produced since it registered with this coordinator.").Register(r);
+  auto& peak = BuildGauge().Name("spriteforge_worker_memory_peak_bytes")
+                   .Help("Largest peak memory the worker reported for a batch.").Register(r);
+  auto& budget = BuildGauge().Name("spriteforge_worker_memory_budget_bytes")
+                     .Help("Memory the worker's engine may use.").Register(r);
+  auto& used = BuildGauge().Name("spriteforge_worker_memory_used_bytes")
+                   .Help("Device memory in use at the last heartbeat.").Register(r);
+  for (const WorkerGauges& w : g.workers) {
+    const std::map<std::string, std::string> label = {{"worker", w.id}};
+    connected.Add(label).Set(w.connected ? 1 : 0);
+    rate.Add(label).Set(w.images_per_second);
+    images.Add(label).Increment(static_cast<double>(w.images_done));
+    peak.Add(label).Set(static_cast<double>(w.peak_bytes));
+    budget.Add(label).Set(static_cast<double>(w.budget_bytes));
+    used.Add(label).Set(static_cast<double>(w.used_bytes));
   }
-  return out;
 }
 
-void Header(std::string* out, const char* name, const char* type, const char* help) {
-  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+void AddProcess(prometheus::Registry& r) {
+  auto p = ReadProcessStats();
+  if (!p.ok()) {
+    spdlog::warn("process metrics left out: {}", std::string(p.status().message()));
+    return;
+  }
+  BuildCounter().Name("process_cpu_seconds_total").Help("User and system CPU time spent, in seconds.").Register(r)
+      .Add({}).Increment(p->cpu_seconds);
+  BuildGauge().Name("process_resident_memory_bytes").Help("Resident memory size in bytes.").Register(r).Add({}).Set(
+      static_cast<double>(p->resident_bytes));
+  BuildGauge().Name("process_virtual_memory_bytes").Help("Virtual memory size in bytes.").Register(r).Add({}).Set(
+      static_cast<double>(p->virtual_bytes));
+  BuildGauge().Name("process_start_time_seconds").Help("Start time of the process since the Unix epoch, in seconds.")
+      .Register(r).Add({}).Set(p->start_time_seconds);
+  BuildGauge().Name("process_open_fds").Help("Open file descriptors.").Register(r).Add({}).Set(
+      static_cast<double>(p->open_fds));
+  BuildGauge().Name("process_max_fds").Help("Limit of open file descriptors.").Register(r).Add({}).Set(
+      static_cast<double>(p->max_fds));
 }
 
 }  // namespace
 
-Histogram::Histogram(std::vector<double> upper_bounds)
-    : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1, 0) {}
-
-void Histogram::Observe(double v) {
-  size_t i = 0;
-  while (i < bounds_.size() && v > bounds_[i]) ++i;
-  ++counts_[i];
-  sum_ += v;
-  ++count_;
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  prometheus::Registry& r = *registry_;
+  images_ = &BuildCounter().Name("spriteforge_images_total")
+                 .Help("Images generated and stored since the coordinator started.").Register(r).Add({});
+  failures_ = &BuildCounter().Name("spriteforge_failures_total").Help("Item failures by reason (retried or final).")
+                   .Register(r);
+  blob_fetches_ = &BuildCounter().Name("spriteforge_blob_fetches_total")
+                       .Help("Uploaded files (LoRAs, start images) sent to workers.").Register(r).Add({});
+  blob_fetch_bytes_ = &BuildCounter().Name("spriteforge_blob_fetch_bytes_total")
+                           .Help("Bytes of uploaded files sent to workers.").Register(r).Add({});
+  batch_size_ = &BuildHistogram().Name("spriteforge_batch_size").Help("Images per dispatched batch.").Register(r)
+                     .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32});
+  step_seconds_ = &BuildHistogram().Name("spriteforge_step_seconds")
+                       .Help("Wall time of one sampling step of a batch, in seconds.").Register(r)
+                       .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+  image_seconds_ = &BuildHistogram().Name("spriteforge_image_seconds")
+                        .Help("Batch wall time divided by its images, in seconds.").Register(r)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60});
 }
 
-void Histogram::Render(const std::string& name, std::string* out) const {
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < bounds_.size(); ++i) {
-    cumulative += counts_[i];
-    absl::StrAppend(out, name, "_bucket{le=\"", bounds_[i], "\"} ", cumulative, "\n");
-  }
-  absl::StrAppend(out, name, "_bucket{le=\"+Inf\"} ", count_, "\n", name, "_sum ", sum_, "\n", name, "_count ",
-                  count_, "\n");
-}
-
-Metrics::Metrics()
-    : batch_size_({1, 2, 4, 8, 16, 32}),
-      step_seconds_({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}),
-      image_seconds_({0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60}) {}
-
-void Metrics::AddImages(int64_t n) {
-  std::lock_guard<std::mutex> lock(mu_);
-  images_ += n;
-}
+void Metrics::AddImages(int64_t n) { images_->Increment(static_cast<double>(n)); }
 void Metrics::AddFailure(const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
-  ++failures_[reason];
+  prometheus::Counter*& c = failure_counts_[reason];
+  if (c == nullptr) c = &failures_->Add({{"reason", reason}});
+  c->Increment();
 }
-void Metrics::ObserveBatch(int size) {
-  std::lock_guard<std::mutex> lock(mu_);
-  batch_size_.Observe(size);
-}
-void Metrics::ObserveStepSeconds(double s) {
-  std::lock_guard<std::mutex> lock(mu_);
-  step_seconds_.Observe(s);
-}
-void Metrics::ObserveImageSeconds(double s) {
-  std::lock_guard<std::mutex> lock(mu_);
-  image_seconds_.Observe(s);
-}
+void Metrics::ObserveBatch(int size) { batch_size_->Observe(size); }
+void Metrics::ObserveStepSeconds(double s) { step_seconds_->Observe(s); }
+void Metrics::ObserveImageSeconds(double s) { image_seconds_->Observe(s); }
 void Metrics::AddBlobFetch(uint64_t bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
-  ++blob_fetches_;
-  blob_fetch_bytes_ += bytes;
+  blob_fetches_->Increment();
+  blob_fetch_bytes_->Increment(static_cast<double>(bytes));
 }
-int64_t Metrics::images_total() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return images_;
-}
+int64_t Metrics::images_total() const { return static_cast<int64_t>(images_->Value()); }
 int64_t Metrics::failures_total() const {
   std::lock_guard<std::mutex> lock(mu_);
-  int64_t n = 0;
-  for (const auto& [reason, count] : failures_) n += count;
-  return n;
+  double n = 0;
+  for (const auto& [reason, counter] : failure_counts_) n += counter->Value();
+  return static_cast<int64_t>(n);
 }
 
 std::string Metrics::Render(const GaugeSnapshot& g) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string out;
-  Header(&out, "spriteforge_images_total", "counter", "Images generated and stored since the coordinator started.");
-  absl::StrAppend(&out, "spriteforge_images_total ", images_, "\n");
-  Header(&out, "spriteforge_failures_total", "counter", "Item failures by reason (retried or final).");
-  for (const auto& [reason, n] : failures_) {
-    absl::StrAppend(&out, "spriteforge_failures_total{reason=\"", Label(reason), "\"} ", n, "\n");
-  }
-  Header(&out, "spriteforge_blob_fetches_total", "counter", "Uploaded files (LoRAs, start images) sent to workers.");
-  absl::StrAppend(&out, "spriteforge_blob_fetches_total ", blob_fetches_, "\n");
-  Header(&out, "spriteforge_blob_fetch_bytes_total", "counter", "Bytes of uploaded files sent to workers.");
-  absl::StrAppend(&out, "spriteforge_blob_fetch_bytes_total ", blob_fetch_bytes_, "\n");
-  Header(&out, "spriteforge_queue_depth", "gauge", "Items waiting for a worker.");
-  absl::StrAppend(&out, "spriteforge_queue_depth ", g.queue_depth, "\n");
-  Header(&out, "spriteforge_running_items", "gauge", "Items leased to workers.");
-  absl::StrAppend(&out, "spriteforge_running_items ", g.running_items, "\n");
-  Header(&out, "spriteforge_jobs_active", "gauge", "Jobs not yet finished.");
-  absl::StrAppend(&out, "spriteforge_jobs_active ", g.jobs_active, "\n");
-  Header(&out, "spriteforge_batch_size", "histogram", "Images per dispatched batch.");
-  batch_size_.Render("spriteforge_batch_size", &out);
-  Header(&out, "spriteforge_step_seconds", "histogram", "Wall time of one sampling step of a batch.");
-  step_seconds_.Render("spriteforge_step_seconds", &out);
-  Header(&out, "spriteforge_image_seconds", "histogram", "Batch wall time divided by its images.");
-  image_seconds_.Render("spriteforge_image_seconds", &out);
-  struct Gauge {
-    const char* name;
-    const char* help;
-    double (*value)(const WorkerGauges&);
-  };
-  const Gauge gauges[] = {
-      {"spriteforge_worker_connected", "1 while the worker's stream is open.",
-       [](const WorkerGauges& w) { return w.connected ? 1.0 : 0.0; }},
-      {"spriteforge_worker_images_per_second", "Recent throughput of the worker.",
-       [](const WorkerGauges& w) { return w.images_per_second; }},
-      {"spriteforge_worker_images_total", "Images the worker produced.",
-       [](const WorkerGauges& w) { return static_cast<double>(w.images_done); }},
-      {"spriteforge_worker_memory_peak_bytes", "Largest peak memory the worker reported for a batch.",
-       [](const WorkerGauges& w) { return static_cast<double>(w.peak_bytes); }},
-      {"spriteforge_worker_memory_budget_bytes", "Memory the worker's engine may use.",
-       [](const WorkerGauges& w) { return static_cast<double>(w.budget_bytes); }},
-      {"spriteforge_worker_memory_used_bytes", "Device memory in use at the last heartbeat.",
-       [](const WorkerGauges& w) { return static_cast<double>(w.used_bytes); }},
-  };
-  for (const Gauge& gauge : gauges) {
-    Header(&out, gauge.name, "gauge", gauge.help);
-    for (const WorkerGauges& w : g.workers) {
-      absl::StrAppend(&out, gauge.name, "{worker=\"", Label(w.id), "\"} ", gauge.value(w), "\n");
-    }
-  }
-  return out;
+  prometheus::Registry sampled;
+  AddSampled(g, sampled);
+  AddProcess(sampled);
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (prometheus::MetricFamily& f : sampled.Collect()) families.push_back(std::move(f));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace spriteforge::coordinator

@@ -1,28 +1,21 @@
-// Prometheus text-format metrics of the coordinator: counters and histograms updated as
-// work happens, gauges sampled from the coordinator's state when scraped.
+// Prometheus metrics of the coordinator, kept in prometheus-cpp's registry and written by
+// its text serializer: counters and histograms updated as work happens; gauges, per-worker
+// figures and process_* metrics sampled from the coordinator's state when scraped.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
 namespace spriteforge::coordinator {
-
-class Histogram {
- public:
-  explicit Histogram(std::vector<double> upper_bounds);
-  void Observe(double v);
-  // Appends NAME_bucket{le=...}, NAME_sum and NAME_count lines.
-  void Render(const std::string& name, std::string* out) const;
-
- private:
-  std::vector<double> bounds_;
-  std::vector<uint64_t> counts_;  // per bucket, not cumulative
-  double sum_ = 0;
-  uint64_t count_ = 0;
-};
 
 // Gauges read at scrape time.
 struct WorkerGauges {
@@ -53,17 +46,21 @@ class Metrics {
 
   int64_t images_total() const;
   int64_t failures_total() const;
+  // The text exposition format (version 0.0.4).
   std::string Render(const GaugeSnapshot& gauges) const;
 
  private:
-  mutable std::mutex mu_;
-  int64_t images_ = 0;
-  int64_t blob_fetches_ = 0;
-  uint64_t blob_fetch_bytes_ = 0;
-  std::map<std::string, int64_t> failures_;
-  Histogram batch_size_;
-  Histogram step_seconds_;
-  Histogram image_seconds_;
+  // Thread-safe itself; families and their metrics live as long as it does.
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Counter* images_;
+  prometheus::Family<prometheus::Counter>* failures_;
+  prometheus::Counter* blob_fetches_;
+  prometheus::Counter* blob_fetch_bytes_;
+  prometheus::Histogram* batch_size_;
+  prometheus::Histogram* step_seconds_;
+  prometheus::Histogram* image_seconds_;
+  mutable std::mutex mu_;  // guards failure_counts_
+  std::map<std::string, prometheus::Counter*> failure_counts_;
 };
 
 }  // namespace spriteforge::coordinator

@@ -7,4 +7,4 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build ccache pkg-config curl \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
   libspdlog-dev libfmt-dev libsqlite3-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev \
-  libcpp-httplib-dev
+  libcpp-httplib-dev libcli11-dev prometheus-cpp-dev
