@@ -11,7 +11,7 @@
 #include <map>
 #include <thread>
 
-#include <nlohmann/json.hpp>
+#include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -51,26 +51,19 @@ const char* JobStateName(v1::JobState s) {
   }
 }
 
-nlohmann::json JobJson(const v1::Job& job) {
-  const v1::ItemCounts& c = job.counts();
-  return {{"id", job.id()},
-          {"name", job.name()},
-          {"model", job.model()},
-          {"priority", job.priority()},
-          {"state", JobStateName(job.state())},
-          {"counts",
-           {{"total", c.total()},
-            {"queued", c.queued()},
-            {"running", c.running()},
-            {"done", c.done()},
-            {"failed", c.failed()},
-            {"cancelled", c.cancelled()}}},
-          {"images_per_second", job.images_per_second()},
-          {"eta_seconds", job.eta_seconds()},
-          {"waiting_reason", job.waiting_reason()},
-          {"output_dir", job.output_dir()},
-          {"created_unix_ms", job.created_unix_ms()},
-          {"finished_unix_ms", job.finished_unix_ms()}};
+// --json prints the API's own messages in protobuf's JSON mapping, as the HTTP API does:
+// .proto field names, enums by name, 64-bit integers as strings.
+int PrintJson(const std::string& command, const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  if (auto s = google::protobuf::util::MessageToJsonString(message, &out, options); !s.ok()) {
+    return Error(command, "cannot print JSON: " + std::string(s.message()));
+  }
+  std::printf("%s", out.c_str());
+  return 0;
 }
 
 std::string JobLine(const v1::Job& job) {
@@ -271,11 +264,12 @@ int Status(Stub& stub, const StatusArgs& args) {
       if (it.state() == v1::ITEM_RUNNING) running[it.worker_id()].push_back(it.index());
     }
     if (args.json) {
-      nlohmann::json j = JobJson(response.job());
-      j["running"] = nlohmann::json::array();
-      for (const auto& [worker, indices] : running) j["running"].push_back({{"worker", worker}, {"items", indices}});
-      std::printf("%s\n", j.dump(2).c_str());
-      return 0;
+      // GET /v1/jobs/JOB?items=true, of the items only those running.
+      auto* items = response.mutable_items();
+      items->erase(std::remove_if(items->begin(), items->end(),
+                                  [](const v1::Item& it) { return it.state() != v1::ITEM_RUNNING; }),
+                   items->end());
+      return PrintJson("status", response);
     }
     std::printf("%s\n", JobLine(response.job()).c_str());
     for (const auto& [worker, indices] : running) {
@@ -286,12 +280,8 @@ int Status(Stub& stub, const StatusArgs& args) {
   v1::ListJobsResponse response;
   grpc::ClientContext ctx;
   if (auto s = stub.ListJobs(&ctx, v1::ListJobsRequest(), &response); !s.ok()) return RpcError("status", s);
-  nlohmann::json all = nlohmann::json::array();
-  for (const v1::Job& job : response.jobs()) {
-    if (args.json) all.push_back(JobJson(job));
-    else std::printf("%s\n", JobLine(job).c_str());
-  }
-  if (args.json) std::printf("%s\n", all.dump(2).c_str());
+  if (args.json) return PrintJson("status", response);
+  for (const v1::Job& job : response.jobs()) std::printf("%s\n", JobLine(job).c_str());
   return 0;
 }
 
@@ -309,31 +299,13 @@ int Workers(Stub& stub, bool json) {
   v1::ListWorkersResponse response;
   grpc::ClientContext ctx;
   if (auto s = stub.ListWorkers(&ctx, v1::ListWorkersRequest(), &response); !s.ok()) return RpcError("workers", s);
-  nlohmann::json all = nlohmann::json::array();
+  if (json) return PrintJson("workers", response);
   for (const v1::WorkerView& w : response.workers()) {
-    if (json) {
-      all.push_back({{"id", w.id()},
-                     {"device", w.device_name()},
-                     {"compute_capability", w.compute_capability()},
-                     {"unified_memory", w.unified_memory()},
-                     {"connected", w.connected()},
-                     {"models", std::vector<std::string>(w.models().begin(), w.models().end())},
-                     {"max_batch", w.max_batch()},
-                     {"memory_total_bytes", w.total_bytes()},
-                     {"memory_used_bytes", w.used_bytes()},
-                     {"memory_peak_bytes", w.peak_bytes()},
-                     {"memory_budget_bytes", w.budget_bytes()},
-                     {"running_items", w.running_items()},
-                     {"images_done", w.images_done()},
-                     {"images_per_second", w.images_per_second()}});
-      continue;
-    }
     std::printf("%-28s %-9s %-24s used %6.2f GB  peak %6.2f GB  budget %6.2f GB  %5lld images  %.2f img/s\n",
                 w.id().c_str(), w.connected() ? "connected" : "gone", w.device_name().c_str(), w.used_bytes() / 1e9,
                 w.peak_bytes() / 1e9, w.budget_bytes() / 1e9, static_cast<long long>(w.images_done()),
                 w.images_per_second());
   }
-  if (json) std::printf("%s\n", all.dump(2).c_str());
   return 0;
 }
 

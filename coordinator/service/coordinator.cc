@@ -1044,44 +1044,29 @@ std::string Coordinator::MetricsText() {
   return metrics_.Render(GaugesLocked());
 }
 
-nlohmann::json Coordinator::StatsJson() {
+v1::GetStatsResponse Coordinator::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
   const GaugeSnapshot g = GaugesLocked();
-  nlohmann::json workers = nlohmann::json::array();
-  double rate = 0;
-  int connected = 0;
+  v1::GetStatsResponse out;
+  out.set_images_total(metrics_.images_total());
+  out.set_failures_total(metrics_.failures_total());
+  out.set_queue_depth(static_cast<int32_t>(g.queue_depth));
+  out.set_running_items(static_cast<int32_t>(g.running_items));
+  out.set_jobs_active(static_cast<int32_t>(g.jobs_active));
   for (const WorkerGauges& w : g.workers) {
     if (w.connected) {
-      ++connected;
-      rate += w.images_per_second;
+      out.set_workers_connected(out.workers_connected() + 1);
+      out.set_images_per_second(out.images_per_second() + w.images_per_second);
     }
-    workers.push_back({{"id", w.id},
-                       {"connected", w.connected},
-                       {"images_per_second", w.images_per_second},
-                       {"images_done", w.images_done},
-                       {"memory_peak_bytes", w.peak_bytes},
-                       {"memory_budget_bytes", w.budget_bytes},
-                       {"memory_used_bytes", w.used_bytes}});
+    v1::WorkerStats* ws = out.add_workers();
+    ws->set_id(w.id);
+    ws->set_connected(w.connected);
+    ws->set_images_per_second(w.images_per_second);
+    ws->set_images_done(w.images_done);
+    ws->set_memory_peak_bytes(w.peak_bytes);
+    ws->set_memory_budget_bytes(w.budget_bytes);
+    ws->set_memory_used_bytes(w.used_bytes);
   }
-  return {{"images_total", metrics_.images_total()},
-          {"failures_total", metrics_.failures_total()},
-          {"queue_depth", g.queue_depth},
-          {"running_items", g.running_items},
-          {"jobs_active", g.jobs_active},
-          {"workers_connected", connected},
-          {"images_per_second", rate},
-          {"workers", workers}};
-}
-
-v1::GetStatsResponse Coordinator::Stats() {
-  const nlohmann::json j = StatsJson();
-  v1::GetStatsResponse out;
-  out.set_images_total(j["images_total"].get<int64_t>());
-  out.set_failures_total(j["failures_total"].get<int64_t>());
-  out.set_queue_depth(static_cast<int>(j["queue_depth"].get<int64_t>()));
-  out.set_workers_connected(j["workers_connected"].get<int>());
-  out.set_images_per_second(j["images_per_second"].get<double>());
-  out.set_json(j.dump());
   return out;
 }
 

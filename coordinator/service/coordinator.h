@@ -93,7 +93,6 @@ class Coordinator {
   absl::StatusOr<v1::CancelJobResponse> Cancel(const v1::CancelJobRequest& request);
   v1::ListWorkersResponse ListWorkers();
   v1::GetStatsResponse Stats();
-  nlohmann::json StatsJson();
   std::string MetricsText();
   // Paths of the job's result files (images, sidecars, sprites, job.json).
   absl::StatusOr<std::vector<std::string>> ResultFiles(const std::string& job_id, bool include_renders);

@@ -46,7 +46,7 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(Coordinator* c
     res.set_content(core->MetricsText(), "text/plain; version=0.0.4");
   });
   server.Get("/stats", [core](const httplib::Request&, httplib::Response& res) {
-    res.set_content(core->StatsJson().dump(2) + "\n", "application/json");
+    res.set_content(http::ProtoJson(core->Stats()) + "\n", "application/json");
   });
   server.Get("/healthz", [core, health](const httplib::Request&, httplib::Response& res) {
     const absl::Status alive = core->CheckAlive(health.max_tick_age_ms, health.lock_timeout_ms);

@@ -62,7 +62,7 @@ class Service:
             start_new_session=True)
 
     def connected_workers(self):
-        return [w for w in json.loads(self.client("workers", "--json")) if w.get("connected")]
+        return [w for w in json.loads(self.client("workers", "--json"))["workers"] if w.get("connected")]
 
     def stop_workers(self):
         if self.workers:
@@ -85,8 +85,9 @@ class Service:
         t0 = time.time()
         job = self.client("submit", manifest).strip().split()[-1]
         while True:
-            status = json.loads(self.client("status", job, "--json"))
-            if status["state"] in ("done", "failed", "cancelled"):
+            # The job as the API's JSON mapping: states by enum name, 64-bit integers as strings.
+            status = json.loads(self.client("status", job, "--json"))["job"]
+            if status["state"] in ("JOB_DONE", "JOB_FAILED", "JOB_CANCELLED"):
                 break
             time.sleep(0.05)
         wall = time.time() - t0
@@ -101,7 +102,7 @@ class Service:
 
 def analyse(wall, status, sidecars):
     done = status["counts"]["done"]
-    span_s = (status["finished_unix_ms"] - status["created_unix_ms"]) / 1000.0
+    span_s = (int(status["finished_unix_ms"]) - int(status["created_unix_ms"])) / 1000.0
     batches = {}
     for s in sidecars:
         batches.setdefault(s["batch_id"], s)

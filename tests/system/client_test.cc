@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -79,9 +80,24 @@ TEST(ClientTest, AJobForAModelNoWorkerServesSaysSoAndWaitsByDefault) {
   ASSERT_EQ(status.exit_code, 0) << status.err;
   EXPECT_TRUE(Contains(status.out, "queued")) << status.out;
   EXPECT_TRUE(Contains(status.out, "waiting: no connected worker serves model nobody-serves-this")) << status.out;
-  auto json = nlohmann::json::parse(cluster.Client({"status", job_id, "--json"}).out);
-  EXPECT_EQ(json["waiting_reason"], "no connected worker serves model nobody-serves-this");
-  EXPECT_EQ(json["counts"]["queued"], 2);
+  // --json prints the API's message (GET /v1/jobs/JOB?items=true, running items only).
+  const std::string text = cluster.Client({"status", job_id, "--json"}).out;
+  v1::GetJobResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(text, &parsed).ok()) << text;
+  EXPECT_EQ(parsed.job().id(), job_id);
+  EXPECT_EQ(parsed.items_size(), 0);
+  auto json = nlohmann::json::parse(text);
+  EXPECT_EQ(json["job"]["state"], "JOB_QUEUED");
+  EXPECT_EQ(json["job"]["waiting_reason"], "no connected worker serves model nobody-serves-this");
+  EXPECT_EQ(json["job"]["counts"]["queued"], 2);
+  EXPECT_EQ(json["job"]["finished_unix_ms"], "0");  // 64-bit integers are strings in this mapping
+  const std::string list = cluster.Client({"status", "--json"}).out;
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(list, &jobs).ok()) << list;
+  ASSERT_EQ(jobs.jobs_size(), 1);
+  EXPECT_EQ(jobs.jobs(0).waiting_reason(), "no connected worker serves model nobody-serves-this");
+  const std::string workers = cluster.Client({"workers", "--json"}).out;
+  EXPECT_EQ(nlohmann::json::parse(workers), nlohmann::json::parse(R"({"workers": []})")) << workers;
 }
 
 TEST(ClientTest, AJobForAModelNoWorkerServesFailsAfterTheConfiguredWait) {

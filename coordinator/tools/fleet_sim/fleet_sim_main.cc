@@ -280,9 +280,7 @@ int main(int argc, char** argv) {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     if (!proc.ok() || !client->GetStats(&context, v1::GetStatsRequest(), &s).ok()) return false;
     samples.push_back({Since(start), proc->cpu_seconds, proc->rss_mb, proc->peak_rss_mb, s.images_total(),
-                       s.queue_depth(), 0});
-    nlohmann::json j = nlohmann::json::parse(s.json(), nullptr, false);
-    if (!j.is_discarded() && j.contains("running_items")) samples.back().running = j["running_items"].get<int64_t>();
+                       s.queue_depth(), s.running_items()});
     return true;
   };
   bool finished = workers == 0;
