@@ -1,6 +1,6 @@
 # What `cmake --install` puts under the prefix: the programs that were built, the engine's
-# shared library, the example manifests, the deployment units and the license. Tokenizer
-# data is not shipped: it sits beside each model (MODEL_DIR/tokenizer, see docs/deploy.md).
+# shared library with the CLIP tokenizer files it falls back on, the example manifests, the
+# deployment units and the license.
 set(SPRITEFORGE_PROGRAMS spriteforge-coordinator spriteforge spriteforge-worker
     spriteforge-generate spriteforge-bench)
 foreach(program IN LISTS SPRITEFORGE_PROGRAMS)
@@ -13,6 +13,10 @@ if(TARGET spriteforge_engine)
 endif()
 
 set(SPRITEFORGE_SHARE ${CMAKE_INSTALL_DATADIR}/spriteforge)
+if(TARGET spriteforge_engine)
+  install(FILES worker/engine/data/clip/vocab.json worker/engine/data/clip/merges.txt
+          worker/engine/data/clip/README.md DESTINATION ${SPRITEFORGE_SHARE}/clip)
+endif()
 install(DIRECTORY workflows/ DESTINATION ${SPRITEFORGE_SHARE}/workflows FILES_MATCHING
         PATTERN "*.yaml" PATTERN "*.yml" PATTERN "*.json")
 install(DIRECTORY deploy/systemd/ DESTINATION ${SPRITEFORGE_SHARE}/systemd)

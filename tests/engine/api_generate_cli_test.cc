@@ -86,6 +86,28 @@ TEST(GenerateCli, ReproducesGoldenImagesFromBothLayouts) {
   }
 }
 
+// A single-file checkpoint alone in its folder, no --tokenizer: the CLIP vocabulary shipped
+// with the engine gives the golden images.
+TEST(GenerateCli, ASingleFileWithoutTokenizerUsesTheShippedVocabulary) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  const std::string g = testing::GoldenDir();
+  const std::string models = TempDir("generate_cli_alone");
+  std::filesystem::create_directories(models);
+  std::filesystem::create_symlink(g + "/tiny-sdxl.safetensors", models + "/sdxl.safetensors");
+  const std::string out = models + "/out";
+  CliRun run = Generate("--model " + models + "/sdxl.safetensors --config " + g + "/diffusers" +
+                        " --prompt 'a pixel art knight with a sword, 16-bit sprite' --seed 42 --steps 4 --cfg 5"
+                        " --width 128 --height 128 --sampler euler --out " + out);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("using the CLIP vocabulary in"), std::string::npos) << run.output;
+  EXPECT_LE(MaxLevelDifference(out + "/0_42.png", g + "/e2e.euler_cfg_0.png"), 1);
+  // An explicit folder still wins, and a wrong one is an error, not a silent fallback.
+  CliRun wrong = Generate("--model " + models + "/sdxl.safetensors --config " + g + "/diffusers --tokenizer " +
+                          models + "/nope --prompt x --steps 1 --width 64 --height 64 --out " + out);
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_NE(wrong.output.find("no vocab.json"), std::string::npos) << wrong.output;
+}
+
 // The workflow cases as a user types them: a LoRA in either file format, and img2img
 // from init.png (whose size becomes the image size).
 TEST(GenerateCli, ReproducesGoldenWorkflowCases) {

@@ -13,7 +13,8 @@ namespace {
 
 void ExpectGoldenIds(const std::string& tokenizer_dir, const std::string& pad,
                      const std::string& tensor) {
-  auto tokenizer = ClipTokenizer::Load(testing::GoldenDir() + "/" + tokenizer_dir, pad);
+  const std::string dir = tokenizer_dir[0] == '/' ? tokenizer_dir : testing::GoldenDir() + "/" + tokenizer_dir;
+  auto tokenizer = ClipTokenizer::Load(dir, pad);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   auto cases = nlohmann::json::parse(*ReadFile(testing::GoldenDir() + "/cases.json"));
   const auto& prompts = cases["cases"]["tokenizer"]["prompts"];
@@ -36,6 +37,15 @@ TEST(ClipTokenizer, MatchesReferenceIdsPaddedWithEndOfText) {
 TEST(ClipTokenizer, MatchesReferenceIdsPaddedWithExclamation) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
   ExpectGoldenIds("tokenizer_2", "!", "tokenizer.ids2");
+}
+
+// The vocabulary shipped with the engine serves both SDXL encoders: the same ids as the
+// golden model's tokenizer/ and tokenizer_2/, which differ only in the pad token.
+TEST(ClipTokenizer, ShippedVocabularyMatchesBothEncodersReferenceIds) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  const std::string shipped = std::string(SPRITEFORGE_SOURCE_DIR) + "/worker/engine/data/clip";
+  ExpectGoldenIds(shipped, "<|endoftext|>", "tokenizer.ids1");
+  ExpectGoldenIds(shipped, "!", "tokenizer.ids2");
 }
 
 TEST(ClipTokenizer, MissingFilesNameThePath) {

@@ -209,13 +209,19 @@ void Cluster::KillCoordinator() {
 }
 
 void Cluster::StartWorker(const std::string& id, const std::vector<std::string>& extra) {
+  const std::string g = GoldenModel();
+  StartWorkerOf(id, {"--model", g + "/tiny-sdxl.safetensors", "--config", g + "/diffusers", "--tokenizer",
+                     g + "/tokenizer"}, extra);
+}
+
+void Cluster::StartWorkerOf(const std::string& id, const std::vector<std::string>& model,
+                            const std::vector<std::string>& extra) {
 #ifndef SPRITEFORGE_WORKER_BIN
   FAIL() << "built without the worker (SPRITEFORGE_WITH_ENGINE=OFF)";
 #else
-  const std::string g = GoldenModel();
-  std::vector<std::string> argv = {SPRITEFORGE_WORKER_BIN, "--coordinator", worker_address(), "--model",
-                                   g + "/tiny-sdxl.safetensors", "--config", g + "/diffusers", "--tokenizer",
-                                   g + "/tokenizer", "--model-name", "tiny-sdxl", "--worker-id", id};
+  std::vector<std::string> argv = {SPRITEFORGE_WORKER_BIN, "--coordinator", worker_address()};
+  argv.insert(argv.end(), model.begin(), model.end());
+  argv.insert(argv.end(), {"--model-name", "tiny-sdxl", "--worker-id", id});
   argv.insert(argv.end(), extra.begin(), extra.end());
   workers_.emplace_back(id, std::make_unique<Process>(argv, dir_ + "/worker-" + id + ".log"));
 #endif

@@ -54,6 +54,9 @@ class Cluster {
   void StartCoordinator(int port = 0, const std::vector<std::string>& extra = {});
   void KillCoordinator();
   void StartWorker(const std::string& id, const std::vector<std::string>& extra = {});
+  // A worker of the tiny model loaded with these flags (--model, --config, --tokenizer).
+  void StartWorkerOf(const std::string& id, const std::vector<std::string>& model,
+                     const std::vector<std::string>& extra = {});
   void KillWorker(const std::string& id);
 
   // How the client, the stub and (with their own flags) workers reach a coordinator with

@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   app.add_option("--model-name", model_name,
                  "The name manifests use for this model (default: the file or folder name without extension)");
   app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
-  app.add_option("--tokenizer", load.tokenizer_dir, "Folder with the CLIP tokenizer's vocab.json and merges.txt");
+  app.add_option("--tokenizer", load.tokenizer_dir, "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
   app.add_option("--device", load.device, "cpu, cuda or cuda:N");
   app.add_option("--dtype", load.dtype, "fp32, fp16, bf16 or fp8 (default: fp32 on cpu, fp16 on cuda)");
   app.add_option("--max-batch", max_batch, "Most images per batch")->check(CLI::Range(1, 64));

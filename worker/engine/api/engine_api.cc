@@ -2,6 +2,7 @@
 // callers reach; everything torch stays behind it.
 #include <cmath>
 #include <filesystem>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -55,13 +56,36 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("unknown device '", name, "' (expected cpu, cuda or cuda:N)"));
 }
 
-// Tokenizer folders: explicit, else beside the model (diffusers folder or single file).
+// The CLIP vocabulary shipped with the engine (worker/engine/data/clip): the installed copy,
+// found relative to the running program (PREFIX/bin -> PREFIX/share/spriteforge/clip) or at
+// the configured install prefix, then the source tree's for programs run from a build folder.
+std::vector<fs::path> ShippedTokenizerDirs() {
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) dirs.push_back(exe.parent_path().parent_path() / "share" / "spriteforge" / "clip");
+  dirs.push_back(SPRITEFORGE_CLIP_INSTALL_DIR);
+  dirs.push_back(SPRITEFORGE_CLIP_SOURCE_DIR);
+  return dirs;
+}
+
+// Tokenizer folders, first found: --tokenizer, the model's own (tokenizer/ in a diffusers
+// folder or beside a single-file checkpoint), the vocabulary shipped with the engine.
 absl::Status LoadTokenizers(const LoadOptions& o, bool builtin, std::unique_ptr<ClipTokenizer>& t1,
                             std::unique_ptr<ClipTokenizer>& t2) {
   std::string dir = o.tokenizer_dir;
   if (dir.empty() && !builtin) {
     fs::path base = fs::is_directory(o.model_path) ? fs::path(o.model_path) : fs::path(o.model_path).parent_path();
     dir = (base / "tokenizer").string();
+    if (!fs::exists(base / "tokenizer" / "vocab.json")) {
+      for (const fs::path& shipped : ShippedTokenizerDirs()) {
+        if (fs::exists(shipped / "vocab.json") && fs::exists(shipped / "merges.txt")) {
+          dir = shipped.string();
+          spdlog::info("no tokenizer/ beside {}: using the CLIP vocabulary in {}", o.model_path, dir);
+          break;
+        }
+      }
+    }
   }
   if (dir.empty()) {
     spdlog::warn("built-in model without --tokenizer: prompts are encoded byte by byte");

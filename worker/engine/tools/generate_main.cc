@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", load.dtype, "fp32, fp16, bf16 or fp8");
   app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
   app.add_option("--tokenizer", load.tokenizer_dir,
-                 "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/)");
+                 "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
   std::optional<sf::RgbImage> init_image;
   if (!init_path.empty()) {

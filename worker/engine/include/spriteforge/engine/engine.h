@@ -22,7 +22,9 @@ namespace spriteforge::engine {
 struct LoadOptions {
   std::string model_path;
   std::string config_dir;     // diffusers-style folder of */config.json; empty: built-in / model's own
-  std::string tokenizer_dir;  // vocab.json + merges.txt; empty: <model folder>/tokenizer
+  // vocab.json + merges.txt; empty: <model folder>/tokenizer, else the CLIP vocabulary
+  // shipped with the engine (share/spriteforge/clip, or the source tree's data/clip)
+  std::string tokenizer_dir;
   std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
   // "fp32", "fp16", "bf16", or "fp8": bf16 with the UNet's Linear layers as fp8 (e4m3) GEMMs,
   // inputs scaled per token and weights per output channel (CUDA, compute capability 8.9+;
