@@ -175,11 +175,11 @@ TEST(ServiceTest, PotionsThroughTwoWorkersMatchTheGenerateCommandWhateverTheBatc
   auto sj = nlohmann::json::parse(status.out);
   EXPECT_EQ(sj["job"]["state"], "JOB_DONE");
   EXPECT_EQ(sj["job"]["counts"]["done"], 24);
-  v1::ListWorkersResponse workers;
+  v1::ListWorkersResponse worker_list;
   const std::string workers_text = cluster.Client({"workers", "--json"}).out;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(workers_text, &workers).ok()) << workers_text;
-  ASSERT_EQ(workers.workers_size(), 2);
-  EXPECT_GT(workers.workers(0).budget_bytes(), 0u);
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(workers_text, &worker_list).ok()) << workers_text;
+  ASSERT_EQ(worker_list.workers_size(), 2);
+  EXPECT_GT(worker_list.workers(0).budget_bytes(), 0u);
   const std::string metrics = cluster.HttpGet("/metrics");
   EXPECT_NE(metrics.find("spriteforge_images_total 24"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("spriteforge_batch_size_bucket"), std::string::npos);
