@@ -189,7 +189,7 @@ TEST(ServiceTest, PotionsThroughTwoWorkersMatchTheGenerateCommandWhateverTheBatc
   EXPECT_NE(metrics.find("process_resident_memory_bytes "), std::string::npos);
   // Prometheus' own linter accepts the live page of a coordinator whose workers did work.
   Write(cluster.dir(), "metrics.txt", metrics);
-  auto lint = RunCommand({"bash", "-c", "promtool check metrics < " + cluster.dir() + "/metrics.txt"});
+  auto lint = RunCommand({"/bin/bash", "-c", "promtool check metrics < " + cluster.dir() + "/metrics.txt"});
   EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
   EXPECT_EQ(lint.out + lint.err, "");
   // /stats is GetStats' message in its JSON mapping; both say the same.
