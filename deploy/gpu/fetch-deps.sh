@@ -14,6 +14,8 @@ PACKAGES=(
   protobuf-compiler libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 libsqlite3-dev libsqlite3-0
   libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libpng-dev libpng16-16 libcpp-httplib-dev
   libcpp-httplib0.11 libgtest-dev libgmock-dev libcli11-dev
+  # /metrics: prometheus-cpp's core library (found through its pkg-config file).
+  prometheus-cpp-dev libprometheus-cpp-core1.0
   # cpp-httplib's pkg-config file requires these (compression and TLS).
   libbrotli-dev libbrotli1 libssl-dev libssl3 zlib1g-dev zlib1g
 )
