@@ -102,12 +102,12 @@ v1::BatchPreview PreviewsOf(const v1::Assignment& a, const engine::StepLatents& 
     if (item.preview_every() <= 0 || latents.step % item.preview_every() != 0) continue;
     auto rgb = engine::LatentsToRgb(latents, i);
     if (!rgb.ok()) {
-      spdlog::warn("batch {}: no preview: {}", a.batch_id(), rgb.status().message());
+      spdlog::warn("batch {}: no preview: {}", a.batch_id(), std::string(rgb.status().message()));
       return {};
     }
     auto png = EncodePng(RasterImage{rgb->width, rgb->height, 3, std::move(rgb->rgb)});
     if (!png.ok()) {
-      spdlog::warn("batch {}: no preview: {}", a.batch_id(), png.status().message());
+      spdlog::warn("batch {}: no preview: {}", a.batch_id(), std::string(png.status().message()));
       return {};
     }
     v1::PreviewImage* image = out.add_images();
