@@ -57,6 +57,7 @@ class BrowserTest(unittest.TestCase):
         self.assertEqual(browser.evaluate("document.querySelector('#preview-every').value"), "2")
         browser.wait_for(f"{PREVIEWS} > 0", seconds=120, what="a preview in the gallery")
         browser.wait_for(f"{PREVIEW_SIZE} === '16x16'", what="a preview of 128/8 x 128/8 pixels to load")
+        browser.screenshot(os.path.join(cluster.dir, "web-ui-previews.png"))
         browser.wait_for(loaded_images(24), seconds=180, what="24 images in the gallery")
         self.assertEqual(browser.evaluate("document.querySelectorAll('#gallery .tile').length"), 24)
         # The gallery opened as the job was queued, so its images came over the event stream.
