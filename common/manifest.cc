@@ -289,7 +289,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
     return absl::InvalidArgumentError(absl::StrCat(file, ":", e.mark.line + 1, ": not valid YAML or JSON: ", e.msg));
   }
   if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(file, ": the manifest must be a mapping"));
-  if (auto s = OnlyKeys(root, {"name", "model", "priority", "defaults", "items", "postprocess"}, "", err); !s.ok()) return s;
+  if (auto s = OnlyKeys(root, {"name", "model", "priority", "defaults", "items", "postprocess", "preview_every"}, "", err); !s.ok()) return s;
 
   Manifest m;
   for (const char* key : {"name", "model"}) {
@@ -302,6 +302,13 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
   if (auto problem = ModelNameProblem(m.model); !problem.empty()) return err.At(root["model"], "model", problem);
   if (root["priority"]) {
     if (auto s = Read(root["priority"], "priority", err, m.priority); !s.ok()) return s;
+  }
+  if (root["preview_every"]) {
+    if (auto s = Read(root["preview_every"], "preview_every", err, m.preview_every); !s.ok()) return s;
+    if (m.preview_every < 0 || m.preview_every > lim.max_steps) {
+      return err.At(root["preview_every"], "preview_every",
+                    absl::StrCat("must be 0 (no previews) to ", lim.max_steps, " steps, got ", m.preview_every));
+    }
   }
   GenerationInfo defaults;
   defaults.model = m.model;

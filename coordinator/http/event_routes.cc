@@ -1,7 +1,7 @@
 // GET /v1/jobs/{id}/events: a job's events as Server-Sent Events, the same JobEvent
 // messages gRPC WatchJob streams (a snapshot first, then each event in order). The event
-// name is the kind (queued, started, progress, item_done, item_failed, waiting, job_done) and the
-// data its JSON; the stream ends after job_done.
+// name is the kind (queued, started, progress, preview, item_done, item_failed, waiting,
+// job_done) and the data its JSON (a preview's PNG in base64); the stream ends after job_done.
 #include <httplib.h>
 
 #include <condition_variable>
@@ -23,14 +23,16 @@ struct EventQueue {
 };
 
 // Step progress is superseded by the next step; a reader that falls this far behind
-// loses progress events, never the others.
+// loses progress events, never the others. Previews are larger and go sooner.
 constexpr size_t kMaxQueuedProgress = 1024;
+constexpr size_t kMaxQueuedForPreview = 64;
 
 const char* KindOf(const v1::JobEvent& event) {
   switch (event.event_case()) {
     case v1::JobEvent::kQueued: return "queued";
     case v1::JobEvent::kStarted: return "started";
     case v1::JobEvent::kProgress: return "progress";
+    case v1::JobEvent::kPreview: return "preview";
     case v1::JobEvent::kItemDone: return "item_done";
     case v1::JobEvent::kItemFailed: return "item_failed";
     case v1::JobEvent::kWaiting: return "waiting";
@@ -51,6 +53,7 @@ void StreamEvents(HttpApi& api, const httplib::Request& req, httplib::Response& 
     {
       std::lock_guard<std::mutex> lock(queue->mu);
       if (event.has_progress() && queue->events.size() >= kMaxQueuedProgress) return;
+      if (event.has_preview() && queue->events.size() >= kMaxQueuedForPreview) return;
       queue->events.push_back(event);
     }
     queue->cv.notify_one();

@@ -35,6 +35,13 @@ void Submit(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
   request.set_manifest_name(req.has_param("filename") ? req.get_param_value("filename") : "manifest");
   request.set_idempotency_key(req.get_header_value("Idempotency-Key"));
   if (req.has_param("model")) request.set_model_override(req.get_param_value("model"));
+  if (req.has_param("preview_every")) {
+    int every = 0;
+    if (!absl::SimpleAtoi(req.get_param_value("preview_every"), &every) || every < 0) {
+      return ReplyError(res, absl::InvalidArgumentError("preview_every: expected a whole number of steps, 0 or more"));
+    }
+    request.set_preview_every(every);
+  }
   if (request.manifest().empty()) return ReplyError(res, absl::InvalidArgumentError("the request body (the manifest) is empty"));
   if (request.idempotency_key().size() > 256) {
     return ReplyError(res, absl::InvalidArgumentError("Idempotency-Key: at most 256 characters"));

@@ -39,6 +39,8 @@ class RefusedUpload : public grpc::ServerReadReactor<v1::FileChunk> {
 // never touches a deleted reactor.
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
+  static constexpr size_t kMaxQueuedForPreview = 64;
+
   struct Relay {
     std::recursive_mutex mu;  // gRPC may run OnDone inline inside Push's StartWrite
     WatchReactor* reactor = nullptr;
@@ -103,6 +105,8 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (finished_) return;
+      // A slow client loses previews (superseded a few steps later), never other events.
+      if (event.has_preview() && queue_.size() >= kMaxQueuedForPreview) return;
       queue_.push_back(event);
       if (!writing_) {
         writing_ = true;

@@ -195,6 +195,7 @@ v1::Job Coordinator::JobSnapshotLocked(const JobRecord& cached) {
     }
   }
   out.set_owner(job.owner);
+  out.set_preview_every(job.preview_every);
   if (counts.ok()) {
     *out.mutable_counts() = ToProto(*counts);
     const int64_t end = job.finished_ms ? job.finished_ms : NowMs();
@@ -275,6 +276,10 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   auto manifest = ParseManifestEntries(request.manifest(), file, options_.limits, UploadedFiles(request));
   if (!manifest.ok()) return manifest.status();
   if (auto s = CheckSubmission(request, *manifest, file); !s.ok()) return s;
+  if (request.preview_every() < 0 || request.preview_every() > options_.limits.max_steps) {
+    return absl::InvalidArgumentError(absl::StrCat("preview_every: must be 0 (the manifest's) to ",
+                                                   options_.limits.max_steps, " steps, got ", request.preview_every()));
+  }
   if (!request.model_override().empty()) manifest->model = request.model_override();
   JobRecord job;
   job.id = RandomId("job-");
@@ -284,6 +289,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   job.created_ms = NowMs();
   job.idempotency_key = request.idempotency_key();
   job.postprocess_json = manifest->postprocess_json;
+  job.preview_every = request.preview_every() > 0 ? request.preview_every() : manifest->preview_every;
   job.owner = owner;
   bool deduplicated = false;
   absl::StatusOr<JobRecord> stored;
@@ -645,6 +651,9 @@ void Coordinator::OnMessage(WorkerChannel* channel, const v1::WorkerMessage& mes
     case v1::WorkerMessage::kProgress:
       HandleProgress(*w, message.progress());
       break;
+    case v1::WorkerMessage::kPreview:
+      HandlePreview(*w, message.preview());
+      break;
     case v1::WorkerMessage::kResult: {
       ResultWork work;
       if (!PrepareResultLocked(*w, message.result(), &work)) return;
@@ -659,8 +668,9 @@ void Coordinator::OnMessage(WorkerChannel* channel, const v1::WorkerMessage& mes
     default:
       break;
   }
-  // Steps and heartbeats change nothing the planner looks at.
-  if (message.msg_case() != v1::WorkerMessage::kProgress && message.msg_case() != v1::WorkerMessage::kHeartbeat) {
+  // Steps, previews and heartbeats change nothing the planner looks at.
+  if (message.msg_case() != v1::WorkerMessage::kProgress && message.msg_case() != v1::WorkerMessage::kHeartbeat &&
+      message.msg_case() != v1::WorkerMessage::kPreview) {
     Schedule();
   }
 }
@@ -681,6 +691,33 @@ void Coordinator::HandleProgress(WorkerState& w, const v1::StepProgress& progres
     p->set_step(progress.step());
     p->set_total_steps(progress.total_steps());
     EmitLocked(job_id, std::move(event));
+  }
+}
+
+void Coordinator::HandlePreview(WorkerState& w, const v1::BatchPreview& preview) {
+  auto b = batches_.find(preview.batch_id());
+  if (b == batches_.end() || b->second.worker_id != w.id) return;
+  for (const v1::PreviewImage& image : preview.images()) {
+    // Only the batch's own items, at 1/8 of their size; anything else is not relayed.
+    const ItemRecord* item = nullptr;
+    for (const ItemRecord& r : b->second.records) {
+      if (r.job_id == image.job_id() && r.index == image.index()) item = &r;
+    }
+    if (!item || image.width() * 8 != item->params.width || image.height() * 8 != item->params.height) {
+      spdlog::debug("worker {}: preview of {}#{} ({}x{}) does not match batch {}", w.id, image.job_id(), image.index(),
+                    image.width(), image.height(), preview.batch_id());
+      continue;
+    }
+    v1::JobEvent event;
+    v1::ItemPreview* p = event.mutable_preview();
+    p->set_index(image.index());
+    p->set_step(preview.step());
+    p->set_total_steps(preview.total_steps());
+    p->set_width(image.width());
+    p->set_height(image.height());
+    p->set_png(image.png());
+    p->set_worker_id(w.id);
+    EmitLocked(image.job_id(), std::move(event));
   }
 }
 
@@ -864,7 +901,10 @@ bool Coordinator::ScheduleRound() {
       item->set_index(it.index);
       item->set_job_id(it.job_id);
       *item->mutable_params() = ToProto(it.params);
-      if (auto job = JobLocked(it.job_id); job.ok()) item->set_postprocess_json(job->postprocess_json);
+      if (auto job = JobLocked(it.job_id); job.ok()) {
+        item->set_postprocess_json(job->postprocess_json);
+        item->set_preview_every(job->preview_every);
+      }
       by_job[it.job_id].push_back(it.index);
     }
     for (const auto& [job_id, indices] : by_job) last_served_[job_id] = ++serve_counter_;

@@ -168,6 +168,8 @@ class Coordinator {
   void CommitResults(std::vector<StagedResult>& group);  // takes mu_
   void HandleFailure(WorkerState& worker, const v1::BatchFailure& failure);
   void HandleProgress(WorkerState& worker, const v1::StepProgress& progress);
+  // Relays previews to the jobs' watchers (never stored).
+  void HandlePreview(WorkerState& worker, const v1::BatchPreview& preview);
   void ReleaseWorkerBatchesLocked(WorkerState& worker, const std::string& why);
   // Batches the worker has not finished rendering; it takes more while below 1 + prefetch.
   static int UnrenderedBatches(const WorkerState& worker);

@@ -100,6 +100,21 @@ absl::Status CheckWorkerMessage(const v1::WorkerMessage& message, const WorkerLi
     }
     case v1::WorkerMessage::kProgress:
       return CheckBatchId(message.progress().batch_id(), "progress.batch_id");
+    case v1::WorkerMessage::kPreview: {
+      const v1::BatchPreview& preview = message.preview();
+      if (auto s = CheckBatchId(preview.batch_id(), "preview.batch_id"); !s.ok()) return s;
+      if (preview.images_size() > lim.max_batch) return Bad("preview.images", absl::StrCat("more than ", lim.max_batch));
+      for (const v1::PreviewImage& image : preview.images()) {
+        const int side = lim.max_image_side / 8;
+        if (image.width() < 1 || image.width() > side || image.height() < 1 || image.height() > side) {
+          return Bad("preview.images", absl::StrCat(image.width(), "x", image.height(), " is not within 1..", side));
+        }
+        if (image.png().size() > lim.max_preview_png_bytes) {
+          return Bad("preview.images.png", absl::StrCat(image.png().size(), " bytes is more than ", lim.max_preview_png_bytes));
+        }
+      }
+      return absl::OkStatus();
+    }
     case v1::WorkerMessage::kRendered:
       return CheckBatchId(message.rendered().batch_id(), "rendered.batch_id");
     case v1::WorkerMessage::kResult:

@@ -19,6 +19,7 @@ struct WorkerLimits {
   int max_running_batches = 16;
   size_t max_text_chars = 128;             // device name, compute capability, version
   size_t max_message_chars = 4096;         // a failure's message
+  size_t max_preview_png_bytes = 4 << 20;  // one preview image (at most max_image_side / 8 square)
 };
 
 // InvalidArgument "register.FIELD: problem".

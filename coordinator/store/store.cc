@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS jobs(
   finished_ms INTEGER NOT NULL DEFAULT 0,
   idempotency_key TEXT,
   postprocess TEXT NOT NULL DEFAULT '',
-  owner TEXT NOT NULL DEFAULT '');
+  owner TEXT NOT NULL DEFAULT '',
+  preview_every INTEGER NOT NULL DEFAULT 0);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(idempotency_key) WHERE idempotency_key <> '';
 CREATE TABLE IF NOT EXISTS items(
   job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -89,7 +90,7 @@ CREATE TABLE IF NOT EXISTS workers(
 
 constexpr const char* kJobColumns =
     "id, name, model, priority, state, created_ms, started_ms, finished_ms, "
-    "COALESCE(idempotency_key, ''), postprocess, seq, owner";
+    "COALESCE(idempotency_key, ''), postprocess, seq, owner, preview_every";
 
 constexpr const char* kItemColumns =
     "job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, sampler, schedule, "
@@ -158,6 +159,7 @@ JobRecord ReadJob(const Statement& s) {
   j.postprocess_json = s.Text(9);
   j.seq = s.Int(10);
   j.owner = s.Text(11);
+  j.preview_every = static_cast<int>(s.Int(12));
   return j;
 }
 
@@ -215,6 +217,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   if (auto s = AddMissingColumn(**db, "jobs", "owner", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the owner column: ", s.message()));
   }
+  if (auto s = AddMissingColumn(**db, "jobs", "preview_every", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the preview_every column: ", s.message()));
+  }
   int64_t version = 0;
   {
     Statement q((*db)->raw(), "PRAGMA user_version");
@@ -240,11 +245,12 @@ absl::StatusOr<JobRecord> Store::InsertJob(JobRecord job, bool* deduplicated) {
     if (!q.status().ok()) return q.status();
   }
   Statement ins(*db_,
-                "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key, postprocess, owner) "
-                "VALUES(?,?,?,?,?,?,?,?,?)");
+                "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key, postprocess, owner, "
+                "preview_every) VALUES(?,?,?,?,?,?,?,?,?,?)");
   ins.Bind(1, job.id).Bind(2, job.name).Bind(3, job.model).Bind(4, job.priority)
       .Bind(5, static_cast<int>(job.state)).Bind(6, job.created_ms)
-      .Bind(7, job.idempotency_key).Bind(8, job.postprocess_json).Bind(9, job.owner);
+      .Bind(7, job.idempotency_key).Bind(8, job.postprocess_json).Bind(9, job.owner)
+      .Bind(10, job.preview_every);
   if (auto s = ins.Run(); !s.ok()) return s;
   job.seq = sqlite3_last_insert_rowid(db_->raw());
   Statement counts(*db_, "INSERT INTO job_counts(job_id) VALUES(?)");

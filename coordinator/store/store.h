@@ -42,6 +42,7 @@ struct JobRecord {
   std::string postprocess_json;
   int64_t seq = 0;  // submission order, assigned by the store
   std::string owner;  // the submitting token's name; empty without authentication
+  int preview_every = 0;  // previews every this many sampling steps; 0: none (they are never stored)
 };
 
 struct ItemRecord {

@@ -1,16 +1,48 @@
 // The coordinator's REST API as used by the page. Errors come back as
-// {"error": {"code", "message"}}; they are thrown as Error(message).
+// {"error": {"code", "message"}}; they are thrown as ApiError(message, status).
+//
+// A coordinator started with --auth wants "Authorization: Bearer TOKEN" on every call. The
+// token the user enters is kept in this browser's localStorage and sent with every fetch:
+// API calls, result images (fetched, then shown from blob: URLs, since an <img> cannot send
+// a header) and the event stream (read with fetch, since EventSource cannot either).
 
-async function call(method, path, body, headers = {}) {
-  const response = await fetch(path, { method, body, headers });
+const TOKEN_KEY = 'spriteforge.token';
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+  get unauthenticated() { return this.status === 401; }
+}
+
+export function getToken() {
+  try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+}
+
+export function setToken(token) {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+function withAuth(headers = {}) {
+  const token = getToken();
+  return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+}
+
+async function errorOf(response) {
   const text = await response.text();
   let json = null;
-  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON: reported below */ }
-  if (!response.ok) {
-    const message = json && json.error ? json.error.message : `${response.status} ${response.statusText}`;
-    throw new Error(message);
-  }
-  return json;
+  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON: the status line below */ }
+  const message = json && json.error ? json.error.message : `${response.status} ${response.statusText}`;
+  return new ApiError(message, response.status);
+}
+
+async function call(method, path, body, headers = {}) {
+  const response = await fetch(path, { method, body, headers: withAuth(headers) });
+  if (!response.ok) throw await errorOf(response);
+  const text = await response.text();
+  return text ? JSON.parse(text) : null;
 }
 
 export const listJobs = (limit = 50) => call('GET', `/v1/jobs?limit=${limit}`).then((r) => r.jobs || []);
@@ -19,11 +51,74 @@ export const getJob = (id) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`).
 export const listResults = (id) => call('GET', `/v1/jobs/${encodeURIComponent(id)}/results`);
 export const cancelJob = (id) => call('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
 
-export function submitManifest(text, filename, idempotencyKey) {
+// `previewEvery` > 0 asks for a preview of each image every that many sampling steps.
+export function submitManifest(text, filename, idempotencyKey, previewEvery = 0) {
   const headers = { 'Content-Type': filename.endsWith('.json') ? 'application/json' : 'application/yaml' };
   if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
-  return call('POST', `/v1/jobs?filename=${encodeURIComponent(filename)}`, text, headers);
+  let path = `/v1/jobs?filename=${encodeURIComponent(filename)}`;
+  if (previewEvery > 0) path += `&preview_every=${previewEvery}`;
+  return call('POST', path, text, headers);
 }
 
-export const resultUrl = (id, index) => `/v1/jobs/${encodeURIComponent(id)}/results/${index}.png`;
-export const eventsUrl = (id) => `/v1/jobs/${encodeURIComponent(id)}/events`;
+// A result image as a blob: URL (the caller revokes it when the image goes).
+export async function resultImage(id, index) {
+  const response = await fetch(`/v1/jobs/${encodeURIComponent(id)}/results/${index}.png`, { headers: withAuth() });
+  if (!response.ok) throw await errorOf(response);
+  return URL.createObjectURL(await response.blob());
+}
+
+// Follows a job's Server-Sent Events: onEvent(kind, data) for each event until job_done.
+// A dropped stream is opened again after 3 s, as EventSource would; a refusal (4xx) is
+// reported to onError and ends it. Returns { close() }.
+export function followEvents(id, onEvent, onError) {
+  const controller = new AbortController();
+  let closed = false;
+  const close = () => {
+    closed = true;
+    controller.abort();
+  };
+  const dispatch = (block) => {
+    let kind = 'message';
+    const data = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) kind = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (!data.length) return;  // a comment (keepalive) or the retry hint
+    onEvent(kind, data.join('\n'));
+    if (kind === 'job_done') close();
+  };
+  (async () => {
+    while (!closed) {
+      try {
+        const response = await fetch(`/v1/jobs/${encodeURIComponent(id)}/events`,
+          { headers: withAuth({ Accept: 'text/event-stream' }), signal: controller.signal, cache: 'no-store' });
+        if (!response.ok) {
+          const error = await errorOf(response);
+          if (response.status < 500) {
+            onError(error);
+            return;
+          }
+          throw error;
+        }
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = '';
+        while (!closed) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value.replace(/\r\n?/g, '\n');
+          let end;
+          while (!closed && (end = buffer.indexOf('\n\n')) >= 0) {
+            dispatch(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+          }
+        }
+      } catch (error) {
+        if (closed) return;
+        onError(error);
+      }
+      if (!closed) await new Promise((resolve) => setTimeout(resolve, 3000));
+    }
+  })();
+  return { close };
+}

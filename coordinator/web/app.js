@@ -1,19 +1,44 @@
 // The page: polls jobs and workers once a second, submits manifests, opens a job's
-// gallery (which follows the job's event stream) and cancels jobs.
-import { cancelJob, getJob, listJobs, listWorkers, submitManifest } from './api.js';
+// gallery (which follows the job's event stream) and cancels jobs. A coordinator with
+// --auth refuses calls without a token (401): the page then asks for one, keeps it in
+// localStorage and sends it with every request.
+import { cancelJob, getJob, getToken, listJobs, listWorkers, setToken, submitManifest } from './api.js';
 import { Gallery, renderJobs, renderWorkers } from './views.js';
 
 const $ = (selector) => document.querySelector(selector);
-const gallery = new Gallery($('#gallery-panel'));
 let selected = null;
 let filename = 'manifest.yaml';
+
+// Shown while the coordinator refuses the page's token (or its lack of one).
+function showAuthProblem(error) {
+  const box = $('#auth-status');
+  box.textContent = getToken()
+    ? `The coordinator refused the token (${error.message}): enter a valid token above and press Save.`
+    : `This coordinator needs a token (${error.message}): enter your API token above and press Save.`;
+  box.hidden = false;
+}
+
+function clearAuthProblem() {
+  $('#auth-status').hidden = true;
+}
+
+// Reports an error of a call: authentication problems in the banner, others in `where`.
+function report(error, where, prefix) {
+  if (error.unauthenticated) showAuthProblem(error);
+  if (where) {
+    where.textContent = `${prefix}${error.message}`;
+    where.className = 'error';
+  }
+}
+
+const gallery = new Gallery($('#gallery-panel'), showAuthProblem);
 
 async function openJob(id) {
   selected = id;
   try {
     await gallery.open(await getJob(id));
   } catch (error) {
-    $('#gallery-status').textContent = `cannot open ${id}: ${error.message}`;
+    report(error, $('#gallery-status'), `cannot open ${id}: `);
   }
   refresh();
 }
@@ -22,7 +47,7 @@ async function cancel(id) {
   try {
     await cancelJob(id);
   } catch (error) {
-    $('#submit-status').textContent = `cancel ${id}: ${error.message}`;
+    report(error, $('#submit-status'), `cancel ${id}: `);
   }
   refresh();
 }
@@ -30,6 +55,7 @@ async function cancel(id) {
 async function refresh() {
   try {
     const [jobs, workers] = await Promise.all([listJobs(), listWorkers()]);
+    clearAuthProblem();
     renderJobs($('#jobs tbody'), jobs, selected, { open: openJob, cancel });
     renderWorkers($('#workers tbody'), workers);
     const connected = workers.filter((w) => w.connected);
@@ -38,9 +64,23 @@ async function refresh() {
     $('#summary').textContent =
       `${connected.length} worker(s) connected · ${rate.toFixed(1)} images/min · ${queued} images queued`;
   } catch (error) {
-    $('#summary').textContent = `coordinator unreachable: ${error.message}`;
+    if (error.unauthenticated) {
+      showAuthProblem(error);
+      $('#summary').textContent = 'token needed';
+    } else {
+      $('#summary').textContent = `coordinator unreachable: ${error.message}`;
+    }
   }
 }
+
+$('#token').value = getToken();
+$('#token-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  setToken($('#token').value.trim());
+  clearAuthProblem();
+  refresh();
+  if (selected) openJob(selected);
+});
 
 $('#manifest-file').addEventListener('change', async (event) => {
   const file = event.target.files[0];
@@ -58,18 +98,22 @@ $('#submit-form').addEventListener('submit', async (event) => {
     status.textContent = 'paste a manifest or choose a file first';
     return;
   }
+  const previewEvery = Number($('#preview-every').value || 0);
+  if (!Number.isInteger(previewEvery) || previewEvery < 0) {
+    status.textContent = 'preview every: a whole number of steps, 0 for no previews';
+    status.className = 'error';
+    return;
+  }
   status.textContent = 'submitting…';
+  status.className = '';
   try {
-    const response = await submitManifest(text, filename, $('#idempotency-key').value.trim());
+    const response = await submitManifest(text, filename, $('#idempotency-key').value.trim(), previewEvery);
     const job = response.job;
     status.textContent = `${response.deduplicated ? 'already submitted' : 'submitted'}: ${job.id} (${job.counts.total} images)`;
     await openJob(job.id);
   } catch (error) {
-    status.textContent = `error: ${error.message}`;
-    status.className = 'error';
-    return;
+    report(error, status, 'error: ');
   }
-  status.className = '';
 });
 
 refresh();

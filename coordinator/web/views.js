@@ -1,6 +1,6 @@
 // Rendering of jobs, workers and a job's gallery. Text from the server is always set as
 // text, never as HTML: prompts and names are user input.
-import { eventsUrl, listResults, resultUrl } from './api.js';
+import { followEvents, listResults, resultImage } from './api.js';
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -83,24 +83,30 @@ export function renderWorkers(tbody, workers) {
   }));
 }
 
-// A job's images as tiles that fill in from the job's event stream.
+// A job's images as tiles that fill in from the job's event stream: previews (when the
+// job asked for them) while an image samples, then the final image.
 export class Gallery {
-  constructor(panel) {
+  constructor(panel, onAuthError) {
     this.panel = panel;
     this.grid = panel.querySelector('#gallery');
     this.status = panel.querySelector('#gallery-status');
     this.title = panel.querySelector('#gallery-title');
-    this.source = null;
+    this.onAuthError = onAuthError;
+    this.stream = null;
     this.tiles = new Map();
+    this.urls = [];
   }
 
   async open(job) {
     this.close();
+    for (const url of this.urls) URL.revokeObjectURL(url);
+    this.urls = [];
     this.jobId = job.id;
     this.panel.hidden = false;
     this.title.textContent = `${job.name} (${job.id})`;
     this.grid.replaceChildren();
     this.grid.dataset.streamed = 0;
+    this.grid.dataset.previews = 0;
     this.tiles.clear();
     this.ensureTiles(job.counts ? job.counts.total : 0);
     this.showJob(job);
@@ -108,30 +114,33 @@ export class Gallery {
     const results = await listResults(job.id);
     if (this.jobId !== job.id) return;
     for (const r of results.results) this.done(r.index);
-    this.source = new EventSource(eventsUrl(job.id));
-    this.source.addEventListener('queued', (e) => this.onEvent(e, (ev) => this.ensureTiles(ev.queued.items)));
-    this.source.addEventListener('started', (e) => this.onEvent(e, (ev) => this.mark(ev.started.indices, 'running', 'starting')));
-    this.source.addEventListener('progress', (e) => this.onEvent(e, (ev) =>
-      this.mark(ev.progress.indices, 'running', `step ${ev.progress.step}/${ev.progress.total_steps}`)));
-    this.source.addEventListener('item_done', (e) => this.onEvent(e, (ev) => {
-      this.done(ev.item_done.index);
-      this.grid.dataset.streamed = Number(this.grid.dataset.streamed || 0) + 1;  // arrived live
-    }));
-    this.source.addEventListener('item_failed', (e) => this.onEvent(e, (ev) =>
-      this.mark([ev.item_failed.index], ev.item_failed.will_retry ? 'queued' : 'failed', ev.item_failed.message)));
-    this.source.addEventListener('job_done', (e) => this.onEvent(e, () => this.close()));
+    const handlers = {
+      queued: (ev) => this.ensureTiles(ev.queued.items),
+      started: (ev) => this.mark(ev.started.indices, 'running', 'starting'),
+      progress: (ev) => this.mark(ev.progress.indices, 'running', `step ${ev.progress.step}/${ev.progress.total_steps}`),
+      preview: (ev) => this.preview(ev.preview),
+      item_done: (ev) => {
+        this.done(ev.item_done.index);
+        this.grid.dataset.streamed = Number(this.grid.dataset.streamed || 0) + 1;  // arrived live
+      },
+      item_failed: (ev) => this.mark([ev.item_failed.index], ev.item_failed.will_retry ? 'queued' : 'failed',
+        ev.item_failed.message),
+      job_done: () => this.close(),
+    };
+    this.stream = followEvents(job.id, (kind, data) => {
+      const event = JSON.parse(data);
+      if (event.job_id !== this.jobId || !handlers[kind]) return;
+      handlers[kind](event);
+      if (event.job) this.showJob(event.job);
+    }, (error) => {
+      if (error.unauthenticated) this.onAuthError(error);
+      this.status.textContent = `event stream: ${error.message}` + (error.status ? '' : ' (reconnecting)');
+    });
   }
 
   close() {
-    if (this.source) this.source.close();  // else EventSource reconnects after the last event
-    this.source = null;
-  }
-
-  onEvent(message, apply) {
-    const event = JSON.parse(message.data);
-    if (event.job_id !== this.jobId) return;
-    apply(event);
-    if (event.job) this.showJob(event.job);
+    if (this.stream) this.stream.close();
+    this.stream = null;
   }
 
   showJob(job) {
@@ -154,17 +163,47 @@ export class Gallery {
     for (const i of indices) {
       const tile = this.tiles.get(i);
       if (!tile || tile.classList.contains('done')) continue;
-      tile.className = `tile ${state}`;
+      tile.classList.remove('queued', 'running', 'failed');
+      tile.classList.add(state);
       tile.querySelector('.caption').textContent = `#${i} ${text}`;
     }
   }
 
-  done(index) {
+  // A low-resolution look at an image mid-sampling (one pixel per latent), scaled up until
+  // the final image replaces it.
+  preview(p) {
+    this.ensureTiles(p.index + 1);
+    const tile = this.tiles.get(p.index);
+    if (tile.classList.contains('done')) return;
+    let img = tile.querySelector('img.preview');
+    if (!img) {
+      img = el('img', { class: 'preview', alt: `preview of image ${p.index}` });
+      img.addEventListener('load', () => {
+        this.grid.dataset.previewSize = `${img.naturalWidth}x${img.naturalHeight}`;
+      });
+      tile.prepend(img);
+    }
+    img.src = `data:image/png;base64,${p.png}`;
+    tile.dataset.previewStep = p.step;
+    this.mark([p.index], 'running', `step ${p.step}/${p.total_steps}`);
+    this.grid.dataset.previews = Number(this.grid.dataset.previews || 0) + 1;
+  }
+
+  async done(index) {
     this.ensureTiles(index + 1);
     const tile = this.tiles.get(index);
     if (tile.classList.contains('done')) return;
     tile.className = 'tile done';
-    tile.replaceChildren(el('img', { src: resultUrl(this.jobId, index), alt: `image ${index}` }),
-      el('span', { class: 'caption' }, `#${index}`));
+    const jobId = this.jobId;
+    try {
+      const url = await resultImage(jobId, index);
+      if (this.jobId !== jobId) return URL.revokeObjectURL(url);
+      this.urls.push(url);
+      tile.replaceChildren(el('img', { src: url, alt: `image ${index}` }), el('span', { class: 'caption' }, `#${index}`));
+    } catch (error) {
+      if (error.unauthenticated) this.onAuthError(error);
+      tile.className = 'tile failed';
+      tile.querySelector('.caption').textContent = `#${index} ${error.message}`;
+    }
   }
 }

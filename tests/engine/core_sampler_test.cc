@@ -59,7 +59,7 @@ TEST(Sampler, StopsWhenTheStepCallbackSaysSo) {
   auto schedule = MakeSchedule(SchedulerConfig{}, SamplerKind::kEuler, ScheduleKind::kNormal, 10);
   int calls = 0;
   EpsilonFn model = [&](const torch::Tensor& x, double, int) { ++calls; return x * 0; };
-  StepFn stop_after_three = [](int step, int) { return step < 3; };
+  StepFn stop_after_three = [](int step, int, const torch::Tensor&) { return step < 3; };
   EXPECT_THROW(Sample(SamplerKind::kEuler, *schedule, torch::ones({1, 4, 2, 2}), model, nullptr, stop_after_three),
                CancelledError);
   EXPECT_EQ(calls, 3);

@@ -20,12 +20,19 @@ def env(name):
     return value
 
 
+# Tokens of a coordinator started with auth=True (--auth): a submitter for the tests and
+# the workers' own.
+USER_TOKEN = "page-user-token-0123456789abcdef"
+WORKER_TOKEN = "worker-token-0123456789abcdef"
+
+
 class LiveCluster:
-    def __init__(self, name, workers=1):
+    def __init__(self, name, workers=1, auth=False):
         self.dir = os.path.join(env("SPRITEFORGE_TEST_OUTPUT"), name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         self.worker_count = workers
+        self.auth = auth
         self.processes = []
         self.url = None
 
@@ -48,9 +55,19 @@ class LiveCluster:
 
     def _start(self):
         ready = os.path.join(self.dir, "ready.json")
-        self._spawn([env("SPRITEFORGE_COORDINATOR_BIN"), "--listen", "127.0.0.1:0",
-                     "--db", os.path.join(self.dir, "spriteforge.db"), "--output", os.path.join(self.dir, "out"),
-                     "--http", "127.0.0.1:0", "--ready-file", ready], "coordinator.log")
+        argv = [env("SPRITEFORGE_COORDINATOR_BIN"), "--listen", "127.0.0.1:0",
+                "--db", os.path.join(self.dir, "spriteforge.db"), "--output", os.path.join(self.dir, "out"),
+                "--http", "127.0.0.1:0", "--ready-file", ready]
+        worker_auth = []
+        if self.auth:
+            auth_file = os.path.join(self.dir, "auth.yaml")
+            with open(auth_file, "w") as f:
+                f.write("tokens:\n"
+                        f"  - {{name: page-user, token: {USER_TOKEN}, role: submitter}}\n"
+                        f"  - {{name: workers, token: {WORKER_TOKEN}, role: worker}}\n")
+            argv += ["--auth", auth_file]
+            worker_auth = ["--token", WORKER_TOKEN]
+        self._spawn(argv, "coordinator.log")
         deadline = time.time() + 30
         while not os.path.exists(ready):
             if time.time() > deadline:
@@ -65,7 +82,7 @@ class LiveCluster:
             self._spawn([env("SPRITEFORGE_WORKER_BIN"), "--coordinator", self.grpc,
                          "--model", f"{golden}/tiny-sdxl.safetensors", "--config", f"{golden}/diffusers",
                          "--tokenizer", f"{golden}/tokenizer", "--model-name", "tiny-sdxl",
-                         "--worker-id", f"cpu-{i}"], f"worker-{i}.log")
+                         "--worker-id", f"cpu-{i}"] + worker_auth, f"worker-{i}.log")
         self.wait_for_workers(self.worker_count)
 
     def wait_for_workers(self, count, seconds=180):
@@ -78,7 +95,9 @@ class LiveCluster:
         raise RuntimeError(f"{count} worker(s) did not connect; see {self.dir}")
 
     def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+        headers = {"Authorization": f"Bearer {USER_TOKEN}"} if self.auth else {}
+        request = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.read()
 
     def stop(self):

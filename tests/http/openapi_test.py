@@ -101,6 +101,23 @@ class OpenApiTest(unittest.TestCase):
         image = self.call("GET", results["results"][5]["url"])
         self.assertEqual(png_size(image), (128, 128))
 
+    def test_1_previews_come_as_preview_events(self):
+        manifest = {"name": "previews", "model": "tiny-sdxl",
+                    "defaults": {"width": 128, "height": 128, "steps": 4},
+                    "items": [{"prompt": "a small chest", "count": 16, "seed": 3}]}
+        submitted = self.call("POST", "/v1/jobs?preview_every=2", manifest, {"Content-Type": "application/json"},
+                              status=201)
+        self.assertEqual(submitted["job"]["preview_every"], 2)
+        previews = [e["preview"] for k, e in self.events(submitted["job"]["id"]) if k == "preview"]
+        self.assertGreater(len(previews), 0)
+        for p in previews:
+            self.assertEqual((p["width"], p["height"]), (16, 16))
+            self.assertIn(p["step"], (2, 4))
+            self.assertEqual(png_size(base64.b64decode(p["png"])), (16, 16))
+        bad = self.call("POST", "/v1/jobs?preview_every=often", manifest, {"Content-Type": "application/json"},
+                        status=400)
+        self.assertIn("preview_every", bad["error"]["message"])
+
     def test_2_cancel_stops_a_queued_job(self):
         manifest = {"name": "many", "model": "tiny-sdxl",
                     "defaults": {"width": 128, "height": 128, "steps": 4},

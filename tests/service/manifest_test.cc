@@ -50,6 +50,20 @@ TEST(Manifest, JsonReadsLikeYamlAndRandomSeedsAreRecorded) {
   EXPECT_EQ(m->postprocess_json, R"({"palette":"pico8","pixelate":{"size":"64x64"}})");
 }
 
+TEST(Manifest, PreviewEveryIsReadAndChecked) {
+  const std::string head = "name: x\nmodel: m\nitems: [{prompt: a}]\n";
+  auto plain = ParseManifest(head, "job.yaml", Draw);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->preview_every, 0);
+  auto every = ParseManifest(head + "preview_every: 3\n", "job.yaml", Draw);
+  ASSERT_TRUE(every.ok()) << every.status();
+  EXPECT_EQ(every->preview_every, 3);
+  auto negative = ParseManifest(head + "preview_every: -1\n", "job.yaml", Draw);
+  EXPECT_EQ(negative.status().message(), "job.yaml:4: preview_every: must be 0 (no previews) to 150 steps, got -1");
+  auto words = ParseManifest(head + "preview_every: often\n", "job.yaml", Draw);
+  EXPECT_NE(words.status().message().find("preview_every"), std::string::npos) << words.status();
+}
+
 TEST(Manifest, RejectsBadFieldsNamingFileLineAndField) {
   struct Case { std::string text, message; };
   const std::string head = "name: x\nmodel: m\n";

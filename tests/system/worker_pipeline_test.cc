@@ -37,7 +37,8 @@ class FakeGpu : public engine::Engine {
   FakeGpu(Clock::time_point t0, int render_ms) : t0_(t0), render_ms_(render_ms) {}
 
   absl::StatusOr<engine::BatchResult> Generate(const engine::BatchRequest& request,
-                                               const engine::ProgressFn& progress) override {
+                                               const engine::ProgressFn& progress,
+                                               const engine::PreviewFn&) override {
     const auto start = Clock::now();
     for (int step = 1; step <= request.steps; ++step) {
       std::this_thread::sleep_for(std::chrono::milliseconds(render_ms_ / request.steps));

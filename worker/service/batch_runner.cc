@@ -5,6 +5,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "service/blob_cache.h"
@@ -12,6 +13,8 @@
 #include "service/thread_pool.h"
 #include "spriteforge/common/generation_info.h"
 #include "spriteforge/common/text.h"
+#include "spriteforge/engine/latent_preview.h"
+#include "spdlog/spdlog.h"
 
 namespace spriteforge::worker {
 namespace {
@@ -77,6 +80,46 @@ v1::FailureReason InputFailure(const absl::Status& status) {
              : v1::FAILURE_INTERNAL;
 }
 
+// The engine hands out latents every `gcd` steps: every step some item of the batch
+// (possibly of several jobs) wants a preview at. 0: no item wants previews.
+int PreviewInterval(const v1::Assignment& a) {
+  int every = 0;
+  for (const v1::AssignedItem& item : a.items()) {
+    if (item.preview_every() > 0) every = std::gcd(every, item.preview_every());
+  }
+  return every;
+}
+
+// The previews of the items whose preview_every divides this step: their latents through
+// the linear latent-to-RGB map, as small PNGs (no text chunks: they are never stored).
+v1::BatchPreview PreviewsOf(const v1::Assignment& a, const engine::StepLatents& latents) {
+  v1::BatchPreview out;
+  out.set_batch_id(a.batch_id());
+  out.set_step(latents.step);
+  out.set_total_steps(latents.total_steps);
+  for (int i = 0; i < a.items_size() && i < latents.images; ++i) {
+    const v1::AssignedItem& item = a.items(i);
+    if (item.preview_every() <= 0 || latents.step % item.preview_every() != 0) continue;
+    auto rgb = engine::LatentsToRgb(latents, i);
+    if (!rgb.ok()) {
+      spdlog::warn("batch {}: no preview: {}", a.batch_id(), std::string(rgb.status().message()));
+      return {};
+    }
+    auto png = EncodePng(RasterImage{rgb->width, rgb->height, 3, std::move(rgb->rgb)});
+    if (!png.ok()) {
+      spdlog::warn("batch {}: no preview: {}", a.batch_id(), std::string(png.status().message()));
+      return {};
+    }
+    v1::PreviewImage* image = out.add_images();
+    image->set_job_id(item.job_id());
+    image->set_index(item.index());
+    image->set_width(rgb->width);
+    image->set_height(rgb->height);
+    image->set_png(std::move(*png));
+  }
+  return out;
+}
+
 // One image's part of the result: the render's PNG and, when asked, its sprite.
 struct PackagedImage {
   absl::Status status;
@@ -98,7 +141,7 @@ BatchRunner::BatchRunner(engine::Engine* engine, std::string model_name, ImageEn
 }
 
 Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(int, int)>& on_step,
-                             const std::atomic<bool>& cancel) {
+                             const std::atomic<bool>& cancel, const PreviewSink& on_preview) {
   if (a.items().empty()) return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, "empty batch");
   if (a.model() != model_name_) {
     return RenderFailure(a, v1::FAILURE_MODEL_UNAVAILABLE,
@@ -145,12 +188,23 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
     }
     request.images.push_back(std::move(image));
   }
+  engine::PreviewFn preview;
+  if (on_preview) {
+    request.preview_every = PreviewInterval(a);
+    preview = [&](const engine::StepLatents& latents) {
+      v1::BatchPreview message = PreviewsOf(a, latents);
+      if (message.images_size() > 0) on_preview(std::move(message));
+    };
+  }
   Rendered out;
   out.start_unix_ms = UnixMs();
-  auto generated = engine_->Generate(request, [&](int step, int total) {
-    if (on_step) on_step(step, total);
-    return !cancel.load();
-  });
+  auto generated = engine_->Generate(
+      request,
+      [&](int step, int total) {
+        if (on_step) on_step(step, total);
+        return !cancel.load();
+      },
+      preview);
   out.end_unix_ms = UnixMs();
   if (!generated.ok()) return RenderFailure(a, ReasonOf(generated.status()), std::string(generated.status().message()));
   if (generated->images.size() != static_cast<size_t>(a.items_size())) {

@@ -44,6 +44,10 @@ struct Rendered {
   int64_t end_unix_ms = 0;
 };
 
+// Previews of a batch's images during sampling, ready to send (the items that asked for one
+// at this step).
+using PreviewSink = std::function<void(v1::BatchPreview preview)>;
+
 // Turns a render into PNG bytes (with its text chunks). Replaceable so tests can stand in
 // a slow encoder; the worker uses EncodePng.
 using ImageEncoder = std::function<absl::StatusOr<std::string>(const RasterImage&, const PngText&)>;
@@ -53,8 +57,9 @@ class BatchRunner {
   BatchRunner(engine::Engine* engine, std::string model_name, ImageEncoder encoder = nullptr, InputFiles files = {});
 
   // `on_step` is called after every sampling step; `cancel` is checked between steps.
+  // `on_preview` gets the previews of items with a preview_every, on the engine's thread.
   Rendered Render(const v1::Assignment& assignment, const std::function<void(int, int)>& on_step,
-                  const std::atomic<bool>& cancel);
+                  const std::atomic<bool>& cancel, const PreviewSink& on_preview = nullptr);
 
   // Encodes every image (in parallel on `pool` when given) and builds the result message.
   BatchOutcome Package(const v1::Assignment& assignment, Rendered rendered, ThreadPool* pool) const;

@@ -70,8 +70,9 @@ using Stream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessag
 // memory when encoding falls behind the GPU.
 constexpr size_t kMaxWaitingToPackage = 2;
 
-// Messages to the coordinator, written in order by one thread. A step report replaces an
-// older one of the same batch still waiting: only the latest step matters.
+// Messages to the coordinator, written in order by one thread. A step report or a preview
+// replaces an older one of the same batch still waiting: only the latest step matters, and
+// a slow stream drops stale previews instead of queueing them.
 class Outbox {
  public:
   explicit Outbox(Stream* stream) : stream_(stream), thread_([this] { Loop(); }) {}
@@ -81,9 +82,9 @@ class Outbox {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_) return;
-      if (message.has_progress()) {
+      if (message.has_progress() || message.has_preview()) {
         for (v1::WorkerMessage& waiting : queue_) {
-          if (waiting.has_progress() && waiting.progress().batch_id() == message.progress().batch_id()) {
+          if (Supersedes(message, waiting)) {
             waiting = std::move(message);
             return;
           }
@@ -95,6 +96,11 @@ class Outbox {
   }
 
   // Writes what is queued (a broken stream fails each write at once), then stops.
+  static bool Supersedes(const v1::WorkerMessage& newer, const v1::WorkerMessage& older) {
+    if (newer.has_progress()) return older.has_progress() && older.progress().batch_id() == newer.progress().batch_id();
+    return older.has_preview() && older.preview().batch_id() == newer.preview().batch_id();
+  }
+
   void Close() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -201,7 +207,12 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
             progress.mutable_progress()->set_total_steps(total);
             outbox.Post(std::move(progress));
           },
-          cancel_rendering);
+          cancel_rendering,
+          [&](v1::BatchPreview preview) {
+            v1::WorkerMessage message;
+            *message.mutable_preview() = std::move(preview);
+            outbox.Post(std::move(message));
+          });
       if (rendered.ok) {
         v1::WorkerMessage done;
         done.mutable_rendered()->set_batch_id(assignment.batch_id());

@@ -100,7 +100,8 @@ class Client:
 
     def events(self, job_id):
         """Yields (kind, event) from the job's event stream until the job is done: a
-        snapshot ("queued") first, then started, progress, item_done, item_failed, job_done."""
+        snapshot ("queued") first, then started, progress, preview (jobs with preview_every),
+        item_done, item_failed, job_done."""
         response = self._request("GET", f"/v1/jobs/{job_id}/events", stream=True, timeout=(self.timeout, None))
         kind, data = None, []
         try:

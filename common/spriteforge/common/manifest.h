@@ -11,6 +11,7 @@
 //     - {prompt: "a knight, pixel art", lora: [{name: pixel-art-xl, strength: 0.8}],
 //        init_image: sketches/knight.png, strength: 0.6}
 //   postprocess: {...}   # kept as JSON for the workers
+//   preview_every: 5     # a small preview of each image every 5 sampling steps (0: none)
 //
 // `lora`, `init_image`, `strength` and `tcd_gamma` may stand in `defaults`, in an item's
 // `overrides` or in the item itself; an item's `lora` list replaces the defaults' list.
@@ -63,6 +64,7 @@ struct Manifest {
   std::string name;
   std::string model;
   int priority = 0;
+  int preview_every = 0;         // sampling steps between previews; 0: none
   std::string postprocess_json;  // "" when absent
   std::vector<ManifestEntry> entries;
   int64_t image_count = 0;

@@ -112,9 +112,10 @@ class EngineImpl : public Engine {
  public:
   explicit EngineImpl(std::unique_ptr<Pipeline> pipeline) : pipeline_(std::move(pipeline)) {}
 
-  absl::StatusOr<BatchResult> Generate(const BatchRequest& request, const ProgressFn& progress) override {
+  absl::StatusOr<BatchResult> Generate(const BatchRequest& request, const ProgressFn& progress,
+                                       const PreviewFn& preview) override {
     try {
-      return pipeline_->Generate(request, progress);
+      return pipeline_->Generate(request, progress, preview);
     } catch (const std::exception& e) {
       return Classify(e);
     }
@@ -174,6 +175,7 @@ absl::Status ValidateRequest(const BatchRequest& r) {
   if ((*sampler == SamplerKind::kLcm || *sampler == SamplerKind::kTcd) && *schedule != ScheduleKind::kNormal) {
     return absl::InvalidArgumentError(absl::StrCat("sampler ", r.sampler, " uses its own timesteps: schedule must be normal, got ", r.schedule));
   }
+  if (r.preview_every < 0) return absl::InvalidArgumentError(absl::StrCat("preview_every must be 0 or more, got ", r.preview_every));
   if (!(r.tcd_gamma >= 0 && r.tcd_gamma <= 1)) return absl::InvalidArgumentError(absl::StrCat("tcd_gamma must be 0..1, got ", r.tcd_gamma));
   for (const LoraSpec& lora : r.loras) {
     if (lora.path.empty()) return absl::InvalidArgumentError("LoRA with an empty path");

@@ -47,6 +47,20 @@ struct NoiseSource {
   }
 };
 
+// The denoised prediction as plain floats on the host (a preview step's only copy).
+StepLatents ToStepLatents(const torch::Tensor& denoised, int step, int total) {
+  torch::Tensor host = denoised.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  StepLatents out;
+  out.step = step;
+  out.total_steps = total;
+  out.images = static_cast<int>(host.size(0));
+  out.channels = static_cast<int>(host.size(1));
+  out.height = static_cast<int>(host.size(2));
+  out.width = static_cast<int>(host.size(3));
+  out.values.assign(host.data_ptr<float>(), host.data_ptr<float>() + host.numel());
+  return out;
+}
+
 }  // namespace
 
 Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
@@ -161,7 +175,8 @@ torch::Tensor Pipeline::EncodeImages(const BatchRequest& request, std::vector<at
   return torch::cat(latents, 0);
 }
 
-absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, const ProgressFn& progress) {
+absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, const ProgressFn& progress,
+                                               const PreviewFn& preview) {
   if (auto s = ValidateRequest(request); !s.ok()) return s;
   auto sampler = ParseSampler(request.sampler);
   auto schedule_kind = ParseSchedule(request.schedule);
@@ -253,7 +268,13 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
     return GuidedEpsilon(xs, t, context_kv, pooled, time_ids, request.cfg);
   };
   NoiseFn ancestral = [&](int) { return noise.Draw().to(device); };
-  StepFn on_step = [&](int step, int total) { return !progress || progress(step, total); };
+  StepFn on_step = [&](int step, int total, const torch::Tensor& denoised) {
+    const bool go_on = !progress || progress(step, total);
+    if (go_on && preview && request.preview_every > 0 && step % request.preview_every == 0) {
+      preview(ToStepLatents(denoised, step, total));
+    }
+    return go_on;
+  };
   try {
     x = Sample(*sampler, *schedule, x, epsilon, ancestral, on_step, request.tcd_gamma);
   } catch (const CancelledError&) {

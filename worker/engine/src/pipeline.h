@@ -33,7 +33,8 @@ class Pipeline {
   Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
            std::unique_ptr<ClipTokenizer> tokenizer_2, PipelineOptions options);
 
-  absl::StatusOr<BatchResult> Generate(const BatchRequest& request, const ProgressFn& progress);
+  absl::StatusOr<BatchResult> Generate(const BatchRequest& request, const ProgressFn& progress,
+                                       const PreviewFn& preview = nullptr);
   absl::StatusOr<MemoryStats> Calibrate(int batch, int height, int width);
 
   // Prompt embeddings (src/prompt_encoder.h): context [N,77*chunks,C] and pooled [N,P] in

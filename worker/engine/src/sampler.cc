@@ -10,7 +10,9 @@ namespace {
 // over 30 steps of a sensitive model the differences otherwise grow past 1e-6.
 using F = float;
 
-bool Continue(const StepFn& on_step, int step, int total) { return !on_step || on_step(step, total); }
+bool Continue(const StepFn& on_step, int step, int total, const torch::Tensor& denoised) {
+  return !on_step || on_step(step, total, denoised);
+}
 
 torch::Tensor RoundedToFloat32(const torch::Tensor& x) { return x.to(torch::kFloat).to(x.scalar_type()); }
 
@@ -32,7 +34,7 @@ torch::Tensor Euler(const Schedule& s, torch::Tensor x, const EpsilonFn& eps, co
       x = sample + derivative * static_cast<double>(down - sigma);
       x = x + (*noise)(i).to(x.options()) * static_cast<double>(up);
     }
-    if (!Continue(on_step, i + 1, n)) throw CancelledError();
+    if (!Continue(on_step, i + 1, n, x0)) throw CancelledError();
   }
   return x;
 }
@@ -68,7 +70,7 @@ torch::Tensor Dpmpp2m(const Schedule& s, torch::Tensor x, const EpsilonFn& eps, 
           static_cast<double>(F(0.5) * decay) * d1;
     }
     previous_x0 = x0;
-    if (!Continue(on_step, i + 1, n)) throw CancelledError();
+    if (!Continue(on_step, i + 1, n, x0)) throw CancelledError();
   }
   return x;
 }
@@ -96,7 +98,7 @@ torch::Tensor Lcm(const Schedule& s, torch::Tensor x, const EpsilonFn& eps, cons
     } else {
       x = denoised;
     }
-    if (!Continue(on_step, i + 1, n)) throw CancelledError();
+    if (!Continue(on_step, i + 1, n, denoised)) throw CancelledError();
   }
   return x;
 }
@@ -124,7 +126,7 @@ torch::Tensor Tcd(const Schedule& s, torch::Tensor x, const EpsilonFn& eps, cons
     } else {
       x = noised;
     }
-    if (!Continue(on_step, i + 1, n)) throw CancelledError();
+    if (!Continue(on_step, i + 1, n, x0)) throw CancelledError();
   }
   return x;
 }

@@ -15,8 +15,9 @@ namespace spriteforge::engine {
 using EpsilonFn = std::function<torch::Tensor(const torch::Tensor& x_scaled, double t, int step)>;
 // Fresh standard-normal noise shaped like x for ancestral step i (per-image generators).
 using NoiseFn = std::function<torch::Tensor(int step)>;
-// Called after each step; return false to stop (the loop then returns an error).
-using StepFn = std::function<bool(int step, int total)>;
+// Called after each step with the step's denoised prediction (the sampler's estimate of
+// the final latents, for previews); return false to stop (the loop then throws).
+using StepFn = std::function<bool(int step, int total, const torch::Tensor& denoised)>;
 
 // Runs the full loop from x (initial noise already times init_noise_sigma); returns the final latents
 // or throws CancelledError if `on_step` returned false. Noise is drawn by euler_ancestral at

@@ -96,6 +96,9 @@ struct BatchRequest {
   // int(steps * strength) timesteps run, starting from the encoded image noised to the
   // first of them; the rest are skipped (A1111's "Denoising strength").
   double strength = 1.0;
+  // Hand the batch's latents to Generate's `preview` after every step divisible by this
+  // (0: never). Costs one device-to-host copy of the small latents per preview step.
+  int preview_every = 0;
 };
 
 // An 8-bit RGB image, rows top to bottom, plus the same pixels as floats in [0,1]
@@ -145,6 +148,24 @@ struct BatchResult {
 // Called after every sampling step; return false to cancel (checked between steps).
 using ProgressFn = std::function<bool(int step, int total_steps)>;
 
+// A batch's latents at a preview step: the sampler's current estimate of the finished
+// latents (its denoised prediction, which shows the picture long before the noisy sample
+// does), in the UNet's latent scale. Float32, images x channels x height x width (1/8 of
+// the image size), channels first. LatentsToRgb (latent_preview.h) turns one image into
+// a small RGB picture without the VAE.
+struct StepLatents {
+  int step = 0;
+  int total_steps = 0;
+  int images = 0;
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+  std::vector<float> values;
+  const float* image(int i) const { return values.data() + static_cast<size_t>(i) * channels * height * width; }
+};
+// Called after the step's progress on every preview step (BatchRequest::preview_every).
+using PreviewFn = std::function<void(const StepLatents& latents)>;
+
 // Reason a generation failed, so callers can react (split a batch on out-of-memory).
 enum class FailureKind { kNone, kOutOfMemory, kCancelled, kInvalidArgument, kInternal };
 FailureKind ClassifyFailure(const absl::Status& status);
@@ -157,7 +178,8 @@ class Engine {
 
   // Validates the request (sizes multiple of 8, known sampler/schedule, ...) before any work.
   virtual absl::StatusOr<BatchResult> Generate(const BatchRequest& request,
-                                               const ProgressFn& progress = nullptr) = 0;
+                                               const ProgressFn& progress = nullptr,
+                                               const PreviewFn& preview = nullptr) = 0;
 
   // Peak memory of a batch of `batch` images at height x width, measured with a short
   // run (one guided UNet step and one decode), without a full generation.
