@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "http/request_fields.h"
 #include "spriteforge/common/generation_info.h"
+#include "spriteforge/common/sampling.h"
 
 namespace spriteforge::coordinator::http {
 namespace {
@@ -142,20 +143,21 @@ nlohmann::json Txt2ImgParameters(const Txt2Img& r) {
 
 std::string Txt2ImgInfo(const Txt2Img& r, const std::string& model, const std::vector<uint64_t>& seeds) {
   nlohmann::json infotexts = nlohmann::json::array();
+  v1::SamplingParams sampling;
+  sampling.set_width(static_cast<int>(r.width));
+  sampling.set_height(static_cast<int>(r.height));
+  sampling.set_steps(static_cast<int>(r.steps));
+  sampling.set_cfg(r.cfg_scale);
+  sampling.set_sampler(ParseSampler(r.sampler).value_or(v1::SAMPLER_UNSPECIFIED));
+  sampling.set_schedule(ParseSchedule(r.schedule).value_or(v1::SCHEDULE_UNSPECIFIED));
+  sampling.set_tileable(r.tiling);
   for (uint64_t seed : seeds) {
-    GenerationInfo g;
-    g.prompt = r.prompt;
-    g.negative = r.negative_prompt;
-    g.seed = seed;
-    g.width = static_cast<int>(r.width);
-    g.height = static_cast<int>(r.height);
-    g.steps = static_cast<int>(r.steps);
-    g.cfg = r.cfg_scale;
-    g.sampler = r.sampler;
-    g.schedule = r.schedule;
-    g.model = model;
-    g.tileable = r.tiling;
-    infotexts.push_back(FormatParametersText(g));
+    // The same text the workers write into each PNG.
+    v1::ImageParams image;
+    image.set_prompt(r.prompt);
+    image.set_negative(r.negative_prompt);
+    image.set_seed(seed);
+    infotexts.push_back(FormatParametersText(model, image, sampling));
   }
   char stamp[32] = "";
   const std::time_t now = std::time(nullptr);
