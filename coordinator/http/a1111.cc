@@ -8,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "http/request_fields.h"
 #include "spriteforge/common/generation_info.h"
-#include "spriteforge/common/sampling.h"
 
 namespace spriteforge::coordinator::http {
 namespace {
@@ -141,23 +140,13 @@ nlohmann::json Txt2ImgParameters(const Txt2Img& r) {
   return p;
 }
 
-std::string Txt2ImgInfo(const Txt2Img& r, const std::string& model, const std::vector<uint64_t>& seeds) {
+std::string Txt2ImgInfo(const Txt2Img& r, const std::string& model, const std::vector<v1::Item>& items) {
   nlohmann::json infotexts = nlohmann::json::array();
-  v1::SamplingParams sampling;
-  sampling.set_width(static_cast<int>(r.width));
-  sampling.set_height(static_cast<int>(r.height));
-  sampling.set_steps(static_cast<int>(r.steps));
-  sampling.set_cfg(r.cfg_scale);
-  sampling.set_sampler(ParseSampler(r.sampler).value_or(v1::SAMPLER_UNSPECIFIED));
-  sampling.set_schedule(ParseSchedule(r.schedule).value_or(v1::SCHEDULE_UNSPECIFIED));
-  sampling.set_tileable(r.tiling);
-  for (uint64_t seed : seeds) {
-    // The same text the workers write into each PNG.
-    v1::ImageParams image;
-    image.set_prompt(r.prompt);
-    image.set_negative(r.negative_prompt);
-    image.set_seed(seed);
-    infotexts.push_back(FormatParametersText(model, image, sampling));
+  std::vector<uint64_t> seeds;
+  for (const v1::Item& item : items) {
+    seeds.push_back(item.params().seed());
+    // The same text the workers write into each PNG, from the item as the job stored it.
+    infotexts.push_back(FormatParametersText(model, item.params(), item.sampling()));
   }
   char stamp[32] = "";
   const std::time_t now = std::time(nullptr);
