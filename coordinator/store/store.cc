@@ -1,7 +1,5 @@
 #include "store/store.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "store/legacy_rows.h"
 #include "store/sqlite.h"

@@ -42,7 +42,7 @@ struct ManifestLimits {
   size_t max_prompt_chars = 1000;     // characters (code points), not bytes
   size_t max_name_chars = 200;
   size_t max_file_bytes = 1 << 20;
-  size_t max_postprocess_bytes = 16 << 10;  // the section as JSON; it travels with every item
+  size_t max_postprocess_bytes = 16 << 10;  // the section as JSON; it travels with every batch of the job
   size_t max_loras = 8;               // per image
   YamlLimits yaml;                    // depth, alias expansion
 };
