@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "postprocess/spec.h"
 #include "spriteforge/common/manifest_files.h"
+#include "spriteforge/common/sampling.h"
 #include "spriteforge/common/text.h"
 #include "spriteforge/common/yaml_check.h"
 
@@ -79,23 +81,33 @@ absl::StatusOr<ManifestFile> Resolve(const YAML::Node& node, const std::string& 
   return file;
 }
 
+// An item's settings while they are read: defaults, then overrides, then the item.
+struct Settings {
+  v1::ImageParams image;
+  v1::SamplingParams sampling;
+  std::optional<double> strength;  // img2img: set by the manifest (checked once the item is known)
+  double tcd_gamma = 0.3;
+};
+
 absl::Status ReadLoras(const YAML::Node& node, const std::string& field, const ManifestLimits& lim,
-                       const Errors& err, const FileResolver& files, std::vector<LoraUse>* out) {
+                       const Errors& err, const FileResolver& files,
+                       google::protobuf::RepeatedPtrField<v1::LoraRef>* out) {
   if (!node.IsSequence()) return err.At(node, field, "must be a list of {name: NAME} or {path: FILE}, each with an optional strength");
   if (node.size() > lim.max_loras) return err.At(node, field, absl::StrCat("holds more than ", lim.max_loras, " LoRAs"));
-  out->clear();
+  out->Clear();
   for (size_t i = 0; i < node.size(); ++i) {
     const YAML::Node entry = node[i];
     const std::string f = absl::StrCat(field, "[", i, "]");
     if (!entry.IsMap()) return err.At(entry, f, "must be a mapping {name: NAME} or {path: FILE}");
     if (auto s = OnlyKeys(entry, {"name", "path", "strength"}, f, err); !s.ok()) return s;
     if (!entry["name"] == !entry["path"]) return err.At(entry, f, "needs exactly one of name (in the workers' LoRA folder) or path (uploaded)");
-    LoraUse lora;
+    v1::LoraRef lora;
+    lora.set_strength(1.0);
     if (entry["name"]) {
       std::string name;
       if (auto s = Read(entry["name"], f + ".name", err, name); !s.ok()) return s;
-      lora.name = LoraStem(name);
-      if (!IsSafeName(lora.name)) {
+      lora.set_name(LoraStem(name));
+      if (!IsSafeName(lora.name())) {
         return err.At(entry["name"], f + ".name",
                       "must be a file name of the workers' LoRA folder: A-Z a-z 0-9 . _ -, no folders");
       }
@@ -103,31 +115,33 @@ absl::Status ReadLoras(const YAML::Node& node, const std::string& field, const M
       std::string path;
       auto file = Resolve(entry["path"], f + ".path", err, files, ManifestFileKind::kLora, &path);
       if (!file.ok()) return file.status();
-      lora.name = std::filesystem::path(path).stem().string();
-      lora.sha256 = file->sha256;
+      lora.set_name(std::filesystem::path(path).stem().string());
+      lora.set_sha256(file->sha256);
     }
     if (entry["strength"]) {
-      if (auto s = Read(entry["strength"], f + ".strength", err, lora.strength); !s.ok()) return s;
-      if (!(std::isfinite(lora.strength) && std::abs(lora.strength) <= 10)) {
+      double strength = 0;
+      if (auto s = Read(entry["strength"], f + ".strength", err, strength); !s.ok()) return s;
+      if (!(std::isfinite(strength) && std::abs(strength) <= 10)) {
         return err.At(entry["strength"], f + ".strength", "must be -10..10");
       }
+      lora.set_strength(strength);
     }
-    out->push_back(std::move(lora));
+    *out->Add() = std::move(lora);
   }
   return absl::OkStatus();
 }
 
 // The keys of LoRAs, img2img and few-step sampling, allowed in defaults, overrides and items.
 absl::Status ApplyWorkflow(const YAML::Node& map, const std::string& where, const ManifestLimits& lim,
-                           const Errors& err, const FileResolver& files, GenerationInfo& p, Img2ImgSource* src) {
+                           const Errors& err, const FileResolver& files, Settings& p, Img2ImgSource* src) {
   if (map["lora"]) {
-    if (auto s = ReadLoras(map["lora"], where + ".lora", lim, err, files, &p.loras); !s.ok()) return s;
+    if (auto s = ReadLoras(map["lora"], where + ".lora", lim, err, files, p.sampling.mutable_loras()); !s.ok()) return s;
   }
   if (map["init_image"]) {
     std::string path;
     auto file = Resolve(map["init_image"], where + ".init_image", err, files, ManifestFileKind::kImage, &path);
     if (!file.ok()) return file.status();
-    p.init_image = file->sha256;
+    p.image.set_init_image_sha256(file->sha256);
     src->image_line = map["init_image"].Mark().line + 1;
     src->image_field = where + ".init_image";
     src->width = file->width;
@@ -137,7 +151,7 @@ absl::Status ApplyWorkflow(const YAML::Node& map, const std::string& where, cons
     double strength = 0;
     if (auto s = Read(map["strength"], where + ".strength", err, strength); !s.ok()) return s;
     if (!(strength > 0 && strength <= 1)) return err.At(map["strength"], where + ".strength", "must be in (0, 1]");
-    p.denoising_strength = strength;
+    p.strength = strength;
     src->strength_line = map["strength"].Mark().line + 1;
     src->strength_field = where + ".strength";
   }
@@ -150,7 +164,7 @@ absl::Status ApplyWorkflow(const YAML::Node& map, const std::string& where, cons
 
 // Applies the defaults/overrides keys in `map` onto `p`, checking each against the limits.
 absl::Status ApplySettings(const YAML::Node& map, const std::string& where, const ManifestLimits& lim,
-                           const Errors& err, const FileResolver& files, GenerationInfo& p,
+                           const Errors& err, const FileResolver& files, Settings& p,
                            std::optional<std::string>* negative, Img2ImgSource* src) {
   if (!map.IsMap()) return err.At(map, where, "must be a mapping");
   if (auto s = OnlyKeys(map, {"width", "height", "steps", "cfg", "sampler", "schedule", "negative", "tileable",
@@ -167,31 +181,39 @@ absl::Status ApplySettings(const YAML::Node& map, const std::string& where, cons
       return err.At(map[key], where + "." + key,
                     absl::StrCat("must be a multiple of 8 in ", lim.min_size, "..", lim.max_size));
     }
-    (std::string(key) == "width" ? p.width : p.height) = v;
+    if (std::string(key) == "width") p.sampling.set_width(v);
+    else p.sampling.set_height(v);
   }
   if (map["steps"]) {
-    if (auto s = Read(map["steps"], where + ".steps", err, p.steps); !s.ok()) return s;
-    if (p.steps < 1 || p.steps > lim.max_steps) return err.At(map["steps"], where + ".steps", absl::StrCat("must be 1..", lim.max_steps));
+    int steps = 0;
+    if (auto s = Read(map["steps"], where + ".steps", err, steps); !s.ok()) return s;
+    if (steps < 1 || steps > lim.max_steps) return err.At(map["steps"], where + ".steps", absl::StrCat("must be 1..", lim.max_steps));
+    p.sampling.set_steps(steps);
   }
   if (map["cfg"]) {
-    if (auto s = Read(map["cfg"], where + ".cfg", err, p.cfg); !s.ok()) return s;
-    if (!(p.cfg >= 0 && p.cfg <= lim.max_cfg)) return err.At(map["cfg"], where + ".cfg", absl::StrCat("must be 0..", lim.max_cfg));
+    double cfg = 0;
+    if (auto s = Read(map["cfg"], where + ".cfg", err, cfg); !s.ok()) return s;
+    if (!(cfg >= 0 && cfg <= lim.max_cfg)) return err.At(map["cfg"], where + ".cfg", absl::StrCat("must be 0..", lim.max_cfg));
+    p.sampling.set_cfg(cfg);
   }
   if (map["sampler"]) {
-    if (auto s = Read(map["sampler"], where + ".sampler", err, p.sampler); !s.ok()) return s;
-    if (p.sampler != "euler" && p.sampler != "euler_ancestral" && p.sampler != "dpmpp_2m" && p.sampler != "lcm" &&
-        p.sampler != "tcd") {
-      return err.At(map["sampler"], where + ".sampler", "must be euler, euler_ancestral, dpmpp_2m, lcm or tcd");
-    }
+    std::string name;
+    if (auto s = Read(map["sampler"], where + ".sampler", err, name); !s.ok()) return s;
+    auto sampler = ParseSampler(name);
+    if (!sampler.ok()) return err.At(map["sampler"], where + ".sampler", absl::StrCat("must be ", SamplerNames()));
+    p.sampling.set_sampler(*sampler);
   }
   if (map["schedule"]) {
-    if (auto s = Read(map["schedule"], where + ".schedule", err, p.schedule); !s.ok()) return s;
-    if (p.schedule != "normal" && p.schedule != "trailing" && p.schedule != "sgm_uniform" && p.schedule != "karras") {
-      return err.At(map["schedule"], where + ".schedule", "must be normal, trailing, sgm_uniform or karras");
-    }
+    std::string name;
+    if (auto s = Read(map["schedule"], where + ".schedule", err, name); !s.ok()) return s;
+    auto schedule = ParseSchedule(name);
+    if (!schedule.ok()) return err.At(map["schedule"], where + ".schedule", absl::StrCat("must be ", ScheduleNames()));
+    p.sampling.set_schedule(*schedule);
   }
   if (map["tileable"]) {
-    if (auto s = Read(map["tileable"], where + ".tileable", err, p.tileable); !s.ok()) return s;
+    bool tileable = false;
+    if (auto s = Read(map["tileable"], where + ".tileable", err, tileable); !s.ok()) return s;
+    p.sampling.set_tileable(tileable);
   }
   if (map["negative"]) {
     std::string text;
@@ -203,22 +225,26 @@ absl::Status ApplySettings(const YAML::Node& map, const std::string& where, cons
 }
 
 // Checks that need the item's final settings; fills in img2img's default strength.
-absl::Status CheckWorkflow(const YAML::Node& item, const std::string& where, const Errors& err, GenerationInfo& p,
+// Checks that need the item's final settings; sets what applies to the item (img2img's
+// strength, with A1111's default, and tcd's gamma) and leaves the rest at zero.
+absl::Status CheckWorkflow(const YAML::Node& item, const std::string& where, const Errors& err, Settings& p,
                            const Img2ImgSource& src) {
-  if ((p.sampler == "lcm" || p.sampler == "tcd") && p.schedule != "normal") {
-    return err.At(item, where + ".schedule", absl::StrCat("sampler ", p.sampler, " uses its own timesteps: the schedule must be normal"));
+  v1::SamplingParams& s = p.sampling;
+  if ((s.sampler() == v1::SAMPLER_LCM || s.sampler() == v1::SAMPLER_TCD) && s.schedule() != v1::SCHEDULE_NORMAL) {
+    return err.At(item, where + ".schedule",
+                  absl::StrCat("sampler ", SamplerName(s.sampler()), " uses its own timesteps: the schedule must be normal"));
   }
-  if (p.init_image.empty()) {
+  if (s.sampler() == v1::SAMPLER_TCD) s.set_tcd_gamma(p.tcd_gamma);
+  if (p.image.init_image_sha256().empty()) {
     if (src.strength_line > 0) return err.AtLine(src.strength_line, src.strength_field, "needs init_image (img2img)");
-    p.denoising_strength.reset();
     return absl::OkStatus();
   }
-  if (src.width != p.width || src.height != p.height) {
+  if (src.width != s.width() || src.height != s.height()) {
     return err.AtLine(src.image_line, src.image_field,
-                  absl::StrCat("is ", src.width, "x", src.height, " but the item is ", p.width, "x", p.height,
+                  absl::StrCat("is ", src.width, "x", src.height, " but the item is ", s.width(), "x", s.height(),
                                " (set width and height to the image's size)"));
   }
-  if (!p.denoising_strength) p.denoising_strength = 0.75;  // A1111's img2img default
+  s.set_strength(p.strength.value_or(0.75));  // A1111's img2img default
   return absl::OkStatus();
 }
 
@@ -255,9 +281,10 @@ std::string ModelNameProblem(const std::string& model) {
 ManifestImage ExpandImage(const ManifestEntry& entry, int k, const std::function<uint64_t()>& draw_seed) {
   ManifestImage image;
   image.index = entry.first_index + k;
-  image.params = entry.params;
+  image.image = entry.image;
+  image.sampling = entry.sampling;
   image.random_seed = !entry.seed;
-  image.params.seed = entry.seed ? *entry.seed + k : draw_seed();
+  image.image.set_seed(entry.seed ? *entry.seed + k : draw_seed());
   return image;
 }
 
@@ -310,13 +337,13 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
                     absl::StrCat("must be 0 (no previews) to ", lim.max_steps, " steps, got ", m.preview_every));
     }
   }
-  GenerationInfo defaults;
-  defaults.model = m.model;
-  defaults.width = defaults.height = 1024;
-  defaults.steps = 30;
-  defaults.cfg = 5.0;
-  defaults.sampler = "euler";
-  defaults.schedule = "normal";
+  Settings defaults;
+  defaults.sampling.set_width(1024);
+  defaults.sampling.set_height(1024);
+  defaults.sampling.set_steps(30);
+  defaults.sampling.set_cfg(5.0);
+  defaults.sampling.set_sampler(v1::SAMPLER_EULER);
+  defaults.sampling.set_schedule(v1::SCHEDULE_NORMAL);
   std::optional<std::string> default_negative;
   Img2ImgSource default_src;
   if (root["defaults"]) {
@@ -326,13 +353,21 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
     }
   }
   default_src.strength_line = 0;  // a default strength applies to img2img items only
-  if (root["postprocess"]) {
-    if (!root["postprocess"].IsMap()) return err.At(root["postprocess"], "postprocess", "must be a mapping");
-    m.postprocess_json = ToJson(root["postprocess"]).dump();
-    if (m.postprocess_json.size() > lim.max_postprocess_bytes) {
-      return err.At(root["postprocess"], "postprocess",
-                    absl::StrCat("is ", m.postprocess_json.size(), " bytes as JSON; the limit is ", lim.max_postprocess_bytes));
+  if (const YAML::Node section = root["postprocess"]) {
+    if (!section.IsMap()) return err.At(section, "postprocess", "must be a mapping");
+    const nlohmann::json json = ToJson(section);
+    if (const size_t bytes = json.dump().size(); bytes > lim.max_postprocess_bytes) {
+      return err.At(section, "postprocess",
+                    absl::StrCat("is ", bytes, " bytes as JSON; the limit is ", lim.max_postprocess_bytes));
     }
+    std::string bad_key;
+    auto spec = postprocess::ParsePostprocessSpec(json, &bad_key);
+    if (!spec.ok()) {
+      // The message names the field ("postprocess.palette: ..."); the line is its key's.
+      const YAML::Node at = !bad_key.empty() && section[bad_key] ? section[bad_key] : section;
+      return absl::InvalidArgumentError(absl::StrCat(file, ":", at.Mark().line + 1, ": ", spec.status().message()));
+    }
+    m.postprocess = std::move(*spec);
   }
   const YAML::Node items = root["items"];
   if (!items || !items.IsSequence() || items.size() == 0) return err.At(items ? items : root, "items", "must be a non-empty list");
@@ -345,12 +380,14 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
                           where, err); !s.ok()) {
       return s;
     }
-    GenerationInfo p = defaults;
+    Settings p = defaults;
     Img2ImgSource src = default_src;
     std::optional<std::string> negative = default_negative;
     if (!item["prompt"]) return err.At(item, where + ".prompt", "is required");
-    if (auto s = Read(item["prompt"], where + ".prompt", err, p.prompt); !s.ok()) return s;
-    if (auto problem = PromptProblem(p.prompt, lim); !problem.empty()) return err.At(item["prompt"], where + ".prompt", problem);
+    std::string prompt;
+    if (auto s = Read(item["prompt"], where + ".prompt", err, prompt); !s.ok()) return s;
+    if (auto problem = PromptProblem(prompt, lim); !problem.empty()) return err.At(item["prompt"], where + ".prompt", problem);
+    p.image.set_prompt(prompt);
     if (item["overrides"]) {
       if (auto s = ApplySettings(item["overrides"], where + ".overrides", lim, err, files, p, &negative, &src); !s.ok()) {
         return s;
@@ -364,7 +401,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
         if (auto problem = PromptProblem(text, lim); !problem.empty()) return err.At(item["negative"], where + ".negative", problem);
       negative = text;
     }
-    p.negative = negative;
+    if (negative) p.image.set_negative(*negative);
     int count = 1;
     if (item["count"]) {
       if (auto s = Read(item["count"], where + ".count", err, count); !s.ok()) return s;
@@ -381,7 +418,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
     if (m.image_count + count > lim.max_images_per_job) {
       return err.At(item, where + ".count", absl::StrCat("the job would exceed ", lim.max_images_per_job, " images"));
     }
-    m.entries.push_back({p, count, seed, static_cast<int>(m.image_count)});
+    m.entries.push_back({std::move(p.image), std::move(p.sampling), count, seed, static_cast<int>(m.image_count)});
     m.image_count += count;
   }
   return m;

@@ -140,22 +140,13 @@ nlohmann::json Txt2ImgParameters(const Txt2Img& r) {
   return p;
 }
 
-std::string Txt2ImgInfo(const Txt2Img& r, const std::string& model, const std::vector<uint64_t>& seeds) {
+std::string Txt2ImgInfo(const Txt2Img& r, const std::string& model, const std::vector<v1::Item>& items) {
   nlohmann::json infotexts = nlohmann::json::array();
-  for (uint64_t seed : seeds) {
-    GenerationInfo g;
-    g.prompt = r.prompt;
-    g.negative = r.negative_prompt;
-    g.seed = seed;
-    g.width = static_cast<int>(r.width);
-    g.height = static_cast<int>(r.height);
-    g.steps = static_cast<int>(r.steps);
-    g.cfg = r.cfg_scale;
-    g.sampler = r.sampler;
-    g.schedule = r.schedule;
-    g.model = model;
-    g.tileable = r.tiling;
-    infotexts.push_back(FormatParametersText(g));
+  std::vector<uint64_t> seeds;
+  for (const v1::Item& item : items) {
+    seeds.push_back(item.params().seed());
+    // The same text the workers write into each PNG, from the item as the job stored it.
+    infotexts.push_back(FormatParametersText(model, item.params(), item.sampling()));
   }
   char stamp[32] = "";
   const std::time_t now = std::time(nullptr);

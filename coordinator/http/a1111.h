@@ -40,7 +40,7 @@ nlohmann::json Txt2ImgManifest(const Txt2Img& request, const std::string& model)
 // The response's `parameters` (the request with defaults filled in) and `info` (a JSON
 // document as text, as A1111 returns it) for images with these seeds.
 nlohmann::json Txt2ImgParameters(const Txt2Img& request);
-std::string Txt2ImgInfo(const Txt2Img& request, const std::string& model, const std::vector<uint64_t>& seeds);
+std::string Txt2ImgInfo(const Txt2Img& request, const std::string& model, const std::vector<v1::Item>& items);
 
 // A1111's sampler list for the samplers spriteforge has.
 nlohmann::json A1111Samplers();

@@ -23,15 +23,11 @@ void Txt2ImgRoute(HttpApi& api, const httplib::Request& req, httplib::Response& 
   auto job = SubmitAndWait(api, req, Txt2ImgManifest(*request, *model), "txt2img", req.get_header_value("Idempotency-Key"));
   if (!job.ok()) return ReplyError(res, job.status());
   nlohmann::json images = nlohmann::json::array();
-  std::vector<uint64_t> seeds;
-  for (size_t i = 0; i < job->items.size(); ++i) {
-    images.push_back(absl::Base64Escape(job->pngs[i]));
-    seeds.push_back(job->items[i].params().seed());
-  }
+  for (size_t i = 0; i < job->items.size(); ++i) images.push_back(absl::Base64Escape(job->pngs[i]));
   res.set_header("X-Spriteforge-Job", job->job.id());
   ReplyJson(res, {{"images", std::move(images)},
                   {"parameters", Txt2ImgParameters(*request)},
-                  {"info", Txt2ImgInfo(*request, *model, seeds)}});
+                  {"info", Txt2ImgInfo(*request, *model, job->items)}});
 }
 
 // The models connected workers serve, in A1111's shape (no hashes: workers do not send them).

@@ -106,8 +106,8 @@ void ListResults(HttpApi& api, const httplib::Request& req, httplib::Response& r
     nlohmann::json r = {{"index", item.index()},
                         {"seed", std::to_string(item.params().seed())},
                         {"prompt", item.params().prompt()},
-                        {"width", item.params().width()},
-                        {"height", item.params().height()},
+                        {"width", item.sampling().width()},
+                        {"height", item.sampling().height()},
                         {"worker_id", item.worker_id()},
                         {"url", ResultUrl(job->job().id(), item.index())}};
     if (!item.sprite_path().empty()) r["render_url"] = ResultUrl(job->job().id(), item.index()) + "?render=true";

@@ -4,6 +4,8 @@
 #include <set>
 #include <tuple>
 
+#include "spriteforge/common/sampling.h"
+
 namespace spriteforge::coordinator {
 namespace {
 
@@ -34,6 +36,14 @@ struct OfferOrder {
 };
 
 }  // namespace
+
+BatchKey KeyOf(const std::string& model, const v1::SamplingParams& sampling, const v1::ImageParams& image) {
+  BatchKey key{BatchKeyOf(model, sampling, image), model, sampling.width(), sampling.height()};
+  for (const v1::LoraRef& lora : sampling.loras()) {
+    if (lora.sha256().empty()) key.named_loras.push_back(lora.name());
+  }
+  return key;
+}
 
 uint64_t LoraBytes(const BatchKey& key, const WorkerView& worker) {
   uint64_t bytes = key.uploaded_lora_bytes;

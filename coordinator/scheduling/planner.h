@@ -18,35 +18,28 @@
 #include <vector>
 
 #include "scheduling/memory_model.h"
+#include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {
 
-// Items batch together only when all of these match.
+// Items batch together only when their keys are equal: `id` is common/sampling.h's
+// BatchKeyOf, the rule the worker checks too. The rest is read from it for planning.
 struct BatchKey {
+  std::string id;
   std::string model;
-  int width = 0;
+  int width = 0;   // for the memory model
   int height = 0;
-  int steps = 0;
-  std::string sampler;
-  std::string schedule;
-  bool tileable = false;
-  double cfg = 0;  // the engine guides a whole batch with one scale
-  // The engine merges one LoRA set per batch and runs img2img for all images or none.
-  std::string loras;       // canonical "<sha256 or name>:<strength>" list, in order; "" for none
-  bool img2img = false;
-  double strength = 0;     // img2img only
-  double tcd_gamma = 0;    // sampler tcd only
-  // Memory the LoRAs add to a batch: the uploaded files' sizes (known here), and the names
-  // looked up in each worker's LoRA folder (sizes the worker reported).
+  // Memory the LoRAs add to a batch: the uploaded files' sizes (known to the coordinator),
+  // and the names looked up in each worker's LoRA folder (sizes the worker reported).
   uint64_t uploaded_lora_bytes = 0;
   std::vector<std::string> named_loras;
 
-  auto Tie() const {
-    return std::tie(model, width, height, steps, sampler, schedule, tileable, cfg, loras, img2img, strength, tcd_gamma);
-  }
-  bool operator<(const BatchKey& o) const { return Tie() < o.Tie(); }
-  bool operator==(const BatchKey& o) const { return Tie() == o.Tie(); }
+  bool operator<(const BatchKey& o) const { return id < o.id; }
+  bool operator==(const BatchKey& o) const { return id == o.id; }
 };
+
+// The key of an image (uploaded_lora_bytes left for the caller, who knows the files).
+BatchKey KeyOf(const std::string& model, const v1::SamplingParams& sampling, const v1::ImageParams& image);
 
 struct PendingItem {
   std::string job_id;

@@ -83,7 +83,7 @@ Coordinator::Coordinator(std::unique_ptr<Store> store, std::unique_ptr<BlobStore
       queues_([this](const std::string& job_id, int after, int limit) {
                 return store_->QueuedItems(job_id, after, limit);
               },
-              [this](const GenerationInfo& params) { return KeyOfLocked(params); }),
+              [this](const ItemRecord& item) { return KeyOfLocked(item); }),
       outbox_thread_([this] { RunOutbox(); }),
       results_(std::make_unique<ResultPipeline>(options_.output_dir, options_.result_threads,
                                                 options_.max_waiting_result_bytes,
@@ -241,26 +241,18 @@ FileResolver Coordinator::UploadedFiles(const v1::SubmitJobRequest& request) {
   };
 }
 
-BatchKey Coordinator::KeyOfLocked(const GenerationInfo& p) {
-  BatchKey key{p.model, p.width, p.height, p.steps, p.sampler, p.schedule, p.tileable, p.cfg};
-  for (const LoraUse& lora : p.loras) {
-    // Strengths are compared exactly: "%.17g" round-trips a double.
-    absl::StrAppend(&key.loras, key.loras.empty() ? "" : ",", lora.sha256.empty() ? "name:" + lora.name : lora.sha256,
-                    ":", absl::StrFormat("%.17g", lora.strength));
-    if (lora.sha256.empty()) {
-      key.named_loras.push_back(lora.name);
-      continue;
-    }
-    auto size = blob_sizes_.find(lora.sha256);
+BatchKey Coordinator::KeyOfLocked(const ItemRecord& item) {
+  auto job = jobs_.find(item.job_id);
+  BatchKey key = KeyOf(job == jobs_.end() ? std::string() : job->second.model, item.sampling, item.image);
+  for (const v1::LoraRef& lora : item.sampling.loras()) {
+    if (lora.sha256().empty()) continue;
+    auto size = blob_sizes_.find(lora.sha256());
     if (size == blob_sizes_.end()) {
-      auto bytes = blobs_->Size(lora.sha256);
-      size = blob_sizes_.emplace(lora.sha256, bytes.ok() ? *bytes : 0).first;
+      auto bytes = blobs_->Size(lora.sha256());
+      size = blob_sizes_.emplace(lora.sha256(), bytes.ok() ? *bytes : 0).first;
     }
     key.uploaded_lora_bytes += size->second;
   }
-  key.img2img = !p.init_image.empty();
-  key.strength = key.img2img ? p.denoising_strength.value_or(0.75) : 0;
-  key.tcd_gamma = p.sampler == "tcd" ? p.tcd_gamma : 0;
   return key;
 }
 
@@ -288,7 +280,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   job.priority = manifest->priority;
   job.created_ms = NowMs();
   job.idempotency_key = request.idempotency_key();
-  job.postprocess_json = manifest->postprocess_json;
+  job.postprocess = manifest->postprocess;
   job.preview_every = request.preview_every() > 0 ? request.preview_every() : manifest->preview_every;
   job.owner = owner;
   bool deduplicated = false;
@@ -325,8 +317,8 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
       const ManifestImage image = ExpandImage(entry, k, [&] { return rng() >> 1; });
       ItemRecord it;
       it.index = image.index;
-      it.params = image.params;
-      it.params.model = manifest->model;
+      it.image = std::move(image.image);
+      it.sampling = std::move(image.sampling);
       it.random_seed = image.random_seed;
       chunk.push_back(std::move(it));
       if (chunk.size() == kChunk) loaded = flush();
@@ -727,6 +719,7 @@ bool Coordinator::PrepareResultLocked(WorkerState& w, v1::BatchResultMsg result,
   work->batch_id = result.batch_id();
   work->worker_id = w.id;
   work->batch_size = static_cast<int>(b->second.items.size());
+  work->model = b->second.key.model;
   work->items = b->second.records;
   work->result = std::move(result);
   return true;
@@ -775,7 +768,7 @@ void Coordinator::CommitResults(std::vector<StagedResult>& group) {
       v1::JobEvent event;
       auto* item_done = event.mutable_item_done();
       item_done->set_index(wr.item.index);
-      item_done->set_seed(wr.item.params.seed);
+      item_done->set_seed(wr.item.image.seed());
       item_done->set_image_path(wr.staged.files.sprite_path.empty() ? wr.staged.files.image_path
                                                                      : wr.staged.files.sprite_path);
       item_done->set_worker_id(r.worker_id);
@@ -894,18 +887,28 @@ bool Coordinator::ScheduleRound() {
     assignment->set_model(a.key.model);
     assignment->set_lease_expires_unix_ms(now + options_.lease_ms);
     std::map<std::string, std::vector<int>> by_job;
+    std::map<std::string, int> preview_every;  // by job
     auto items = store_->RunningItems(batch.id);
     if (items.ok()) batch.records = std::move(*items);
+    // The items share their sampling parameters (one batch key): sent once.
+    if (!batch.records.empty()) *assignment->mutable_sampling() = batch.records.front().sampling;
     for (const ItemRecord& it : batch.records) {
       auto* item = assignment->add_items();
       item->set_index(it.index);
       item->set_job_id(it.job_id);
-      *item->mutable_params() = ToProto(it.params);
-      if (auto job = JobLocked(it.job_id); job.ok()) {
-        item->set_postprocess_json(job->postprocess_json);
-        item->set_preview_every(job->preview_every);
+      *item->mutable_params() = it.image;
+      if (!by_job.count(it.job_id)) {
+        if (auto job = JobLocked(it.job_id); job.ok()) {
+          preview_every[it.job_id] = job->preview_every;
+          if (job->postprocess) {
+            v1::JobPostprocess* post = assignment->add_postprocess();
+            post->set_job_id(it.job_id);
+            *post->mutable_spec() = *job->postprocess;
+          }
+        }
       }
       by_job[it.job_id].push_back(it.index);
+      item->set_preview_every(preview_every[it.job_id]);
     }
     for (const auto& [job_id, indices] : by_job) last_served_[job_id] = ++serve_counter_;
     // A worker that held nothing starts its progress clock now: its first step follows.

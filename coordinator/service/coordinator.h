@@ -155,7 +155,7 @@ class Coordinator {
 
   // Resolves the files a submitted manifest names through the uploads the request lists.
   FileResolver UploadedFiles(const v1::SubmitJobRequest& request);
-  BatchKey KeyOfLocked(const GenerationInfo& params);
+  BatchKey KeyOfLocked(const ItemRecord& item);
 
   // All below: called with mu_ held.
   void Schedule();

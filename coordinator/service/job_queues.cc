@@ -44,7 +44,7 @@ void JobQueues::Requeue(const ItemRecord& item) {
   auto at = std::lower_bound(items.begin(), items.end(), item.index,
                              [](const QueuedItem& q, int i) { return q.index < i; });
   if (at != items.end() && at->index == item.index) return;
-  items.insert(at, {item.index, KeyId(key_of_(item.params))});
+  items.insert(at, {item.index, KeyId(key_of_(item))});
 }
 
 absl::StatusOr<std::vector<const QueuedJob*>> JobQueues::Jobs() {
@@ -54,7 +54,7 @@ absl::StatusOr<std::vector<const QueuedJob*>> JobQueues::Jobs() {
       auto more = load_(id, e->cursor, chunk_);
       if (!more.ok()) return more.status();
       for (const ItemRecord& it : *more) {
-        e->view.items.push_back({it.index, KeyId(key_of_(it.params))});
+        e->view.items.push_back({it.index, KeyId(key_of_(it))});
         e->cursor = it.index;
       }
       e->exhausted = static_cast<int>(more->size()) < chunk_;

@@ -22,8 +22,8 @@ class JobQueues {
   // Reads a job's queued items with an index above `after`, by index, at most `limit`.
   using Loader = std::function<absl::StatusOr<std::vector<ItemRecord>>(const std::string& job_id, int after, int limit)>;
 
-  // The batch key of an item's parameters.
-  using KeyOf = std::function<BatchKey(const GenerationInfo& params)>;
+  // The batch key of an item.
+  using KeyOf = std::function<BatchKey(const ItemRecord& item)>;
 
   // `low`: a window shorter than this is topped up by `chunk` items.
   JobQueues(Loader load, KeyOf key_of, size_t low = 64, int chunk = 256)

@@ -54,12 +54,12 @@ absl::Status Decodes(const std::string& png, const char* what) {
 
 }  // namespace
 
-absl::Status CheckItemResult(const v1::ItemResult& result, const GenerationInfo& params, const ResultLimits& limits) {
+absl::Status CheckItemResult(const v1::ItemResult& result, const v1::SamplingParams& params, const ResultLimits& limits) {
   PngSize render;
   if (auto s = CheckPng(result.png(), "render", limits, &render); !s.ok()) return s;
-  if (render.width != params.width || render.height != params.height) {
+  if (render.width != params.width() || render.height != params.height()) {
     return absl::InvalidArgumentError(absl::StrCat("the render is ", render.width, "x", render.height, ", the item is ",
-                                                   params.width, "x", params.height));
+                                                   params.width(), "x", params.height()));
   }
   if (auto s = Decodes(result.png(), "render"); !s.ok()) return s;
   if (result.sprite_png().empty()) return absl::OkStatus();

@@ -21,7 +21,7 @@ struct ResultLimits {
 };
 
 // InvalidArgument naming the problem, e.g. "the render is 64x64, the item is 128x128".
-absl::Status CheckItemResult(const v1::ItemResult& result, const GenerationInfo& params,
+absl::Status CheckItemResult(const v1::ItemResult& result, const v1::SamplingParams& params,
                              const ResultLimits& limits = {});
 
 class Quarantine {

@@ -59,8 +59,8 @@ StagedResult ResultPipeline::Stage(ResultWork& work) {
     for (const ItemRecord& it : work.items) {
       if (it.job_id == r.job_id() && it.index == r.index()) item = &it;
     }
-    if (!item || r.seed() != item->params.seed) continue;
-    if (auto s = CheckItemResult(r, item->params); !s.ok()) {
+    if (!item || r.seed() != item->image.seed()) continue;
+    if (auto s = CheckItemResult(r, item->sampling); !s.ok()) {
       out.invalid_error = std::string(s.message());
       spdlog::warn("worker {}: job {} item {}: {}", work.worker_id, item->job_id, item->index, out.invalid_error);
       continue;
@@ -80,9 +80,8 @@ StagedResult ResultPipeline::Stage(ResultWork& work) {
                                {{"allocated", result.memory().peak_allocated_bytes()},
                                 {"reserved", result.memory().peak_reserved_bytes()}}}};
     if (!r.postprocess_error().empty()) sidecar["postprocess_error"] = r.postprocess_error();
-    ItemRecord noted = *item;
-    noted.params.notes.assign(r.notes().begin(), r.notes().end());
-    auto staged = StageItemFiles(output_dir_, noted, r.png(), r.sprite_png(), sidecar);
+    std::vector<std::string> notes(r.notes().begin(), r.notes().end());
+    auto staged = StageItemFiles(output_dir_, work.model, *item, notes, r.png(), r.sprite_png(), sidecar);
     if (!staged.ok()) {
       out.storage_error = std::string(staged.status().message());
       out.storage_errors[{item->job_id, item->index}] = out.storage_error;

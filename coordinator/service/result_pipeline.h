@@ -27,6 +27,7 @@ struct ResultWork {
   std::string batch_id;
   std::string worker_id;
   int batch_size = 0;
+  std::string model;
   std::vector<ItemRecord> items;  // running under the batch when the result came
   v1::BatchResultMsg result;
 };

@@ -9,11 +9,23 @@
 #include <filesystem>
 #include <system_error>
 
+#include <google/protobuf/util/json_util.h>
+
 #include "absl/strings/str_cat.h"
 #include "spriteforge/common/files.h"
+#include "spriteforge/common/generation_info.h"
 
 namespace spriteforge::coordinator {
 namespace {
+
+// The job's post-processing settings as stored, field names as in the proto.
+nlohmann::json PostprocessJson(const v1::PostprocessSpec& spec) {
+  std::string text;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(spec, &text, options).ok()) return nullptr;
+  return nlohmann::json::parse(text, nullptr, false);
+}
 
 bool LooksLikePng(const std::string& bytes) {
   return bytes.size() > 8 && bytes.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0;
@@ -81,7 +93,8 @@ absl::Status WriteUnsynced(const std::string& path, const std::string& data) {
 
 }  // namespace
 
-absl::StatusOr<StagedFiles> StageItemFiles(const std::string& output_dir, const ItemRecord& item,
+absl::StatusOr<StagedFiles> StageItemFiles(const std::string& output_dir, const std::string& model,
+                                           const ItemRecord& item, const std::vector<std::string>& notes,
                                            const std::string& png, const std::string& sprite_png,
                                            const nlohmann::json& sidecar) {
   if (!LooksLikePng(png)) return absl::InvalidArgumentError("the worker's result is not a PNG");
@@ -92,7 +105,7 @@ absl::StatusOr<StagedFiles> StageItemFiles(const std::string& output_dir, const 
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::ResourceExhaustedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-  const std::string stem = absl::StrCat(dir, "/", item.index, "_", item.params.seed);
+  const std::string stem = absl::StrCat(dir, "/", item.index, "_", item.image.seed());
   StagedFiles staged;
   staged.files = {stem + ".png", sprite_png.empty() ? "" : stem + ".sprite.png"};
   auto stage = [&](const std::string& path, const std::string& data) -> absl::Status {
@@ -102,7 +115,8 @@ absl::StatusOr<StagedFiles> StageItemFiles(const std::string& output_dir, const 
     return absl::OkStatus();
   };
   nlohmann::json meta = sidecar;
-  meta["parameters"] = ToJson(item.params);
+  meta["parameters"] = ToJson(model, item.image, item.sampling);
+  if (!notes.empty()) meta["parameters"]["notes"] = notes;
   meta["job_id"] = item.job_id;
   meta["index"] = item.index;
   meta["random_seed"] = item.random_seed;
@@ -176,10 +190,10 @@ nlohmann::json JobSummary(const JobRecord& job, const ItemCounts& counts, const 
                         {"done", counts.done},
                         {"failed", counts.failed},
                         {"cancelled", counts.cancelled}}}};
-  if (!job.postprocess_json.empty()) j["postprocess"] = nlohmann::json::parse(job.postprocess_json, nullptr, false);
+  if (job.postprocess) j["postprocess"] = PostprocessJson(*job.postprocess);
   nlohmann::json list = nlohmann::json::array();
   for (const ItemRecord& it : items) {
-    nlohmann::json e = {{"index", it.index}, {"seed", it.params.seed}, {"prompt", it.params.prompt},
+    nlohmann::json e = {{"index", it.index}, {"seed", it.image.seed()}, {"prompt", it.image.prompt()},
                         {"state", StateName(it.state)}, {"attempts", it.attempts}};
     if (!it.image_path.empty()) e["image"] = std::filesystem::path(it.image_path).filename().string();
     if (!it.sprite_path.empty()) e["sprite"] = std::filesystem::path(it.sprite_path).filename().string();

@@ -31,7 +31,8 @@ struct StagedFiles {
 };
 
 // `sidecar` holds what the coordinator knows beyond the parameters (worker, timings, memory).
-absl::StatusOr<StagedFiles> StageItemFiles(const std::string& output_dir, const ItemRecord& item,
+absl::StatusOr<StagedFiles> StageItemFiles(const std::string& output_dir, const std::string& model,
+                                           const ItemRecord& item, const std::vector<std::string>& notes,
                                            const std::string& png, const std::string& sprite_png,
                                            const nlohmann::json& sidecar);
 // Makes every staged file's data durable (syncfs of the file system holding `output_dir`).

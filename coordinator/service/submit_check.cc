@@ -1,9 +1,6 @@
 #include "service/submit_check.h"
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
-#include "postprocess/postprocess.h"
 
 namespace spriteforge::coordinator {
 
@@ -13,13 +10,7 @@ absl::Status CheckSubmission(const v1::SubmitJobRequest& request, const Manifest
       return absl::InvalidArgumentError(absl::StrCat("model override: ", problem));
     }
   }
-  if (manifest.postprocess_json.empty()) return absl::OkStatus();
-  const auto section = nlohmann::json::parse(manifest.postprocess_json, nullptr, false);
-  // Palette files live on the workers: here their names are checked, not read.
-  postprocess::PaletteAccess access;
-  access.read_files = false;
-  auto options = postprocess::ParsePostprocessOptions(section, access);
-  if (!options.ok()) return absl::InvalidArgumentError(absl::StrCat(file, ": ", options.status().message()));
+  // The manifest's `postprocess` section was checked when it was parsed (ParsePostprocessSpec).
   return absl::OkStatus();
 }
 

@@ -1,6 +1,6 @@
 // Checks of a submission beyond the manifest schema, made before anything is stored: a
-// model override must be a plain name, and the `postprocess` section must parse as the
-// workers will parse it, with palettes given by name or colours, never by path.
+// model override must be a plain name. (The `postprocess` section is checked by the
+// manifest parser, which builds its v1::PostprocessSpec.)
 #pragma once
 
 #include "absl/status/status.h"

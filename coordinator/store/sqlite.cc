@@ -61,6 +61,10 @@ Statement& Statement::Bind(int i, const std::string& v) {
 Statement& Statement::Bind(int i, const std::optional<std::string>& v) {
   return v ? Bind(i, *v) : BindNull(i);
 }
+Statement& Statement::BindBlob(int i, const std::string& bytes) {
+  if (stmt_) sqlite3_bind_blob(stmt_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  return *this;
+}
 Statement& Statement::BindNull(int i) {
   if (stmt_) sqlite3_bind_null(stmt_, i);
   return *this;
@@ -91,6 +95,10 @@ int64_t Statement::Int(int col) const { return sqlite3_column_int64(stmt_, col);
 double Statement::Double(int col) const { return sqlite3_column_double(stmt_, col); }
 std::string Statement::Text(int col) const {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+  return p ? std::string(p, sqlite3_column_bytes(stmt_, col)) : std::string();
+}
+std::string Statement::Blob(int col) const {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
   return p ? std::string(p, sqlite3_column_bytes(stmt_, col)) : std::string();
 }
 std::optional<std::string> Statement::OptText(int col) const {

@@ -35,6 +35,7 @@ class Statement {
   Statement& Bind(int i, const std::string& v);
   Statement& Bind(int i, const std::optional<std::string>& v);
   Statement& BindNull(int i);
+  Statement& BindBlob(int i, const std::string& bytes);
 
   // Steps once: true while a row is available, false when done; errors become status().
   bool Step();
@@ -44,6 +45,7 @@ class Statement {
   double Double(int col) const;
   std::string Text(int col) const;
   std::optional<std::string> OptText(int col) const;
+  std::string Blob(int col) const;
 
   absl::Status status() const { return status_; }
 

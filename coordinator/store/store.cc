@@ -1,10 +1,7 @@
 #include "store/store.h"
 
-#include <cstring>
-
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
+#include "store/legacy_rows.h"
 #include "store/sqlite.h"
 
 namespace spriteforge::coordinator {
@@ -22,25 +19,16 @@ CREATE TABLE IF NOT EXISTS jobs(
   started_ms INTEGER NOT NULL DEFAULT 0,
   finished_ms INTEGER NOT NULL DEFAULT 0,
   idempotency_key TEXT,
-  postprocess TEXT NOT NULL DEFAULT '',
   owner TEXT NOT NULL DEFAULT '',
+  postprocess_spec BLOB,
   preview_every INTEGER NOT NULL DEFAULT 0);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(idempotency_key) WHERE idempotency_key <> '';
 CREATE TABLE IF NOT EXISTS items(
   job_id TEXT NOT NULL REFERENCES jobs(id),
   idx INTEGER NOT NULL,
-  prompt TEXT NOT NULL,
-  negative TEXT,
-  seed INTEGER NOT NULL,
+  image BLOB NOT NULL,     -- v1.ImageParams
+  sampling BLOB NOT NULL,  -- v1.SamplingParams
   random_seed INTEGER NOT NULL,
-  width INTEGER NOT NULL,
-  height INTEGER NOT NULL,
-  steps INTEGER NOT NULL,
-  cfg REAL NOT NULL,
-  sampler TEXT NOT NULL,
-  schedule TEXT NOT NULL,
-  model TEXT NOT NULL,
-  tileable INTEGER NOT NULL,
   state INTEGER NOT NULL,
   batch_id TEXT NOT NULL DEFAULT '',
   worker_id TEXT NOT NULL DEFAULT '',
@@ -50,7 +38,6 @@ CREATE TABLE IF NOT EXISTS items(
   failure INTEGER NOT NULL DEFAULT 0,
   failure_message TEXT NOT NULL DEFAULT '',
   done_ms INTEGER NOT NULL DEFAULT 0,
-  workflow TEXT NOT NULL DEFAULT '',
   PRIMARY KEY(job_id, idx));
 -- A job's queue in index order, and its items by state.
 CREATE INDEX IF NOT EXISTS items_queue ON items(job_id, state, idx);
@@ -88,61 +75,24 @@ CREATE TABLE IF NOT EXISTS workers(
   images_done INTEGER NOT NULL DEFAULT 0);
 )sql";
 
+// The row mapping, one function pair per table: the image parameters and the
+// post-processing settings are one serialized message each (see docs/architecture.md).
 constexpr const char* kJobColumns =
     "id, name, model, priority, state, created_ms, started_ms, finished_ms, "
-    "COALESCE(idempotency_key, ''), postprocess, seq, owner, preview_every";
+    "COALESCE(idempotency_key, ''), seq, owner, postprocess_spec, preview_every";
+constexpr const char* kJobInsert =
+    "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key, owner, postprocess_spec, "
+    "preview_every) VALUES(?,?,?,?,?,?,?,?,?,?)";
 
-constexpr const char* kItemColumns =
-    "job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, sampler, schedule, "
-    "model, tileable, state, batch_id, worker_id, attempts, image_path, sprite_path, failure, "
-    "failure_message, done_ms, workflow";
-
-// Seeds are unsigned 64-bit; SQLite integers are signed. Store the bit pattern.
-int64_t SeedToDb(uint64_t seed) {
-  int64_t v;
-  std::memcpy(&v, &seed, sizeof v);
-  return v;
-}
-uint64_t SeedFromDb(int64_t v) {
-  uint64_t seed;
-  std::memcpy(&seed, &v, sizeof seed);
-  return seed;
-}
-
-// LoRAs, img2img and the TCD setting in one JSON column: "" for a plain txt2img item, so
-// the common case costs nothing and new settings need no new columns.
-std::string WorkflowToDb(const GenerationInfo& p) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const LoraUse& lora : p.loras) {
-    j["loras"].push_back({{"name", lora.name}, {"strength", lora.strength}, {"sha256", lora.sha256}});
+void BindJob(Statement& q, const JobRecord& job) {
+  q.Bind(1, job.id).Bind(2, job.name).Bind(3, job.model).Bind(4, job.priority)
+      .Bind(5, static_cast<int>(job.state)).Bind(6, job.created_ms).Bind(7, job.idempotency_key).Bind(8, job.owner);
+  if (job.postprocess) {
+    q.BindBlob(9, job.postprocess->SerializeAsString());
+  } else {
+    q.BindNull(9);
   }
-  if (!p.init_image.empty()) j["init_image"] = p.init_image;
-  if (p.denoising_strength) j["strength"] = *p.denoising_strength;
-  if (p.sampler == "tcd") j["tcd_gamma"] = p.tcd_gamma;
-  return j.empty() ? "" : j.dump();
-}
-
-void WorkflowFromDb(const std::string& text, GenerationInfo& p) {
-  if (text.empty()) return;
-  const auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object()) return;
-  if (auto loras = j.find("loras"); loras != j.end() && loras->is_array()) {
-    for (const auto& l : *loras) {
-      p.loras.push_back({l.value("name", ""), l.value("strength", 1.0), l.value("sha256", "")});
-    }
-  }
-  p.init_image = j.value("init_image", "");
-  if (j.contains("strength")) p.denoising_strength = j.value("strength", 1.0);
-  p.tcd_gamma = j.value("tcd_gamma", 0.3);
-}
-
-// Databases made before a column existed get it (with its default) when opened.
-absl::Status AddMissingColumn(Database& db, const char* table, const char* column, const char* definition) {
-  Statement q(db.raw(), absl::StrCat("SELECT COUNT(*) FROM pragma_table_info('", table, "') WHERE name = '", column,
-                                     "'").c_str());
-  if (!q.Step()) return q.status().ok() ? absl::InternalError("table_info returned nothing") : q.status();
-  if (q.Int(0) > 0) return absl::OkStatus();
-  return db.Exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", column, " ", definition));
+  q.Bind(10, job.preview_every);
 }
 
 JobRecord ReadJob(const Statement& s) {
@@ -156,39 +106,41 @@ JobRecord ReadJob(const Statement& s) {
   j.started_ms = s.Int(6);
   j.finished_ms = s.Int(7);
   j.idempotency_key = s.Text(8);
-  j.postprocess_json = s.Text(9);
-  j.seq = s.Int(10);
-  j.owner = s.Text(11);
+  j.seq = s.Int(9);
+  j.owner = s.Text(10);
+  if (s.OptText(11)) j.postprocess.emplace().ParseFromString(s.Blob(11));
   j.preview_every = static_cast<int>(s.Int(12));
   return j;
+}
+
+constexpr const char* kItemColumns =
+    "job_id, idx, image, sampling, random_seed, state, batch_id, worker_id, attempts, image_path, sprite_path, "
+    "failure, failure_message, done_ms";
+constexpr const char* kItemInsert =
+    "INSERT INTO items(job_id, idx, image, sampling, random_seed, state) VALUES(?,?,?,?,?,?)";
+
+void BindItem(Statement& q, const std::string& job_id, const ItemRecord& it) {
+  q.Bind(1, job_id).Bind(2, it.index).BindBlob(3, it.image.SerializeAsString())
+      .BindBlob(4, it.sampling.SerializeAsString()).Bind(5, it.random_seed ? 1 : 0)
+      .Bind(6, static_cast<int>(ItemState::kQueued));
 }
 
 ItemRecord ReadItem(const Statement& s) {
   ItemRecord it;
   it.job_id = s.Text(0);
   it.index = static_cast<int>(s.Int(1));
-  it.params.prompt = s.Text(2);
-  it.params.negative = s.OptText(3);
-  it.params.seed = SeedFromDb(s.Int(4));
-  it.random_seed = s.Int(5) != 0;
-  it.params.width = static_cast<int>(s.Int(6));
-  it.params.height = static_cast<int>(s.Int(7));
-  it.params.steps = static_cast<int>(s.Int(8));
-  it.params.cfg = s.Double(9);
-  it.params.sampler = s.Text(10);
-  it.params.schedule = s.Text(11);
-  it.params.model = s.Text(12);
-  it.params.tileable = s.Int(13) != 0;
-  it.state = static_cast<ItemState>(s.Int(14));
-  it.batch_id = s.Text(15);
-  it.worker_id = s.Text(16);
-  it.attempts = static_cast<int>(s.Int(17));
-  it.image_path = s.Text(18);
-  it.sprite_path = s.Text(19);
-  it.failure = static_cast<int>(s.Int(20));
-  it.failure_message = s.Text(21);
-  it.done_ms = s.Int(22);
-  WorkflowFromDb(s.Text(23), it.params);
+  it.image.ParseFromString(s.Blob(2));
+  it.sampling.ParseFromString(s.Blob(3));
+  it.random_seed = s.Int(4) != 0;
+  it.state = static_cast<ItemState>(s.Int(5));
+  it.batch_id = s.Text(6);
+  it.worker_id = s.Text(7);
+  it.attempts = static_cast<int>(s.Int(8));
+  it.image_path = s.Text(9);
+  it.sprite_path = s.Text(10);
+  it.failure = static_cast<int>(s.Int(11));
+  it.failure_message = s.Text(12);
+  it.done_ms = s.Int(13);
   return it;
 }
 
@@ -211,14 +163,14 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   if (auto s = (*db)->Exec(kSchema); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, " is not a spriteforge store: ", s.message()));
   }
-  if (auto s = AddMissingColumn(**db, "items", "workflow", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
-    return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the workflow column: ", s.message()));
-  }
   if (auto s = AddMissingColumn(**db, "jobs", "owner", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the owner column: ", s.message()));
   }
   if (auto s = AddMissingColumn(**db, "jobs", "preview_every", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the preview_every column: ", s.message()));
+  }
+  if (auto s = UpgradeLegacyRows(**db); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("database ", path, ": cannot convert its rows: ", s.message()));
   }
   int64_t version = 0;
   {
@@ -244,13 +196,8 @@ absl::StatusOr<JobRecord> Store::InsertJob(JobRecord job, bool* deduplicated) {
     }
     if (!q.status().ok()) return q.status();
   }
-  Statement ins(*db_,
-                "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key, postprocess, owner, "
-                "preview_every) VALUES(?,?,?,?,?,?,?,?,?,?)");
-  ins.Bind(1, job.id).Bind(2, job.name).Bind(3, job.model).Bind(4, job.priority)
-      .Bind(5, static_cast<int>(job.state)).Bind(6, job.created_ms)
-      .Bind(7, job.idempotency_key).Bind(8, job.postprocess_json).Bind(9, job.owner)
-      .Bind(10, job.preview_every);
+  Statement ins(*db_, kJobInsert);
+  BindJob(ins, job);
   if (auto s = ins.Run(); !s.ok()) return s;
   job.seq = sqlite3_last_insert_rowid(db_->raw());
   Statement counts(*db_, "INSERT INTO job_counts(job_id) VALUES(?)");
@@ -261,14 +208,8 @@ absl::StatusOr<JobRecord> Store::InsertJob(JobRecord job, bool* deduplicated) {
 
 absl::Status Store::InsertItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
   for (const ItemRecord& it : items) {
-    Statement row(*db_,
-                  "INSERT INTO items(job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, "
-                  "sampler, schedule, model, tileable, state, workflow) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    row.Bind(1, job_id).Bind(2, it.index).Bind(3, it.params.prompt).Bind(4, it.params.negative)
-        .Bind(5, SeedToDb(it.params.seed)).Bind(6, it.random_seed ? 1 : 0).Bind(7, it.params.width)
-        .Bind(8, it.params.height).Bind(9, it.params.steps).Bind(10, it.params.cfg).Bind(11, it.params.sampler)
-        .Bind(12, it.params.schedule).Bind(13, it.params.model).Bind(14, it.params.tileable ? 1 : 0)
-        .Bind(15, static_cast<int>(ItemState::kQueued)).Bind(16, WorkflowToDb(it.params));
+    Statement row(*db_, kItemInsert);
+    BindItem(row, job_id, it);
     if (auto s = row.Run(); !s.ok()) return s;
   }
   Statement counts(*db_, "UPDATE job_counts SET total = total + ?, queued = queued + ? WHERE job_id = ?");

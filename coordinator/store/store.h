@@ -17,7 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "spriteforge/common/generation_info.h"
+#include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {
 
@@ -39,7 +39,7 @@ struct JobRecord {
   int64_t started_ms = 0;   // first lease; 0 before
   int64_t finished_ms = 0;  // 0 while unfinished
   std::string idempotency_key;
-  std::string postprocess_json;
+  std::optional<v1::PostprocessSpec> postprocess;  // unset: the job makes no sprites
   int64_t seq = 0;  // submission order, assigned by the store
   std::string owner;  // the submitting token's name; empty without authentication
   int preview_every = 0;  // previews every this many sampling steps; 0: none (they are never stored)
@@ -48,7 +48,8 @@ struct JobRecord {
 struct ItemRecord {
   std::string job_id;
   int index = 0;
-  GenerationInfo params;
+  v1::ImageParams image;        // prompt, negative, seed, start image
+  v1::SamplingParams sampling;  // the job's model is JobRecord::model
   bool random_seed = false;
   ItemState state = ItemState::kQueued;
   std::string batch_id;

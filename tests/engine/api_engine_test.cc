@@ -110,9 +110,15 @@ TEST(Engine, RejectsBadRequestsWithOneClearLine) {
   r.width = 100;
   EXPECT_EQ(ValidateRequest(r).message(), "size 100x1024: width and height must be multiples of 8 in 64..4096");
   r.width = 64;
-  r.sampler = "lms";
-  EXPECT_EQ(ValidateRequest(r).message(), "unknown sampler 'lms' (expected euler, euler_ancestral, dpmpp_2m, lcm or tcd)");
-  r.sampler = "euler";
+  EXPECT_EQ(ParseSampler("lms").status().message(),
+            "unknown sampler 'lms' (expected euler, euler_ancestral, dpmpp_2m, lcm or tcd)");
+  EXPECT_EQ(ParseSchedule("cosine").status().message(),
+            "unknown schedule 'cosine' (expected normal, trailing, sgm_uniform or karras)");
+  for (SamplerKind s : {SamplerKind::kEuler, SamplerKind::kEulerAncestral, SamplerKind::kDpmpp2m, SamplerKind::kLcm,
+                        SamplerKind::kTcd}) {
+    EXPECT_EQ(*ParseSampler(SamplerName(s)), s);
+  }
+  r.sampler = SamplerKind::kEuler;
   r.steps = 0;
   EXPECT_FALSE(ValidateRequest(r).ok());
   r.steps = 4;
@@ -123,10 +129,9 @@ TEST(Engine, RejectsBadRequestsWithOneClearLine) {
   auto missing = Engine::Load(o);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("/nonexistent/sdxl.safetensors"), std::string::npos);
-  o.dtype = "fp4";
-  EXPECT_EQ(Engine::Load(o).status().message(), "unknown dtype 'fp4' (expected fp32, fp16, bf16 or fp8)");
+  EXPECT_EQ(ParseDtype("fp4").status().message(), "unknown dtype 'fp4' (expected fp32, fp16, bf16 or fp8)");
   // fp8 GEMMs need a recent GPU: on the CPU the load stops before reading any weights.
-  o.dtype = "fp8";
+  o.dtype = Dtype::kFp8;
   auto fp8 = Engine::Load(o);
   EXPECT_EQ(fp8.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(fp8.status().message().rfind("dtype fp8: ", 0), 0u) << fp8.status().message();

@@ -17,12 +17,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (m->images.empty() || static_cast<int>(m->images.size()) > limits.max_images_per_job) std::abort();
   if (!spriteforge::ModelNameProblem(m->model).empty()) std::abort();
   for (const auto& image : m->images) {
-    const auto& p = image.params;
-    if (p.width < limits.min_size || p.width > limits.max_size || p.height < limits.min_size ||
-        p.height > limits.max_size || p.steps < 1 || p.steps > limits.max_steps) {
+    const auto& p = image.sampling;
+    if (p.width() < limits.min_size || p.width() > limits.max_size || p.height() < limits.min_size ||
+        p.height() > limits.max_size || p.steps() < 1 || p.steps() > limits.max_steps) {
       std::abort();
     }
   }
-  if (m->postprocess_json.size() > limits.max_postprocess_bytes) std::abort();
   return 0;
 }

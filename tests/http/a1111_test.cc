@@ -72,7 +72,15 @@ TEST(A1111, FieldsThatDoNotChangeTheImageAreIgnored) {
 TEST(A1111, InfoIsAJsonDocumentWithEverySeed) {
   auto r = Parse(R"({"prompt": "coin", "seed": 10, "batch_size": 2, "width": 128, "height": 128, "steps": 4})");
   ASSERT_TRUE(r.ok());
-  const auto info = nlohmann::json::parse(Txt2ImgInfo(*r, "tiny-sdxl", {10, 11}));
+  // The job's items as the coordinator returns them.
+  auto manifest = ParseManifest(Txt2ImgManifest(*r, "tiny-sdxl").dump(), "txt2img", [] { return uint64_t{0}; });
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  std::vector<v1::Item> items(manifest->images.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    *items[i].mutable_params() = manifest->images[i].image;
+    *items[i].mutable_sampling() = manifest->images[i].sampling;
+  }
+  const auto info = nlohmann::json::parse(Txt2ImgInfo(*r, "tiny-sdxl", items));
   EXPECT_EQ(info["seed"], 10);
   EXPECT_EQ(info["all_seeds"], nlohmann::json({10, 11}));
   EXPECT_EQ(info["sd_model_name"], "tiny-sdxl");

@@ -112,7 +112,7 @@ class CoordinatorTest : public ::testing::Test {
     r->set_total_ms(100);
     r->mutable_memory()->set_peak_allocated_bytes(2'000'000'000ull);
     for (const auto& item : a.items()) {
-      const int w = item.params().width(), h = item.params().height();
+      const int w = a.sampling().width(), h = a.sampling().height();
       RasterImage image{w, h, 3, std::vector<uint8_t>(static_cast<size_t>(w) * h * 3, 128)};
       auto* ir = r->add_items();
       ir->set_job_id(item.job_id());

@@ -37,16 +37,33 @@ TEST_F(CoordinatorTest, PalettePathsModelPathsAndBadOptionsAreRefusedAtSubmit) {
   const std::string head = "name: p\nmodel: tiny-sdxl\nitems: [{prompt: a}]\n";
   auto path = SubmitText(*core_, head + "postprocess: {palette: '/home/worker/.aws/credentials.hex'}\n");
   EXPECT_EQ(path.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(std::string(path.message()).rfind("c.yaml: postprocess.palette: palette paths are not allowed", 0), 0u)
+  EXPECT_EQ(std::string(path.message()).rfind("c.yaml:4: postprocess.palette: palette paths are not allowed", 0), 0u)
       << path;
   EXPECT_TRUE(SubmitText(*core_, head + "postprocess: {palette: forest.hex}\n").ok());
   EXPECT_TRUE(SubmitText(*core_, head + "postprocess: {palette: ['#0f380f', '#9bbc0f'], pixelate: 32x32}\n").ok());
   auto option = SubmitText(*core_, head + "postprocess: {pixelate: huge}\n");
-  EXPECT_EQ(std::string(option.message()).rfind("c.yaml: postprocess.pixelate: ", 0), 0u) << option;
+  EXPECT_EQ(std::string(option.message()).rfind("c.yaml:4: postprocess.pixelate: ", 0), 0u) << option;
   auto model = SubmitText(*core_, "name: p\nmodel: ../../etc/passwd\nitems: [{prompt: a}]\n");
   EXPECT_EQ(std::string(model.message()).rfind("c.yaml:2: model: must be", 0), 0u) << model;
   auto override_ = SubmitText(*core_, head, "../../etc/passwd");
   EXPECT_EQ(std::string(override_.message()).rfind("model override: must be", 0), 0u) << override_;
+}
+
+// Before: `palette: c64` was accepted, the job ended done with every item "done" and no
+// sprite written (the error only in the sidecars).
+TEST_F(CoordinatorTest, AnUnknownPaletteIsRefusedAtSubmitNamingFileLineAndField) {
+  auto c64 = SubmitText(*core_, "name: p\nmodel: tiny-sdxl\nitems: [{prompt: a, count: 2}]\npostprocess:\n"
+                                "  pixelate: 32x32\n  palette: c64\n");
+  EXPECT_EQ(c64.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(c64.message()),
+            "c.yaml:6: postprocess.palette: unknown palette \"c64\"; give pico8, gameboy, nes, a list of colours, "
+            "or the file name of a palette in the worker's --palette-dir");
+  v1::ListJobsRequest list;
+  EXPECT_EQ(core_->ListJobs(list)->jobs_size(), 0);  // nothing was queued
+  for (const char* bad : {"{dither: wobbly}", "{colors: 1}", "{background: flood, tolerance: 3}", "{sparkle: 1}"}) {
+    auto s = SubmitText(*core_, std::string("name: p\nmodel: tiny-sdxl\nitems: [{prompt: a}]\npostprocess: ") + bad);
+    EXPECT_EQ(std::string(s.message()).rfind("c.yaml:4: postprocess.", 0), 0u) << bad << ": " << s;
+  }
 }
 
 // One registration with these numbers left the coordinator looping under its lock for good.

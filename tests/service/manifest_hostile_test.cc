@@ -51,7 +51,7 @@ TEST(ManifestHostile, ModestAliasesStillWork) {
                          "job.yaml", Draw);
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_EQ(m->images.size(), 3u);
-  EXPECT_EQ(m->images[2].params.prompt, "red potion");
+  EXPECT_EQ(m->images[2].image.prompt(), "red potion");
 }
 
 TEST(ManifestHostile, DeepNestingIsRefused) {
@@ -79,7 +79,7 @@ TEST(ManifestHostile, PromptLimitCountsCharactersNotBytes) {
   for (int i = 0; i < 400; ++i) emoji += "\xF0\x9F\x90\x89";  // U+1F409, 4 bytes
   auto m = ParseManifest("name: x\nmodel: m\nitems: [{prompt: \"" + emoji + "\"}]\n", "job.yaml", Draw);
   ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_EQ(Utf8Length(m->images[0].params.prompt), 400u);
+  EXPECT_EQ(Utf8Length(m->images[0].image.prompt()), 400u);
   std::string long_prompt;
   for (int i = 0; i < 1001; ++i) long_prompt += "\xC3\xA9";  // é
   EXPECT_EQ(Refusal("name: x\nmodel: m\nitems: [{prompt: " + long_prompt + "}]\n"),

@@ -20,14 +20,14 @@ TEST(Manifest, ExpandsThePotionsExample) {
   EXPECT_EQ(m->name, "potions");
   EXPECT_EQ(m->model, "tiny-sdxl");
   ASSERT_EQ(m->images.size(), 24u);
-  EXPECT_EQ(m->images[0].params.seed, 100u);
-  EXPECT_EQ(m->images[11].params.seed, 111u);
-  EXPECT_EQ(m->images[12].params.seed, 500u);
+  EXPECT_EQ(m->images[0].image.seed(), 100u);
+  EXPECT_EQ(m->images[11].image.seed(), 111u);
+  EXPECT_EQ(m->images[12].image.seed(), 500u);
   EXPECT_EQ(m->images[12].index, 12);
-  EXPECT_FALSE(m->images[0].params.negative.has_value());
-  EXPECT_EQ(m->images[12].params.negative, "blurry");
-  EXPECT_EQ(m->images[23].params.width, 128);
-  EXPECT_EQ(m->images[23].params.sampler, "euler");
+  EXPECT_FALSE(m->images[0].image.has_negative());
+  EXPECT_EQ(m->images[12].image.negative(), "blurry");
+  EXPECT_EQ(m->images[23].sampling.width(), 128);
+  EXPECT_EQ(m->images[23].sampling.sampler(), v1::SAMPLER_EULER);
   EXPECT_FALSE(m->images[5].random_seed);
 }
 
@@ -36,18 +36,21 @@ TEST(Manifest, JsonReadsLikeYamlAndRandomSeedsAreRecorded) {
   auto m = ParseManifest(R"({"name": "icons", "model": "sdxl", "priority": 3,
       "defaults": {"width": 512, "height": 256, "negative": "lowres"},
       "items": [{"prompt": "gem", "count": 2, "overrides": {"steps": 8, "sampler": "dpmpp_2m"}}],
-      "postprocess": {"pixelate": {"size": "64x64"}, "palette": "pico8"}})", "icons.json", Draw);
+      "postprocess": {"pixelate": "64x64", "palette": "pico8"}})", "icons.json", Draw);
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->priority, 3);
   ASSERT_EQ(m->images.size(), 2u);
   EXPECT_TRUE(m->images[0].random_seed);
-  EXPECT_EQ(m->images[0].params.seed, 9000u);
-  EXPECT_EQ(m->images[1].params.seed, 9001u);
-  EXPECT_EQ(m->images[1].params.steps, 8);
-  EXPECT_EQ(m->images[1].params.sampler, "dpmpp_2m");
-  EXPECT_EQ(m->images[1].params.negative, "lowres");
-  EXPECT_EQ(m->images[0].params.width, 512);
-  EXPECT_EQ(m->postprocess_json, R"({"palette":"pico8","pixelate":{"size":"64x64"}})");
+  EXPECT_EQ(m->images[0].image.seed(), 9000u);
+  EXPECT_EQ(m->images[1].image.seed(), 9001u);
+  EXPECT_EQ(m->images[1].sampling.steps(), 8);
+  EXPECT_EQ(m->images[1].sampling.sampler(), v1::SAMPLER_DPMPP_2M);
+  EXPECT_EQ(m->images[1].image.negative(), "lowres");
+  EXPECT_EQ(m->images[0].sampling.width(), 512);
+  ASSERT_TRUE(m->postprocess.has_value());
+  EXPECT_EQ(m->postprocess->palette_name(), "pico8");
+  EXPECT_EQ(m->postprocess->width(), 64);
+  EXPECT_EQ(m->postprocess->height(), 64);
 }
 
 TEST(Manifest, PreviewEveryIsReadAndChecked) {
@@ -96,6 +99,42 @@ TEST(Manifest, RejectsBadFieldsNamingFileLineAndField) {
   EXPECT_NE(too_many.status().message().find("exceed 10 images"), std::string::npos);
   auto huge = ParseManifest(std::string(2 << 20, ' '), "big.yaml", Draw);
   EXPECT_NE(huge.status().message().find("the limit is"), std::string::npos);
+}
+
+TEST(Manifest, PostprocessBecomesASpecOrIsRefusedNamingFileLineAndField) {
+  const std::string head = "name: x\nmodel: m\nitems: [{prompt: a}]\npostprocess:\n";
+  struct Case { std::string section, message; };
+  const Case cases[] = {
+      {"  pixelate: 32x32\n  palette: c64\n", "job.yaml:6: postprocess.palette: unknown palette \"c64\""},
+      {"  palette: ../forest.hex\n", "job.yaml:5: postprocess.palette: palette paths are not allowed"},
+      {"  palette: ['#0f380f', 'green-ish']\n", "job.yaml:5: postprocess.palette[1]: "},
+      {"  crop: true\n  pixelate: huge\n", "job.yaml:6: postprocess.pixelate: "},
+      {"  dither: wobbly\n", "job.yaml:5: postprocess.dither: "},
+      {"  sparkle: true\n", "job.yaml:5: postprocess.sparkle: unknown field"},
+      {"  palette: pico8\n  colors: 8\n", "job.yaml:6: postprocess.colors: give either palette or colors"},
+  };
+  for (const Case& c : cases) {
+    auto m = ParseManifest(head + c.section, "job.yaml", Draw);
+    ASSERT_FALSE(m.ok()) << c.section;
+    EXPECT_EQ(std::string(m.status().message()).rfind(c.message, 0), 0u) << m.status().message();
+  }
+  auto m = ParseManifest(head + "  background: chroma\n  key: '#ff00ff'\n  pixelate: 32x16\n  method: area\n"
+                                "  palette: forest.hex\n  dither: fs\n  crop: true\n  padding: 2\n",
+                         "job.yaml", Draw);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(m->postprocess.has_value());
+  const v1::PostprocessSpec& spec = *m->postprocess;
+  EXPECT_EQ(spec.background(), v1::PostprocessSpec::BACKGROUND_CHROMA);
+  EXPECT_EQ(spec.key(), 0xff00ffu);
+  EXPECT_FLOAT_EQ(spec.tolerance(), 0.08f);  // the default, filled in
+  EXPECT_EQ(spec.width(), 32);
+  EXPECT_EQ(spec.height(), 16);
+  EXPECT_EQ(spec.method(), v1::PostprocessSpec::METHOD_AREA);
+  EXPECT_EQ(spec.palette_file(), "forest.hex");  // read on the worker, from its --palette-dir
+  EXPECT_EQ(spec.dither(), v1::PostprocessSpec::DITHER_FS);
+  EXPECT_TRUE(spec.crop());
+  EXPECT_EQ(spec.padding(), 2);
+  EXPECT_FALSE(ParseManifest("name: x\nmodel: m\nitems: [{prompt: a}]\n", "job.yaml", Draw)->postprocess);
 }
 
 }  // namespace

@@ -43,37 +43,38 @@ items:
   auto m = ParseManifest(text, "k.yaml", Draw, {}, Files);
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_EQ(m->images.size(), 5u);
-  const GenerationInfo& plain = m->images[0].params;
-  ASSERT_EQ(plain.loras.size(), 1u);
-  EXPECT_EQ(plain.loras[0].name, "pixel-art-xl");  // the stem, as A1111 tags it
-  EXPECT_EQ(plain.loras[0].strength, 0.8);
-  EXPECT_TRUE(plain.loras[0].sha256.empty());      // looked up in the workers' folder
-  EXPECT_TRUE(plain.init_image.empty());
-  EXPECT_FALSE(plain.denoising_strength);          // the default strength is for img2img items
+  const v1::SamplingParams& plain = m->images[0].sampling;
+  ASSERT_EQ(plain.loras_size(), 1);
+  EXPECT_EQ(plain.loras(0).name(), "pixel-art-xl");  // the stem, as A1111 tags it
+  EXPECT_EQ(plain.loras(0).strength(), 0.8);
+  EXPECT_TRUE(plain.loras(0).sha256().empty());      // looked up in the workers' folder
+  EXPECT_TRUE(m->images[0].image.init_image_sha256().empty());
+  EXPECT_EQ(plain.strength(), 0);                    // the default strength is for img2img items
+  EXPECT_EQ(plain.tcd_gamma(), 0);                   // for sampler tcd only
 
-  const GenerationInfo& sketched = m->images[1].params;
-  ASSERT_EQ(sketched.loras.size(), 2u);  // the item's list replaces the defaults'
-  EXPECT_EQ(sketched.loras[0].name, "pixel");
-  EXPECT_EQ(sketched.loras[0].sha256, std::string(64, 'a'));
-  EXPECT_EQ(sketched.loras[0].strength, 1.0);
-  EXPECT_EQ(sketched.loras[1].name, "lightning");
-  EXPECT_EQ(sketched.init_image, std::string(64, 'b'));
-  EXPECT_EQ(sketched.denoising_strength, 0.5);
+  const v1::SamplingParams& sketched = m->images[1].sampling;
+  ASSERT_EQ(sketched.loras_size(), 2);  // the item's list replaces the defaults'
+  EXPECT_EQ(sketched.loras(0).name(), "pixel");
+  EXPECT_EQ(sketched.loras(0).sha256(), std::string(64, 'a'));
+  EXPECT_EQ(sketched.loras(0).strength(), 1.0);
+  EXPECT_EQ(sketched.loras(1).name(), "lightning");
+  EXPECT_EQ(m->images[1].image.init_image_sha256(), std::string(64, 'b'));
+  EXPECT_EQ(sketched.strength(), 0.5);
 
-  const GenerationInfo& fast = m->images[2].params;
-  EXPECT_TRUE(fast.loras.empty());
-  EXPECT_EQ(fast.sampler, "tcd");
-  EXPECT_EQ(fast.tcd_gamma, 0.5);
-  EXPECT_EQ(m->images[3].params.sampler, "lcm");
-  EXPECT_EQ(m->images[3].params.denoising_strength, 0.9);
-  EXPECT_EQ(m->images[4].params.schedule, "sgm_uniform");
+  const v1::SamplingParams& fast = m->images[2].sampling;
+  EXPECT_EQ(fast.loras_size(), 0);
+  EXPECT_EQ(fast.sampler(), v1::SAMPLER_TCD);
+  EXPECT_EQ(fast.tcd_gamma(), 0.5);
+  EXPECT_EQ(m->images[3].sampling.sampler(), v1::SAMPLER_LCM);
+  EXPECT_EQ(m->images[3].sampling.strength(), 0.9);
+  EXPECT_EQ(m->images[4].sampling.schedule(), v1::SCHEDULE_SGM_UNIFORM);
 }
 
 TEST(ManifestWorkflow, AStartImageWithoutAStrengthTakesA1111sDefault) {
   auto m = ParseManifest("name: x\nmodel: m\ndefaults: {width: 128, height: 128}\nitems: [{prompt: a, init_image: sketch.png}]\n",
                          "x.yaml", Draw, {}, Files);
   ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_EQ(m->images[0].params.denoising_strength, 0.75);
+  EXPECT_EQ(m->images[0].sampling.strength(), 0.75);
 }
 
 TEST(ManifestWorkflow, RejectsBadWorkflowFieldsNamingFileLineAndField) {
@@ -131,9 +132,9 @@ TEST(ManifestWorkflow, TheShippedPixelArtExampleIsValid) {
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->images.size(), 24u);
   EXPECT_EQ(asked, (std::vector<std::string>{"sketches/potion.png", "loras/my-potions-style.safetensors"}));
-  EXPECT_EQ(m->images[0].params.denoising_strength, 0.6);
-  EXPECT_EQ(m->images[8].params.loras.size(), 2u);
-  EXPECT_EQ(m->images[16].params.schedule, "sgm_uniform");
+  EXPECT_EQ(m->images[0].sampling.strength(), 0.6);
+  EXPECT_EQ(m->images[8].sampling.loras_size(), 2);
+  EXPECT_EQ(m->images[16].sampling.schedule(), v1::SCHEDULE_SGM_UNIFORM);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // share a batch, and a LoRA's file counts against the worker's memory.
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_split.h"
 #include "scheduling/planner.h"
 
 namespace spriteforge::coordinator {
@@ -9,12 +10,32 @@ namespace {
 
 constexpr uint64_t GB = 1'000'000'000ull;
 
+// `loras`: "name:strength" for a LoRA in the workers' folder, "sha:strength" for an upload
+// ("aa" stands for its hash), comma-separated.
 BatchKey Key(const std::string& loras = "", bool img2img = false, double strength = 0) {
-  BatchKey key{"sdxl", 1024, 1024, 4, "euler", "trailing", false, 1.0};
-  key.loras = loras;
-  key.img2img = img2img;
-  key.strength = strength;
-  return key;
+  v1::SamplingParams sampling;
+  sampling.set_width(1024);
+  sampling.set_height(1024);
+  sampling.set_steps(4);
+  sampling.set_cfg(1.0);
+  sampling.set_sampler(v1::SAMPLER_EULER);
+  sampling.set_schedule(v1::SCHEDULE_TRAILING);
+  sampling.set_strength(strength);
+  for (const absl::string_view part : absl::StrSplit(loras, ',', absl::SkipEmpty())) {
+    std::vector<std::string> fields = absl::StrSplit(part, ':');
+    v1::LoraRef* lora = sampling.add_loras();
+    if (fields[0] == "name") {
+      lora->set_name(fields[1]);
+      lora->set_strength(std::stod(fields[2]));
+    } else {
+      lora->set_name("uploaded");
+      lora->set_sha256(fields[0]);
+      lora->set_strength(std::stod(fields[1]));
+    }
+  }
+  v1::ImageParams image;
+  if (img2img) image.set_init_image_sha256("start");
+  return KeyOf("sdxl", sampling, image);
 }
 
 TEST(PlannerLora, BatchesOnlyTheSameLoraSetStrengthsAndImg2Img) {
@@ -52,12 +73,11 @@ TEST(PlannerLora, LoraFilesShrinkTheBatchThatFits) {
   uploaded.uploaded_lora_bytes = 1 * GB;
   EXPECT_EQ(planned(uploaded), 4);
   BatchKey named = Key("name:style:1");
-  named.named_loras = {"style"};
+  EXPECT_EQ(named.named_loras, std::vector<std::string>{"style"});  // KeyOf lists the folder's LoRAs
   EXPECT_EQ(LoraBytes(named, worker), 1 * GB);
   EXPECT_EQ(planned(named), 4);
   BatchKey both = Key("aa:1,name:style:1");
   both.uploaded_lora_bytes = 1 * GB;
-  both.named_loras = {"style"};
   EXPECT_EQ(planned(both), 1);
 }
 

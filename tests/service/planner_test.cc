@@ -12,7 +12,13 @@ namespace {
 constexpr uint64_t GB = 1'000'000'000ull;
 
 BatchKey Key(int size = 1024, const std::string& model = "sdxl") {
-  return BatchKey{model, size, size, 30, "euler", "normal", false};
+  v1::SamplingParams sampling;
+  sampling.set_width(size);
+  sampling.set_height(size);
+  sampling.set_steps(30);
+  sampling.set_sampler(v1::SAMPLER_EULER);
+  sampling.set_schedule(v1::SCHEDULE_NORMAL);
+  return KeyOf(model, sampling, v1::ImageParams());
 }
 
 std::vector<PendingItem> Items(const std::string& job, int count, int priority = 0, int64_t submitted = 0,

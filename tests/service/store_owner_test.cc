@@ -29,8 +29,7 @@ std::vector<ItemRecord> Items(int n) {
   std::vector<ItemRecord> items(n);
   for (int i = 0; i < n; ++i) {
     items[i].index = i;
-    items[i].params.prompt = "potion";
-    items[i].params.model = "tiny-sdxl";
+    items[i].image.set_prompt("potion");
   }
   return items;
 }

@@ -41,14 +41,14 @@ class StoreTest : public ::testing::Test {
     for (int i = 0; i < items; ++i) {
       ItemRecord it;
       it.index = i;
-      it.params.prompt = "red potion";
-      it.params.seed = 0xFFFFFFFFFFFFFFF0ull + i;  // above INT64_MAX: stored as a bit pattern
-      it.params.width = it.params.height = 128;
-      it.params.steps = 4;
-      it.params.cfg = 5;
-      it.params.sampler = "euler";
-      it.params.schedule = "normal";
-      it.params.model = "tiny-sdxl";
+      it.image.set_prompt("red potion");
+      it.image.set_seed(0xFFFFFFFFFFFFFFF0ull + i);  // above INT64_MAX
+      it.sampling.set_width(128);
+      it.sampling.set_height(128);
+      it.sampling.set_steps(4);
+      it.sampling.set_cfg(5);
+      it.sampling.set_sampler(v1::SAMPLER_EULER);
+      it.sampling.set_schedule(v1::SCHEDULE_NORMAL);
       list.push_back(it);
     }
     bool dedup = false;
@@ -67,8 +67,8 @@ TEST_F(StoreTest, CreatesJobsAndKeepsTheirItemsInOrder) {
   ASSERT_TRUE(items.ok());
   ASSERT_EQ(items->size(), 3u);
   EXPECT_EQ((*items)[2].index, 2);
-  EXPECT_EQ((*items)[2].params.seed, 0xFFFFFFFFFFFFFFF2ull);
-  EXPECT_FALSE((*items)[0].params.negative.has_value());
+  EXPECT_EQ((*items)[2].image.seed(), 0xFFFFFFFFFFFFFFF2ull);
+  EXPECT_FALSE((*items)[0].image.has_negative());
   auto counts = store_->Counts("job-a");
   EXPECT_EQ(counts->total, 3);
   EXPECT_EQ(counts->queued, 3);
@@ -167,48 +167,108 @@ TEST_F(StoreTest, ANonDatabaseFileIsRejectedWithItsPath) {
   EXPECT_NE(std::string(s.status().message()).find(path_.string()), std::string::npos) << s.status();
 }
 
-TEST_F(StoreTest, LorasAndImg2ImgSettingsSurviveAReopen) {
+TEST_F(StoreTest, ImageParametersAndPostprocessSettingsSurviveAReopen) {
   ItemRecord it;
-  it.params.prompt = "knight";
-  it.params.width = it.params.height = 128;
-  it.params.sampler = "tcd";
-  it.params.tcd_gamma = 0.4;
-  it.params.loras = {{"pixel", 0.75, std::string(64, 'a')}, {"lightning", 1.0, ""}};
-  it.params.init_image = std::string(64, 'b');
-  it.params.denoising_strength = 0.6;
+  it.image.set_prompt("knight");
+  it.image.set_negative("");  // empty, not unset
+  it.image.set_seed(42);
+  it.image.set_init_image_sha256(std::string(64, 'b'));
+  it.sampling.set_width(128);
+  it.sampling.set_height(96);
+  it.sampling.set_sampler(v1::SAMPLER_TCD);
+  it.sampling.set_tcd_gamma(0.4);
+  it.sampling.set_strength(0.6);
+  v1::LoraRef* lora = it.sampling.add_loras();
+  lora->set_name("pixel");
+  lora->set_strength(0.75);
+  lora->set_sha256(std::string(64, 'a'));
+  it.sampling.add_loras()->set_name("lightning");
   JobRecord job;
   job.id = "job-w";
   job.name = "knights";
   job.model = "tiny-sdxl";
+  job.postprocess.emplace().set_palette_name("pico8");
+  job.postprocess->set_width(32);
   bool dedup = false;
   ASSERT_TRUE(store_->CreateJob(job, {it}, &dedup).ok());
   Reopen();
   auto items = store_->Items("job-w");
   ASSERT_TRUE(items.ok() && items->size() == 1u);
-  const GenerationInfo& p = (*items)[0].params;
-  ASSERT_EQ(p.loras.size(), 2u);
-  EXPECT_EQ(p.loras[0].name, "pixel");
-  EXPECT_EQ(p.loras[0].strength, 0.75);
-  EXPECT_EQ(p.loras[0].sha256, std::string(64, 'a'));
-  EXPECT_TRUE(p.loras[1].sha256.empty());
-  EXPECT_EQ(p.init_image, std::string(64, 'b'));
-  EXPECT_EQ(p.denoising_strength, 0.6);
-  EXPECT_EQ(p.tcd_gamma, 0.4);
+  EXPECT_EQ((*items)[0].image.SerializeAsString(), it.image.SerializeAsString());
+  EXPECT_EQ((*items)[0].sampling.SerializeAsString(), it.sampling.SerializeAsString());
+  EXPECT_TRUE((*items)[0].image.has_negative());
+  auto stored = store_->GetJob("job-w");
+  ASSERT_TRUE(stored.ok() && stored->postprocess.has_value());
+  EXPECT_EQ(stored->postprocess->palette_name(), "pico8");
+  EXPECT_EQ(stored->postprocess->width(), 32);
 }
 
-TEST_F(StoreTest, ADatabaseFromBeforeLorasGetsTheirColumnAndKeepsItsItems) {
-  MakeJob("job-old", 2);
+// A database from before the serialized columns: its items had a column per field and a
+// workflow JSON, its jobs the postprocess section as JSON. Opening converts them in place.
+TEST_F(StoreTest, ADatabaseWithAColumnPerFieldIsConvertedAndKeepsItsItems) {
   store_.reset();
+  std::filesystem::remove(path_);
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.string().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE items DROP COLUMN workflow", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE TABLE jobs(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+  model TEXT NOT NULL, priority INTEGER NOT NULL, state INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL DEFAULT 0, finished_ms INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT,
+  postprocess TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT '');
+CREATE TABLE items(job_id TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, prompt TEXT NOT NULL,
+  negative TEXT, seed INTEGER NOT NULL, random_seed INTEGER NOT NULL, width INTEGER NOT NULL,
+  height INTEGER NOT NULL, steps INTEGER NOT NULL, cfg REAL NOT NULL, sampler TEXT NOT NULL,
+  schedule TEXT NOT NULL, model TEXT NOT NULL, tileable INTEGER NOT NULL, state INTEGER NOT NULL,
+  batch_id TEXT NOT NULL DEFAULT '', worker_id TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0,
+  image_path TEXT NOT NULL DEFAULT '', sprite_path TEXT NOT NULL DEFAULT '', failure INTEGER NOT NULL DEFAULT 0,
+  failure_message TEXT NOT NULL DEFAULT '', done_ms INTEGER NOT NULL DEFAULT 0,
+  workflow TEXT NOT NULL DEFAULT '', PRIMARY KEY(job_id, idx));
+INSERT INTO jobs(id, name, model, priority, state, created_ms, postprocess)
+  VALUES('job-old', 'old', 'tiny-sdxl', 0, 1, 5, '{"palette":"gameboy","pixelate":"32x32"}');
+INSERT INTO items(job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, sampler, schedule,
+  model, tileable, state, workflow)
+  VALUES('job-old', 0, 'potion', NULL, -2, 0, 128, 192, 4, 5.5, 'euler_ancestral', 'karras', 'tiny-sdxl', 1, 1, ''),
+        ('job-old', 1, 'knight', 'blurry', 7, 1, 128, 128, 4, 1, 'tcd', 'normal', 'tiny-sdxl', 0, 1,
+         '{"loras":[{"name":"pixel","strength":0.5,"sha256":""}],"init_image":"bb","strength":0.6,"tcd_gamma":0.4}');
+)sql", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   Reopen();
   auto items = store_->Items("job-old");
   ASSERT_TRUE(items.ok()) << items.status();
-  EXPECT_EQ(items->size(), 2u);
-  EXPECT_TRUE((*items)[0].params.loras.empty());
-  EXPECT_TRUE((*items)[0].params.init_image.empty());
+  ASSERT_EQ(items->size(), 2u);
+  const ItemRecord& plain = (*items)[0];
+  EXPECT_EQ(plain.image.prompt(), "potion");
+  EXPECT_FALSE(plain.image.has_negative());
+  EXPECT_EQ(plain.image.seed(), 0xFFFFFFFFFFFFFFFEull);  // the bit pattern of -2
+  EXPECT_EQ(plain.sampling.width(), 128);
+  EXPECT_EQ(plain.sampling.height(), 192);
+  EXPECT_EQ(plain.sampling.cfg(), 5.5);
+  EXPECT_EQ(plain.sampling.sampler(), v1::SAMPLER_EULER_ANCESTRAL);
+  EXPECT_EQ(plain.sampling.schedule(), v1::SCHEDULE_KARRAS);
+  EXPECT_TRUE(plain.sampling.tileable());
+  const ItemRecord& workflow = (*items)[1];
+  EXPECT_EQ(workflow.image.negative(), "blurry");
+  EXPECT_TRUE(workflow.random_seed);
+  EXPECT_EQ(workflow.image.init_image_sha256(), "bb");
+  EXPECT_EQ(workflow.sampling.strength(), 0.6);
+  EXPECT_EQ(workflow.sampling.tcd_gamma(), 0.4);
+  ASSERT_EQ(workflow.sampling.loras_size(), 1);
+  EXPECT_EQ(workflow.sampling.loras(0).name(), "pixel");
+  EXPECT_EQ(workflow.sampling.loras(0).strength(), 0.5);
+  auto job = store_->GetJob("job-old");
+  ASSERT_TRUE(job.ok() && job->postprocess.has_value()) << job.status();
+  EXPECT_EQ(job->postprocess->palette_name(), "gameboy");
+  EXPECT_EQ(job->postprocess->width(), 32);
+  // New items go into the converted table, and a second open leaves it as it is.
+  JobRecord fresh;
+  fresh.id = "job-new";
+  fresh.name = "new";
+  fresh.model = "tiny-sdxl";
+  bool dedup = false;
+  ASSERT_TRUE(store_->CreateJob(fresh, {plain}, &dedup).ok());
+  Reopen();
+  EXPECT_EQ(store_->Items("job-new")->at(0).image.prompt(), "potion");
+  EXPECT_EQ(store_->Items("job-old")->size(), 2u);
 }
 
 }  // namespace

@@ -100,6 +100,12 @@ Args ParseArgs(int argc, char** argv) {
 
 double Gb(uint64_t bytes) { return bytes / 1e9; }
 
+template <typename T>
+T Parsed(const absl::StatusOr<T>& value, const std::string& flag) {
+  if (!value.ok()) Die(flag + ": " + std::string(value.status().message()));
+  return *value;
+}
+
 struct Row {
   std::string path, dtype;
   int batch = 0;
@@ -118,8 +124,8 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
   request.width = request.height = a.size;
   request.steps = a.steps;
   request.cfg = a.cfg;
-  request.sampler = a.sampler;
-  request.schedule = a.schedule;
+  request.sampler = Parsed(sf::ParseSampler(a.sampler), "--sampler");
+  request.schedule = Parsed(sf::ParseSchedule(a.schedule), "--schedule");
   if (!a.loras.empty()) request.loras = {a.loras[0]};
   for (int i = 0; i < batch; ++i) {
     request.images.push_back({"a pixel art knight with a sword, 16-bit sprite", std::string("blurry"),
@@ -183,7 +189,7 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
   sf::LoadOptions load;
   load.model_path = a.model;
   load.device = a.device;
-  load.dtype = dtype;
+  load.dtype = Parsed(sf::ParseDtype(dtype), "--dtypes");
   load.fast_path = fast;
   load.channels_last = a.channels_last;
   load.cuda_graphs = a.cuda_graphs;

@@ -64,8 +64,9 @@ absl::Status ReadPalette(const nlohmann::json& value, const PaletteAccess& acces
   }
   if (!IsPaletteFileName(name)) {
     const bool path = name.find_first_of("/\\") != std::string::npos || name.find("..") != std::string::npos;
-    return FieldError("palette", absl::StrCat(path ? "palette paths are not allowed (\"" : "unknown palette \"", name,
-                                              "\"); give pico8, gameboy, nes, a list of colours, or the file name "
+    return FieldError("palette", absl::StrCat(path ? absl::StrCat("palette paths are not allowed (\"", name, "\")")
+                                                   : absl::StrCat("unknown palette \"", name, "\""),
+                                              "; give pico8, gameboy, nes, a list of colours, or the file name "
                                               "of a palette in the worker's --palette-dir"));
   }
   if (!access.read_files) return absl::OkStatus();

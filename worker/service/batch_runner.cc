@@ -8,10 +8,12 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "adapter/engine_request.h"
 #include "service/blob_cache.h"
 #include "service/sprite.h"
 #include "service/thread_pool.h"
 #include "spriteforge/common/generation_info.h"
+#include "spriteforge/common/sampling.h"
 #include "spriteforge/common/text.h"
 #include "spriteforge/engine/latent_preview.h"
 #include "spdlog/spdlog.h"
@@ -40,36 +42,6 @@ Rendered RenderFailure(const v1::Assignment& a, v1::FailureReason reason, const 
   Rendered r;
   r.failure = Failure(a, reason, message);
   return r;
-}
-
-GenerationInfo InfoOf(const v1::ImageParams& p, const std::string& model) {
-  GenerationInfo info;
-  info.prompt = p.prompt();
-  if (p.has_negative()) info.negative = p.negative();
-  info.seed = p.seed();
-  info.width = p.width();
-  info.height = p.height();
-  info.steps = p.steps();
-  info.cfg = p.cfg();
-  info.sampler = p.sampler();
-  info.schedule = p.schedule();
-  info.model = model;
-  info.tileable = p.tileable();
-  for (const v1::LoraRef& lora : p.loras()) info.loras.push_back({lora.name(), lora.strength(), lora.sha256()});
-  if (!p.init_image_sha256().empty()) {
-    info.init_image = p.init_image_sha256();
-    info.denoising_strength = p.strength();
-  }
-  info.tcd_gamma = p.tcd_gamma();
-  return info;
-}
-
-// What must be equal across a batch beyond the basic settings: the LoRA set, img2img.
-std::string WorkflowKey(const v1::ImageParams& p) {
-  std::string key = absl::StrCat(p.init_image_sha256().empty() ? "txt2img" : "img2img:", p.strength(), ";",
-                                 p.tcd_gamma());
-  for (const v1::LoraRef& lora : p.loras()) absl::StrAppend(&key, ";", lora.name(), "/", lora.sha256(), "/", lora.strength());
-  return key;
 }
 
 // A batch's input failed: the job's problem (INVALID_REQUEST, not retried) unless the
@@ -147,36 +119,26 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
     return RenderFailure(a, v1::FAILURE_MODEL_UNAVAILABLE,
                          absl::StrCat("this worker serves ", model_name_, ", not ", a.model()));
   }
-  // The items share these by construction (the planner batches only compatible items).
-  const v1::ImageParams& first = a.items(0).params();
-  engine::BatchRequest request;
-  request.width = first.width();
-  request.height = first.height();
-  request.steps = first.steps();
-  request.cfg = first.cfg();
-  request.sampler = first.sampler();
-  request.schedule = first.schedule();
-  request.tileable = first.tileable();
-  request.tcd_gamma = first.tcd_gamma();
-  if (!first.init_image_sha256().empty()) request.strength = first.strength();
-  for (const v1::LoraRef& lora : first.loras()) {
+  // The items must share one batch key (the planner's rule): the settings came once, and
+  // img2img is all or none.
+  const std::string key = BatchKeyOf(a.model(), a.sampling(), a.items(0).params());
+  for (const v1::AssignedItem& item : a.items()) {
+    if (BatchKeyOf(a.model(), a.sampling(), item.params()) != key) {
+      return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, "batch mixes incompatible parameters");
+    }
+  }
+  std::vector<std::string> lora_paths;
+  for (const v1::LoraRef& lora : a.sampling().loras()) {
     auto path = LoraPath(lora);
     if (!path.ok()) return RenderFailure(a, InputFailure(path.status()), std::string(path.status().message()));
-    request.loras.push_back({*path, lora.strength()});
+    lora_paths.push_back(*path);
   }
-  const std::string workflow = WorkflowKey(first);
+  auto request = engine::ToEngineRequest(a.sampling(), lora_paths);
+  if (!request.ok()) return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, std::string(request.status().message()));
   std::map<std::string, engine::RgbImage> init_images;  // by sha256: decoded once per batch
   for (const v1::AssignedItem& item : a.items()) {
     const v1::ImageParams& p = item.params();
-    if (p.width() != request.width || p.height() != request.height || p.steps() != request.steps ||
-        p.cfg() != request.cfg || p.sampler() != request.sampler || p.schedule() != request.schedule ||
-        p.tileable() != request.tileable || WorkflowKey(p) != workflow) {
-      return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, "batch mixes incompatible parameters");
-    }
-    engine::ImageRequest image;
-    image.prompt = p.prompt();
-    if (p.has_negative()) image.negative = p.negative();
-    image.seed = p.seed();
+    std::optional<engine::RgbImage> init;
     if (!p.init_image_sha256().empty()) {
       auto it = init_images.find(p.init_image_sha256());
       if (it == init_images.end()) {
@@ -184,13 +146,13 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
         if (!decoded.ok()) return RenderFailure(a, InputFailure(decoded.status()), std::string(decoded.status().message()));
         it = init_images.emplace(p.init_image_sha256(), std::move(*decoded)).first;
       }
-      image.init_image = it->second;
+      init = it->second;
     }
-    request.images.push_back(std::move(image));
+    request->images.push_back(engine::ToEngineImage(p, std::move(init)));
   }
   engine::PreviewFn preview;
   if (on_preview) {
-    request.preview_every = PreviewInterval(a);
+    request->preview_every = PreviewInterval(a);
     preview = [&](const engine::StepLatents& latents) {
       v1::BatchPreview message = PreviewsOf(a, latents);
       if (message.images_size() > 0) on_preview(std::move(message));
@@ -199,7 +161,7 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
   Rendered out;
   out.start_unix_ms = UnixMs();
   auto generated = engine_->Generate(
-      request,
+      *request,
       [&](int step, int total) {
         if (on_step) on_step(step, total);
         return !cancel.load();
@@ -244,18 +206,16 @@ absl::StatusOr<engine::RgbImage> BatchRunner::InitImage(const std::string& sha25
 
 BatchOutcome BatchRunner::Package(const v1::Assignment& a, Rendered rendered, ThreadPool* pool) const {
   const auto started = std::chrono::steady_clock::now();
-  // One parsed post-processing section per job, shared by that job's images.
+  // One sprite maker per job of the batch (its palette file read once), shared by its images.
   std::map<std::string, std::shared_ptr<const SpriteMaker>> makers;
-  for (const v1::AssignedItem& item : a.items()) {
-    if (!item.postprocess_json().empty() && !makers.count(item.job_id())) {
-      makers[item.job_id()] = std::make_shared<const SpriteMaker>(item.postprocess_json());
-    }
+  for (const v1::JobPostprocess& post : a.postprocess()) {
+    makers[post.job_id()] = std::make_shared<const SpriteMaker>(post.spec());
   }
   auto package_one = [&](int i) {
     const v1::AssignedItem& item = a.items(i);
     const engine::Image& image = rendered.batch.images[i];
     const RasterImage raster{image.width, image.height, 3, image.rgb};
-    const PngText text = {{"parameters", FormatParametersText(InfoOf(item.params(), model_name_))}};
+    const PngText text = {{"parameters", FormatParametersText(model_name_, item.params(), a.sampling())}};
     PackagedImage out;
     auto png = encoder_(raster, text);
     if (!png.ok()) {

@@ -1,8 +1,6 @@
 #include "service/sprite.h"
 
-#include <nlohmann/json.hpp>
-
-#include "postprocess/postprocess.h"
+#include "postprocess/spec.h"
 
 namespace spriteforge::worker {
 namespace {
@@ -16,16 +14,20 @@ std::string& PaletteFolder() {
 
 void SetPaletteFolder(const std::string& folder) { PaletteFolder() = folder; }
 
-SpriteMaker::SpriteMaker(const std::string& postprocess_json) : json_(postprocess_json) {}
-
-absl::StatusOr<std::string> SpriteMaker::Make(const RasterImage& render, const PngText& text) const {
-  const auto section = nlohmann::json::parse(json_, nullptr, false);
-  if (section.is_discarded()) return absl::InvalidArgumentError("postprocess: not valid JSON");
+namespace {
+postprocess::PaletteAccess WorkerPalettes() {
   postprocess::PaletteAccess access;
   access.folder = PaletteFolder();
-  auto options = postprocess::ParsePostprocessOptions(section, access);
-  if (!options.ok()) return options.status();
-  auto sprite = postprocess::RunPostprocess(render, *options);
+  return access;
+}
+}  // namespace
+
+SpriteMaker::SpriteMaker(const v1::PostprocessSpec& spec)
+    : options_(postprocess::OptionsFromSpec(spec, WorkerPalettes())) {}
+
+absl::StatusOr<std::string> SpriteMaker::Make(const RasterImage& render, const PngText& text) const {
+  if (!options_.ok()) return options_.status();
+  auto sprite = postprocess::RunPostprocess(render, *options_);
   if (!sprite.ok()) return sprite.status();
   return EncodePng(*sprite, text);
 }

@@ -6,21 +6,25 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "postprocess/postprocess.h"
 #include "spriteforge/common/png.h"
+#include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::worker {
 
 // The worker's palette folder, set once at start; empty (the default): no palette files.
 void SetPaletteFolder(const std::string& folder);
 
+// A job's post-processing settings, turned into options once (a palette file read then).
 class SpriteMaker {
  public:
-  explicit SpriteMaker(const std::string& postprocess_json);
-  // The sprite as PNG bytes with the render's text chunks; an error names the bad option.
+  explicit SpriteMaker(const v1::PostprocessSpec& spec);
+  // The sprite as PNG bytes with the render's text chunks; an error names the bad option
+  // (e.g. a palette file this worker does not have).
   absl::StatusOr<std::string> Make(const RasterImage& render, const PngText& text) const;
 
  private:
-  std::string json_;
+  absl::StatusOr<postprocess::PostprocessOptions> options_;
 };
 
 }  // namespace spriteforge::worker

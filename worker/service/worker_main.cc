@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   double reserve_gb = 2.0;
   se::LoadOptions load;
   load.device = "cpu";
-  load.dtype.clear();  // chosen by device unless given
+  std::string dtype;  // chosen by device unless given
   spriteforge::LogOptions log;
   app.add_option("--coordinator", coordinator, "The coordinator's gRPC address, HOST:PORT")->required();
   app.add_option("--model", load.model_path,
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
   app.add_option("--tokenizer", load.tokenizer_dir, "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
   app.add_option("--device", load.device, "cpu, cuda or cuda:N");
-  app.add_option("--dtype", load.dtype, "fp32, fp16, bf16 or fp8 (default: fp32 on cpu, fp16 on cuda)");
+  app.add_option("--dtype", dtype, "fp32, fp16, bf16 or fp8 (default: fp32 on cpu, fp16 on cuda)");
   app.add_option("--max-batch", max_batch, "Most images per batch")->check(CLI::Range(1, 64));
   app.add_option("--reserve-gb", reserve_gb, "Device memory kept free, in GB")->check(CLI::NonNegativeNumber);
   app.add_option("--calibrate", calibrate,
@@ -123,7 +123,13 @@ int main(int argc, char** argv) {
   spriteforge::cli::ReadEnvironment(app);
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
   if (auto s = spriteforge::ConfigureLogging(log); !s.ok()) return Fail(std::string(s.message()), 2);
-  if (load.dtype.empty()) load.dtype = load.device == "cpu" ? "fp32" : "fp16";
+  if (dtype.empty()) {
+    load.dtype = load.device == "cpu" ? se::Dtype::kFp32 : se::Dtype::kFp16;
+  } else if (auto parsed = se::ParseDtype(dtype); parsed.ok()) {
+    load.dtype = *parsed;
+  } else {
+    return Fail("--dtype: " + std::string(parsed.status().message()), 2);
+  }
   // Checked now, before the model loads: a bad file is a usage error, not a reconnect loop.
   if (auto dialed = spriteforge::DialCoordinator(coordinator, security, {}); !dialed.ok()) {
     return Fail(std::string(dialed.status().message()), 2);

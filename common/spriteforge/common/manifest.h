@@ -10,11 +10,14 @@
 //     - {prompt: "a knight", negative: "blurry", count: 2, overrides: {steps: 8}}
 //     - {prompt: "a knight, pixel art", lora: [{name: pixel-art-xl, strength: 0.8}],
 //        init_image: sketches/knight.png, strength: 0.6}
-//   postprocess: {...}   # kept as JSON for the workers
+//   postprocess: {palette: pico8, ...}   # checked here, kept as a v1::PostprocessSpec
 //   preview_every: 5     # a small preview of each image every 5 sampling steps (0: none)
 //
 // `lora`, `init_image`, `strength` and `tcd_gamma` may stand in `defaults`, in an item's
 // `overrides` or in the item itself; an item's `lora` list replaces the defaults' list.
+// Settings become the API's messages here, once: v1::SamplingParams (what a batch shares,
+// with the settings that do not apply left at zero), v1::ImageParams (prompt, negative,
+// seed, start image) and v1::PostprocessSpec.
 // Files given by path are read through a FileResolver: the client reads and uploads them,
 // the coordinator looks up what was uploaded; without one, paths are refused.
 #pragma once
@@ -26,8 +29,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "spriteforge/common/generation_info.h"
 #include "spriteforge/common/yaml_check.h"
+#include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge {
 
@@ -40,21 +43,23 @@ struct ManifestLimits {
   size_t max_prompt_chars = 1000;     // characters (code points), not bytes
   size_t max_name_chars = 200;
   size_t max_file_bytes = 1 << 20;
-  size_t max_postprocess_bytes = 16 << 10;  // the section as JSON; it travels with every item
+  size_t max_postprocess_bytes = 16 << 10;  // the section as JSON; it travels with every batch of the job
   size_t max_loras = 8;               // per image
   YamlLimits yaml;                    // depth, alias expansion
 };
 
 struct ManifestImage {
-  int index = 0;            // from 0 in manifest order
-  GenerationInfo params;    // model, prompt, negative, seed, size, steps, cfg, sampler, schedule
-  bool random_seed = false; // the seed was drawn, not given (and is recorded here)
+  int index = 0;              // from 0 in manifest order
+  v1::ImageParams image;      // with its seed
+  v1::SamplingParams sampling;
+  bool random_seed = false;   // the seed was drawn, not given (and is recorded here)
 };
 
 // One manifest item: `count` images from one set of parameters, with seeds from `seed` up
 // (or drawn when it is absent), numbered from `first_index`.
 struct ManifestEntry {
-  GenerationInfo params;
+  v1::ImageParams image;      // seed unset
+  v1::SamplingParams sampling;
   int count = 1;
   std::optional<uint64_t> seed;
   int first_index = 0;
@@ -64,8 +69,8 @@ struct Manifest {
   std::string name;
   std::string model;
   int priority = 0;
-  int preview_every = 0;         // sampling steps between previews; 0: none
-  std::string postprocess_json;  // "" when absent
+  int preview_every = 0;  // sampling steps between previews; 0: none
+  std::optional<v1::PostprocessSpec> postprocess;
   std::vector<ManifestEntry> entries;
   int64_t image_count = 0;
   std::vector<ManifestImage> images;  // filled by ParseManifest, not by ParseManifestEntries

@@ -257,7 +257,7 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
     rendering_ = Rendering{std::move(queued_.front()), now, ++render_token_};
     queued_.pop_front();
     const v1::Assignment& a = rendering_->batch;
-    const v1::ImageParams& p = a.items(0).params();
+    const v1::SamplingParams& p = a.sampling();
     const int batch = a.items_size();
     const Clock::duration length =
         Real(spec_.render_width > 0 ? spec_.gpu.RenderSeconds(batch, spec_.render_width, spec_.render_height)
@@ -323,7 +323,7 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
     Rendered r = std::move(to_package_.front());
     to_package_.pop_front();
     packaging_ = false;
-    const v1::ImageParams& p0 = r.batch.items(0).params();
+    const v1::SamplingParams& p0 = r.batch.sampling();
     v1::WorkerMessage m;
     v1::BatchResultMsg* result = m.mutable_result();
     result->set_batch_id(r.batch.batch_id());
@@ -332,7 +332,7 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
       ir->set_index(item.index());
       ir->set_job_id(item.job_id());
       ir->set_seed(item.params().seed());
-      ir->set_png(worker_->pngs_->For(item.params().width(), item.params().height()));
+      ir->set_png(worker_->pngs_->For(p0.width(), p0.height()));
     }
     const double render_ms = std::chrono::duration<double, std::milli>(r.end - r.start).count();
     result->set_denoise_ms(render_ms);
@@ -355,7 +355,7 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
     f->set_batch_id(rendering_->batch.batch_id());
     f->set_reason(v1::FAILURE_OUT_OF_MEMORY);
     f->set_message("CUDA out of memory (simulated)");
-    const v1::ImageParams& p = rendering_->batch.items(0).params();
+    const v1::SamplingParams& p = rendering_->batch.sampling();
     *f->mutable_memory() = Memory(spec_.gpu.PeakBytes(rendering_->batch.items_size(), p.width(), p.height()));
     out->push_back(std::move(m));
     rendering_.reset();

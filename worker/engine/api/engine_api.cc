@@ -28,12 +28,14 @@ std::string FirstLine(std::string what) {
   return what;
 }
 
-// "fp8" is a bfloat16 model whose UNet Linears run as fp8 GEMMs.
-absl::StatusOr<torch::ScalarType> ParseDType(const std::string& name) {
-  if (name == "fp32") return torch::kFloat;
-  if (name == "fp16") return torch::kHalf;
-  if (name == "bf16" || name == "fp8") return torch::kBFloat16;
-  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "' (expected fp32, fp16, bf16 or fp8)"));
+// fp8 is a bfloat16 model whose UNet Linears run as fp8 GEMMs.
+torch::ScalarType TorchDtype(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::kFp16: return torch::kHalf;
+    case Dtype::kBf16:
+    case Dtype::kFp8: return torch::kBFloat16;
+    default: return torch::kFloat;
+  }
 }
 
 absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
@@ -168,12 +170,10 @@ absl::Status ValidateRequest(const BatchRequest& r) {
   }
   if (r.steps < 1 || r.steps > 500) return absl::InvalidArgumentError(absl::StrCat("steps must be 1..500, got ", r.steps));
   if (!(r.cfg >= 0 && r.cfg <= 50)) return absl::InvalidArgumentError(absl::StrCat("cfg must be 0..50, got ", r.cfg));
-  auto sampler = ParseSampler(r.sampler);
-  if (!sampler.ok()) return sampler.status();
-  auto schedule = ParseSchedule(r.schedule);
-  if (!schedule.ok()) return schedule.status();
-  if ((*sampler == SamplerKind::kLcm || *sampler == SamplerKind::kTcd) && *schedule != ScheduleKind::kNormal) {
-    return absl::InvalidArgumentError(absl::StrCat("sampler ", r.sampler, " uses its own timesteps: schedule must be normal, got ", r.schedule));
+  if ((r.sampler == SamplerKind::kLcm || r.sampler == SamplerKind::kTcd) && r.schedule != ScheduleKind::kNormal) {
+    return absl::InvalidArgumentError(absl::StrCat("sampler ", SamplerName(r.sampler),
+                                                   " uses its own timesteps: schedule must be normal, got ",
+                                                   ScheduleName(r.schedule)));
   }
   if (r.preview_every < 0) return absl::InvalidArgumentError(absl::StrCat("preview_every must be 0 or more, got ", r.preview_every));
   if (!(r.tcd_gamma >= 0 && r.tcd_gamma <= 1)) return absl::InvalidArgumentError(absl::StrCat("tcd_gamma must be 0..1, got ", r.tcd_gamma));
@@ -210,11 +210,10 @@ absl::Status ValidateRequest(const BatchRequest& r) {
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
-  auto dtype = ParseDType(o.dtype);
-  if (!dtype.ok()) return dtype.status();
+  const torch::ScalarType dtype = TorchDtype(o.dtype);
   auto device = ParseDevice(o.device);
   if (!device.ok()) return device.status();
-  const bool fp8 = o.dtype == "fp8";
+  const bool fp8 = o.dtype == Dtype::kFp8;
   if (fp8) {
     if (std::string why = Fp8Unsupported(*device); !why.empty()) return absl::FailedPreconditionError("dtype fp8: " + why);
   }
@@ -246,7 +245,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
     if (!builtin) {
       if (auto s = LoadWeights(o.model_path, models); !s.ok()) return s;
     }
-    PipelineOptions options{*device, *dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch,
+    PipelineOptions options{*device, dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch,
                             o.fused_kernels, fp8};
     return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
   } catch (const std::exception& e) {

@@ -111,26 +111,9 @@ std::vector<double> KarrasSigmas(double sigma_min, double sigma_max, int steps) 
 
 }  // namespace
 
-absl::StatusOr<SamplerKind> ParseSampler(const std::string& name) {
-  if (name == "euler") return SamplerKind::kEuler;
-  if (name == "euler_ancestral" || name == "euler_a") return SamplerKind::kEulerAncestral;
-  if (name == "dpmpp_2m") return SamplerKind::kDpmpp2m;
-  if (name == "lcm") return SamplerKind::kLcm;
-  if (name == "tcd") return SamplerKind::kTcd;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown sampler '", name, "' (expected euler, euler_ancestral, dpmpp_2m, lcm or tcd)"));
-}
-
-absl::StatusOr<ScheduleKind> ParseSchedule(const std::string& name) {
-  if (name == "normal" || name == "leading") return ScheduleKind::kNormal;
-  if (name == "trailing" || name == "sgm_uniform") return ScheduleKind::kTrailing;
-  if (name == "karras") return ScheduleKind::kKarras;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown schedule '", name, "' (expected normal, trailing, sgm_uniform or karras)"));
-}
-
 absl::StatusOr<Schedule> MakeSchedule(const SchedulerConfig& config, SamplerKind sampler,
                                       ScheduleKind kind, int steps) {
+  if (kind == ScheduleKind::kSgmUniform) kind = ScheduleKind::kTrailing;
   const int n = config.num_train_timesteps;
   if (steps < 1 || steps > n) {
     return absl::InvalidArgumentError(absl::StrCat("steps must be 1..", n, ", got ", steps));

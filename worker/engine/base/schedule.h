@@ -6,17 +6,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "spriteforge/engine/engine.h"  // SamplerKind, ScheduleKind
 
 namespace spriteforge::engine {
-
-enum class SamplerKind { kEuler, kEulerAncestral, kDpmpp2m, kLcm, kTcd };
-enum class ScheduleKind { kNormal /* leading spacing */, kTrailing, kKarras };
-
-// euler | euler_ancestral (alias euler_a) | dpmpp_2m | lcm | tcd
-absl::StatusOr<SamplerKind> ParseSampler(const std::string& name);
-// normal (alias leading) | trailing (alias sgm_uniform: diffusers' equivalent of that
-// k-diffusion schedule is trailing spacing) | karras
-absl::StatusOr<ScheduleKind> ParseSchedule(const std::string& name);
 
 // scheduler_config.json fields that matter (SDXL base defaults).
 struct SchedulerConfig {

@@ -178,11 +178,8 @@ torch::Tensor Pipeline::EncodeImages(const BatchRequest& request, std::vector<at
 absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, const ProgressFn& progress,
                                                const PreviewFn& preview) {
   if (auto s = ValidateRequest(request); !s.ok()) return s;
-  auto sampler = ParseSampler(request.sampler);
-  auto schedule_kind = ParseSchedule(request.schedule);
-  if (!sampler.ok()) return sampler.status();
-  if (!schedule_kind.ok()) return schedule_kind.status();
-  auto schedule = MakeSchedule(models_.config.scheduler, *sampler, *schedule_kind, request.steps);
+  const SamplerKind sampler = request.sampler;
+  auto schedule = MakeSchedule(models_.config.scheduler, sampler, request.schedule, request.steps);
   if (!schedule.ok()) return schedule.status();
   const bool img2img = request.images.front().init_image.has_value();
   if (img2img) {
@@ -260,7 +257,7 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   if (img2img) {
     // Per generator: the encoder's draw first, then the noise added at the first kept step.
     torch::Tensor x0 = EncodeImages(request, noise.generators);
-    x = AddNoise(*sampler, *schedule, x0, noise.Draw().to(device));
+    x = AddNoise(sampler, *schedule, x0, noise.Draw().to(device));
   } else {
     x = (noise.Draw() * schedule->init_noise_sigma).to(device);
   }
@@ -276,7 +273,7 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
     return go_on;
   };
   try {
-    x = Sample(*sampler, *schedule, x, epsilon, ancestral, on_step, request.tcd_gamma);
+    x = Sample(sampler, *schedule, x, epsilon, ancestral, on_step, request.tcd_gamma);
   } catch (const CancelledError&) {
     return absl::CancelledError("generation cancelled");
   }

@@ -25,7 +25,9 @@
 #include "spriteforge/common/files.h"
 #include "spriteforge/common/generation_info.h"
 #include "spriteforge/common/png.h"
+#include "spriteforge/common/sampling.h"
 #include "spriteforge/engine/engine.h"
+#include "adapter/engine_request.h"
 
 namespace sf = spriteforge::engine;
 
@@ -54,7 +56,13 @@ int main(int argc, char** argv) {
                "OUT/<index>_<seed>.png and .json per prompt, index from 0 in prompt order.",
                "spriteforge-generate");
   spriteforge::cli::Configure(app);
-  sf::BatchRequest base;
+  // The flags fill the API's parameter messages, which become the engine's request in the
+  // same place as a worker's batches (adapter/engine_request.h).
+  spriteforge::v1::SamplingParams sampling;
+  int width = 1024, height = 1024, steps = 30;
+  double cfg = 5.0, strength = 0.75 /* A1111's img2img default */, tcd_gamma = 0.3;
+  bool tileable = false;
+  std::string sampler = "euler", schedule = "normal", dtype = "fp32";
   sf::LoadOptions load;
   std::string out_dir;
   std::vector<std::string> prompts, negatives;
@@ -69,50 +77,76 @@ int main(int argc, char** argv) {
   app.add_option("--negative", negatives, "Negative prompt, one per --prompt or none")->allow_extra_args(false);
   app.add_option("--seed", seeds, "Seed, one per --prompt or none (default: 0, 1, ...)")->allow_extra_args(false);
   app.add_option("--out", out_dir, "Folder to write into (created)")->required();
-  app.add_option("--steps", base.steps, "Denoising steps");
-  app.add_option("--cfg", base.cfg, "Classifier-free guidance scale");
-  app.add_option("--sampler", base.sampler, "euler, euler_ancestral, dpmpp_2m, lcm or tcd");
-  app.add_option("--schedule", base.schedule, "normal, trailing, sgm_uniform (= trailing) or karras");
-  auto* width = app.add_option("--width", base.width, "Image width, a multiple of 8 (default with --init-image: its width)");
-  auto* height = app.add_option("--height", base.height, "Image height, a multiple of 8 (default with --init-image: its height)");
+  app.add_option("--steps", steps, "Denoising steps");
+  app.add_option("--cfg", cfg, "Classifier-free guidance scale");
+  app.add_option("--sampler", sampler, "euler, euler_ancestral, dpmpp_2m, lcm or tcd");
+  app.add_option("--schedule", schedule, "normal, trailing, sgm_uniform (= trailing) or karras");
+  auto* width_flag = app.add_option("--width", width, "Image width, a multiple of 8 (default with --init-image: its width)");
+  auto* height_flag = app.add_option("--height", height, "Image height, a multiple of 8 (default with --init-image: its height)");
   app.add_option("--lora", loras, "LoRA file (kohya or diffusers/PEFT .safetensors) as PATH or PATH:STRENGTH; repeat for several")
       ->allow_extra_args(false);
   app.add_option("--init-image", init_path, "img2img: start every image from this RGB PNG");
-  base.strength = 0.75;  // A1111's img2img default
-  auto* strength = app.add_option("--strength", base.strength, "img2img: share of the schedule that runs, (0, 1]");
-  app.add_option("--tcd-gamma", base.tcd_gamma, "tcd: noise re-injected per step, 0..1");
-  app.add_flag("--tileable", base.tileable, "Pad circularly for seamless tiles");
+  auto* strength_flag = app.add_option("--strength", strength, "img2img: share of the schedule that runs, (0, 1]");
+  app.add_option("--tcd-gamma", tcd_gamma, "tcd: noise re-injected per step, 0..1");
+  app.add_flag("--tileable", tileable, "Pad circularly for seamless tiles");
   app.add_option("--batch", batch, "Images per engine call (0: all at once)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", load.device, "cpu, cuda or cuda:N");
-  app.add_option("--dtype", load.dtype, "fp32, fp16, bf16 or fp8");
+  app.add_option("--dtype", dtype, "fp32, fp16, bf16 or fp8");
   app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
   app.add_option("--tokenizer", load.tokenizer_dir,
                  "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  auto parsed_sampler = spriteforge::ParseSampler(sampler);
+  if (!parsed_sampler.ok()) Fail("--sampler: " + std::string(parsed_sampler.status().message()));
+  auto parsed_schedule = spriteforge::ParseSchedule(schedule);
+  if (!parsed_schedule.ok()) Fail("--schedule: " + std::string(parsed_schedule.status().message()));
+  auto parsed_dtype = sf::ParseDtype(dtype);
+  if (!parsed_dtype.ok()) Fail("--dtype: " + std::string(parsed_dtype.status().message()));
+  load.dtype = *parsed_dtype;
   std::optional<sf::RgbImage> init_image;
   if (!init_path.empty()) {
     auto png = spriteforge::ReadPngFile(init_path);
     if (!png.ok()) Fail(std::string(png.status().message()));
     if (png->channels != 3) Fail("--init-image: " + init_path + ": expected an RGB image, got " + std::to_string(png->channels) + " channels");
     init_image = sf::RgbImage{png->width, png->height, png->pixels};
-    if (width->count() == 0) base.width = png->width;
-    if (height->count() == 0) base.height = png->height;
-  } else if (strength->count() > 0) {
+    if (width_flag->count() == 0) width = png->width;
+    if (height_flag->count() == 0) height = png->height;
+    sampling.set_strength(strength);
+  } else if (strength_flag->count() > 0) {
     Fail("--strength needs --init-image");
   }
-  for (const std::string& lora : loras) base.loras.push_back(ParseLora(lora));
+  sampling.set_width(width);
+  sampling.set_height(height);
+  sampling.set_steps(steps);
+  sampling.set_cfg(cfg);
+  sampling.set_sampler(*parsed_sampler);
+  sampling.set_schedule(*parsed_schedule);
+  sampling.set_tileable(tileable);
+  if (*parsed_sampler == spriteforge::v1::SAMPLER_TCD) sampling.set_tcd_gamma(tcd_gamma);
+  std::vector<std::string> lora_paths;
+  for (const std::string& lora : loras) {
+    const sf::LoraSpec spec = ParseLora(lora);
+    spriteforge::v1::LoraRef* ref = sampling.add_loras();
+    ref->set_name(std::filesystem::path(spec.path).stem().string());
+    ref->set_strength(spec.strength);
+    lora_paths.push_back(spec.path);
+  }
   if (!negatives.empty() && negatives.size() != prompts.size()) {
     Fail(absl::StrCat(negatives.size(), " --negative for ", prompts.size(), " --prompt: give one per prompt or none"));
   }
   if (!seeds.empty() && seeds.size() != prompts.size()) {
     Fail(absl::StrCat(seeds.size(), " --seed for ", prompts.size(), " --prompt: give one per prompt or none"));
   }
+  std::vector<spriteforge::v1::ImageParams> images(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    sf::ImageRequest image{prompts[i], std::nullopt, seeds.empty() ? i : seeds[i], init_image};
-    if (!negatives.empty()) image.negative = negatives[i];
-    base.images.push_back(image);
+    images[i].set_prompt(prompts[i]);
+    if (!negatives.empty()) images[i].set_negative(negatives[i]);
+    images[i].set_seed(seeds.empty() ? i : seeds[i]);
   }
-  if (auto s = sf::ValidateRequest(base); !s.ok()) Fail(std::string(s.message()));
+  auto base = sf::ToEngineRequest(sampling, lora_paths);
+  if (!base.ok()) Fail(std::string(base.status().message()));
+  for (const auto& image : images) base->images.push_back(sf::ToEngineImage(image, init_image));
+  if (auto s = sf::ValidateRequest(*base); !s.ok()) Fail(std::string(s.message()));
   if (batch == 0) batch = static_cast<int>(prompts.size());
 
   std::error_code ec;
@@ -122,10 +156,10 @@ int main(int argc, char** argv) {
   if (!engine.ok()) Fail(std::string(engine.status().message()));
 
   const std::string model_name = std::filesystem::path(load.model_path).stem().string();
-  for (size_t first = 0; first < base.images.size(); first += batch) {
-    sf::BatchRequest request = base;
-    request.images.assign(base.images.begin() + first,
-                          base.images.begin() + std::min(base.images.size(), first + batch));
+  for (size_t first = 0; first < base->images.size(); first += batch) {
+    sf::BatchRequest request = *base;
+    request.images.assign(base->images.begin() + first,
+                          base->images.begin() + std::min(base->images.size(), first + batch));
     auto result = (*engine)->Generate(request, [&](int step, int total) {
       std::fprintf(stderr, "\rimages %zu-%zu: step %d/%d", first, first + request.images.size() - 1, step, total);
       return true;
@@ -134,32 +168,25 @@ int main(int argc, char** argv) {
     if (!result.ok()) Fail(std::string(result.status().message()));
     for (size_t k = 0; k < result->images.size(); ++k) {
       const sf::Image& image = result->images[k];
-      const sf::ImageRequest& item = request.images[k];
-      spriteforge::GenerationInfo info{item.prompt, item.negative, item.seed, request.width, request.height,
-                                       request.steps, request.cfg, request.sampler, request.schedule,
-                                       model_name, request.tileable};
-      for (const sf::LoraSpec& lora : request.loras) {
-        info.loras.push_back({std::filesystem::path(lora.path).stem().string(), lora.strength});
-      }
-      if (init_image) info.denoising_strength = request.strength;
-      info.notes = image.notes;
-      const std::string stem = absl::StrCat(out_dir, "/", first + k, "_", item.seed);
+      const spriteforge::v1::ImageParams& params = images[first + k];
+      const std::string stem = absl::StrCat(out_dir, "/", first + k, "_", params.seed());
       spriteforge::RasterImage raster{image.width, image.height, 3, image.rgb};
-      if (auto s = spriteforge::WritePngFile(stem + ".png", raster, {{"parameters", spriteforge::FormatParametersText(info)}}); !s.ok()) {
+      const std::string text = spriteforge::FormatParametersText(model_name, params, sampling);
+      if (auto s = spriteforge::WritePngFile(stem + ".png", raster, {{"parameters", text}}); !s.ok()) {
         Fail(std::string(s.message()));
       }
-      nlohmann::json sidecar = spriteforge::ToJson(info);
+      nlohmann::json sidecar = spriteforge::ToJson(model_name, params, sampling);
+      if (!image.notes.empty()) sidecar["notes"] = image.notes;
       sidecar["index"] = first + k;
       sidecar["model_path"] = load.model_path;
       sidecar["device"] = load.device;
-      sidecar["dtype"] = load.dtype;
+      sidecar["dtype"] = std::string(sf::DtypeName(load.dtype));
       sidecar["batch_size"] = request.images.size();
       sidecar["timings_ms"] = {{"encode", result->timings.encode_ms}, {"denoise", result->timings.denoise_ms},
                                {"decode", result->timings.decode_ms}, {"total", result->timings.total_ms}};
       sidecar["peak_memory_bytes"] = result->memory.peak_allocated_bytes;
-      for (size_t l = 0; l < request.loras.size(); ++l) sidecar["loras"][l]["path"] = request.loras[l].path;
+      for (size_t l = 0; l < lora_paths.size(); ++l) sidecar["loras"][l]["path"] = lora_paths[l];
       if (init_image) sidecar["init_image"] = init_path;
-      if (request.sampler == "tcd") sidecar["tcd_gamma"] = request.tcd_gamma;
       if (auto s = spriteforge::WriteFileAtomic(stem + ".json", sidecar.dump(2) + "\n"); !s.ok()) Fail(std::string(s.message()));
       std::printf("%s.png\n", stem.c_str());
     }

@@ -26,10 +26,11 @@ absl::StatusOr<std::map<std::string, BatchRequest>> LoadCases(const std::string&
       r.steps = spec.at("num_inference_steps");
       r.cfg = spec.at("guidance_scale");
       const std::string sampler = spec.at("sampler");
-      r.schedule = "normal";
-      if (sampler == "euler" || sampler == "dpmpp_2m") r.sampler = sampler;
-      else if (sampler == "euler_a") r.sampler = "euler_ancestral";
-      else if (sampler == "dpmpp_2m_karras") { r.sampler = "dpmpp_2m"; r.schedule = "karras"; }
+      r.schedule = ScheduleKind::kNormal;
+      if (sampler == "euler") r.sampler = SamplerKind::kEuler;
+      else if (sampler == "dpmpp_2m") r.sampler = SamplerKind::kDpmpp2m;
+      else if (sampler == "euler_a") r.sampler = SamplerKind::kEulerAncestral;
+      else if (sampler == "dpmpp_2m_karras") { r.sampler = SamplerKind::kDpmpp2m; r.schedule = ScheduleKind::kKarras; }
       else return absl::InvalidArgumentError(absl::StrCat(path, ": ", name, ": unknown sampler '", sampler, "'"));
       for (size_t i = 0; i < spec.at("prompt").size(); ++i) {
         ImageRequest image{spec["prompt"][i].get<std::string>(), std::nullopt, spec.at("seeds")[i].get<uint64_t>()};

@@ -93,7 +93,9 @@ int main(int argc, char** argv) {
   load.tokenizer_dir = args.golden + "/tokenizer";
   load.config_dir = args.config;
   load.device = args.device;
-  load.dtype = args.dtype;
+  auto dtype = sf::ParseDtype(args.dtype);
+  if (!dtype.ok()) Die("--dtype: " + std::string(dtype.status().message()));
+  load.dtype = *dtype;
   load.channels_last = args.channels_last;
   auto engine = sf::Engine::Load(load);
   if (!engine.ok()) Die(std::string(engine.status().message()));

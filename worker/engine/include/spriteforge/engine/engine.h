@@ -15,6 +15,22 @@
 
 namespace spriteforge::engine {
 
+// Samplers, noise schedules and compute precisions. Names as flags and manifests write them
+// ("euler_ancestral", "karras", "bf16") parse at the edge; an unknown name is an error that
+// lists the valid ones.
+enum class SamplerKind { kEuler, kEulerAncestral, kDpmpp2m, kLcm, kTcd };
+// sgm_uniform: diffusers' equivalent of that k-diffusion schedule is trailing spacing.
+enum class ScheduleKind { kNormal /* leading spacing */, kTrailing, kSgmUniform, kKarras };
+// fp8: bf16 with the UNet's Linear layers as fp8 (e4m3) GEMMs (see LoadOptions::dtype).
+enum class Dtype { kFp32, kFp16, kBf16, kFp8 };
+
+absl::StatusOr<SamplerKind> ParseSampler(const std::string& name);    // also euler_a
+absl::StatusOr<ScheduleKind> ParseSchedule(const std::string& name);  // also leading
+absl::StatusOr<Dtype> ParseDtype(const std::string& name);
+std::string SamplerName(SamplerKind sampler);
+std::string ScheduleName(ScheduleKind schedule);
+std::string DtypeName(Dtype dtype);
+
 // How to load a model. `model_path` is a single-file checkpoint (original SDXL key
 // layout), a diffusers folder, or a built-in architecture with random weights:
 // "builtin:tiny" (the golden tiny model's shape: demos and tests on a CPU) or
@@ -26,10 +42,10 @@ struct LoadOptions {
   // shipped with the engine (share/spriteforge/clip, or the source tree's data/clip)
   std::string tokenizer_dir;
   std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
-  // "fp32", "fp16", "bf16", or "fp8": bf16 with the UNet's Linear layers as fp8 (e4m3) GEMMs,
-  // inputs scaled per token and weights per output channel (CUDA, compute capability 8.9+;
-  // lossy: about 4% relative error per GEMM, see docs/performance.md).
-  std::string dtype = "fp32";
+  // fp8: bf16 with the UNet's Linear layers as fp8 (e4m3) GEMMs, inputs scaled per token
+  // and weights per output channel (CUDA, compute capability 8.9+; lossy: about 4% relative
+  // error per GEMM, see docs/performance.md).
+  Dtype dtype = Dtype::kFp32;
   bool fast_path = true;      // GPU only: cuDNN autotuning plus the two switches below
   // fast path: the UNet in channels-last (NHWC) layout, with NHWC GroupNorm and residual
   // kernels. Measured on an H100 (fp16): 3.5% faster at batch 8, 2.6% at batch 1. The VAE
@@ -83,10 +99,9 @@ struct BatchRequest {
   int height = 1024;
   int steps = 30;
   double cfg = 5.0;                 // 1.0 or less: no unconditional pass (one UNet call per image)
-  // euler | euler_ancestral | dpmpp_2m | lcm | tcd (lcm and tcd use their own timesteps:
-  // schedule must be normal)
-  std::string sampler = "euler";
-  std::string schedule = "normal";  // normal | trailing | sgm_uniform (= trailing) | karras
+  // lcm and tcd use their own timesteps: schedule must be normal.
+  SamplerKind sampler = SamplerKind::kEuler;
+  ScheduleKind schedule = ScheduleKind::kNormal;
   double tcd_gamma = 0.3;           // tcd: stochasticity per step (diffusers' eta), 0..1
   bool tileable = false;            // circular padding in UNet and VAE convolutions
   // Merged into the weights for this batch (and kept merged until a batch asks for a
