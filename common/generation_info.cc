@@ -1,4 +1,4 @@
-#include "spriteforge/common/generation_info.h"
+#include "common/generation_info.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"

@@ -1,4 +1,4 @@
-#include "scheduling/planner.h"
+#include "coordinator/scheduling/planner.h"
 
 #include <algorithm>
 #include <set>

@@ -1,4 +1,4 @@
-#include "service/metrics.h"
+#include "coordinator/service/metrics.h"
 
 #include "absl/strings/str_cat.h"
 

@@ -1,4 +1,4 @@
-#include "service/results.h"
+#include "coordinator/service/results.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/files.h"
+#include "common/files.h"
 
 namespace spriteforge::coordinator {
 namespace {

@@ -1,9 +1,9 @@
-#include "service/submit_check.h"
+#include "coordinator/service/submit_check.h"
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "postprocess/postprocess.h"
+#include "common/sprite/postprocess.h"
 
 namespace spriteforge::coordinator {
 

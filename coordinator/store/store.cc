@@ -1,11 +1,11 @@
-#include "store/store.h"
+#include "coordinator/store/store.h"
 
 #include <cstring>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "store/sqlite.h"
+#include "coordinator/store/sqlite.h"
 
 namespace spriteforge::coordinator {
 namespace {

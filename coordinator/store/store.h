@@ -17,7 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "spriteforge/common/generation_info.h"
+#include "common/generation_info.h"
 
 namespace spriteforge::coordinator {
 

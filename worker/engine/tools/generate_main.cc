@@ -21,10 +21,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/cli.h"
-#include "spriteforge/common/files.h"
-#include "spriteforge/common/generation_info.h"
-#include "spriteforge/common/png.h"
+#include "common/cli.h"
+#include "common/files.h"
+#include "common/generation_info.h"
+#include "common/png.h"
 #include "spriteforge/engine/engine.h"
 
 namespace sf = spriteforge::engine;
