@@ -1,4 +1,4 @@
-#include "commands.h"
+#include "client/commands.h"
 
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
@@ -16,9 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "progress.h"
-#include "spriteforge/common/files.h"
-#include "spriteforge/common/manifest_files.h"
+#include "client/progress.h"
+#include "common/files.h"
+#include "common/manifest_files.h"
 
 namespace spriteforge::client {
 namespace {

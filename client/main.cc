@@ -17,10 +17,10 @@
 #include <functional>
 #include <string>
 
-#include "channel.h"
-#include "commands.h"
-#include "postprocess/commands.h"
-#include "spriteforge/common/cli.h"
+#include "client/commands.h"
+#include "client/sprite_commands.h"
+#include "common/cli.h"
+#include "common/rpc/channel.h"
 
 namespace sc = spriteforge::client;
 namespace sp = spriteforge::postprocess;

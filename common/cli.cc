@@ -1,4 +1,4 @@
-#include "spriteforge/common/cli.h"
+#include "common/cli.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,8 +1,8 @@
-#include "spriteforge/common/generation_info.h"
+#include "common/generation_info.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "spriteforge/common/sampling.h"
+#include "common/sampling.h"
 
 namespace spriteforge {
 namespace {

@@ -1,4 +1,4 @@
-#include "spriteforge/common/logging.h"
+#include "common/logging.h"
 
 #include <chrono>
 #include <ctime>

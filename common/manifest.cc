@@ -1,4 +1,4 @@
-#include "spriteforge/common/manifest.h"
+#include "common/manifest.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -9,11 +9,11 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "postprocess/spec.h"
-#include "spriteforge/common/manifest_files.h"
-#include "spriteforge/common/sampling.h"
-#include "spriteforge/common/text.h"
-#include "spriteforge/common/yaml_check.h"
+#include "common/manifest_files.h"
+#include "common/sampling.h"
+#include "common/sprite/spec.h"
+#include "common/text.h"
+#include "common/yaml_check.h"
 
 namespace spriteforge {
 namespace {

@@ -1,4 +1,4 @@
-#include "spriteforge/common/manifest_files.h"
+#include "common/manifest_files.h"
 
 #include <cstring>
 #include <filesystem>
@@ -6,9 +6,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/files.h"
-#include "spriteforge/common/png.h"
-#include "spriteforge/common/sha256.h"
+#include "common/files.h"
+#include "common/png.h"
+#include "common/sha256.h"
 
 namespace spriteforge {
 

@@ -1,4 +1,4 @@
-#include "spriteforge/common/png.h"
+#include "common/png.h"
 
 #include <png.h>
 
@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/files.h"
+#include "common/files.h"
 
 namespace spriteforge {
 namespace {

@@ -1,4 +1,4 @@
-#include "spriteforge/common/sampling.h"
+#include "common/sampling.h"
 
 #include <vector>
 

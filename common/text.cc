@@ -1,5 +1,6 @@
-#include "spriteforge/common/text.h"
+#include "common/text.h"
 
+#include <cctype>
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
@@ -75,6 +76,29 @@ std::string TextProblem(const std::string& s, size_t max_chars, const std::strin
   if (*length > max_chars) return absl::StrCat("longer than ", max_chars, " characters");
   if (HasControlCharacters(s, allowed)) return "contains control characters (such as terminal escapes)";
   return "";
+}
+
+bool NaturalLess(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      // Compare the digit runs by value: without leading zeros, the longer run is larger.
+      size_t ei = i, ej = j;
+      while (ei < a.size() && std::isdigit(static_cast<unsigned char>(a[ei]))) ++ei;
+      while (ej < b.size() && std::isdigit(static_cast<unsigned char>(b[ej]))) ++ej;
+      size_t si = i, sj = j;
+      while (si + 1 < ei && a[si] == '0') ++si;
+      while (sj + 1 < ej && b[sj] == '0') ++sj;
+      if (ei - si != ej - sj) return ei - si < ej - sj;
+      if (int c = a.compare(si, ei - si, b, sj, ej - sj); c != 0) return c < 0;
+      i = ei, j = ej;
+      continue;
+    }
+    if (a[i] != b[j]) return a[i] < b[j];
+    ++i, ++j;
+  }
+  if ((a.size() - i) != (b.size() - j)) return a.size() - i < b.size() - j;
+  return a < b;  // equal by value ("01" and "1"): any fixed order
 }
 
 }  // namespace spriteforge

@@ -1,4 +1,4 @@
-#include "spriteforge/common/yaml_check.h"
+#include "common/yaml_check.h"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/exceptions.h>
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/text.h"
+#include "common/text.h"
 
 namespace spriteforge {
 namespace {

@@ -23,7 +23,7 @@ while (($#)); do
 done
 
 BIN=build
-for b in coordinator/spriteforge-coordinator worker/service/spriteforge-worker client/spriteforge; do
+for b in coordinator/spriteforge-coordinator worker/spriteforge-worker client/spriteforge; do
   [ -x "$BIN/$b" ] || { bash deploy/setup.sh; break; }
 done
 
@@ -52,7 +52,7 @@ for _ in $(seq 100); do [ -f "$STATE/ready.json" ] && break; sleep 0.1; done
 ADDR="127.0.0.1:$PORT"
 
 # The worker advertises the model as "example"; the manifest is submitted for that name.
-"$BIN/worker/service/spriteforge-worker" --coordinator "$ADDR" --model "$MODEL" --model-name example \
+"$BIN/worker/spriteforge-worker" --coordinator "$ADDR" --model "$MODEL" --model-name example \
   --device "$DEVICE" --dtype "$DTYPE" >"$STATE/worker.log" 2>&1 &
 pids+=($!)
 

@@ -15,11 +15,12 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug "${LAUNCHER[@]}" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
 
 # test program -> its folder under tests/
-TESTS=(common/common_tests service/scheduling_tests service/manifest_tests service/store_tests
-       service/coordinator_tests postprocess/postprocess_tests http/http_api_tests)
+TESTS=(common/common_tests common/manifest_tests common/sprite/sprite_tests
+       coordinator/scheduling/scheduling_tests coordinator/store/store_tests
+       coordinator/service/coordinator_tests coordinator/http/http_api_tests)
 FUZZ=(manifest_fuzz:manifest auth_file_fuzz:auth palette_fuzz:palette png_decode_fuzz:png)
 targets=()
-for t in "${TESTS[@]}"; do targets+=("${t#*/}"); done
+for t in "${TESTS[@]}"; do targets+=("${t##*/}"); done
 for f in "${FUZZ[@]}"; do targets+=("${f%%:*}"); done
 cmake --build "$BUILD_DIR" -j "${JOBS:-$(nproc)}" --target "${targets[@]}"
 

@@ -1,4 +1,4 @@
-#include "http/a1111.h"
+#include "coordinator/http/a1111.h"
 
 #include <algorithm>
 #include <ctime>
@@ -6,8 +6,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "http/request_fields.h"
-#include "spriteforge/common/generation_info.h"
+#include "common/generation_info.h"
+#include "coordinator/http/request_fields.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

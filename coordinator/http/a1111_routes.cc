@@ -5,10 +5,10 @@
 #include <set>
 
 #include "absl/strings/escaping.h"
-#include "http/a1111.h"
-#include "http/http_api.h"
-#include "http/http_json.h"
-#include "http/sync_jobs.h"
+#include "coordinator/http/a1111.h"
+#include "coordinator/http/http_api.h"
+#include "coordinator/http/http_json.h"
+#include "coordinator/http/sync_jobs.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

@@ -9,8 +9,8 @@
 #include <memory>
 #include <mutex>
 
-#include "http/http_api.h"
-#include "http/http_json.h"
+#include "coordinator/http/http_api.h"
+#include "coordinator/http/http_json.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

@@ -1,9 +1,9 @@
-#include "http/http_api.h"
+#include "coordinator/http/http_api.h"
 
 #include <httplib.h>
 
 #include "absl/strings/str_cat.h"
-#include "http/http_json.h"
+#include "coordinator/http/http_json.h"
 
 namespace spriteforge::coordinator::http {
 

@@ -12,8 +12,8 @@
 
 #include "absl/status/statusor.h"
 
-#include "service/coordinator.h"
-#include "service/gatekeeper.h"
+#include "coordinator/service/coordinator.h"
+#include "coordinator/service/gatekeeper.h"
 
 namespace httplib {
 class Server;

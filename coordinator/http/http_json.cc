@@ -1,4 +1,4 @@
-#include "http/http_json.h"
+#include "coordinator/http/http_json.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>

@@ -1,11 +1,11 @@
-#include "http/openai.h"
+#include "coordinator/http/openai.h"
 
 #include <algorithm>
 #include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "http/request_fields.h"
+#include "coordinator/http/request_fields.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

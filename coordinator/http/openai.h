@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
-#include "spriteforge/common/manifest.h"
+#include "common/manifest.h"
 
 namespace spriteforge::coordinator::http {
 

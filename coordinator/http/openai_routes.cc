@@ -6,10 +6,10 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "http/http_api.h"
-#include "http/http_json.h"
-#include "http/openai.h"
-#include "http/sync_jobs.h"
+#include "coordinator/http/http_api.h"
+#include "coordinator/http/http_json.h"
+#include "coordinator/http/openai.h"
+#include "coordinator/http/sync_jobs.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

@@ -1,4 +1,4 @@
-#include "http/request_fields.h"
+#include "coordinator/http/request_fields.h"
 
 #include "absl/strings/str_cat.h"
 

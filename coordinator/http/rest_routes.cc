@@ -6,9 +6,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "http/http_api.h"
-#include "http/http_json.h"
-#include "spriteforge/common/files.h"
+#include "common/files.h"
+#include "coordinator/http/http_api.h"
+#include "coordinator/http/http_json.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

@@ -1,4 +1,4 @@
-#include "http/sync_jobs.h"
+#include "coordinator/http/sync_jobs.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "spriteforge/common/files.h"
+#include "common/files.h"
 
 namespace spriteforge::coordinator::http {
 

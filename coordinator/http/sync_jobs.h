@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
-#include "http/http_api.h"
+#include "coordinator/http/http_api.h"
 
 namespace spriteforge::coordinator::http {
 

@@ -2,9 +2,9 @@
 #include <httplib.h>
 
 #include "absl/status/status.h"
-#include "http/http_api.h"
-#include "http/http_json.h"
-#include "http/web_assets.h"
+#include "coordinator/http/http_api.h"
+#include "coordinator/http/http_json.h"
+#include "coordinator/http/web_assets.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

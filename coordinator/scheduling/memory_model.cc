@@ -1,4 +1,4 @@
-#include "scheduling/memory_model.h"
+#include "coordinator/scheduling/memory_model.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,10 +1,10 @@
-#include "scheduling/planner.h"
+#include "coordinator/scheduling/planner.h"
 
 #include <algorithm>
 #include <set>
 #include <tuple>
 
-#include "spriteforge/common/sampling.h"
+#include "common/sampling.h"
 
 namespace spriteforge::coordinator {
 namespace {

@@ -17,7 +17,7 @@
 #include <tuple>
 #include <vector>
 
-#include "scheduling/memory_model.h"
+#include "coordinator/scheduling/memory_model.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {

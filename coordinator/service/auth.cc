@@ -1,4 +1,4 @@
-#include "service/auth.h"
+#include "coordinator/service/auth.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,8 +10,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/files.h"
-#include "spriteforge/common/yaml_check.h"
+#include "common/files.h"
+#include "common/yaml_check.h"
 
 namespace spriteforge::coordinator {
 namespace {

@@ -1,12 +1,12 @@
-#include "service/client_service.h"
+#include "coordinator/service/client_service.h"
 
 #include <deque>
 #include <filesystem>
 #include <mutex>
 #include <optional>
 
+#include "common/files.h"
 #include "spdlog/spdlog.h"
-#include "spriteforge/common/files.h"
 
 namespace spriteforge::coordinator {
 namespace {

@@ -1,8 +1,8 @@
 // The client API over gRPC's callback interface: each call becomes one Coordinator call.
 #pragma once
 
-#include "service/coordinator.h"
-#include "service/gatekeeper.h"
+#include "coordinator/service/coordinator.h"
+#include "coordinator/service/gatekeeper.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge::coordinator {

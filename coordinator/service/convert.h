@@ -1,8 +1,9 @@
 // Conversions between the store's records and the API's messages.
 #pragma once
 
+#include "common/generation_info.h"
+#include "coordinator/store/store.h"
 #include "spriteforge/v1/spriteforge.pb.h"
-#include "store/store.h"
 
 namespace spriteforge::coordinator {
 

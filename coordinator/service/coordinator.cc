@@ -1,4 +1,4 @@
-#include "service/coordinator.h"
+#include "coordinator/service/coordinator.h"
 
 #include <chrono>
 #include <filesystem>
@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "service/convert.h"
-#include "service/results.h"
-#include "service/submit_check.h"
-#include "service/worker_check.h"
+#include "coordinator/service/convert.h"
+#include "coordinator/service/results.h"
+#include "coordinator/service/submit_check.h"
+#include "coordinator/service/worker_check.h"
 #include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {

@@ -23,17 +23,17 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
-#include "scheduling/memory_model.h"
-#include "scheduling/planner.h"
-#include "service/job_queues.h"
-#include "service/auth.h"
-#include "service/metrics.h"
-#include "service/result_check.h"
-#include "service/result_pipeline.h"
-#include "spriteforge/common/manifest.h"
+#include "common/manifest.h"
+#include "coordinator/scheduling/memory_model.h"
+#include "coordinator/scheduling/planner.h"
+#include "coordinator/service/auth.h"
+#include "coordinator/service/job_queues.h"
+#include "coordinator/service/metrics.h"
+#include "coordinator/service/result_check.h"
+#include "coordinator/service/result_pipeline.h"
+#include "coordinator/store/blob_store.h"
+#include "coordinator/store/store.h"
 #include "spriteforge/v1/spriteforge.pb.h"
-#include "store/blob_store.h"
-#include "store/store.h"
 
 namespace spriteforge::coordinator {
 

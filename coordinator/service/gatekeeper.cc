@@ -1,4 +1,4 @@
-#include "service/gatekeeper.h"
+#include "coordinator/service/gatekeeper.h"
 
 #include <chrono>
 

@@ -7,7 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "service/auth.h"
+#include "coordinator/service/auth.h"
 
 namespace spriteforge::coordinator {
 

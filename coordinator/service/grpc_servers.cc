@@ -1,4 +1,4 @@
-#include "service/grpc_servers.h"
+#include "coordinator/service/grpc_servers.h"
 
 #include <arpa/inet.h>
 

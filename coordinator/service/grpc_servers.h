@@ -12,9 +12,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "service/client_service.h"
-#include "service/tls.h"
-#include "service/worker_gateway.h"
+#include "coordinator/service/client_service.h"
+#include "coordinator/service/tls.h"
+#include "coordinator/service/worker_gateway.h"
 
 namespace spriteforge::coordinator {
 

@@ -1,4 +1,4 @@
-#include "service/http_access.h"
+#include "coordinator/service/http_access.h"
 
 namespace spriteforge::coordinator {
 

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "service/coordinator.h"
-#include "service/gatekeeper.h"
+#include "coordinator/service/coordinator.h"
+#include "coordinator/service/gatekeeper.h"
 
 namespace spriteforge::coordinator {
 

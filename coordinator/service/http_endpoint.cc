@@ -1,12 +1,12 @@
-#include "service/http_endpoint.h"
+#include "coordinator/service/http_endpoint.h"
 
 #include <httplib.h>
 #include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
-#include "http/http_json.h"
-#include "service/http_access.h"
-#include "http/http_api.h"
+#include "coordinator/http/http_api.h"
+#include "coordinator/http/http_json.h"
+#include "coordinator/service/http_access.h"
 
 namespace spriteforge::coordinator {
 

@@ -10,10 +10,10 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "service/auth.h"
-#include "service/coordinator.h"
-#include "service/gatekeeper.h"
-#include "service/tls.h"
+#include "coordinator/service/auth.h"
+#include "coordinator/service/coordinator.h"
+#include "coordinator/service/gatekeeper.h"
+#include "coordinator/service/tls.h"
 
 namespace httplib {
 class Server;

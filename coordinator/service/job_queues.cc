@@ -1,4 +1,4 @@
-#include "service/job_queues.h"
+#include "coordinator/service/job_queues.h"
 
 #include <algorithm>
 

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "scheduling/planner.h"
-#include "store/store.h"
+#include "coordinator/scheduling/planner.h"
+#include "coordinator/store/store.h"
 
 namespace spriteforge::coordinator {
 

@@ -1,10 +1,10 @@
-#include "service/metrics.h"
+#include "coordinator/service/metrics.h"
 
 #include <prometheus/gauge.h>
 #include <prometheus/text_serializer.h>
 
-#include "service/process_metrics.h"
-#include "spriteforge/common/cli.h"
+#include "common/cli.h"
+#include "coordinator/service/process_metrics.h"
 #include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {

@@ -1,4 +1,4 @@
-#include "service/process_metrics.h"
+#include "coordinator/service/process_metrics.h"
 
 #include <sys/resource.h>
 #include <unistd.h>

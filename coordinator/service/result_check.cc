@@ -1,7 +1,7 @@
-#include "service/result_check.h"
+#include "coordinator/service/result_check.h"
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/png.h"
+#include "common/png.h"
 
 namespace spriteforge::coordinator {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "spriteforge/common/generation_info.h"
+#include "common/generation_info.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {

@@ -1,8 +1,8 @@
-#include "service/result_pipeline.h"
+#include "coordinator/service/result_pipeline.h"
 
 #include <nlohmann/json.hpp>
 
-#include "service/result_check.h"
+#include "coordinator/service/result_check.h"
 #include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {

@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "service/results.h"
+#include "coordinator/service/results.h"
+#include "coordinator/store/store.h"
 #include "spriteforge/v1/spriteforge.pb.h"
-#include "store/store.h"
 
 namespace spriteforge::coordinator {
 

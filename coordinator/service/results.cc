@@ -1,4 +1,4 @@
-#include "service/results.h"
+#include "coordinator/service/results.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,8 +12,8 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/files.h"
-#include "spriteforge/common/generation_info.h"
+#include "common/files.h"
+#include "common/generation_info.h"
 
 namespace spriteforge::coordinator {
 namespace {

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
-#include "store/store.h"
+#include "coordinator/store/store.h"
 
 namespace spriteforge::coordinator {
 

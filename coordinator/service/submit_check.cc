@@ -1,6 +1,7 @@
-#include "service/submit_check.h"
+#include "coordinator/service/submit_check.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/sprite/postprocess.h"
 
 namespace spriteforge::coordinator {
 

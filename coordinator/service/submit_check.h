@@ -4,10 +4,10 @@
 #pragma once
 
 #include "absl/status/status.h"
-#include "service/auth.h"
-#include "spriteforge/common/manifest.h"
+#include "common/manifest.h"
+#include "coordinator/service/auth.h"
+#include "coordinator/store/store.h"
 #include "spriteforge/v1/spriteforge.pb.h"
-#include "store/store.h"
 
 namespace spriteforge::coordinator {
 

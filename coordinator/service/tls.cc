@@ -1,4 +1,4 @@
-#include "service/tls.h"
+#include "coordinator/service/tls.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/files.h"
+#include "common/files.h"
 
 namespace spriteforge::coordinator {
 

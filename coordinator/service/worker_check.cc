@@ -1,8 +1,8 @@
-#include "service/worker_check.h"
+#include "coordinator/service/worker_check.h"
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/manifest.h"
-#include "spriteforge/common/text.h"
+#include "common/manifest.h"
+#include "common/text.h"
 
 namespace spriteforge::coordinator {
 namespace {

@@ -1,10 +1,10 @@
-#include "service/worker_gateway.h"
+#include "coordinator/service/worker_gateway.h"
 
 #include <deque>
 #include <fstream>
 #include <mutex>
 
-#include "service/client_service.h"
+#include "coordinator/service/client_service.h"
 #include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {

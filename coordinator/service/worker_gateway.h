@@ -3,8 +3,8 @@
 // through a WorkerChannel that stays valid (and silent) after the stream ends.
 #pragma once
 
-#include "service/coordinator.h"
-#include "service/gatekeeper.h"
+#include "coordinator/service/coordinator.h"
+#include "coordinator/service/gatekeeper.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge::coordinator {

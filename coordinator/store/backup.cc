@@ -1,4 +1,4 @@
-#include "store/backup.h"
+#include "coordinator/store/backup.h"
 
 #include <sqlite3.h>
 

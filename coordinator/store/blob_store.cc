@@ -1,4 +1,4 @@
-#include "store/blob_store.h"
+#include "coordinator/store/blob_store.h"
 
 #include <unistd.h>
 

@@ -10,8 +10,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "spriteforge/common/manifest_files.h"
-#include "spriteforge/common/sha256.h"
+#include "common/manifest_files.h"
+#include "common/sha256.h"
 
 namespace spriteforge::coordinator {
 

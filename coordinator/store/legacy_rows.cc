@@ -1,4 +1,4 @@
-#include "store/legacy_rows.h"
+#include "coordinator/store/legacy_rows.h"
 
 #include <cstring>
 #include <vector>
@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "postprocess/spec.h"
-#include "spriteforge/common/sampling.h"
+#include "common/sampling.h"
+#include "common/sprite/spec.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {

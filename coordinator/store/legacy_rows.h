@@ -5,7 +5,7 @@
 #pragma once
 
 #include "absl/status/status.h"
-#include "store/sqlite.h"
+#include "coordinator/store/sqlite.h"
 
 namespace spriteforge::coordinator {
 

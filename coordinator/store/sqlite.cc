@@ -1,4 +1,4 @@
-#include "store/sqlite.h"
+#include "coordinator/store/sqlite.h"
 
 #include <memory>
 

@@ -1,8 +1,8 @@
-#include "store/store.h"
+#include "coordinator/store/store.h"
 
 #include "absl/strings/str_cat.h"
-#include "store/legacy_rows.h"
-#include "store/sqlite.h"
+#include "coordinator/store/legacy_rows.h"
+#include "coordinator/store/sqlite.h"
 
 namespace spriteforge::coordinator {
 namespace {

@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/generation_info.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {

@@ -23,7 +23,7 @@ ARM64_PACKAGES=(libgrpc++-dev libprotobuf-dev libabsl-dev libspdlog-dev libfmt-d
 # Programs, then the test programs that need no LibTorch. Those that start the coordinator or
 # the client start them through qemu too (the toolchain's emulator; no binfmt_misc needed).
 PROGRAMS=(spriteforge-coordinator spriteforge)
-TESTS=(common_tests engine_base_tests postprocess_tests scheduling_tests manifest_tests store_tests
+TESTS=(common_tests engine_base_tests sprite_tests sprite_commands_tests scheduling_tests manifest_tests store_tests
        coordinator_tests client_system_tests)
 
 BUILD_DIR="${BUILD_DIR:-build-arm64}"

@@ -36,26 +36,26 @@ for stage in "${@:-golden bench}"; do
     kernels)
       echo "== fused CUDA kernels vs LibTorch ops"
       grep -E "spriteforge_cuda_kernels|registers|spill" "$OUT/build.log" | head -20 > "$OUT/kernels-ptxas.txt"
-      $BIN/bench/spriteforge-kernel-check 2>&1 | tee "$OUT/kernels.txt" ;;
+      $BIN/engine/bench/spriteforge-kernel-check 2>&1 | tee "$OUT/kernels.txt" ;;
     profile)
       # fp16 guided steps for one and eight images, fused kernels on and off (no CUDA graphs).
       for spec in 1:1 8:1 8:0; do
         echo "== UNet profile: images ${spec%%:*}, fused kernels ${spec#*:}"
-        $BIN/bench/spriteforge-unet-profile --images ${spec%%:*} --fused-kernels ${spec#*:} 2>&1 | grep -v warning | tee -a "$OUT/unet-profile.txt"
+        $BIN/engine/bench/spriteforge-unet-profile --images ${spec%%:*} --fused-kernels ${spec#*:} 2>&1 | grep -v warning | tee -a "$OUT/unet-profile.txt"
       done ;;
     bench)
       echo "== optimized fp16, bf16 and fp8 Linears, 1024x1024, 30 steps"
-      $BIN/bench/spriteforge-bench --dtypes fp16,bf16,fp8 --batches 1,4,8,16 --runs 2 --json "$OUT/bench.json" 2>&1 | grep -v warning | tee "$OUT/bench.txt" ;;
+      $BIN/engine/bench/spriteforge-bench --dtypes fp16,bf16,fp8 --batches 1,4,8,16 --runs 2 --json "$OUT/bench.json" 2>&1 | grep -v warning | tee "$OUT/bench.txt" ;;
     summary)
       echo "== fp16, bf16 and fp8 Linears at batch 1 and 8, 1024x1024, 30 steps"
-      $BIN/bench/spriteforge-bench --dtypes fp16,bf16,fp8 --batches 1,8 --runs 1 --json "$OUT/bench-summary.json" 2>&1 | grep -v warning | tee "$OUT/bench-summary.txt" ;;
+      $BIN/engine/bench/spriteforge-bench --dtypes fp16,bf16,fp8 --batches 1,8 --runs 1 --json "$OUT/bench-summary.json" 2>&1 | grep -v warning | tee "$OUT/bench-summary.txt" ;;
     variants|quick)
       # channels-last, CUDA graphs, fused kernels (defaults first); "quick": the defaults vs NCHW.
       combos="1:1:1 0:1:1 1:1:0 0:1:0 1:0:1"; [ "$stage" = quick ] && combos="1:1:1 0:1:1"
       for v in $combos; do
         IFS=: read -r cl graphs fused <<<"$v"
         echo "== fp16 variant: channels-last $cl, CUDA graphs $graphs, fused kernels $fused"
-        $BIN/bench/spriteforge-bench --dtypes fp16 --batches 1,8 --runs 1 --channels-last $cl --cuda-graphs $graphs \
+        $BIN/engine/bench/spriteforge-bench --dtypes fp16 --batches 1,8 --runs 1 --channels-last $cl --cuda-graphs $graphs \
           --fused-kernels $fused --json "$OUT/bench-variant-cl$cl-g$graphs-f$fused.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-variants.txt"
       done ;;
     fp8)
@@ -65,17 +65,17 @@ for stage in "${@:-golden bench}"; do
       $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype fp8 --tolerance 1 \
         --json "$OUT/golden-cuda-fp8.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
       echo "== UNet profile: images 8, fp8 Linears"
-      $BIN/bench/spriteforge-unet-profile --images 8 --dtype fp8 2>&1 | grep -v warning | tee -a "$OUT/unet-profile.txt"
+      $BIN/engine/bench/spriteforge-unet-profile --images 8 --dtype fp8 2>&1 | grep -v warning | tee -a "$OUT/unet-profile.txt"
       echo "== bf16 vs fp8 Linears, 1024x1024, 30 steps"
-      $BIN/bench/spriteforge-bench --dtypes bf16,fp8 --batches 1,8 --runs 1 --json "$OUT/bench-fp8.json" 2>&1 | grep -v warning | tee "$OUT/bench-fp8.txt" ;;
+      $BIN/engine/bench/spriteforge-bench --dtypes bf16,fp8 --batches 1,8 --runs 1 --json "$OUT/bench-fp8.json" 2>&1 | grep -v warning | tee "$OUT/bench-fp8.txt" ;;
     precision)
       echo "== fp16/bf16/fp8 vs fp32, full-size UNet"
-      $BIN/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;
+      $BIN/engine/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;
     fewstep)
       # SDXL-Lightning's shape: 4 steps, CFG 1 (one UNet pass per image), Euler trailing, a
       # random rank-64 LoRA merged; then the switch to a second LoRA.
       echo "== 4-step CFG-1 Euler trailing, rank-64 LoRA merged, 1024x1024"
-      $BIN/bench/spriteforge-bench --dtypes fp16,fp8 --batches 8,16 --steps 4 --cfg 1 --schedule trailing \
+      $BIN/engine/bench/spriteforge-bench --dtypes fp16,fp8 --batches 8,16 --steps 4 --cfg 1 --schedule trailing \
         --lora-rank 64 --runs 2 --json "$OUT/bench-fewstep.json" 2>&1 | grep -v warning | tee "$OUT/bench-fewstep.txt" ;;
     service)
       # One coordinator, one worker per visible GPU; fp16 and fp8; the benchmark at batch 8.
@@ -112,6 +112,6 @@ for stage in "${@:-golden bench}"; do
       ctest --test-dir build-gpu --output-on-failure -j 8 --timeout 600 -E "${CTEST_EXCLUDE:-system}" 2>&1 | tail -15 | tee "$OUT/ctest.txt" ;;
     compare)
       echo "== baseline fp32 vs optimized bf16"
-      $BIN/bench/spriteforge-bench --compare --dtypes bf16 --batches 1,8 --runs 1 --json "$OUT/bench-compare.json" 2>&1 | tee "$OUT/bench-compare.txt" ;;
+      $BIN/engine/bench/spriteforge-bench --compare --dtypes bf16 --batches 1,8 --runs 1 --json "$OUT/bench-compare.json" 2>&1 | tee "$OUT/bench-compare.txt" ;;
   esac
 done

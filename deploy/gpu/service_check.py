@@ -54,7 +54,7 @@ class Service:
         return out.stdout
 
     def start_workers(self, dtype, batch, tag):
-        env = dict(os.environ, SPRITEFORGE_WORKER_BIN=f"{self.build}/worker/service/spriteforge-worker")
+        env = dict(os.environ, SPRITEFORGE_WORKER_BIN=f"{self.build}/worker/spriteforge-worker")
         self.workers = subprocess.Popen(
             [f"{REPO}/deploy/gpu/start-workers.sh", "--", "--coordinator", self.address, "--model", "builtin:sdxl-base",
              "--model-name", "sdxl-base", "--dtype", dtype, "--max-batch", str(batch)],
@@ -151,7 +151,7 @@ def expected_gpus():
 def bench(build, dtype, batch, logdir):
     out = os.path.join(logdir, f"bench-service-{dtype}.json")
     with open(f"{logdir}/bench-service-{dtype}.txt", "w") as f:
-        subprocess.run([f"{build}/worker/bench/spriteforge-bench", "--dtypes", dtype, "--batches", str(batch),
+        subprocess.run([f"{build}/worker/engine/bench/spriteforge-bench", "--dtypes", dtype, "--batches", str(batch),
                         "--runs", "1", "--json", out], stdout=f, stderr=subprocess.STDOUT, check=True)
     return json.load(open(out))["results"][0]
 

@@ -45,7 +45,7 @@ mapfile -t indices < <(list_gpus) || exit 2
 
 bin="${SPRITEFORGE_WORKER_BIN:-}"
 if [ -z "$bin" ]; then
-  for candidate in "$here/build-gpu/worker/service/spriteforge-worker" "$here/build/worker/service/spriteforge-worker" \
+  for candidate in "$here/build-gpu/worker/spriteforge-worker" "$here/build/worker/spriteforge-worker" \
                    "$(command -v spriteforge-worker || true)"; do
     [ -n "$candidate" ] && [ -x "$candidate" ] && { bin="$candidate"; break; }
   done

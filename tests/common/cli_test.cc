@@ -1,5 +1,5 @@
 // Command lines: flags from the environment, flags over the environment, exit codes.
-#include "spriteforge/common/cli.h"
+#include "common/cli.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "spriteforge/common/files.h"
+#include "common/files.h"
 
 #include <gtest/gtest.h>
 

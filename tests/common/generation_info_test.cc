@@ -1,4 +1,4 @@
-#include "spriteforge/common/generation_info.h"
+#include "common/generation_info.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Log settings: JSON lines a collector can parse whatever the message holds, and levels.
-#include "spriteforge/common/logging.h"
+#include "common/logging.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "spriteforge/common/png.h"
+#include "common/png.h"
 
 #include <gtest/gtest.h>
 

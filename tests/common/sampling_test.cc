@@ -1,6 +1,6 @@
 // Sampler and schedule names, and the batch key: the one rule the planner groups by and the
 // worker checks.
-#include "spriteforge/common/sampling.h"
+#include "common/sampling.h"
 
 #include <gtest/gtest.h>
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "spriteforge/common/png.h"
+#include "common/png.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   spriteforge::PngText text;

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "base/safetensors.h"
+#include "worker/engine/base/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto views = spriteforge::engine::ParseSafetensorsHeader(

@@ -25,7 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cluster.h"
+#include "tests/system/cluster.h"
 
 namespace spriteforge::testing {
 namespace {

@@ -14,7 +14,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
-#include "cluster.h"
+#include "tests/system/cluster.h"
 
 namespace spriteforge::testing {
 namespace {

@@ -1,4 +1,4 @@
-#include "cluster.h"
+#include "tests/system/cluster.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "channel.h"
+#include "common/rpc/channel.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge::testing {

@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
-#include "cluster.h"
-#include "spriteforge/common/png.h"
+#include "common/png.h"
+#include "tests/system/cluster.h"
 
 namespace spriteforge::testing {
 namespace {

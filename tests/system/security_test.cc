@@ -11,7 +11,7 @@
 #include <fstream>
 #include <thread>
 
-#include "cluster.h"
+#include "tests/system/cluster.h"
 
 namespace spriteforge::testing {
 namespace {

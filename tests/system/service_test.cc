@@ -13,9 +13,9 @@
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
-#include "cluster.h"
-#include "spriteforge/common/files.h"
-#include "spriteforge/common/png.h"
+#include "common/files.h"
+#include "common/png.h"
+#include "tests/system/cluster.h"
 
 namespace spriteforge::testing {
 namespace {

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cluster.h"
+#include "tests/system/cluster.h"
 
 namespace spriteforge::testing {
 namespace {

@@ -15,8 +15,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "cluster.h"
-#include "service/worker_session.h"
+#include "tests/system/cluster.h"
+#include "worker/worker_session.h"
 
 namespace spriteforge::testing {
 namespace {

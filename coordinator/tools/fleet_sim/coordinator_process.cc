@@ -1,4 +1,4 @@
-#include "coordinator_process.h"
+#include "coordinator/tools/fleet_sim/coordinator_process.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-#include "event_loop.h"
+#include "coordinator/tools/fleet_sim/event_loop.h"
 
 namespace spriteforge::fleet {
 

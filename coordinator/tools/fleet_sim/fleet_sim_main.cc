@@ -22,11 +22,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "coordinator_process.h"
-#include "event_loop.h"
-#include "fleet_stats.h"
-#include "sim_worker.h"
-#include "spriteforge/common/cli.h"
+#include "common/cli.h"
+#include "coordinator/tools/fleet_sim/coordinator_process.h"
+#include "coordinator/tools/fleet_sim/event_loop.h"
+#include "coordinator/tools/fleet_sim/fleet_stats.h"
+#include "coordinator/tools/fleet_sim/sim_worker.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace fleet = spriteforge::fleet;

@@ -1,4 +1,4 @@
-#include "fleet_stats.h"
+#include "coordinator/tools/fleet_sim/fleet_stats.h"
 
 #include <algorithm>
 #include <cmath>

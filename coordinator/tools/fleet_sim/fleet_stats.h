@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "event_loop.h"
+#include "coordinator/tools/fleet_sim/event_loop.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::fleet {

@@ -1,4 +1,4 @@
-#include "sim_worker.h"
+#include "coordinator/tools/fleet_sim/sim_worker.h"
 
 #include <atomic>
 #include <chrono>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/png.h"
+#include "common/png.h"
 
 namespace spriteforge::fleet {
 namespace {

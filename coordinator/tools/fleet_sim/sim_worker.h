@@ -1,4 +1,4 @@
-// One simulated worker: the WorkerGateway protocol of worker/service/worker_session.cc over
+// One simulated worker: the WorkerGateway protocol of worker/worker_session.cc over
 // a real gRPC stream, with the engine replaced by a clock. It registers with a prefetch,
 // holds the batches the coordinator sends, "renders" one at a time for the time the GPU
 // model gives, reports steps, says "rendered" as soon as the GPU part is done, then sends
@@ -17,9 +17,9 @@
 #include <string>
 #include <utility>
 
-#include "event_loop.h"
-#include "fleet_stats.h"
-#include "gpu_model.h"
+#include "coordinator/tools/fleet_sim/event_loop.h"
+#include "coordinator/tools/fleet_sim/fleet_stats.h"
+#include "coordinator/tools/fleet_sim/gpu_model.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge::fleet {

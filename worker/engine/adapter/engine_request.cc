@@ -1,7 +1,7 @@
-#include "adapter/engine_request.h"
+#include "worker/engine/adapter/engine_request.h"
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/sampling.h"
+#include "common/sampling.h"
 
 namespace spriteforge::engine {
 

@@ -8,12 +8,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "base/schedule.h"
 #include "spriteforge/engine/engine.h"
-#include "src/checkpoint.h"
-#include "src/device.h"
-#include "src/fused_ops.h"
-#include "src/pipeline.h"
+#include "worker/engine/base/schedule.h"
+#include "worker/engine/src/checkpoint.h"
+#include "worker/engine/src/device.h"
+#include "worker/engine/src/fused_ops.h"
+#include "worker/engine/src/pipeline.h"
 
 namespace spriteforge::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "base/key_mapping.h"
+#include "worker/engine/base/key_mapping.h"
 
 #include <cstdlib>
 

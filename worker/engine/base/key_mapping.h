@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "base/model_config.h"
+#include "worker/engine/base/model_config.h"
 
 namespace spriteforge::engine {
 

@@ -1,4 +1,4 @@
-#include "base/lora_keys.h"
+#include "worker/engine/base/lora_keys.h"
 
 #include <cctype>
 #include <cstring>

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "base/key_mapping.h"
-#include "base/model_config.h"
+#include "worker/engine/base/key_mapping.h"
+#include "worker/engine/base/model_config.h"
 
 namespace spriteforge::engine {
 

@@ -1,4 +1,4 @@
-#include "base/meminfo.h"
+#include "worker/engine/base/meminfo.h"
 
 #include <limits>
 #include <map>
@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "spriteforge/common/files.h"
+#include "common/files.h"
 
 namespace spriteforge::engine {
 namespace {

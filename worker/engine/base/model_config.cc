@@ -1,11 +1,11 @@
-#include "base/model_config.h"
+#include "worker/engine/base/model_config.h"
 
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/files.h"
+#include "common/files.h"
 
 namespace spriteforge::engine {
 namespace {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "base/schedule.h"
+#include "worker/engine/base/schedule.h"
 
 namespace spriteforge::engine {
 

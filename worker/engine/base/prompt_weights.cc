@@ -1,4 +1,4 @@
-#include "base/prompt_weights.h"
+#include "worker/engine/base/prompt_weights.h"
 
 #include <cctype>
 #include <cstdlib>

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "base/tokenizer.h"
+#include "worker/engine/base/tokenizer.h"
 
 namespace spriteforge::engine {
 

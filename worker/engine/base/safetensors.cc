@@ -1,4 +1,4 @@
-#include "base/safetensors.h"
+#include "worker/engine/base/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-#include "base/schedule.h"
+#include "worker/engine/base/schedule.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "base/tokenizer.h"
+#include "worker/engine/base/tokenizer.h"
 
 #include <climits>
 #include <fstream>
@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "base/unicode.h"
-#include "spriteforge/common/files.h"
+#include "common/files.h"
+#include "worker/engine/base/unicode.h"
 
 namespace spriteforge::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "base/unicode.h"
+#include "worker/engine/base/unicode.h"
 
 namespace spriteforge::engine::unicode {
 

@@ -1,4 +1,4 @@
-#include "cuda/fused_kernels.h"
+#include "worker/engine/cuda/fused_kernels.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "src/checkpoint.h"
+#include "worker/engine/src/checkpoint.h"
 
 #include <filesystem>
 #include <map>
@@ -8,8 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/key_mapping.h"
-#include "base/safetensors.h"
+#include "worker/engine/base/key_mapping.h"
+#include "worker/engine/base/safetensors.h"
 
 namespace spriteforge::engine {
 namespace {

@@ -8,10 +8,10 @@
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
-#include "base/model_config.h"
-#include "src/clip_text_encoder.h"
-#include "src/unet.h"
-#include "src/vae.h"
+#include "worker/engine/base/model_config.h"
+#include "worker/engine/src/clip_text_encoder.h"
+#include "worker/engine/src/unet.h"
+#include "worker/engine/src/vae.h"
 
 namespace spriteforge::engine {
 

@@ -1,6 +1,6 @@
-#include "src/clip_text_encoder.h"
+#include "worker/engine/src/clip_text_encoder.h"
 
-#include "src/layers.h"
+#include "worker/engine/src/layers.h"
 
 namespace spriteforge::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "src/cuda_graph.h"
+#include "worker/engine/src/cuda_graph.h"
 
 #include <sstream>
 

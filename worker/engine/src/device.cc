@@ -1,4 +1,4 @@
-#include "src/device.h"
+#include "worker/engine/src/device.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/meminfo.h"
+#include "worker/engine/base/meminfo.h"
 
 #if defined(SPRITEFORGE_TORCH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>

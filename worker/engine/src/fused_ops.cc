@@ -1,11 +1,11 @@
-#include "src/fused_ops.h"
+#include "worker/engine/src/fused_ops.h"
 
 #include <atomic>
 
 #if defined(SPRITEFORGE_CUDA_KERNELS)  // set by CMake when nvcc built cuda/fused_kernels.cu
 #include <ATen/cuda/CUDAContext.h>
 
-#include "cuda/fused_kernels.h"
+#include "worker/engine/cuda/fused_kernels.h"
 #endif
 
 namespace spriteforge::engine {

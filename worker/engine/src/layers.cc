@@ -1,10 +1,10 @@
-#include "src/layers.h"
+#include "worker/engine/src/layers.h"
 
 #include <cmath>
 
 #include <spdlog/spdlog.h>
 
-#include "src/torch_compat.h"
+#include "worker/engine/src/torch_compat.h"
 
 namespace spriteforge::engine {
 

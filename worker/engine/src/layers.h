@@ -6,7 +6,7 @@
 
 #include <torch/torch.h>
 
-#include "src/fused_ops.h"
+#include "worker/engine/src/fused_ops.h"
 
 namespace spriteforge::engine {
 

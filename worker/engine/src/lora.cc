@@ -1,4 +1,4 @@
-#include "src/lora.h"
+#include "worker/engine/src/lora.h"
 
 #include <cmath>
 #include <filesystem>
@@ -7,8 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/lora_keys.h"
-#include "base/safetensors.h"
+#include "worker/engine/base/lora_keys.h"
+#include "worker/engine/base/safetensors.h"
 
 namespace spriteforge::engine {
 namespace {

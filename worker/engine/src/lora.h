@@ -14,8 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "spriteforge/engine/engine.h"
-#include "src/checkpoint.h"
-#include "src/layers.h"
+#include "worker/engine/src/checkpoint.h"
+#include "worker/engine/src/layers.h"
 
 namespace spriteforge::engine {
 

@@ -1,4 +1,4 @@
-#include "src/pipeline.h"
+#include "worker/engine/src/pipeline.h"
 
 #include <chrono>
 #include <set>
@@ -6,11 +6,11 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/schedule.h"
-#include "src/device.h"
-#include "src/fused_ops.h"
-#include "src/layers.h"
-#include "src/sampler.h"
+#include "worker/engine/base/schedule.h"
+#include "worker/engine/src/device.h"
+#include "worker/engine/src/fused_ops.h"
+#include "worker/engine/src/layers.h"
+#include "worker/engine/src/sampler.h"
 
 namespace spriteforge::engine {
 namespace {

@@ -6,12 +6,12 @@
 
 #include <torch/torch.h>
 
-#include "base/tokenizer.h"
 #include "spriteforge/engine/engine.h"
-#include "src/checkpoint.h"
-#include "src/cuda_graph.h"
-#include "src/lora.h"
-#include "src/prompt_encoder.h"
+#include "worker/engine/base/tokenizer.h"
+#include "worker/engine/src/checkpoint.h"
+#include "worker/engine/src/cuda_graph.h"
+#include "worker/engine/src/lora.h"
+#include "worker/engine/src/prompt_encoder.h"
 
 namespace spriteforge::engine {
 

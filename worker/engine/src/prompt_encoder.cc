@@ -1,11 +1,11 @@
-#include "src/prompt_encoder.h"
+#include "worker/engine/src/prompt_encoder.h"
 
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/prompt_weights.h"
+#include "worker/engine/base/prompt_weights.h"
 
 namespace spriteforge::engine {
 namespace {

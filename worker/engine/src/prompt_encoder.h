@@ -8,8 +8,8 @@
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
-#include "base/tokenizer.h"
-#include "src/clip_text_encoder.h"
+#include "worker/engine/base/tokenizer.h"
+#include "worker/engine/src/clip_text_encoder.h"
 
 namespace spriteforge::engine {
 

@@ -1,4 +1,4 @@
-#include "src/sampler.h"
+#include "worker/engine/src/sampler.h"
 
 #include <cmath>
 

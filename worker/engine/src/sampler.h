@@ -5,7 +5,7 @@
 
 #include <torch/torch.h>
 
-#include "base/schedule.h"
+#include "worker/engine/base/schedule.h"
 
 namespace spriteforge::engine {
 

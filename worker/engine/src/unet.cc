@@ -1,7 +1,7 @@
-#include "src/unet.h"
+#include "worker/engine/src/unet.h"
 
-#include "src/fused_ops.h"
-#include "src/unet_blocks.h"
+#include "worker/engine/src/fused_ops.h"
+#include "worker/engine/src/unet_blocks.h"
 
 namespace spriteforge::engine {
 

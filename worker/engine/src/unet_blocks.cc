@@ -1,6 +1,6 @@
-#include "src/unet_blocks.h"
+#include "worker/engine/src/unet_blocks.h"
 
-#include "src/fused_ops.h"
+#include "worker/engine/src/fused_ops.h"
 
 namespace spriteforge::engine {
 

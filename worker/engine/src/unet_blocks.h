@@ -5,7 +5,7 @@
 
 #include <torch/torch.h>
 
-#include "src/layers.h"
+#include "worker/engine/src/layers.h"
 
 namespace spriteforge::engine {
 

@@ -1,7 +1,7 @@
-#include "src/vae.h"
+#include "worker/engine/src/vae.h"
 
-#include "src/fused_ops.h"
-#include "src/unet_blocks.h"
+#include "worker/engine/src/fused_ops.h"
+#include "worker/engine/src/unet_blocks.h"
 
 namespace spriteforge::engine {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <torch/torch.h>
 
-#include "base/model_config.h"
-#include "src/layers.h"
+#include "worker/engine/base/model_config.h"
+#include "worker/engine/src/layers.h"
 
 namespace spriteforge::engine {
 

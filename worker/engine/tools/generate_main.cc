@@ -21,13 +21,13 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/cli.h"
-#include "spriteforge/common/files.h"
-#include "spriteforge/common/generation_info.h"
-#include "spriteforge/common/png.h"
-#include "spriteforge/common/sampling.h"
+#include "common/cli.h"
+#include "common/files.h"
+#include "common/generation_info.h"
+#include "common/png.h"
+#include "common/sampling.h"
 #include "spriteforge/engine/engine.h"
-#include "adapter/engine_request.h"
+#include "worker/engine/adapter/engine_request.h"
 
 namespace sf = spriteforge::engine;
 

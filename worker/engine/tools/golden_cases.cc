@@ -1,10 +1,10 @@
-#include "tools/golden_cases.h"
+#include "worker/engine/tools/golden_cases.h"
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "spriteforge/common/files.h"
-#include "spriteforge/common/png.h"
+#include "common/files.h"
+#include "common/png.h"
 
 namespace spriteforge::engine {
 

@@ -19,9 +19,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "base/safetensors.h"
 #include "spriteforge/engine/engine.h"
-#include "tools/golden_cases.h"
+#include "worker/engine/base/safetensors.h"
+#include "worker/engine/tools/golden_cases.h"
 
 namespace sf = spriteforge::engine;
 

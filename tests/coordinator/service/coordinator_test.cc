@@ -1,0 +1,72 @@
+// The coordinator's core without RPC (see coordinator_fixture.h). Covers dispatch,
+// out-of-memory splitting, results on disk, late results and worker loss.
+#include "tests/coordinator/service/coordinator_fixture.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+using testing::CoordinatorTest;
+
+TEST_F(CoordinatorTest, OutOfMemorySplitsTheBatchAndTheRetriesComplete) {
+  auto w = Connect("w1", 8);
+  const std::string job = Submit(8);
+  v1::Assignment first = w->NextAssignment();
+  ASSERT_EQ(first.items_size(), 8);
+  EXPECT_EQ(first.items(0).params().seed(), 7u);
+
+  v1::WorkerMessage oom;
+  oom.mutable_failure()->set_batch_id(first.batch_id());
+  oom.mutable_failure()->set_reason(v1::FAILURE_OUT_OF_MEMORY);
+  core_->OnMessage(w.get(), oom);
+  v1::Assignment half = w->NextAssignment();
+  EXPECT_EQ(half.items_size(), 4) << "the cap for 128x128 halves";
+
+  core_->OnMessage(w.get(), Result(half));
+  v1::Assignment rest = w->NextAssignment();
+  EXPECT_EQ(rest.items_size(), 4);
+  core_->OnMessage(w.get(), Result(rest));
+
+  v1::GetJobRequest get;
+  get.set_job_id(job);
+  get.set_include_items(true);
+  auto state = core_->GetJob(get);
+  EXPECT_EQ(state->job().state(), v1::JOB_DONE);
+  EXPECT_EQ(state->job().counts().done(), 8);
+  for (const auto& it : state->items()) {
+    EXPECT_TRUE(std::filesystem::exists(it.image_path())) << it.image_path();
+    EXPECT_EQ(it.attempts(), 2) << "out of memory does not fail items";
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/out/" + job + "/job.json"));
+}
+
+TEST_F(CoordinatorTest, ALostWorkersBatchGoesToTheNextWorkerAndItsLateResultIsIgnored) {
+  auto w1 = Connect("w1", 4);
+  const std::string job = Submit(4);
+  v1::Assignment a1 = w1->NextAssignment();
+  ASSERT_EQ(a1.items_size(), 4);
+  core_->OnDisconnect(w1.get());
+  auto w2 = Connect("w2", 4);
+  v1::Assignment a2 = w2->NextAssignment();
+  EXPECT_EQ(a2.items_size(), 4);
+  core_->OnMessage(w1.get(), Result(a1));  // the dead stream's result: not counted
+  v1::GetJobRequest get;
+  get.set_job_id(job);
+  EXPECT_EQ(core_->GetJob(get)->job().counts().done(), 0);
+  core_->OnMessage(w2.get(), Result(a2));
+  EXPECT_EQ(core_->GetJob(get)->job().counts().done(), 4);
+}
+
+TEST_F(CoordinatorTest, AResultThatIsNotAPngFailsAsInvalidResultAndRetries) {
+  auto w = Connect("w1", 1);
+  const std::string job = Submit(1);
+  v1::Assignment a = w->NextAssignment();
+  v1::WorkerMessage bad = Result(a);
+  bad.mutable_result()->mutable_items(0)->set_png("not a png");
+  core_->OnMessage(w.get(), bad);
+  v1::Assignment again = w->NextAssignment();
+  EXPECT_EQ(again.items(0).index(), a.items(0).index());
+  EXPECT_EQ(Job(job).items(0).failure(), v1::FAILURE_INVALID_RESULT);
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator

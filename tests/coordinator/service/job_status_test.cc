@@ -1,0 +1,111 @@
+// What the coordinator tells about a job and about itself, without RPC: the job's state
+// while its items run, why it waits, its failure when no worker serves its model, and the
+// health check of the service loop (also through the HTTP endpoint).
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <thread>
+
+#include "coordinator/service/http_endpoint.h"
+#include "tests/coordinator/service/coordinator_fixture.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+class JobStatusTest : public testing::CoordinatorTest {
+ protected:
+  std::string SubmitFor(const std::string& model) {
+    v1::SubmitJobRequest request;
+    request.set_manifest("name: t\nmodel: " + model +
+                         "\ndefaults: {width: 128, height: 128, steps: 4}\nitems: [{prompt: potion, count: 2}]\n");
+    auto response = core_->Submit(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->job().id() : "";
+  }
+  v1::GetJobResponse Get(const std::string& job_id) { return Job(job_id); }
+};
+
+TEST_F(JobStatusTest, AJobIsRunningOnceItsItemsAre) {
+  const std::string job = SubmitFor("tiny-sdxl");
+  EXPECT_EQ(Get(job).job().state(), v1::JOB_QUEUED);
+  auto worker = Connect("w1", 4);
+  worker->NextAssignment();
+  const v1::GetJobResponse running = Get(job);
+  EXPECT_EQ(running.job().counts().running(), 2);
+  EXPECT_EQ(running.job().state(), v1::JOB_RUNNING);
+  for (const v1::Item& it : running.items()) EXPECT_EQ(it.worker_id(), "w1");
+}
+
+TEST_F(JobStatusTest, AJobSaysWhenNoConnectedWorkerServesItsModel) {
+  auto worker = Connect("w1", 4);
+  const std::string job = SubmitFor("other-model");
+  EXPECT_EQ(Get(job).job().waiting_reason(), "no connected worker serves model other-model");
+  const std::string served = SubmitFor("tiny-sdxl");
+  EXPECT_EQ(Get(served).job().waiting_reason(), "");
+  // Without a timeout it waits: ticks change nothing.
+  for (int i = 0; i < 3; ++i) core_->Tick();
+  EXPECT_EQ(Get(job).job().state(), v1::JOB_QUEUED);
+  EXPECT_EQ(Get(job).job().counts().queued(), 2);
+}
+
+TEST_F(JobStatusTest, AJobWhoseModelStaysUnservedFailsAfterTheTimeout) {
+  CoordinatorOptions options;
+  options.unserved_model_timeout_ms = 200;
+  Start(options);
+  const std::string job = SubmitFor("other-model");
+  core_->Tick();  // notices
+  EXPECT_NE(Get(job).job().waiting_reason().find("fail after 0.2 s"), std::string::npos)
+      << Get(job).job().waiting_reason();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  core_->Tick();
+  const v1::GetJobResponse failed = Get(job);
+  EXPECT_EQ(failed.job().state(), v1::JOB_FAILED);
+  EXPECT_EQ(failed.job().counts().failed(), 2);
+  for (const v1::Item& it : failed.items()) {
+    EXPECT_EQ(it.failure(), v1::FAILURE_MODEL_UNAVAILABLE);
+    EXPECT_EQ(it.failure_message(), "no connected worker served model other-model for 0.2 s");
+  }
+}
+
+TEST_F(JobStatusTest, AWorkerArrivingInTimeStopsTheClock) {
+  CoordinatorOptions options;
+  options.unserved_model_timeout_ms = 300;
+  Start(options);
+  const std::string job = SubmitFor("tiny-sdxl");
+  core_->Tick();
+  auto worker = Connect("w1", 4);
+  worker->NextAssignment();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  core_->Tick();
+  EXPECT_EQ(Get(job).job().counts().failed(), 0);
+  EXPECT_EQ(Get(job).job().state(), v1::JOB_RUNNING);
+}
+
+TEST_F(JobStatusTest, TheHealthCheckFailsWhenTheServiceLoopStops) {
+  EXPECT_TRUE(core_->CheckAlive(100, 100).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const absl::Status stale = core_->CheckAlive(100, 100);
+  EXPECT_EQ(stale.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(stale.message().find("the service loop last ran"), std::string::npos) << stale;
+  core_->Tick();
+  EXPECT_TRUE(core_->CheckAlive(100, 100).ok());
+
+  // A wide window, so a slow machine (or an emulator) answers the first request in time.
+  auto http = HttpEndpoint::Start(core_.get(), "127.0.0.1", 0, HealthLimits{1500, 100});
+  ASSERT_TRUE(http.ok()) << http.status();
+  httplib::Client client("127.0.0.1", (*http)->port());
+  core_->Tick();
+  auto ok = client.Get("/healthz");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, "ok\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1800));
+  auto stuck = client.Get("/healthz");
+  ASSERT_TRUE(stuck);
+  EXPECT_EQ(stuck->status, 503);
+  EXPECT_NE(stuck->body.find("the service loop last ran"), std::string::npos) << stuck->body;
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator

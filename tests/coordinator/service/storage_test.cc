@@ -1,0 +1,79 @@
+// Results that cannot be written: each item's error names its own file, the items go back
+// to the queue (a full disk is not their fault), dispatching pauses instead of rendering
+// what cannot be stored, and once the files can be written the job completes with exactly
+// one set of files per item.
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "coordinator/service/results.h"
+#include "tests/coordinator/service/coordinator_fixture.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+using testing::CoordinatorTest;
+
+TEST_F(CoordinatorTest, UnwritableResultsRequeueWithTheirOwnFileAndPauseDispatch) {
+  auto worker = Connect("w1", 4);
+  const std::string job = Submit(2);
+  const v1::Assignment first = worker->NextAssignment();
+  ASSERT_EQ(first.items_size(), 2);
+  // A folder where each image should go: the rename onto it fails, as on a full disk.
+  std::vector<std::string> blocked;
+  for (const auto& item : first.items()) {
+    blocked.push_back(JobDir(dir_ + "/out", job) + "/" + std::to_string(item.index()) + "_" +
+                      std::to_string(item.params().seed()) + ".png");
+    std::filesystem::create_directories(blocked.back());
+  }
+  core_->OnMessage(worker.get(), Result(first));
+
+  auto after = Job(job);
+  EXPECT_EQ(after.job().counts().queued(), 2);
+  EXPECT_EQ(after.job().counts().failed(), 0);
+  for (const v1::Item& it : after.items()) {
+    EXPECT_EQ(it.failure(), v1::FAILURE_STORAGE);
+    EXPECT_EQ(it.failure_message().rfind(blocked[it.index()] + ": ", 0), 0u) << it.failure_message();
+  }
+  // Paused: no batch goes out while the pause lasts.
+  core_->Tick();
+  EXPECT_EQ(core_->ListWorkers().workers(0).running_items(), 0);
+
+  for (const std::string& b : blocked) std::filesystem::remove(b);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  core_->Tick();
+  const v1::Assignment retry = worker->NextAssignment();
+  ASSERT_EQ(retry.items_size(), 2);
+  core_->OnMessage(worker.get(), Result(retry));
+  auto done = Job(job);
+  EXPECT_EQ(done.job().state(), v1::JOB_DONE);
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(JobDir(dir_ + "/out", job))) {
+    files += e.path().extension() == ".png" || e.path().extension() == ".json";
+  }
+  EXPECT_EQ(files, 2 * 2 + 1);  // two images, two sidecars, job.json
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator
+
+namespace spriteforge::coordinator {
+namespace {
+
+// A coordinator killed while writing leaves FILE.tmp.PID behind; its successor removes them.
+TEST(ResultFilesTest, TemporaryFilesOfCutWritesAreRemoved) {
+  const std::string out = std::filesystem::temp_directory_path() / "result_files_test";
+  std::filesystem::remove_all(out);
+  std::filesystem::create_directories(JobDir(out, "job-1"));
+  for (const char* name : {"3_77.png.tmp.4242", "3_77.json.tmp.4242", "2_76.png", "job.json"}) {
+    std::ofstream(JobDir(out, "job-1") + "/" + name) << "x";
+  }
+  EXPECT_EQ(RemoveTemporaryFiles(out, "job-1"), 2);
+  EXPECT_TRUE(std::filesystem::exists(JobDir(out, "job-1") + "/2_76.png"));
+  EXPECT_TRUE(std::filesystem::exists(JobDir(out, "job-1") + "/job.json"));
+  EXPECT_EQ(RemoveTemporaryFiles(out, "job-2"), 0);  // no folder yet
+  std::filesystem::remove_all(out);
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,90 @@
+// Job ownership in the store: a database made before jobs had owners is upgraded in place
+// (its jobs belong to nobody), and an owner's backlog counts only its unfinished work.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+
+#include "coordinator/store/store.h"
+
+namespace spriteforge::coordinator {
+namespace {
+
+std::string TempDb(const std::string& name) {
+  const std::string path = std::filesystem::temp_directory_path() / ("store_owner_" + name + ".db");
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  return path;
+}
+
+JobRecord Job(const std::string& id, const std::string& owner) {
+  JobRecord job;
+  job.id = id;
+  job.name = "potions";
+  job.model = "tiny-sdxl";
+  job.owner = owner;
+  return job;
+}
+
+std::vector<ItemRecord> Items(int n) {
+  std::vector<ItemRecord> items(n);
+  for (int i = 0; i < n; ++i) {
+    items[i].index = i;
+    items[i].image.set_prompt("potion");
+  }
+  return items;
+}
+
+TEST(StoreOwnerTest, ADatabaseWithoutOwnersIsUpgradedAndKeepsItsJobs) {
+  const std::string path = TempDb("upgrade");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  // The jobs table as the first schema made it.
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE jobs(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+                         "name TEXT NOT NULL, model TEXT NOT NULL, priority INTEGER NOT NULL, state INTEGER NOT NULL, "
+                         "created_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0, "
+                         "finished_ms INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT, "
+                         "postprocess TEXT NOT NULL DEFAULT '');"
+                         "INSERT INTO jobs(id, name, model, priority, state, created_ms) "
+                         "VALUES('job-old', 'old', 'tiny-sdxl', 0, 1, 5);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto store = Store::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto old = (*store)->GetJob("job-old");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->owner, "");
+  bool dedup = false;
+  ASSERT_TRUE((*store)->CreateJob(Job("job-new", "alice"), Items(1), &dedup).ok());
+  EXPECT_EQ((*store)->GetJob("job-new")->owner, "alice");
+  store->reset();
+  auto again = Store::Open(path);  // a second open finds the column and leaves it
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->GetJob("job-new")->owner, "alice");
+}
+
+TEST(StoreOwnerTest, BacklogAndListingArePerOwner) {
+  auto store = Store::Open(TempDb("backlog"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  bool dedup = false;
+  ASSERT_TRUE((*store)->CreateJob(Job("a1", "alice"), Items(3), &dedup).ok());
+  ASSERT_TRUE((*store)->CreateJob(Job("a2", "alice"), Items(4), &dedup).ok());
+  ASSERT_TRUE((*store)->CreateJob(Job("b1", "bob"), Items(5), &dedup).ok());
+  auto alice = (*store)->OwnerBacklog("alice");
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  EXPECT_EQ(alice->jobs, 2);
+  EXPECT_EQ(alice->images, 7);
+  ASSERT_TRUE((*store)->CancelJob("a2", 10).ok());
+  EXPECT_EQ((*store)->OwnerBacklog("alice")->images, 3);
+  EXPECT_EQ((*store)->OwnerBacklog("alice")->jobs, 1);
+  EXPECT_EQ((*store)->OwnerBacklog("carol")->jobs, 0);
+  auto bobs = (*store)->ListJobs(10, std::string("bob"));
+  ASSERT_TRUE(bobs.ok());
+  ASSERT_EQ(bobs->size(), 1u);
+  EXPECT_EQ((*bobs)[0].id, "b1");
+  EXPECT_EQ((*store)->ListJobs(10)->size(), 3u);
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator

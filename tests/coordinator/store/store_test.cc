@@ -1,0 +1,275 @@
+// The coordinator's store on a real SQLite file: job creation and idempotency, the item
+// life cycle through leases, late results, cancellation and recovery after a restart.
+#include "coordinator/store/store.h"
+
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+namespace spriteforge::coordinator {
+namespace {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::temp_directory_path() /
+            ("store_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db");
+    std::filesystem::remove(path_);
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_.string() + suffix);
+  }
+  void Reopen() {
+    store_.reset();
+    auto s = Store::Open(path_.string());
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+  JobRecord MakeJob(const std::string& id, int items, const std::string& key = "") {
+    JobRecord job;
+    job.id = id;
+    job.name = "potions";
+    job.model = "tiny-sdxl";
+    job.created_ms = 1000;
+    job.idempotency_key = key;
+    std::vector<ItemRecord> list;
+    for (int i = 0; i < items; ++i) {
+      ItemRecord it;
+      it.index = i;
+      it.image.set_prompt("red potion");
+      it.image.set_seed(0xFFFFFFFFFFFFFFF0ull + i);  // above INT64_MAX
+      it.sampling.set_width(128);
+      it.sampling.set_height(128);
+      it.sampling.set_steps(4);
+      it.sampling.set_cfg(5);
+      it.sampling.set_sampler(v1::SAMPLER_EULER);
+      it.sampling.set_schedule(v1::SCHEDULE_NORMAL);
+      list.push_back(it);
+    }
+    bool dedup = false;
+    auto created = store_->CreateJob(job, list, &dedup);
+    EXPECT_TRUE(created.ok()) << created.status();
+    EXPECT_FALSE(dedup);
+    return *created;
+  }
+  std::filesystem::path path_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, CreatesJobsAndKeepsTheirItemsInOrder) {
+  MakeJob("job-a", 3);
+  auto items = store_->Items("job-a");
+  ASSERT_TRUE(items.ok());
+  ASSERT_EQ(items->size(), 3u);
+  EXPECT_EQ((*items)[2].index, 2);
+  EXPECT_EQ((*items)[2].image.seed(), 0xFFFFFFFFFFFFFFF2ull);
+  EXPECT_FALSE((*items)[0].image.has_negative());
+  auto counts = store_->Counts("job-a");
+  EXPECT_EQ(counts->total, 3);
+  EXPECT_EQ(counts->queued, 3);
+  EXPECT_EQ(store_->GetJob("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, SameIdempotencyKeyReturnsTheFirstJob) {
+  MakeJob("job-a", 2, "key-1");
+  JobRecord again;
+  again.id = "job-b";
+  again.name = "potions";
+  again.model = "tiny-sdxl";
+  again.idempotency_key = "key-1";
+  bool dedup = false;
+  auto job = store_->CreateJob(again, {}, &dedup);
+  ASSERT_TRUE(job.ok());
+  EXPECT_TRUE(dedup);
+  EXPECT_EQ(job->id, "job-a");
+  EXPECT_EQ(store_->ListJobs(10)->size(), 1u);
+}
+
+TEST_F(StoreTest, LeaseCompleteAndLateResultsOfAReleasedBatch) {
+  MakeJob("job-a", 2);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}, {"job-a", 1}}, 5000, 100).ok());
+  EXPECT_EQ(store_->GetJob("job-a")->state, JobState::kRunning);
+  EXPECT_TRUE(store_->QueuedItems()->empty());
+  // Leasing an item twice is refused.
+  EXPECT_FALSE(store_->Lease("b2", "w2", {{"job-a", 0}}, 5000, 100).ok());
+
+  EXPECT_TRUE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "", 200));
+  // The worker dies: item 1 returns to the queue, its attempt recorded.
+  auto released = store_->ReleaseBatch("b1", 0, "worker lost", 3);
+  ASSERT_EQ(released->size(), 1u);
+  EXPECT_EQ((*released)[0].state, ItemState::kQueued);
+  // A late result of the released batch does not count.
+  EXPECT_FALSE(*store_->CompleteItem("b1", {"job-a", 1}, "/out/1.png", "", 300));
+  ASSERT_TRUE(store_->Lease("b2", "w2", {{"job-a", 1}}, 5000, 300).ok());
+  EXPECT_TRUE(*store_->CompleteItem("b2", {"job-a", 1}, "/out/1.png", "", 400));
+  auto items = store_->Items("job-a");
+  EXPECT_EQ((*items)[1].attempts, 2);
+  EXPECT_EQ((*items)[1].worker_id, "w2");
+  auto job = store_->FinishJobIfComplete("job-a", 500);
+  EXPECT_EQ(job->state, JobState::kDone);
+  EXPECT_EQ(job->finished_ms, 500);
+}
+
+TEST_F(StoreTest, ItemsFailAfterMaxAttempts) {
+  MakeJob("job-a", 1);
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    const std::string batch = "b" + std::to_string(attempt);
+    ASSERT_TRUE(store_->Lease(batch, "w1", {{"job-a", 0}}, 5000, 100).ok());
+    auto released = store_->ReleaseBatch(batch, 6, "engine error", 2);
+    EXPECT_EQ((*released)[0].state, attempt < 2 ? ItemState::kQueued : ItemState::kFailed);
+  }
+  EXPECT_EQ(store_->FinishJobIfComplete("job-a", 500)->state, JobState::kFailed);
+}
+
+TEST_F(StoreTest, CancelStopsQueuedAndRunningItems) {
+  MakeJob("job-a", 3);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}}, 5000, 100).ok());
+  auto batches = store_->CancelJob("job-a", 200);
+  ASSERT_TRUE(batches.ok());
+  EXPECT_EQ(*batches, std::vector<std::string>{"b1"});
+  EXPECT_EQ(store_->Counts("job-a")->cancelled, 3);
+  EXPECT_EQ(store_->GetJob("job-a")->state, JobState::kCancelled);
+  EXPECT_FALSE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "", 300));
+}
+
+TEST_F(StoreTest, RecoverReturnsRunningItemsToTheQueueAfterARestart) {
+  MakeJob("job-a", 2);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}, {"job-a", 1}}, 5000, 100).ok());
+  ASSERT_TRUE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "", 200));
+  Reopen();  // as after kill -9: the database file is all that is left
+  EXPECT_EQ(*store_->Recover(), 1);
+  auto queued = store_->QueuedItems();
+  ASSERT_EQ(queued->size(), 1u);
+  EXPECT_EQ((*queued)[0].index, 1);
+  EXPECT_TRUE(store_->ExpiredBatches(1'000'000)->empty());
+  EXPECT_EQ(store_->Counts("job-a")->done, 1);
+}
+
+TEST_F(StoreTest, ExpiredLeasesAreFoundAndRenewedByHeartbeats) {
+  MakeJob("job-a", 1);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}}, 1000, 100).ok());
+  EXPECT_EQ(*store_->ExpiredBatches(2000), std::vector<std::string>{"b1"});
+  ASSERT_TRUE(store_->RenewLeases("w1", 3000).ok());
+  EXPECT_TRUE(store_->ExpiredBatches(2000)->empty());
+}
+
+TEST_F(StoreTest, ANonDatabaseFileIsRejectedWithItsPath) {
+  store_.reset();
+  std::filesystem::remove(path_);
+  { FILE* f = fopen(path_.c_str(), "w"); fputs("this is not sqlite, but it is long enough to look like a header.....................", f); fclose(f); }
+  auto s = Store::Open(path_.string());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.status().message()).find(path_.string()), std::string::npos) << s.status();
+}
+
+TEST_F(StoreTest, ImageParametersAndPostprocessSettingsSurviveAReopen) {
+  ItemRecord it;
+  it.image.set_prompt("knight");
+  it.image.set_negative("");  // empty, not unset
+  it.image.set_seed(42);
+  it.image.set_init_image_sha256(std::string(64, 'b'));
+  it.sampling.set_width(128);
+  it.sampling.set_height(96);
+  it.sampling.set_sampler(v1::SAMPLER_TCD);
+  it.sampling.set_tcd_gamma(0.4);
+  it.sampling.set_strength(0.6);
+  v1::LoraRef* lora = it.sampling.add_loras();
+  lora->set_name("pixel");
+  lora->set_strength(0.75);
+  lora->set_sha256(std::string(64, 'a'));
+  it.sampling.add_loras()->set_name("lightning");
+  JobRecord job;
+  job.id = "job-w";
+  job.name = "knights";
+  job.model = "tiny-sdxl";
+  job.postprocess.emplace().set_palette_name("pico8");
+  job.postprocess->set_width(32);
+  bool dedup = false;
+  ASSERT_TRUE(store_->CreateJob(job, {it}, &dedup).ok());
+  Reopen();
+  auto items = store_->Items("job-w");
+  ASSERT_TRUE(items.ok() && items->size() == 1u);
+  EXPECT_EQ((*items)[0].image.SerializeAsString(), it.image.SerializeAsString());
+  EXPECT_EQ((*items)[0].sampling.SerializeAsString(), it.sampling.SerializeAsString());
+  EXPECT_TRUE((*items)[0].image.has_negative());
+  auto stored = store_->GetJob("job-w");
+  ASSERT_TRUE(stored.ok() && stored->postprocess.has_value());
+  EXPECT_EQ(stored->postprocess->palette_name(), "pico8");
+  EXPECT_EQ(stored->postprocess->width(), 32);
+}
+
+// A database from before the serialized columns: its items had a column per field and a
+// workflow JSON, its jobs the postprocess section as JSON. Opening converts them in place.
+TEST_F(StoreTest, ADatabaseWithAColumnPerFieldIsConvertedAndKeepsItsItems) {
+  store_.reset();
+  std::filesystem::remove(path_);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE TABLE jobs(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+  model TEXT NOT NULL, priority INTEGER NOT NULL, state INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL DEFAULT 0, finished_ms INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT,
+  postprocess TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT '');
+CREATE TABLE items(job_id TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, prompt TEXT NOT NULL,
+  negative TEXT, seed INTEGER NOT NULL, random_seed INTEGER NOT NULL, width INTEGER NOT NULL,
+  height INTEGER NOT NULL, steps INTEGER NOT NULL, cfg REAL NOT NULL, sampler TEXT NOT NULL,
+  schedule TEXT NOT NULL, model TEXT NOT NULL, tileable INTEGER NOT NULL, state INTEGER NOT NULL,
+  batch_id TEXT NOT NULL DEFAULT '', worker_id TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0,
+  image_path TEXT NOT NULL DEFAULT '', sprite_path TEXT NOT NULL DEFAULT '', failure INTEGER NOT NULL DEFAULT 0,
+  failure_message TEXT NOT NULL DEFAULT '', done_ms INTEGER NOT NULL DEFAULT 0,
+  workflow TEXT NOT NULL DEFAULT '', PRIMARY KEY(job_id, idx));
+INSERT INTO jobs(id, name, model, priority, state, created_ms, postprocess)
+  VALUES('job-old', 'old', 'tiny-sdxl', 0, 1, 5, '{"palette":"gameboy","pixelate":"32x32"}');
+INSERT INTO items(job_id, idx, prompt, negative, seed, random_seed, width, height, steps, cfg, sampler, schedule,
+  model, tileable, state, workflow)
+  VALUES('job-old', 0, 'potion', NULL, -2, 0, 128, 192, 4, 5.5, 'euler_ancestral', 'karras', 'tiny-sdxl', 1, 1, ''),
+        ('job-old', 1, 'knight', 'blurry', 7, 1, 128, 128, 4, 1, 'tcd', 'normal', 'tiny-sdxl', 0, 1,
+         '{"loras":[{"name":"pixel","strength":0.5,"sha256":""}],"init_image":"bb","strength":0.6,"tcd_gamma":0.4}');
+)sql", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  Reopen();
+  auto items = store_->Items("job-old");
+  ASSERT_TRUE(items.ok()) << items.status();
+  ASSERT_EQ(items->size(), 2u);
+  const ItemRecord& plain = (*items)[0];
+  EXPECT_EQ(plain.image.prompt(), "potion");
+  EXPECT_FALSE(plain.image.has_negative());
+  EXPECT_EQ(plain.image.seed(), 0xFFFFFFFFFFFFFFFEull);  // the bit pattern of -2
+  EXPECT_EQ(plain.sampling.width(), 128);
+  EXPECT_EQ(plain.sampling.height(), 192);
+  EXPECT_EQ(plain.sampling.cfg(), 5.5);
+  EXPECT_EQ(plain.sampling.sampler(), v1::SAMPLER_EULER_ANCESTRAL);
+  EXPECT_EQ(plain.sampling.schedule(), v1::SCHEDULE_KARRAS);
+  EXPECT_TRUE(plain.sampling.tileable());
+  const ItemRecord& workflow = (*items)[1];
+  EXPECT_EQ(workflow.image.negative(), "blurry");
+  EXPECT_TRUE(workflow.random_seed);
+  EXPECT_EQ(workflow.image.init_image_sha256(), "bb");
+  EXPECT_EQ(workflow.sampling.strength(), 0.6);
+  EXPECT_EQ(workflow.sampling.tcd_gamma(), 0.4);
+  ASSERT_EQ(workflow.sampling.loras_size(), 1);
+  EXPECT_EQ(workflow.sampling.loras(0).name(), "pixel");
+  EXPECT_EQ(workflow.sampling.loras(0).strength(), 0.5);
+  auto job = store_->GetJob("job-old");
+  ASSERT_TRUE(job.ok() && job->postprocess.has_value()) << job.status();
+  EXPECT_EQ(job->postprocess->palette_name(), "gameboy");
+  EXPECT_EQ(job->postprocess->width(), 32);
+  // New items go into the converted table, and a second open leaves it as it is.
+  JobRecord fresh;
+  fresh.id = "job-new";
+  fresh.name = "new";
+  fresh.model = "tiny-sdxl";
+  bool dedup = false;
+  ASSERT_TRUE(store_->CreateJob(fresh, {plain}, &dedup).ok());
+  Reopen();
+  EXPECT_EQ(store_->Items("job-new")->at(0).image.prompt(), "potion");
+  EXPECT_EQ(store_->Items("job-old")->size(), 2u);
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,80 @@
+// The memory budget a worker reports: free memory plus its own weights, less the reserve it
+// keeps for the rest of the machine. On unified memory (DGX Spark's GB10: CPU and GPU share
+// 128 GB) "free" is the system's available memory from /proc/meminfo, here a fake one.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "worker/engine/base/meminfo.h"
+#include "worker/worker_session.h"
+
+namespace spriteforge::worker {
+namespace {
+
+constexpr uint64_t kGiB = 1ull << 30;
+
+// A Spark with 112 GiB available to share between the engine and everything else.
+constexpr const char* kSparkMeminfo =
+    "MemTotal:       124590860 kB\n"
+    "MemFree:        90012344 kB\n"
+    "MemAvailable:   117440512 kB\n"
+    "Buffers:          102400 kB\n"
+    "Cached:         25165824 kB\n";
+
+class UnifiedMemoryBudget : public ::testing::Test {
+ protected:
+  UnifiedMemoryBudget()
+      : path_(std::filesystem::temp_directory_path() /
+              ("worker_memory_report_test_" + std::to_string(::getpid()) + "_" +
+               ::testing::UnitTest::GetInstance()->current_test_info()->name())) {
+    std::ofstream(path_) << kSparkMeminfo;
+  }
+  ~UnifiedMemoryBudget() override { std::filesystem::remove(path_); }
+
+  // What the engine reports on a unified-memory GPU: the device total, the system's available
+  // memory as "free", the weights it holds.
+  engine::MemoryStats SparkStats(uint64_t weights_bytes) const {
+    auto available = engine::ReadAvailableBytes(path_.string());
+    EXPECT_TRUE(available.ok()) << available.status();
+    engine::MemoryStats stats;
+    stats.total_bytes = 124590860ull * 1024;
+    stats.free_bytes = available.value_or(0);
+    stats.weights_bytes = weights_bytes;
+    stats.peak_allocated_bytes = 9 * kGiB;
+    stats.peak_reserved_bytes = 10 * kGiB;
+    return stats;
+  }
+
+  std::filesystem::path path_;
+};
+
+TEST_F(UnifiedMemoryBudget, IsAvailablePlusWeightsLessTheReserve) {
+  const auto report = MemoryReportOf(SparkStats(7 * kGiB), 16 * kGiB);
+  EXPECT_EQ(report.free_bytes(), 112 * kGiB);
+  EXPECT_EQ(report.weights_bytes(), 7 * kGiB);
+  EXPECT_EQ(report.budget_bytes(), (112 + 7 - 16) * kGiB);
+  EXPECT_EQ(report.total_bytes(), 124590860ull * 1024);
+  EXPECT_EQ(report.peak_allocated_bytes(), 9 * kGiB);
+  EXPECT_EQ(report.peak_reserved_bytes(), 10 * kGiB);
+}
+
+TEST_F(UnifiedMemoryBudget, WithoutAReserveTheEngineMayUseAllOfIt) {
+  EXPECT_EQ(MemoryReportOf(SparkStats(7 * kGiB), 0).budget_bytes(), (112 + 7) * kGiB);
+}
+
+TEST_F(UnifiedMemoryBudget, AReserveAboveWhatIsThereLeavesNothingNotANegative) {
+  EXPECT_EQ(MemoryReportOf(SparkStats(7 * kGiB), 119 * kGiB).budget_bytes(), 0u);
+  EXPECT_EQ(MemoryReportOf(SparkStats(7 * kGiB), 500 * kGiB).budget_bytes(), 0u);
+  EXPECT_EQ(MemoryReportOf(SparkStats(7 * kGiB), 119 * kGiB - 1).budget_bytes(), 1u);
+}
+
+// Before the model loads, weights are 0 and the budget is the available memory less the reserve.
+TEST_F(UnifiedMemoryBudget, BeforeWeightsLoadItIsAvailableLessTheReserve) {
+  EXPECT_EQ(MemoryReportOf(SparkStats(0), 8 * kGiB).budget_bytes(), (112 - 8) * kGiB);
+}
+
+}  // namespace
+}  // namespace spriteforge::worker

@@ -1,0 +1,218 @@
+// spriteforge-worker: loads the engine once and serves the coordinator's batches.
+//
+//   spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME] [--config DIR]
+//       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
+//       [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--prefetch N] [--encode-threads N]
+//       [--palette-dir DIR] [--lora-dir DIR] [--cache-dir DIR] [--log-level LEVEL] [--log-format text|json]
+//       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token TOKEN]
+//
+// --lora-dir: the folder of .safetensors LoRAs manifests may name (`lora: [{name: NAME}]`
+// loads NAME.safetensors), like ComfyUI's models/loras. LoRAs and start images a client
+// uploaded are fetched from the coordinator once into --cache-dir (default: a new folder
+// under the system's temporary folder) and reused from there.
+//
+// --tls-ca: the coordinator serves TLS with a certificate from this CA; --tls-cert/--tls-key:
+// this worker's client certificate, for coordinators that require one (--tls-client-ca).
+// --token (or SPRITEFORGE_TOKEN): a token of role worker, for coordinators with --auth.
+//
+// --palette-dir: the folder whose .hex/.gpl/.png palettes manifests may name (by file name
+// only); without it manifests use built-in palettes and inline colours.
+//
+// Every flag can come from SPRITEFORGE_<FLAG> instead (SPRITEFORGE_COORDINATOR, ...).
+// The model is advertised as NAME (default: the file or folder name without extension;
+// builtin:tiny is "tiny-sdxl"). The worker dials in, so a second machine only needs the
+// coordinator's address. It reconnects with backoff when the coordinator goes away.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/cli.h"
+#include "common/logging.h"
+#include "common/rpc/channel.h"
+#include "spdlog/spdlog.h"
+#include "spriteforge/engine/engine.h"
+#include "worker/sprite.h"
+#include "worker/worker_session.h"
+
+namespace sw = spriteforge::worker;
+namespace se = spriteforge::engine;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+int Fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "spriteforge-worker: error: %s\n", message.c_str());
+  return code;
+}
+
+std::string DefaultModelName(const std::string& path) {
+  if (path == "builtin:tiny") return "tiny-sdxl";
+  if (path.rfind("builtin:", 0) == 0) return path.substr(8);
+  std::filesystem::path p(path);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "folder/"
+  return p.stem().string();
+}
+
+std::string DefaultWorkerId() {
+  char host[256] = "worker";
+  gethostname(host, sizeof host - 1);
+  std::mt19937 rng(std::random_device{}());
+  return absl::StrCat(host, "-", getpid(), "-", rng() % 10000);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("spriteforge-worker: loads an SDXL model once, dials the coordinator and runs the batches it "
+               "hands out.",
+               "spriteforge-worker");
+  spriteforge::cli::Configure(app);
+  std::string coordinator, worker_id, model_name, palette_dir, lora_dir, cache_dir;
+  std::vector<std::string> calibrate;
+  int max_batch = 8, prefetch = 1, encode_threads = 0;
+  double reserve_gb = 2.0;
+  se::LoadOptions load;
+  load.device = "cpu";
+  std::string dtype;  // chosen by device unless given
+  spriteforge::LogOptions log;
+  app.add_option("--coordinator", coordinator, "The coordinator's gRPC address, HOST:PORT")->required();
+  app.add_option("--model", load.model_path,
+                 "SDXL checkpoint: a single .safetensors file, a diffusers folder, or builtin:tiny (random weights)")
+      ->required();
+  app.add_option("--model-name", model_name,
+                 "The name manifests use for this model (default: the file or folder name without extension)");
+  app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
+  app.add_option("--tokenizer", load.tokenizer_dir, "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
+  app.add_option("--device", load.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", dtype, "fp32, fp16, bf16 or fp8 (default: fp32 on cpu, fp16 on cuda)");
+  app.add_option("--max-batch", max_batch, "Most images per batch")->check(CLI::Range(1, 64));
+  app.add_option("--reserve-gb", reserve_gb, "Device memory kept free, in GB")->check(CLI::NonNegativeNumber);
+  app.add_option("--calibrate", calibrate,
+                 "Measure the peak memory of batches of 1 and 2 at WxH before taking work (repeatable)")
+      ->allow_extra_args(false);
+  app.add_option("--worker-id", worker_id, "Stable id of this worker (default: host-pid-random)");
+  app.add_option("--prefetch", prefetch, "Batches held ahead of the one rendering")->check(CLI::Range(0, 4));
+  app.add_option("--encode-threads", encode_threads, "Threads encoding PNGs (0: the cores, up to 8)")
+      ->check(CLI::Range(0, 64));
+  app.add_option("--palette-dir", palette_dir,
+                 "Folder of .hex/.gpl/.png palettes manifests may name (by file name only)");
+  app.add_option("--lora-dir", lora_dir, "Folder of .safetensors LoRAs manifests may name (by file stem)");
+  app.add_option("--cache-dir", cache_dir,
+                 "Folder for uploaded files fetched from the coordinator (default: a new temporary folder)");
+  spriteforge::ChannelSecurity security;
+  app.add_option("--tls-ca", security.ca_file, "PEM CA of the coordinator's certificate: connect with TLS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", security.cert_file, "PEM client certificate, for coordinators that require one")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", security.key_file, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  app.add_option("--token", security.token, "Worker token, for coordinators with --auth");
+  spriteforge::cli::AddLogFlags(app, &log);
+  spriteforge::cli::ReadEnvironment(app);
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  if (auto s = spriteforge::ConfigureLogging(log); !s.ok()) return Fail(std::string(s.message()), 2);
+  if (dtype.empty()) {
+    load.dtype = load.device == "cpu" ? se::Dtype::kFp32 : se::Dtype::kFp16;
+  } else if (auto parsed = se::ParseDtype(dtype); parsed.ok()) {
+    load.dtype = *parsed;
+  } else {
+    return Fail("--dtype: " + std::string(parsed.status().message()), 2);
+  }
+  // Checked now, before the model loads: a bad file is a usage error, not a reconnect loop.
+  if (auto dialed = spriteforge::DialCoordinator(coordinator, security, {}); !dialed.ok()) {
+    return Fail(std::string(dialed.status().message()), 2);
+  }
+  if (!palette_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(palette_dir, ec)) {
+      return Fail("--palette-dir: " + palette_dir + " is not a folder", 2);
+    }
+    sw::SetPaletteFolder(palette_dir);
+  }
+  if (!lora_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(lora_dir, ec)) return Fail("--lora-dir: " + lora_dir + " is not a folder", 2);
+  }
+  if (cache_dir.empty()) {
+    std::string templ = (std::filesystem::temp_directory_path() / "spriteforge-cache-XXXXXX").string();
+    if (!mkdtemp(templ.data())) return Fail("cannot create a cache folder under " + templ);
+    cache_dir = templ;
+  }
+
+  if (load.model_path.rfind("builtin:", 0) == 0) {
+    spdlog::warn("model {} has RANDOM weights: its images are noise, useful only to exercise the system",
+                 load.model_path);
+  }
+  auto engine = se::Engine::Load(load);
+  if (!engine.ok()) return Fail(std::string(engine.status().message()));
+
+  sw::WorkerIdentity identity;
+  identity.worker_id = worker_id.empty() ? DefaultWorkerId() : worker_id;
+  identity.model_name = model_name.empty() ? DefaultModelName(load.model_path) : model_name;
+  identity.max_batch = max_batch;
+  identity.prefetch = prefetch;
+  identity.encode_threads = encode_threads;
+  identity.reserve_bytes = static_cast<uint64_t>(reserve_gb * 1e9);
+  identity.lora_dir = lora_dir;
+  identity.cache_dir = cache_dir;
+  // Calibration: the measured peak of one and two images at a shape, so the coordinator's
+  // memory model starts from this device's numbers rather than a prior.
+  for (const std::string& shape : calibrate) {
+    std::vector<std::string> wh = absl::StrSplit(shape, 'x');
+    int w = 0, h = 0;
+    if (wh.size() != 2 || !absl::SimpleAtoi(wh[0], &w) || !absl::SimpleAtoi(wh[1], &h)) {
+      return Fail("--calibrate: expected WxH, got '" + shape + "'", 2);
+    }
+    for (int batch : {1, 2}) {
+      auto stats = (*engine)->Calibrate(batch, h, w);
+      if (!stats.ok()) return Fail(absl::StrCat("calibration at ", shape, ": ", stats.status().message()));
+      spriteforge::v1::Calibration c;
+      c.set_batch(batch);
+      c.set_width(w);
+      c.set_height(h);
+      c.set_peak_bytes(stats->peak_allocated_bytes);
+      identity.calibrations.push_back(c);
+      spdlog::info("calibrated {} x {}x{}: peak {:.2f} GB", batch, w, h, stats->peak_allocated_bytes / 1e9);
+    }
+  }
+
+  std::signal(SIGINT, [](int) { g_stop = true; });
+  std::signal(SIGTERM, [](int) { g_stop = true; });
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Backoff between attempts: 0.25 s doubling to 8 s, reset after a session that registered.
+  int backoff_ms = 250;
+  spdlog::info("worker {} serving model {} on {}", identity.worker_id, identity.model_name, (*engine)->Device().name);
+  while (!g_stop) {
+    auto channel = spriteforge::DialCoordinator(coordinator, security, args);
+    if (!channel.ok()) return Fail(std::string(channel.status().message()));
+    sw::WorkerSession session(engine->get(), identity, *channel);
+    std::atomic<bool> registered{false};
+    const absl::Status status = session.Run(&registered, g_stop);
+    if (g_stop) break;
+    if (registered) backoff_ms = 250;
+    spdlog::warn("{}; reconnecting in {} ms", std::string(status.message()), backoff_ms);
+    for (int waited = 0; waited < backoff_ms && !g_stop; waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    backoff_ms = std::min(backoff_ms * 2, 8000);
+  }
+  spdlog::info("worker stopped");
+  return 0;
+}

@@ -1,0 +1,76 @@
+// One connection of a worker to the coordinator: register, then keep the GPU busy. Four
+// threads share the stream:
+//   - the reader (the caller) queues assignments and cancels;
+//   - the renderer runs the engine on one batch after another (the coordinator keeps one
+//     queued ahead) and says "rendered" as soon as the GPU part is done;
+//   - the packager encodes PNGs and sprites on a thread pool and sends the result, while
+//     the renderer is already on the next batch;
+//   - the heartbeat reports memory and the batches held.
+// All writes go through an outbox thread, so neither the engine's step callback nor the
+// packager ever waits on the network. A broken stream cancels what is in flight (the
+// coordinator re-queues it) and returns, so the caller can reconnect with backoff.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "spriteforge/engine/engine.h"
+#include "spriteforge/v1/spriteforge.grpc.pb.h"
+#include "worker/batch_runner.h"
+#include "worker/blob_cache.h"
+
+namespace spriteforge::worker {
+
+struct WorkerIdentity {
+  std::string worker_id;       // stable for the life of the process
+  std::string model_name;
+  int max_batch = 8;
+  int prefetch = 1;            // batches held beyond the one rendering
+  int encode_threads = 0;      // PNG encoding threads; 0: up to 8, one per core
+  uint64_t reserve_bytes = 0;  // kept free for the rest of the machine
+  std::vector<v1::Calibration> calibrations;
+  std::string lora_dir;        // LoRAs manifests name (by file stem); empty: none
+  std::string cache_dir;       // uploaded files fetched from the coordinator, by hash
+};
+
+// Fetches an uploaded file from the coordinator's worker gateway into `dest`.
+absl::Status FetchBlob(const std::shared_ptr<grpc::Channel>& channel, const std::string& sha256,
+                       const std::string& dest);
+
+// The .safetensors files of `dir`, as Register lists them (name = stem, size).
+std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir);
+
+// Memory the engine may use in total (weights included): free memory plus its own
+// weights, less the reserve. On unified memory and CPUs "free" is the system's available.
+v1::MemoryReport MemoryReportOf(const engine::MemoryStats& stats, uint64_t reserve_bytes);
+
+class WorkerSession {
+ public:
+  // `encoder`: how renders become PNG bytes (default EncodePng; tests stand in a slow one).
+  WorkerSession(engine::Engine* engine, const WorkerIdentity& identity, std::shared_ptr<grpc::Channel> channel,
+                ImageEncoder encoder = nullptr)
+      : engine_(engine),
+        identity_(identity),
+        channel_(std::move(channel)),
+        blobs_(identity.cache_dir,
+               [channel = channel_](const std::string& sha256, const std::string& dest) {
+                 return FetchBlob(channel, sha256, dest);
+               }),
+        runner_(engine, identity.model_name, std::move(encoder), InputFiles{identity.lora_dir, &blobs_}) {}
+
+  // Runs until the stream ends. `registered` is set once the coordinator accepted us.
+  // `stop` ends the session from outside (signal handler).
+  absl::Status Run(std::atomic<bool>* registered, const std::atomic<bool>& stop);
+
+ private:
+  engine::Engine* engine_;
+  WorkerIdentity identity_;
+  std::shared_ptr<grpc::Channel> channel_;
+  BlobCache blobs_;
+  BatchRunner runner_;
+};
+
+}  // namespace spriteforge::worker
