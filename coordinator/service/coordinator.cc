@@ -695,7 +695,8 @@ void Coordinator::HandlePreview(WorkerState& w, const v1::BatchPreview& preview)
     for (const ItemRecord& r : b->second.records) {
       if (r.job_id == image.job_id() && r.index == image.index()) item = &r;
     }
-    if (!item || image.width() * 8 != item->params.width || image.height() * 8 != item->params.height) {
+    if (!item || image.width() * 8 != static_cast<int>(item->sampling.width()) ||
+        image.height() * 8 != static_cast<int>(item->sampling.height())) {
       spdlog::debug("worker {}: preview of {}#{} ({}x{}) does not match batch {}", w.id, image.job_id(), image.index(),
                     image.width(), image.height(), preview.batch_id());
       continue;
