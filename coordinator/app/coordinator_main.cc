@@ -246,22 +246,25 @@ int main(int argc, char** argv) {
       worker_listen = absl::StrCat(worker_listen.substr(0, worker_listen.rfind(':')), ":", (*standby)->worker_port);
     }
     http_port = (*standby)->http_port;
-    if (!ready_file.empty()) {
-      nlohmann::json ready = {{"grpc", listen}, {"http", absl::StrCat(http_host, ":", http_port)}, {"role", "standby"}};
-      if (!worker_listen.empty()) ready["worker_grpc"] = worker_listen;
-      if (auto s = spriteforge::WriteFileAtomic(ready_file, ready.dump() + "\n"); !s.ok()) {
-        return Fail(std::string(s.message()));
-      }
-    }
     spdlog::info("standing by on {} (HTTP {}:{}): {} leads while its lease in {} lasts", listen, http_host, http_port,
                  "another coordinator", (*store)->Backend());
     leader = std::make_unique<sc::LeaderLeaseKeeper>(std::move(*own), lead);
     std::string followed;
+    absl::Status ready_written = absl::OkStatus();
     auto waited = leader->WaitToLead(g_stop, [&](const sc::LeaderLease& lease) {
       (*standby)->SetLeader(lease.address);
       if (lease.holder != followed) spdlog::info("standby: leader is {} ({})", lease.address, lease.holder);
+      // Written once it is clear another leads: a coordinator that leads at once writes
+      // only the leader's ready file, so whoever waits for it never meets the standby.
+      if (followed.empty() && !ready_file.empty()) {
+        nlohmann::json ready = {
+            {"grpc", listen}, {"http", absl::StrCat(http_host, ":", http_port)}, {"role", "standby"}};
+        if (!worker_listen.empty()) ready["worker_grpc"] = worker_listen;
+        ready_written = spriteforge::WriteFileAtomic(ready_file, ready.dump() + "\n");
+      }
       followed = lease.holder;
     });
+    if (!ready_written.ok()) return Fail(std::string(ready_written.message()));
     (*standby)->Stop();
     if (!waited.ok()) {
       spdlog::info("shutting down");

@@ -20,6 +20,7 @@ bool Run(const std::string& url, const std::string& sql, std::string* error) {
   PGconn* conn = PQconnectdb(url.c_str());
   bool ok = PQstatus(conn) == CONNECTION_OK;
   if (ok) {
+    PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);  // "drop cascades to ..."
     PGresult* r = PQexec(conn, sql.c_str());
     ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok) *error = PQresultErrorMessage(r);
