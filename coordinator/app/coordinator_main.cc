@@ -342,5 +342,6 @@ int main(int argc, char** argv) {
   spdlog::info("shutting down");
   if (renewer.joinable()) renewer.join();
   servers->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (leader) leader->Release();  // after the last call is answered
   return 0;
 }

@@ -69,4 +69,13 @@ absl::Status LeaderLeaseKeeper::Renew() {
   return absl::OkStatus();
 }
 
+void LeaderLeaseKeeper::Release() {
+  auto lease = store_->ReadLeader();
+  if (!lease.ok() || DecideLeaderMove(*lease, options_.id) != LeaderMove::kRenew) return;
+  // Expired a millisecond ago on the database's clock.
+  if (auto released = store_->ClaimLeader(*lease, options_.id, options_.address, -1); released.ok() && *released) {
+    spdlog::info("leader lease released");
+  }
+}
+
 }  // namespace spriteforge::coordinator

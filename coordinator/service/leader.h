@@ -42,6 +42,9 @@ class LeaderLeaseKeeper {
   // One renewal. Error once the lease is lost: another coordinator holds it, or it could
   // not be renewed for lease_ms since the last success (database unreachable).
   absl::Status Renew();
+  // On a clean shutdown: ends this coordinator's lease now, so a standby takes over at its
+  // next poll instead of after the lease.
+  void Release();
   const LeaderOptions& options() const { return options_; }
 
  private:
