@@ -4,6 +4,7 @@
 #
 #   deploy/postgres.sh run COMMAND...   starts it, runs COMMAND with SPRITEFORGE_TEST_POSTGRES
 #                                       set to its URL, stops it; exits with COMMAND's status
+#   SPRITEFORGE_POSTGRES_DURABLE=1      keep fsync and synchronous commit on (off by default)
 #
 # PostgreSQL refuses to run as root; as root the server runs as the "postgres" user (made by
 # Debian's postgresql package), else "nobody", owning its folder. Fails (status 3) when the
@@ -38,9 +39,12 @@ trap stop EXIT
 
 "${as_owner[@]}" "$bin/initdb" -D "$dir/data" -U spriteforge --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
   { cat "$dir/initdb.log" >&2; fail "initdb failed"; }
-# Durability settings off: the cluster lives for one test run.
+# Durability settings off: the cluster lives for one test run. SPRITEFORGE_POSTGRES_DURABLE=1
+# keeps PostgreSQL's defaults (fsync, synchronous commit), for measurements.
+durability="-c fsync=off -c synchronous_commit=off"
+[ "${SPRITEFORGE_POSTGRES_DURABLE:-}" = 1 ] && durability=""
 "${as_owner[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200" \
+  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $durability -c max_connections=200" \
   start >/dev/null || { cat "$dir/server.log" >&2; fail "the server did not start"; }
 "$bin/psql" -h 127.0.0.1 -p "$port" -U spriteforge -d postgres -qc "CREATE DATABASE spriteforge" >/dev/null ||
   fail "cannot create the test database"

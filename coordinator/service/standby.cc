@@ -26,7 +26,8 @@ class StandbyServers::RefuseCalls final : public grpc::CallbackGenericService {
   StandbyServers* owner_;
 };
 
-StandbyServers::StandbyServers() : refuse_(std::make_unique<RefuseCalls>(this)) {}
+StandbyServers::StandbyServers()
+    : refuse_client_(std::make_unique<RefuseCalls>(this)), refuse_worker_(std::make_unique<RefuseCalls>(this)) {}
 
 StandbyServers::~StandbyServers() { Stop(); }
 
@@ -45,19 +46,20 @@ absl::StatusOr<std::unique_ptr<StandbyServers>> StandbyServers::Start(const std:
                                                                      const std::string& http_host, int http_port,
                                                                      TlsMaterial* tls) {
   std::unique_ptr<StandbyServers> out(new StandbyServers());
-  auto serve = [&](const std::string& address, bool workers, int* port) -> std::unique_ptr<grpc::Server> {
+  auto serve = [&](const std::string& address, bool workers, RefuseCalls* refuse,
+                   int* port) -> std::unique_ptr<grpc::Server> {
     grpc::ServerBuilder builder;
     builder.AddListeningPort(address, tls ? tls->ServerCredentials(workers) : grpc::InsecureServerCredentials(), port);
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    builder.RegisterCallbackGenericService(out->refuse_.get());
+    builder.RegisterCallbackGenericService(refuse);
     return builder.BuildAndStart();
   };
-  out->client_ = serve(client_address, worker_address.empty(), &out->client_port);
+  out->client_ = serve(client_address, worker_address.empty(), out->refuse_client_.get(), &out->client_port);
   if (!out->client_ || out->client_port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", client_address, ": address in use or not available"));
   }
   if (!worker_address.empty()) {
-    out->worker_ = serve(worker_address, true, &out->worker_port);
+    out->worker_ = serve(worker_address, true, out->refuse_worker_.get(), &out->worker_port);
     if (!out->worker_ || out->worker_port == 0) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", worker_address, ": address in use or not available"));
     }

@@ -44,7 +44,8 @@ class StandbyServers {
   StandbyServers();
   std::mutex mu_;
   std::string message_ = "standby: no coordinator leads yet; retry shortly";
-  std::unique_ptr<RefuseCalls> refuse_;
+  // One per server: gRPC binds a generic service to a single server.
+  std::unique_ptr<RefuseCalls> refuse_client_, refuse_worker_;
   std::unique_ptr<grpc::Server> client_, worker_;
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;

@@ -80,7 +80,8 @@ class FailoverTest : public ::testing::Test {
     const std::string ready = dir_ + "/" + name + ".ready.json";
     std::filesystem::remove(ready);
     return std::make_unique<Process>(
-        std::vector<std::string>{SPRITEFORGE_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+        std::vector<std::string>{SPRITEFORGE_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--worker-listen", "127.0.0.1:0",
+                                 "--http", "127.0.0.1:0",
                                  "--db", db_, "--output", dir_ + "/out", "--ready-file", ready, "--lease-seconds",
                                  "5", "--leader-lease-seconds", "3"},
         dir_ + "/coordinator-" + name + ".log");
@@ -116,8 +117,11 @@ TEST_F(FailoverTest, TheStandbyTakesOverAKilledLeaderAndTheJobCompletesOnce) {
   EXPECT_EQ(health->body, "standby: leader is " + addr_a + "\n");
 
   const std::string both = addr_a + "," + addr_b;
+  // Workers on the coordinators' worker ports, which the standby refuses as well.
+  const std::string workers_both = ready_a["worker_grpc"].get<std::string>() + "," +
+                                   ready_b["worker_grpc"].get<std::string>();
   const std::string g = GoldenModel();
-  Process worker({SPRITEFORGE_WORKER_BIN, "--coordinator", both, "--model", g + "/tiny-sdxl.safetensors", "--config",
+  Process worker({SPRITEFORGE_WORKER_BIN, "--coordinator", workers_both, "--model", g + "/tiny-sdxl.safetensors", "--config",
                   g + "/diffusers", "--tokenizer", g + "/tokenizer", "--model-name", "tiny-sdxl", "--worker-id", "w1",
                   "--max-batch", "4"},
                  dir_ + "/worker-w1.log");
