@@ -68,7 +68,12 @@ absl::Status PgConnection::Reconnect() {
   if (PQstatus(conn_) != CONNECTION_OK) {
     return absl::UnavailableError(absl::StrCat("postgresql ", name_, ": ", Trimmed(PQerrorMessage(conn_))));
   }
-  return absl::OkStatus();
+  return session_sql_.empty() ? absl::OkStatus() : Exec(session_sql_);
+}
+
+absl::Status PgConnection::SetSessionSql(std::string sql) {
+  session_sql_ = std::move(sql);
+  return Exec(session_sql_);
 }
 
 absl::Status PgConnection::Error(const std::string& what, PGresult* result) {

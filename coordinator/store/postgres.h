@@ -46,6 +46,8 @@ class PgConnection {
   absl::StatusOr<PgResult> Query(const std::string& sql, const std::vector<SqlValue>& params = {});
   // Statements without parameters (several may be separated by ';').
   absl::Status Exec(const std::string& sql);
+  // Run now and after every reconnection (a new session): session settings.
+  absl::Status SetSessionSql(std::string sql);
   // The URL without its password, for messages.
   const std::string& name() const { return name_; }
 
@@ -55,6 +57,7 @@ class PgConnection {
   absl::Status Error(const std::string& what, PGresult* result);
   PGconn* conn_;
   std::string name_;
+  std::string session_sql_;
   std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
 };
 

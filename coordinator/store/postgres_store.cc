@@ -1,6 +1,8 @@
 #include "store/postgres_store.h"
 
 #include <algorithm>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -94,8 +96,50 @@ constexpr const char* kNowMs = "(extract(epoch from clock_timestamp()) * 1000)::
 // Rows per multi-row INSERT of items: far below PostgreSQL's 65535 parameters.
 constexpr size_t kInsertRows = 500;
 
-// PostgreSQL's array literal of integers, for "= ANY($n::int[])".
+// PostgreSQL's array literals, for "$n::int[]" and "$n::text[]".
 std::string IntArray(const std::vector<int>& values) { return absl::StrCat("{", absl::StrJoin(values, ","), "}"); }
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+// One statement, so one round trip and atomic by itself: lock the batch's queued items,
+// skipping rows another transaction holds, and only if every item was locked, mark them
+// running, record the lease and start their jobs. Answers whether it leased, and the items
+// it could not lock.
+constexpr const char* kLeaseSql = R"sql(
+WITH want AS (SELECT unnest($4::text[]) AS job_id, unnest($5::int[]) AS idx),
+locked AS (SELECT i.job_id, i.idx FROM items i JOIN want w ON i.job_id = w.job_id AND i.idx = w.idx
+           WHERE i.state = 1 FOR UPDATE OF i SKIP LOCKED),
+ok AS (SELECT (SELECT count(*) FROM locked) = $6 AS leased),
+taken AS (UPDATE items i SET state = 2, batch_id = $1, worker_id = $2, attempts = i.attempts + 1
+          FROM locked l, ok WHERE ok.leased AND i.job_id = l.job_id AND i.idx = l.idx RETURNING 1),
+lease AS (INSERT INTO leases(batch_id, worker_id, expires_ms) SELECT $1, $2, $3 FROM ok WHERE ok.leased RETURNING 1),
+started AS (UPDATE jobs SET state = 2, started_ms = $7 FROM ok
+            WHERE ok.leased AND jobs.state = 1 AND jobs.id IN (SELECT job_id FROM want) RETURNING 1)
+SELECT ok.leased,
+       (SELECT string_agg(w.job_id || '/' || w.idx, ', ') FROM want w
+        WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.job_id = w.job_id AND l.idx = w.idx))
+FROM ok
+)sql";
+
+// A group of results in one statement: each row of the arrays is accepted when its item
+// still runs under its batch.
+constexpr const char* kCompleteSql = R"sql(
+UPDATE items i SET state = 3, image_path = d.image, sprite_path = d.sprite, done_ms = $1
+FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[]) AS d(job_id, idx, batch_id, image, sprite)
+WHERE i.job_id = d.job_id AND i.idx = d.idx AND i.state = 2 AND i.batch_id = d.batch_id
+RETURNING i.job_id, i.idx, d.batch_id
+)sql";
 
 absl::Status ExpectOk(const absl::StatusOr<PgResult>& r) { return r.ok() ? absl::OkStatus() : r.status(); }
 
@@ -107,6 +151,14 @@ PostgresStore::~PostgresStore() = default;
 absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& url) {
   auto db = PgConnection::Open(url);
   if (!db.ok()) return db.status();
+  // The same bargain as SQLite's WAL with synchronous=NORMAL: a commit does not wait for
+  // the disk, so a crash of the database server (not of a coordinator) may lose the last
+  // fraction of a second of commits, whose items then run again; the database stays
+  // consistent. Waiting would cost one disk flush per lease renewal and per result group.
+  // A URL that sets synchronous_commit itself (options=-csynchronous_commit%3Don) keeps it.
+  if (url.find("synchronous_commit") == std::string::npos) {
+    if (auto s = (*db)->SetSessionSql("SET synchronous_commit = off"); !s.ok()) return s;
+  }
   const std::string schema = absl::StrCat("BEGIN;", kSchemaLock, ";", kSchemaHead,
                                           ItemParamColumnDefinitions(SqlDialect::kPostgres), kSchemaTail, "COMMIT;");
   if (auto s = (*db)->Exec(schema); !s.ok()) {
@@ -282,47 +334,21 @@ absl::StatusOr<std::vector<ItemRecord>> PostgresStore::QueuedItems(const std::st
 
 absl::Status PostgresStore::Lease(const std::string& batch_id, const std::string& worker_id,
                                   const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  if (auto s = ExpectOk(db_->Query("INSERT INTO leases(batch_id, worker_id, expires_ms) VALUES($1,$2,$3)",
-                                   {batch_id, worker_id, expires_ms}));
-      !s.ok()) {
-    return s;
-  }
-  // The batch's items per job, in the order given.
-  std::vector<std::pair<std::string, std::vector<int>>> by_job;
+  std::vector<std::string> jobs;
+  std::vector<int> indexes;
   for (const ItemKey& key : items) {
-    if (by_job.empty() || by_job.back().first != key.job_id) by_job.push_back({key.job_id, {}});
-    by_job.back().second.push_back(key.index);
+    jobs.push_back(key.job_id);
+    indexes.push_back(key.index);
   }
-  for (const auto& [job_id, indexes] : by_job) {
-    // Rows another transaction holds are skipped rather than waited for: they count as
-    // not queued, and the lease fails at once.
-    auto locked = db_->Query(
-        "SELECT idx FROM items WHERE job_id = $1 AND idx = ANY($2::int[]) AND state = 1 "
-        "ORDER BY idx FOR UPDATE SKIP LOCKED",
-        {job_id, IntArray(indexes)});
-    if (!locked.ok()) return locked.status();
-    std::vector<int> got;
-    while (locked->Next()) got.push_back(static_cast<int>(locked->Int(0)));
-    for (int index : indexes) {
-      if (!std::binary_search(got.begin(), got.end(), index)) {
-        return absl::FailedPreconditionError(absl::StrCat("item ", job_id, "/", index, " is not queued"));
-      }
-    }
-    if (auto s = ExpectOk(db_->Query("UPDATE items SET state = 2, batch_id = $1, worker_id = $2, attempts = attempts + 1 "
-                                     "WHERE job_id = $3 AND idx = ANY($4::int[]) AND state = 1",
-                                     {batch_id, worker_id, job_id, IntArray(got)}));
-        !s.ok()) {
-      return s;
-    }
-    if (auto s = ExpectOk(db_->Query("UPDATE jobs SET state = 2, started_ms = $1 WHERE id = $2 AND state = 1",
-                                     {now_ms, job_id}));
-        !s.ok()) {
-      return s;
-    }
+  auto r = db_->Query(kLeaseSql, {batch_id, worker_id, expires_ms, TextArray(jobs), IntArray(indexes),
+                                  static_cast<int64_t>(items.size()), now_ms});
+  if (!r.ok()) return r.status();
+  if (!r->Next()) return absl::InternalError("lease: no answer");
+  if (r->Text(0) != "t") {
+    // Not queued, or held by another transaction at this moment.
+    return absl::FailedPreconditionError(absl::StrCat("item ", r->Text(1), " is not queued"));
   }
-  return tx.Commit();
+  return absl::OkStatus();
 }
 
 absl::Status PostgresStore::RenewLeases(const std::string& worker_id, int64_t expires_ms) {
@@ -358,19 +384,25 @@ absl::StatusOr<bool> PostgresStore::CompleteItem(const std::string& batch_id, co
 }
 
 absl::StatusOr<std::vector<bool>> PostgresStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
+  if (done.empty()) return std::vector<bool>{};
+  std::vector<std::string> jobs, batches, images, sprites;
+  std::vector<int> indexes;
+  for (const Completion& c : done) {
+    jobs.push_back(c.item.job_id);
+    indexes.push_back(c.item.index);
+    batches.push_back(c.batch_id);
+    images.push_back(c.image_path);
+    sprites.push_back(c.sprite_path);
+  }
+  auto r = db_->Query(kCompleteSql, {now_ms, TextArray(jobs), IntArray(indexes), TextArray(batches), TextArray(images),
+                                     TextArray(sprites)});
+  if (!r.ok()) return r.status();
+  std::set<std::tuple<std::string, int, std::string>> updated;
+  while (r->Next()) updated.insert({r->Text(0), static_cast<int>(r->Int(1)), r->Text(2)});
+  // A result listed twice counts once, as the first.
   std::vector<bool> accepted;
   accepted.reserve(done.size());
-  for (const Completion& c : done) {
-    auto r = db_->Query(
-        "UPDATE items SET state = 3, image_path = $1, sprite_path = $2, done_ms = $3 "
-        "WHERE job_id = $4 AND idx = $5 AND state = 2 AND batch_id = $6",
-        {c.image_path, c.sprite_path, now_ms, c.item.job_id, int64_t{c.item.index}, c.batch_id});
-    if (!r.ok()) return r.status();
-    accepted.push_back(r->Affected() == 1);
-  }
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  for (const Completion& c : done) accepted.push_back(updated.erase({c.item.job_id, c.item.index, c.batch_id}) > 0);
   return accepted;
 }
 

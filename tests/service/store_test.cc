@@ -330,6 +330,39 @@ TEST_P(StoreTest, TheLeaderLeaseHasOneHolderAtATime) {
   EXPECT_EQ(store_->ReadLeader()->holder, "b");
 }
 
+// Paths and ids travel to PostgreSQL inside array literals: quotes, backslashes, commas and
+// braces must come back as they went in. A result listed twice in a group counts once.
+TEST_P(StoreTest, GroupedResultsKeepOddCharactersAndCountOnce) {
+  const std::string odd = "job \"q\" \\ {a,b} é";
+  MakeJob(odd, 2);
+  ASSERT_TRUE(store_->Lease("b \"1\"", "w,1", {{odd, 0}, {odd, 1}}, 5000, 100).ok());
+  const std::string path = "/out/\"x\"\\{0},.png";
+  auto accepted = store_->CompleteItems({{"b \"1\"", {odd, 0}, path, ""},
+                                         {"b \"1\"", {odd, 0}, path, ""},
+                                         {"other", {odd, 1}, "/out/1.png", ""},
+                                         {"b \"1\"", {odd, 1}, "/out/1.png", "NULL"}},
+                                        200);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(*accepted, (std::vector<bool>{true, false, false, true}));
+  auto items = store_->Items(odd);
+  ASSERT_TRUE(items.ok()) << items.status();
+  EXPECT_EQ((*items)[0].image_path, path);
+  EXPECT_EQ((*items)[0].worker_id, "w,1");
+  EXPECT_EQ((*items)[1].sprite_path, "NULL");
+  EXPECT_EQ(store_->Counts(odd)->done, 2);
+}
+
+TEST_P(StoreTest, ALeaseOfAnItemNotQueuedChangesNothing) {
+  MakeJob("job-a", 3);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 1}}, 5000, 100).ok());
+  auto s = store_->Lease("b2", "w2", {{"job-a", 0}, {"job-a", 1}, {"job-a", 2}}, 5000, 100);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("job-a/1"), std::string::npos) << s;
+  EXPECT_EQ(store_->Counts("job-a")->queued, 2);
+  EXPECT_EQ(store_->BatchesOfWorker("w2")->size(), 0u);
+  EXPECT_EQ(store_->Items("job-a")->at(0).attempts, 0);
+}
+
 TEST(StoreOpenTest, APostgresUrlIsRecognized) {
   EXPECT_TRUE(IsPostgresUrl("postgresql://u@db.example/spriteforge"));
   EXPECT_TRUE(IsPostgresUrl("postgres://db/x"));
