@@ -179,8 +179,12 @@ int main(int argc, char** argv) {
   std::unique_ptr<sc::TlsMaterial> tls;
   if (!tls_cert.empty() || !tls_key.empty() || !tls_client_ca.empty()) {
     if (insecure) return Fail("--insecure-listen serves plaintext; with --tls-cert use --listen", 2);
+    // Private copies of the key: beside a SQLite file, else in this machine's temporary
+    // folder (never in a results folder other machines share).
     const std::string tls_dir =
-        sc::IsPostgresUrl(db) ? (std::filesystem::path(options.output_dir) / ".tls").string() : db + "-tls";
+        sc::IsPostgresUrl(db)
+            ? (std::filesystem::temp_directory_path() / absl::StrCat("spriteforge-coordinator-tls-", getpid())).string()
+            : db + "-tls";
     auto loaded = sc::TlsMaterial::Load({tls_cert, tls_key, tls_client_ca}, tls_dir);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()), 2);
     tls = std::move(*loaded);
@@ -226,6 +230,7 @@ int main(int argc, char** argv) {
 
   std::signal(SIGINT, [](int) { g_stop = true; });
   std::signal(SIGTERM, [](int) { g_stop = true; });
+  std::signal(SIGHUP, [](int) { g_reload = true; });
   // A shared database: stand by until this coordinator holds the leader lease.
   std::unique_ptr<sc::LeaderLeaseKeeper> leader;
   if (shared_db) {
@@ -236,18 +241,20 @@ int main(int argc, char** argv) {
     const std::string host = listen.substr(0, listen.rfind(':'));
     char hostname[256] = {};
     gethostname(hostname, sizeof hostname - 1);
+    // Told to clients by standbys: a wildcard address names this machine instead.
+    const bool wildcard = host == "0.0.0.0" || host == "[::]" || host == "::";
     sc::LeaderOptions lead;
-    lead.address = absl::StrCat(host, ":", (*standby)->client_port);
+    lead.address = absl::StrCat(wildcard ? hostname : host, ":", (*standby)->client_port);
     lead.id = absl::StrCat(hostname, ":", getpid(), ":", lead.address);
     lead.lease_ms = leader_lease_seconds * 1000LL;
     // Later binds reuse the ports the standby picked, so the ready file stays true.
-    listen = lead.address;
+    listen = absl::StrCat(host, ":", (*standby)->client_port);
     if (!worker_listen.empty()) {
       worker_listen = absl::StrCat(worker_listen.substr(0, worker_listen.rfind(':')), ":", (*standby)->worker_port);
     }
     http_port = (*standby)->http_port;
-    spdlog::info("standing by on {} (HTTP {}:{}): {} leads while its lease in {} lasts", listen, http_host, http_port,
-                 "another coordinator", (*store)->Backend());
+    spdlog::info("on {} (HTTP {}:{}): waiting for the leader lease in {} ({})", listen, http_host, http_port,
+                 (*store)->Backend(), lead.id);
     leader = std::make_unique<sc::LeaderLeaseKeeper>(std::move(*own), lead);
     std::string followed;
     absl::Status ready_written = absl::OkStatus();
@@ -315,7 +322,6 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::signal(SIGHUP, [](int) { g_reload = true; });
   // The leader renews its lease on a thread of its own, so a slow tick never lets it lapse;
   // a lost lease ends the process at once (another coordinator may be taking over).
   std::thread renewer;
