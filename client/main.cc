@@ -143,5 +143,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto stub = spriteforge::v1::SpriteForge::NewStub(*channel);
+  // A watch that loses its coordinator looks for the leader among all of them again.
+  std::vector<std::unique_ptr<spriteforge::v1::SpriteForge::Stub>> leaders;
+  if (addresses->size() > 1) {
+    auto leader = [&]() -> spriteforge::v1::SpriteForge::Stub* {
+      auto found = spriteforge::DialLeader(*addresses, security, channel_args, std::chrono::seconds(5));
+      if (!found.ok()) return stub.get();
+      leaders.push_back(spriteforge::v1::SpriteForge::NewStub(*found));
+      return leaders.back().get();
+    };
+    watch.leader = leader;
+    submit.watch.leader = leader;
+  }
   return remote(*stub);
 }

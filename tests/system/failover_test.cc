@@ -134,6 +134,9 @@ TEST_F(FailoverTest, TheStandbyTakesOverAKilledLeaderAndTheJobCompletesOnce) {
   std::string job_id = submitted.out;
   while (!job_id.empty() && (job_id.back() == '\n' || job_id.back() == ' ')) job_id.pop_back();
 
+  // A watch given both addresses follows the job through the failover.
+  Process watch({SPRITEFORGE_CLIENT_BIN, "--coordinator", both, "watch", job_id, "--quiet"}, dir_ + "/watch.log");
+
   // Kill the leader once a few images are in, with the rest queued or running.
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < deadline) {
@@ -190,6 +193,7 @@ TEST_F(FailoverTest, TheStandbyTakesOverAKilledLeaderAndTheJobCompletesOnce) {
   EXPECT_EQ(on_disk.size(), 16u);
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/out/" + job_id + "/job.json"));
 
+  EXPECT_EQ(watch.WaitFor(60), 0) << Slurp(dir_ + "/watch.log");
   // The client given both addresses finds the new leader.
   auto status = RunCommand({SPRITEFORGE_CLIENT_BIN, "--coordinator", both, "status", job_id});
   EXPECT_EQ(status.exit_code, 0) << status.err;
