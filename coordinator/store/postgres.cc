@@ -86,12 +86,13 @@ absl::Status PgConnection::Error(const std::string& what, PGresult* result) {
   return absl::InternalError(msg);
 }
 
-absl::StatusOr<PgResult> PgConnection::Query(const std::string& sql, const std::vector<SqlValue>& params) {
+absl::StatusOr<PgResult> PgConnection::Query(const std::string& sql, const std::vector<SqlValue>& params,
+                                             bool prepare) {
   if (PQstatus(conn_) != CONNECTION_OK) {
     if (auto s = Reconnect(); !s.ok()) return s;
   }
   auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
+  if (prepare && it == prepared_.end()) {
     const std::string name = absl::StrCat("s", prepared_.size());
     PGresult* prep = PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr);
     if (PQresultStatus(prep) != PGRES_COMMAND_OK) {
@@ -117,8 +118,9 @@ absl::StatusOr<PgResult> PgConnection::Query(const std::string& sql, const std::
     }
     values[i] = text[i].c_str();
   }
-  PGresult* result = PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()), values.data(),
-                                    nullptr, nullptr, 0);
+  const int n = static_cast<int>(params.size());
+  PGresult* result = prepare ? PQexecPrepared(conn_, it->second.c_str(), n, values.data(), nullptr, nullptr, 0)
+                             : PQexecParams(conn_, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
   const ExecStatusType status = PQresultStatus(result);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     absl::Status s = Error(sql, result);

@@ -42,8 +42,10 @@ class PgConnection {
   static absl::StatusOr<std::unique_ptr<PgConnection>> Open(const std::string& url);
   ~PgConnection();
 
-  // One statement with parameters, prepared on first use.
-  absl::StatusOr<PgResult> Query(const std::string& sql, const std::vector<SqlValue>& params = {});
+  // One statement with parameters, prepared on first use unless `prepare` is false (for
+  // statements whose text varies, such as multi-row INSERTs, which would fill the cache).
+  absl::StatusOr<PgResult> Query(const std::string& sql, const std::vector<SqlValue>& params = {},
+                                 bool prepare = true);
   // Statements without parameters (several may be separated by ';').
   absl::Status Exec(const std::string& sql);
   // Run now and after every reconnection (a new session): session settings.

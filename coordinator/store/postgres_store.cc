@@ -225,7 +225,7 @@ absl::Status PostgresStore::InsertItems(const std::string& job_id, const std::ve
       args.push_back(int64_t{static_cast<int>(ItemState::kQueued)});
       for (SqlValue& v : ItemParamValues(it)) args.push_back(std::move(v));
     }
-    if (auto s = ExpectOk(db_->Query(sql, args)); !s.ok()) return s;
+    if (auto s = ExpectOk(db_->Query(sql, args, /*prepare=*/false)); !s.ok()) return s;
   }
   const int64_t n = static_cast<int64_t>(items.size());
   return ExpectOk(db_->Query("UPDATE job_counts SET total = total + $1, queued = queued + $2 WHERE job_id = $3",
