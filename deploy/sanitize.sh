@@ -6,6 +6,8 @@
 # Usage: deploy/sanitize.sh   (BUILD_DIR, default build-asan/; JOBS, default nproc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The store's PostgreSQL cases run too: under a throwaway server unless one is named.
+if [ -z "${SPRITEFORGE_TEST_POSTGRES:-}" ]; then exec bash deploy/postgres.sh run bash deploy/sanitize.sh "$@"; fi
 BUILD_DIR="${BUILD_DIR:-build-asan}"
 LAUNCHER=()
 command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
