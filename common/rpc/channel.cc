@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge {
@@ -62,16 +63,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> DialCoordinator(const std::string
   }
   if (!security.ca_file.empty()) {
     grpc::SslCredentialsOptions ssl;
-    auto ca = Read("--tls-ca", security.ca_file);
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
+    ASSIGN_OR_RETURN(auto ca, Read("--tls-ca", security.ca_file));
+    ssl.pem_root_certs = ca;
     if (!security.cert_file.empty()) {
-      auto cert = Read("--tls-cert", security.cert_file);
-      if (!cert.ok()) return cert.status();
-      auto key = Read("--tls-key", security.key_file);
-      if (!key.ok()) return key.status();
-      ssl.pem_cert_chain = *cert;
-      ssl.pem_private_key = *key;
+      ASSIGN_OR_RETURN(auto cert, Read("--tls-cert", security.cert_file));
+      ASSIGN_OR_RETURN(auto key, Read("--tls-key", security.key_file));
+      ssl.pem_cert_chain = cert;
+      ssl.pem_private_key = key;
     }
     credentials = grpc::SslCredentials(ssl);
   }
@@ -102,9 +100,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> DialLeader(const std::vector<std:
                                                           std::chrono::milliseconds wait) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (const std::string& address : addresses) {
-    auto channel = DialCoordinator(address, security, args);
-    if (!channel.ok()) return channel.status();
-    channels.push_back(*channel);
+    ASSIGN_OR_RETURN(auto channel, DialCoordinator(address, security, args));
+    channels.push_back(channel);
   }
   if (channels.size() == 1) return channels.front();
   const auto until = std::chrono::steady_clock::now() + wait;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -99,7 +100,7 @@ absl::Status PgConnection::Error(const std::string& what, PGresult* result) {
 absl::StatusOr<PgResult> PgConnection::Query(const std::string& sql, const std::vector<SqlValue>& params,
                                              bool prepare) {
   if (PQstatus(conn_) != CONNECTION_OK) {
-    if (auto s = Reconnect(); !s.ok()) return s;
+    RETURN_IF_ERROR(Reconnect());
   }
   auto it = prepared_.find(sql);
   if (prepare && it == prepared_.end()) {
@@ -151,7 +152,7 @@ absl::StatusOr<PgResult> PgConnection::Query(const std::string& sql, const std::
 
 absl::Status PgConnection::Exec(const std::string& sql) {
   if (PQstatus(conn_) != CONNECTION_OK) {
-    if (auto s = Reconnect(); !s.ok()) return s;
+    RETURN_IF_ERROR(Reconnect());
   }
   PGresult* result = PQexec(conn_, sql.c_str());
   const ExecStatusType status = PQresultStatus(result);

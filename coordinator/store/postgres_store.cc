@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "coordinator/store/postgres.h"
 #include "coordinator/store/rules.h"
 
@@ -150,53 +151,49 @@ PostgresStore::PostgresStore(std::unique_ptr<PgConnection> db) : db_(std::move(d
 PostgresStore::~PostgresStore() = default;
 
 absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& url) {
-  auto db = PgConnection::Open(url);
-  if (!db.ok()) return db.status();
+  ASSIGN_OR_RETURN(auto db, PgConnection::Open(url));
   // The same bargain as SQLite's WAL with synchronous=NORMAL: a commit does not wait for
   // the disk, so a crash of the database server (not of a coordinator) may lose the last
   // fraction of a second of commits, whose items then run again; the database stays
   // consistent. Waiting would cost one disk flush per lease renewal and per result group.
   // A URL that sets synchronous_commit itself (options=-csynchronous_commit%3Don) keeps it.
   if (url.find("synchronous_commit") == std::string::npos) {
-    if (auto s = (*db)->SetSessionSql("SET synchronous_commit = off"); !s.ok()) return s;
+    RETURN_IF_ERROR(db->SetSessionSql("SET synchronous_commit = off"));
   }
   const std::string schema =
       absl::StrCat("BEGIN;", kSchemaLock, ";", kSchemaHead, JobSettingColumnDefinitions(SqlDialect::kPostgres),
                    kSchemaItems, ItemParamColumnDefinitions(SqlDialect::kPostgres), kSchemaTail, "COMMIT;");
-  if (auto s = (*db)->Exec(schema); !s.ok()) {
-    (*db)->Exec("ROLLBACK").IgnoreError();
-    return absl::DataLossError(absl::StrCat("database ", (*db)->name(), " is not a spriteforge store: ", s.message()));
+  if (auto s = db->Exec(schema); !s.ok()) {
+    db->Exec("ROLLBACK").IgnoreError();
+    return absl::DataLossError(absl::StrCat("database ", db->name(), " is not a spriteforge store: ", s.message()));
   }
-  return std::unique_ptr<Store>(new PostgresStore(std::move(*db)));
+  return std::unique_ptr<Store>(new PostgresStore(std::move(db)));
 }
 
 absl::StatusOr<std::vector<JobRecord>> PostgresStore::SelectJobs(const std::string& where,
                                                                  const std::vector<SqlValue>& args) {
-  auto r = db_->Query(absl::StrCat("SELECT ", kJobColumns, " FROM jobs ", where), args);
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, db_->Query(absl::StrCat("SELECT ", kJobColumns, " FROM jobs ", where), args));
   std::vector<JobRecord> out;
-  while (r->Next()) out.push_back(ReadJob(*r));
+  while (r.Next()) out.push_back(ReadJob(r));
   return out;
 }
 
 absl::StatusOr<std::vector<ItemRecord>> PostgresStore::SelectItems(const std::string& where,
                                                                    const std::vector<SqlValue>& args) {
-  auto r = db_->Query(absl::StrCat("SELECT ", ItemColumns(), " FROM items ", where), args);
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, db_->Query(absl::StrCat("SELECT ", ItemColumns(), " FROM items ", where), args));
   std::vector<ItemRecord> out;
-  out.reserve(r->rows());
-  while (r->Next()) out.push_back(ReadItem(*r));
+  out.reserve(r.rows());
+  while (r.Next()) out.push_back(ReadItem(r));
   return out;
 }
 
 absl::StatusOr<JobRecord> PostgresStore::InsertJob(JobRecord job, bool* deduplicated) {
   *deduplicated = false;
   if (!job.idempotency_key.empty()) {
-    auto found = SelectJobs("WHERE idempotency_key = $1", {job.idempotency_key});
-    if (!found.ok()) return found.status();
-    if (!found->empty()) {
+    ASSIGN_OR_RETURN(auto found, SelectJobs("WHERE idempotency_key = $1", {job.idempotency_key}));
+    if (!found.empty()) {
       *deduplicated = true;
-      return found->front();
+      return found.front();
     }
   }
   static const std::string insert = [] {
@@ -204,10 +201,9 @@ absl::StatusOr<JobRecord> PostgresStore::InsertJob(JobRecord job, bool* deduplic
     for (size_t i = 0; i < JobInsertValues(JobRecord{}).size(); ++i) absl::StrAppend(&out, i ? "," : "", "$", i + 1);
     return out + ") RETURNING seq";
   }();
-  auto ins = db_->Query(insert, JobInsertValues(job));
-  if (!ins.ok()) return ins.status();
-  if (ins->Next()) job.seq = ins->Int(0);
-  if (auto s = ExpectOk(db_->Query("INSERT INTO job_counts(job_id) VALUES($1)", {job.id})); !s.ok()) return s;
+  ASSIGN_OR_RETURN(auto ins, db_->Query(insert, JobInsertValues(job)));
+  if (ins.Next()) job.seq = ins.Int(0);
+  RETURN_IF_ERROR(ExpectOk(db_->Query("INSERT INTO job_counts(job_id) VALUES($1)", {job.id})));
   return job;
 }
 
@@ -228,7 +224,7 @@ absl::Status PostgresStore::InsertItems(const std::string& job_id, const std::ve
       args.push_back(int64_t{static_cast<int>(ItemState::kQueued)});
       for (SqlValue& v : ItemParamValues(it)) args.push_back(std::move(v));
     }
-    if (auto s = ExpectOk(db_->Query(sql, args, /*prepare=*/false)); !s.ok()) return s;
+    RETURN_IF_ERROR(ExpectOk(db_->Query(sql, args, /*prepare=*/false)));
   }
   const int64_t n = static_cast<int64_t>(items.size());
   return ExpectOk(db_->Query("UPDATE job_counts SET total = total + $1, queued = queued + $2 WHERE job_id = $3",
@@ -242,8 +238,8 @@ absl::StatusOr<JobRecord> PostgresStore::CreateJob(JobRecord job, const std::vec
   job.state = JobState::kQueued;
   auto stored = InsertJob(job, deduplicated);
   if (!stored.ok() || *deduplicated) return stored;
-  if (auto s = InsertItems(stored->id, items); !s.ok()) return s;
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(InsertItems(stored->id, items));
+  RETURN_IF_ERROR(tx.Commit());
   return stored;
 }
 
@@ -253,14 +249,14 @@ absl::StatusOr<JobRecord> PostgresStore::BeginJob(JobRecord job, bool* deduplica
   job.state = JobState::kLoading;
   auto stored = InsertJob(job, deduplicated);
   if (!stored.ok() || *deduplicated) return stored;
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx.Commit());
   return stored;
 }
 
 absl::Status PostgresStore::AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
   PgTransaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
-  if (auto s = InsertItems(job_id, items); !s.ok()) return s;
+  RETURN_IF_ERROR(InsertItems(job_id, items));
   return tx.Commit();
 }
 
@@ -274,16 +270,15 @@ absl::Status PostgresStore::DropLoadingJob(const std::string& job_id) {
   for (const char* sql : {"DELETE FROM items WHERE job_id = $1 AND (SELECT state FROM jobs WHERE id = $1) = 0",
                           "DELETE FROM job_counts WHERE job_id = $1 AND (SELECT state FROM jobs WHERE id = $1) = 0",
                           "DELETE FROM jobs WHERE id = $1 AND state = 0 AND $1 <> ''"}) {
-    if (auto s = ExpectOk(db_->Query(sql, {job_id})); !s.ok()) return s;
+    RETURN_IF_ERROR(ExpectOk(db_->Query(sql, {job_id})));
   }
   return tx.Commit();
 }
 
 absl::StatusOr<JobRecord> PostgresStore::GetJob(const std::string& id) {
-  auto jobs = SelectJobs("WHERE id = $1", {id});
-  if (!jobs.ok()) return jobs.status();
-  if (jobs->empty()) return absl::NotFoundError(absl::StrCat("no job ", id));
-  return jobs->front();
+  ASSIGN_OR_RETURN(auto jobs, SelectJobs("WHERE id = $1", {id}));
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", id));
+  return jobs.front();
 }
 
 absl::StatusOr<std::vector<JobRecord>> PostgresStore::ListJobs(int limit, const std::optional<std::string>& owner) {
@@ -296,13 +291,12 @@ absl::StatusOr<std::vector<JobRecord>> PostgresStore::UnfinishedJobs() {
 }
 
 absl::StatusOr<Backlog> PostgresStore::OwnerBacklog(const std::string& owner) {
-  auto r = db_->Query(
+  ASSIGN_OR_RETURN(auto r, db_->Query(
       "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM items WHERE items.job_id = jobs.id "
       "AND items.state IN (1, 2))), 0) FROM jobs WHERE owner = $1 AND finished_ms = 0",
-      {owner});
-  if (!r.ok()) return r.status();
+      {owner}));
   Backlog out;
-  if (r->Next()) out = {r->Int(0), r->Int(1)};
+  if (r.Next()) out = {r.Int(0), r.Int(1)};
   return out;
 }
 
@@ -311,17 +305,16 @@ absl::StatusOr<std::vector<ItemRecord>> PostgresStore::Items(const std::string& 
 }
 
 absl::StatusOr<ItemCounts> PostgresStore::Counts(const std::string& job_id) {
-  auto r = db_->Query("SELECT total, queued, running, done, failed, cancelled FROM job_counts WHERE job_id = $1",
-                      {job_id});
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT total, queued, running, done, failed, cancelled FROM job_counts WHERE job_id = $1",
+                      {job_id}));
   ItemCounts c;
-  if (r->Next()) {
-    c.total = static_cast<int>(r->Int(0));
-    c.queued = static_cast<int>(r->Int(1));
-    c.running = static_cast<int>(r->Int(2));
-    c.done = static_cast<int>(r->Int(3));
-    c.failed = static_cast<int>(r->Int(4));
-    c.cancelled = static_cast<int>(r->Int(5));
+  if (r.Next()) {
+    c.total = static_cast<int>(r.Int(0));
+    c.queued = static_cast<int>(r.Int(1));
+    c.running = static_cast<int>(r.Int(2));
+    c.done = static_cast<int>(r.Int(3));
+    c.failed = static_cast<int>(r.Int(4));
+    c.cancelled = static_cast<int>(r.Int(5));
   }
   return c;
 }
@@ -343,13 +336,12 @@ absl::Status PostgresStore::Lease(const std::string& batch_id, const std::string
     jobs.push_back(key.job_id);
     indexes.push_back(key.index);
   }
-  auto r = db_->Query(kLeaseSql, {batch_id, worker_id, expires_ms, TextArray(jobs), IntArray(indexes),
-                                  static_cast<int64_t>(items.size()), now_ms});
-  if (!r.ok()) return r.status();
-  if (!r->Next()) return absl::InternalError("lease: no answer");
-  if (r->Text(0) != "t") {
+  ASSIGN_OR_RETURN(auto r, db_->Query(kLeaseSql, {batch_id, worker_id, expires_ms, TextArray(jobs), IntArray(indexes),
+                                  static_cast<int64_t>(items.size()), now_ms}));
+  if (!r.Next()) return absl::InternalError("lease: no answer");
+  if (r.Text(0) != "t") {
     // Not queued, or held by another transaction at this moment.
-    return absl::FailedPreconditionError(absl::StrCat("item ", r->Text(1), " is not queued"));
+    return absl::FailedPreconditionError(absl::StrCat("item ", r.Text(1), " is not queued"));
   }
   return absl::OkStatus();
 }
@@ -359,18 +351,16 @@ absl::Status PostgresStore::RenewLeases(const std::string& worker_id, int64_t ex
 }
 
 absl::StatusOr<std::vector<std::string>> PostgresStore::ExpiredBatches(int64_t now_ms) {
-  auto r = db_->Query("SELECT batch_id FROM leases WHERE expires_ms < $1", {now_ms});
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT batch_id FROM leases WHERE expires_ms < $1", {now_ms}));
   std::vector<std::string> out;
-  while (r->Next()) out.push_back(r->Text(0));
+  while (r.Next()) out.push_back(r.Text(0));
   return out;
 }
 
 absl::StatusOr<std::vector<std::string>> PostgresStore::BatchesOfWorker(const std::string& worker_id) {
-  auto r = db_->Query("SELECT batch_id FROM leases WHERE worker_id = $1", {worker_id});
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT batch_id FROM leases WHERE worker_id = $1", {worker_id}));
   std::vector<std::string> out;
-  while (r->Next()) out.push_back(r->Text(0));
+  while (r.Next()) out.push_back(r.Text(0));
   return out;
 }
 
@@ -381,9 +371,8 @@ absl::StatusOr<std::vector<ItemRecord>> PostgresStore::RunningItems(const std::s
 absl::StatusOr<bool> PostgresStore::CompleteItem(const std::string& batch_id, const ItemKey& item,
                                                  const std::string& image_path, const std::string& sprite_path,
                                                  int64_t now_ms) {
-  auto done = CompleteItems({{batch_id, item, image_path, sprite_path}}, now_ms);
-  if (!done.ok()) return done.status();
-  return done->front();
+  ASSIGN_OR_RETURN(auto done, CompleteItems({{batch_id, item, image_path, sprite_path}}, now_ms));
+  return done.front();
 }
 
 absl::StatusOr<std::vector<bool>> PostgresStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
@@ -397,11 +386,10 @@ absl::StatusOr<std::vector<bool>> PostgresStore::CompleteItems(const std::vector
     images.push_back(c.image_path);
     sprites.push_back(c.sprite_path);
   }
-  auto r = db_->Query(kCompleteSql, {now_ms, TextArray(jobs), IntArray(indexes), TextArray(batches), TextArray(images),
-                                     TextArray(sprites)});
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, db_->Query(kCompleteSql, {now_ms, TextArray(jobs), IntArray(indexes), TextArray(batches), TextArray(images),
+                                     TextArray(sprites)}));
   std::set<std::tuple<std::string, int, std::string>> updated;
-  while (r->Next()) updated.insert({r->Text(0), static_cast<int>(r->Int(1)), r->Text(2)});
+  while (r.Next()) updated.insert({r.Text(0), static_cast<int>(r.Int(1)), r.Text(2)});
   // A result listed twice counts once, as the first.
   std::vector<bool> accepted;
   accepted.reserve(done.size());
@@ -429,8 +417,8 @@ absl::StatusOr<std::vector<ItemRecord>> PostgresStore::ReleaseBatch(
       return s;
     }
   }
-  if (auto s = ExpectOk(db_->Query("DELETE FROM leases WHERE batch_id = $1", {batch_id})); !s.ok()) return s;
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(ExpectOk(db_->Query("DELETE FROM leases WHERE batch_id = $1", {batch_id})));
+  RETURN_IF_ERROR(tx.Commit());
   return items;
 }
 
@@ -446,7 +434,7 @@ absl::StatusOr<std::vector<ItemRecord>> PostgresStore::FailQueuedItems(const std
       !s.ok()) {
     return s;
   }
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx.Commit());
   for (ItemRecord& it : *items) {
     it.state = ItemState::kFailed;
     it.failure = reason;
@@ -458,33 +446,30 @@ absl::StatusOr<std::vector<ItemRecord>> PostgresStore::FailQueuedItems(const std
 absl::StatusOr<std::vector<std::string>> PostgresStore::CancelJob(const std::string& job_id, int64_t now_ms) {
   PgTransaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
-  auto job = GetJob(job_id);
-  if (!job.ok()) return job.status();
-  auto r = db_->Query("SELECT DISTINCT batch_id FROM items WHERE job_id = $1 AND state = 2", {job_id});
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto job, GetJob(job_id));
+  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT DISTINCT batch_id FROM items WHERE job_id = $1 AND state = 2", {job_id}));
   std::vector<std::string> batches;
-  while (r->Next()) batches.push_back(r->Text(0));
+  while (r.Next()) batches.push_back(r.Text(0));
   if (auto s = ExpectOk(db_->Query("UPDATE items SET state = 5, batch_id = '' WHERE job_id = $1 AND state IN (1, 2)",
                                    {job_id}));
       !s.ok()) {
     return s;
   }
-  if (job->finished_ms == 0) {
+  if (job.finished_ms == 0) {
     if (auto s = ExpectOk(db_->Query("UPDATE jobs SET state = 5, finished_ms = $1 WHERE id = $2", {now_ms, job_id}));
         !s.ok()) {
       return s;
     }
   }
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx.Commit());
   return batches;
 }
 
 absl::StatusOr<JobRecord> PostgresStore::FinishJobIfComplete(const std::string& job_id, int64_t now_ms) {
-  auto counts = Counts(job_id);
-  if (!counts.ok()) return counts.status();
-  if (counts->Finished()) {
+  ASSIGN_OR_RETURN(auto counts, Counts(job_id));
+  if (counts.Finished()) {
     if (auto s = ExpectOk(db_->Query("UPDATE jobs SET state = $1, finished_ms = $2 WHERE id = $3 AND finished_ms = 0",
-                                     {int64_t{static_cast<int>(FinishedJobState(*counts))}, now_ms, job_id}));
+                                     {int64_t{static_cast<int>(FinishedJobState(counts))}, now_ms, job_id}));
         !s.ok()) {
       return s;
     }
@@ -495,8 +480,7 @@ absl::StatusOr<JobRecord> PostgresStore::FinishJobIfComplete(const std::string& 
 absl::StatusOr<int> PostgresStore::Recover() {
   PgTransaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
-  auto requeued = db_->Query("UPDATE items SET state = 1, batch_id = '' WHERE state = 2");
-  if (!requeued.ok()) return requeued.status();
+  ASSIGN_OR_RETURN(auto requeued, db_->Query("UPDATE items SET state = 1, batch_id = '' WHERE state = 2"));
   // A submission cut short never answered its client, who submits again.
   if (auto s = db_->Exec("DELETE FROM leases;"
                          "DELETE FROM items WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
@@ -505,8 +489,8 @@ absl::StatusOr<int> PostgresStore::Recover() {
       !s.ok()) {
     return s;
   }
-  if (auto s = tx.Commit(); !s.ok()) return s;
-  return static_cast<int>(requeued->Affected());
+  RETURN_IF_ERROR(tx.Commit());
+  return static_cast<int>(requeued.Affected());
 }
 
 absl::Status PostgresStore::UpsertWorker(const WorkerRecord& w) {
@@ -521,44 +505,40 @@ absl::Status PostgresStore::AddWorkerImages(const std::string& worker_id, int64_
 }
 
 absl::StatusOr<std::vector<WorkerRecord>> PostgresStore::ListWorkers() {
-  auto r = db_->Query("SELECT id, info, last_seen_ms, images_done FROM workers ORDER BY id");
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT id, info, last_seen_ms, images_done FROM workers ORDER BY id"));
   std::vector<WorkerRecord> out;
-  while (r->Next()) out.push_back({r->Text(0), r->Text(1), r->Int(2), r->Int(3)});
+  while (r.Next()) out.push_back({r.Text(0), r.Text(1), r.Int(2), r.Int(3)});
   return out;
 }
 
 absl::StatusOr<std::map<std::string, int64_t>> PostgresStore::Totals() {
-  auto r = db_->Query(
+  ASSIGN_OR_RETURN(auto r, db_->Query(
       "SELECT COALESCE(SUM(queued), 0), COALESCE(SUM(running), 0), COALESCE(SUM(done), 0), "
-      "COALESCE(SUM(failed), 0), COALESCE(SUM(cancelled), 0) FROM job_counts");
-  if (!r.ok()) return r.status();
+      "COALESCE(SUM(failed), 0), COALESCE(SUM(cancelled), 0) FROM job_counts"));
   std::map<std::string, int64_t> out{{"done", 0}, {"failed", 0}, {"queued", 0}, {"running", 0}, {"cancelled", 0}};
-  if (r->Next()) {
-    out["queued"] = r->Int(0);
-    out["running"] = r->Int(1);
-    out["done"] = r->Int(2);
-    out["failed"] = r->Int(3);
-    out["cancelled"] = r->Int(4);
+  if (r.Next()) {
+    out["queued"] = r.Int(0);
+    out["running"] = r.Int(1);
+    out["done"] = r.Int(2);
+    out["failed"] = r.Int(3);
+    out["cancelled"] = r.Int(4);
   }
   return out;
 }
 
 absl::StatusOr<LeaderLease> PostgresStore::ReadLeader() {
-  auto r = db_->Query(absl::StrCat("SELECT holder, address, expires_ms, ", kNowMs, " FROM leader WHERE id = 1"));
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto r, db_->Query(absl::StrCat("SELECT holder, address, expires_ms, ", kNowMs, " FROM leader WHERE id = 1")));
   LeaderLease out;
-  if (r->Next()) out = {r->Text(0), r->Text(1), r->Int(2), r->Int(3)};
+  if (r.Next()) out = {r.Text(0), r.Text(1), r.Int(2), r.Int(3)};
   return out;
 }
 
 absl::StatusOr<bool> PostgresStore::ClaimLeader(const LeaderLease& seen, const std::string& holder,
                                                 const std::string& address, int64_t lease_ms) {
-  auto r = db_->Query(absl::StrCat("UPDATE leader SET holder = $1, address = $2, expires_ms = ", kNowMs,
+  ASSIGN_OR_RETURN(auto r, db_->Query(absl::StrCat("UPDATE leader SET holder = $1, address = $2, expires_ms = ", kNowMs,
                                    " + $3 WHERE id = 1 AND holder = $4 AND expires_ms = $5"),
-                      {holder, address, lease_ms, seen.holder, seen.expires_ms});
-  if (!r.ok()) return r.status();
-  return r->Affected() == 1;
+                      {holder, address, lease_ms, seen.holder, seen.expires_ms}));
+  return r.Affected() == 1;
 }
 
 }  // namespace spriteforge::coordinator

@@ -1,6 +1,7 @@
 #include "coordinator/store/sqlite_store.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "coordinator/store/legacy_rows.h"
 #include "coordinator/store/rows.h"
 #include "coordinator/store/rules.h"
@@ -103,33 +104,32 @@ PRAGMA user_version = 1;
 )sql";
 
 absl::StatusOr<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path) {
-  auto db = Database::Open(path);
-  if (!db.ok()) return db.status();
-  if (auto s = (*db)->Exec(Schema()); !s.ok()) {
+  ASSIGN_OR_RETURN(auto db, Database::Open(path));
+  if (auto s = db->Exec(Schema()); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, " is not a spriteforge store: ", s.message()));
   }
   // Databases made by earlier versions (PostgreSQL stores have none): columns added since,
   // and the per-field parameter columns converted to the messages (legacy_rows.h).
-  if (auto s = AddMissingColumn(**db, "jobs", "owner", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
+  if (auto s = AddMissingColumn(*db, "jobs", "owner", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the owner column: ", s.message()));
   }
-  if (auto s = AddMissingColumn(**db, "jobs", "preview_every", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
+  if (auto s = AddMissingColumn(*db, "jobs", "preview_every", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the preview_every column: ", s.message()));
   }
-  if (auto s = UpgradeLegacyRows(**db); !s.ok()) {
+  if (auto s = UpgradeLegacyRows(*db); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot convert its rows: ", s.message()));
   }
   int64_t version = 0;
   {
-    Statement q((*db)->raw(), "PRAGMA user_version");
+    Statement q(db->raw(), "PRAGMA user_version");
     if (q.Step()) version = q.Int(0);
   }
   if (version < 1) {
-    if (auto s = (*db)->Exec(absl::StrCat("BEGIN IMMEDIATE;", kCountExistingJobs, "COMMIT;")); !s.ok()) {
+    if (auto s = db->Exec(absl::StrCat("BEGIN IMMEDIATE;", kCountExistingJobs, "COMMIT;")); !s.ok()) {
       return absl::DataLossError(absl::StrCat("database ", path, ": cannot count items per job: ", s.message()));
     }
   }
-  return std::unique_ptr<Store>(new SqliteStore(std::move(*db)));
+  return std::unique_ptr<Store>(new SqliteStore(std::move(db)));
 }
 
 absl::StatusOr<JobRecord> SqliteStore::InsertJob(JobRecord job, bool* deduplicated) {
@@ -151,11 +151,11 @@ absl::StatusOr<JobRecord> SqliteStore::InsertJob(JobRecord job, bool* deduplicat
   Statement ins(*db_, insert.c_str());
   int i = 1;
   for (const SqlValue& v : JobInsertValues(job)) ins.Bind(i++, v);
-  if (auto s = ins.Run(); !s.ok()) return s;
+  RETURN_IF_ERROR(ins.Run());
   job.seq = sqlite3_last_insert_rowid(db_->raw());
   Statement counts(*db_, "INSERT INTO job_counts(job_id) VALUES(?)");
   counts.Bind(1, job.id);
-  if (auto s = counts.Run(); !s.ok()) return s;
+  RETURN_IF_ERROR(counts.Run());
   return job;
 }
 
@@ -170,7 +170,7 @@ absl::Status SqliteStore::InsertItems(const std::string& job_id, const std::vect
     row.Bind(1, job_id).Bind(2, it.index).Bind(3, static_cast<int>(ItemState::kQueued));
     int i = 4;
     for (const SqlValue& v : ItemParamValues(it)) row.Bind(i++, v);
-    if (auto s = row.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(row.Run());
   }
   Statement counts(*db_, "UPDATE job_counts SET total = total + ?, queued = queued + ? WHERE job_id = ?");
   counts.Bind(1, static_cast<int64_t>(items.size())).Bind(2, static_cast<int64_t>(items.size())).Bind(3, job_id);
@@ -184,8 +184,8 @@ absl::StatusOr<JobRecord> SqliteStore::CreateJob(JobRecord job, const std::vecto
   job.state = JobState::kQueued;
   auto stored = InsertJob(job, deduplicated);
   if (!stored.ok() || *deduplicated) return stored;
-  if (auto s = InsertItems(stored->id, items); !s.ok()) return s;
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(InsertItems(stored->id, items));
+  RETURN_IF_ERROR(tx.Commit());
   return stored;
 }
 
@@ -195,14 +195,14 @@ absl::StatusOr<JobRecord> SqliteStore::BeginJob(JobRecord job, bool* deduplicate
   job.state = JobState::kLoading;
   auto stored = InsertJob(job, deduplicated);
   if (!stored.ok() || *deduplicated) return stored;
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx.Commit());
   return stored;
 }
 
 absl::Status SqliteStore::AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
   Transaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
-  if (auto s = InsertItems(job_id, items); !s.ok()) return s;
+  RETURN_IF_ERROR(InsertItems(job_id, items));
   return tx.Commit();
 }
 
@@ -220,7 +220,7 @@ absl::Status SqliteStore::DropLoadingJob(const std::string& job_id) {
                           "DELETE FROM jobs WHERE id = ? AND state = 0 AND ? <> ''"}) {
     Statement q(*db_, sql);
     q.Bind(1, job_id).Bind(2, job_id);
-    if (auto s = q.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(q.Run());
   }
   return tx.Commit();
 }
@@ -314,21 +314,21 @@ absl::Status SqliteStore::Lease(const std::string& batch_id, const std::string& 
   if (!tx.status().ok()) return tx.status();
   Statement lease(*db_, "INSERT INTO leases(batch_id, worker_id, expires_ms) VALUES(?,?,?)");
   lease.Bind(1, batch_id).Bind(2, worker_id).Bind(3, expires_ms);
-  if (auto s = lease.Run(); !s.ok()) return s;
+  RETURN_IF_ERROR(lease.Run());
   for (size_t i = 0; i < items.size(); ++i) {
     const ItemKey& key = items[i];
     Statement up(*db_,
                  "UPDATE items SET state = 2, batch_id = ?, worker_id = ?, attempts = attempts + 1 "
                  "WHERE job_id = ? AND idx = ? AND state = 1");
     up.Bind(1, batch_id).Bind(2, worker_id).Bind(3, key.job_id).Bind(4, key.index);
-    if (auto s = up.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(up.Run());
     if (db_->Changes() != 1) {
       return absl::FailedPreconditionError(absl::StrCat("item ", key.job_id, "/", key.index, " is not queued"));
     }
     if (i > 0 && items[i - 1].job_id == key.job_id) continue;  // the job is started already
     Statement job(*db_, "UPDATE jobs SET state = 2, started_ms = ? WHERE id = ? AND state = 1");
     job.Bind(1, now_ms).Bind(2, key.job_id);
-    if (auto s = job.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(job.Run());
   }
   return tx.Commit();
 }
@@ -371,9 +371,9 @@ absl::StatusOr<bool> SqliteStore::CompleteItem(const std::string& batch_id, cons
               "WHERE job_id = ? AND idx = ? AND state = 2 AND batch_id = ?");
   q.Bind(1, image_path).Bind(2, sprite_path).Bind(3, now_ms).Bind(4, item.job_id).Bind(5, item.index)
       .Bind(6, batch_id);
-  if (auto s = q.Run(); !s.ok()) return s;
+  RETURN_IF_ERROR(q.Run());
   const bool accepted = db_->Changes() == 1;
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx.Commit());
   return accepted;
 }
 
@@ -388,10 +388,10 @@ absl::StatusOr<std::vector<bool>> SqliteStore::CompleteItems(const std::vector<C
                 "WHERE job_id = ? AND idx = ? AND state = 2 AND batch_id = ?");
     q.Bind(1, c.image_path).Bind(2, c.sprite_path).Bind(3, now_ms).Bind(4, c.item.job_id).Bind(5, c.item.index)
         .Bind(6, c.batch_id);
-    if (auto s = q.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(q.Run());
     accepted.push_back(db_->Changes() == 1);
   }
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx.Commit());
   return accepted;
 }
 
@@ -412,12 +412,12 @@ absl::StatusOr<std::vector<ItemRecord>> SqliteStore::ReleaseBatch(
                  "WHERE job_id = ? AND idx = ?");
     up.Bind(1, static_cast<int>(it.state)).Bind(2, fail_reason).Bind(3, it.failure_message).Bind(4, it.job_id)
         .Bind(5, it.index);
-    if (auto s = up.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(up.Run());
   }
   Statement del(*db_, "DELETE FROM leases WHERE batch_id = ?");
   del.Bind(1, batch_id);
-  if (auto s = del.Run(); !s.ok()) return s;
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(del.Run());
+  RETURN_IF_ERROR(tx.Commit());
   return items;
 }
 
@@ -429,8 +429,8 @@ absl::StatusOr<std::vector<ItemRecord>> SqliteStore::FailQueuedItems(const std::
   if (!items.ok()) return items.status();
   Statement up(db_->raw(), "UPDATE items SET state = 4, failure = ?, failure_message = ? WHERE job_id = ? AND state = 1");
   up.Bind(1, reason).Bind(2, message).Bind(3, job_id);
-  if (auto s = up.Run(); !s.ok()) return s;
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(up.Run());
+  RETURN_IF_ERROR(tx.Commit());
   for (ItemRecord& it : *items) {
     it.state = ItemState::kFailed;
     it.failure = reason;
@@ -442,8 +442,7 @@ absl::StatusOr<std::vector<ItemRecord>> SqliteStore::FailQueuedItems(const std::
 absl::StatusOr<std::vector<std::string>> SqliteStore::CancelJob(const std::string& job_id, int64_t now_ms) {
   Transaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
-  auto job = GetJob(job_id);
-  if (!job.ok()) return job.status();
+  ASSIGN_OR_RETURN(auto job, GetJob(job_id));
   std::vector<std::string> batches;
   Statement q(*db_, "SELECT DISTINCT batch_id FROM items WHERE job_id = ? AND state = 2");
   q.Bind(1, job_id);
@@ -451,24 +450,23 @@ absl::StatusOr<std::vector<std::string>> SqliteStore::CancelJob(const std::strin
   if (!q.status().ok()) return q.status();
   Statement items(*db_, "UPDATE items SET state = 5, batch_id = '' WHERE job_id = ? AND state IN (1, 2)");
   items.Bind(1, job_id);
-  if (auto s = items.Run(); !s.ok()) return s;
-  if (job->finished_ms == 0) {
+  RETURN_IF_ERROR(items.Run());
+  if (job.finished_ms == 0) {
     Statement j(*db_, "UPDATE jobs SET state = 5, finished_ms = ? WHERE id = ?");
     j.Bind(1, now_ms).Bind(2, job_id);
-    if (auto s = j.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(j.Run());
   }
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx.Commit());
   return batches;
 }
 
 absl::StatusOr<JobRecord> SqliteStore::FinishJobIfComplete(const std::string& job_id, int64_t now_ms) {
-  auto counts = Counts(job_id);
-  if (!counts.ok()) return counts.status();
-  if (counts->Finished()) {
-    const JobState state = FinishedJobState(*counts);
+  ASSIGN_OR_RETURN(auto counts, Counts(job_id));
+  if (counts.Finished()) {
+    const JobState state = FinishedJobState(counts);
     Statement q(*db_, "UPDATE jobs SET state = ?, finished_ms = ? WHERE id = ? AND finished_ms = 0");
     q.Bind(1, static_cast<int>(state)).Bind(2, now_ms).Bind(3, job_id);
-    if (auto s = q.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(q.Run());
   }
   return GetJob(job_id);
 }
@@ -476,9 +474,9 @@ absl::StatusOr<JobRecord> SqliteStore::FinishJobIfComplete(const std::string& jo
 absl::StatusOr<int> SqliteStore::Recover() {
   Transaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
-  if (auto s = db_->Exec("UPDATE items SET state = 1, batch_id = '' WHERE state = 2"); !s.ok()) return s;
+  RETURN_IF_ERROR(db_->Exec("UPDATE items SET state = 1, batch_id = '' WHERE state = 2"));
   const int n = static_cast<int>(db_->Changes());
-  if (auto s = db_->Exec("DELETE FROM leases"); !s.ok()) return s;
+  RETURN_IF_ERROR(db_->Exec("DELETE FROM leases"));
   // A submission cut short never answered its client, who submits again.
   if (auto s = db_->Exec("DELETE FROM items WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
                          "DELETE FROM job_counts WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
@@ -486,7 +484,7 @@ absl::StatusOr<int> SqliteStore::Recover() {
       !s.ok()) {
     return s;
   }
-  if (auto s = tx.Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx.Commit());
   return n;
 }
 
@@ -544,7 +542,7 @@ absl::StatusOr<bool> SqliteStore::ClaimLeader(const LeaderLease& seen, const std
               "expires_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ? "
               "WHERE id = 1 AND holder = ? AND expires_ms = ?");
   q.Bind(1, holder).Bind(2, address).Bind(3, lease_ms).Bind(4, seen.holder).Bind(5, seen.expires_ms);
-  if (auto s = q.Run(); !s.ok()) return s;
+  RETURN_IF_ERROR(q.Run());
   return db_->Changes() == 1;
 }
 
