@@ -92,7 +92,9 @@ TEST(MetricsTest, BuildInfoAndProcessMetrics) {
 TEST(ProcessMetricsTest, ReadsThisProcessFromProc) {
   auto before = ReadProcessStats();
   ASSERT_TRUE(before.ok()) << before.status();
+#ifndef SPRITEFORGE_TEST_EMULATED  // qemu-user makes up /proc/self/stat with an RSS of 0
   EXPECT_GT(before->resident_bytes, 1u << 20);
+#endif
   EXPECT_GE(before->virtual_bytes, before->resident_bytes);
   EXPECT_GE(before->cpu_seconds, 0);
   const double now = static_cast<double>(time(nullptr));
