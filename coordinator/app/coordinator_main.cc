@@ -14,8 +14,8 @@
 // client and kept in --blob-dir by content hash (default: "blobs" beside the database).
 //
 // Without --tls-cert and --auth the gRPC ports serve this machine only (loopback), unless
-// --insecure-listen says to serve others anyway. SIGHUP reloads the TLS files. `backup`
-// copies the database consistently while a coordinator runs on it (docs/security.md,
+// --insecure-listen says to serve others anyway. SIGHUP reloads the TLS files and the
+// --auth token file. `backup` copies the database consistently while a coordinator runs on it (docs/security.md,
 // docs/operations.md).
 //
 // Every flag can come from SPRITEFORGE_<FLAG> instead (SPRITEFORGE_LISTEN, ...). Port 0
@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "PEM certificate chain: TLS on the gRPC and HTTP ports (SIGHUP reloads)");
   app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
   app.add_option("--tls-client-ca", tls_client_ca, "PEM CA whose client certificates workers must present");
-  app.add_option("--auth", auth_file, "YAML token table: names, tokens, roles, quotas (docs/security.md)");
+  app.add_option("--auth", auth_file, "YAML token table: names, tokens, roles, quotas (docs/security.md; SIGHUP reloads)");
   app.add_option("--submits-per-minute", submits_per_minute,
                  "SubmitJob calls per minute per client unless its token sets its own (0: no limit)")
       ->check(CLI::NonNegativeNumber);
@@ -242,9 +242,18 @@ int main(int argc, char** argv) {
   while (!g_stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     (*core)->Tick();
-    if (g_reload.exchange(false) && tls) {
-      if (auto s = tls->Reload(); s.ok()) spdlog::info("SIGHUP: TLS certificate and key reloaded");
-      else spdlog::error("SIGHUP: keeping the current TLS files: {}", std::string(s.message()));
+    if (g_reload.exchange(false)) {
+      if (tls) {
+        if (auto s = tls->Reload(); s.ok()) spdlog::info("SIGHUP: TLS certificate and key reloaded");
+        else spdlog::error("SIGHUP: keeping the current TLS files: {}", std::string(s.message()));
+      }
+      if (tokens) {
+        if (auto s = tokens->Reload(auth_file); s.ok()) {
+          spdlog::info("SIGHUP: {} tokens reloaded from {}", tokens->size(), auth_file);
+        } else {
+          spdlog::error("SIGHUP: keeping the current tokens: {}", std::string(s.message()));
+        }
+      }
     }
   }
   spdlog::info("shutting down");

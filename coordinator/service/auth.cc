@@ -112,7 +112,7 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml, const std:
   if (!tokens || !tokens.IsSequence() || tokens.size() == 0) {
     return Invalid(file, "'tokens' must be a non-empty list of {name, token or token_sha256, role}");
   }
-  TokenTable table;
+  auto by_hash = std::make_shared<ByHash>();
   std::map<std::string, Role> roles;  // a name keeps one role across its tokens
   for (size_t i = 0; i < tokens.size(); ++i) {
     const YAML::Node t = tokens[i];
@@ -150,8 +150,10 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml, const std:
       hash = t["token_sha256"].IsScalar() ? absl::AsciiStrToLower(t["token_sha256"].as<std::string>()) : "";
       if (!IsSha256Hex(hash)) return Invalid(where + ".token_sha256", "must be 64 hex digits");
     }
-    if (!table.by_hash_.emplace(hash, p).second) return Invalid(where, "the same token appears twice");
+    if (!by_hash->emplace(hash, p).second) return Invalid(where, "the same token appears twice");
   }
+  TokenTable table;
+  table.by_hash_ = std::move(by_hash);
   return table;
 }
 
@@ -160,6 +162,21 @@ absl::StatusOr<TokenTable> TokenTable::Load(const std::string& path) {
   if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("--auth: ", text.status().message()));
   return Parse(*text, path);
 }
+
+absl::Status TokenTable::Reload(const std::string& path) {
+  auto fresh = Load(path);
+  if (!fresh.ok()) return fresh.status();
+  std::lock_guard<std::mutex> lock(*mu_);
+  by_hash_ = std::move(fresh->by_hash_);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const TokenTable::ByHash> TokenTable::Current() const {
+  std::lock_guard<std::mutex> lock(*mu_);
+  return by_hash_;
+}
+
+size_t TokenTable::size() const { return Current()->size(); }
 
 absl::StatusOr<Principal> TokenTable::Authenticate(const std::string& authorization) const {
   if (authorization.empty()) {
@@ -170,8 +187,9 @@ absl::StatusOr<Principal> TokenTable::Authenticate(const std::string& authorizat
     return absl::UnauthenticatedError("authorization must be 'Bearer TOKEN'");
   }
   // The table holds hashes, so the lookup compares digests, never the secret itself.
-  auto it = by_hash_.find(Sha256Hex(authorization.substr(sizeof kBearer - 1)));
-  if (it == by_hash_.end()) return absl::UnauthenticatedError("unknown token");
+  const std::shared_ptr<const ByHash> by_hash = Current();
+  auto it = by_hash->find(Sha256Hex(authorization.substr(sizeof kBearer - 1)));
+  if (it == by_hash->end()) return absl::UnauthenticatedError("unknown token");
   return it->second;
 }
 

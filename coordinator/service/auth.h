@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -50,11 +51,21 @@ class TokenTable {
   static absl::StatusOr<TokenTable> Load(const std::string& path);
 
   // `authorization`: the call's "authorization" value ("Bearer TOKEN"), empty if absent.
+  // Safe to call while another thread reloads.
   absl::StatusOr<Principal> Authenticate(const std::string& authorization) const;
-  size_t size() const { return by_hash_.size(); }
+  size_t size() const;
+
+  // Replaces the tokens with those of `path` (SIGHUP). A file that does not load changes
+  // nothing and its error is returned; calls in flight finish with the table they began with.
+  absl::Status Reload(const std::string& path);
 
  private:
-  std::map<std::string, Principal> by_hash_;  // sha256 hex of the token -> who
+  using ByHash = std::map<std::string, Principal>;  // sha256 hex of the token -> who
+  std::shared_ptr<const ByHash> Current() const;
+
+  // Swapped whole under mu_ by Reload, so a lookup never sees half a table.
+  mutable std::shared_ptr<std::mutex> mu_ = std::make_shared<std::mutex>();
+  std::shared_ptr<const ByHash> by_hash_ = std::make_shared<ByHash>();
 };
 
 enum class Action {

@@ -84,7 +84,10 @@ const ItemRecord* BatchLedger::PreviewedItem(const BatchState& batch, const v1::
   for (const ItemRecord& r : batch.records) {
     if (r.job_id == image.job_id() && r.index == image.index()) item = &r;
   }
-  if (!item || image.width() * 8 != item->sampling.width() || image.height() * 8 != item->sampling.height()) return nullptr;
+  if (!item || image.width() * 8 != static_cast<int>(item->sampling.width()) ||
+      image.height() * 8 != static_cast<int>(item->sampling.height())) {
+    return nullptr;
+  }
   return item;
 }
 

@@ -1,7 +1,8 @@
 // The service under random faults until every job is done: several jobs at mixed
 // priorities, workers killed with SIGKILL and restarted, the coordinator killed with
 // SIGKILL and restarted on the same port, a worker stopped (SIGSTOP) for longer than its
-// lease and resumed, and a client `watch` that rides through the restarts. At the end every
+// lease and resumed, a result folder that fills up (a small tmpfs, tests/soak/small_disk.h)
+// and then frees space, and a client `watch` that rides through the restarts. At the end every
 // image exists exactly once on disk and in the database, nothing is left running, and the
 // database passes PRAGMA integrity_check.
 //
@@ -25,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/soak/small_disk.h"
 #include "tests/system/cluster.h"
 
 namespace spriteforge::testing {
@@ -69,6 +71,28 @@ struct Faults {
   int worker_kills = 0, coordinator_restarts = 0, stalls = 0;
 };
 
+// Lines of every coordinator log in `dir` (one per start) that contain `text`.
+int CountInCoordinatorLogs(const std::string& dir, const std::string& text) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind("coordinator.", 0) != 0) continue;
+    const std::string log = Slurp(e.path().string());
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+  }
+  return n;
+}
+
+// The full-disk phase: filled once a fifth of the images are done, freed once results
+// have failed to be written for a while. The coordinator must answer throughout.
+struct DiskFull {
+  enum { kBefore, kFull, kFreed, kSkipped } phase = kBefore;
+  Clock::time_point full_at, freed_at;
+  int done_when_full = 0, done_when_freed = 0;
+  uint64_t filler_bytes = 0;
+  int calls_answered = 0, calls_refused = 0;  // status and /healthz while full
+  double seconds_full = 0, seconds_to_first_image_after = -1;
+};
+
 TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
   if (GoldenModel().empty()) {
     if (std::getenv("SPRITEFORGE_REQUIRE_GOLDEN")) FAIL() << "golden folder missing";
@@ -79,6 +103,17 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
   std::mt19937 rng(seed);
   std::printf("soak: %d images, seed %u (SPRITEFORGE_SOAK_SEED replays the faults' order)\n", total, seed);
   const std::string dir = TempDir("soak");
+  // The result folder on a 64 MB tmpfs (the images take a few MB), before any thread starts.
+  std::filesystem::create_directories(dir + "/out");
+  SmallDisk disk;
+  DiskFull full;
+  if (disk.Mount(dir + "/out", 64ull << 20)) {
+    std::printf("soak: result folder on a 64 MB %s; it fills up and frees space mid-run\n", disk.how().c_str());
+  } else {
+    full.phase = DiskFull::kSkipped;
+    std::printf("soak: FALLBACK, no full-disk phase: a small tmpfs cannot be mounted here (%s)\n", disk.why().c_str());
+    if (std::getenv("SPRITEFORGE_SOAK_REQUIRE_FULL_DISK")) FAIL() << "full-disk phase required: " << disk.why();
+  }
   Cluster cluster(dir);
   const int port = FreePort();
   cluster.StartCoordinator(port);
@@ -109,11 +144,16 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
   const auto start = Clock::now();
   Faults faults;
   std::vector<double> rss;  // coordinator MB, one sample per fault round
+  int done_images = 0;
   auto all_done = [&] {
+    bool all = true;
+    done_images = 0;
     for (const auto& [id, n] : jobs) {
-      if (cluster.Job(id).job().state() != v1::JOB_DONE) return false;
+      const v1::Job job = cluster.Job(id).job();
+      done_images += job.counts().done();
+      all = all && job.state() == v1::JOB_DONE;
     }
-    return true;
+    return all;
   };
   std::string stalled;
   Clock::time_point stalled_at;
@@ -125,6 +165,34 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
     if (!stalled.empty() && Seconds(stalled_at) > 8) {  // the lease is 5 s
       cluster.worker(stalled)->Kill(SIGCONT);
       stalled.clear();
+    }
+    // The result folder fills up, the coordinator keeps answering, then space comes back.
+    if (full.phase == DiskFull::kBefore && done_images >= total / 5) {
+      full.filler_bytes = disk.Fill();
+      full.full_at = Clock::now();
+      full.done_when_full = done_images;
+      full.phase = DiskFull::kFull;
+      std::printf("soak: result folder full after %d images (%llu bytes of filler, %llu free)\n", done_images,
+                  static_cast<unsigned long long>(full.filler_bytes),
+                  static_cast<unsigned long long>(disk.FreeBytes()));
+    } else if (full.phase == DiskFull::kFull) {
+      const bool status_ok = cluster.Client({"status", watched}).exit_code == 0;
+      const bool healthy = cluster.HttpGet("/healthz") == "ok\n";
+      (status_ok && healthy ? full.calls_answered : full.calls_refused)++;
+      // Freed once writes have failed for 12 s (at 60 s anyway; the end checks that they failed).
+      if ((Seconds(full.full_at) > 12 && CountInCoordinatorLogs(dir, "results cannot be written") > 0) ||
+          Seconds(full.full_at) > 60) {
+        disk.Free();
+        full.phase = DiskFull::kFreed;
+        full.freed_at = Clock::now();
+        full.seconds_full = Seconds(full.full_at);
+        full.done_when_freed = done_images;
+        std::printf("soak: space freed after %.1f s full; %d images stored meanwhile\n", full.seconds_full,
+                    full.done_when_freed - full.done_when_full);
+      }
+    } else if (full.phase == DiskFull::kFreed && full.seconds_to_first_image_after < 0 &&
+               done_images > full.done_when_freed) {
+      full.seconds_to_first_image_after = Seconds(full.freed_at);
     }
     // The stall first: its lease must run out before the jobs are done.
     switch (round++ % 3) {
@@ -156,6 +224,7 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
     }
   }
   if (!stalled.empty()) cluster.worker(stalled)->Kill(SIGCONT);
+  if (full.phase == DiskFull::kFull) disk.Free();
   const double elapsed = Seconds(start);
 
   // The watch followed its job through every restart to the end.
@@ -201,15 +270,28 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
   sqlite3_close(db);
 
   // Each stall outlived its lease: the coordinator dropped the frozen worker.
-  int stalls_detected = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (e.path().filename().string().rfind("coordinator.", 0) != 0) continue;
-    const std::string log = Slurp(e.path().string());
-    for (const char* why : {" lost: no progress", " lost: silent"}) {
-      for (size_t at = log.find(why); at != std::string::npos; at = log.find(why, at + 1)) ++stalls_detected;
-    }
-  }
+  const int stalls_detected =
+      CountInCoordinatorLogs(dir, " lost: no progress") + CountInCoordinatorLogs(dir, " lost: silent");
   EXPECT_GE(stalls_detected, std::min(faults.stalls, 1)) << "no stalled worker was dropped after its lease";
+
+  // The full disk: results failed to be written (and went back to the queue: every image
+  // is done above), the coordinator answered every call meanwhile, and work resumed.
+  nlohmann::json disk_report = {{"phase", "skipped"}, {"why", disk.why()}};
+  if (full.phase != DiskFull::kSkipped) {
+    const int write_failures = CountInCoordinatorLogs(dir, "results cannot be written");
+    EXPECT_NE(full.phase, DiskFull::kBefore) << "the jobs finished before the result folder was filled";
+    EXPECT_GT(write_failures, 0) << "no result failed to be written while the folder was full";
+    EXPECT_GT(full.calls_answered, 0);
+    EXPECT_EQ(full.calls_refused, 0) << "the coordinator stopped answering while the disk was full";
+    EXPECT_GE(full.seconds_to_first_image_after, 0) << "no image was stored after space came back";
+    disk_report = {{"how", disk.how()},
+                   {"full_after_images", full.done_when_full},
+                   {"seconds_full", full.seconds_full},
+                   {"images_stored_while_full", full.done_when_freed - full.done_when_full},
+                   {"result_write_failures_logged", write_failures},
+                   {"calls_answered_while_full", full.calls_answered},
+                   {"seconds_to_first_image_after_freeing", full.seconds_to_first_image_after}};
+  }
 
   const double half_max = rss.size() > 4 ? *std::max_element(rss.begin() + rss.size() / 2, rss.end()) : 0;
   const double half_min = rss.size() > 4 ? *std::min_element(rss.begin() + rss.size() / 2, rss.end()) : 0;
@@ -223,6 +305,7 @@ TEST(SoakTest, EveryImageExactlyOnceThroughKillsRestartsAndStalls) {
                            {"stalled_workers_dropped_by_lease", stalls_detected},
                            {"items_run_more_than_once", std::stoi(retried)},
                            {"temporary_files_left", leftovers},
+                           {"disk_full", disk_report},
                            {"coordinator_rss_mb_second_half", {{"min", half_min}, {"max", half_max}}}};
   std::printf("soak: %s\n", report.dump().c_str());
   if (const char* out = std::getenv("SPRITEFORGE_SOAK_REPORT")) std::ofstream(out) << report.dump(2) << "\n";

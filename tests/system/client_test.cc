@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -125,6 +126,38 @@ TEST(ClientTest, AJobForAModelNoWorkerServesFailsAfterTheConfiguredWait) {
   // The log names states, not their numbers.
   const std::string log = Slurp(cluster.coordinator_log());
   EXPECT_TRUE(Contains(log, "job " + job_id + " finished: failed")) << log;
+}
+
+// SIGHUP reloads --auth: a rotated token works at once and the old one is refused; a
+// broken file keeps the tokens in force and says why in one log line.
+TEST(ClientTest, SighupReloadsTheTokenFileAndABrokenFileKeepsTheOldTokens) {
+  Cluster cluster(TempDir("auth_reload"));
+  const std::string auth = cluster.dir() + "/auth.yaml";
+  const std::string old_token = "ops-old-token-0123456789", new_token = "ops-new-token-0123456789";
+  std::ofstream(auth) << "tokens: [{name: ops, token: " << old_token << ", role: admin}]\n";
+  cluster.SetClientSecurity({"", "", "", old_token});
+  ASSERT_NO_FATAL_FAILURE(cluster.StartCoordinator(0, {"--auth", auth}));
+  const std::string log = cluster.coordinator_log();
+  const std::string job_id = SubmitOk(cluster, {"submit", UnservedManifest(cluster)});
+  auto status_with = [&](const std::string& token) {
+    return RunCommand({SPRITEFORGE_CLIENT_BIN, "--coordinator", cluster.address(), "--token", token, "status", job_id});
+  };
+
+  std::ofstream(auth) << "tokens:\n  - {name: ops, token: " << new_token << ", role: admin}\n"
+                      << "  - {name: dash, token: dash-token-0123456789, role: viewer}\n";
+  kill(cluster.coordinator_pid(), SIGHUP);
+  ASSERT_TRUE(WaitForText(log, "SIGHUP: 2 tokens reloaded from " + auth, 5)) << Slurp(log);
+  EXPECT_EQ(status_with(new_token).exit_code, 0);
+  EXPECT_EQ(status_with("dash-token-0123456789").exit_code, 0);
+  EXPECT_EQ(Trim(status_with(old_token).err), "spriteforge status: unknown token");
+
+  std::ofstream(auth) << "tokens: [{name: ops, token: short, role: admin}]\n";
+  kill(cluster.coordinator_pid(), SIGHUP);
+  ASSERT_TRUE(WaitForText(log, "SIGHUP: keeping the current tokens: " + auth +
+                                   ": tokens[0].token: must be at least 16 characters", 5))
+      << Slurp(log);
+  EXPECT_EQ(status_with(new_token).exit_code, 0);  // the job and the tokens are as they were
+  EXPECT_TRUE(Contains(status_with(new_token).out, "queued"));
 }
 
 TEST(ClientTest, ASecondCoordinatorOnTheSameAddressRefusesToStart) {

@@ -20,7 +20,8 @@ using testing::FakeChannel;
 
 class RecordingEngine : public engine::Engine {
  public:
-  absl::StatusOr<engine::BatchResult> Generate(const engine::BatchRequest& request, const engine::ProgressFn&) override {
+  absl::StatusOr<engine::BatchResult> Generate(const engine::BatchRequest& request, const engine::ProgressFn&,
+                                               const engine::PreviewFn&) override {
     if (auto s = engine::ValidateRequest(request); !s.ok()) return s;
     requests.push_back(request);
     engine::BatchResult out;

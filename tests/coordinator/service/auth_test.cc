@@ -3,6 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
 namespace spriteforge::coordinator {
 namespace {
 
@@ -115,6 +121,58 @@ TEST(AuthorizeTest, SubmittersOwnTheirJobsViewersReadAdminsDoAllWorkersOnlyConne
   EXPECT_TRUE(Authorize(worker, Action::kWorkerStream).ok());
   EXPECT_TRUE(SeesAllJobs(viewer) && SeesAllJobs(admin) && !SeesAllJobs(alice));
   EXPECT_TRUE(Authorize(Principal{}, Action::kCancelJob, "bob", "job-2").ok());  // no --auth
+}
+
+// SIGHUP's reload: the new file's tokens replace the old ones while other threads keep
+// authenticating; a file that does not load keeps the table as it was.
+TEST(TokenTableTest, ReloadSwapsTheTokensAndABadFileKeepsTheOldOnes) {
+  const std::string path = (std::filesystem::path(::testing::TempDir()) / "reload-auth.yaml").string();
+  std::ofstream(path) << "tokens: [{name: alice, token: alice-token-0123456789, role: submitter}]\n";
+  auto loaded = TokenTable::Load(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  TokenTable& table = *loaded;
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> lookups{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 3; ++i) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        // Either table may answer, but always whole: alice is a submitter in both.
+        auto who = table.Authenticate(std::string("Bearer ") + kAliceToken);
+        if (who.ok()) EXPECT_EQ(who->role, Role::kSubmitter);
+        ++lookups;
+      }
+    });
+  }
+  for (int round = 0; round < 20; ++round) {
+    std::ofstream(path) << "tokens:\n  - {name: alice, token: alice-token-0123456789, role: submitter}\n"
+                        << "  - {name: bob, token: bob-token-0123456789ab, role: viewer}\n";
+    ASSERT_TRUE(table.Reload(path).ok());
+    std::ofstream(path) << "tokens: [{name: alice, token: alice-token-0123456789, role: submitter}]\n";
+    ASSERT_TRUE(table.Reload(path).ok());
+  }
+  while (lookups < 100) std::this_thread::yield();
+  stop = true;
+  for (auto& t : readers) t.join();
+
+  // Bob added, alice's token rotated: the old token stops working at once.
+  std::ofstream(path) << "tokens:\n  - {name: alice, token: alice-rotated-0123456789, role: submitter}\n"
+                      << "  - {name: bob, token: bob-token-0123456789ab, role: viewer}\n";
+  ASSERT_TRUE(table.Reload(path).ok());
+  EXPECT_EQ(table.size(), 2u);
+  EXPECT_EQ(table.Authenticate("Bearer bob-token-0123456789ab")->name, "bob");
+  EXPECT_EQ(table.Authenticate("Bearer alice-rotated-0123456789")->name, "alice");
+  EXPECT_EQ(table.Authenticate(std::string("Bearer ") + kAliceToken).status().message(), "unknown token");
+
+  // A broken file, then a missing one: refused with where and what, nothing changes.
+  std::ofstream(path) << "tokens: [{name: bob, token: short, role: viewer}]\n";
+  const absl::Status broken = table.Reload(path);
+  EXPECT_EQ(broken.message(), path + ": tokens[0].token: must be at least 16 characters");
+  std::filesystem::remove(path);
+  EXPECT_FALSE(table.Reload(path).ok());
+  EXPECT_EQ(table.size(), 2u);
+  EXPECT_EQ(table.Authenticate("Bearer bob-token-0123456789ab")->role, Role::kViewer);
 }
 
 TEST(RateLimiterTest, ABurstThenOnePerIntervalPerClient) {
