@@ -3,9 +3,13 @@
 #include <prometheus/gauge.h>
 #include <prometheus/text_serializer.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/cli.h"
 #include "coordinator/service/process_metrics.h"
 #include "spdlog/spdlog.h"
+#include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -16,6 +20,28 @@ using prometheus::BuildHistogram;
 
 // Gauges and counters whose values the coordinator's state holds: a registry filled per
 // scrape, so a worker that is forgotten disappears from the output.
+// One series per connected worker.
+struct WorkerFamily {
+  const char* name;
+  const char* help;
+  bool counter;
+  double (*value)(const WorkerGauges&);
+};
+const WorkerFamily kWorkerFamilies[] = {
+    {"spriteforge_worker_connected", "1 while the worker's stream is open.", false,
+     [](const WorkerGauges& w) { return w.connected ? 1.0 : 0.0; }},
+    {"spriteforge_worker_images_per_second", "Recent throughput of the worker.", false,
+     [](const WorkerGauges& w) { return w.images_per_second; }},
+    {"spriteforge_worker_images_total", "Images the worker produced since it registered with this coordinator.", true,
+     [](const WorkerGauges& w) { return static_cast<double>(w.images_done); }},
+    {"spriteforge_worker_memory_peak_bytes", "Largest peak memory the worker reported for a batch.", false,
+     [](const WorkerGauges& w) { return static_cast<double>(w.peak_bytes); }},
+    {"spriteforge_worker_memory_budget_bytes", "Memory the worker's engine may use.", false,
+     [](const WorkerGauges& w) { return static_cast<double>(w.budget_bytes); }},
+    {"spriteforge_worker_memory_used_bytes", "Device memory in use at the last heartbeat.", false,
+     [](const WorkerGauges& w) { return static_cast<double>(w.used_bytes); }},
+};
+
 void AddSampled(const GaugeSnapshot& g, prometheus::Registry& r) {
   BuildGauge().Name("spriteforge_queue_depth").Help("Items waiting for a worker.").Register(r).Add({}).Set(
       static_cast<double>(g.queue_depth));
@@ -30,26 +56,14 @@ void AddSampled(const GaugeSnapshot& g, prometheus::Registry& r) {
       .Add({{"version", cli::Version()}})
       .Set(1);
 
-  auto& connected = BuildGauge().Name("spriteforge_worker_connected").Help("1 while the worker's stream is open.")
-                        .Register(r);
-  auto& rate = BuildGauge().Name("spriteforge_worker_images_per_second").Help("Recent throughput of the worker.")
-                   .Register(r);
-  auto& images = BuildCounter().Name("spriteforge_worker_images_total")
-                     .Help("Images the worker produced since it registered with this coordinator.").Register(r);
-  auto& peak = BuildGauge().Name("spriteforge_worker_memory_peak_bytes")
-                   .Help("Largest peak memory the worker reported for a batch.").Register(r);
-  auto& budget = BuildGauge().Name("spriteforge_worker_memory_budget_bytes")
-                     .Help("Memory the worker's engine may use.").Register(r);
-  auto& used = BuildGauge().Name("spriteforge_worker_memory_used_bytes")
-                   .Help("Device memory in use at the last heartbeat.").Register(r);
-  for (const WorkerGauges& w : g.workers) {
-    const std::map<std::string, std::string> label = {{"worker", w.id}};
-    connected.Add(label).Set(w.connected ? 1 : 0);
-    rate.Add(label).Set(w.images_per_second);
-    images.Add(label).Increment(static_cast<double>(w.images_done));
-    peak.Add(label).Set(static_cast<double>(w.peak_bytes));
-    budget.Add(label).Set(static_cast<double>(w.budget_bytes));
-    used.Add(label).Set(static_cast<double>(w.used_bytes));
+  for (const WorkerFamily& f : kWorkerFamilies) {
+    if (f.counter) {
+      auto& family = BuildCounter().Name(f.name).Help(f.help).Register(r);
+      for (const WorkerGauges& w : g.workers) family.Add({{"worker", w.id}}).Increment(f.value(w));
+    } else {
+      auto& family = BuildGauge().Name(f.name).Help(f.help).Register(r);
+      for (const WorkerGauges& w : g.workers) family.Add({{"worker", w.id}}).Set(f.value(w));
+    }
   }
 }
 
@@ -81,6 +95,14 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                  .Help("Images generated and stored since the coordinator started.").Register(r).Add({});
   failures_ = &BuildCounter().Name("spriteforge_failures_total").Help("Item failures by reason (retried or final).")
                    .Register(r);
+  // Every reason from the start at 0, so dashboards and alerts see the series (and a first
+  // failure is an increase) before anything has failed.
+  const google::protobuf::EnumDescriptor* reasons = v1::FailureReason_descriptor();
+  for (int i = 0; i < reasons->value_count(); ++i) {
+    if (reasons->value(i)->number() == v1::FAILURE_REASON_UNSPECIFIED) continue;
+    std::string name = absl::AsciiStrToLower(absl::StripPrefix(reasons->value(i)->name(), "FAILURE_"));
+    failure_counts_[name] = &failures_->Add({{"reason", name}});
+  }
   blob_fetches_ = &BuildCounter().Name("spriteforge_blob_fetches_total")
                        .Help("Uploaded files (LoRAs, start images) sent to workers.").Register(r).Add({});
   blob_fetch_bytes_ = &BuildCounter().Name("spriteforge_blob_fetch_bytes_total")
@@ -123,7 +145,16 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
   AddProcess(sampled);
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
   for (prometheus::MetricFamily& f : sampled.Collect()) families.push_back(std::move(f));
-  return prometheus::TextSerializer().Serialize(families);
+  std::string text = prometheus::TextSerializer().Serialize(families);
+  // Without workers the per-worker families have no series, and the serializer leaves them
+  // out; they are still announced, so dashboards and alert rules resolve from the start.
+  if (g.workers.empty()) {
+    for (const WorkerFamily& f : kWorkerFamilies) {
+      absl::StrAppend(&text, "# HELP ", f.name, " ", f.help, "\n# TYPE ", f.name, " ", f.counter ? "counter" : "gauge",
+                      "\n");
+    }
+  }
+  return text;
 }
 
 }  // namespace spriteforge::coordinator

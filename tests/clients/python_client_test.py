@@ -12,7 +12,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE, "clients", "python"))
-sys.path.insert(0, os.path.join(SOURCE, "tests", "http"))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "coordinator", "http"))
 from live_cluster import LiveCluster  # noqa: E402
 from spriteforge_client import ApiError, Client  # noqa: E402
 

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from cdp import Browser  # noqa: E402
 from live_cluster import USER_TOKEN, LiveCluster  # noqa: E402
 
-SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 SMALL_MANIFEST = """name: knights
 model: tiny-sdxl

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from live_cluster import LiveCluster  # noqa: E402
 from openapi_check import OpenApi  # noqa: E402
 
-SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def png_size(data):
