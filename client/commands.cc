@@ -194,8 +194,9 @@ void WaitForCoordinator(Stub& stub, const std::string& job_id, std::chrono::seco
 
 }  // namespace
 
-int Watch(Stub& stub, const WatchArgs& args) {
+int Watch(Stub& first, const WatchArgs& args) {
   const std::string& job_id = args.job_id;
+  Stub* stub = &first;
   ProgressView view(isatty(STDERR_FILENO));
   v1::Job last;
   // Backoff between attempts: 0.25 s doubling to 2 s (the channel's own reconnect backoff
@@ -207,7 +208,7 @@ int Watch(Stub& stub, const WatchArgs& args) {
     grpc::ClientContext ctx;
     v1::WatchJobRequest request;
     request.set_job_id(job_id);
-    auto reader = stub.WatchJob(&ctx, request);
+    auto reader = stub->WatchJob(&ctx, request);
     v1::JobEvent event;
     bool delivered = false, finished = false;
     while (reader->Read(&event)) {
@@ -243,7 +244,8 @@ int Watch(Stub& stub, const WatchArgs& args) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min(backoff_ms * 2, 2000);
-    WaitForCoordinator(stub, job_id, std::chrono::seconds(5));
+    if (args.leader) stub = args.leader();  // a standby may lead by now
+    WaitForCoordinator(*stub, job_id, std::chrono::seconds(5));
   }
   std::fprintf(stderr, "%s: %s, %d of %d images in %s\n", job_id.c_str(), JobStateName(last.state()),
                last.counts().done(), last.counts().total(), last.output_dir().c_str());

@@ -2,6 +2,7 @@
 // 0 success, 1 failure; failures print one line on stderr.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,9 @@ struct WatchArgs {
   bool quiet = false;
   // How long a watch keeps reconnecting to a coordinator that went away.
   int reconnect_seconds = 300;
+  // With several coordinators (one leads, the others stand by): the stub of the one that
+  // leads now, asked again whenever the stream is lost. Unset: the same stub throughout.
+  std::function<Stub*()> leader;
 };
 
 struct SubmitArgs {

@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
   spriteforge::cli::Configure(app);
   app.require_subcommand(1);
   std::string coordinator = "127.0.0.1:50051";
-  app.add_option("--coordinator", coordinator, "The coordinator's gRPC address, HOST:PORT")
+  app.add_option("--coordinator", coordinator, "The coordinator's gRPC address, HOST:PORT; several, comma-separated, for coordinators "
+                 "sharing one database (the client uses the one that leads)")
       ->envname("SPRITEFORGE_COORDINATOR");
   spriteforge::ChannelSecurity security;
   app.add_option("--tls-ca", security.ca_file, "PEM CA of the coordinator's certificate: connect with TLS")
@@ -129,11 +130,30 @@ int main(int argc, char** argv) {
   // A watch reconnects to a restarted coordinator within about two seconds.
   channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
   channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  auto channel = spriteforge::DialCoordinator(coordinator, security, channel_args);
+  auto addresses = spriteforge::SplitCoordinatorAddresses(coordinator);
+  if (!addresses.ok()) {
+    std::fprintf(stderr, "spriteforge: error: %s\n", std::string(addresses.status().message()).c_str());
+    return 2;
+  }
+  // Several coordinators (one leads, the others stand by): the one that leads now, waiting
+  // out a failover for up to the reconnect time.
+  auto channel = spriteforge::DialLeader(*addresses, security, channel_args, std::chrono::seconds(20));
   if (!channel.ok()) {
     std::fprintf(stderr, "spriteforge: error: %s\n", std::string(channel.status().message()).c_str());
     return 2;
   }
   auto stub = spriteforge::v1::SpriteForge::NewStub(*channel);
+  // A watch that loses its coordinator looks for the leader among all of them again.
+  std::vector<std::unique_ptr<spriteforge::v1::SpriteForge::Stub>> leaders;
+  if (addresses->size() > 1) {
+    auto leader = [&]() -> spriteforge::v1::SpriteForge::Stub* {
+      auto found = spriteforge::DialLeader(*addresses, security, channel_args, std::chrono::seconds(5));
+      if (!found.ok()) return stub.get();
+      leaders.push_back(spriteforge::v1::SpriteForge::NewStub(*found));
+      return leaders.back().get();
+    };
+    watch.leader = leader;
+    submit.watch.leader = leader;
+  }
   return remote(*stub);
 }

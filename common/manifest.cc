@@ -12,6 +12,7 @@
 #include "common/manifest_files.h"
 #include "common/sampling.h"
 #include "common/sprite/spec.h"
+#include "common/status_macros.h"
 #include "common/text.h"
 #include "common/yaml_check.h"
 
@@ -71,7 +72,7 @@ struct Img2ImgSource {
 
 absl::StatusOr<ManifestFile> Resolve(const YAML::Node& node, const std::string& field, const Errors& err,
                                      const FileResolver& files, ManifestFileKind kind, std::string* path) {
-  if (auto s = Read(node, field, err, *path); !s.ok()) return s;
+  RETURN_IF_ERROR(Read(node, field, err, *path));
   if (path->empty()) return err.At(node, field, "must not be empty");
   if (!files) {
     return err.At(node, field, "files given by path must be uploaded: submit the manifest with the spriteforge client");
@@ -105,7 +106,7 @@ absl::Status ReadLoras(const YAML::Node& node, const std::string& field, const M
     lora.set_strength(1.0);
     if (entry["name"]) {
       std::string name;
-      if (auto s = Read(entry["name"], f + ".name", err, name); !s.ok()) return s;
+      RETURN_IF_ERROR(Read(entry["name"], f + ".name", err, name));
       lora.set_name(LoraStem(name));
       if (!IsSafeName(lora.name())) {
         return err.At(entry["name"], f + ".name",
@@ -113,14 +114,13 @@ absl::Status ReadLoras(const YAML::Node& node, const std::string& field, const M
       }
     } else {
       std::string path;
-      auto file = Resolve(entry["path"], f + ".path", err, files, ManifestFileKind::kLora, &path);
-      if (!file.ok()) return file.status();
+      ASSIGN_OR_RETURN(auto file, Resolve(entry["path"], f + ".path", err, files, ManifestFileKind::kLora, &path));
       lora.set_name(std::filesystem::path(path).stem().string());
-      lora.set_sha256(file->sha256);
+      lora.set_sha256(file.sha256);
     }
     if (entry["strength"]) {
       double strength = 0;
-      if (auto s = Read(entry["strength"], f + ".strength", err, strength); !s.ok()) return s;
+      RETURN_IF_ERROR(Read(entry["strength"], f + ".strength", err, strength));
       if (!(std::isfinite(strength) && std::abs(strength) <= 10)) {
         return err.At(entry["strength"], f + ".strength", "must be -10..10");
       }
@@ -135,28 +135,27 @@ absl::Status ReadLoras(const YAML::Node& node, const std::string& field, const M
 absl::Status ApplyWorkflow(const YAML::Node& map, const std::string& where, const ManifestLimits& lim,
                            const Errors& err, const FileResolver& files, Settings& p, Img2ImgSource* src) {
   if (map["lora"]) {
-    if (auto s = ReadLoras(map["lora"], where + ".lora", lim, err, files, p.sampling.mutable_loras()); !s.ok()) return s;
+    RETURN_IF_ERROR(ReadLoras(map["lora"], where + ".lora", lim, err, files, p.sampling.mutable_loras()));
   }
   if (map["init_image"]) {
     std::string path;
-    auto file = Resolve(map["init_image"], where + ".init_image", err, files, ManifestFileKind::kImage, &path);
-    if (!file.ok()) return file.status();
-    p.image.set_init_image_sha256(file->sha256);
+    ASSIGN_OR_RETURN(auto file, Resolve(map["init_image"], where + ".init_image", err, files, ManifestFileKind::kImage, &path));
+    p.image.set_init_image_sha256(file.sha256);
     src->image_line = map["init_image"].Mark().line + 1;
     src->image_field = where + ".init_image";
-    src->width = file->width;
-    src->height = file->height;
+    src->width = file.width;
+    src->height = file.height;
   }
   if (map["strength"]) {
     double strength = 0;
-    if (auto s = Read(map["strength"], where + ".strength", err, strength); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map["strength"], where + ".strength", err, strength));
     if (!(strength > 0 && strength <= 1)) return err.At(map["strength"], where + ".strength", "must be in (0, 1]");
     p.strength = strength;
     src->strength_line = map["strength"].Mark().line + 1;
     src->strength_field = where + ".strength";
   }
   if (map["tcd_gamma"]) {
-    if (auto s = Read(map["tcd_gamma"], where + ".tcd_gamma", err, p.tcd_gamma); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map["tcd_gamma"], where + ".tcd_gamma", err, p.tcd_gamma));
     if (!(p.tcd_gamma >= 0 && p.tcd_gamma <= 1)) return err.At(map["tcd_gamma"], where + ".tcd_gamma", "must be 0..1");
   }
   return absl::OkStatus();
@@ -172,11 +171,11 @@ absl::Status ApplySettings(const YAML::Node& map, const std::string& where, cons
                         where, err); !s.ok()) {
     return s;
   }
-  if (auto s = ApplyWorkflow(map, where, lim, err, files, p, src); !s.ok()) return s;
+  RETURN_IF_ERROR(ApplyWorkflow(map, where, lim, err, files, p, src));
   for (const char* key : {"width", "height"}) {
     if (!map[key]) continue;
     int v = 0;
-    if (auto s = Read(map[key], where + "." + key, err, v); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map[key], where + "." + key, err, v));
     if (v < lim.min_size || v > lim.max_size || v % 8 != 0) {
       return err.At(map[key], where + "." + key,
                     absl::StrCat("must be a multiple of 8 in ", lim.min_size, "..", lim.max_size));
@@ -186,38 +185,38 @@ absl::Status ApplySettings(const YAML::Node& map, const std::string& where, cons
   }
   if (map["steps"]) {
     int steps = 0;
-    if (auto s = Read(map["steps"], where + ".steps", err, steps); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map["steps"], where + ".steps", err, steps));
     if (steps < 1 || steps > lim.max_steps) return err.At(map["steps"], where + ".steps", absl::StrCat("must be 1..", lim.max_steps));
     p.sampling.set_steps(steps);
   }
   if (map["cfg"]) {
     double cfg = 0;
-    if (auto s = Read(map["cfg"], where + ".cfg", err, cfg); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map["cfg"], where + ".cfg", err, cfg));
     if (!(cfg >= 0 && cfg <= lim.max_cfg)) return err.At(map["cfg"], where + ".cfg", absl::StrCat("must be 0..", lim.max_cfg));
     p.sampling.set_cfg(cfg);
   }
   if (map["sampler"]) {
     std::string name;
-    if (auto s = Read(map["sampler"], where + ".sampler", err, name); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map["sampler"], where + ".sampler", err, name));
     auto sampler = ParseSampler(name);
     if (!sampler.ok()) return err.At(map["sampler"], where + ".sampler", absl::StrCat("must be ", SamplerNames()));
     p.sampling.set_sampler(*sampler);
   }
   if (map["schedule"]) {
     std::string name;
-    if (auto s = Read(map["schedule"], where + ".schedule", err, name); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map["schedule"], where + ".schedule", err, name));
     auto schedule = ParseSchedule(name);
     if (!schedule.ok()) return err.At(map["schedule"], where + ".schedule", absl::StrCat("must be ", ScheduleNames()));
     p.sampling.set_schedule(*schedule);
   }
   if (map["tileable"]) {
     bool tileable = false;
-    if (auto s = Read(map["tileable"], where + ".tileable", err, tileable); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map["tileable"], where + ".tileable", err, tileable));
     p.sampling.set_tileable(tileable);
   }
   if (map["negative"]) {
     std::string text;
-    if (auto s = Read(map["negative"], where + ".negative", err, text); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(map["negative"], where + ".negative", err, text));
     if (auto problem = PromptProblem(text, lim); !problem.empty()) return err.At(map["negative"], where + ".negative", problem);
     *negative = text;
   }
@@ -308,7 +307,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
   }
   // Aliases, depth and duplicate keys are judged on the parse events, before any code
   // walks the loaded tree (where a recursive alias would recurse forever).
-  if (auto s = CheckYamlShape(text, file, lim.yaml); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckYamlShape(text, file, lim.yaml));
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -322,16 +321,16 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
   for (const char* key : {"name", "model"}) {
     if (!root[key]) return err.At(root, key, "is required");
     std::string& out = std::string(key) == "name" ? m.name : m.model;
-    if (auto s = Read(root[key], key, err, out); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(root[key], key, err, out));
     if (out.empty()) return err.At(root[key], key, "must not be empty");
   }
   if (auto problem = TextProblem(m.name, lim.max_name_chars); !problem.empty()) return err.At(root["name"], "name", problem);
   if (auto problem = ModelNameProblem(m.model); !problem.empty()) return err.At(root["model"], "model", problem);
   if (root["priority"]) {
-    if (auto s = Read(root["priority"], "priority", err, m.priority); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(root["priority"], "priority", err, m.priority));
   }
   if (root["preview_every"]) {
-    if (auto s = Read(root["preview_every"], "preview_every", err, m.preview_every); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(root["preview_every"], "preview_every", err, m.preview_every));
     if (m.preview_every < 0 || m.preview_every > lim.max_steps) {
       return err.At(root["preview_every"], "preview_every",
                     absl::StrCat("must be 0 (no previews) to ", lim.max_steps, " steps, got ", m.preview_every));
@@ -385,7 +384,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
     std::optional<std::string> negative = default_negative;
     if (!item["prompt"]) return err.At(item, where + ".prompt", "is required");
     std::string prompt;
-    if (auto s = Read(item["prompt"], where + ".prompt", err, prompt); !s.ok()) return s;
+    RETURN_IF_ERROR(Read(item["prompt"], where + ".prompt", err, prompt));
     if (auto problem = PromptProblem(prompt, lim); !problem.empty()) return err.At(item["prompt"], where + ".prompt", problem);
     p.image.set_prompt(prompt);
     if (item["overrides"]) {
@@ -393,18 +392,18 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
         return s;
       }
     }
-    if (auto s = ApplyWorkflow(item, where, lim, err, files, p, &src); !s.ok()) return s;
-    if (auto s = CheckWorkflow(item, where, err, p, src); !s.ok()) return s;
+    RETURN_IF_ERROR(ApplyWorkflow(item, where, lim, err, files, p, &src));
+    RETURN_IF_ERROR(CheckWorkflow(item, where, err, p, src));
     if (item["negative"]) {
       std::string text;
-      if (auto s = Read(item["negative"], where + ".negative", err, text); !s.ok()) return s;
+      RETURN_IF_ERROR(Read(item["negative"], where + ".negative", err, text));
         if (auto problem = PromptProblem(text, lim); !problem.empty()) return err.At(item["negative"], where + ".negative", problem);
       negative = text;
     }
     if (negative) p.image.set_negative(*negative);
     int count = 1;
     if (item["count"]) {
-      if (auto s = Read(item["count"], where + ".count", err, count); !s.ok()) return s;
+      RETURN_IF_ERROR(Read(item["count"], where + ".count", err, count));
       if (count < 1 || count > lim.max_count_per_item) {
         return err.At(item["count"], where + ".count", absl::StrCat("must be 1..", lim.max_count_per_item));
       }
@@ -412,7 +411,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std
     std::optional<uint64_t> seed;
     if (item["seed"]) {
       uint64_t s64 = 0;
-      if (auto s = Read(item["seed"], where + ".seed", err, s64); !s.ok()) return s;
+      RETURN_IF_ERROR(Read(item["seed"], where + ".seed", err, s64));
       seed = s64;
     }
     if (m.image_count + count > lim.max_images_per_job) {

@@ -9,6 +9,7 @@
 #include "common/files.h"
 #include "common/png.h"
 #include "common/sha256.h"
+#include "common/status_macros.h"
 
 namespace spriteforge {
 
@@ -32,16 +33,15 @@ absl::StatusOr<ManifestFile> DescribeManifestFile(const std::string& path, Manif
                                                    " bytes; the limit is ", limits.MaxBytes(kind)));
   }
   if (kind == ManifestFileKind::kImage) {
-    auto bytes = ReadFile(path);
-    if (!bytes.ok()) return bytes.status();
-    auto png = DecodePng(*bytes);
+    ASSIGN_OR_RETURN(auto bytes, ReadFile(path));
+    auto png = DecodePng(bytes);
     if (!png.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a readable PNG: ", png.status().message()));
     if (png->channels != 3) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": expected an RGB image, got ", png->channels, " channels"));
     }
     file.width = png->width;
     file.height = png->height;
-    file.sha256 = Sha256Hex(*bytes);
+    file.sha256 = Sha256Hex(bytes);
     return file;
   }
   std::string start(9, '\0');
@@ -51,9 +51,8 @@ absl::StatusOr<ManifestFile> DescribeManifestFile(const std::string& path, Manif
   if (auto problem = SafetensorsStartProblem(start); !problem.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", problem));
   }
-  auto hash = Sha256OfFile(path);
-  if (!hash.ok()) return hash.status();
-  file.sha256 = *hash;
+  ASSIGN_OR_RETURN(auto hash, Sha256OfFile(path));
+  file.sha256 = hash;
   return file;
 }
 

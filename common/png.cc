@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 
 namespace spriteforge {
 namespace {
@@ -181,17 +182,15 @@ absl::StatusOr<RasterImage> DecodePng(const std::string& bytes, PngText* text) {
 }
 
 absl::StatusOr<RasterImage> ReadPngFile(const std::string& path, PngText* text) {
-  auto bytes = ReadFile(path);
-  if (!bytes.ok()) return bytes.status();
-  auto image = DecodePng(*bytes, text);
+  ASSIGN_OR_RETURN(auto bytes, ReadFile(path));
+  auto image = DecodePng(bytes, text);
   if (!image.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", image.status().message()));
   return image;
 }
 
 absl::Status WritePngFile(const std::string& path, const RasterImage& image, const PngText& text) {
-  auto bytes = EncodePng(image, text);
-  if (!bytes.ok()) return bytes.status();
-  return WriteFileAtomic(path, *bytes);
+  ASSIGN_OR_RETURN(auto bytes, EncodePng(image, text));
+  return WriteFileAtomic(path, bytes);
 }
 
 }  // namespace spriteforge

@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace spriteforge {
 namespace {
@@ -54,15 +55,13 @@ std::string SamplerNames() { return Names(v1::Sampler_descriptor(), "SAMPLER_");
 std::string ScheduleNames() { return Names(v1::Schedule_descriptor(), "SCHEDULE_"); }
 
 absl::StatusOr<v1::Sampler> ParseSampler(const std::string& name) {
-  auto v = Parse(v1::Sampler_descriptor(), "SAMPLER_", "sampler", name);
-  if (!v.ok()) return v.status();
-  return static_cast<v1::Sampler>(*v);
+  ASSIGN_OR_RETURN(auto v, Parse(v1::Sampler_descriptor(), "SAMPLER_", "sampler", name));
+  return static_cast<v1::Sampler>(v);
 }
 
 absl::StatusOr<v1::Schedule> ParseSchedule(const std::string& name) {
-  auto v = Parse(v1::Schedule_descriptor(), "SCHEDULE_", "schedule", name);
-  if (!v.ok()) return v.status();
-  return static_cast<v1::Schedule>(*v);
+  ASSIGN_OR_RETURN(auto v, Parse(v1::Schedule_descriptor(), "SCHEDULE_", "schedule", name));
+  return static_cast<v1::Schedule>(v);
 }
 
 std::string BatchKeyOf(const std::string& model, const v1::SamplingParams& sampling, const v1::ImageParams& image) {

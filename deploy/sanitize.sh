@@ -15,6 +15,8 @@
 #   JOBS (nproc), FUZZ_SECONDS (30 per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The store's PostgreSQL cases run too: under a throwaway server unless one is named.
+if [ -z "${SPRITEFORGE_TEST_POSTGRES:-}" ]; then exec bash deploy/postgres.sh run bash deploy/sanitize.sh "$@"; fi
 PHASES=("$@")
 ((${#PHASES[@]})) || PHASES=(asan tsan fuzz)
 JOBS="${JOBS:-$(nproc)}"

@@ -10,7 +10,7 @@ PACKAGES=(
   libtorch-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  libsqlite3-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev libcpp-httplib-dev libcli11-dev prometheus-cpp-dev openssl
+  libsqlite3-dev libpq-dev postgresql libssl-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev libcpp-httplib-dev libcli11-dev prometheus-cpp-dev openssl
   python3-yaml python3-jsonschema python3-requests python3-websocket chromium prometheus curl
 )
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/generation_info.h"
 #include "common/sampling.h"
+#include "common/status_macros.h"
 #include "common/text.h"
 #include "spdlog/spdlog.h"
 #include "spriteforge/engine/latent_preview.h"
@@ -196,9 +197,8 @@ absl::StatusOr<std::string> BatchRunner::LoraPath(const v1::LoraRef& lora) const
 
 absl::StatusOr<engine::RgbImage> BatchRunner::InitImage(const std::string& sha256) const {
   if (!files_.blobs) return absl::FailedPreconditionError("this worker has no cache for uploaded files");
-  auto path = files_.blobs->Path(sha256);
-  if (!path.ok()) return path.status();
-  auto png = ReadPngFile(*path);
+  ASSIGN_OR_RETURN(auto path, files_.blobs->Path(sha256));
+  auto png = ReadPngFile(path);
   if (!png.ok()) return absl::InvalidArgumentError(absl::StrCat("init image ", sha256, ": ", png.status().message()));
   if (png->channels != 3) return absl::InvalidArgumentError(absl::StrCat("init image ", sha256, " is not RGB"));
   return engine::RgbImage{png->width, png->height, std::move(png->pixels)};

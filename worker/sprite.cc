@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include "common/sprite/postprocess.h"
 #include "common/sprite/spec.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::worker {
 namespace {
@@ -29,9 +30,8 @@ SpriteMaker::SpriteMaker(const v1::PostprocessSpec& spec)
 
 absl::StatusOr<std::string> SpriteMaker::Make(const RasterImage& render, const PngText& text) const {
   if (!options_.ok()) return options_.status();
-  auto sprite = postprocess::RunPostprocess(render, *options_);
-  if (!sprite.ok()) return sprite.status();
-  return EncodePng(*sprite, text);
+  ASSIGN_OR_RETURN(auto sprite, postprocess::RunPostprocess(render, *options_));
+  return EncodePng(sprite, text);
 }
 
 }  // namespace spriteforge::worker

@@ -22,6 +22,9 @@
 // The model is advertised as NAME (default: the file or folder name without extension;
 // builtin:tiny is "tiny-sdxl"). The worker dials in, so a second machine only needs the
 // coordinator's address. It reconnects with backoff when the coordinator goes away.
+// --coordinator A,B: coordinators sharing one database (one leads, the others stand by
+// and refuse with UNAVAILABLE); the worker moves to the next address whenever a session
+// ends, and backs off only after a whole round failed.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -88,7 +91,10 @@ int main(int argc, char** argv) {
   load.device = "cpu";
   std::string dtype;  // chosen by device unless given
   spriteforge::LogOptions log;
-  app.add_option("--coordinator", coordinator, "The coordinator's gRPC address, HOST:PORT")->required();
+  app.add_option("--coordinator", coordinator,
+                 "The coordinator's gRPC address, HOST:PORT; several, comma-separated, for coordinators sharing "
+                 "one database")
+      ->required();
   app.add_option("--model", load.model_path,
                  "SDXL checkpoint: a single .safetensors file, a diffusers folder, or builtin:tiny (random weights)")
       ->required();
@@ -131,7 +137,9 @@ int main(int argc, char** argv) {
     return Fail("--dtype: " + std::string(parsed.status().message()), 2);
   }
   // Checked now, before the model loads: a bad file is a usage error, not a reconnect loop.
-  if (auto dialed = spriteforge::DialCoordinator(coordinator, security, {}); !dialed.ok()) {
+  auto addresses = spriteforge::SplitCoordinatorAddresses(coordinator);
+  if (!addresses.ok()) return Fail(std::string(addresses.status().message()), 2);
+  if (auto dialed = spriteforge::DialCoordinator(addresses->front(), security, {}); !dialed.ok()) {
     return Fail(std::string(dialed.status().message()), 2);
   }
   if (!palette_dir.empty()) {
@@ -199,15 +207,28 @@ int main(int argc, char** argv) {
   // Backoff between attempts: 0.25 s doubling to 8 s, reset after a session that registered.
   int backoff_ms = 250;
   spdlog::info("worker {} serving model {} on {}", identity.worker_id, identity.model_name, (*engine)->Device().name);
+  size_t next = 0;        // the address to dial
+  size_t failed_round = 0;  // sessions failed since the last registered one
   while (!g_stop) {
-    auto channel = spriteforge::DialCoordinator(coordinator, security, args);
+    const std::string& address = (*addresses)[next];
+    auto channel = spriteforge::DialCoordinator(address, security, args);
     if (!channel.ok()) return Fail(std::string(channel.status().message()));
     sw::WorkerSession session(engine->get(), identity, *channel);
     std::atomic<bool> registered{false};
     const absl::Status status = session.Run(&registered, g_stop);
     if (g_stop) break;
-    if (registered) backoff_ms = 250;
-    spdlog::warn("{}; reconnecting in {} ms", std::string(status.message()), backoff_ms);
+    if (registered) {
+      backoff_ms = 250;
+      failed_round = 0;
+    }
+    next = (next + 1) % addresses->size();
+    if (++failed_round < addresses->size() && !registered) {
+      spdlog::warn("{}: {}; trying {}", address, std::string(status.message()), (*addresses)[next]);
+      continue;  // the others before backing off
+    }
+    failed_round = 0;
+    spdlog::warn("{}: {}; reconnecting to {} in {} ms", address, std::string(status.message()), (*addresses)[next],
+                 backoff_ms);
     for (int waited = 0; waited < backoff_ms && !g_stop; waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }

@@ -3,10 +3,14 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/support/client_interceptor.h>
 
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/status_macros.h"
+#include "spriteforge/v1/spriteforge.grpc.pb.h"
 
 namespace spriteforge {
 namespace {
@@ -59,16 +63,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> DialCoordinator(const std::string
   }
   if (!security.ca_file.empty()) {
     grpc::SslCredentialsOptions ssl;
-    auto ca = Read("--tls-ca", security.ca_file);
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
+    ASSIGN_OR_RETURN(auto ca, Read("--tls-ca", security.ca_file));
+    ssl.pem_root_certs = ca;
     if (!security.cert_file.empty()) {
-      auto cert = Read("--tls-cert", security.cert_file);
-      if (!cert.ok()) return cert.status();
-      auto key = Read("--tls-key", security.key_file);
-      if (!key.ok()) return key.status();
-      ssl.pem_cert_chain = *cert;
-      ssl.pem_private_key = *key;
+      ASSIGN_OR_RETURN(auto cert, Read("--tls-cert", security.cert_file));
+      ASSIGN_OR_RETURN(auto key, Read("--tls-key", security.key_file));
+      ssl.pem_cert_chain = cert;
+      ssl.pem_private_key = key;
     }
     credentials = grpc::SslCredentials(ssl);
   }
@@ -76,6 +77,49 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> DialCoordinator(const std::string
   std::vector<std::unique_ptr<gx::ClientInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<TokenInterceptorFactory>(security.token));
   return gx::CreateCustomChannelWithInterceptors(address, credentials, args, std::move(interceptors));
+}
+
+absl::StatusOr<std::vector<std::string>> SplitCoordinatorAddresses(const std::string& list) {
+  std::vector<std::string> out = absl::StrSplit(list, ',');
+  for (const std::string& address : out) {
+    if (address.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("--coordinator: empty address in '", list, "'"));
+    }
+  }
+  return out;
+}
+
+bool TryAnotherCoordinator(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> DialLeader(const std::vector<std::string>& addresses,
+                                                          const ChannelSecurity& security,
+                                                          const grpc::ChannelArguments& args,
+                                                          std::chrono::milliseconds wait) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (const std::string& address : addresses) {
+    ASSIGN_OR_RETURN(auto channel, DialCoordinator(address, security, args));
+    channels.push_back(channel);
+  }
+  if (channels.size() == 1) return channels.front();
+  const auto until = std::chrono::steady_clock::now() + wait;
+  do {
+    for (const auto& channel : channels) {
+      // Any answer but UNAVAILABLE comes from the leader: a job that does not exist is
+      // NOT_FOUND there, while a standby refuses every call.
+      auto stub = v1::SpriteForge::NewStub(channel);
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      v1::GetJobRequest request;
+      request.set_job_id("leader-probe");
+      v1::GetJobResponse response;
+      if (!TryAnotherCoordinator(stub->GetJob(&context, request, &response))) return channel;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  } while (std::chrono::steady_clock::now() < until);
+  return channels.front();
 }
 
 }  // namespace spriteforge

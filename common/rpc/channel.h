@@ -5,8 +5,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -23,5 +25,21 @@ struct ChannelSecurity {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> DialCoordinator(const std::string& address,
                                                                const ChannelSecurity& security,
                                                                const grpc::ChannelArguments& args);
+
+// "A,B" (coordinators sharing one database: one leads, the others stand by) as a list;
+// an empty entry is an error naming the flag's value.
+absl::StatusOr<std::vector<std::string>> SplitCoordinatorAddresses(const std::string& list);
+
+// Whether a call's status says "try another coordinator": unreachable, or a standby's
+// UNAVAILABLE answer.
+bool TryAnotherCoordinator(const grpc::Status& status);
+
+// Of several coordinators, the channel to the first that answers a call other than
+// UNAVAILABLE, trying the list in order for up to `wait`; the first address when none
+// does (the caller's call then reports why). One address is dialled without a call.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> DialLeader(const std::vector<std::string>& addresses,
+                                                          const ChannelSecurity& security,
+                                                          const grpc::ChannelArguments& args,
+                                                          std::chrono::milliseconds wait);
 
 }  // namespace spriteforge

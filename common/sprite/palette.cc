@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::postprocess {
 namespace {
@@ -211,10 +212,9 @@ absl::StatusOr<Palette> LoadPalette(const std::string& name_or_path) {
   const std::string lower = absl::AsciiStrToLower(name_or_path);
   auto ends = [&](const char* ext) { return lower.size() > 4 && lower.compare(lower.size() - 4, 4, ext) == 0; };
   if (ends(".png")) {
-    auto image = ReadPngFile(name_or_path);
-    if (!image.ok()) return image.status();
+    ASSIGN_OR_RETURN(auto image, ReadPngFile(name_or_path));
     Palette p;
-    for (const auto& [key, count] : Histogram(*image)) {
+    for (const auto& [key, count] : Histogram(image)) {
       if (p.colors.size() == 256) return absl::InvalidArgumentError(absl::StrCat(name_or_path, ": more than 256 colours"));
       p.colors.push_back(Hex(key));
     }
@@ -222,9 +222,8 @@ absl::StatusOr<Palette> LoadPalette(const std::string& name_or_path) {
     return p;
   }
   if (!ends(".hex") && !ends(".gpl")) return builtin.status();
-  auto text = ReadFile(name_or_path);
-  if (!text.ok()) return text.status();
-  auto p = ParsePaletteText(*text, ends(".gpl") ? PaletteFormat::kGpl : PaletteFormat::kHex);
+  ASSIGN_OR_RETURN(auto text, ReadFile(name_or_path));
+  auto p = ParsePaletteText(text, ends(".gpl") ? PaletteFormat::kGpl : PaletteFormat::kHex);
   if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(name_or_path, ": ", p.status().message()));
   return p;
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/sprite/background.h"
+#include "common/status_macros.h"
 #include "common/text.h"
 
 namespace spriteforge::postprocess {
@@ -43,7 +44,7 @@ absl::Status ReadPalette(const nlohmann::json& value, const PaletteAccess& acces
       const std::string field = absl::StrCat("palette[", i, "]");
       if (!value[i].is_string()) return FieldError(field, "must be a colour such as \"#9bbc0f\"");
       Rgb colour;
-      if (auto st = Field(field, ParseColor(value[i].get<std::string>()), &colour); !st.ok()) return st;
+      RETURN_IF_ERROR(Field(field, ParseColor(value[i].get<std::string>()), &colour));
       p.colors.push_back(colour);
     }
     *palette = std::move(p);
@@ -95,7 +96,7 @@ absl::StatusOr<PostprocessOptions> ParsePostprocessOptions(const nlohmann::json&
     return absl::OkStatus();
   };
   std::string s;
-  if (auto st = str("background", &s); !st.ok()) return st;
+  RETURN_IF_ERROR(str("background", &s));
   if (!s.empty()) {
     if (s == "none") o.background = Background::kNone;
     else if (s == "flood") o.background = Background::kFlood;
@@ -108,23 +109,23 @@ absl::StatusOr<PostprocessOptions> ParsePostprocessOptions(const nlohmann::json&
     if (o.tolerance < 0 || o.tolerance > 1) return FieldError("tolerance", "must be in 0..1 (Oklab distance)");
   }
   s.clear();
-  if (auto st = str("key", &s); !st.ok()) return st;
+  RETURN_IF_ERROR(str("key", &s));
   if (!s.empty()) {
-    if (auto st = Field("key", ParseColor(s), &o.key); !st.ok()) return st;
+    RETURN_IF_ERROR(Field("key", ParseColor(s), &o.key));
   }
   s.clear();
-  if (auto st = str("pixelate", &s); !st.ok()) return st;
+  RETURN_IF_ERROR(str("pixelate", &s));
   if (!s.empty()) {
     if (auto st = ParseSize(s, &o.width, &o.height); !st.ok()) return FieldError("pixelate", std::string(st.message()));
   }
   s.clear();
-  if (auto st = str("method", &s); !st.ok()) return st;
+  RETURN_IF_ERROR(str("method", &s));
   if (!s.empty()) {
-    if (auto st = Field("method", ParsePixelateMethod(s), &o.method); !st.ok()) return st;
+    RETURN_IF_ERROR(Field("method", ParsePixelateMethod(s), &o.method));
   }
   bool palette_given = false;
   if (section.contains("palette")) {
-    if (auto st = ReadPalette(section["palette"], access, &o.palette, &palette_given); !st.ok()) return st;
+    RETURN_IF_ERROR(ReadPalette(section["palette"], access, &o.palette, &palette_given));
   }
   if (section.contains("colors")) {
     if (!section["colors"].is_number_integer()) return FieldError("colors", "must be an integer");
@@ -133,16 +134,16 @@ absl::StatusOr<PostprocessOptions> ParsePostprocessOptions(const nlohmann::json&
     if (palette_given) return FieldError("colors", "give either palette or colors, not both");
   }
   s.clear();
-  if (auto st = str("quantizer", &s); !st.ok()) return st;
+  RETURN_IF_ERROR(str("quantizer", &s));
   if (!s.empty()) {
     if (s == "median_cut") o.quantizer = Quantizer::kMedianCut;
     else if (s == "kmeans") o.quantizer = Quantizer::kKMeans;
     else return FieldError("quantizer", absl::StrCat("unknown quantizer \"", s, "\" (median_cut, kmeans)"));
   }
   s.clear();
-  if (auto st = str("dither", &s); !st.ok()) return st;
+  RETURN_IF_ERROR(str("dither", &s));
   if (!s.empty()) {
-    if (auto st = Field("dither", ParseDither(s), &o.dither); !st.ok()) return st;
+    RETURN_IF_ERROR(Field("dither", ParseDither(s), &o.dither));
   }
   if (section.contains("crop")) {
     if (!section["crop"].is_boolean()) return FieldError("crop", "must be true or false");
@@ -161,9 +162,8 @@ absl::StatusOr<RasterImage> RunPostprocess(const RasterImage& render, const Post
   if (o.background == Background::kFlood) image = RemoveBackgroundFlood(image, o.tolerance);
   if (o.background == Background::kChroma) image = RemoveBackgroundChroma(image, o.key, o.tolerance);
   if (o.width > 0) {
-    auto pixelated = Pixelate(image, o.width, o.height, o.method);
-    if (!pixelated.ok()) return pixelated.status();
-    image = std::move(*pixelated);
+    ASSIGN_OR_RETURN(auto pixelated, Pixelate(image, o.width, o.height, o.method));
+    image = std::move(pixelated);
   }
   if (o.palette) image = Quantize(image, *o.palette, o.dither);
   if (o.colors > 0) image = Quantize(image, DerivePalette(image, o.colors, o.quantizer), o.dither);

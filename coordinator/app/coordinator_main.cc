@@ -5,7 +5,7 @@
 //       [--lease-seconds N] [--max-attempts N] [--max-prefetch N] [--unserved-model-timeout S]
 //       [--ready-file FILE] [--worker-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
 //       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N] [--max-images-per-job N]
-//       [--result-threads N]
+//       [--result-threads N] [--leader-lease-seconds N]
 //       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--auth FILE] [--submits-per-minute N]
 //       [--insecure-listen HOST:PORT (instead of --listen)]
 //   spriteforge-coordinator backup --db FILE --out FILE
@@ -17,6 +17,12 @@
 // --insecure-listen says to serve others anyway. SIGHUP reloads the TLS files and the
 // --auth token file. `backup` copies the database consistently while a coordinator runs on it (docs/security.md,
 // docs/operations.md).
+//
+// --db is a SQLite file (the default backend) or a postgresql://USER@HOST/DB URL. Several
+// coordinators may share one PostgreSQL database: one leads (a lease row it renews every
+// second), the others stand by, answering every call UNAVAILABLE "standby: leader is
+// ADDRESS", and the first to see the lease lapse takes over with the recovery a restart
+// runs. Workers and clients given all the addresses move to the leader (docs/scale.md).
 //
 // Every flag can come from SPRITEFORGE_<FLAG> instead (SPRITEFORGE_LISTEN, ...). Port 0
 // picks a free port; --ready-file receives {"grpc": "HOST:PORT", "http": "HOST:PORT"} (and
@@ -34,6 +40,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
@@ -47,6 +55,8 @@
 #include "coordinator/service/gatekeeper.h"
 #include "coordinator/service/grpc_servers.h"
 #include "coordinator/service/http_endpoint.h"
+#include "coordinator/service/leader.h"
+#include "coordinator/service/standby.h"
 #include "coordinator/service/tls.h"
 #include "coordinator/service/worker_gateway.h"
 #include "coordinator/store/backup.h"
@@ -81,6 +91,7 @@ int Backup(int argc, char** argv) {
   app.add_option("--db", db, "The coordinator's database")->required();
   app.add_option("--out", out, "The copy to write")->required();
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  if (sc::IsPostgresUrl(db)) return Fail("backup copies SQLite files; back up a PostgreSQL database with pg_dump", 2);
   auto report = sc::BackupDatabase(db, out);
   if (!report.ok()) return Fail(std::string(report.status().message()));
   std::printf("%s: %d pages, %lld bytes, integrity_check ok\n", out.c_str(), report->pages,
@@ -104,6 +115,7 @@ int main(int argc, char** argv) {
   spriteforge::LogOptions log;
   std::string insecure_listen, tls_cert, tls_key, tls_client_ca, auth_file;
   int submits_per_minute = 120;
+  int leader_lease_seconds = 5;
   app.add_option("--listen", listen,
                  "gRPC address for clients and workers, HOST:PORT (port 0: any free port); loopback only "
                  "without --tls-cert or --auth");
@@ -111,7 +123,10 @@ int main(int argc, char** argv) {
                  "Instead of --listen: serve any address in plaintext, without TLS or tokens (private networks)");
   app.add_option("--http", http_address, "Address of /metrics, /stats and /healthz, HOST:PORT (port 0: any free port)")
       ->required();
-  app.add_option("--db", db, "SQLite database of jobs and items (created; reopened after a restart)")->required();
+  app.add_option("--db", db,
+                 "Database of jobs and items: a SQLite file (created; reopened after a restart) or a "
+                 "postgresql://USER@HOST[:PORT]/DB URL several coordinators can share (one leads, the others stand by)")
+      ->required();
   app.add_option("--output", options.output_dir, "Folder the results are written to (created)")->required();
   app.add_option("--lease-seconds", lease_seconds,
                  "A batch whose worker stays silent this long returns to the queue")
@@ -149,6 +164,10 @@ int main(int argc, char** argv) {
   app.add_option("--submits-per-minute", submits_per_minute,
                  "SubmitJob calls per minute per client unless its token sets its own (0: no limit)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--leader-lease-seconds", leader_lease_seconds,
+                 "With PostgreSQL: how long the leader's lease lasts unrenewed (renewed every second); a standby "
+                 "takes over this long after the leader stops")
+      ->check(CLI::Range(2, 600));
   spriteforge::cli::AddLogFlags(app, &log);
   spriteforge::cli::ReadEnvironment(app);
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
@@ -160,7 +179,13 @@ int main(int argc, char** argv) {
   std::unique_ptr<sc::TlsMaterial> tls;
   if (!tls_cert.empty() || !tls_key.empty() || !tls_client_ca.empty()) {
     if (insecure) return Fail("--insecure-listen serves plaintext; with --tls-cert use --listen", 2);
-    auto loaded = sc::TlsMaterial::Load({tls_cert, tls_key, tls_client_ca}, db + "-tls");
+    // Private copies of the key: beside a SQLite file, else in this machine's temporary
+    // folder (never in a results folder other machines share).
+    const std::string tls_dir =
+        sc::IsPostgresUrl(db)
+            ? (std::filesystem::temp_directory_path() / absl::StrCat("spriteforge-coordinator-tls-", getpid())).string()
+            : db + "-tls";
+    auto loaded = sc::TlsMaterial::Load({tls_cert, tls_key, tls_client_ca}, tls_dir);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()), 2);
     tls = std::move(*loaded);
   }
@@ -192,13 +217,69 @@ int main(int argc, char** argv) {
   options.unserved_model_timeout_ms = static_cast<int64_t>(unserved_seconds * 1000);
   options.upload_limits.max_lora_bytes = max_lora_mb << 20;
   options.upload_limits.max_image_bytes = max_image_mb << 20;
-  if (options.blob_dir.empty()) {
+  const bool shared_db = sc::IsPostgresUrl(db);
+  if (options.blob_dir.empty() && !shared_db) {
     options.blob_dir = (std::filesystem::absolute(db).parent_path() / "blobs").string();
-  }
+  }  // with PostgreSQL: "blobs" beside --output, so coordinators sharing that folder share it
 
-  if (auto s = sc::CheckDatabaseFile(db); !s.ok()) return Fail(std::string(s.message()));
+  if (!shared_db) {
+    if (auto s = sc::CheckDatabaseFile(db); !s.ok()) return Fail(std::string(s.message()));
+  }
   auto store = sc::Store::Open(db);
   if (!store.ok()) return Fail(std::string(store.status().message()));
+
+  std::signal(SIGINT, [](int) { g_stop = true; });
+  std::signal(SIGTERM, [](int) { g_stop = true; });
+  std::signal(SIGHUP, [](int) { g_reload = true; });
+  // A shared database: stand by until this coordinator holds the leader lease.
+  std::unique_ptr<sc::LeaderLeaseKeeper> leader;
+  if (shared_db) {
+    auto own = sc::Store::Open(db);  // the lease's own connection
+    if (!own.ok()) return Fail(std::string(own.status().message()));
+    auto standby = sc::StandbyServers::Start(listen, worker_listen, http_host, http_port, tls.get());
+    if (!standby.ok()) return Fail(std::string(standby.status().message()));
+    const std::string host = listen.substr(0, listen.rfind(':'));
+    char hostname[256] = {};
+    gethostname(hostname, sizeof hostname - 1);
+    // Told to clients by standbys: a wildcard address names this machine instead.
+    const bool wildcard = host == "0.0.0.0" || host == "[::]" || host == "::";
+    sc::LeaderOptions lead;
+    lead.address = absl::StrCat(wildcard ? hostname : host, ":", (*standby)->client_port);
+    lead.id = absl::StrCat(hostname, ":", getpid(), ":", lead.address);
+    lead.lease_ms = leader_lease_seconds * 1000LL;
+    // Later binds reuse the ports the standby picked, so the ready file stays true.
+    listen = absl::StrCat(host, ":", (*standby)->client_port);
+    if (!worker_listen.empty()) {
+      worker_listen = absl::StrCat(worker_listen.substr(0, worker_listen.rfind(':')), ":", (*standby)->worker_port);
+    }
+    http_port = (*standby)->http_port;
+    spdlog::info("on {} (HTTP {}:{}): waiting for the leader lease in {} ({})", listen, http_host, http_port,
+                 (*store)->Backend(), lead.id);
+    leader = std::make_unique<sc::LeaderLeaseKeeper>(std::move(*own), lead);
+    std::string followed;
+    absl::Status ready_written = absl::OkStatus();
+    auto waited = leader->WaitToLead(g_stop, [&](const sc::LeaderLease& lease) {
+      (*standby)->SetLeader(lease.address);
+      if (lease.holder != followed) spdlog::info("standby: leader is {} ({})", lease.address, lease.holder);
+      // Written once it is clear another leads: a coordinator that leads at once writes
+      // only the leader's ready file, so whoever waits for it never meets the standby.
+      if (followed.empty() && !ready_file.empty()) {
+        nlohmann::json ready = {
+            {"grpc", listen}, {"http", absl::StrCat(http_host, ":", http_port)}, {"role", "standby"}};
+        if (!worker_listen.empty()) ready["worker_grpc"] = worker_listen;
+        ready_written = spriteforge::WriteFileAtomic(ready_file, ready.dump() + "\n");
+      }
+      followed = lease.holder;
+    });
+    if (!ready_written.ok()) return Fail(std::string(ready_written.message()));
+    (*standby)->Stop();
+    if (!waited.ok()) {
+      spdlog::info("shutting down");
+      return 0;
+    }
+    spdlog::info("leading: holding the leader lease ({} s) in {}", leader_lease_seconds, (*store)->Backend());
+  }
+  const auto recovery_start = std::chrono::steady_clock::now();
   auto core = sc::Coordinator::Create(std::move(*store), options);
   if (!core.ok()) return Fail(std::string(core.status().message()));
 
@@ -228,17 +309,34 @@ int main(int argc, char** argv) {
     spdlog::info("serving workers on {}; client messages limited to {} MiB", ready_worker_addr,
                  sc::kClientMessageBytes >> 20);
   }
+  if (leader) {
+    spdlog::info("serving {} ms after taking the lead (recovery and binding)",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - recovery_start)
+                     .count());
+  }
   if (!ready_file.empty()) {
-    nlohmann::json ready = {{"grpc", grpc_addr}, {"http", http_addr}};
+    nlohmann::json ready = {{"grpc", grpc_addr}, {"http", http_addr}, {"role", "leader"}};
     if (!ready_worker_addr.empty()) ready["worker_grpc"] = ready_worker_addr;
     if (auto s = spriteforge::WriteFileAtomic(ready_file, ready.dump() + "\n"); !s.ok()) {
       return Fail(std::string(s.message()));
     }
   }
 
-  std::signal(SIGINT, [](int) { g_stop = true; });
-  std::signal(SIGTERM, [](int) { g_stop = true; });
-  std::signal(SIGHUP, [](int) { g_reload = true; });
+  // The leader renews its lease on a thread of its own, so a slow tick never lets it lapse;
+  // a lost lease ends the process at once (another coordinator may be taking over).
+  std::thread renewer;
+  if (leader) {
+    renewer = std::thread([&leader] {
+      while (!g_stop) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(leader->options().renew_ms));
+        if (auto s = leader->Renew(); !s.ok()) {
+          spdlog::critical("stepping down: {}; exiting so a standby leads alone", std::string(s.message()));
+          spdlog::shutdown();
+          std::_Exit(3);
+        }
+      }
+    });
+  }
   while (!g_stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     (*core)->Tick();
@@ -257,6 +355,8 @@ int main(int argc, char** argv) {
     }
   }
   spdlog::info("shutting down");
+  if (renewer.joinable()) renewer.join();
   servers->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (leader) leader->Release();  // after the last call is answered
   return 0;
 }

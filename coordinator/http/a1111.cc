@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/generation_info.h"
+#include "common/status_macros.h"
 #include "coordinator/http/request_fields.h"
 
 namespace spriteforge::coordinator::http {
@@ -72,7 +73,7 @@ absl::Status RefuseUnsupported(const nlohmann::json& body) {
 
 absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestLimits& limits, int max_images,
                                      const std::function<uint64_t()>& draw_seed) {
-  if (auto s = RefuseUnsupported(body); !s.ok()) return s;
+  RETURN_IF_ERROR(RefuseUnsupported(body));
   Txt2Img r;
   absl::Status s;
   if (s = ReadString(body, "prompt", &r.prompt); !s.ok()) return s;

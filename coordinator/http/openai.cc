@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "coordinator/http/request_fields.h"
 
 namespace spriteforge::coordinator::http {
@@ -16,7 +17,7 @@ absl::Status ParseSize(const std::string& size, const ManifestLimits& limits, in
       !absl::SimpleAtoi(size.substr(x + 1), height)) {
     return absl::InvalidArgumentError(absl::StrCat("size: expected WIDTHxHEIGHT such as 1024x1024, got '", size, "'"));
   }
-  if (auto s = CheckSize("size width", *width, limits.min_size, limits.max_size); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckSize("size width", *width, limits.min_size, limits.max_size));
   return CheckSize("size height", *height, limits.min_size, limits.max_size);
 }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator::http {
 
@@ -36,17 +37,14 @@ uint64_t DrawSeed() {
 
 absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, const nlohmann::json& manifest,
                                           const std::string& source, const std::string& idempotency_key) {
-  auto slot = api.TakeSyncSlot();
-  if (!slot.ok()) return slot.status();
+  ASSIGN_OR_RETURN(auto slot, api.TakeSyncSlot());
   v1::SubmitJobRequest request;
   request.set_manifest(manifest.dump());
   request.set_manifest_name(source);
   request.set_idempotency_key(idempotency_key);
-  auto who = api.Caller(req);
-  if (!who.ok()) return who.status();
-  auto submitted = api.core()->Submit(request, who->name, who->limits);
-  if (!submitted.ok()) return submitted.status();
-  const std::string job_id = submitted->job().id();
+  ASSIGN_OR_RETURN(auto who, api.Caller(req));
+  ASSIGN_OR_RETURN(auto submitted, api.core()->Submit(request, who.name, who.limits));
+  const std::string job_id = submitted.job().id();
 
   struct Done {
     std::mutex mu;

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 
@@ -90,11 +91,10 @@ absl::StatusOr<std::string> BlobStore::Path(const std::string& sha256) const {
 }
 
 absl::StatusOr<uint64_t> BlobStore::Size(const std::string& sha256) const {
-  auto path = Path(sha256);
-  if (!path.ok()) return path.status();
+  ASSIGN_OR_RETURN(auto path, Path(sha256));
   std::error_code ec;
-  const uint64_t size = fs::file_size(*path, ec);
-  if (ec) return absl::NotFoundError(absl::StrCat(*path, ": ", ec.message()));
+  const uint64_t size = fs::file_size(path, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat(path, ": ", ec.message()));
   return size;
 }
 

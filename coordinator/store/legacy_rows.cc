@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sampling.h"
 #include "common/sprite/spec.h"
+#include "common/status_macros.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {
@@ -58,9 +59,9 @@ void ReadLegacyItem(const Statement& s, v1::ImageParams* image, v1::SamplingPara
 
 absl::Status UpgradeItems(Database& db) {
   if (!HasColumn(db, "items", "prompt")) return absl::OkStatus();
-  if (auto s = AddMissingColumn(db, "items", "workflow", "TEXT NOT NULL DEFAULT ''"); !s.ok()) return s;
+  RETURN_IF_ERROR(AddMissingColumn(db, "items", "workflow", "TEXT NOT NULL DEFAULT ''"));
   for (const char* column : {"image", "sampling"}) {
-    if (auto s = AddMissingColumn(db, "items", column, "BLOB NOT NULL DEFAULT x''"); !s.ok()) return s;
+    RETURN_IF_ERROR(AddMissingColumn(db, "items", column, "BLOB NOT NULL DEFAULT x''"));
   }
   struct Row {
     std::string job_id;
@@ -83,18 +84,18 @@ absl::Status UpgradeItems(Database& db) {
   for (const Row& row : rows) {
     Statement up(db.raw(), "UPDATE items SET image = ?, sampling = ? WHERE job_id = ? AND idx = ?");
     up.BindBlob(1, row.image).BindBlob(2, row.sampling).Bind(3, row.job_id).Bind(4, row.index);
-    if (auto s = up.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(up.Run());
   }
   for (const char* column : {"prompt", "negative", "seed", "width", "height", "steps", "cfg", "sampler", "schedule",
                              "model", "tileable", "workflow"}) {
-    if (auto s = db.Exec(absl::StrCat("ALTER TABLE items DROP COLUMN ", column)); !s.ok()) return s;
+    RETURN_IF_ERROR(db.Exec(absl::StrCat("ALTER TABLE items DROP COLUMN ", column)));
   }
   return absl::OkStatus();
 }
 
 // The postprocess JSON of jobs made before the spec message, parsed as at submit.
 absl::Status UpgradeJobs(Database& db) {
-  if (auto s = AddMissingColumn(db, "jobs", "postprocess_spec", "BLOB"); !s.ok()) return s;
+  RETURN_IF_ERROR(AddMissingColumn(db, "jobs", "postprocess_spec", "BLOB"));
   if (!HasColumn(db, "jobs", "postprocess")) return absl::OkStatus();
   std::vector<std::pair<std::string, std::string>> specs;  // job id, spec
   {
@@ -109,7 +110,7 @@ absl::Status UpgradeJobs(Database& db) {
   for (const auto& [id, spec] : specs) {
     Statement up(db.raw(), "UPDATE jobs SET postprocess_spec = ? WHERE id = ?");
     up.BindBlob(1, spec).Bind(2, id);
-    if (auto s = up.Run(); !s.ok()) return s;
+    RETURN_IF_ERROR(up.Run());
   }
   return db.Exec("ALTER TABLE jobs DROP COLUMN postprocess");
 }
@@ -128,8 +129,8 @@ absl::Status UpgradeLegacyRows(Database& db) {
   }
   Transaction tx(db);
   if (!tx.status().ok()) return tx.status();
-  if (auto s = UpgradeJobs(db); !s.ok()) return s;
-  if (auto s = UpgradeItems(db); !s.ok()) return s;
+  RETURN_IF_ERROR(UpgradeJobs(db));
+  RETURN_IF_ERROR(UpgradeItems(db));
   return tx.Commit();
 }
 

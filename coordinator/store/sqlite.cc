@@ -70,6 +70,14 @@ Statement& Statement::BindNull(int i) {
   return *this;
 }
 
+Statement& Statement::Bind(int i, const SqlValue& v) {
+  if (const auto* n = std::get_if<int64_t>(&v)) return Bind(i, *n);
+  if (const auto* d = std::get_if<double>(&v)) return Bind(i, *d);
+  if (const auto* t = std::get_if<std::string>(&v)) return Bind(i, *t);
+  if (const auto* b = std::get_if<SqlBytes>(&v)) return BindBlob(i, b->bytes);
+  return BindNull(i);
+}
+
 bool Statement::Step() {
   if (!stmt_ || !status_.ok()) return false;
   const int rc = sqlite3_step(stmt_);

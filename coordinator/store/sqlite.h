@@ -13,18 +13,19 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "coordinator/store/rows.h"
 
 namespace spriteforge::coordinator {
 
 class Database;
 
-class Statement {
+class Statement final : public Row {
  public:
   Statement(sqlite3* db, const char* sql);
   // Prepared once per connection and reused: the hot paths run the same few statements
   // thousands of times a second, and preparing costs more than running them.
   Statement(Database& db, const char* sql);
-  ~Statement();
+  ~Statement() override;
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -36,16 +37,17 @@ class Statement {
   Statement& Bind(int i, const std::optional<std::string>& v);
   Statement& BindNull(int i);
   Statement& BindBlob(int i, const std::string& bytes);
+  Statement& Bind(int i, const SqlValue& v);
 
   // Steps once: true while a row is available, false when done; errors become status().
   bool Step();
   absl::Status Run();  // steps to completion
 
-  int64_t Int(int col) const;
-  double Double(int col) const;
-  std::string Text(int col) const;
-  std::optional<std::string> OptText(int col) const;
-  std::string Blob(int col) const;
+  int64_t Int(int col) const override;
+  double Double(int col) const override;
+  std::string Text(int col) const override;
+  std::optional<std::string> OptText(int col) const override;
+  std::string Blob(int col) const override;
 
   absl::Status status() const { return status_; }
 

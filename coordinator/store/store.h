@@ -1,6 +1,9 @@
-// The coordinator's durable state in SQLite (WAL): jobs, their items, batch leases and
-// workers. Every state change is one transaction, so a coordinator killed at any point
-// restarts from a consistent database (Recover) and loses nothing.
+// The coordinator's durable state: jobs, their items, batch leases, workers and the leader
+// lease of coordinators sharing one database. Every state change is one transaction, so a
+// coordinator killed at any point restarts from a consistent database (Recover) and loses
+// nothing. Two backends implement it: SQLite (a file, the default; sqlite_store.h) and
+// PostgreSQL (a server several coordinators can share; postgres_store.h). Store::Open picks
+// one by the --db value.
 //
 // Item life cycle: queued -> running (leased to a batch) -> done | failed | cancelled;
 // a released lease (worker lost, out of memory, coordinator restart) puts running items
@@ -21,8 +24,6 @@
 #include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge::coordinator {
-
-class Database;
 
 // Numbered as the proto's JobState / ItemState so the service converts with a cast.
 // kLoading: the job's items are still being written (a large manifest goes in chunks);
@@ -94,85 +95,101 @@ struct WorkerRecord {
   int64_t images_done = 0;
 };
 
+// The leader lease row: who leads the coordinators sharing this database, until when, and
+// the database's clock when it was read (every coordinator compares against that one
+// clock, so their own clocks may differ).
+struct LeaderLease {
+  std::string holder;   // empty: nobody has led yet
+  std::string address;  // where the holder serves clients, for the standby's answer
+  int64_t expires_ms = 0;
+  int64_t now_ms = 0;   // the database's clock
+};
+
+// Whether `spec` names a PostgreSQL database (postgresql://... or postgres://...) rather
+// than a SQLite file.
+bool IsPostgresUrl(const std::string& spec);
+
 class Store {
  public:
-  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
-  ~Store();
+  // A file path opens SQLite; a postgresql:// URL opens PostgreSQL.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& spec);
+  virtual ~Store() = default;
+  virtual std::string Backend() const = 0;  // "sqlite" or "postgresql", for logs
 
   // Creates the job and its items in one transaction. A job with the same non-empty
   // idempotency key already stored comes back instead, with `deduplicated` set.
-  absl::StatusOr<JobRecord> CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
-                                      bool* deduplicated);
+  virtual absl::StatusOr<JobRecord> CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
+                                      bool* deduplicated) = 0;
   // The same in steps, for jobs too large for one transaction: the job is created loading,
   // items are added in chunks (each its own transaction), then it is queued.
-  absl::StatusOr<JobRecord> BeginJob(JobRecord job, bool* deduplicated);
-  absl::Status AddItems(const std::string& job_id, const std::vector<ItemRecord>& items);
-  absl::Status QueueJob(const std::string& job_id);
-  absl::Status DropLoadingJob(const std::string& job_id);  // a load that failed part-way
-  absl::StatusOr<JobRecord> GetJob(const std::string& id);
+  virtual absl::StatusOr<JobRecord> BeginJob(JobRecord job, bool* deduplicated) = 0;
+  virtual absl::Status AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) = 0;
+  virtual absl::Status QueueJob(const std::string& job_id) = 0;
+  virtual absl::Status DropLoadingJob(const std::string& job_id) = 0;  // a load that failed part-way
+  virtual absl::StatusOr<JobRecord> GetJob(const std::string& id) = 0;
   // Newest first; with `owner`, only that owner's.
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit, const std::optional<std::string>& owner = std::nullopt);
-  absl::StatusOr<Backlog> OwnerBacklog(const std::string& owner);
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit, const std::optional<std::string>& owner = std::nullopt) = 0;
+  virtual absl::StatusOr<Backlog> OwnerBacklog(const std::string& owner) = 0;
   // Jobs not finished yet, in submission order.
-  absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs();
-  absl::StatusOr<std::vector<ItemRecord>> Items(const std::string& job_id);
-  absl::StatusOr<ItemCounts> Counts(const std::string& job_id);
+  virtual absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs() = 0;
+  virtual absl::StatusOr<std::vector<ItemRecord>> Items(const std::string& job_id) = 0;
+  virtual absl::StatusOr<ItemCounts> Counts(const std::string& job_id) = 0;
   // Queued items of every job, by job submission then index.
-  absl::StatusOr<std::vector<ItemRecord>> QueuedItems();
+  virtual absl::StatusOr<std::vector<ItemRecord>> QueuedItems() = 0;
   // The job's first `limit` queued items with an index above `after`, by index.
-  absl::StatusOr<std::vector<ItemRecord>> QueuedItems(const std::string& job_id, int after, int limit);
+  virtual absl::StatusOr<std::vector<ItemRecord>> QueuedItems(const std::string& job_id, int after, int limit) = 0;
 
   // Leases items to a batch: they become running with attempts + 1; their jobs start.
-  absl::Status Lease(const std::string& batch_id, const std::string& worker_id,
-                     const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms);
-  absl::Status RenewLeases(const std::string& worker_id, int64_t expires_ms);
-  absl::StatusOr<std::vector<std::string>> ExpiredBatches(int64_t now_ms);
-  absl::StatusOr<std::vector<std::string>> BatchesOfWorker(const std::string& worker_id);
+  virtual absl::Status Lease(const std::string& batch_id, const std::string& worker_id,
+                     const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) = 0;
+  virtual absl::Status RenewLeases(const std::string& worker_id, int64_t expires_ms) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ExpiredBatches(int64_t now_ms) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> BatchesOfWorker(const std::string& worker_id) = 0;
   // The items still running under the batch.
-  absl::StatusOr<std::vector<ItemRecord>> RunningItems(const std::string& batch_id);
+  virtual absl::StatusOr<std::vector<ItemRecord>> RunningItems(const std::string& batch_id) = 0;
 
   // Records a result; false (nothing changed) unless the item runs under `batch_id`.
-  absl::StatusOr<bool> CompleteItem(const std::string& batch_id, const ItemKey& item,
+  virtual absl::StatusOr<bool> CompleteItem(const std::string& batch_id, const ItemKey& item,
                                     const std::string& image_path, const std::string& sprite_path,
-                                    int64_t now_ms);
+                                    int64_t now_ms) = 0;
   // Records many results in one transaction (one commit for a group of batches); for
   // each, whether it was accepted.
-  absl::StatusOr<std::vector<bool>> CompleteItems(const std::vector<Completion>& done, int64_t now_ms);
+  virtual absl::StatusOr<std::vector<bool>> CompleteItems(const std::vector<Completion>& done, int64_t now_ms) = 0;
   // Ends the batch's lease: items still running go back to the queue, or fail when
   // `fail_reason` is set and they have had `max_attempts`. Returns the affected items
   // (their state after the change).
   // `item_messages` ((job id, index) -> message) replaces `message` for those items.
-  absl::StatusOr<std::vector<ItemRecord>> ReleaseBatch(
+  virtual absl::StatusOr<std::vector<ItemRecord>> ReleaseBatch(
       const std::string& batch_id, int fail_reason, const std::string& message, int max_attempts,
-      const std::map<std::pair<std::string, int>, std::string>& item_messages = {});
+      const std::map<std::pair<std::string, int>, std::string>& item_messages = {}) = 0;
 
   // Fails the job's queued items for good with `reason`; returns them (failed).
-  absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, int reason,
-                                                          const std::string& message);
+  virtual absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, int reason,
+                                                          const std::string& message) = 0;
 
   // Cancels queued and running items; returns the batches that had running items.
-  absl::StatusOr<std::vector<std::string>> CancelJob(const std::string& job_id, int64_t now_ms);
+  virtual absl::StatusOr<std::vector<std::string>> CancelJob(const std::string& job_id, int64_t now_ms) = 0;
   // Marks the job done/failed once no item is queued or running; returns its record.
-  absl::StatusOr<JobRecord> FinishJobIfComplete(const std::string& job_id, int64_t now_ms);
+  virtual absl::StatusOr<JobRecord> FinishJobIfComplete(const std::string& job_id, int64_t now_ms) = 0;
 
-  // After a restart: every lease is void (its worker's stream died with the old process),
-  // so running items return to the queue, and jobs left loading are removed. Returns how
+  // After a restart or a standby's takeover: every lease is void (its worker's stream died
+  // with the old process), so running items return to the queue, and jobs left loading are removed. Returns how
   // many items were requeued.
-  absl::StatusOr<int> Recover();
+  virtual absl::StatusOr<int> Recover() = 0;
 
-  absl::Status UpsertWorker(const WorkerRecord& worker);
-  absl::Status AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms);
-  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers();
+  virtual absl::Status UpsertWorker(const WorkerRecord& worker) = 0;
+  virtual absl::Status AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms) = 0;
+  virtual absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() = 0;
 
   // Totals for metrics: items done, items failed, items queued.
-  absl::StatusOr<std::map<std::string, int64_t>> Totals();
+  virtual absl::StatusOr<std::map<std::string, int64_t>> Totals() = 0;
 
- private:
-  explicit Store(std::unique_ptr<Database> db);
-  absl::StatusOr<std::vector<ItemRecord>> SelectItems(const char* where, const std::string& arg);
-  absl::StatusOr<JobRecord> InsertJob(JobRecord job, bool* deduplicated);
-  absl::Status InsertItems(const std::string& job_id, const std::vector<ItemRecord>& items);
-  std::unique_ptr<Database> db_;
+  // The leader lease: ReadLeader reads it; ClaimLeader sets it to `holder` for `lease_ms`
+  // (database clock) only if it is still as `seen` (compare and set), so of two claims
+  // on one lapsed lease exactly one wins. True when this claim won.
+  virtual absl::StatusOr<LeaderLease> ReadLeader() = 0;
+  virtual absl::StatusOr<bool> ClaimLeader(const LeaderLease& seen, const std::string& holder,
+                                           const std::string& address, int64_t lease_ms) = 0;
 };
 
 }  // namespace spriteforge::coordinator

@@ -18,7 +18,7 @@ HOST_PACKAGES=(crossbuild-essential-arm64 qemu-user-static cmake ninja-build cca
 # The library packages of deploy/setup.sh, less LibTorch and libFuzzer, plus the C and C++
 # runtime the test programs load under qemu.
 ARM64_PACKAGES=(libgrpc++-dev libprotobuf-dev libabsl-dev libspdlog-dev libfmt-dev libgtest-dev
-                libgmock-dev libsqlite3-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev
+                libgmock-dev libsqlite3-dev libpq-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev
                 libcpp-httplib-dev libcli11-dev prometheus-cpp-dev libc6-dev libstdc++-12-dev)
 # Programs, then the test programs that need no LibTorch. Those that start the coordinator or
 # the client start them through qemu too (the toolchain's emulator; no binfmt_misc needed).

@@ -31,10 +31,12 @@ CoordinatorProcess::~CoordinatorProcess() {
 }
 
 absl::StatusOr<CoordinatorProcess> CoordinatorProcess::Start(const std::string& binary, const std::string& dir,
-                                                             const std::vector<std::string>& extra) {
+                                                             const std::vector<std::string>& extra,
+                                                             const std::string& db) {
   if (access(binary.c_str(), X_OK) != 0) return absl::NotFoundError(absl::StrCat("no coordinator program at ", binary));
   CoordinatorProcess p;
   p.dir_ = dir;
+  p.db_ = db;
   const std::string ready = dir + "/ready.json";
   unlink(ready.c_str());
   std::vector<std::string> argv = {binary,           "--listen",  "127.0.0.1:0", "--worker-listen", "127.0.0.1:0",
@@ -115,6 +117,7 @@ int CoordinatorProcess::Stop() {
 
 uint64_t CoordinatorProcess::DbBytes() const {
   uint64_t total = 0;
+  if (!db_.empty()) return 0;
   for (const char* suffix : {"", "-wal"}) {
     struct stat st;
     if (stat((db_path() + suffix).c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_size);

@@ -21,9 +21,10 @@ struct ProcessSample {
 class CoordinatorProcess {
  public:
   // Starts `binary` serving clients and workers on 127.0.0.1, with its database, results
-  // and log in `dir`; `extra` flags are appended. Waits until it serves.
+  // and log in `dir`; `extra` flags are appended. Waits until it serves. `db`: its --db
+  // (empty: a SQLite file in `dir`; or a postgresql:// URL).
   static absl::StatusOr<CoordinatorProcess> Start(const std::string& binary, const std::string& dir,
-                                                  const std::vector<std::string>& extra);
+                                                  const std::vector<std::string>& extra, const std::string& db = "");
   CoordinatorProcess(CoordinatorProcess&& o) noexcept { *this = std::move(o); }
   CoordinatorProcess& operator=(CoordinatorProcess&& o) noexcept;
   ~CoordinatorProcess();
@@ -35,14 +36,14 @@ class CoordinatorProcess {
   pid_t pid() const { return pid_; }
   const std::string& client_address() const { return client_address_; }
   const std::string& worker_address() const { return worker_address_; }
-  std::string db_path() const { return dir_ + "/coordinator.db"; }
-  // The database with its write-ahead log.
+  std::string db_path() const { return db_.empty() ? dir_ + "/coordinator.db" : db_; }
+  // The database with its write-ahead log (SQLite; 0 for a server).
   uint64_t DbBytes() const;
 
  private:
   CoordinatorProcess() = default;
   pid_t pid_ = -1;
-  std::string dir_, client_address_, worker_address_;
+  std::string dir_, db_, client_address_, worker_address_;
 };
 
 }  // namespace spriteforge::fleet

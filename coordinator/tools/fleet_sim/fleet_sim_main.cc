@@ -141,6 +141,8 @@ int main(int argc, char** argv) {
   app.add_option("--duration", duration_s, "Stop this many seconds after the workers join (0: when all jobs finished)")
       ->check(CLI::Range(0.0, 1e6));
   app.add_option("--warmup", warmup_s, "Seconds after the workers joined before measuring")->check(CLI::Range(0.0, 1e6));
+  std::string db;
+  app.add_option("--db", db, "The coordinator's --db: a postgresql:// URL (default: a SQLite file in --work-dir)");
   app.add_option("--work-dir", dir, "Coordinator database, results and log (default: a new /tmp folder)");
   app.add_option("--coordinator-arg", extra, "Extra argument for the coordinator (repeatable)")->allow_extra_args(false);
   app.add_option("--report", report_path, "Also write the JSON report here");
@@ -186,7 +188,7 @@ int main(int argc, char** argv) {
     extra.push_back("--max-images-per-job");
     extra.push_back(absl::StrCat(largest_job));
   }
-  auto coordinator = fleet::CoordinatorProcess::Start(coordinator_bin, dir, extra);
+  auto coordinator = fleet::CoordinatorProcess::Start(coordinator_bin, dir, extra, db);
   if (!coordinator.ok()) return Fail(std::string(coordinator.status().message()));
   std::fprintf(stderr, "fleet-sim: coordinator pid %d, work folder %s\n", coordinator->pid(), dir.c_str());
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "coordinator/store/store.h"
+#include "tests/coordinator/store/store_backends.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -64,8 +65,14 @@ TEST(StoreOwnerTest, ADatabaseWithoutOwnersIsUpgradedAndKeepsItsJobs) {
   EXPECT_EQ((*again)->GetJob("job-new")->owner, "alice");
 }
 
-TEST(StoreOwnerTest, BacklogAndListingArePerOwner) {
-  auto store = Store::Open(TempDb("backlog"));
+class StoreOwnerBackendTest : public ::testing::TestWithParam<testing::Backend> {};
+SPRITEFORGE_ALL_STORE_BACKENDS(StoreOwnerBackendTest);
+
+TEST_P(StoreOwnerBackendTest, BacklogAndListingArePerOwner) {
+  SPRITEFORGE_SKIP_WITHOUT_POSTGRES(GetParam());
+  testing::TestDatabase db(GetParam());
+  ASSERT_FALSE(db.spec().empty());
+  auto store = Store::Open(db.spec());
   ASSERT_TRUE(store.ok()) << store.status();
   bool dedup = false;
   ASSERT_TRUE((*store)->CreateJob(Job("a1", "alice"), Items(3), &dedup).ok());

@@ -1,5 +1,7 @@
-// The coordinator's store on a real SQLite file: job creation and idempotency, the item
-// life cycle through leases, late results, cancellation and recovery after a restart.
+// The coordinator's store on a real database, SQLite and PostgreSQL alike: job creation
+// and idempotency, the item life cycle through leases, late results, cancellation,
+// recovery after a restart and the leader lease. SQLite-only cases (file checks, upgrades
+// of old files) are plain tests at the end.
 #include "coordinator/store/store.h"
 
 #include <gtest/gtest.h>
@@ -8,21 +10,26 @@
 
 #include <filesystem>
 
+#include "tests/coordinator/store/store_backends.h"
+
 namespace spriteforge::coordinator {
 namespace {
 
-class StoreTest : public ::testing::Test {
+using testing::Backend;
+using testing::TestDatabase;
+
+class StoreTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    path_ = std::filesystem::temp_directory_path() /
-            ("store_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db");
-    std::filesystem::remove(path_);
+    SPRITEFORGE_SKIP_WITHOUT_POSTGRES(GetParam());
+    db_ = std::make_unique<TestDatabase>(GetParam());
+    ASSERT_FALSE(db_->spec().empty());
+    path_ = db_->spec();
     Reopen();
   }
   void TearDown() override {
     store_.reset();
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_.string() + suffix);
+    db_.reset();
   }
   void Reopen() {
     store_.reset();
@@ -57,11 +64,17 @@ class StoreTest : public ::testing::Test {
     EXPECT_FALSE(dedup);
     return *created;
   }
-  std::filesystem::path path_;
+  std::unique_ptr<TestDatabase> db_;
+  std::filesystem::path path_;  // the --db value: a file, or a postgresql:// URL
   std::unique_ptr<Store> store_;
 };
+SPRITEFORGE_ALL_STORE_BACKENDS(StoreTest);
 
-TEST_F(StoreTest, CreatesJobsAndKeepsTheirItemsInOrder) {
+// The SQLite-only cases: the same fixture on a file.
+class SqliteStoreTest : public StoreTest {};
+INSTANTIATE_TEST_SUITE_P(Backends, SqliteStoreTest, ::testing::Values(Backend::kSqlite), testing::BackendName);
+
+TEST_P(StoreTest, CreatesJobsAndKeepsTheirItemsInOrder) {
   MakeJob("job-a", 3);
   auto items = store_->Items("job-a");
   ASSERT_TRUE(items.ok());
@@ -73,9 +86,13 @@ TEST_F(StoreTest, CreatesJobsAndKeepsTheirItemsInOrder) {
   EXPECT_EQ(counts->total, 3);
   EXPECT_EQ(counts->queued, 3);
   EXPECT_EQ(store_->GetJob("nope").status().code(), absl::StatusCode::kNotFound);
+  auto job = store_->GetJob("job-a");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_FALSE(job->postprocess.has_value());  // NULL: the job makes no sprites
+  EXPECT_EQ(job->preview_every, 0);
 }
 
-TEST_F(StoreTest, SameIdempotencyKeyReturnsTheFirstJob) {
+TEST_P(StoreTest, SameIdempotencyKeyReturnsTheFirstJob) {
   MakeJob("job-a", 2, "key-1");
   JobRecord again;
   again.id = "job-b";
@@ -90,7 +107,7 @@ TEST_F(StoreTest, SameIdempotencyKeyReturnsTheFirstJob) {
   EXPECT_EQ(store_->ListJobs(10)->size(), 1u);
 }
 
-TEST_F(StoreTest, LeaseCompleteAndLateResultsOfAReleasedBatch) {
+TEST_P(StoreTest, LeaseCompleteAndLateResultsOfAReleasedBatch) {
   MakeJob("job-a", 2);
   ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}, {"job-a", 1}}, 5000, 100).ok());
   EXPECT_EQ(store_->GetJob("job-a")->state, JobState::kRunning);
@@ -115,7 +132,7 @@ TEST_F(StoreTest, LeaseCompleteAndLateResultsOfAReleasedBatch) {
   EXPECT_EQ(job->finished_ms, 500);
 }
 
-TEST_F(StoreTest, ItemsFailAfterMaxAttempts) {
+TEST_P(StoreTest, ItemsFailAfterMaxAttempts) {
   MakeJob("job-a", 1);
   for (int attempt = 1; attempt <= 2; ++attempt) {
     const std::string batch = "b" + std::to_string(attempt);
@@ -126,7 +143,7 @@ TEST_F(StoreTest, ItemsFailAfterMaxAttempts) {
   EXPECT_EQ(store_->FinishJobIfComplete("job-a", 500)->state, JobState::kFailed);
 }
 
-TEST_F(StoreTest, CancelStopsQueuedAndRunningItems) {
+TEST_P(StoreTest, CancelStopsQueuedAndRunningItems) {
   MakeJob("job-a", 3);
   ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}}, 5000, 100).ok());
   auto batches = store_->CancelJob("job-a", 200);
@@ -137,7 +154,7 @@ TEST_F(StoreTest, CancelStopsQueuedAndRunningItems) {
   EXPECT_FALSE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "", 300));
 }
 
-TEST_F(StoreTest, RecoverReturnsRunningItemsToTheQueueAfterARestart) {
+TEST_P(StoreTest, RecoverReturnsRunningItemsToTheQueueAfterARestart) {
   MakeJob("job-a", 2);
   ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}, {"job-a", 1}}, 5000, 100).ok());
   ASSERT_TRUE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "", 200));
@@ -150,7 +167,7 @@ TEST_F(StoreTest, RecoverReturnsRunningItemsToTheQueueAfterARestart) {
   EXPECT_EQ(store_->Counts("job-a")->done, 1);
 }
 
-TEST_F(StoreTest, ExpiredLeasesAreFoundAndRenewedByHeartbeats) {
+TEST_P(StoreTest, ExpiredLeasesAreFoundAndRenewedByHeartbeats) {
   MakeJob("job-a", 1);
   ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}}, 1000, 100).ok());
   EXPECT_EQ(*store_->ExpiredBatches(2000), std::vector<std::string>{"b1"});
@@ -158,7 +175,7 @@ TEST_F(StoreTest, ExpiredLeasesAreFoundAndRenewedByHeartbeats) {
   EXPECT_TRUE(store_->ExpiredBatches(2000)->empty());
 }
 
-TEST_F(StoreTest, ANonDatabaseFileIsRejectedWithItsPath) {
+TEST_P(SqliteStoreTest, ANonDatabaseFileIsRejectedWithItsPath) {
   store_.reset();
   std::filesystem::remove(path_);
   { FILE* f = fopen(path_.c_str(), "w"); fputs("this is not sqlite, but it is long enough to look like a header.....................", f); fclose(f); }
@@ -167,7 +184,7 @@ TEST_F(StoreTest, ANonDatabaseFileIsRejectedWithItsPath) {
   EXPECT_NE(std::string(s.status().message()).find(path_.string()), std::string::npos) << s.status();
 }
 
-TEST_F(StoreTest, ImageParametersAndPostprocessSettingsSurviveAReopen) {
+TEST_P(StoreTest, ImageParametersAndPostprocessSettingsSurviveAReopen) {
   ItemRecord it;
   it.image.set_prompt("knight");
   it.image.set_negative("");  // empty, not unset
@@ -189,6 +206,7 @@ TEST_F(StoreTest, ImageParametersAndPostprocessSettingsSurviveAReopen) {
   job.model = "tiny-sdxl";
   job.postprocess.emplace().set_palette_name("pico8");
   job.postprocess->set_width(32);
+  job.preview_every = 3;
   bool dedup = false;
   ASSERT_TRUE(store_->CreateJob(job, {it}, &dedup).ok());
   Reopen();
@@ -201,11 +219,12 @@ TEST_F(StoreTest, ImageParametersAndPostprocessSettingsSurviveAReopen) {
   ASSERT_TRUE(stored.ok() && stored->postprocess.has_value());
   EXPECT_EQ(stored->postprocess->palette_name(), "pico8");
   EXPECT_EQ(stored->postprocess->width(), 32);
+  EXPECT_EQ(stored->preview_every, 3);
 }
 
 // A database from before the serialized columns: its items had a column per field and a
 // workflow JSON, its jobs the postprocess section as JSON. Opening converts them in place.
-TEST_F(StoreTest, ADatabaseWithAColumnPerFieldIsConvertedAndKeepsItsItems) {
+TEST_P(SqliteStoreTest, ADatabaseWithAColumnPerFieldIsConvertedAndKeepsItsItems) {
   store_.reset();
   std::filesystem::remove(path_);
   sqlite3* db = nullptr;
@@ -269,6 +288,161 @@ INSERT INTO items(job_id, idx, prompt, negative, seed, random_seed, width, heigh
   Reopen();
   EXPECT_EQ(store_->Items("job-new")->at(0).image.prompt(), "potion");
   EXPECT_EQ(store_->Items("job-old")->size(), 2u);
+}
+
+TEST_P(StoreTest, ItemsAndCountsSurviveAReopen) {
+  MakeJob("job-a", 3);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}}, 5000, 100).ok());
+  ASSERT_TRUE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "/out/0.sprite.png", 200));
+  Reopen();
+  auto items = store_->Items("job-a");
+  ASSERT_TRUE(items.ok()) << items.status();
+  ASSERT_EQ(items->size(), 3u);
+  EXPECT_EQ((*items)[0].image.seed(), 0xFFFFFFFFFFFFFFF0ull);
+  EXPECT_EQ((*items)[2].image.seed(), 0xFFFFFFFFFFFFFFF2ull);
+  EXPECT_EQ((*items)[0].sampling.cfg(), 5);
+  EXPECT_EQ((*items)[0].sprite_path, "/out/0.sprite.png");
+  EXPECT_EQ((*items)[0].attempts, 1);
+  EXPECT_FALSE((*items)[1].image.has_negative());
+  EXPECT_EQ(store_->Counts("job-a")->done, 1);
+  EXPECT_EQ(store_->Counts("job-a")->queued, 2);
+  EXPECT_EQ((*store_->Totals())["queued"], 2);
+}
+
+TEST_P(StoreTest, ManyItemsGoInChunksAndComeBackInOrder) {
+  JobRecord job;
+  job.id = "job-big";
+  job.name = "big";
+  job.model = "tiny-sdxl";
+  bool dedup = false;
+  ASSERT_TRUE(store_->BeginJob(job, &dedup).ok());
+  std::vector<ItemRecord> chunk;
+  for (int i = 0; i < 1200; ++i) {
+    ItemRecord it;
+    it.index = i;
+    it.image.set_prompt("coin " + std::to_string(i));
+    it.image.set_negative("blurry");
+    chunk.push_back(it);
+  }
+  ASSERT_TRUE(store_->AddItems("job-big", chunk).ok());
+  EXPECT_TRUE(store_->ListJobs(10)->empty());  // still loading: nobody sees it
+  ASSERT_TRUE(store_->QueueJob("job-big").ok());
+  auto queued = store_->QueuedItems("job-big", 999, 5);
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  ASSERT_EQ(queued->size(), 5u);
+  EXPECT_EQ((*queued)[0].index, 1000);
+  EXPECT_EQ((*queued)[0].image.prompt(), "coin 1000");
+  EXPECT_EQ((*queued)[0].image.negative(), "blurry");
+  EXPECT_EQ(store_->Counts("job-big")->total, 1200);
+}
+
+TEST_P(StoreTest, ALoadingJobIsDroppedByRecover) {
+  JobRecord job;
+  job.id = "job-cut";
+  job.name = "cut";
+  job.model = "tiny-sdxl";
+  bool dedup = false;
+  ASSERT_TRUE(store_->BeginJob(job, &dedup).ok());
+  ItemRecord it;
+  it.image.set_prompt("x");
+  ASSERT_TRUE(store_->AddItems("job-cut", {it}).ok());
+  ASSERT_TRUE(store_->Recover().ok());
+  EXPECT_EQ(store_->GetJob("job-cut").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, WorkersAreUpsertedAndCountTheirImages) {
+  ASSERT_TRUE(store_->UpsertWorker({"w1", R"({"model":"tiny"})", 100, 0}).ok());
+  ASSERT_TRUE(store_->UpsertWorker({"w1", R"({"model":"tiny2"})", 200, 0}).ok());
+  ASSERT_TRUE(store_->AddWorkerImages("w1", 4, 300).ok());
+  auto workers = store_->ListWorkers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ(workers->size(), 1u);
+  EXPECT_EQ((*workers)[0].info_json, R"({"model":"tiny2"})");
+  EXPECT_EQ((*workers)[0].images_done, 4);
+  EXPECT_EQ((*workers)[0].last_seen_ms, 300);
+}
+
+TEST_P(StoreTest, FailQueuedItemsFailsOnlyQueuedOnes) {
+  MakeJob("job-a", 3);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}}, 5000, 100).ok());
+  auto failed = store_->FailQueuedItems("job-a", 9, "no worker serves tiny-sdxl");
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->size(), 2u);
+  EXPECT_EQ(store_->Counts("job-a")->failed, 2);
+  EXPECT_EQ(store_->Counts("job-a")->running, 1);
+  EXPECT_EQ(store_->BatchesOfWorker("w1")->size(), 1u);
+}
+
+// The leader lease is compare-and-set on the database's clock: of two claims on the same
+// lapsed lease one wins; the holder renews; a lease that ran out can be taken.
+TEST_P(StoreTest, TheLeaderLeaseHasOneHolderAtATime) {
+  auto other = Store::Open(path_.string());  // a second coordinator's connection
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto seen = store_->ReadLeader();
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->holder, "");
+  EXPECT_GT(seen->now_ms, 1'600'000'000'000);  // the database's clock, in ms since 1970
+  EXPECT_TRUE(*store_->ClaimLeader(*seen, "a", "10.0.0.1:50051", 60000));
+  EXPECT_FALSE(*(*other)->ClaimLeader(*seen, "b", "10.0.0.2:50051", 60000));  // a stale view loses
+  auto now = (*other)->ReadLeader();
+  EXPECT_EQ(now->holder, "a");
+  EXPECT_EQ(now->address, "10.0.0.1:50051");
+  EXPECT_GE(now->expires_ms, now->now_ms + 50000);
+  EXPECT_TRUE(*store_->ClaimLeader(*now, "a", "10.0.0.1:50051", 1));  // renewal, here to a 1 ms lease
+  auto renewed = store_->ReadLeader();
+  while (renewed->now_ms <= renewed->expires_ms) renewed = (*other)->ReadLeader();
+  EXPECT_TRUE(*(*other)->ClaimLeader(*renewed, "b", "10.0.0.2:50051", 60000));
+  EXPECT_EQ(store_->ReadLeader()->holder, "b");
+}
+
+// Paths and ids travel to PostgreSQL inside array literals: quotes, backslashes, commas and
+// braces must come back as they went in. A result listed twice in a group counts once.
+TEST_P(StoreTest, GroupedResultsKeepOddCharactersAndCountOnce) {
+  const std::string odd = "job \"q\" \\ {a,b} é";
+  MakeJob(odd, 2);
+  ASSERT_TRUE(store_->Lease("b \"1\"", "w,1", {{odd, 0}, {odd, 1}}, 5000, 100).ok());
+  const std::string path = "/out/\"x\"\\{0},.png";
+  auto accepted = store_->CompleteItems({{"b \"1\"", {odd, 0}, path, ""},
+                                         {"b \"1\"", {odd, 0}, path, ""},
+                                         {"other", {odd, 1}, "/out/1.png", ""},
+                                         {"b \"1\"", {odd, 1}, "/out/1.png", "NULL"}},
+                                        200);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(*accepted, (std::vector<bool>{true, false, false, true}));
+  auto items = store_->Items(odd);
+  ASSERT_TRUE(items.ok()) << items.status();
+  EXPECT_EQ((*items)[0].image_path, path);
+  EXPECT_EQ((*items)[0].worker_id, "w,1");
+  EXPECT_EQ((*items)[1].sprite_path, "NULL");
+  EXPECT_EQ(store_->Counts(odd)->done, 2);
+}
+
+TEST_P(StoreTest, ALeaseOfAnItemNotQueuedChangesNothing) {
+  MakeJob("job-a", 3);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 1}}, 5000, 100).ok());
+  auto s = store_->Lease("b2", "w2", {{"job-a", 0}, {"job-a", 1}, {"job-a", 2}}, 5000, 100);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("job-a/1"), std::string::npos) << s;
+  EXPECT_EQ(store_->Counts("job-a")->queued, 2);
+  EXPECT_EQ(store_->BatchesOfWorker("w2")->size(), 0u);
+  EXPECT_EQ(store_->Items("job-a")->at(0).attempts, 0);
+}
+
+TEST(StoreOpenTest, APostgresUrlIsRecognized) {
+  EXPECT_TRUE(IsPostgresUrl("postgresql://u@db.example/spriteforge"));
+  EXPECT_TRUE(IsPostgresUrl("postgres://db/x"));
+  EXPECT_FALSE(IsPostgresUrl("/var/lib/spriteforge/jobs.db"));
+  EXPECT_FALSE(IsPostgresUrl("postgresql.db"));
+}
+
+TEST(StoreOpenTest, AnUnreachableServerIsUnavailableWithItsUrlButNotItsPassword) {
+  auto s = Store::Open("postgresql://spriteforge:secret@127.0.0.1:1/none?connect_timeout=2");
+  ASSERT_FALSE(s.ok());
+#ifdef SPRITEFORGE_WITH_POSTGRES
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable) << s.status();
+  EXPECT_NE(std::string(s.status().message()).find("127.0.0.1:1"), std::string::npos) << s.status();
+#endif
+  EXPECT_EQ(std::string(s.status().message()).find("secret"), std::string::npos) << s.status();
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sampling.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::engine {
 
@@ -10,17 +11,15 @@ absl::StatusOr<BatchRequest> ToEngineRequest(const v1::SamplingParams& s, const 
     return absl::InternalError(absl::StrCat(lora_paths.size(), " LoRA files for ", s.loras_size(), " LoRAs"));
   }
   // The API's enums and the engine's share their names: a value one side lacks is an error.
-  auto sampler = ParseSampler(spriteforge::SamplerName(s.sampler()));
-  if (!sampler.ok()) return sampler.status();
-  auto schedule = ParseSchedule(spriteforge::ScheduleName(s.schedule()));
-  if (!schedule.ok()) return schedule.status();
+  ASSIGN_OR_RETURN(auto sampler, ParseSampler(spriteforge::SamplerName(s.sampler())));
+  ASSIGN_OR_RETURN(auto schedule, ParseSchedule(spriteforge::ScheduleName(s.schedule())));
   BatchRequest request;
   request.width = s.width();
   request.height = s.height();
   request.steps = s.steps();
   request.cfg = s.cfg();
-  request.sampler = *sampler;
-  request.schedule = *schedule;
+  request.sampler = sampler;
+  request.schedule = schedule;
   request.tileable = s.tileable();
   request.tcd_gamma = s.tcd_gamma();
   if (s.strength() > 0) request.strength = s.strength();  // 0: txt2img, where it does not apply

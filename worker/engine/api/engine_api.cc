@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "spriteforge/engine/engine.h"
 #include "worker/engine/base/schedule.h"
 #include "worker/engine/src/checkpoint.h"
@@ -101,12 +102,10 @@ absl::Status LoadTokenizers(const LoadOptions& o, bool builtin, std::unique_ptr<
   // tokenizer_2 sits beside tokenizer/ when present; the vocabulary is the same file.
   fs::path dir2 = fs::path(dir).parent_path() / "tokenizer_2";
   if (!fs::exists(dir2 / "vocab.json")) dir2 = dir;
-  auto a = ClipTokenizer::Load(dir, "<|endoftext|>");
-  if (!a.ok()) return a.status();
-  auto b = ClipTokenizer::Load(dir2.string(), "!");
-  if (!b.ok()) return b.status();
-  t1 = std::move(*a);
-  t2 = std::move(*b);
+  ASSIGN_OR_RETURN(auto a, ClipTokenizer::Load(dir, "<|endoftext|>"));
+  ASSIGN_OR_RETURN(auto b, ClipTokenizer::Load(dir2.string(), "!"));
+  t1 = std::move(a);
+  t2 = std::move(b);
   return absl::OkStatus();
 }
 
@@ -211,11 +210,10 @@ absl::Status ValidateRequest(const BatchRequest& r) {
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
   const torch::ScalarType dtype = TorchDtype(o.dtype);
-  auto device = ParseDevice(o.device);
-  if (!device.ok()) return device.status();
+  ASSIGN_OR_RETURN(auto device, ParseDevice(o.device));
   const bool fp8 = o.dtype == Dtype::kFp8;
   if (fp8) {
-    if (std::string why = Fp8Unsupported(*device); !why.empty()) return absl::FailedPreconditionError("dtype fp8: " + why);
+    if (std::string why = Fp8Unsupported(device); !why.empty()) return absl::FailedPreconditionError("dtype fp8: " + why);
   }
   try {
     const bool builtin = absl::StartsWith(o.model_path, kBuiltinPrefix);
@@ -228,24 +226,22 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
         return absl::InvalidArgumentError(absl::StrCat("unknown built-in model '", name, "' (expected tiny or sdxl-base)"));
       }
       if (!o.config_dir.empty()) {
-        auto c = LoadSdxlConfig(o.config_dir, config);
-        if (!c.ok()) return c.status();
-        config = *c;
+        ASSIGN_OR_RETURN(auto c, LoadSdxlConfig(o.config_dir, config));
+        config = c;
       }
       spdlog::warn("model {}: random weights (for benchmarks and demos; images are noise)", o.model_path);
     } else {
-      auto c = ResolveConfig(o.model_path, o.config_dir);
-      if (!c.ok()) return c.status();
-      config = *c;
+      ASSIGN_OR_RETURN(auto c, ResolveConfig(o.model_path, o.config_dir));
+      config = c;
     }
     std::unique_ptr<ClipTokenizer> t1, t2;
-    if (auto s = LoadTokenizers(o, builtin, t1, t2); !s.ok()) return s;
+    RETURN_IF_ERROR(LoadTokenizers(o, builtin, t1, t2));
     torch::NoGradGuard no_grad;
     SdxlModels models = BuildSdxl(config);
     if (!builtin) {
-      if (auto s = LoadWeights(o.model_path, models); !s.ok()) return s;
+      RETURN_IF_ERROR(LoadWeights(o.model_path, models));
     }
-    PipelineOptions options{*device, dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch,
+    PipelineOptions options{device, dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch,
                             o.fused_kernels, fp8};
     return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
   } catch (const std::exception& e) {

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::engine {
 namespace {
@@ -180,15 +181,14 @@ absl::StatusOr<std::vector<LoraLayerKeys>> ResolveLoraKeys(const std::vector<std
                                                            const std::string& file) {
   std::map<std::pair<Component, std::string>, LoraLayerKeys> layers;
   for (const std::string& name : names) {
-    auto parsed = ParseName(name, modules, config, file);
-    if (!parsed.ok()) return parsed.status();
-    LoraLayerKeys& layer = layers[{parsed->component, parsed->module}];
-    layer.component = parsed->component;
-    layer.module = parsed->module;
-    std::string& slot = parsed->part == Part::kDown ? layer.down : parsed->part == Part::kUp ? layer.up : layer.alpha;
+    ASSIGN_OR_RETURN(auto parsed, ParseName(name, modules, config, file));
+    LoraLayerKeys& layer = layers[{parsed.component, parsed.module}];
+    layer.component = parsed.component;
+    layer.module = parsed.module;
+    std::string& slot = parsed.part == Part::kDown ? layer.down : parsed.part == Part::kUp ? layer.up : layer.alpha;
     if (!slot.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(file, ": tensors '", slot, "' and '", name, "' both name layer '",
-                                                     parsed->module, "' of ", ComponentFolder(parsed->component)));
+                                                     parsed.module, "' of ", ComponentFolder(parsed.component)));
     }
     slot = name;
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::engine {
 namespace {
@@ -69,20 +70,18 @@ absl::StatusOr<uint64_t> AvailableBytesFromMeminfo(std::string_view text, std::s
   }
   uint64_t total = 0;
   for (const char* name : kEstimate) {
-    auto part = bytes(name);
-    if (!part.ok()) return part.status();
-    if (*part > std::numeric_limits<uint64_t>::max() - total) {
+    ASSIGN_OR_RETURN(auto part, bytes(name));
+    if (part > std::numeric_limits<uint64_t>::max() - total) {
       return absl::InvalidArgumentError(absl::StrCat(origin, ": MemFree + Buffers + Cached overflows"));
     }
-    total += *part;
+    total += part;
   }
   return total;
 }
 
 absl::StatusOr<uint64_t> ReadAvailableBytes(const std::string& path) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  return AvailableBytesFromMeminfo(*text, path);
+  ASSIGN_OR_RETURN(auto text, ReadFile(path));
+  return AvailableBytesFromMeminfo(text, path);
 }
 
 }  // namespace spriteforge::engine

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::engine {
 namespace {
@@ -92,10 +93,9 @@ SdxlConfig TinySdxlConfig() {
 }
 
 absl::StatusOr<ClipTextConfig> ParseClipTextConfig(const std::string& text, const std::string& file) {
-  auto j = ParseObject(text, file);
-  if (!j.ok()) return j.status();
+  ASSIGN_OR_RETURN(auto j, ParseObject(text, file));
   ClipTextConfig c;
-  Reader r(*j, file);
+  Reader r(j, file);
   r.Get("vocab_size", c.vocab_size);
   r.Get("hidden_size", c.hidden_size);
   r.Get("intermediate_size", c.intermediate_size);
@@ -117,10 +117,9 @@ absl::StatusOr<ClipTextConfig> ParseClipTextConfig(const std::string& text, cons
 }
 
 absl::StatusOr<UNetConfig> ParseUNetConfig(const std::string& text, const std::string& file) {
-  auto j = ParseObject(text, file);
-  if (!j.ok()) return j.status();
+  ASSIGN_OR_RETURN(auto j, ParseObject(text, file));
   UNetConfig c;
-  Reader r(*j, file);
+  Reader r(j, file);
   r.Get("in_channels", c.in_channels);
   r.Get("out_channels", c.out_channels);
   r.Get("block_out_channels", c.block_out_channels);
@@ -144,15 +143,14 @@ absl::StatusOr<UNetConfig> ParseUNetConfig(const std::string& text, const std::s
     return absl::InvalidArgumentError(absl::StrCat(
         file, ": block types, attention_head_dim and transformer_layers_per_block need one entry per block_out_channels"));
   }
-  if (auto s = Positive(file, "layers_per_block", c.layers_per_block); !s.ok()) return s;
+  RETURN_IF_ERROR(Positive(file, "layers_per_block", c.layers_per_block));
   return c;
 }
 
 absl::StatusOr<VaeConfig> ParseVaeConfig(const std::string& text, const std::string& file) {
-  auto j = ParseObject(text, file);
-  if (!j.ok()) return j.status();
+  ASSIGN_OR_RETURN(auto j, ParseObject(text, file));
   VaeConfig c;
-  Reader r(*j, file);
+  Reader r(j, file);
   r.Get("in_channels", c.in_channels);
   r.Get("out_channels", c.out_channels);
   r.Get("latent_channels", c.latent_channels);
@@ -171,10 +169,9 @@ absl::StatusOr<VaeConfig> ParseVaeConfig(const std::string& text, const std::str
 }
 
 absl::StatusOr<SchedulerConfig> ParseSchedulerConfig(const std::string& text, const std::string& file) {
-  auto j = ParseObject(text, file);
-  if (!j.ok()) return j.status();
+  ASSIGN_OR_RETURN(auto j, ParseObject(text, file));
   SchedulerConfig c;
-  Reader r(*j, file);
+  Reader r(j, file);
   r.Get("beta_start", c.beta_start);
   r.Get("beta_end", c.beta_end);
   r.Get("beta_schedule", c.beta_schedule);
@@ -197,11 +194,9 @@ absl::StatusOr<SdxlConfig> LoadSdxlConfig(const std::string& dir, SdxlConfig c) 
   auto load = [&](const std::string& rel, auto parse, auto& out) -> absl::Status {
     const std::string path = dir + "/" + rel;
     if (!std::filesystem::exists(path)) return absl::OkStatus();
-    auto text = ReadFile(path);
-    if (!text.ok()) return text.status();
-    auto parsed = parse(*text, path);
-    if (!parsed.ok()) return parsed.status();
-    out = *parsed;
+    ASSIGN_OR_RETURN(auto text, ReadFile(path));
+    ASSIGN_OR_RETURN(auto parsed, parse(text, path));
+    out = parsed;
     return absl::OkStatus();
   };
   for (absl::Status s : {load("text_encoder/config.json", ParseClipTextConfig, c.text_encoder),

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::engine {
 namespace {
@@ -151,10 +152,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     file->mapping_ = map;
   }
   ::close(fd);
-  auto views = ParseSafetensorsHeader(
-      std::string_view(static_cast<const char*>(file->mapping_), file->mapping_size_), path);
-  if (!views.ok()) return views.status();
-  file->tensors_ = std::move(*views);
+  ASSIGN_OR_RETURN(auto views, ParseSafetensorsHeader(
+      std::string_view(static_cast<const char*>(file->mapping_), file->mapping_size_), path));
+  file->tensors_ = std::move(views);
   for (size_t i = 0; i < file->tensors_.size(); ++i) file->index_[file->tensors_[i].name] = i;
   return file;
 }

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 #include "worker/engine/base/unicode.h"
 
 namespace spriteforge::engine {
@@ -214,9 +215,8 @@ absl::StatusOr<std::unique_ptr<ClipTokenizer>> ClipTokenizer::Load(const std::st
                                                                    const std::string& pad_token) {
   auto tokenizer = std::make_unique<BpeTokenizer>();
   const std::string vocab_path = dir + "/vocab.json";
-  auto vocab_text = ReadFile(vocab_path);
-  if (!vocab_text.ok()) return vocab_text.status();
-  nlohmann::json vocab = nlohmann::json::parse(*vocab_text, nullptr, false);
+  ASSIGN_OR_RETURN(auto vocab_text, ReadFile(vocab_path));
+  nlohmann::json vocab = nlohmann::json::parse(vocab_text, nullptr, false);
   if (vocab.is_discarded() || !vocab.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(vocab_path, ": not a JSON object of token ids"));
   }
@@ -227,9 +227,8 @@ absl::StatusOr<std::unique_ptr<ClipTokenizer>> ClipTokenizer::Load(const std::st
     tokenizer->vocab_[token] = id.get<int64_t>();
   }
   const std::string merges_path = dir + "/merges.txt";
-  auto merges_text = ReadFile(merges_path);
-  if (!merges_text.ok()) return merges_text.status();
-  std::istringstream merges(*merges_text);
+  ASSIGN_OR_RETURN(auto merges_text, ReadFile(merges_path));
+  std::istringstream merges(merges_text);
   std::string line;
   int rank = 0;
   while (std::getline(merges, line)) {

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "worker/engine/base/key_mapping.h"
 #include "worker/engine/base/safetensors.h"
 
@@ -122,9 +123,8 @@ SdxlModels BuildSdxl(const SdxlConfig& config) {
 absl::StatusOr<SdxlConfig> ResolveConfig(const std::string& model_path, const std::string& config_dir) {
   SdxlConfig config = SdxlBaseConfig();
   if (fs::is_directory(model_path)) {
-    auto own = LoadSdxlConfig(model_path, config);
-    if (!own.ok()) return own.status();
-    config = *own;
+    ASSIGN_OR_RETURN(auto own, LoadSdxlConfig(model_path, config));
+    config = own;
   } else if (!fs::exists(model_path)) {
     return absl::NotFoundError(absl::StrCat(model_path, ": model file or folder not found"));
   }
@@ -137,32 +137,29 @@ absl::Status LoadWeights(const std::string& model_path, SdxlModels& models) {
                                   Component::kUNet, Component::kVae};
   if (fs::is_directory(model_path)) {
     for (Component c : components) {
-      auto path = ComponentFile(model_path, c);
-      if (!path.ok()) return path.status();
-      auto file = SafetensorsFile::Open(*path);
-      if (!file.ok()) return file.status();
+      ASSIGN_OR_RETURN(auto path, ComponentFile(model_path, c));
+      ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
       std::map<std::string, Source> sources;
-      for (const TensorView& v : (*file)->tensors()) sources[v.name] = {&v, Transform::kNone, *path};
+      for (const TensorView& v : file->tensors()) sources[v.name] = {&v, Transform::kNone, path};
       std::set<std::string> used;
-      if (auto s = CopyInto(ModuleOf(models, c), sources, *path, &used); !s.ok()) return s;
+      RETURN_IF_ERROR(CopyInto(ModuleOf(models, c), sources, path, &used));
       if (used.size() < sources.size()) {
-        spdlog::info("{}: ignored {} tensors the pipeline does not use", *path, sources.size() - used.size());
+        spdlog::info("{}: ignored {} tensors the pipeline does not use", path, sources.size() - used.size());
       }
     }
     return absl::OkStatus();
   }
-  auto file = SafetensorsFile::Open(model_path);
-  if (!file.ok()) return file.status();
+  ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(model_path));
   std::map<Component, std::map<std::string, Source>> sources;
   size_t unused = 0;
-  for (const TensorView& v : (*file)->tensors()) {
+  for (const TensorView& v : file->tensors()) {
     std::vector<MappedKey> mapped = MapOriginalKey(v.name, models.config);
     if (mapped.empty()) ++unused;
     for (const MappedKey& m : mapped) sources[m.component][m.name] = {&v, m.transform, model_path};
   }
   for (Component c : components) {
     const std::string where = absl::StrCat(model_path, " (", ComponentFolder(c), ")");
-    if (auto s = CopyInto(ModuleOf(models, c), sources[c], where, nullptr); !s.ok()) return s;
+    RETURN_IF_ERROR(CopyInto(ModuleOf(models, c), sources[c], where, nullptr));
   }
   if (unused > 0) spdlog::info("{}: ignored {} tensors the pipeline does not use", model_path, unused);
   return absl::OkStatus();

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "worker/engine/base/lora_keys.h"
 #include "worker/engine/base/safetensors.h"
 
@@ -67,25 +68,21 @@ LoraTargets::LoraTargets(SdxlModels& models) : models_(models) {
 }
 
 absl::StatusOr<std::shared_ptr<const LoraFile>> LoraTargets::Load(const std::string& path) const {
-  auto file = SafetensorsFile::Open(path);
-  if (!file.ok()) return file.status();
+  ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
   LoraModuleIndex index;
   for (const auto& [key, linear] : linears_) index.Add(static_cast<Component>(key.first), key.second, true);
   for (const auto& key : convs_) index.Add(static_cast<Component>(key.first), key.second, false);
   std::vector<std::string> names;
-  for (const TensorView& v : (*file)->tensors()) names.push_back(v.name);
-  auto layers = ResolveLoraKeys(names, index, models_.config, path);
-  if (!layers.ok()) return layers.status();
+  for (const TensorView& v : file->tensors()) names.push_back(v.name);
+  ASSIGN_OR_RETURN(auto layers, ResolveLoraKeys(names, index, models_.config, path));
 
   auto out = std::make_shared<LoraFile>();
   out->path = path;
-  for (const LoraLayerKeys& keys : *layers) {
+  for (const LoraLayerKeys& keys : layers) {
     LinearImpl* target = linears_.at({static_cast<int>(keys.component), keys.module});
-    auto down = FloatCopy(*(*file)->Find(keys.down), path);
-    if (!down.ok()) return down.status();
-    auto up = FloatCopy(*(*file)->Find(keys.up), path);
-    if (!up.ok()) return up.status();
-    torch::Tensor d = AsMatrix(*down), u = AsMatrix(*up);
+    ASSIGN_OR_RETURN(auto down, FloatCopy(*file->Find(keys.down), path));
+    ASSIGN_OR_RETURN(auto up, FloatCopy(*file->Find(keys.up), path));
+    torch::Tensor d = AsMatrix(down), u = AsMatrix(up);
     const int64_t rank = d.dim() == 2 ? d.size(0) : -1;
     if (d.dim() != 2 || u.dim() != 2 || u.size(1) != rank || d.size(1) != target->in_features() ||
         u.size(0) != target->out_features()) {
@@ -95,12 +92,11 @@ absl::StatusOr<std::shared_ptr<const LoraFile>> LoraTargets::Load(const std::str
     }
     double scale = 1.0;
     if (!keys.alpha.empty()) {
-      auto alpha = FloatCopy(*(*file)->Find(keys.alpha), path);
-      if (!alpha.ok()) return alpha.status();
-      if (alpha->numel() != 1) return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", keys.alpha, "' is not a scalar"));
-      scale = alpha->item<float>() / static_cast<double>(rank);
+      ASSIGN_OR_RETURN(auto alpha, FloatCopy(*file->Find(keys.alpha), path));
+      if (alpha.numel() != 1) return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", keys.alpha, "' is not a scalar"));
+      scale = alpha.item<float>() / static_cast<double>(rank);
     }
-    out->bytes += (*file)->Find(keys.down)->nbytes + (*file)->Find(keys.up)->nbytes;
+    out->bytes += file->Find(keys.down)->nbytes + file->Find(keys.up)->nbytes;
     out->layers.push_back({target, d, u, scale});
   }
   return std::shared_ptr<const LoraFile>(std::move(out));
@@ -153,9 +149,8 @@ absl::Status LoraMerger::Activate(const std::vector<LoraSpec>& set) {
   std::vector<std::shared_ptr<const LoraFile>> files;
   for (const LoraSpec& spec : set) {
     if (!std::isfinite(spec.strength)) return absl::InvalidArgumentError(absl::StrCat("LoRA ", spec.path, ": strength is not a number"));
-    auto file = File(spec.path);
-    if (!file.ok()) return file.status();
-    files.push_back(*file);
+    ASSIGN_OR_RETURN(auto file, File(spec.path));
+    files.push_back(file);
   }
   bool same = set.size() == active_.size() && files == active_files_;
   for (size_t i = 0; same && i < set.size(); ++i) same = set[i].path == active_[i].path && set[i].strength == active_[i].strength;

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "worker/engine/base/schedule.h"
 #include "worker/engine/src/device.h"
 #include "worker/engine/src/fused_ops.h"
@@ -177,7 +178,7 @@ torch::Tensor Pipeline::EncodeImages(const BatchRequest& request, std::vector<at
 
 absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, const ProgressFn& progress,
                                                const PreviewFn& preview) {
-  if (auto s = ValidateRequest(request); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateRequest(request));
   const SamplerKind sampler = request.sampler;
   auto schedule = MakeSchedule(models_.config.scheduler, sampler, request.schedule, request.steps);
   if (!schedule.ok()) return schedule.status();
@@ -187,7 +188,7 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
     if (!schedule.ok()) return schedule.status();
   }
   const auto lora_start = Clock::now();
-  if (auto s = loras_->Activate(request.loras); !s.ok()) return s;
+  RETURN_IF_ERROR(loras_->Activate(request.loras));
   const double lora_ms = MsSince(lora_start);
   models_.unet->set_tiling(request.tileable);
   models_.vae->set_tiling(request.tileable);
@@ -211,18 +212,17 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
     want(image.prompt);
     if (guided && image.negative) want(*image.negative);
   }
-  auto encoded = Encode(distinct);
-  if (!encoded.ok()) return encoded.status();
-  const torch::Tensor& all_context = encoded->context;
-  const torch::Tensor& all_pooled = encoded->pooled;
+  ASSIGN_OR_RETURN(auto encoded, Encode(distinct));
+  const torch::Tensor& all_context = encoded.context;
+  const torch::Tensor& all_pooled = encoded.pooled;
   std::vector<torch::Tensor> cond_c, cond_p, uncond_c, uncond_p;
   std::vector<std::vector<std::string>> notes;
   for (const auto& image : request.images) {
     int64_t r = row[image.prompt];
     notes.emplace_back();
-    if (!encoded->notes[r].empty()) notes.back().push_back(encoded->notes[r]);
-    if (guided && image.negative && !encoded->notes[row[*image.negative]].empty()) {
-      notes.back().push_back("negative " + encoded->notes[row[*image.negative]]);
+    if (!encoded.notes[r].empty()) notes.back().push_back(encoded.notes[r]);
+    if (guided && image.negative && !encoded.notes[row[*image.negative]].empty()) {
+      notes.back().push_back("negative " + encoded.notes[row[*image.negative]]);
     }
     cond_c.push_back(all_context[r]);
     cond_p.push_back(all_pooled[r]);
@@ -310,9 +310,8 @@ absl::StatusOr<MemoryStats> Pipeline::Calibrate(int batch, int height, int width
   request.steps = 1;
   request.cfg = 5.0;
   for (int i = 0; i < batch; ++i) request.images.push_back({"calibration", std::nullopt, static_cast<uint64_t>(i)});
-  auto result = Generate(request, nullptr);
-  if (!result.ok()) return result.status();
-  return result->memory;
+  ASSIGN_OR_RETURN(auto result, Generate(request, nullptr));
+  return result.memory;
 }
 
 }  // namespace spriteforge::engine

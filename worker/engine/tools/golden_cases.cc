@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/png.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::engine {
 
@@ -13,10 +14,9 @@ namespace {
 absl::StatusOr<std::map<std::string, BatchRequest>> LoadCases(const std::string& dir, bool workflows,
                                                               const std::string& lora_file) {
   const std::string path = dir + "/cases.json";
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
+  ASSIGN_OR_RETURN(auto text, ReadFile(path));
   try {
-    const nlohmann::json cases = nlohmann::json::parse(*text).at("cases");
+    const nlohmann::json cases = nlohmann::json::parse(text).at("cases");
     std::map<std::string, BatchRequest> out;
     for (const auto& [name, spec] : cases.items()) {
       if (!workflows && name.rfind("e2e.", 0) != 0) continue;
@@ -39,13 +39,12 @@ absl::StatusOr<std::map<std::string, BatchRequest>> LoadCases(const std::string&
       }
       if (spec.contains("lora")) r.loras = {{dir + "/" + lora_file, spec.at("lora_scale").get<double>()}};
       if (spec.contains("init_image")) {
-        auto png = ReadPngFile(dir + "/" + spec["init_image"].get<std::string>());
-        if (!png.ok()) return png.status();
-        if (png->channels != 3) return absl::InvalidArgumentError(absl::StrCat(name, ": init image is not RGB"));
-        r.width = png->width;
-        r.height = png->height;
+        ASSIGN_OR_RETURN(auto png, ReadPngFile(dir + "/" + spec["init_image"].get<std::string>()));
+        if (png.channels != 3) return absl::InvalidArgumentError(absl::StrCat(name, ": init image is not RGB"));
+        r.width = png.width;
+        r.height = png.height;
         r.strength = spec.at("strength");
-        for (ImageRequest& image : r.images) image.init_image = RgbImage{png->width, png->height, png->pixels};
+        for (ImageRequest& image : r.images) image.init_image = RgbImage{png.width, png.height, png.pixels};
       }
       out[name] = r;
     }
