@@ -15,7 +15,7 @@ ReleaseRule BatchLedger::RuleFor(v1::FailureReason reason, int max_attempts, int
 }
 
 BatchState& BatchLedger::Add(BatchState batch) {
-  batch.sequence = next_sequence_++;
+  by_worker_[batch.worker_id].push_back(batch.id);
   const std::string id = batch.id;
   return batches_[id] = std::move(batch);
 }
@@ -30,35 +30,35 @@ BatchState* BatchLedger::HeldBy(const std::string& worker_id, const std::string&
   return b && b->worker_id == worker_id ? b : nullptr;
 }
 
-void BatchLedger::Remove(const std::string& batch_id) { batches_.erase(batch_id); }
-
-std::vector<std::string> BatchLedger::BatchesOf(const std::string& worker_id) const {
-  std::vector<const BatchState*> held;
-  for (const auto& [id, b] : batches_) {
-    if (b.worker_id == worker_id) held.push_back(&b);
+void BatchLedger::Remove(const std::string& batch_id) {
+  auto b = batches_.find(batch_id);
+  if (b == batches_.end()) return;
+  if (auto w = by_worker_.find(b->second.worker_id); w != by_worker_.end()) {
+    w->second.erase(std::remove(w->second.begin(), w->second.end(), batch_id), w->second.end());
+    if (w->second.empty()) by_worker_.erase(w);
   }
-  std::sort(held.begin(), held.end(), [](const BatchState* a, const BatchState* b) { return a->sequence < b->sequence; });
-  std::vector<std::string> ids;
-  for (const BatchState* b : held) ids.push_back(b->id);
-  return ids;
+  batches_.erase(b);
 }
 
-bool BatchLedger::HoldsAny(const std::string& worker_id) const {
-  for (const auto& [id, b] : batches_) {
-    if (b.worker_id == worker_id) return true;
-  }
-  return false;
+const std::vector<std::string>& BatchLedger::Held(const std::string& worker_id) const {
+  static const std::vector<std::string> kNone;
+  auto w = by_worker_.find(worker_id);
+  return w == by_worker_.end() ? kNone : w->second;
 }
+
+std::vector<std::string> BatchLedger::BatchesOf(const std::string& worker_id) const { return Held(worker_id); }
+
+bool BatchLedger::HoldsAny(const std::string& worker_id) const { return by_worker_.count(worker_id) > 0; }
 
 int BatchLedger::Unrendered(const std::string& worker_id) const {
   int n = 0;
-  for (const auto& [id, b] : batches_) n += b.worker_id == worker_id && !b.rendered ? 1 : 0;
+  for (const std::string& id : Held(worker_id)) n += batches_.at(id).rendered ? 0 : 1;
   return n;
 }
 
 int BatchLedger::RunningItems(const std::string& worker_id) const {
   int n = 0;
-  for (const auto& [id, b] : batches_) n += b.worker_id == worker_id ? static_cast<int>(b.items.size()) : 0;
+  for (const std::string& id : Held(worker_id)) n += static_cast<int>(batches_.at(id).items.size());
   return n;
 }
 

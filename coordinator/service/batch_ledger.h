@@ -31,7 +31,6 @@ struct BatchState {
   int64_t started_ms = 0;
   int64_t last_step_ms = 0;
   bool rendered = false;  // the worker's GPU has finished it (it may still be encoding)
-  int64_t sequence = 0;   // dispatch order
 };
 
 // How a failed batch's items are released.
@@ -69,8 +68,11 @@ class BatchLedger {
   static const ItemRecord* PreviewedItem(const BatchState& batch, const v1::PreviewImage& image);
 
  private:
+  const std::vector<std::string>& Held(const std::string& worker_id) const;
+
   std::map<std::string, BatchState> batches_;
-  int64_t next_sequence_ = 0;
+  // Each worker's batches in dispatch order: planning asks this of every worker each round.
+  std::map<std::string, std::vector<std::string>> by_worker_;
 };
 
 // Results that cannot be written (disk full) pause dispatching, doubling from 1 s up to
