@@ -15,7 +15,10 @@ ReleaseRule BatchLedger::RuleFor(v1::FailureReason reason, int max_attempts, int
 }
 
 BatchState& BatchLedger::Add(BatchState batch) {
-  by_worker_[batch.worker_id].push_back(batch.id);
+  Holdings& held = by_worker_[batch.worker_id];
+  held.batch_ids.push_back(batch.id);
+  held.unrendered += batch.rendered ? 0 : 1;
+  held.items += static_cast<int>(batch.items.size());
   const std::string id = batch.id;
   return batches_[id] = std::move(batch);
 }
@@ -34,36 +37,37 @@ void BatchLedger::Remove(const std::string& batch_id) {
   auto b = batches_.find(batch_id);
   if (b == batches_.end()) return;
   if (auto w = by_worker_.find(b->second.worker_id); w != by_worker_.end()) {
-    w->second.erase(std::remove(w->second.begin(), w->second.end(), batch_id), w->second.end());
-    if (w->second.empty()) by_worker_.erase(w);
+    Holdings& held = w->second;
+    held.batch_ids.erase(std::remove(held.batch_ids.begin(), held.batch_ids.end(), batch_id), held.batch_ids.end());
+    held.unrendered -= b->second.rendered ? 0 : 1;
+    held.items -= static_cast<int>(b->second.items.size());
+    if (held.batch_ids.empty()) by_worker_.erase(w);
   }
   batches_.erase(b);
 }
 
-const std::vector<std::string>& BatchLedger::Held(const std::string& worker_id) const {
-  static const std::vector<std::string> kNone;
+std::vector<std::string> BatchLedger::BatchesOf(const std::string& worker_id) const {
   auto w = by_worker_.find(worker_id);
-  return w == by_worker_.end() ? kNone : w->second;
+  return w == by_worker_.end() ? std::vector<std::string>{} : w->second.batch_ids;
 }
-
-std::vector<std::string> BatchLedger::BatchesOf(const std::string& worker_id) const { return Held(worker_id); }
 
 bool BatchLedger::HoldsAny(const std::string& worker_id) const { return by_worker_.count(worker_id) > 0; }
 
 int BatchLedger::Unrendered(const std::string& worker_id) const {
-  int n = 0;
-  for (const std::string& id : Held(worker_id)) n += batches_.at(id).rendered ? 0 : 1;
-  return n;
+  auto w = by_worker_.find(worker_id);
+  return w == by_worker_.end() ? 0 : w->second.unrendered;
 }
 
 int BatchLedger::RunningItems(const std::string& worker_id) const {
-  int n = 0;
-  for (const std::string& id : Held(worker_id)) n += static_cast<int>(batches_.at(id).items.size());
-  return n;
+  auto w = by_worker_.find(worker_id);
+  return w == by_worker_.end() ? 0 : w->second.items;
 }
 
 void BatchLedger::MarkRendered(const std::string& worker_id, const std::string& batch_id) {
-  if (BatchState* b = HeldBy(worker_id, batch_id)) b->rendered = true;
+  BatchState* b = HeldBy(worker_id, batch_id);
+  if (!b || b->rendered) return;
+  b->rendered = true;
+  by_worker_[worker_id].unrendered -= 1;
 }
 
 std::optional<ResultWork> BatchLedger::TakeResult(const std::string& worker_id, v1::BatchResultMsg result) {

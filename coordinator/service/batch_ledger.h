@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "coordinator/scheduling/planner.h"
@@ -68,11 +69,16 @@ class BatchLedger {
   static const ItemRecord* PreviewedItem(const BatchState& batch, const v1::PreviewImage& image);
 
  private:
-  const std::vector<std::string>& Held(const std::string& worker_id) const;
+  // What a worker holds, kept as batches come and go: planning asks it of every worker
+  // in every round, so it is never counted by walking the batches.
+  struct Holdings {
+    std::vector<std::string> batch_ids;  // dispatch order
+    int unrendered = 0;
+    int items = 0;
+  };
 
   std::map<std::string, BatchState> batches_;
-  // Each worker's batches in dispatch order: planning asks this of every worker each round.
-  std::map<std::string, std::vector<std::string>> by_worker_;
+  std::unordered_map<std::string, Holdings> by_worker_;
 };
 
 // Results that cannot be written (disk full) pause dispatching, doubling from 1 s up to
