@@ -93,18 +93,18 @@ for stage in "${@:-golden bench}"; do
       if [ "$stage" = scaling-one ]; then
         echo "== service scaling: GPU 0 alone"
         CUDA_VISIBLE_DEVICES=0 python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$gpu-one-gpu-service.json" \
-          --dtypes fp16 --jobs 64,256 --skip-bench 2>&1 | tee -a "$OUT/scaling.txt"
+          --dtypes fp16 --jobs "${SCALING_JOBS:-64,256}" --skip-bench 2>&1 | tee -a "$OUT/scaling.txt"
       else
         echo "== service scaling: all $n GPUs"
         python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/${gpu}x$n-service.json" --dtypes fp16 \
-          --jobs 64,256 --baseline "$OUT/$gpu-one-gpu-service.json" 2>&1 | tee -a "$OUT/scaling.txt"
+          --jobs "${SCALING_JOBS:-64,256}" --baseline "$OUT/$gpu-one-gpu-service.json" 2>&1 | tee -a "$OUT/scaling.txt"
       fi ;;
     sm121)
       # DGX Spark's GB10 (compute capability 12.1): the fused kernels compile for it with
       # this CUDA (compile only: no such GPU here).
       echo "== fused kernels for sm_121 (compile only)"
       nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-      { $nvcc --version | tail -2; $nvcc -O3 -std=c++17 -arch=sm_121 -Xptxas=-v -I worker/engine \
+      { $nvcc --version | tail -2; $nvcc -O3 -std=c++17 -arch=sm_121 -Xptxas=-v -I . \
           -c worker/engine/cuda/fused_kernels.cu -o /tmp/fused_kernels_sm121.o 2>&1 | grep -cE "Compiling entry" \
           | sed 's/^/kernels compiled for sm_121: /'; cuobjdump --list-elf /tmp/fused_kernels_sm121.o; } 2>&1 | tee "$OUT/sm121-kernels.txt" ;;
     ctest)
