@@ -47,11 +47,7 @@ int main(int argc, char** argv) {
                  "sharing one database (the client uses the one that leads)")
       ->envname("SPRITEFORGE_COORDINATOR");
   spriteforge::ChannelSecurity security;
-  app.add_option("--tls-ca", security.ca_file, "PEM CA of the coordinator's certificate: connect with TLS")
-      ->check(CLI::ExistingFile);
-  app.add_option("--tls-cert", security.cert_file, "PEM client certificate, for coordinators that require one")
-      ->check(CLI::ExistingFile);
-  app.add_option("--tls-key", security.key_file, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  spriteforge::AddTlsFlags(app, security);
   app.add_option("--token", security.token, "Token for coordinators with --auth (the environment keeps it "
                                             "out of process listings)")
       ->envname("SPRITEFORGE_TOKEN");

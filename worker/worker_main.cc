@@ -119,11 +119,7 @@ int main(int argc, char** argv) {
   app.add_option("--cache-dir", cache_dir,
                  "Folder for uploaded files fetched from the coordinator (default: a new temporary folder)");
   spriteforge::ChannelSecurity security;
-  app.add_option("--tls-ca", security.ca_file, "PEM CA of the coordinator's certificate: connect with TLS")
-      ->check(CLI::ExistingFile);
-  app.add_option("--tls-cert", security.cert_file, "PEM client certificate, for coordinators that require one")
-      ->check(CLI::ExistingFile);
-  app.add_option("--tls-key", security.key_file, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  spriteforge::AddTlsFlags(app, security);
   app.add_option("--token", security.token, "Worker token, for coordinators with --auth");
   spriteforge::cli::AddLogFlags(app, &log);
   spriteforge::cli::ReadEnvironment(app);

@@ -3,6 +3,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/support/client_interceptor.h>
 
+#include <CLI/CLI.hpp>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,14 @@ absl::StatusOr<std::string> Read(const char* flag, const std::string& path) {
 }
 
 }  // namespace
+
+void AddTlsFlags(CLI::App& app, ChannelSecurity& security) {
+  app.add_option("--tls-ca", security.ca_file, "PEM CA of the coordinator's certificate: connect with TLS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", security.cert_file, "PEM client certificate, for coordinators that require one")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", security.key_file, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+}
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> DialCoordinator(const std::string& address,
                                                                const ChannelSecurity& security,

@@ -12,6 +12,10 @@
 
 #include "absl/status/statusor.h"
 
+namespace CLI {
+class App;
+}
+
 namespace spriteforge {
 
 struct ChannelSecurity {
@@ -20,6 +24,10 @@ struct ChannelSecurity {
   std::string key_file;
   std::string token;      // --token, else $SPRITEFORGE_TOKEN; empty: none
 };
+
+// --tls-ca, --tls-cert and --tls-key into `security`, as the client and the worker take them
+// (each adds its own --token, whose help and environment differ).
+void AddTlsFlags(CLI::App& app, ChannelSecurity& security);
 
 // Reads the files (errors name the flag and the file) and makes the channel.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> DialCoordinator(const std::string& address,
