@@ -40,7 +40,8 @@ asan() {
   # test program -> its folder under tests/
   local tests=(common/common_tests common/manifest_tests common/sprite/sprite_tests
                coordinator/scheduling/scheduling_tests coordinator/store/store_tests
-               coordinator/service/coordinator_tests coordinator/http/http_api_tests)
+               coordinator/service/coordinator_tests coordinator/service/coordinator_parts_tests
+               coordinator/http/http_api_tests)
   local fuzz=(manifest_fuzz:manifest auth_file_fuzz:auth palette_fuzz:palette png_decode_fuzz:png)
   local targets=() t f
   for t in "${tests[@]}"; do targets+=("${t##*/}"); done
@@ -70,8 +71,8 @@ tsan() {
   # system tests' coordinators: gRPC's callback API orders a reactor's StartWrite before its
   # OnWriteDone inside libgrpc, which TSan cannot see, so every reactor would be reported
   # (docs/reliability.md).
-  local tests=(coordinator/service/coordinator_tests coordinator/store/store_tests coordinator/http/http_api_tests
-               common/common_tests)
+  local tests=(coordinator/service/coordinator_tests coordinator/service/coordinator_parts_tests
+               coordinator/store/store_tests coordinator/http/http_api_tests common/common_tests)
   local filter="--gtest_filter=-GrpcLimitsTest.*:AccessTest.*"
   local targets=() t
   for t in "${tests[@]}"; do targets+=("${t##*/}"); done

@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 #include "common/yaml_check.h"
 
 namespace spriteforge::coordinator {
@@ -38,12 +39,11 @@ absl::Status ReadLimits(const YAML::Node& node, const std::string& where, const 
     const std::string key = kv.first.as<std::string>();
     const std::string at = absl::StrCat(where, ".", key);
     if (key == "max_queued_images" || key == "max_running_jobs" || key == "submits_per_minute") {
-      auto v = NonNegative(kv.second, at);
-      if (!v.ok()) return v.status();
-      if (key == "max_queued_images") limits->max_queued_images = *v;
-      else if (*v > 1'000'000) return Invalid(at, "must be at most 1000000");
-      else if (key == "max_running_jobs") limits->max_running_jobs = static_cast<int>(*v);
-      else limits->submits_per_minute = static_cast<int>(*v);
+      ASSIGN_OR_RETURN(auto v, NonNegative(kv.second, at));
+      if (key == "max_queued_images") limits->max_queued_images = v;
+      else if (v > 1'000'000) return Invalid(at, "must be at most 1000000");
+      else if (key == "max_running_jobs") limits->max_running_jobs = static_cast<int>(v);
+      else limits->submits_per_minute = static_cast<int>(v);
     } else if (!allowed.count(key)) {
       return Invalid(at, "unknown key");
     }
@@ -92,7 +92,7 @@ std::string Sha256Hex(const std::string& text) {
 }
 
 absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml, const std::string& file) {
-  if (auto s = CheckYamlShape(yaml, file); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckYamlShape(yaml, file));
   YAML::Node root;
   try {
     root = YAML::Load(yaml);
@@ -106,7 +106,7 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml, const std:
     if (key != "tokens" && key != "defaults") return Invalid(file, absl::StrCat("unknown key '", key, "'"));
   }
   if (root["defaults"]) {
-    if (auto s = ReadLimits(root["defaults"], file + ": defaults", {}, &defaults); !s.ok()) return s;
+    RETURN_IF_ERROR(ReadLimits(root["defaults"], file + ": defaults", {}, &defaults));
   }
   const YAML::Node tokens = root["tokens"];
   if (!tokens || !tokens.IsSequence() || tokens.size() == 0) {
@@ -120,7 +120,7 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml, const std:
     Principal p;
     p.anonymous = false;
     p.limits = defaults;
-    if (auto s = ReadLimits(t, where, {"name", "token", "token_sha256", "role"}, &p.limits); !s.ok()) return s;
+    RETURN_IF_ERROR(ReadLimits(t, where, {"name", "token", "token_sha256", "role"}, &p.limits));
     if (!t["name"] || !t["name"].IsScalar() || t["name"].as<std::string>().empty()) {
       return Invalid(where, "name is required");
     }
@@ -164,10 +164,9 @@ absl::StatusOr<TokenTable> TokenTable::Load(const std::string& path) {
 }
 
 absl::Status TokenTable::Reload(const std::string& path) {
-  auto fresh = Load(path);
-  if (!fresh.ok()) return fresh.status();
+  ASSIGN_OR_RETURN(auto fresh, Load(path));
   std::lock_guard<std::mutex> lock(*mu_);
-  by_hash_ = std::move(fresh->by_hash_);
+  by_hash_ = std::move(fresh.by_hash_);
   return absl::OkStatus();
 }
 

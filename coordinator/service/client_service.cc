@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "common/files.h"
+#include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {
@@ -221,11 +222,10 @@ absl::StatusOr<Principal> ClientService::Check(grpc::CallbackServerContext* ctx,
   if (!who.ok()) return who.status();
   std::string owner;
   if (!who->anonymous && !job_id.empty()) {
-    auto job_owner = core_->JobOwner(job_id);
-    if (!job_owner.ok()) return job_owner.status();
-    owner = *job_owner;
+    ASSIGN_OR_RETURN(auto job_owner, core_->JobOwner(job_id));
+    owner = job_owner;
   }
-  if (auto s = Authorize(*who, action, owner, job_id); !s.ok()) return s;
+  RETURN_IF_ERROR(Authorize(*who, action, owner, job_id));
   return who;
 }
 

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -52,9 +53,8 @@ absl::Status Gatekeeper::AdmitWorker(const grpc::ServerContextBase& ctx) const {
   if (authorization.empty()) {
     return absl::UnauthenticatedError("workers need a worker token: pass --token or set SPRITEFORGE_TOKEN");
   }
-  auto who = options_.tokens->Authenticate(authorization);
-  if (!who.ok()) return who.status();
-  return Authorize(*who, Action::kWorkerStream);
+  ASSIGN_OR_RETURN(auto who, options_.tokens->Authenticate(authorization));
+  return Authorize(who, Action::kWorkerStream);
 }
 
 absl::Status Gatekeeper::AllowSubmit(const Principal& who, const grpc::ServerContextBase& ctx) {

@@ -1,3 +1,4 @@
+#include "common/status_macros.h"
 #include "coordinator/service/http_access.h"
 
 namespace spriteforge::coordinator {
@@ -24,22 +25,20 @@ absl::Status CheckHttpAccess(Gatekeeper& gate, Coordinator& core, const std::str
                              const std::string& authorization, const std::string& peer_host) {
   const HttpTarget target = ClassifyHttpRequest(method, path);
   if (target.route == HttpRoute::kOpen) return absl::OkStatus();
-  auto who = gate.CallerFor(authorization);
-  if (!who.ok()) return who.status();
+  ASSIGN_OR_RETURN(auto who, gate.CallerFor(authorization));
   switch (target.route) {
     case HttpRoute::kSubmit:
-      if (auto s = Authorize(*who, Action::kSubmit); !s.ok()) return s;
-      return gate.AllowSubmitFrom(*who, peer_host);
+      RETURN_IF_ERROR(Authorize(who, Action::kSubmit));
+      return gate.AllowSubmitFrom(who, peer_host);
     case HttpRoute::kReadJob:
     case HttpRoute::kCancelJob: {
-      if (who->anonymous) return absl::OkStatus();
-      auto owner = core.JobOwner(target.job_id);
-      if (!owner.ok()) return owner.status();
-      return Authorize(*who, target.route == HttpRoute::kCancelJob ? Action::kCancelJob : Action::kReadJob, *owner,
+      if (who.anonymous) return absl::OkStatus();
+      ASSIGN_OR_RETURN(auto owner, core.JobOwner(target.job_id));
+      return Authorize(who, target.route == HttpRoute::kCancelJob ? Action::kCancelJob : Action::kReadJob, owner,
                        target.job_id);
     }
     default:
-      return Authorize(*who, Action::kReadFleet);
+      return Authorize(who, Action::kReadFleet);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "coordinator/service/job_queues.h"
 
 #include <algorithm>
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 
@@ -51,13 +52,12 @@ absl::StatusOr<std::vector<const QueuedJob*>> JobQueues::Jobs() {
   std::vector<const QueuedJob*> out;
   for (auto& [id, e] : jobs_) {
     if (e->view.items.size() < low_ && !e->exhausted) {
-      auto more = load_(id, e->cursor, chunk_);
-      if (!more.ok()) return more.status();
-      for (const ItemRecord& it : *more) {
+      ASSIGN_OR_RETURN(auto more, load_(id, e->cursor, chunk_));
+      for (const ItemRecord& it : more) {
         e->view.items.push_back({it.index, KeyId(key_of_(it))});
         e->cursor = it.index;
       }
-      e->exhausted = static_cast<int>(more->size()) < chunk_;
+      e->exhausted = static_cast<int>(more.size()) < chunk_;
     }
     if (!e->view.items.empty()) out.push_back(&e->view);
   }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -59,13 +60,12 @@ absl::StatusOr<ProcessStats> ReadProcessStats() {
     if (n == 24) rss_pages = std::stod(field);
   }
   if (!fields) return absl::UnavailableError("/proc/self/stat is shorter than expected");
-  auto boot = BootTime();
-  if (!boot.ok()) return boot.status();
+  ASSIGN_OR_RETURN(auto boot, BootTime());
 
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   ProcessStats s;
   s.cpu_seconds = (utime + stime) / ticks;
-  s.start_time_seconds = *boot + start_ticks / ticks;
+  s.start_time_seconds = boot + start_ticks / ticks;
   s.virtual_bytes = static_cast<uint64_t>(vsize);
   s.resident_bytes = static_cast<uint64_t>(rss_pages) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   std::error_code ec;

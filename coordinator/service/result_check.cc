@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/png.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -56,15 +57,15 @@ absl::Status Decodes(const std::string& png, const char* what) {
 
 absl::Status CheckItemResult(const v1::ItemResult& result, const v1::SamplingParams& params, const ResultLimits& limits) {
   PngSize render;
-  if (auto s = CheckPng(result.png(), "render", limits, &render); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckPng(result.png(), "render", limits, &render));
   if (render.width != params.width() || render.height != params.height()) {
     return absl::InvalidArgumentError(absl::StrCat("the render is ", render.width, "x", render.height, ", the item is ",
                                                    params.width(), "x", params.height()));
   }
-  if (auto s = Decodes(result.png(), "render"); !s.ok()) return s;
+  RETURN_IF_ERROR(Decodes(result.png(), "render"));
   if (result.sprite_png().empty()) return absl::OkStatus();
   PngSize sprite;
-  if (auto s = CheckPng(result.sprite_png(), "sprite", limits, &sprite); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckPng(result.sprite_png(), "sprite", limits, &sprite));
   if (sprite.width < 1 || sprite.height < 1 || sprite.width > limits.max_sprite_side ||
       sprite.height > limits.max_sprite_side) {
     return absl::InvalidArgumentError(absl::StrCat("the sprite is ", sprite.width, "x", sprite.height,

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/generation_info.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -110,7 +111,7 @@ absl::StatusOr<StagedFiles> StageItemFiles(const std::string& output_dir, const 
   staged.files = {stem + ".png", sprite_png.empty() ? "" : stem + ".sprite.png"};
   auto stage = [&](const std::string& path, const std::string& data) -> absl::Status {
     const std::string tmp = TemporaryName(path);
-    if (auto s = WriteUnsynced(tmp, data); !s.ok()) return s;
+    RETURN_IF_ERROR(WriteUnsynced(tmp, data));
     staged.renames.emplace_back(tmp, path);
     return absl::OkStatus();
   };

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 
@@ -64,9 +65,8 @@ absl::StatusOr<std::unique_ptr<TlsMaterial>> TlsMaterial::Load(const TlsFiles& f
     return absl::UnavailableError(absl::StrCat("cannot make the private TLS folder ", private_dir));
   }
   tls->dir_ = private_dir;
-  auto pair = tls->ReadAndCopy();
-  if (!pair.ok()) return pair.status();
-  tls->current_ = *pair;
+  ASSIGN_OR_RETURN(auto pair, tls->ReadAndCopy());
+  tls->current_ = pair;
   return tls;
 }
 
@@ -82,9 +82,8 @@ absl::StatusOr<std::shared_ptr<TlsMaterial::Pair>> TlsMaterial::ReadAndCopy() {
   auto key_pem = ReadFile(files_.key);
   if (!key_pem.ok()) return absl::InvalidArgumentError(absl::StrCat("--tls-key: ", key_pem.status().message()));
   auto pair = std::make_shared<Pair>();
-  auto chain = ReadCertificates(*cert_pem, files_.cert);
-  if (!chain.ok()) return chain.status();
-  pair->chain = std::move(*chain);
+  ASSIGN_OR_RETURN(auto chain, ReadCertificates(*cert_pem, files_.cert));
+  pair->chain = std::move(chain);
   auto bio = Bio(*key_pem);
   pair->key = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
   if (!pair->key) return absl::InvalidArgumentError(absl::StrCat(files_.key, ": not a PEM private key (", OpenSslError(), ")"));
@@ -97,15 +96,14 @@ absl::StatusOr<std::shared_ptr<TlsMaterial::Pair>> TlsMaterial::ReadAndCopy() {
   if (!files_.client_ca.empty()) {
     auto ca = ReadFile(files_.client_ca);
     if (!ca.ok()) return absl::InvalidArgumentError(absl::StrCat("--tls-client-ca: ", ca.status().message()));
-    auto certs = ReadCertificates(*ca, files_.client_ca);
-    if (!certs.ok()) return certs.status();
-    for (X509* c : *certs) X509_free(c);
+    ASSIGN_OR_RETURN(auto certs, ReadCertificates(*ca, files_.client_ca));
+    for (X509* c : certs) X509_free(c);
     ca_pem = std::move(*ca);
   }
   // Each copy is replaced atomically; a watcher that reads between the renames takes the
   // complete new set at its next refresh, a second later.
   if (!ca_pem.empty()) {
-    if (auto s = WriteFileAtomic(dir_ + "/ca.pem", ca_pem); !s.ok()) return s;
+    RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/ca.pem", ca_pem));
   }
   const mode_t old = umask(077);
   absl::Status s = WriteFileAtomic(dir_ + "/key.pem", *key_pem);
@@ -116,10 +114,9 @@ absl::StatusOr<std::shared_ptr<TlsMaterial::Pair>> TlsMaterial::ReadAndCopy() {
 }
 
 absl::Status TlsMaterial::Reload() {
-  auto pair = ReadAndCopy();
-  if (!pair.ok()) return pair.status();
+  ASSIGN_OR_RETURN(auto pair, ReadAndCopy());
   std::lock_guard<std::mutex> lock(mu_);
-  current_ = *pair;
+  current_ = pair;
   return absl::OkStatus();
 }
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/manifest.h"
+#include "common/status_macros.h"
 #include "common/text.h"
 
 namespace spriteforge::coordinator {
@@ -44,9 +45,9 @@ absl::Status CheckRegister(const v1::Register& reg, const WorkerLimits& lim) {
   if (!reg.worker_id().empty() && !IsSafeName(reg.worker_id())) {
     return Bad("register.worker_id", "must be 1..128 characters of A-Z a-z 0-9 . _ - and not start with '.' or '-'");
   }
-  if (auto s = CheckText(reg.device_name(), "register.device_name", lim.max_text_chars); !s.ok()) return s;
-  if (auto s = CheckText(reg.compute_capability(), "register.compute_capability", lim.max_text_chars); !s.ok()) return s;
-  if (auto s = CheckText(reg.version(), "register.version", lim.max_text_chars); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckText(reg.device_name(), "register.device_name", lim.max_text_chars));
+  RETURN_IF_ERROR(CheckText(reg.compute_capability(), "register.compute_capability", lim.max_text_chars));
+  RETURN_IF_ERROR(CheckText(reg.version(), "register.version", lim.max_text_chars));
   if (reg.max_batch() < 1 || reg.max_batch() > lim.max_batch) {
     return Bad("register.max_batch", absl::StrCat(reg.max_batch(), " is not in 1..", lim.max_batch));
   }
@@ -68,7 +69,7 @@ absl::Status CheckRegister(const v1::Register& reg, const WorkerLimits& lim) {
       return Bad("register.lora_files", absl::StrCat("\"", lora.name().substr(0, 64), "\" ", problem));
     }
   }
-  if (auto s = CheckMemory(reg.memory(), "register.memory", lim); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckMemory(reg.memory(), "register.memory", lim));
   if (reg.calibrations_size() > lim.max_calibrations) {
     return Bad("register.calibrations", absl::StrCat("more than ", lim.max_calibrations));
   }
@@ -94,7 +95,7 @@ absl::Status CheckWorkerMessage(const v1::WorkerMessage& message, const WorkerLi
         return Bad("heartbeat.running_batches", absl::StrCat("more than ", lim.max_running_batches));
       }
       for (const std::string& id : beat.running_batches()) {
-        if (auto s = CheckBatchId(id, "heartbeat.running_batches"); !s.ok()) return s;
+        RETURN_IF_ERROR(CheckBatchId(id, "heartbeat.running_batches"));
       }
       return CheckMemory(beat.memory(), "heartbeat.memory", lim);
     }
@@ -102,7 +103,7 @@ absl::Status CheckWorkerMessage(const v1::WorkerMessage& message, const WorkerLi
       return CheckBatchId(message.progress().batch_id(), "progress.batch_id");
     case v1::WorkerMessage::kPreview: {
       const v1::BatchPreview& preview = message.preview();
-      if (auto s = CheckBatchId(preview.batch_id(), "preview.batch_id"); !s.ok()) return s;
+      RETURN_IF_ERROR(CheckBatchId(preview.batch_id(), "preview.batch_id"));
       if (preview.images_size() > lim.max_batch) return Bad("preview.images", absl::StrCat("more than ", lim.max_batch));
       for (const v1::PreviewImage& image : preview.images()) {
         const int side = lim.max_image_side / 8;
@@ -118,13 +119,13 @@ absl::Status CheckWorkerMessage(const v1::WorkerMessage& message, const WorkerLi
     case v1::WorkerMessage::kRendered:
       return CheckBatchId(message.rendered().batch_id(), "rendered.batch_id");
     case v1::WorkerMessage::kResult:
-      if (auto s = CheckBatchId(message.result().batch_id(), "result.batch_id"); !s.ok()) return s;
+      RETURN_IF_ERROR(CheckBatchId(message.result().batch_id(), "result.batch_id"));
       return CheckMemory(message.result().memory(), "result.memory", lim);
     case v1::WorkerMessage::kFailure: {
       const v1::BatchFailure& failure = message.failure();
-      if (auto s = CheckBatchId(failure.batch_id(), "failure.batch_id"); !s.ok()) return s;
+      RETURN_IF_ERROR(CheckBatchId(failure.batch_id(), "failure.batch_id"));
       if (!v1::FailureReason_IsValid(failure.reason())) return Bad("failure.reason", "unknown reason");
-      if (auto s = CheckText(failure.message(), "failure.message", lim.max_message_chars); !s.ok()) return s;
+      RETURN_IF_ERROR(CheckText(failure.message(), "failure.message", lim.max_message_chars));
       return CheckMemory(failure.memory(), "failure.memory", lim);
     }
     case v1::WorkerMessage::kRegister:

@@ -1,0 +1,207 @@
+#include "coordinator/service/dispatcher.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/service/core_clock.h"
+#include "spdlog/spdlog.h"
+
+namespace spriteforge::coordinator {
+
+Dispatcher::Dispatcher(std::unique_ptr<Store> store, BlobStore* blobs, Outbox* outbox, Metrics* metrics,
+                       const CoordinatorOptions& options)
+    : options_(options),
+      store_(std::move(store)),
+      outbox_(outbox),
+      metrics_(metrics),
+      workers_(WorkerRules{options.lease_ms, options.max_prefetch, options.invalid_result_strikes,
+                           options.quarantine_ms}),
+      jobs_(store_.get(), blobs, outbox, options.output_dir, options.unserved_model_timeout_ms,
+            [this](const std::string& model) { return workers_.Serves(model); }) {}
+
+void Dispatcher::Send(const WorkerState& worker, const v1::CoordinatorMessage& message) {
+  if (!worker.channel) return;
+  outbox_->Post([channel = worker.channel, message] { channel->Send(message); });
+}
+
+void Dispatcher::StopBatches(const std::vector<std::string>& batch_ids) {
+  for (const std::string& batch_id : batch_ids) {
+    const BatchState* b = batches_.Find(batch_id);
+    const WorkerState* w = b ? workers_.Find(b->worker_id) : nullptr;
+    if (!w) continue;
+    v1::CoordinatorMessage msg;
+    msg.mutable_cancel()->set_batch_id(batch_id);
+    Send(*w, msg);
+  }
+}
+
+// ------------------------------------------------------------------ planning
+
+// Workers take batches while they hold fewer unrendered ones than 1 + prefetch, one per
+// planning round, so the rounds interleave workers and jobs fairly. Rounds go on while they
+// assign something: a round hands out at most the queue windows it sees.
+void Dispatcher::Schedule() {
+  for (int round = 0; round < 4096; ++round) {
+    if (!ScheduleRound()) return;
+  }
+}
+
+bool Dispatcher::ScheduleRound() {
+  if (storage_pause_.Paused(WallMs())) return false;
+  std::vector<WorkerView> views;
+  for (auto& [id, w] : workers_.all()) {
+    if (!w.channel || batches_.Unrendered(id) > w.prefetch) continue;
+    WorkerView v;
+    v.id = id;
+    v.models.assign(w.registration.models().begin(), w.registration.models().end());
+    v.budget_bytes = w.budget_bytes();
+    v.max_batch = w.registration.max_batch();
+    v.idle = true;
+    v.memory = w.model.get();
+    for (const v1::LoraFile& lora : w.registration.lora_files()) v.lora_bytes[lora.name()] = lora.size_bytes();
+    views.push_back(std::move(v));
+  }
+  if (views.empty()) return false;
+  auto queued = jobs_.queues().Jobs();
+  if (!queued.ok()) {
+    spdlog::error("cannot read the queue: {}", std::string(queued.status().message()));
+    return false;
+  }
+  if (queued->empty()) return false;
+  const int64_t now = WallMs();
+  const std::vector<Assignment> plan = PlanJobs(*queued, jobs_.queues().keys(), views, last_served_);
+  int assigned = 0;
+  for (const Assignment& a : plan) {
+    WorkerState& w = *workers_.Find(a.worker_id);
+    BatchState batch{RandomId("batch-"), a.worker_id, a.key, {}, {}, now, now};
+    for (const PendingItem& p : a.items) batch.items.push_back({p.job_id, p.index});
+    if (auto s = store_->Lease(batch.id, w.id, batch.items, now + options_.lease_ms, now); !s.ok()) {
+      // The windows disagree with the store: read them again from it.
+      spdlog::error("cannot lease batch: {}", std::string(s.message()));
+      for (const ItemKey& k : batch.items) {
+        if (const JobRecord* job = jobs_.Active(k.job_id)) jobs_.queues().Reset(*job);
+      }
+      continue;
+    }
+    ++assigned;
+    for (const ItemKey& k : batch.items) jobs_.queues().Take(k.job_id, k.index);
+    v1::CoordinatorMessage msg;
+    auto* assignment = msg.mutable_assignment();
+    assignment->set_batch_id(batch.id);
+    assignment->set_model(a.key.model);
+    assignment->set_lease_expires_unix_ms(now + options_.lease_ms);
+    std::map<std::string, std::vector<int>> by_job;
+    std::map<std::string, int> preview_every;  // by job
+    auto items = store_->RunningItems(batch.id);
+    if (items.ok()) batch.records = std::move(*items);
+    // The items share their sampling parameters (one batch key): sent once.
+    if (!batch.records.empty()) *assignment->mutable_sampling() = batch.records.front().sampling;
+    for (const ItemRecord& it : batch.records) {
+      auto* item = assignment->add_items();
+      item->set_index(it.index);
+      item->set_job_id(it.job_id);
+      *item->mutable_params() = it.image;
+      if (!by_job.count(it.job_id)) {
+        if (auto job = jobs_.Get(it.job_id); job.ok()) {
+          preview_every[it.job_id] = job->preview_every;
+          if (job->postprocess) {
+            v1::JobPostprocess* post = assignment->add_postprocess();
+            post->set_job_id(it.job_id);
+            *post->mutable_spec() = *job->postprocess;
+          }
+        }
+      }
+      by_job[it.job_id].push_back(it.index);
+      item->set_preview_every(preview_every[it.job_id]);
+    }
+    for (const auto& [job_id, indices] : by_job) last_served_[job_id] = ++serve_counter_;
+    workers_.Assigned(w, !batches_.HoldsAny(w.id), now);
+    metrics_->ObserveBatch(static_cast<int>(batch.items.size()));
+    batches_.Add(std::move(batch));
+    Send(w, msg);
+    for (const auto& [job_id, indices] : by_job) {
+      v1::JobEvent event;
+      auto* started = event.mutable_started();
+      for (int i : indices) started->add_indices(i);
+      started->set_worker_id(w.id);
+      jobs_.Emit(job_id, std::move(event));
+    }
+  }
+  return assigned > 0;
+}
+
+// ------------------------------------------------------------------ releasing
+
+void Dispatcher::ReleaseBatch(const std::string& batch_id, v1::FailureReason reason, const std::string& message,
+                              const std::map<std::pair<std::string, int>, std::string>& item_messages) {
+  const ReleaseRule rule = BatchLedger::RuleFor(reason, options_.max_attempts, options_.storage_attempts);
+  auto released =
+      store_->ReleaseBatch(batch_id, rule.items_fault ? reason : 0, message, rule.max_attempts, item_messages);
+  std::set<std::string> jobs;
+  if (!released.ok()) {
+    spdlog::error("batch {}: cannot release: {}", batch_id, std::string(released.status().message()));
+  } else {
+    for (const ItemRecord& it : *released) {
+      jobs.insert(it.job_id);
+      if (it.state == ItemState::kQueued) jobs_.queues().Requeue(it);
+      if (reason == v1::FAILURE_CANCELLED) continue;
+      metrics_->AddFailure(ReasonName(reason));
+      v1::JobEvent event;
+      auto* failed = event.mutable_item_failed();
+      failed->set_index(it.index);
+      failed->set_reason(reason);
+      failed->set_message(it.failure_message.empty() ? message : it.failure_message);
+      failed->set_will_retry(it.state == ItemState::kQueued);
+      jobs_.Emit(it.job_id, std::move(event));
+    }
+  }
+  batches_.Remove(batch_id);
+  jobs_.FinishIfComplete(jobs);
+}
+
+// Every batch the worker holds (rendering, queued ahead or being encoded) returns to the
+// queue; none of it counts against the items' attempts.
+void Dispatcher::ReleaseWorkerBatches(const WorkerState& w, const std::string& why) {
+  for (const std::string& batch_id : batches_.BatchesOf(w.id)) ReleaseBatch(batch_id, v1::FAILURE_WORKER_LOST, why);
+}
+
+void Dispatcher::DropWorker(WorkerState& w, const std::string& why) {
+  spdlog::warn("worker {} lost: {}", w.id, why);
+  ReleaseWorkerBatches(w, absl::StrCat("worker ", w.id, " lost: ", why));
+  if (auto channel = workers_.Detach(w)) outbox_->Post([channel, why] { channel->Close(why); });
+}
+
+void Dispatcher::OnDisconnect(WorkerState& w) {
+  const size_t held = batches_.BatchesOf(w.id).size();
+  if (held > 0) {
+    spdlog::warn("worker {} disconnected with {} batches in flight", w.id, held);
+    ReleaseWorkerBatches(w, absl::StrCat("worker ", w.id, " disconnected"));
+  } else {
+    spdlog::info("worker {} disconnected", w.id);
+  }
+  Schedule();
+}
+
+void Dispatcher::Expire(int64_t now) {
+  for (WorkerState* w : workers_.Silent(now)) {
+    DropWorker(*w, absl::StrCat("silent for ", (now - w->last_seen_ms) / 1000, " s"));
+  }
+  if (auto expired = store_->ExpiredBatches(now); expired.ok()) {
+    for (const std::string& batch_id : *expired) {
+      // A connected worker whose lease ran out has stopped making progress (its engine
+      // hangs): it loses everything it holds, not only this batch.
+      const BatchState* b = batches_.Find(batch_id);
+      WorkerState* w = b ? workers_.Find(b->worker_id) : nullptr;
+      if (w && w->channel) {
+        DropWorker(*w, absl::StrCat("no progress for ", (now - w->last_progress_ms) / 1000, " s"));
+      } else {
+        ReleaseBatch(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
+      }
+    }
+  }
+  const int failed = jobs_.CheckUnserved(SteadyMs());
+  for (int i = 0; i < failed; ++i) metrics_->AddFailure(ReasonName(v1::FAILURE_MODEL_UNAVAILABLE));
+  Schedule();
+}
+
+}  // namespace spriteforge::coordinator

@@ -1,0 +1,136 @@
+// The worker registry's rules: one stream per worker id, quarantine, when a worker's
+// leases are extended (progress, not heartbeats alone), when it counts as silent, and
+// which models are served. Pure: no store, no streams (NullChannel stands in for one).
+#include "coordinator/service/worker_registry.h"
+
+#include <gtest/gtest.h>
+
+namespace spriteforge::coordinator {
+namespace {
+
+class NullChannel : public WorkerChannel {
+ public:
+  void Send(const v1::CoordinatorMessage&) override {}
+  void Close(const std::string&) override {}
+};
+
+v1::Register Registration(const std::string& model, int prefetch = 0) {
+  v1::Register reg;
+  reg.add_models(model);
+  reg.set_max_batch(4);
+  reg.set_prefetch(prefetch);
+  reg.mutable_memory()->set_budget_bytes(10'000'000'000ull);
+  return reg;
+}
+
+WorkerRules Rules() {
+  WorkerRules rules;
+  rules.lease_ms = 1000;
+  rules.max_prefetch = 1;
+  rules.invalid_result_strikes = 2;
+  rules.quarantine_ms = 5000;
+  return rules;
+}
+
+TEST(WorkerRegistryTest, AConnectedWorkersIdCannotBeTakenBySecondStream) {
+  WorkerRegistry registry(Rules());
+  auto first = std::make_shared<NullChannel>();
+  auto second = std::make_shared<NullChannel>();
+  ASSERT_TRUE(registry.Register(first, Registration("m"), "w1", 0).ok());
+  auto taken = registry.Register(second, Registration("m"), "w1", 10);
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(registry.Of(first.get())->id, "w1");
+  EXPECT_EQ(registry.Of(second.get()), nullptr);
+  // Once its stream is gone, the id may connect again on another.
+  ASSERT_NE(registry.Disconnect(first.get()), nullptr);
+  EXPECT_EQ(registry.Of(first.get()), nullptr);
+  ASSERT_TRUE(registry.Register(second, Registration("m"), "w1", 20).ok());
+  EXPECT_EQ(registry.Of(second.get())->id, "w1");
+  EXPECT_EQ(registry.all().size(), 1u);
+}
+
+TEST(WorkerRegistryTest, PrefetchIsCappedByTheCoordinatorsLimit) {
+  WorkerRegistry registry(Rules());
+  auto w = registry.Register(std::make_shared<NullChannel>(), Registration("m", 5), "w1", 0);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ((*w)->prefetch, 1);
+  EXPECT_EQ((*w)->budget_bytes(), 10'000'000'000ull);
+}
+
+TEST(WorkerRegistryTest, AQuarantinedWorkerIsRefusedUntilItsTimeIsUp) {
+  WorkerRegistry registry(Rules());
+  EXPECT_FALSE(registry.quarantine().Strike("w1", 0));
+  EXPECT_TRUE(registry.quarantine().Strike("w1", 0));
+  auto refused = registry.Register(std::make_shared<NullChannel>(), Registration("m"), "w1", 4999);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(registry.Register(std::make_shared<NullChannel>(), Registration("m"), "w1", 5000).ok());
+}
+
+TEST(WorkerRegistryTest, LeasesAreExtendedOnProgressNotOnHeartbeatsAlone) {
+  WorkerRegistry registry(Rules());
+  WorkerState& w = **registry.Register(std::make_shared<NullChannel>(), Registration("m"), "w1", 0);
+  // A step at 100 ms: renewed (the last renewal was a tenth of a lease ago or more).
+  EXPECT_TRUE(registry.Heard(w, /*progress=*/true, /*holds_batches=*/true, 100));
+  // Within a tenth of a lease of that renewal: not again (extending is a write).
+  EXPECT_FALSE(registry.Heard(w, false, true, 150));
+  // A heartbeat while the last progress is under a lease old still renews.
+  EXPECT_TRUE(registry.Heard(w, false, true, 900));
+  // Heartbeats alone a lease after the last progress do not: the engine may hang.
+  EXPECT_FALSE(registry.Heard(w, false, true, 1100));
+  EXPECT_EQ(w.last_seen_ms, 1100);
+  EXPECT_EQ(w.last_progress_ms, 100);
+  // A worker holding nothing has no engine to hang: its heartbeats renew.
+  EXPECT_TRUE(registry.Heard(w, false, false, 1200));
+}
+
+TEST(WorkerRegistryTest, AWorkerGivenItsFirstBatchStartsItsProgressClock) {
+  WorkerRegistry registry(Rules());
+  WorkerState& w = **registry.Register(std::make_shared<NullChannel>(), Registration("m"), "w1", 0);
+  registry.Assigned(w, /*held_nothing=*/false, 500);
+  EXPECT_EQ(w.last_progress_ms, 0);
+  registry.Assigned(w, /*held_nothing=*/true, 700);
+  EXPECT_EQ(w.last_progress_ms, 700);
+}
+
+TEST(WorkerRegistryTest, ConnectedWorkersUnheardForALeaseAreSilent) {
+  WorkerRegistry registry(Rules());
+  auto a = std::make_shared<NullChannel>();
+  auto b = std::make_shared<NullChannel>();
+  ASSERT_TRUE(registry.Register(a, Registration("m"), "a", 0).ok());
+  ASSERT_TRUE(registry.Register(b, Registration("m"), "b", 0).ok());
+  registry.Heard(*registry.Find("b"), false, false, 800);
+  EXPECT_TRUE(registry.Silent(1000).empty());
+  auto silent = registry.Silent(1001);
+  ASSERT_EQ(silent.size(), 1u);
+  EXPECT_EQ(silent[0]->id, "a");
+  // Dropped (detached): no longer connected, so no longer silent, and its stream comes back to close.
+  EXPECT_EQ(registry.Detach(*silent[0]), a);
+  EXPECT_TRUE(registry.Silent(1001).empty());
+  EXPECT_EQ(registry.Of(a.get()), nullptr);
+}
+
+TEST(WorkerRegistryTest, OnlyConnectedWorkersServeTheirModels) {
+  WorkerRegistry registry(Rules());
+  auto channel = std::make_shared<NullChannel>();
+  ASSERT_TRUE(registry.Register(channel, Registration("tiny"), "w1", 0).ok());
+  EXPECT_TRUE(registry.Serves("tiny"));
+  EXPECT_FALSE(registry.Serves("other"));
+  registry.Disconnect(channel.get());
+  EXPECT_FALSE(registry.Serves("tiny"));
+}
+
+TEST(WorkerRegistryTest, RateFollowsResultsAndPeakIsKept) {
+  WorkerRegistry registry(Rules());
+  WorkerState& w = **registry.Register(std::make_shared<NullChannel>(), Registration("m"), "w1", 0);
+  registry.RecordImages(w, 2, 1000);
+  EXPECT_DOUBLE_EQ(w.images_per_second, 2.0);
+  registry.RecordImages(w, 4, 1000);
+  EXPECT_DOUBLE_EQ(w.images_per_second, 0.7 * 2 + 0.3 * 4);
+  EXPECT_EQ(w.images_done, 6);
+  registry.RecordPeak(w, 3'000'000'000ull, 2, 1024, 1024);
+  registry.RecordPeak(w, 2'000'000'000ull, 1, 1024, 1024);
+  EXPECT_EQ(w.peak_bytes, 3'000'000'000ull);
+}
+
+}  // namespace
+}  // namespace spriteforge::coordinator
