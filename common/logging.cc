@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/debugging/failure_signal_handler.h"
+#include "absl/debugging/symbolize.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -35,6 +37,13 @@ class JsonFormatter : public spdlog::formatter {
 };
 
 }  // namespace
+
+void InstallCrashReporting(const char* argv0) {
+  absl::InitializeSymbolizer(argv0);
+  absl::FailureSignalHandlerOptions options;
+  options.call_previous_handler = true;  // the default action still ends the process (core dump, exit code)
+  absl::InstallFailureSignalHandler(options);
+}
 
 std::unique_ptr<spdlog::formatter> JsonLogFormatter() { return std::make_unique<JsonFormatter>(); }
 

@@ -18,6 +18,11 @@ struct LogOptions {
 // Applies the options to the default logger; a bad level or format is an error naming it.
 absl::Status ConfigureLogging(const LogOptions& options);
 
+// A fatal signal (SIGSEGV, SIGABRT, SIGBUS, ...) writes its name and a symbolized stack
+// trace to stderr before the process dies, so a crashed process leaves its reason in the log.
+// `argv0` locates the binary's symbols. Call once, first thing in main.
+void InstallCrashReporting(const char* argv0);
+
 // One JSON object per line: {"time": "...Z", "level": "info", "msg": "..."}.
 std::unique_ptr<spdlog::formatter> JsonLogFormatter();
 

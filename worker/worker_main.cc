@@ -79,6 +79,7 @@ std::string DefaultWorkerId() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  spriteforge::InstallCrashReporting(argv[0]);
   CLI::App app("spriteforge-worker: loads an SDXL model once, dials the coordinator and runs the batches it "
                "hands out.",
                "spriteforge-worker");

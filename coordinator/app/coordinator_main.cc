@@ -102,6 +102,7 @@ int Backup(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  spriteforge::InstallCrashReporting(argv[0]);
   if (argc > 1 && std::string(argv[1]) == "backup") return Backup(argc - 1, argv + 1);
   CLI::App app("spriteforge-coordinator: accepts sprite jobs from clients, hands batches to workers, "
                "stores the results.",

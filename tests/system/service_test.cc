@@ -240,6 +240,25 @@ TEST(ServiceTest, AWorkerKilledWithOneBatchRunningAndOneQueuedAheadLosesAndDupli
   EXPECT_GE(ItemsRunAgainOn(cluster, job_id, "w2"), 4) << "both batches w1 held should have run again on w2";
 }
 
+// A process that dies of a fatal signal says so in its log, with the stack it died on,
+// and still dies of that signal (exit status, core dump) as it would without the report.
+TEST(ServiceTest, ACrashedWorkerAndCoordinatorLeaveTheSignalAndAStackTraceInTheirLogs) {
+  REQUIRE_GOLDEN();
+  Cluster cluster(TempDir("crashreport"));
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1");
+  ASSERT_TRUE(WaitForText(cluster.coordinator_log(), "worker w1 registered", 60)) << Slurp(cluster.coordinator_log());
+  Process* worker = cluster.worker("w1");
+  worker->Kill(SIGSEGV);
+  EXPECT_EQ(worker->Wait(), 128 + SIGSEGV);
+  const std::string worker_log = Slurp(cluster.dir() + "/worker-w1.log");
+  EXPECT_NE(worker_log.find("*** SIGSEGV received"), std::string::npos) << worker_log;
+  EXPECT_NE(worker_log.find("PC: @"), std::string::npos) << worker_log;  // where it stopped, then its callers
+
+  kill(cluster.coordinator_pid(), SIGABRT);
+  ASSERT_TRUE(WaitForText(cluster.coordinator_log(), "*** SIGABRT received", 30)) << Slurp(cluster.coordinator_log());
+}
+
 TEST(ServiceTest, AKilledCoordinatorRestartsFromItsDatabaseAndTheJobCompletes) {
   REQUIRE_GOLDEN();
   Cluster cluster(TempDir("killcoordinator"));

@@ -2,7 +2,9 @@
 // for bit, and fused projections see the merge like separate ones do.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <thread>
 
 #include <torch/torch.h>
 
@@ -55,6 +57,41 @@ TEST(LoraMerge, UnmergeRestoresEveryWeightBitForBit) {
   ASSERT_TRUE(merger.Activate({}).ok());
   EXPECT_EQ(CountChanged(original, Snapshot(models)), 0);
   EXPECT_TRUE(merger.active().empty());
+}
+
+// The worker's heartbeat thread reports the engine's memory (LoRA bytes included) while
+// its render thread switches LoRA sets: the count is read safely from any thread and
+// says what is held once the switching stops.
+TEST(LoraMerge, ItsBytesCanBeReadWhileAnotherThreadSwitchesSets) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  torch::NoGradGuard no_grad;
+  SdxlModels models = LoadTiny();
+  LoraMerger merger(models, torch::kCPU);
+  const std::string dir = testing::WorkflowsDir();
+  const std::vector<LoraSpec> kohya = {{dir + "/lora-kohya.safetensors", 0.75}};
+  const std::vector<LoraSpec> diffusers = {{dir + "/lora-diffusers.safetensors", 0.3}};
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> reads{0};
+  std::thread reader([&] {
+    while (!done) {
+      if (merger.cached_bytes() > 0) ++reads;
+    }
+  });
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(merger.Activate(kohya).ok());
+    ASSERT_TRUE(merger.Activate({}).ok());
+    ASSERT_TRUE(merger.Activate(diffusers).ok());
+  }
+  ASSERT_TRUE(merger.Activate({}).ok());
+  done = true;
+  reader.join();
+  EXPECT_GT(reads.load(), 0);
+  // Nothing merged: only the two cached files' factors are held.
+  const uint64_t files_only = merger.cached_bytes();
+  ASSERT_TRUE(merger.Activate(kohya).ok());
+  EXPECT_GT(merger.cached_bytes(), files_only) << "the merged layers' original weights count too";
+  ASSERT_TRUE(merger.Activate({}).ok());
+  EXPECT_EQ(merger.cached_bytes(), files_only);
 }
 
 TEST(LoraMerge, FusedSelfAttentionSeesTheMerge) {

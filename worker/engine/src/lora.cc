@@ -104,7 +104,7 @@ absl::StatusOr<std::shared_ptr<const LoraFile>> LoraTargets::Load(const std::str
 
 LoraMerger::LoraMerger(SdxlModels& models, torch::Device device) : targets_(models), device_(device) {}
 
-uint64_t LoraMerger::cached_bytes() const {
+void LoraMerger::Recount() {
   uint64_t bytes = 0;
   for (const auto& [path, cached] : cache_) bytes += cached.file->bytes;
   for (const auto& [linear, saved] : saved_) {
@@ -112,7 +112,7 @@ uint64_t LoraMerger::cached_bytes() const {
       if (t->defined()) bytes += t->numel() * t->element_size();
     }
   }
-  return bytes;
+  cached_bytes_.store(bytes, std::memory_order_relaxed);
 }
 
 absl::StatusOr<std::shared_ptr<const LoraFile>> LoraMerger::File(const std::string& path) {
@@ -134,6 +134,7 @@ absl::StatusOr<std::shared_ptr<const LoraFile>> LoraMerger::File(const std::stri
     cache_.erase(recent_.back());
     recent_.pop_back();
   }
+  Recount();
   spdlog::info("LoRA {}: {} layers, {:.1f} MB", path, (*loaded)->layers.size(), (*loaded)->bytes / 1e6);
   return *loaded;
 }
@@ -143,6 +144,7 @@ void LoraMerger::Restore() {
   saved_.clear();
   active_.clear();
   active_files_.clear();
+  Recount();
 }
 
 absl::Status LoraMerger::Activate(const std::vector<LoraSpec>& set) {
@@ -174,6 +176,7 @@ absl::Status LoraMerger::Activate(const std::vector<LoraSpec>& set) {
   }
   active_ = set;
   active_files_ = files;
+  Recount();
   if (!set.empty()) spdlog::info("LoRA set of {} file(s) merged into {} layers", set.size(), deltas.size());
   return absl::OkStatus();
 }

@@ -4,6 +4,7 @@
 // puts them back bit for bit first: one loaded model serves jobs with different LoRAs.
 #pragma once
 
+#include <atomic>
 #include <list>
 #include <map>
 #include <memory>
@@ -57,10 +58,14 @@ class LoraMerger {
   void Restore();
 
   const std::vector<LoraSpec>& active() const { return active_; }
-  uint64_t cached_bytes() const;
+  // Bytes held for LoRAs: cached factors and the merged layers' saved originals. Safe to
+  // read from any thread while another activates a set (the worker's heartbeat does).
+  uint64_t cached_bytes() const { return cached_bytes_.load(std::memory_order_relaxed); }
 
  private:
   absl::StatusOr<std::shared_ptr<const LoraFile>> File(const std::string& path);
+  // Recounts cached_bytes_ after cache_ or saved_ changed (only the activating thread).
+  void Recount();
 
   LoraTargets targets_;
   torch::Device device_;
@@ -74,6 +79,7 @@ class LoraMerger {
   };
   std::map<std::string, Cached> cache_;
   std::list<std::string> recent_;  // most recent first; the cache keeps kCacheFiles files
+  std::atomic<uint64_t> cached_bytes_{0};
 };
 
 }  // namespace spriteforge::engine

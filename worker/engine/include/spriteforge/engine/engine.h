@@ -200,6 +200,8 @@ class Engine {
   // run (one guided UNet step and one decode), without a full generation.
   virtual absl::StatusOr<MemoryStats> Calibrate(int batch, int height, int width) = 0;
 
+  // Device memory, weights and LoRA bytes now. Safe to call from any thread, also while
+  // Generate runs on another (a worker's heartbeat reports it mid-batch).
   virtual MemoryStats Memory() const = 0;
   virtual DeviceInfo Device() const = 0;
 };
