@@ -23,6 +23,22 @@ inline v1::Item ToProto(const ItemRecord& it) {
   return out;
 }
 
+// The record's own fields; the job book adds what it knows (counts, speed, waiting reason).
+inline v1::Job ToProto(const JobRecord& job) {
+  v1::Job out;
+  out.set_id(job.id);
+  out.set_name(job.name);
+  out.set_model(job.model);
+  out.set_priority(job.priority);
+  out.set_state(static_cast<v1::JobState>(job.state));
+  out.set_created_unix_ms(job.created_ms);
+  out.set_finished_unix_ms(job.finished_ms);
+  out.set_idempotency_key(job.idempotency_key);
+  out.set_owner(job.owner);
+  out.set_preview_every(job.preview_every);
+  return out;
+}
+
 inline v1::ItemCounts ToProto(const ItemCounts& c) {
   v1::ItemCounts out;
   out.set_total(c.total);

@@ -60,16 +60,8 @@ v1::Job JobBook::Snapshot(const JobRecord& cached) {
       if (jobs_.count(job.id)) jobs_[job.id] = job;
     }
   }
-  v1::Job out;
-  out.set_id(job.id);
-  out.set_name(job.name);
-  out.set_model(job.model);
-  out.set_priority(job.priority);
-  out.set_state(static_cast<v1::JobState>(job.state));
-  out.set_created_unix_ms(job.created_ms);
-  out.set_finished_unix_ms(job.finished_ms);
+  v1::Job out = ToProto(job);
   out.set_output_dir(JobDir(output_dir_, job.id));
-  out.set_idempotency_key(job.idempotency_key);
   if (!Finished(job.state) && !serves_(job.model)) {
     out.set_waiting_reason(absl::StrCat("no connected worker serves model ", job.model));
     if (unserved_timeout_ms_ > 0) {
@@ -77,8 +69,6 @@ v1::Job JobBook::Snapshot(const JobRecord& cached) {
                       " s without one)");
     }
   }
-  out.set_owner(job.owner);
-  out.set_preview_every(job.preview_every);
   if (counts.ok()) {
     *out.mutable_counts() = ToProto(*counts);
     const int64_t end = job.finished_ms ? job.finished_ms : WallMs();
