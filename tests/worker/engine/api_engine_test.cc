@@ -2,13 +2,11 @@
 // golden text-to-image case, from both checkpoint layouts, in float32 on the CPU.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <map>
-#include <memory>
 
-#include "common/png.h"
 #include "spriteforge/engine/engine.h"
 #include "tests/worker/engine/golden.h"
+#include "tests/worker/engine/golden_engine.h"
 #include "worker/engine/tools/golden_cases.h"
 
 namespace spriteforge::engine {
@@ -20,59 +18,21 @@ std::map<std::string, BatchRequest> GoldenRequests() {
   return cases.ok() ? *cases : std::map<std::string, BatchRequest>{};
 }
 
-Engine& GoldenEngine(const std::string& layout) {
-  static std::map<std::string, std::unique_ptr<Engine>> engines;
-  auto& engine = engines[layout];
-  if (!engine) {
-    LoadOptions o;
-    const std::string dir = testing::GoldenDir();
-    o.model_path = dir + "/" + layout;
-    if (layout != "diffusers") {  // a single file: architecture and tokenizer from beside it
-      o.config_dir = dir + "/diffusers";
-      o.tokenizer_dir = dir + "/tokenizer";
-    }
-    auto loaded = Engine::Load(o);
-    EXPECT_TRUE(loaded.ok()) << loaded.status();
-    engine = std::move(*loaded);
-  }
-  return *engine;
-}
-
 class EndToEnd : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EndToEnd, EveryGoldenCaseMatchesReferenceImages) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
-  Engine& engine = GoldenEngine(GetParam());
+  Engine& engine = testing::TinyEngine(GetParam());
   for (const auto& [name, request] : GoldenRequests()) {
     auto result = engine.Generate(request);
     ASSERT_TRUE(result.ok()) << name << ": " << result.status();
-    const TensorView* want = testing::GoldenVectors().Find(name + ".images");
-    ASSERT_NE(want, nullptr);
-    const float* ref = static_cast<const float*>(want->data);
-    size_t offset = 0;
-    for (size_t i = 0; i < result->images.size(); ++i) {
-      const Image& image = result->images[i];
-      double max_err = 0;
-      for (size_t k = 0; k < image.rgb_f32.size(); ++k) {
-        max_err = std::max(max_err, std::fabs(double(image.rgb_f32[k]) - ref[offset + k]));
-      }
-      offset += image.rgb_f32.size();
-      EXPECT_LT(max_err, 1e-4) << name << " image " << i;
-      auto png = ReadPngFile(testing::GoldenDir() + "/" + name + "_" + std::to_string(i) + ".png");
-      ASSERT_TRUE(png.ok()) << png.status();
-      ASSERT_EQ(png->pixels.size(), image.rgb.size());
-      int worst = 0;
-      for (size_t k = 0; k < image.rgb.size(); ++k) worst = std::max(worst, std::abs(int(image.rgb[k]) - int(png->pixels[k])));
-      EXPECT_LE(worst, 1) << name << " image " << i << ": PNG differs by " << worst << " levels";
-      std::printf("%s[%zu] max abs error %.3g, PNG max diff %d\n", name.c_str(), i, max_err, worst);
-    }
-    EXPECT_EQ(offset * sizeof(float), want->nbytes);
+    testing::ExpectReferenceImages(testing::GoldenVectors(), testing::GoldenDir(), name, *result, 1e-4);
   }
 }
 
 TEST_P(EndToEnd, AnImageDependsOnItsSeedNotItsBatch) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
-  Engine& engine = GoldenEngine(GetParam());
+  Engine& engine = testing::TinyEngine(GetParam());
   BatchRequest batch = GoldenRequests()["e2e.euler_a_neg"];
   batch.images = {{"treasure chest", std::string("blurry"), 11}, {"slime", std::nullopt, 12}, {"sword", std::string(""), 13}};
   auto together = engine.Generate(batch);
@@ -82,11 +42,7 @@ TEST_P(EndToEnd, AnImageDependsOnItsSeedNotItsBatch) {
     alone.images = {batch.images[i]};
     auto single = engine.Generate(alone);
     ASSERT_TRUE(single.ok());
-    double max_err = 0;
-    for (size_t k = 0; k < single->images[0].rgb_f32.size(); ++k) {
-      max_err = std::max(max_err, std::fabs(double(single->images[0].rgb_f32[k]) - together->images[i].rgb_f32[k]));
-    }
-    EXPECT_LT(max_err, 1e-5) << "image " << i;
+    EXPECT_LT(testing::MaxDifference(single->images[0], together->images[i]), 1e-5) << "image " << i;
   }
 }
 
@@ -95,7 +51,7 @@ INSTANTIATE_TEST_SUITE_P(BothLayouts, EndToEnd, ::testing::Values("tiny-sdxl.saf
 
 TEST(Engine, ProgressReportsEveryStepAndCanCancel) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
-  Engine& engine = GoldenEngine("diffusers");
+  Engine& engine = testing::TinyEngine("diffusers");
   BatchRequest r = GoldenRequests()["e2e.no_cfg"];
   std::vector<int> steps;
   ASSERT_TRUE(engine.Generate(r, [&](int step, int total) { steps.push_back(step); return total == 3; }).ok());

@@ -7,30 +7,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <memory>
 
 #include "common/png.h"
 #include "spriteforge/engine/engine.h"
 #include "spriteforge/engine/latent_preview.h"
 #include "tests/worker/engine/golden.h"
+#include "tests/worker/engine/golden_engine.h"
 
 namespace spriteforge::engine {
 namespace {
 
-Engine& TinyEngine() {
-  static std::unique_ptr<Engine> engine;
-  if (!engine) {
-    LoadOptions o;
-    const std::string dir = testing::GoldenDir();
-    o.model_path = dir + "/tiny-sdxl.safetensors";
-    o.config_dir = dir + "/diffusers";
-    o.tokenizer_dir = dir + "/tokenizer";
-    auto loaded = Engine::Load(o);
-    EXPECT_TRUE(loaded.ok()) << loaded.status();
-    if (loaded.ok()) engine = std::move(*loaded);
-  }
-  return *engine;
-}
+using testing::TinyEngine;
 
 BatchRequest TwoImages(int steps) {
   BatchRequest r;

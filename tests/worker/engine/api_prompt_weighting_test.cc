@@ -1,25 +1,15 @@
 // Prompt weighting and long prompts through the public API on the golden tiny model.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <memory>
-
 #include "spriteforge/engine/engine.h"
 #include "tests/worker/engine/golden.h"
+#include "tests/worker/engine/golden_engine.h"
 
 namespace spriteforge::engine {
 namespace {
 
-Engine& TinyEngine() {
-  static std::unique_ptr<Engine> engine = [] {
-    LoadOptions o;
-    o.model_path = testing::GoldenDir() + "/diffusers";
-    auto loaded = Engine::Load(o);
-    EXPECT_TRUE(loaded.ok()) << loaded.status();
-    return std::move(*loaded);
-  }();
-  return *engine;
-}
+using testing::MaxDifference;
+using testing::TinyEngine;
 
 Image Render(const std::string& prompt) {
   BatchRequest r;
@@ -27,15 +17,9 @@ Image Render(const std::string& prompt) {
   r.steps = 2;
   r.cfg = 5;
   r.images = {{prompt, std::string("blurry"), 3}};
-  auto result = TinyEngine().Generate(r);
+  auto result = TinyEngine("diffusers").Generate(r);
   EXPECT_TRUE(result.ok()) << result.status();
   return result.ok() ? result->images[0] : Image{};
-}
-
-double MaxDifference(const Image& a, const Image& b) {
-  double worst = 0;
-  for (size_t k = 0; k < a.rgb_f32.size(); ++k) worst = std::max(worst, std::fabs(double(a.rgb_f32[k]) - b.rgb_f32[k]));
-  return worst;
 }
 
 TEST(PromptWeighting, WeightsChangeTheImageAndWeightOneDoesNot) {
@@ -68,7 +52,7 @@ TEST(PromptWeighting, MalformedWeightIsAnError) {
   r.width = r.height = 64;
   r.steps = 1;
   r.images = {{"(potion:1.2.3)", std::nullopt, 1}};
-  auto result = TinyEngine().Generate(r);
+  auto result = TinyEngine("diffusers").Generate(r);
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.status().message().find("weight '1.2.3' is not a number"), std::string::npos) << result.status();
 }

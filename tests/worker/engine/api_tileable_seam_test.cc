@@ -5,19 +5,14 @@
 #include "common/sprite/seam.h"
 #include "spriteforge/engine/engine.h"
 #include "tests/worker/engine/golden.h"
+#include "tests/worker/engine/golden_engine.h"
 
 namespace spriteforge::engine {
 namespace {
 
 TEST(TileableSeamTest, TileableImagesWrapWithoutASeam) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
-  const std::string g = testing::GoldenDir();
-  LoadOptions load;
-  load.model_path = g + "/tiny-sdxl.safetensors";
-  load.config_dir = g + "/diffusers";
-  load.tokenizer_dir = g + "/tokenizer";
-  auto engine = Engine::Load(load);
-  ASSERT_TRUE(engine.ok()) << engine.status();
+  Engine& engine = testing::TinyEngine();
   double plain = 0, tiled = 0;
   for (bool tileable : {false, true}) {
     BatchRequest request;
@@ -25,7 +20,7 @@ TEST(TileableSeamTest, TileableImagesWrapWithoutASeam) {
     request.steps = 8;
     request.tileable = tileable;
     for (uint64_t seed : {11, 12, 13}) request.images.push_back({"stone floor tile", std::nullopt, seed});
-    auto result = (*engine)->Generate(request);
+    auto result = engine.Generate(request);
     ASSERT_TRUE(result.ok()) << result.status();
     for (const Image& im : result->images) {
       const double score = postprocess::SeamDiscontinuity(RasterImage{im.width, im.height, 3, im.rgb});

@@ -2,68 +2,30 @@
 // tiny-sdxl-workflows (float32 on the CPU).
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <filesystem>
 #include <map>
-#include <memory>
 
-#include "common/png.h"
 #include "spriteforge/engine/engine.h"
 #include "tests/worker/engine/golden.h"
+#include "tests/worker/engine/golden_engine.h"
 #include "worker/engine/tools/golden_cases.h"
 
 namespace spriteforge::engine {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::MaxDifference;
+using testing::TinyEngine;
 
-Engine& TinyEngine() {
-  static std::unique_ptr<Engine> engine = [] {
-    const std::string dir = testing::GoldenDir();
-    LoadOptions o;
-    o.model_path = dir + "/tiny-sdxl.safetensors";
-    o.config_dir = dir + "/diffusers";
-    o.tokenizer_dir = dir + "/tokenizer";
-    auto loaded = Engine::Load(o);
-    EXPECT_TRUE(loaded.ok()) << loaded.status();
-    return std::move(*loaded);
-  }();
-  return *engine;
+// The reference's floats within 1e-3 and its PNGs within one 8-bit level.
+void ExpectReferenceImages(const std::string& name, const BatchResult& result) {
+  testing::ExpectReferenceImages(testing::WorkflowVectors(), testing::WorkflowsDir(), name, result, 1e-3);
 }
 
 BatchRequest WorkflowCase(const std::string& name, const std::string& lora_file = "lora-kohya.safetensors") {
   auto cases = LoadWorkflowCases(testing::WorkflowsDir(), lora_file);
   EXPECT_TRUE(cases.ok()) << cases.status();
   return cases.ok() ? cases->at(name) : BatchRequest{};
-}
-
-double MaxDifference(const Image& a, const Image& b) {
-  double worst = 0;
-  for (size_t k = 0; k < a.rgb_f32.size(); ++k) worst = std::max(worst, std::fabs(double(a.rgb_f32[k]) - b.rgb_f32[k]));
-  return worst;
-}
-
-// The reference's floats within 1e-3 and its PNGs within one 8-bit level.
-void ExpectReferenceImages(const std::string& name, const BatchResult& result) {
-  const TensorView* want = testing::WorkflowVectors().Find(name + ".images");
-  ASSERT_NE(want, nullptr) << name;
-  const float* ref = static_cast<const float*>(want->data);
-  size_t offset = 0;
-  for (size_t i = 0; i < result.images.size(); ++i) {
-    const Image& image = result.images[i];
-    double max_err = 0;
-    for (size_t k = 0; k < image.rgb_f32.size(); ++k) max_err = std::max(max_err, std::fabs(double(image.rgb_f32[k]) - ref[offset + k]));
-    offset += image.rgb_f32.size();
-    EXPECT_LT(max_err, 1e-3) << name << " image " << i;
-    auto png = ReadPngFile(testing::WorkflowsDir() + "/" + name + "_" + std::to_string(i) + ".png");
-    ASSERT_TRUE(png.ok()) << png.status();
-    ASSERT_EQ(png->pixels.size(), image.rgb.size());
-    int worst = 0;
-    for (size_t k = 0; k < image.rgb.size(); ++k) worst = std::max(worst, std::abs(int(image.rgb[k]) - int(png->pixels[k])));
-    EXPECT_LE(worst, 1) << name << " image " << i << ": PNG differs by " << worst << " levels";
-    std::printf("%s[%zu] max abs error %.3g, PNG max diff %d\n", name.c_str(), i, max_err, worst);
-  }
-  EXPECT_EQ(offset * sizeof(float), want->nbytes);
 }
 
 Image Generate(const BatchRequest& request) {
