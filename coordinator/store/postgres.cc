@@ -161,19 +161,4 @@ absl::Status PgConnection::Exec(const std::string& sql) {
   return s;
 }
 
-PgTransaction::PgTransaction(PgConnection& db) : db_(db) {
-  status_ = db_.Exec("BEGIN");
-  open_ = status_.ok();
-}
-
-PgTransaction::~PgTransaction() {
-  if (open_) db_.Exec("ROLLBACK").IgnoreError();
-}
-
-absl::Status PgTransaction::Commit() {
-  if (!open_) return status_;
-  open_ = false;
-  return db_.Exec("COMMIT");
-}
-
 }  // namespace spriteforge::coordinator

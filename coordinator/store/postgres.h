@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "coordinator/store/rows.h"
+#include "coordinator/store/transaction.h"
 
 namespace spriteforge::coordinator {
 
@@ -64,18 +65,9 @@ class PgConnection {
   std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
 };
 
-// BEGIN ... COMMIT, rolled back unless Commit() succeeds.
-class PgTransaction {
+class PgTransaction final : public ScopedTransaction<PgConnection> {
  public:
-  explicit PgTransaction(PgConnection& db);
-  ~PgTransaction();
-  absl::Status Commit();
-  absl::Status status() const { return status_; }
-
- private:
-  PgConnection& db_;
-  bool open_ = false;
-  absl::Status status_;
+  explicit PgTransaction(PgConnection& db) : ScopedTransaction(db, "BEGIN") {}
 };
 
 }  // namespace spriteforge::coordinator

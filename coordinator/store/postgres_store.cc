@@ -8,7 +8,6 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "coordinator/store/postgres.h"
-#include "coordinator/store/rules.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -170,44 +169,23 @@ absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& ur
   return std::unique_ptr<Store>(new PostgresStore(std::move(db)));
 }
 
-absl::StatusOr<std::vector<JobRecord>> PostgresStore::SelectJobs(const std::string& where,
-                                                                 const std::vector<SqlValue>& args) {
-  ASSIGN_OR_RETURN(auto r, db_->Query(absl::StrCat("SELECT ", kJobColumns, " FROM jobs ", where), args));
-  std::vector<JobRecord> out;
-  while (r.Next()) out.push_back(ReadJob(r));
-  return out;
+std::unique_ptr<SqlTransaction> PostgresStore::NewTransaction() { return std::make_unique<PgTransaction>(*db_); }
+
+absl::StatusOr<int64_t> PostgresStore::Execute(const std::string& sql, const std::vector<SqlValue>& args) {
+  ASSIGN_OR_RETURN(auto r, db_->Query(sql, args));
+  return r.Affected();
 }
 
-absl::StatusOr<std::vector<ItemRecord>> PostgresStore::SelectItems(const std::string& where,
-                                                                   const std::vector<SqlValue>& args) {
-  ASSIGN_OR_RETURN(auto r, db_->Query(absl::StrCat("SELECT ", ItemColumns(), " FROM items ", where), args));
-  std::vector<ItemRecord> out;
-  out.reserve(r.rows());
-  while (r.Next()) out.push_back(ReadItem(r));
-  return out;
+absl::Status PostgresStore::Select(const std::string& sql, const std::vector<SqlValue>& args,
+                                   const std::function<void(const Row&)>& each) {
+  ASSIGN_OR_RETURN(auto r, db_->Query(sql, args));
+  while (r.Next()) each(r);
+  return absl::OkStatus();
 }
 
-absl::StatusOr<JobRecord> PostgresStore::InsertJob(JobRecord job, bool* deduplicated) {
-  *deduplicated = false;
-  if (!job.idempotency_key.empty()) {
-    ASSIGN_OR_RETURN(auto found, SelectJobs("WHERE idempotency_key = $1", {job.idempotency_key}));
-    if (!found.empty()) {
-      *deduplicated = true;
-      return found.front();
-    }
-  }
-  static const std::string insert = [] {
-    std::string out = absl::StrCat("INSERT INTO jobs(", kJobInsertColumns, ") VALUES(");
-    for (size_t i = 0; i < JobInsertValues(JobRecord{}).size(); ++i) absl::StrAppend(&out, i ? "," : "", "$", i + 1);
-    return out + ") RETURNING seq";
-  }();
-  ASSIGN_OR_RETURN(auto ins, db_->Query(insert, JobInsertValues(job)));
-  if (ins.Next()) job.seq = ins.Int(0);
-  RETURN_IF_ERROR(ExpectOk(db_->Query("INSERT INTO job_counts(job_id) VALUES($1)", {job.id})));
-  return job;
-}
+const char* PostgresStore::NowMs() const { return kNowMs; }
 
-absl::Status PostgresStore::InsertItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
+absl::Status PostgresStore::InsertItemRows(const std::string& job_id, const std::vector<ItemRecord>& items) {
   const int per_row = 3 + ItemParamColumnCount();
   for (size_t start = 0; start < items.size(); start += kInsertRows) {
     const size_t n = std::min(kInsertRows, items.size() - start);
@@ -226,106 +204,7 @@ absl::Status PostgresStore::InsertItems(const std::string& job_id, const std::ve
     }
     RETURN_IF_ERROR(ExpectOk(db_->Query(sql, args, /*prepare=*/false)));
   }
-  const int64_t n = static_cast<int64_t>(items.size());
-  return ExpectOk(db_->Query("UPDATE job_counts SET total = total + $1, queued = queued + $2 WHERE job_id = $3",
-                             {n, n, job_id}));
-}
-
-absl::StatusOr<JobRecord> PostgresStore::CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
-                                                   bool* deduplicated) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  job.state = JobState::kQueued;
-  auto stored = InsertJob(job, deduplicated);
-  if (!stored.ok() || *deduplicated) return stored;
-  RETURN_IF_ERROR(InsertItems(stored->id, items));
-  RETURN_IF_ERROR(tx.Commit());
-  return stored;
-}
-
-absl::StatusOr<JobRecord> PostgresStore::BeginJob(JobRecord job, bool* deduplicated) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  job.state = JobState::kLoading;
-  auto stored = InsertJob(job, deduplicated);
-  if (!stored.ok() || *deduplicated) return stored;
-  RETURN_IF_ERROR(tx.Commit());
-  return stored;
-}
-
-absl::Status PostgresStore::AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  RETURN_IF_ERROR(InsertItems(job_id, items));
-  return tx.Commit();
-}
-
-absl::Status PostgresStore::QueueJob(const std::string& job_id) {
-  return ExpectOk(db_->Query("UPDATE jobs SET state = 1 WHERE id = $1 AND state = 0", {job_id}));
-}
-
-absl::Status PostgresStore::DropLoadingJob(const std::string& job_id) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  for (const char* sql : {"DELETE FROM items WHERE job_id = $1 AND (SELECT state FROM jobs WHERE id = $1) = 0",
-                          "DELETE FROM job_counts WHERE job_id = $1 AND (SELECT state FROM jobs WHERE id = $1) = 0",
-                          "DELETE FROM jobs WHERE id = $1 AND state = 0 AND $1 <> ''"}) {
-    RETURN_IF_ERROR(ExpectOk(db_->Query(sql, {job_id})));
-  }
-  return tx.Commit();
-}
-
-absl::StatusOr<JobRecord> PostgresStore::GetJob(const std::string& id) {
-  ASSIGN_OR_RETURN(auto jobs, SelectJobs("WHERE id = $1", {id}));
-  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", id));
-  return jobs.front();
-}
-
-absl::StatusOr<std::vector<JobRecord>> PostgresStore::ListJobs(int limit, const std::optional<std::string>& owner) {
-  if (owner) return SelectJobs("WHERE state <> 0 AND owner = $1 ORDER BY seq DESC LIMIT $2", {*owner, int64_t{limit}});
-  return SelectJobs("WHERE state <> 0 ORDER BY seq DESC LIMIT $1", {int64_t{limit}});
-}
-
-absl::StatusOr<std::vector<JobRecord>> PostgresStore::UnfinishedJobs() {
-  return SelectJobs("WHERE finished_ms = 0 ORDER BY seq", {});
-}
-
-absl::StatusOr<Backlog> PostgresStore::OwnerBacklog(const std::string& owner) {
-  ASSIGN_OR_RETURN(auto r, db_->Query(
-      "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM items WHERE items.job_id = jobs.id "
-      "AND items.state IN (1, 2))), 0) FROM jobs WHERE owner = $1 AND finished_ms = 0",
-      {owner}));
-  Backlog out;
-  if (r.Next()) out = {r.Int(0), r.Int(1)};
-  return out;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> PostgresStore::Items(const std::string& job_id) {
-  return SelectItems("WHERE job_id = $1 ORDER BY idx", {job_id});
-}
-
-absl::StatusOr<ItemCounts> PostgresStore::Counts(const std::string& job_id) {
-  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT total, queued, running, done, failed, cancelled FROM job_counts WHERE job_id = $1",
-                      {job_id}));
-  ItemCounts c;
-  if (r.Next()) {
-    c.total = static_cast<int>(r.Int(0));
-    c.queued = static_cast<int>(r.Int(1));
-    c.running = static_cast<int>(r.Int(2));
-    c.done = static_cast<int>(r.Int(3));
-    c.failed = static_cast<int>(r.Int(4));
-    c.cancelled = static_cast<int>(r.Int(5));
-  }
-  return c;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> PostgresStore::QueuedItems() {
-  return SelectItems("WHERE state = 1 ORDER BY (SELECT seq FROM jobs WHERE jobs.id = items.job_id), idx", {});
-}
-
-absl::StatusOr<std::vector<ItemRecord>> PostgresStore::QueuedItems(const std::string& job_id, int after, int limit) {
-  return SelectItems("WHERE job_id = $1 AND state = 1 AND idx > $2 ORDER BY idx LIMIT $3",
-                     {job_id, int64_t{after}, int64_t{limit}});
+  return absl::OkStatus();
 }
 
 absl::Status PostgresStore::Lease(const std::string& batch_id, const std::string& worker_id,
@@ -344,35 +223,6 @@ absl::Status PostgresStore::Lease(const std::string& batch_id, const std::string
     return absl::FailedPreconditionError(absl::StrCat("item ", r.Text(1), " is not queued"));
   }
   return absl::OkStatus();
-}
-
-absl::Status PostgresStore::RenewLeases(const std::string& worker_id, int64_t expires_ms) {
-  return ExpectOk(db_->Query("UPDATE leases SET expires_ms = $1 WHERE worker_id = $2", {expires_ms, worker_id}));
-}
-
-absl::StatusOr<std::vector<std::string>> PostgresStore::ExpiredBatches(int64_t now_ms) {
-  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT batch_id FROM leases WHERE expires_ms < $1", {now_ms}));
-  std::vector<std::string> out;
-  while (r.Next()) out.push_back(r.Text(0));
-  return out;
-}
-
-absl::StatusOr<std::vector<std::string>> PostgresStore::BatchesOfWorker(const std::string& worker_id) {
-  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT batch_id FROM leases WHERE worker_id = $1", {worker_id}));
-  std::vector<std::string> out;
-  while (r.Next()) out.push_back(r.Text(0));
-  return out;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> PostgresStore::RunningItems(const std::string& batch_id) {
-  return SelectItems("WHERE batch_id = $1 AND state = 2 ORDER BY job_id, idx", {batch_id});
-}
-
-absl::StatusOr<bool> PostgresStore::CompleteItem(const std::string& batch_id, const ItemKey& item,
-                                                 const std::string& image_path, const std::string& sprite_path,
-                                                 int64_t now_ms) {
-  ASSIGN_OR_RETURN(auto done, CompleteItems({{batch_id, item, image_path, sprite_path}}, now_ms));
-  return done.front();
 }
 
 absl::StatusOr<std::vector<bool>> PostgresStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
@@ -395,150 +245,6 @@ absl::StatusOr<std::vector<bool>> PostgresStore::CompleteItems(const std::vector
   accepted.reserve(done.size());
   for (const Completion& c : done) accepted.push_back(updated.erase({c.item.job_id, c.item.index, c.batch_id}) > 0);
   return accepted;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> PostgresStore::ReleaseBatch(
-    const std::string& batch_id, int fail_reason, const std::string& message, int max_attempts,
-    const std::map<std::pair<std::string, int>, std::string>& item_messages) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  auto items = SelectItems("WHERE batch_id = $1 AND state = 2 ORDER BY job_id, idx FOR UPDATE", {batch_id});
-  if (!items.ok()) return items.status();
-  for (ItemRecord& it : *items) {
-    it.state = ReleasedItemState(fail_reason, it.attempts, max_attempts);
-    it.failure = fail_reason;
-    auto own = item_messages.find({it.job_id, it.index});
-    it.failure_message = own == item_messages.end() ? message : own->second;
-    if (auto s = ExpectOk(db_->Query("UPDATE items SET state = $1, failure = $2, failure_message = $3, batch_id = '' "
-                                     "WHERE job_id = $4 AND idx = $5",
-                                     {int64_t{static_cast<int>(it.state)}, int64_t{fail_reason}, it.failure_message,
-                                      it.job_id, int64_t{it.index}}));
-        !s.ok()) {
-      return s;
-    }
-  }
-  RETURN_IF_ERROR(ExpectOk(db_->Query("DELETE FROM leases WHERE batch_id = $1", {batch_id})));
-  RETURN_IF_ERROR(tx.Commit());
-  return items;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> PostgresStore::FailQueuedItems(const std::string& job_id, int reason,
-                                                                       const std::string& message) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  auto items = SelectItems("WHERE job_id = $1 AND state = 1 ORDER BY idx FOR UPDATE", {job_id});
-  if (!items.ok()) return items.status();
-  if (auto s = ExpectOk(db_->Query("UPDATE items SET state = 4, failure = $1, failure_message = $2 "
-                                   "WHERE job_id = $3 AND state = 1",
-                                   {int64_t{reason}, message, job_id}));
-      !s.ok()) {
-    return s;
-  }
-  RETURN_IF_ERROR(tx.Commit());
-  for (ItemRecord& it : *items) {
-    it.state = ItemState::kFailed;
-    it.failure = reason;
-    it.failure_message = message;
-  }
-  return items;
-}
-
-absl::StatusOr<std::vector<std::string>> PostgresStore::CancelJob(const std::string& job_id, int64_t now_ms) {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  ASSIGN_OR_RETURN(auto job, GetJob(job_id));
-  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT DISTINCT batch_id FROM items WHERE job_id = $1 AND state = 2", {job_id}));
-  std::vector<std::string> batches;
-  while (r.Next()) batches.push_back(r.Text(0));
-  if (auto s = ExpectOk(db_->Query("UPDATE items SET state = 5, batch_id = '' WHERE job_id = $1 AND state IN (1, 2)",
-                                   {job_id}));
-      !s.ok()) {
-    return s;
-  }
-  if (job.finished_ms == 0) {
-    if (auto s = ExpectOk(db_->Query("UPDATE jobs SET state = 5, finished_ms = $1 WHERE id = $2", {now_ms, job_id}));
-        !s.ok()) {
-      return s;
-    }
-  }
-  RETURN_IF_ERROR(tx.Commit());
-  return batches;
-}
-
-absl::StatusOr<JobRecord> PostgresStore::FinishJobIfComplete(const std::string& job_id, int64_t now_ms) {
-  ASSIGN_OR_RETURN(auto counts, Counts(job_id));
-  if (counts.Finished()) {
-    if (auto s = ExpectOk(db_->Query("UPDATE jobs SET state = $1, finished_ms = $2 WHERE id = $3 AND finished_ms = 0",
-                                     {int64_t{static_cast<int>(FinishedJobState(counts))}, now_ms, job_id}));
-        !s.ok()) {
-      return s;
-    }
-  }
-  return GetJob(job_id);
-}
-
-absl::StatusOr<int> PostgresStore::Recover() {
-  PgTransaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  ASSIGN_OR_RETURN(auto requeued, db_->Query("UPDATE items SET state = 1, batch_id = '' WHERE state = 2"));
-  // A submission cut short never answered its client, who submits again.
-  if (auto s = db_->Exec("DELETE FROM leases;"
-                         "DELETE FROM items WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
-                         "DELETE FROM job_counts WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
-                         "DELETE FROM jobs WHERE state = 0");
-      !s.ok()) {
-    return s;
-  }
-  RETURN_IF_ERROR(tx.Commit());
-  return static_cast<int>(requeued.Affected());
-}
-
-absl::Status PostgresStore::UpsertWorker(const WorkerRecord& w) {
-  return ExpectOk(db_->Query("INSERT INTO workers(id, info, last_seen_ms) VALUES($1,$2,$3) "
-                             "ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen_ms = excluded.last_seen_ms",
-                             {w.id, w.info_json, w.last_seen_ms}));
-}
-
-absl::Status PostgresStore::AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms) {
-  return ExpectOk(db_->Query("UPDATE workers SET images_done = images_done + $1, last_seen_ms = $2 WHERE id = $3",
-                             {images, now_ms, worker_id}));
-}
-
-absl::StatusOr<std::vector<WorkerRecord>> PostgresStore::ListWorkers() {
-  ASSIGN_OR_RETURN(auto r, db_->Query("SELECT id, info, last_seen_ms, images_done FROM workers ORDER BY id"));
-  std::vector<WorkerRecord> out;
-  while (r.Next()) out.push_back({r.Text(0), r.Text(1), r.Int(2), r.Int(3)});
-  return out;
-}
-
-absl::StatusOr<std::map<std::string, int64_t>> PostgresStore::Totals() {
-  ASSIGN_OR_RETURN(auto r, db_->Query(
-      "SELECT COALESCE(SUM(queued), 0), COALESCE(SUM(running), 0), COALESCE(SUM(done), 0), "
-      "COALESCE(SUM(failed), 0), COALESCE(SUM(cancelled), 0) FROM job_counts"));
-  std::map<std::string, int64_t> out{{"done", 0}, {"failed", 0}, {"queued", 0}, {"running", 0}, {"cancelled", 0}};
-  if (r.Next()) {
-    out["queued"] = r.Int(0);
-    out["running"] = r.Int(1);
-    out["done"] = r.Int(2);
-    out["failed"] = r.Int(3);
-    out["cancelled"] = r.Int(4);
-  }
-  return out;
-}
-
-absl::StatusOr<LeaderLease> PostgresStore::ReadLeader() {
-  ASSIGN_OR_RETURN(auto r, db_->Query(absl::StrCat("SELECT holder, address, expires_ms, ", kNowMs, " FROM leader WHERE id = 1")));
-  LeaderLease out;
-  if (r.Next()) out = {r.Text(0), r.Text(1), r.Int(2), r.Int(3)};
-  return out;
-}
-
-absl::StatusOr<bool> PostgresStore::ClaimLeader(const LeaderLease& seen, const std::string& holder,
-                                                const std::string& address, int64_t lease_ms) {
-  ASSIGN_OR_RETURN(auto r, db_->Query(absl::StrCat("UPDATE leader SET holder = $1, address = $2, expires_ms = ", kNowMs,
-                                   " + $3 WHERE id = 1 AND holder = $4 AND expires_ms = $5"),
-                      {holder, address, lease_ms, seen.holder, seen.expires_ms}));
-  return r.Affected() == 1;
 }
 
 }  // namespace spriteforge::coordinator

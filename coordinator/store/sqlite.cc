@@ -151,19 +151,4 @@ absl::Status Database::Exec(const std::string& sql) {
   return absl::OkStatus();
 }
 
-Transaction::Transaction(Database& db) : db_(db) {
-  status_ = db_.Exec("BEGIN IMMEDIATE");
-  open_ = status_.ok();
-}
-
-Transaction::~Transaction() {
-  if (open_) db_.Exec("ROLLBACK").IgnoreError();
-}
-
-absl::Status Transaction::Commit() {
-  if (!open_) return status_;
-  open_ = false;
-  return db_.Exec("COMMIT");
-}
-
 }  // namespace spriteforge::coordinator

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "coordinator/store/rows.h"
+#include "coordinator/store/transaction.h"
 
 namespace spriteforge::coordinator {
 
@@ -78,18 +79,11 @@ class Database {
   std::unordered_map<std::string, std::vector<sqlite3_stmt*>> idle_;
 };
 
-// BEGIN IMMEDIATE ... COMMIT, rolled back unless Commit() succeeds.
-class Transaction {
+// BEGIN IMMEDIATE ... COMMIT: the write lock is taken at once, so a transaction never
+// fails half-way for want of it.
+class Transaction final : public ScopedTransaction<Database> {
  public:
-  explicit Transaction(Database& db);
-  ~Transaction();
-  absl::Status Commit();
-  absl::Status status() const { return status_; }
-
- private:
-  Database& db_;
-  bool open_ = false;
-  absl::Status status_;
+  explicit Transaction(Database& db) : ScopedTransaction(db, "BEGIN IMMEDIATE") {}
 };
 
 }  // namespace spriteforge::coordinator

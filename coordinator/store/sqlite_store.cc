@@ -4,7 +4,6 @@
 #include "common/status_macros.h"
 #include "coordinator/store/legacy_rows.h"
 #include "coordinator/store/rows.h"
-#include "coordinator/store/rules.h"
 #include "coordinator/store/sqlite.h"
 
 namespace spriteforge::coordinator {
@@ -90,6 +89,19 @@ std::string Schema() {
                       ItemParamColumnDefinitions(SqlDialect::kSqlite), kSchemaTail);
 }
 
+// SqlStore's $1, $2 ... as SQLite's ?1, ?2 ..., which bind by the same numbers.
+std::string Numbered(const std::string& sql) {
+  std::string out = sql;
+  for (size_t i = 0; i + 1 < out.size(); ++i) {
+    if (out[i] == '$' && out[i + 1] >= '0' && out[i + 1] <= '9') out[i] = '?';
+  }
+  return out;
+}
+
+void BindAll(Statement& q, const std::vector<SqlValue>& args) {
+  for (size_t i = 0; i < args.size(); ++i) q.Bind(static_cast<int>(i) + 1, args[i]);
+}
+
 }  // namespace
 
 SqliteStore::SqliteStore(std::unique_ptr<Database> db) : db_(std::move(db)) {}
@@ -132,34 +144,26 @@ absl::StatusOr<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path
   return std::unique_ptr<Store>(new SqliteStore(std::move(db)));
 }
 
-absl::StatusOr<JobRecord> SqliteStore::InsertJob(JobRecord job, bool* deduplicated) {
-  *deduplicated = false;
-  if (!job.idempotency_key.empty()) {
-    Statement q(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE idempotency_key = ?").c_str());
-    q.Bind(1, job.idempotency_key);
-    if (q.Step()) {
-      *deduplicated = true;
-      return ReadJob(q);
-    }
-    if (!q.status().ok()) return q.status();
-  }
-  static const std::string insert = [] {
-    std::string out = absl::StrCat("INSERT INTO jobs(", kJobInsertColumns, ") VALUES(");
-    for (size_t i = 0; i < JobInsertValues(JobRecord{}).size(); ++i) out += i ? ",?" : "?";
-    return out + ")";
-  }();
-  Statement ins(*db_, insert.c_str());
-  int i = 1;
-  for (const SqlValue& v : JobInsertValues(job)) ins.Bind(i++, v);
-  RETURN_IF_ERROR(ins.Run());
-  job.seq = sqlite3_last_insert_rowid(db_->raw());
-  Statement counts(*db_, "INSERT INTO job_counts(job_id) VALUES(?)");
-  counts.Bind(1, job.id);
-  RETURN_IF_ERROR(counts.Run());
-  return job;
+std::unique_ptr<SqlTransaction> SqliteStore::NewTransaction() { return std::make_unique<Transaction>(*db_); }
+
+absl::StatusOr<int64_t> SqliteStore::Execute(const std::string& sql, const std::vector<SqlValue>& args) {
+  Statement q(*db_, Numbered(sql).c_str());
+  BindAll(q, args);
+  RETURN_IF_ERROR(q.Run());
+  return db_->Changes();
 }
 
-absl::Status SqliteStore::InsertItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
+absl::Status SqliteStore::Select(const std::string& sql, const std::vector<SqlValue>& args,
+                                 const std::function<void(const Row&)>& each) {
+  Statement q(*db_, Numbered(sql).c_str());
+  BindAll(q, args);
+  while (q.Step()) each(q);
+  return q.status();
+}
+
+const char* SqliteStore::NowMs() const { return "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"; }
+
+absl::Status SqliteStore::InsertItemRows(const std::string& job_id, const std::vector<ItemRecord>& items) {
   static const std::string placeholders = [] {
     std::string out = absl::StrCat("INSERT INTO items(job_id, idx, state, ", ItemParamColumns(), ") VALUES(?,?,?");
     for (int i = 0; i < ItemParamColumnCount(); ++i) out += ",?";
@@ -172,144 +176,11 @@ absl::Status SqliteStore::InsertItems(const std::string& job_id, const std::vect
     for (const SqlValue& v : ItemParamValues(it)) row.Bind(i++, v);
     RETURN_IF_ERROR(row.Run());
   }
-  Statement counts(*db_, "UPDATE job_counts SET total = total + ?, queued = queued + ? WHERE job_id = ?");
-  counts.Bind(1, static_cast<int64_t>(items.size())).Bind(2, static_cast<int64_t>(items.size())).Bind(3, job_id);
-  return counts.Run();
-}
-
-absl::StatusOr<JobRecord> SqliteStore::CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
-                                           bool* deduplicated) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  job.state = JobState::kQueued;
-  auto stored = InsertJob(job, deduplicated);
-  if (!stored.ok() || *deduplicated) return stored;
-  RETURN_IF_ERROR(InsertItems(stored->id, items));
-  RETURN_IF_ERROR(tx.Commit());
-  return stored;
-}
-
-absl::StatusOr<JobRecord> SqliteStore::BeginJob(JobRecord job, bool* deduplicated) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  job.state = JobState::kLoading;
-  auto stored = InsertJob(job, deduplicated);
-  if (!stored.ok() || *deduplicated) return stored;
-  RETURN_IF_ERROR(tx.Commit());
-  return stored;
-}
-
-absl::Status SqliteStore::AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  RETURN_IF_ERROR(InsertItems(job_id, items));
-  return tx.Commit();
-}
-
-absl::Status SqliteStore::QueueJob(const std::string& job_id) {
-  Statement q(*db_, "UPDATE jobs SET state = 1 WHERE id = ? AND state = 0");
-  q.Bind(1, job_id);
-  return q.Run();
-}
-
-absl::Status SqliteStore::DropLoadingJob(const std::string& job_id) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  for (const char* sql : {"DELETE FROM items WHERE job_id = ? AND (SELECT state FROM jobs WHERE id = ?) = 0",
-                          "DELETE FROM job_counts WHERE job_id = ? AND (SELECT state FROM jobs WHERE id = ?) = 0",
-                          "DELETE FROM jobs WHERE id = ? AND state = 0 AND ? <> ''"}) {
-    Statement q(*db_, sql);
-    q.Bind(1, job_id).Bind(2, job_id);
-    RETURN_IF_ERROR(q.Run());
-  }
-  return tx.Commit();
-}
-
-absl::StatusOr<JobRecord> SqliteStore::GetJob(const std::string& id) {
-  Statement q(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?").c_str());
-  q.Bind(1, id);
-  if (q.Step()) return ReadJob(q);
-  if (!q.status().ok()) return q.status();
-  return absl::NotFoundError(absl::StrCat("no job ", id));
-}
-
-absl::StatusOr<std::vector<JobRecord>> SqliteStore::ListJobs(int limit, const std::optional<std::string>& owner) {
-  Statement q(*db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state <> 0 ", owner ? "AND owner = ? " : "",
-                                 "ORDER BY seq DESC LIMIT ?")
-                        .c_str());
-  if (owner) q.Bind(1, *owner);
-  q.Bind(owner ? 2 : 1, limit);
-  std::vector<JobRecord> out;
-  while (q.Step()) out.push_back(ReadJob(q));
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<std::vector<JobRecord>> SqliteStore::UnfinishedJobs() {
-  Statement q(db_->raw(), absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE finished_ms = 0 ORDER BY seq").c_str());
-  std::vector<JobRecord> out;
-  while (q.Step()) out.push_back(ReadJob(q));
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<Backlog> SqliteStore::OwnerBacklog(const std::string& owner) {
-  Statement q(db_->raw(),
-              "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM items WHERE items.job_id = jobs.id "
-              "AND items.state IN (1, 2))), 0) FROM jobs WHERE owner = ? AND finished_ms = 0");
-  q.Bind(1, owner);
-  Backlog out;
-  if (q.Step()) out = {q.Int(0), q.Int(1)};
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> SqliteStore::SelectItems(const char* where, const std::string& arg) {
-  Statement q(*db_, absl::StrCat("SELECT ", ItemColumns(), " FROM items ", where).c_str());
-  if (!arg.empty()) q.Bind(1, arg);
-  std::vector<ItemRecord> out;
-  while (q.Step()) out.push_back(ReadItem(q));
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> SqliteStore::Items(const std::string& job_id) {
-  return SelectItems("WHERE job_id = ? ORDER BY idx", job_id);
-}
-
-absl::StatusOr<ItemCounts> SqliteStore::Counts(const std::string& job_id) {
-  Statement q(*db_, "SELECT total, queued, running, done, failed, cancelled FROM job_counts WHERE job_id = ?");
-  q.Bind(1, job_id);
-  ItemCounts c;
-  if (q.Step()) {
-    c.total = static_cast<int>(q.Int(0));
-    c.queued = static_cast<int>(q.Int(1));
-    c.running = static_cast<int>(q.Int(2));
-    c.done = static_cast<int>(q.Int(3));
-    c.failed = static_cast<int>(q.Int(4));
-    c.cancelled = static_cast<int>(q.Int(5));
-  }
-  if (!q.status().ok()) return q.status();
-  return c;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> SqliteStore::QueuedItems() {
-  return SelectItems("WHERE state = 1 ORDER BY (SELECT seq FROM jobs WHERE jobs.id = items.job_id), idx", "");
-}
-
-absl::StatusOr<std::vector<ItemRecord>> SqliteStore::QueuedItems(const std::string& job_id, int after, int limit) {
-  Statement q(*db_, absl::StrCat("SELECT ", ItemColumns(),
-                                 " FROM items WHERE job_id = ? AND state = 1 AND idx > ? ORDER BY idx LIMIT ?")
-                        .c_str());
-  q.Bind(1, job_id).Bind(2, after).Bind(3, limit);
-  std::vector<ItemRecord> out;
-  while (q.Step()) out.push_back(ReadItem(q));
-  if (!q.status().ok()) return q.status();
-  return out;
+  return absl::OkStatus();
 }
 
 absl::Status SqliteStore::Lease(const std::string& batch_id, const std::string& worker_id,
-                          const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) {
+                                const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) {
   Transaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
   Statement lease(*db_, "INSERT INTO leases(batch_id, worker_id, expires_ms) VALUES(?,?,?)");
@@ -333,50 +204,6 @@ absl::Status SqliteStore::Lease(const std::string& batch_id, const std::string& 
   return tx.Commit();
 }
 
-absl::Status SqliteStore::RenewLeases(const std::string& worker_id, int64_t expires_ms) {
-  Statement q(*db_, "UPDATE leases SET expires_ms = ? WHERE worker_id = ?");
-  q.Bind(1, expires_ms).Bind(2, worker_id);
-  return q.Run();
-}
-
-absl::StatusOr<std::vector<std::string>> SqliteStore::ExpiredBatches(int64_t now_ms) {
-  Statement q(*db_, "SELECT batch_id FROM leases WHERE expires_ms < ?");
-  q.Bind(1, now_ms);
-  std::vector<std::string> out;
-  while (q.Step()) out.push_back(q.Text(0));
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<std::vector<std::string>> SqliteStore::BatchesOfWorker(const std::string& worker_id) {
-  Statement q(*db_, "SELECT batch_id FROM leases WHERE worker_id = ?");
-  q.Bind(1, worker_id);
-  std::vector<std::string> out;
-  while (q.Step()) out.push_back(q.Text(0));
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> SqliteStore::RunningItems(const std::string& batch_id) {
-  return SelectItems("WHERE batch_id = ? AND state = 2 ORDER BY job_id, idx", batch_id);
-}
-
-absl::StatusOr<bool> SqliteStore::CompleteItem(const std::string& batch_id, const ItemKey& item,
-                                         const std::string& image_path, const std::string& sprite_path,
-                                         int64_t now_ms) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  Statement q(*db_,
-              "UPDATE items SET state = 3, image_path = ?, sprite_path = ?, done_ms = ? "
-              "WHERE job_id = ? AND idx = ? AND state = 2 AND batch_id = ?");
-  q.Bind(1, image_path).Bind(2, sprite_path).Bind(3, now_ms).Bind(4, item.job_id).Bind(5, item.index)
-      .Bind(6, batch_id);
-  RETURN_IF_ERROR(q.Run());
-  const bool accepted = db_->Changes() == 1;
-  RETURN_IF_ERROR(tx.Commit());
-  return accepted;
-}
-
 absl::StatusOr<std::vector<bool>> SqliteStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
   Transaction tx(*db_);
   if (!tx.status().ok()) return tx.status();
@@ -393,157 +220,6 @@ absl::StatusOr<std::vector<bool>> SqliteStore::CompleteItems(const std::vector<C
   }
   RETURN_IF_ERROR(tx.Commit());
   return accepted;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> SqliteStore::ReleaseBatch(
-    const std::string& batch_id, int fail_reason, const std::string& message, int max_attempts,
-    const std::map<std::pair<std::string, int>, std::string>& item_messages) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  auto items = RunningItems(batch_id);
-  if (!items.ok()) return items.status();
-  for (ItemRecord& it : *items) {
-    it.state = ReleasedItemState(fail_reason, it.attempts, max_attempts);
-    it.failure = fail_reason;
-    auto own = item_messages.find({it.job_id, it.index});
-    it.failure_message = own == item_messages.end() ? message : own->second;
-    Statement up(*db_,
-                 "UPDATE items SET state = ?, failure = ?, failure_message = ?, batch_id = '' "
-                 "WHERE job_id = ? AND idx = ?");
-    up.Bind(1, static_cast<int>(it.state)).Bind(2, fail_reason).Bind(3, it.failure_message).Bind(4, it.job_id)
-        .Bind(5, it.index);
-    RETURN_IF_ERROR(up.Run());
-  }
-  Statement del(*db_, "DELETE FROM leases WHERE batch_id = ?");
-  del.Bind(1, batch_id);
-  RETURN_IF_ERROR(del.Run());
-  RETURN_IF_ERROR(tx.Commit());
-  return items;
-}
-
-absl::StatusOr<std::vector<ItemRecord>> SqliteStore::FailQueuedItems(const std::string& job_id, int reason,
-                                                               const std::string& message) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  auto items = SelectItems("WHERE job_id = ? AND state = 1 ORDER BY idx", job_id);
-  if (!items.ok()) return items.status();
-  Statement up(db_->raw(), "UPDATE items SET state = 4, failure = ?, failure_message = ? WHERE job_id = ? AND state = 1");
-  up.Bind(1, reason).Bind(2, message).Bind(3, job_id);
-  RETURN_IF_ERROR(up.Run());
-  RETURN_IF_ERROR(tx.Commit());
-  for (ItemRecord& it : *items) {
-    it.state = ItemState::kFailed;
-    it.failure = reason;
-    it.failure_message = message;
-  }
-  return items;
-}
-
-absl::StatusOr<std::vector<std::string>> SqliteStore::CancelJob(const std::string& job_id, int64_t now_ms) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  ASSIGN_OR_RETURN(auto job, GetJob(job_id));
-  std::vector<std::string> batches;
-  Statement q(*db_, "SELECT DISTINCT batch_id FROM items WHERE job_id = ? AND state = 2");
-  q.Bind(1, job_id);
-  while (q.Step()) batches.push_back(q.Text(0));
-  if (!q.status().ok()) return q.status();
-  Statement items(*db_, "UPDATE items SET state = 5, batch_id = '' WHERE job_id = ? AND state IN (1, 2)");
-  items.Bind(1, job_id);
-  RETURN_IF_ERROR(items.Run());
-  if (job.finished_ms == 0) {
-    Statement j(*db_, "UPDATE jobs SET state = 5, finished_ms = ? WHERE id = ?");
-    j.Bind(1, now_ms).Bind(2, job_id);
-    RETURN_IF_ERROR(j.Run());
-  }
-  RETURN_IF_ERROR(tx.Commit());
-  return batches;
-}
-
-absl::StatusOr<JobRecord> SqliteStore::FinishJobIfComplete(const std::string& job_id, int64_t now_ms) {
-  ASSIGN_OR_RETURN(auto counts, Counts(job_id));
-  if (counts.Finished()) {
-    const JobState state = FinishedJobState(counts);
-    Statement q(*db_, "UPDATE jobs SET state = ?, finished_ms = ? WHERE id = ? AND finished_ms = 0");
-    q.Bind(1, static_cast<int>(state)).Bind(2, now_ms).Bind(3, job_id);
-    RETURN_IF_ERROR(q.Run());
-  }
-  return GetJob(job_id);
-}
-
-absl::StatusOr<int> SqliteStore::Recover() {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
-  RETURN_IF_ERROR(db_->Exec("UPDATE items SET state = 1, batch_id = '' WHERE state = 2"));
-  const int n = static_cast<int>(db_->Changes());
-  RETURN_IF_ERROR(db_->Exec("DELETE FROM leases"));
-  // A submission cut short never answered its client, who submits again.
-  if (auto s = db_->Exec("DELETE FROM items WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
-                         "DELETE FROM job_counts WHERE job_id IN (SELECT id FROM jobs WHERE state = 0);"
-                         "DELETE FROM jobs WHERE state = 0");
-      !s.ok()) {
-    return s;
-  }
-  RETURN_IF_ERROR(tx.Commit());
-  return n;
-}
-
-absl::Status SqliteStore::UpsertWorker(const WorkerRecord& w) {
-  Statement q(*db_,
-              "INSERT INTO workers(id, info, last_seen_ms) VALUES(?,?,?) "
-              "ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen_ms = excluded.last_seen_ms");
-  q.Bind(1, w.id).Bind(2, w.info_json).Bind(3, w.last_seen_ms);
-  return q.Run();
-}
-
-absl::Status SqliteStore::AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms) {
-  Statement q(*db_, "UPDATE workers SET images_done = images_done + ?, last_seen_ms = ? WHERE id = ?");
-  q.Bind(1, images).Bind(2, now_ms).Bind(3, worker_id);
-  return q.Run();
-}
-
-absl::StatusOr<std::vector<WorkerRecord>> SqliteStore::ListWorkers() {
-  Statement q(*db_, "SELECT id, info, last_seen_ms, images_done FROM workers ORDER BY id");
-  std::vector<WorkerRecord> out;
-  while (q.Step()) out.push_back({q.Text(0), q.Text(1), q.Int(2), q.Int(3)});
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<std::map<std::string, int64_t>> SqliteStore::Totals() {
-  Statement q(*db_,
-              "SELECT COALESCE(SUM(queued), 0), COALESCE(SUM(running), 0), COALESCE(SUM(done), 0), "
-              "COALESCE(SUM(failed), 0), COALESCE(SUM(cancelled), 0) FROM job_counts");
-  std::map<std::string, int64_t> out{{"done", 0}, {"failed", 0}, {"queued", 0}, {"running", 0}, {"cancelled", 0}};
-  if (q.Step()) {
-    out["queued"] = q.Int(0);
-    out["running"] = q.Int(1);
-    out["done"] = q.Int(2);
-    out["failed"] = q.Int(3);
-    out["cancelled"] = q.Int(4);
-  }
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<LeaderLease> SqliteStore::ReadLeader() {
-  Statement q(*db_,
-              "SELECT holder, address, expires_ms, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) FROM leader WHERE id = 1");
-  LeaderLease out;
-  if (q.Step()) out = {q.Text(0), q.Text(1), q.Int(2), q.Int(3)};
-  if (!q.status().ok()) return q.status();
-  return out;
-}
-
-absl::StatusOr<bool> SqliteStore::ClaimLeader(const LeaderLease& seen, const std::string& holder,
-                                              const std::string& address, int64_t lease_ms) {
-  Statement q(*db_,
-              "UPDATE leader SET holder = ?, address = ?, "
-              "expires_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ? "
-              "WHERE id = 1 AND holder = ? AND expires_ms = ?");
-  q.Bind(1, holder).Bind(2, address).Bind(3, lease_ms).Bind(4, seen.holder).Bind(5, seen.expires_ms);
-  RETURN_IF_ERROR(q.Run());
-  return db_->Changes() == 1;
 }
 
 }  // namespace spriteforge::coordinator

@@ -2,8 +2,9 @@
 // lease of coordinators sharing one database. Every state change is one transaction, so a
 // coordinator killed at any point restarts from a consistent database (Recover) and loses
 // nothing. Two backends implement it: SQLite (a file, the default; sqlite_store.h) and
-// PostgreSQL (a server several coordinators can share; postgres_store.h). Store::Open picks
-// one by the --db value.
+// PostgreSQL (a server several coordinators can share; postgres_store.h), both over SqlStore
+// (sql_store.h), which holds the statements they share. Store::Open picks one by the --db
+// value.
 //
 // Item life cycle: queued -> running (leased to a batch) -> done | failed | cancelled;
 // a released lease (worker lost, out of memory, coordinator restart) puts running items

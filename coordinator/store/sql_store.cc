@@ -1,0 +1,177 @@
+// SqlStore's submission and reads; its later changes are in sql_store_changes.cc.
+#include "coordinator/store/sql_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace spriteforge::coordinator {
+
+absl::StatusOr<std::unique_ptr<SqlTransaction>> SqlStore::Begin() {
+  std::unique_ptr<SqlTransaction> tx = NewTransaction();
+  if (!tx->status().ok()) return tx->status();
+  return tx;
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqlStore::SelectJobs(const std::string& where,
+                                                            const std::vector<SqlValue>& args) {
+  std::vector<JobRecord> out;
+  RETURN_IF_ERROR(Select(absl::StrCat("SELECT ", kJobColumns, " FROM jobs ", where), args,
+                         [&](const Row& row) { out.push_back(ReadJob(row)); }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> SqlStore::SelectItems(const std::string& where,
+                                                              const std::vector<SqlValue>& args) {
+  std::vector<ItemRecord> out;
+  RETURN_IF_ERROR(Select(absl::StrCat("SELECT ", ItemColumns(), " FROM items ", where), args,
+                         [&](const Row& row) { out.push_back(ReadItem(row)); }));
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> SqlStore::SelectTexts(const std::string& sql,
+                                                               const std::vector<SqlValue>& args) {
+  std::vector<std::string> out;
+  RETURN_IF_ERROR(Select(sql, args, [&](const Row& row) { out.push_back(row.Text(0)); }));
+  return out;
+}
+
+absl::StatusOr<JobRecord> SqlStore::InsertJob(JobRecord job, bool* deduplicated) {
+  *deduplicated = false;
+  if (!job.idempotency_key.empty()) {
+    ASSIGN_OR_RETURN(auto found, SelectJobs("WHERE idempotency_key = $1", {job.idempotency_key}));
+    if (!found.empty()) {
+      *deduplicated = true;
+      return found.front();
+    }
+  }
+  static const std::string insert = [] {
+    std::string out = absl::StrCat("INSERT INTO jobs(", kJobInsertColumns, ") VALUES(");
+    for (size_t i = 0; i < JobInsertValues(JobRecord{}).size(); ++i) absl::StrAppend(&out, i ? "," : "", "$", i + 1);
+    return out + ") RETURNING seq";
+  }();
+  RETURN_IF_ERROR(Select(insert, JobInsertValues(job), [&](const Row& row) { job.seq = row.Int(0); }));
+  RETURN_IF_ERROR(Execute("INSERT INTO job_counts(job_id) VALUES($1)", {job.id}));
+  return job;
+}
+
+absl::Status SqlStore::InsertItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
+  RETURN_IF_ERROR(InsertItemRows(job_id, items));
+  const int64_t n = static_cast<int64_t>(items.size());
+  return Execute("UPDATE job_counts SET total = total + $1, queued = queued + $2 WHERE job_id = $3", {n, n, job_id})
+      .status();
+}
+
+absl::StatusOr<JobRecord> SqlStore::CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
+                                              bool* deduplicated) {
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  job.state = JobState::kQueued;
+  auto stored = InsertJob(job, deduplicated);
+  if (!stored.ok() || *deduplicated) return stored;
+  RETURN_IF_ERROR(InsertItems(stored->id, items));
+  RETURN_IF_ERROR(tx->Commit());
+  return stored;
+}
+
+absl::StatusOr<JobRecord> SqlStore::BeginJob(JobRecord job, bool* deduplicated) {
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  job.state = JobState::kLoading;
+  auto stored = InsertJob(job, deduplicated);
+  if (!stored.ok() || *deduplicated) return stored;
+  RETURN_IF_ERROR(tx->Commit());
+  return stored;
+}
+
+absl::Status SqlStore::AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) {
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  RETURN_IF_ERROR(InsertItems(job_id, items));
+  return tx->Commit();
+}
+
+absl::Status SqlStore::QueueJob(const std::string& job_id) {
+  return Execute("UPDATE jobs SET state = 1 WHERE id = $1 AND state = 0", {job_id}).status();
+}
+
+absl::Status SqlStore::DropLoadingJob(const std::string& job_id) {
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  for (const char* sql : {"DELETE FROM items WHERE job_id = $1 AND (SELECT state FROM jobs WHERE id = $1) = 0",
+                          "DELETE FROM job_counts WHERE job_id = $1 AND (SELECT state FROM jobs WHERE id = $1) = 0",
+                          "DELETE FROM jobs WHERE id = $1 AND state = 0 AND $1 <> ''"}) {
+    RETURN_IF_ERROR(Execute(sql, {job_id}));
+  }
+  return tx->Commit();
+}
+
+absl::StatusOr<JobRecord> SqlStore::GetJob(const std::string& id) {
+  ASSIGN_OR_RETURN(auto jobs, SelectJobs("WHERE id = $1", {id}));
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", id));
+  return jobs.front();
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqlStore::ListJobs(int limit, const std::optional<std::string>& owner) {
+  if (owner) return SelectJobs("WHERE state <> 0 AND owner = $1 ORDER BY seq DESC LIMIT $2", {*owner, int64_t{limit}});
+  return SelectJobs("WHERE state <> 0 ORDER BY seq DESC LIMIT $1", {int64_t{limit}});
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqlStore::UnfinishedJobs() {
+  return SelectJobs("WHERE finished_ms = 0 ORDER BY seq", {});
+}
+
+absl::StatusOr<Backlog> SqlStore::OwnerBacklog(const std::string& owner) {
+  Backlog out;
+  RETURN_IF_ERROR(Select("SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM items WHERE items.job_id = jobs.id "
+                         "AND items.state IN (1, 2))), 0) FROM jobs WHERE owner = $1 AND finished_ms = 0",
+                         {owner}, [&](const Row& row) { out = {row.Int(0), row.Int(1)}; }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> SqlStore::Items(const std::string& job_id) {
+  return SelectItems("WHERE job_id = $1 ORDER BY idx", {job_id});
+}
+
+absl::StatusOr<ItemCounts> SqlStore::Counts(const std::string& job_id) {
+  ItemCounts c;
+  RETURN_IF_ERROR(Select("SELECT total, queued, running, done, failed, cancelled FROM job_counts WHERE job_id = $1",
+                         {job_id}, [&](const Row& row) {
+                           c.total = static_cast<int>(row.Int(0));
+                           c.queued = static_cast<int>(row.Int(1));
+                           c.running = static_cast<int>(row.Int(2));
+                           c.done = static_cast<int>(row.Int(3));
+                           c.failed = static_cast<int>(row.Int(4));
+                           c.cancelled = static_cast<int>(row.Int(5));
+                         }));
+  return c;
+}
+
+absl::StatusOr<std::vector<ItemRecord>> SqlStore::QueuedItems() {
+  return SelectItems("WHERE state = 1 ORDER BY (SELECT seq FROM jobs WHERE jobs.id = items.job_id), idx", {});
+}
+
+absl::StatusOr<std::vector<ItemRecord>> SqlStore::QueuedItems(const std::string& job_id, int after, int limit) {
+  return SelectItems("WHERE job_id = $1 AND state = 1 AND idx > $2 ORDER BY idx LIMIT $3",
+                     {job_id, int64_t{after}, int64_t{limit}});
+}
+
+absl::Status SqlStore::RenewLeases(const std::string& worker_id, int64_t expires_ms) {
+  return Execute("UPDATE leases SET expires_ms = $1 WHERE worker_id = $2", {expires_ms, worker_id}).status();
+}
+
+absl::StatusOr<std::vector<std::string>> SqlStore::ExpiredBatches(int64_t now_ms) {
+  return SelectTexts("SELECT batch_id FROM leases WHERE expires_ms < $1", {now_ms});
+}
+
+absl::StatusOr<std::vector<std::string>> SqlStore::BatchesOfWorker(const std::string& worker_id) {
+  return SelectTexts("SELECT batch_id FROM leases WHERE worker_id = $1", {worker_id});
+}
+
+absl::StatusOr<std::vector<ItemRecord>> SqlStore::RunningItems(const std::string& batch_id) {
+  return SelectItems("WHERE batch_id = $1 AND state = 2 ORDER BY job_id, idx", {batch_id});
+}
+
+absl::StatusOr<bool> SqlStore::CompleteItem(const std::string& batch_id, const ItemKey& item,
+                                            const std::string& image_path, const std::string& sprite_path,
+                                            int64_t now_ms) {
+  ASSIGN_OR_RETURN(auto done, CompleteItems({{batch_id, item, image_path, sprite_path}}, now_ms));
+  return done.front();
+}
+
+}  // namespace spriteforge::coordinator
