@@ -1,3 +1,4 @@
+#include "common/thread_pool.h"
 #include "worker/batch_runner.h"
 
 #include <chrono>
@@ -17,7 +18,6 @@
 #include "worker/blob_cache.h"
 #include "worker/engine/adapter/engine_request.h"
 #include "worker/sprite.h"
-#include "worker/thread_pool.h"
 
 namespace spriteforge::worker {
 namespace {

@@ -14,11 +14,14 @@
 #include "spriteforge/engine/engine.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
+namespace spriteforge {
+class ThreadPool;
+}  // namespace spriteforge
+
 namespace spriteforge::worker {
 
 namespace v1 = ::spriteforge::v1;
 
-class ThreadPool;
 class BlobCache;
 
 // Where a batch's files come from: LoRAs named by the job in `lora_dir`, uploaded LoRAs

@@ -1,3 +1,4 @@
+#include "common/thread_pool.h"
 #include "worker/worker_session.h"
 
 #include <grpcpp/grpcpp.h>
@@ -13,7 +14,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
-#include "worker/thread_pool.h"
 
 namespace spriteforge::worker {
 

@@ -1,8 +1,8 @@
-#include "worker/thread_pool.h"
+#include "common/thread_pool.h"
 
 #include <algorithm>
 
-namespace spriteforge::worker {
+namespace spriteforge {
 
 ThreadPool::ThreadPool(int threads) {
   for (int i = 0; i < std::max(1, threads); ++i) {
@@ -22,6 +22,14 @@ ThreadPool::ThreadPool(int threads) {
   }
 }
 
+void ThreadPool::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -31,4 +39,4 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : threads_) t.join();
 }
 
-}  // namespace spriteforge::worker
+}  // namespace spriteforge

@@ -1,5 +1,6 @@
 // A fixed set of threads running submitted tasks in order of submission. The worker uses
-// it to encode a batch's PNGs in parallel while the engine renders the next batch.
+// it to encode a batch's PNGs in parallel while the engine renders the next batch; with one
+// thread it runs tasks one after another in order (the coordinator's outbox).
 #pragma once
 
 #include <condition_variable>
@@ -10,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-namespace spriteforge::worker {
+namespace spriteforge {
 
 class ThreadPool {
  public:
@@ -23,13 +24,11 @@ class ThreadPool {
   auto Submit(Fn fn) -> std::future<decltype(fn())> {
     auto task = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
     auto result = task->get_future();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      tasks_.push_back([task] { (*task)(); });
-    }
-    cv_.notify_one();
+    Post([task] { (*task)(); });
     return result;
   }
+  // Fire and forget: nothing waits for the task's end.
+  void Post(std::function<void()> task);
 
   int size() const { return static_cast<int>(threads_.size()); }
 
@@ -41,4 +40,4 @@ class ThreadPool {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace spriteforge::worker
+}  // namespace spriteforge
