@@ -31,10 +31,11 @@ if [ -d "$GOLDEN" ]; then
     mkdir -p "$DEST/golden/diffusers/$part"
     cp "$GOLDEN/diffusers/$part"/*config.json "$DEST/golden/diffusers/$part/"
   done
-  # The workflow cases (LoRA files, init image, reference images) beside it.
+  # The workflow cases (LoRA files, init image, reference images) beside it, under the name
+  # the tests look for next to the golden folder.
   if [ -d "$GOLDEN/../tiny-sdxl-workflows" ]; then
-    mkdir -p "$DEST/golden-workflows"
-    cp "$GOLDEN/../tiny-sdxl-workflows"/* "$DEST/golden-workflows/"
+    mkdir -p "$DEST/tiny-sdxl-workflows"
+    cp "$GOLDEN/../tiny-sdxl-workflows"/* "$DEST/tiny-sdxl-workflows/"
   fi
 fi
 du -sh "$DEST"

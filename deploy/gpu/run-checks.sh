@@ -27,7 +27,7 @@ for stage in "${@:-golden bench}"; do
       for spec in fp32:1e-3 fp16:2e-2; do
         dtype=${spec%%:*}; tol=${spec#*:}
         echo "== golden workflows on cuda, $dtype (tolerance $tol)"
-        $BIN/engine/spriteforge-golden-check --golden $G --workflows .gpu-deps/golden-workflows --device cuda \
+        $BIN/engine/spriteforge-golden-check --golden $G --workflows .gpu-deps/tiny-sdxl-workflows --device cuda \
           --dtype $dtype --tolerance $tol --json "$OUT/golden-workflows-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
       done
       echo "== golden e2e on cuda, fp16, NCHW UNet (tolerance 2e-2)"
@@ -109,7 +109,9 @@ for stage in "${@:-golden bench}"; do
           | sed 's/^/kernels compiled for sm_121: /'; cuobjdump --list-elf /tmp/fused_kernels_sm121.o; } 2>&1 | tee "$OUT/sm121-kernels.txt" ;;
     ctest)
       echo "== ctest on the GPU machine (torch-free suites and the CPU engine tests)"
-      ctest --test-dir build-gpu --output-on-failure -j 8 --timeout 600 -E "${CTEST_EXCLUDE:-system}" 2>&1 | tail -15 | tee "$OUT/ctest.txt" ;;
+      # Multi-process (label system) and soak tests are left out unless CTEST_LABELS_EXCLUDE says otherwise.
+      ctest --test-dir build-gpu --output-on-failure -j 8 --timeout 600 -LE "${CTEST_LABELS_EXCLUDE:-system|soak}" 2>&1 \
+        | tail -15 | tee "$OUT/ctest.txt" ;;
     compare)
       echo "== baseline fp32 vs optimized bf16"
       $BIN/engine/bench/spriteforge-bench --compare --dtypes bf16 --batches 1,8 --runs 1 --json "$OUT/bench-compare.json" 2>&1 | tee "$OUT/bench-compare.txt" ;;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <stdexcept>
 
 #include "common/png.h"
 #include "tests/worker/engine/golden.h"
@@ -24,8 +25,9 @@ Engine& TinyEngine(const std::string& layout) {
       o.tokenizer_dir = dir + "/tokenizer";
     }
     auto loaded = Engine::Load(o);
-    if (!loaded.ok()) ADD_FAILURE() << layout << ": " << loaded.status();
-    if (loaded.ok()) engine = std::move(*loaded);
+    // Thrown, the test that asked fails with the reason (gtest reports the exception).
+    if (!loaded.ok()) throw std::runtime_error("cannot load the tiny model (" + layout + "): " + loaded.status().ToString());
+    engine = std::move(*loaded);
   }
   return *engine;
 }

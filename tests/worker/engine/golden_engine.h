@@ -10,7 +10,8 @@
 namespace spriteforge::engine::testing {
 
 // "tiny-sdxl.safetensors": the single file, with the architecture and tokenizer from the
-// folders beside it; "diffusers": the diffusers folder alone. Loaded on first use.
+// folders beside it; "diffusers": the diffusers folder alone. Loaded on first use; a
+// model that does not load throws, which fails the calling test with the reason.
 Engine& TinyEngine(const std::string& layout = "tiny-sdxl.safetensors");
 
 // `result` against the reference: the floats `<name>.images` of `vectors` within
