@@ -64,6 +64,17 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     EXPECT_FALSE(dedup);
     return *created;
   }
+  // A job begun but not queued: its items are still being added.
+  void BeginLoadingJob(const std::string& id) {
+    JobRecord job;
+    job.id = id;
+    job.name = "loading";
+    job.model = "tiny-sdxl";
+    bool dedup = false;
+    auto begun = store_->BeginJob(job, &dedup);
+    ASSERT_TRUE(begun.ok()) << begun.status();
+    ASSERT_FALSE(dedup);
+  }
   std::unique_ptr<TestDatabase> db_;
   std::filesystem::path path_;  // the --db value: a file, or a postgresql:// URL
   std::unique_ptr<Store> store_;
@@ -310,12 +321,7 @@ TEST_P(StoreTest, ItemsAndCountsSurviveAReopen) {
 }
 
 TEST_P(StoreTest, ManyItemsGoInChunksAndComeBackInOrder) {
-  JobRecord job;
-  job.id = "job-big";
-  job.name = "big";
-  job.model = "tiny-sdxl";
-  bool dedup = false;
-  ASSERT_TRUE(store_->BeginJob(job, &dedup).ok());
+  ASSERT_NO_FATAL_FAILURE(BeginLoadingJob("job-big"));
   std::vector<ItemRecord> chunk;
   for (int i = 0; i < 1200; ++i) {
     ItemRecord it;
@@ -337,12 +343,7 @@ TEST_P(StoreTest, ManyItemsGoInChunksAndComeBackInOrder) {
 }
 
 TEST_P(StoreTest, ALoadingJobIsDroppedByRecover) {
-  JobRecord job;
-  job.id = "job-cut";
-  job.name = "cut";
-  job.model = "tiny-sdxl";
-  bool dedup = false;
-  ASSERT_TRUE(store_->BeginJob(job, &dedup).ok());
+  ASSERT_NO_FATAL_FAILURE(BeginLoadingJob("job-cut"));
   ItemRecord it;
   it.image.set_prompt("x");
   ASSERT_TRUE(store_->AddItems("job-cut", {it}).ok());
