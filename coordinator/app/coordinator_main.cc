@@ -75,6 +75,14 @@ int Fail(const std::string& message, int code = 1) {
   return code;
 }
 
+// --ready-file: where this process serves and in which role ("leader" or "standby").
+absl::Status WriteReadyFile(const std::string& path, const std::string& grpc, const std::string& http,
+                            const std::string& worker_grpc, const char* role) {
+  nlohmann::json ready = {{"grpc", grpc}, {"http", http}, {"role", role}};
+  if (!worker_grpc.empty()) ready["worker_grpc"] = worker_grpc;
+  return spriteforge::WriteFileAtomic(path, ready.dump() + "\n");
+}
+
 bool SplitHostPort(const std::string& s, std::string* host, int* port) {
   const size_t colon = s.rfind(':');
   if (colon == std::string::npos) return false;
@@ -265,10 +273,8 @@ int main(int argc, char** argv) {
       // Written once it is clear another leads: a coordinator that leads at once writes
       // only the leader's ready file, so whoever waits for it never meets the standby.
       if (followed.empty() && !ready_file.empty()) {
-        nlohmann::json ready = {
-            {"grpc", listen}, {"http", absl::StrCat(http_host, ":", http_port)}, {"role", "standby"}};
-        if (!worker_listen.empty()) ready["worker_grpc"] = worker_listen;
-        ready_written = spriteforge::WriteFileAtomic(ready_file, ready.dump() + "\n");
+        ready_written = WriteReadyFile(ready_file, listen, absl::StrCat(http_host, ":", http_port), worker_listen,
+                                       "standby");
       }
       followed = lease.holder;
     });
@@ -316,9 +322,7 @@ int main(int argc, char** argv) {
                      .count());
   }
   if (!ready_file.empty()) {
-    nlohmann::json ready = {{"grpc", grpc_addr}, {"http", http_addr}, {"role", "leader"}};
-    if (!ready_worker_addr.empty()) ready["worker_grpc"] = ready_worker_addr;
-    if (auto s = spriteforge::WriteFileAtomic(ready_file, ready.dump() + "\n"); !s.ok()) {
+    if (auto s = WriteReadyFile(ready_file, grpc_addr, http_addr, ready_worker_addr, "leader"); !s.ok()) {
       return Fail(std::string(s.message()));
     }
   }
