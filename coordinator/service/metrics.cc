@@ -18,8 +18,6 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
-// Gauges and counters whose values the coordinator's state holds: a registry filled per
-// scrape, so a worker that is forgotten disappears from the output.
 // One series per connected worker.
 struct WorkerFamily {
   const char* name;
@@ -42,6 +40,8 @@ const WorkerFamily kWorkerFamilies[] = {
      [](const WorkerGauges& w) { return static_cast<double>(w.used_bytes); }},
 };
 
+// Gauges and counters whose values the coordinator's state holds: a registry filled per
+// scrape, so a worker that is forgotten disappears from the output.
 void AddSampled(const GaugeSnapshot& g, prometheus::Registry& r) {
   BuildGauge().Name("spriteforge_queue_depth").Help("Items waiting for a worker.").Register(r).Add({}).Set(
       static_cast<double>(g.queue_depth));
