@@ -87,7 +87,9 @@ CREATE TABLE IF NOT EXISTS leader(
   id INTEGER PRIMARY KEY CHECK (id = 1),
   holder TEXT NOT NULL,
   address TEXT NOT NULL,
-  expires_ms BIGINT NOT NULL);
+  expires_ms BIGINT NOT NULL,
+  epoch BIGINT NOT NULL DEFAULT 0);
+ALTER TABLE leader ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;
 INSERT INTO leader(id, holder, address, expires_ms) VALUES(1, '', '', 0) ON CONFLICT DO NOTHING;
 )sql";
 
@@ -215,6 +217,7 @@ absl::Status PostgresStore::Lease(const std::string& batch_id, const std::string
     jobs.push_back(key.job_id);
     indexes.push_back(key.index);
   }
+  ASSIGN_OR_RETURN(auto tx, Begin());  // fenced like every write
   ASSIGN_OR_RETURN(auto r, db_->Query(kLeaseSql, {batch_id, worker_id, expires_ms, TextArray(jobs), IntArray(indexes),
                                   static_cast<int64_t>(items.size()), now_ms}));
   if (!r.Next()) return absl::InternalError("lease: no answer");
@@ -222,7 +225,7 @@ absl::Status PostgresStore::Lease(const std::string& batch_id, const std::string
     // Not queued, or held by another transaction at this moment.
     return absl::FailedPreconditionError(absl::StrCat("item ", r.Text(1), " is not queued"));
   }
-  return absl::OkStatus();
+  return tx->Commit();
 }
 
 absl::StatusOr<std::vector<bool>> PostgresStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
@@ -236,10 +239,12 @@ absl::StatusOr<std::vector<bool>> PostgresStore::CompleteItems(const std::vector
     images.push_back(c.image_path);
     sprites.push_back(c.sprite_path);
   }
+  ASSIGN_OR_RETURN(auto tx, Begin());  // fenced like every write
   ASSIGN_OR_RETURN(auto r, db_->Query(kCompleteSql, {now_ms, TextArray(jobs), IntArray(indexes), TextArray(batches), TextArray(images),
                                      TextArray(sprites)}));
   std::set<std::tuple<std::string, int, std::string>> updated;
   while (r.Next()) updated.insert({r.Text(0), static_cast<int>(r.Int(1)), r.Text(2)});
+  RETURN_IF_ERROR(tx->Commit());
   // A result listed twice counts once, as the first.
   std::vector<bool> accepted;
   accepted.reserve(done.size());

@@ -32,6 +32,7 @@ class PostgresStore final : public SqlStore {
                       const std::function<void(const Row&)>& each) override;
   absl::Status InsertItemRows(const std::string& job_id, const std::vector<ItemRecord>& items) override;
   const char* LockRows() const override { return " FOR UPDATE"; }
+  const char* ShareRow() const override { return " FOR SHARE"; }
   const char* NowMs() const override;
 
  private:

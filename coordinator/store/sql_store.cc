@@ -9,7 +9,34 @@ namespace spriteforge::coordinator {
 absl::StatusOr<std::unique_ptr<SqlTransaction>> SqlStore::Begin() {
   std::unique_ptr<SqlTransaction> tx = NewTransaction();
   if (!tx->status().ok()) return tx->status();
+  RETURN_IF_ERROR(CheckFence());
   return tx;
+}
+
+absl::StatusOr<int64_t> SqlStore::Write(const std::string& sql, const std::vector<SqlValue>& args) {
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  ASSIGN_OR_RETURN(const int64_t changed, Execute(sql, args));
+  RETURN_IF_ERROR(tx->Commit());
+  return changed;
+}
+
+void SqlStore::SetFencingEpoch(int64_t epoch, std::function<void(const absl::Status&)> on_fenced) {
+  fencing_epoch_ = epoch;
+  on_fenced_ = std::move(on_fenced);
+}
+
+// Inside the transaction just begun, so its writes commit only if no takeover came first;
+// the share lock makes a takeover wait for them to commit (or roll back).
+absl::Status SqlStore::CheckFence() {
+  if (fencing_epoch_ == 0) return absl::OkStatus();
+  int64_t epoch = -1;
+  RETURN_IF_ERROR(Select(absl::StrCat("SELECT epoch FROM leader WHERE id = 1", ShareRow()), {},
+                         [&](const Row& row) { epoch = row.Int(0); }));
+  if (epoch == fencing_epoch_) return absl::OkStatus();
+  absl::Status fenced = absl::FailedPreconditionError(
+      absl::StrCat("fenced: another coordinator leads (epoch ", epoch, " > ", fencing_epoch_, ")"));
+  if (on_fenced_) on_fenced_(fenced);
+  return fenced;
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqlStore::SelectJobs(const std::string& where,
@@ -88,7 +115,7 @@ absl::Status SqlStore::AddItems(const std::string& job_id, const std::vector<Ite
 }
 
 absl::Status SqlStore::QueueJob(const std::string& job_id) {
-  return Execute("UPDATE jobs SET state = 1 WHERE id = $1 AND state = 0", {job_id}).status();
+  return Write("UPDATE jobs SET state = 1 WHERE id = $1 AND state = 0", {job_id}).status();
 }
 
 absl::Status SqlStore::DropLoadingJob(const std::string& job_id) {
@@ -152,7 +179,7 @@ absl::StatusOr<std::vector<ItemRecord>> SqlStore::QueuedItems(const std::string&
 }
 
 absl::Status SqlStore::RenewLeases(const std::string& worker_id, int64_t expires_ms) {
-  return Execute("UPDATE leases SET expires_ms = $1 WHERE worker_id = $2", {expires_ms, worker_id}).status();
+  return Write("UPDATE leases SET expires_ms = $1 WHERE worker_id = $2", {expires_ms, worker_id}).status();
 }
 
 absl::StatusOr<std::vector<std::string>> SqlStore::ExpiredBatches(int64_t now_ms) {

@@ -60,6 +60,7 @@ class SqlStore : public Store {
   absl::StatusOr<LeaderLease> ReadLeader() override;
   absl::StatusOr<bool> ClaimLeader(const LeaderLease& seen, const std::string& holder,
                                    const std::string& address, int64_t lease_ms) override;
+  void SetFencingEpoch(int64_t epoch, std::function<void(const absl::Status&)> on_fenced) override;
 
  protected:
   // The backend's primitives. A transaction begun (status() ok or not) on the connection.
@@ -76,16 +77,26 @@ class SqlStore : public Store {
   virtual const char* LockRows() const = 0;
   // An SQL expression: the database's clock in milliseconds since the epoch.
   virtual const char* NowMs() const = 0;
+  // Appended to the fencing check's SELECT of the leader row: " FOR SHARE" where a takeover
+  // (an UPDATE of that row) must wait for the write transactions in flight, and they for it.
+  virtual const char* ShareRow() const { return ""; }
 
-  // NewTransaction, or why it did not begin.
+  // NewTransaction, or why it did not begin; once fenced (SetFencingEpoch), also why this
+  // coordinator may no longer write.
   absl::StatusOr<std::unique_ptr<SqlTransaction>> Begin();
+  // One statement in a transaction of its own (so it is fenced like every write).
+  absl::StatusOr<int64_t> Write(const std::string& sql, const std::vector<SqlValue>& args);
   absl::StatusOr<std::vector<JobRecord>> SelectJobs(const std::string& where, const std::vector<SqlValue>& args);
   absl::StatusOr<std::vector<ItemRecord>> SelectItems(const std::string& where, const std::vector<SqlValue>& args);
   absl::StatusOr<std::vector<std::string>> SelectTexts(const std::string& sql, const std::vector<SqlValue>& args);
 
  private:
+  absl::Status CheckFence();
   absl::StatusOr<JobRecord> InsertJob(JobRecord job, bool* deduplicated);
   absl::Status InsertItems(const std::string& job_id, const std::vector<ItemRecord>& items);
+
+  int64_t fencing_epoch_ = 0;  // 0: not fenced
+  std::function<void(const absl::Status&)> on_fenced_;
 };
 
 }  // namespace spriteforge::coordinator

@@ -61,7 +61,7 @@ absl::StatusOr<std::vector<std::string>> SqlStore::CancelJob(const std::string& 
 absl::StatusOr<JobRecord> SqlStore::FinishJobIfComplete(const std::string& job_id, int64_t now_ms) {
   ASSIGN_OR_RETURN(auto counts, Counts(job_id));
   if (counts.Finished()) {
-    RETURN_IF_ERROR(Execute("UPDATE jobs SET state = $1, finished_ms = $2 WHERE id = $3 AND finished_ms = 0",
+    RETURN_IF_ERROR(Write("UPDATE jobs SET state = $1, finished_ms = $2 WHERE id = $3 AND finished_ms = 0",
                             {int64_t{static_cast<int>(FinishedJobState(counts))}, now_ms, job_id}));
   }
   return GetJob(job_id);
@@ -82,14 +82,14 @@ absl::StatusOr<int> SqlStore::Recover() {
 }
 
 absl::Status SqlStore::UpsertWorker(const WorkerRecord& w) {
-  return Execute("INSERT INTO workers(id, info, last_seen_ms) VALUES($1,$2,$3) "
+  return Write("INSERT INTO workers(id, info, last_seen_ms) VALUES($1,$2,$3) "
                  "ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen_ms = excluded.last_seen_ms",
                  {w.id, w.info_json, w.last_seen_ms})
       .status();
 }
 
 absl::Status SqlStore::AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms) {
-  return Execute("UPDATE workers SET images_done = images_done + $1, last_seen_ms = $2 WHERE id = $3",
+  return Write("UPDATE workers SET images_done = images_done + $1, last_seen_ms = $2 WHERE id = $3",
                  {images, now_ms, worker_id})
       .status();
 }
@@ -117,8 +117,8 @@ absl::StatusOr<std::map<std::string, int64_t>> SqlStore::Totals() {
 
 absl::StatusOr<LeaderLease> SqlStore::ReadLeader() {
   LeaderLease out;
-  RETURN_IF_ERROR(Select(absl::StrCat("SELECT holder, address, expires_ms, ", NowMs(), " FROM leader WHERE id = 1"),
-                         {}, [&](const Row& r) { out = {r.Text(0), r.Text(1), r.Int(2), r.Int(3)}; }));
+  RETURN_IF_ERROR(Select(absl::StrCat("SELECT holder, address, expires_ms, ", NowMs(), ", epoch FROM leader WHERE id = 1"),
+                         {}, [&](const Row& r) { out = {r.Text(0), r.Text(1), r.Int(2), r.Int(3), r.Int(4)}; }));
   return out;
 }
 
@@ -126,8 +126,9 @@ absl::StatusOr<bool> SqlStore::ClaimLeader(const LeaderLease& seen, const std::s
                                            const std::string& address, int64_t lease_ms) {
   ASSIGN_OR_RETURN(const int64_t claimed,
                    Execute(absl::StrCat("UPDATE leader SET holder = $1, address = $2, expires_ms = ", NowMs(),
-                                        " + $3 WHERE id = 1 AND holder = $4 AND expires_ms = $5"),
-                           {holder, address, lease_ms, seen.holder, seen.expires_ms}));
+                                        " + $3, epoch = epoch + CASE WHEN holder = $1 THEN 0 ELSE 1 END "
+                                        "WHERE id = 1 AND holder = $4 AND expires_ms = $5 AND epoch = $6"),
+                           {holder, address, lease_ms, seen.holder, seen.expires_ms, seen.epoch}));
   return claimed == 1;
 }
 

@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS leader(
   id INTEGER PRIMARY KEY CHECK (id = 1),
   holder TEXT NOT NULL,
   address TEXT NOT NULL,
-  expires_ms INTEGER NOT NULL);
+  expires_ms INTEGER NOT NULL,
+  epoch INTEGER NOT NULL DEFAULT 0);
 INSERT OR IGNORE INTO leader(id, holder, address, expires_ms) VALUES(1, '', '', 0);
 )sql";
 
@@ -127,6 +128,9 @@ absl::StatusOr<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path
   }
   if (auto s = AddMissingColumn(*db, "jobs", "preview_every", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the preview_every column: ", s.message()));
+  }
+  if (auto s = AddMissingColumn(*db, "leader", "epoch", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the leader epoch column: ", s.message()));
   }
   if (auto s = UpgradeLegacyRows(*db); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot convert its rows: ", s.message()));
@@ -181,8 +185,7 @@ absl::Status SqliteStore::InsertItemRows(const std::string& job_id, const std::v
 
 absl::Status SqliteStore::Lease(const std::string& batch_id, const std::string& worker_id,
                                 const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
+  ASSIGN_OR_RETURN(auto tx, Begin());
   Statement lease(*db_, "INSERT INTO leases(batch_id, worker_id, expires_ms) VALUES(?,?,?)");
   lease.Bind(1, batch_id).Bind(2, worker_id).Bind(3, expires_ms);
   RETURN_IF_ERROR(lease.Run());
@@ -201,12 +204,11 @@ absl::Status SqliteStore::Lease(const std::string& batch_id, const std::string& 
     job.Bind(1, now_ms).Bind(2, key.job_id);
     RETURN_IF_ERROR(job.Run());
   }
-  return tx.Commit();
+  return tx->Commit();
 }
 
 absl::StatusOr<std::vector<bool>> SqliteStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
-  Transaction tx(*db_);
-  if (!tx.status().ok()) return tx.status();
+  ASSIGN_OR_RETURN(auto tx, Begin());
   std::vector<bool> accepted;
   accepted.reserve(done.size());
   for (const Completion& c : done) {
@@ -218,7 +220,7 @@ absl::StatusOr<std::vector<bool>> SqliteStore::CompleteItems(const std::vector<C
     RETURN_IF_ERROR(q.Run());
     accepted.push_back(db_->Changes() == 1);
   }
-  RETURN_IF_ERROR(tx.Commit());
+  RETURN_IF_ERROR(tx->Commit());
   return accepted;
 }
 

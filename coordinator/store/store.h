@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -104,6 +105,8 @@ struct LeaderLease {
   std::string address;  // where the holder serves clients, for the standby's answer
   int64_t expires_ms = 0;
   int64_t now_ms = 0;   // the database's clock
+  // Counts the changes of holder: the fencing token of whoever leads (SetFencingEpoch).
+  int64_t epoch = 0;
 };
 
 // Whether `spec` names a PostgreSQL database (postgresql://... or postgres://...) rather
@@ -191,6 +194,14 @@ class Store {
   virtual absl::StatusOr<LeaderLease> ReadLeader() = 0;
   virtual absl::StatusOr<bool> ClaimLeader(const LeaderLease& seen, const std::string& holder,
                                            const std::string& address, int64_t lease_ms) = 0;
+
+  // Fencing, for the leader of a shared database: from now on every write transaction
+  // first checks, in the same transaction, that the leader row still has `epoch` (the one
+  // this coordinator took the lead in), and otherwise changes nothing and fails
+  // FAILED_PRECONDITION "fenced: ..." after calling `on_fenced` with that error. So a leader
+  // that was paused past its lease cannot write once another has taken over, whatever its
+  // own clock says. A backend without leader leases (SQLite) may ignore it.
+  virtual void SetFencingEpoch(int64_t epoch, std::function<void(const absl::Status&)> on_fenced = nullptr) = 0;
 };
 
 }  // namespace spriteforge::coordinator

@@ -10,6 +10,8 @@
 
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
+
 #include "tests/coordinator/store/store_backends.h"
 
 namespace spriteforge::coordinator {
@@ -394,6 +396,41 @@ TEST_P(StoreTest, TheLeaderLeaseHasOneHolderAtATime) {
   while (renewed->now_ms <= renewed->expires_ms) renewed = (*other)->ReadLeader();
   EXPECT_TRUE(*(*other)->ClaimLeader(*renewed, "b", "10.0.0.2:50051", 60000));
   EXPECT_EQ(store_->ReadLeader()->holder, "b");
+}
+
+// Fencing: a leader's store carries the epoch it took the lead in. Once another coordinator
+// has taken over (the epoch moved on), the old leader's writes fail in their own transaction,
+// saying why, and change nothing; the new leader's succeed.
+TEST_P(StoreTest, ALeaderFencedByATakeoverCannotWrite) {
+  MakeJob("job-a", 2);
+  auto other = Store::Open(path_.string());  // the standby's connection
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto free = store_->ReadLeader();
+  ASSERT_TRUE(*store_->ClaimLeader(*free, "a", "10.0.0.1:50051", 1));
+  const int64_t mine = store_->ReadLeader()->epoch;
+  EXPECT_EQ(mine, free->epoch + 1);
+  std::vector<std::string> fenced;
+  store_->SetFencingEpoch(mine, [&](const absl::Status& s) { fenced.emplace_back(s.message()); });
+  ASSERT_TRUE(store_->UpsertWorker({"w1", "{}", 100, 0}).ok());  // while it leads, it writes
+
+  auto lapsed = (*other)->ReadLeader();
+  while (lapsed->now_ms <= lapsed->expires_ms) lapsed = (*other)->ReadLeader();
+  ASSERT_TRUE(*(*other)->ClaimLeader(*lapsed, "b", "10.0.0.2:50051", 60000));
+  const int64_t theirs = (*other)->ReadLeader()->epoch;
+  ASSERT_EQ(theirs, mine + 1);
+  (*other)->SetFencingEpoch(theirs);
+
+  const std::string why = absl::StrCat("fenced: another coordinator leads (epoch ", theirs, " > ", mine, ")");
+  for (const absl::Status& s : {store_->Lease("b1", "w1", {{"job-a", 0}}, 5000, 100),
+                                store_->CancelJob("job-a", 200).status(), store_->UpsertWorker({"w1", "{}", 300, 0})}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_EQ(s.message(), why);
+  }
+  EXPECT_EQ(fenced, std::vector<std::string>(3, why));
+  EXPECT_EQ((*other)->Counts("job-a")->queued, 2);  // the old leader changed nothing
+  ASSERT_TRUE((*other)->Lease("b2", "w2", {{"job-a", 0}}, 5000, 400).ok());
+  ASSERT_TRUE((*other)->CancelJob("job-a", 500).ok());
+  EXPECT_EQ((*other)->Counts("job-a")->cancelled, 2);
 }
 
 // Paths and ids travel to PostgreSQL inside array literals: quotes, backslashes, commas and
