@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "spriteforge/engine/engine.h"
+#include "worker/engine/base/checkpoint_check.h"
 #include "worker/engine/base/schedule.h"
 #include "worker/engine/src/checkpoint.h"
 #include "worker/engine/src/device.h"
@@ -233,6 +234,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
     } else {
       ASSIGN_OR_RETURN(auto c, ResolveConfig(o.model_path, o.config_dir));
       config = c;
+      // Headers only, before BuildSdxl allocates the configured (possibly full-size) model.
+      RETURN_IF_ERROR(CheckCheckpoint(o.model_path, config));
     }
     std::unique_ptr<ClipTokenizer> t1, t2;
     RETURN_IF_ERROR(LoadTokenizers(o, builtin, t1, t2));

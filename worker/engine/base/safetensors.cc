@@ -57,19 +57,19 @@ absl::StatusOr<std::vector<TensorView>> ParseSafetensorsHeader(std::string_view 
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[i]);
   if (header_len > kMaxHeaderBytes) {
-    return Bad(file, "", absl::StrCat("header length ", header_len, " exceeds the ",
-                                      kMaxHeaderBytes, "-byte limit"));
+    return Bad(file, "", absl::StrCat("not a safetensors file (its first 8 bytes give a header length of ",
+                                      header_len, ", which exceeds the ", kMaxHeaderBytes, "-byte limit)"));
   }
   if (header_len > bytes.size() - 8) {
-    return Bad(file, "", absl::StrCat("header length ", header_len, " runs past the end of the ",
-                                      bytes.size(), "-byte file (truncated?)"));
+    return Bad(file, "", absl::StrCat("header says ", header_len, " bytes but the file is ", bytes.size(),
+                                      " bytes: it runs past the end (truncated, or not a safetensors file)"));
   }
   const std::string_view header = bytes.substr(8, header_len);
   const uint64_t data_size = bytes.size() - 8 - header_len;
   const char* data_base = bytes.data() + 8 + header_len;
 
   nlohmann::json doc = nlohmann::json::parse(header.begin(), header.end(), nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) return Bad(file, "", "header is not a JSON object");
+  if (doc.is_discarded() || !doc.is_object()) return Bad(file, "", "not a safetensors file (header is not a JSON object)");
 
   std::vector<TensorView> views;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;

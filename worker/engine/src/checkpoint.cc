@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/base/checkpoint_check.h"
 #include "worker/engine/base/key_mapping.h"
 #include "worker/engine/base/safetensors.h"
 
@@ -91,17 +92,6 @@ absl::Status CopyInto(torch::nn::Module& module, const std::map<std::string, Sou
   return absl::OkStatus();
 }
 
-// diffusers names weights diffusion_pytorch_model.safetensors (unet, vae) or
-// model.safetensors (text encoders), sometimes with a .fp16 variant.
-absl::StatusOr<std::string> ComponentFile(const std::string& dir, Component c) {
-  const fs::path folder = fs::path(dir) / ComponentFolder(c);
-  for (const char* name : {"diffusion_pytorch_model.safetensors", "model.safetensors",
-                           "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors"}) {
-    if (fs::exists(folder / name)) return (folder / name).string();
-  }
-  return absl::NotFoundError(absl::StrCat(folder.string(), ": no *.safetensors weights found"));
-}
-
 }  // namespace
 
 SdxlModels BuildSdxl(const SdxlConfig& config) {
@@ -137,7 +127,7 @@ absl::Status LoadWeights(const std::string& model_path, SdxlModels& models) {
                                   Component::kUNet, Component::kVae};
   if (fs::is_directory(model_path)) {
     for (Component c : components) {
-      ASSIGN_OR_RETURN(auto path, ComponentFile(model_path, c));
+      ASSIGN_OR_RETURN(auto path, DiffusersComponentFile(model_path, c));
       ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
       std::map<std::string, Source> sources;
       for (const TensorView& v : file->tensors()) sources[v.name] = {&v, Transform::kNone, path};
