@@ -19,6 +19,7 @@ BatchState& BatchLedger::Add(BatchState batch) {
   held.batch_ids.push_back(batch.id);
   held.unrendered += batch.rendered ? 0 : 1;
   held.items += static_cast<int>(batch.items.size());
+  if (batch.renewed_ms == 0) batch.renewed_ms = batch.started_ms;
   const std::string id = batch.id;
   return batches_[id] = std::move(batch);
 }
@@ -63,11 +64,38 @@ int BatchLedger::RunningItems(const std::string& worker_id) const {
   return w == by_worker_.end() ? 0 : w->second.items;
 }
 
-void BatchLedger::MarkRendered(const std::string& worker_id, const std::string& batch_id) {
+bool BatchLedger::Stepped(const std::string& worker_id, const std::string& batch_id, int step, int64_t now) {
   BatchState* b = HeldBy(worker_id, batch_id);
-  if (!b || b->rendered) return;
+  if (!b || step <= b->last_step) return false;
+  const int steps = b->records.empty() ? 0 : b->records.front().sampling.steps();
+  if (steps > 0 && step > steps) return false;  // no batch runs more steps than it was given
+  b->last_step = step;
+  return Renew(worker_id, batch_id, now);
+}
+
+bool BatchLedger::MarkRendered(const std::string& worker_id, const std::string& batch_id, int64_t now) {
+  BatchState* b = HeldBy(worker_id, batch_id);
+  if (!b || b->rendered) return false;
   b->rendered = true;
   by_worker_[worker_id].unrendered -= 1;
+  return Renew(worker_id, batch_id, now);
+}
+
+bool BatchLedger::Renew(const std::string& worker_id, const std::string& batch_id, int64_t now) {
+  if (!HeldBy(worker_id, batch_id)) return false;
+  const std::vector<std::string>& ids = by_worker_[worker_id].batch_ids;
+  for (auto it = std::find(ids.begin(), ids.end(), batch_id); it != ids.end(); ++it) {
+    if (BatchState* b = Find(*it)) b->renewed_ms = std::max(b->renewed_ms, now);
+  }
+  return true;
+}
+
+std::vector<std::string> BatchLedger::Overdue(int64_t now, int64_t lease_ms) const {
+  std::vector<std::string> overdue;
+  for (const auto& [id, b] : batches_) {
+    if (now - b.renewed_ms > lease_ms) overdue.push_back(id);
+  }
+  return overdue;
 }
 
 std::optional<ResultWork> BatchLedger::TakeResult(const std::string& worker_id, v1::BatchResultMsg result) {

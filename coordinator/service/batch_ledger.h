@@ -32,6 +32,8 @@ struct BatchState {
   int64_t started_ms = 0;
   int64_t last_step_ms = 0;
   bool rendered = false;  // the worker's GPU has finished it (it may still be encoding)
+  int last_step = 0;      // the highest step reported: a step seen already is no progress
+  int64_t renewed_ms = 0;  // its lease runs from here: dispatch, or its last real progress
 };
 
 // How a failed batch's items are released.
@@ -60,7 +62,18 @@ class BatchLedger {
   // Batches the worker has not finished rendering; it takes more while below 1 + prefetch.
   int Unrendered(const std::string& worker_id) const;
   int RunningItems(const std::string& worker_id) const;
-  void MarkRendered(const std::string& worker_id, const std::string& batch_id);
+
+  // Leases run on real progress only. Progress on a batch renews it and the worker's
+  // batches dispatched after it (they wait on it to render or to be packaged), never those
+  // before it; what a worker says about a batch it does not hold renews nothing.
+  // A step counts when it is above the last one seen and within the batch's steps.
+  bool Stepped(const std::string& worker_id, const std::string& batch_id, int step, int64_t now_ms);
+  // The worker finished rendering the batch; true (progress) the first time only.
+  bool MarkRendered(const std::string& worker_id, const std::string& batch_id, int64_t now_ms);
+  // Renews the held batch (a result came for it) and those behind it; false when not held.
+  bool Renew(const std::string& worker_id, const std::string& batch_id, int64_t now_ms);
+  // Batches without progress for more than a lease: their worker loses them.
+  std::vector<std::string> Overdue(int64_t now_ms, int64_t lease_ms) const;
 
   // The result, with the items it is checked against; nullopt when the batch is no longer
   // the worker's (released meanwhile).

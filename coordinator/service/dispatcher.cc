@@ -186,17 +186,22 @@ void Dispatcher::Expire(int64_t now) {
   for (WorkerState* w : workers_.Silent(now)) {
     DropWorker(*w, absl::StrCat("silent for ", (now - w->last_seen_ms) / 1000, " s"));
   }
+  // The ledger decides when a held batch's lease ends (one lease without progress on it);
+  // a worker that stopped making progress (its engine hangs) loses everything it holds.
+  for (const std::string& batch_id : batches_.Overdue(now, options_.lease_ms)) {
+    const BatchState* b = batches_.Find(batch_id);
+    if (!b) continue;  // released with its worker's other batches
+    WorkerState* w = workers_.Find(b->worker_id);
+    if (w && w->channel) {
+      DropWorker(*w, absl::StrCat("no progress on batch ", batch_id, " for ", (now - b->renewed_ms) / 1000, " s"));
+    } else {
+      ReleaseBatch(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
+    }
+  }
+  // Stored leases the ledger does not know (left by a failed release) end here.
   if (auto expired = store_->ExpiredBatches(now); expired.ok()) {
     for (const std::string& batch_id : *expired) {
-      // A connected worker whose lease ran out has stopped making progress (its engine
-      // hangs): it loses everything it holds, not only this batch.
-      const BatchState* b = batches_.Find(batch_id);
-      WorkerState* w = b ? workers_.Find(b->worker_id) : nullptr;
-      if (w && w->channel) {
-        DropWorker(*w, absl::StrCat("no progress for ", (now - w->last_progress_ms) / 1000, " s"));
-      } else {
-        ReleaseBatch(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
-      }
+      if (!batches_.Find(batch_id)) ReleaseBatch(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
     }
   }
   const int failed = jobs_.CheckUnserved(SteadyMs());

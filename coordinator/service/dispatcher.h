@@ -71,6 +71,9 @@ class Dispatcher {
                     const std::map<std::pair<std::string, int>, std::string>& item_messages = {});
   // Every batch the worker holds returns to the queue, not counting against the items.
   void ReleaseWorkerBatches(const WorkerState& worker, const std::string& why);
+  // Real progress on a batch the worker holds: its stored leases are extended (at most
+  // once per tenth of a lease).
+  void Progressed(WorkerState& worker, int64_t now_ms);
   void HandleFailure(WorkerState& worker, const v1::BatchFailure& failure);
   void HandleProgress(const WorkerState& worker, const v1::StepProgress& progress);
   void HandlePreview(const WorkerState& worker, const v1::BatchPreview& preview);  // relayed, never stored

@@ -17,24 +17,27 @@ std::optional<ResultWork> Dispatcher::OnMessage(WorkerState& w, const v1::Worker
     return std::nullopt;
   }
   const int64_t now = WallMs();
-  if (workers_.Heard(w, message.msg_case() != v1::WorkerMessage::kHeartbeat, batches_.HoldsAny(w.id), now)) {
-    store_->RenewLeases(w.id, now + options_.lease_ms).IgnoreError();
-  }
+  workers_.Heard(w, now);
   switch (message.msg_case()) {
     case v1::WorkerMessage::kHeartbeat:
       w.memory = message.heartbeat().memory();
       break;
     case v1::WorkerMessage::kRendered:
-      batches_.MarkRendered(w.id, message.rendered().batch_id());
+      if (batches_.MarkRendered(w.id, message.rendered().batch_id(), now)) Progressed(w, now);
       break;
     case v1::WorkerMessage::kProgress:
-      HandleProgress(w, message.progress());
+      if (batches_.Stepped(w.id, message.progress().batch_id(), message.progress().step(), now)) {
+        Progressed(w, now);
+        HandleProgress(w, message.progress());
+      }
       break;
     case v1::WorkerMessage::kPreview:
+      if (batches_.Stepped(w.id, message.preview().batch_id(), message.preview().step(), now)) Progressed(w, now);
       HandlePreview(w, message.preview());
       break;
     case v1::WorkerMessage::kResult:
       // Checks and files run without the lock, in the pipeline or in the caller.
+      if (batches_.Renew(w.id, message.result().batch_id(), now)) Progressed(w, now);
       return batches_.TakeResult(w.id, message.result());
     case v1::WorkerMessage::kFailure:
       HandleFailure(w, message.failure());
@@ -50,7 +53,11 @@ std::optional<ResultWork> Dispatcher::OnMessage(WorkerState& w, const v1::Worker
   return std::nullopt;
 }
 
-void Dispatcher::HandleProgress(const WorkerState& w, const v1::StepProgress& progress) {
+void Dispatcher::Progressed(WorkerState& w, int64_t now) {
+  if (workers_.Progressed(w, now)) store_->RenewLeases(w.id, now + options_.lease_ms).IgnoreError();
+}
+
+void Dispatcher::HandleProgressconst WorkerState& w, const v1::StepProgress& progress) {
   BatchState* b = batches_.HeldBy(w.id, progress.batch_id());
   if (!b) return;
   const int64_t now = WallMs();

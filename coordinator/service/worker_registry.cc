@@ -65,17 +65,16 @@ std::shared_ptr<WorkerChannel> WorkerRegistry::Detach(WorkerState& w) {
   return std::exchange(w.channel, nullptr);
 }
 
-bool WorkerRegistry::Heard(WorkerState& w, bool progress, bool holds_batches, int64_t now) {
-  w.last_seen_ms = now;
-  // A heartbeat alone proves the process is up, not that its engine moves: leases are
-  // renewed only while steps or results keep coming, so a worker whose engine hangs loses
-  // its batches after one lease.
-  if (progress) w.last_progress_ms = now;
-  if ((!holds_batches || now - w.last_progress_ms < rules_.lease_ms) && now - w.renewed_ms >= rules_.lease_ms / 10) {
-    w.renewed_ms = now;
-    return true;
-  }
-  return false;
+void WorkerRegistry::Heard(WorkerState& w, int64_t now) { w.last_seen_ms = now; }
+
+// A heartbeat proves the process is up, not that its engine moves: leases are renewed
+// only while real progress comes, so a worker whose engine hangs loses its batches after
+// one lease.
+bool WorkerRegistry::Progressed(WorkerState& w, int64_t now) {
+  w.last_progress_ms = now;
+  if (now - w.renewed_ms < rules_.lease_ms / 10) return false;
+  w.renewed_ms = now;
+  return true;
 }
 
 void WorkerRegistry::Assigned(WorkerState& w, bool held_nothing, int64_t now) {

@@ -37,8 +37,8 @@ struct WorkerState {
   v1::MemoryReport memory;  // last heartbeat
   std::unique_ptr<MemoryModel> model;
   int64_t last_seen_ms = 0;
-  int64_t last_progress_ms = 0;  // a step, a render, a result or a failure
-  int64_t renewed_ms = 0;        // when its leases were last extended
+  int64_t last_progress_ms = 0;  // real progress on a batch it holds: a new step, a render, a result
+  int64_t renewed_ms = 0;        // when its stored leases were last extended
   int prefetch = 0;              // batches held beyond the one rendering
   int64_t images_done = 0;
   double images_per_second = 0;
@@ -72,10 +72,13 @@ class WorkerRegistry {
   // Disconnects the worker from our side; returns its stream, to be closed outside the lock.
   std::shared_ptr<WorkerChannel> Detach(WorkerState& worker);
 
-  // A message arrived. Every message shows the worker is up; all but heartbeats show
-  // progress. True when its leases are to be extended now: while it holds nothing or made
-  // progress within a lease, at most once per tenth of a lease (extending is a write).
-  bool Heard(WorkerState& worker, bool progress, bool holds_batches, int64_t now_ms);
+  // A message arrived: the worker is up, so it stays registered. Nothing more: neither a
+  // heartbeat nor a message that is not progress extends a lease.
+  void Heard(WorkerState& worker, int64_t now_ms);
+  // Real progress on a batch it holds (the batch ledger decides what counts). True when
+  // the stored leases are to be extended now: at most once per tenth of a lease
+  // (extending is a write).
+  bool Progressed(WorkerState& worker, int64_t now_ms);
   // A batch was given to the worker; one that held nothing starts its progress clock now.
   void Assigned(WorkerState& worker, bool held_nothing, int64_t now_ms);
   // Connected workers heard from longer than a lease ago.

@@ -1,5 +1,6 @@
 // The batch ledger's rules: a worker's report counts only for a batch it still holds, a
 // preview only for an item of that batch at 1/8 of its size; batches in dispatch order;
+// leases renewed by real progress only, lost after one lease without it;
 // which failures count against the items; the storage pause's doubling. Pure.
 #include "coordinator/service/batch_ledger.h"
 
@@ -73,9 +74,10 @@ TEST(BatchLedgerTest, AWorkersBatchesComeInDispatchOrderAndOnlyItMarksThemRender
   EXPECT_EQ(ledger.BatchesOf("w1"), (std::vector<std::string>{"b-z", "b-a"}));
   EXPECT_EQ(ledger.RunningItems("w1"), 3);
   EXPECT_EQ(ledger.Unrendered("w1"), 2);
-  ledger.MarkRendered("w2", "b-z");  // not w2's
+  EXPECT_FALSE(ledger.MarkRendered("w2", "b-z", 0));  // not w2's
   EXPECT_EQ(ledger.Unrendered("w1"), 2);
-  ledger.MarkRendered("w1", "b-z");
+  EXPECT_TRUE(ledger.MarkRendered("w1", "b-z", 0));
+  EXPECT_FALSE(ledger.MarkRendered("w1", "b-z", 0));  // once
   EXPECT_EQ(ledger.Unrendered("w1"), 1);
   EXPECT_EQ(ledger.HeldBy("w2", "b-a"), nullptr);
   EXPECT_NE(ledger.HeldBy("w1", "b-a"), nullptr);
@@ -83,6 +85,66 @@ TEST(BatchLedgerTest, AWorkersBatchesComeInDispatchOrderAndOnlyItMarksThemRender
   ledger.Remove("b-a");
   EXPECT_FALSE(ledger.HoldsAny("w1"));
   EXPECT_TRUE(ledger.HoldsAny("w2"));
+}
+
+// Leases: the batches below are dispatched at 0 with 4 steps; a lease is 1000 ms.
+BatchState Leased(const std::string& id, const std::string& worker_id, int64_t at_ms = 0) {
+  ItemRecord item = Item("j", 0, 512);
+  item.sampling.set_steps(4);
+  BatchState b = Batch(id, worker_id, {item});
+  b.started_ms = at_ms;
+  return b;
+}
+
+TEST(BatchLedgerTest, ABatchWithoutProgressIsLostAfterOneLease) {
+  BatchLedger ledger;
+  ledger.Add(Leased("b1", "w1"));
+  EXPECT_TRUE(ledger.Overdue(1000, 1000).empty());
+  EXPECT_EQ(ledger.Overdue(1001, 1000), std::vector<std::string>{"b1"});
+  // A new step renews it for one lease from then, no more.
+  EXPECT_TRUE(ledger.Stepped("w1", "b1", 1, 900));
+  EXPECT_TRUE(ledger.Overdue(1900, 1000).empty());
+  EXPECT_EQ(ledger.Overdue(1901, 1000), std::vector<std::string>{"b1"});
+}
+
+TEST(BatchLedgerTest, RepeatedStepsDoNotRenewALease) {
+  BatchLedger ledger;
+  ledger.Add(Leased("b1", "w1"));
+  EXPECT_TRUE(ledger.Stepped("w1", "b1", 2, 500));
+  EXPECT_FALSE(ledger.Stepped("w1", "b1", 2, 1400));  // the same step again
+  EXPECT_FALSE(ledger.Stepped("w1", "b1", 1, 1400));  // an older one
+  EXPECT_FALSE(ledger.Stepped("w1", "b1", 5, 1400));  // beyond the batch's 4 steps
+  EXPECT_EQ(ledger.Overdue(1501, 1000), std::vector<std::string>{"b1"});
+  // Rendered counts once; a second report of it is no progress either.
+  EXPECT_TRUE(ledger.MarkRendered("w1", "b1", 1500));
+  EXPECT_FALSE(ledger.MarkRendered("w1", "b1", 2400));
+  EXPECT_EQ(ledger.Overdue(2501, 1000), std::vector<std::string>{"b1"});
+}
+
+TEST(BatchLedgerTest, ProgressForABatchItDoesNotHoldIsIgnored) {
+  BatchLedger ledger;
+  ledger.Add(Leased("b1", "w1"));
+  ledger.Add(Leased("b2", "w2"));
+  EXPECT_FALSE(ledger.Stepped("w1", "b-made-up", 1, 900));
+  EXPECT_FALSE(ledger.Stepped("w1", "b2", 1, 900));  // another worker's
+  EXPECT_FALSE(ledger.MarkRendered("w1", "b-made-up", 900));
+  EXPECT_FALSE(ledger.Renew("w1", "b-made-up", 900));  // a result for it
+  EXPECT_EQ(ledger.Overdue(1001, 1000), (std::vector<std::string>{"b1", "b2"}));
+}
+
+TEST(BatchLedgerTest, ProgressRenewsTheBatchesWaitingBehindItButNotThoseBefore) {
+  BatchLedger ledger;
+  ledger.Add(Leased("b1", "w1"));
+  ledger.Add(Leased("b2", "w1"));  // prefetched: waits for b1
+  ledger.Add(Leased("b3", "w1"));
+  EXPECT_TRUE(ledger.Stepped("w1", "b1", 4, 800));
+  EXPECT_TRUE(ledger.Overdue(1800, 1000).empty());
+  EXPECT_TRUE(ledger.MarkRendered("w1", "b1", 900));
+  // b1 is being packaged; steps of b2 do not keep it.
+  EXPECT_TRUE(ledger.Stepped("w1", "b2", 1, 1500));
+  EXPECT_EQ(ledger.Overdue(1901, 1000), std::vector<std::string>{"b1"});
+  // b3 waits behind b2, so b2's step renewed it too.
+  EXPECT_EQ(ledger.Overdue(2500, 1000), std::vector<std::string>{"b1"});
 }
 
 TEST(BatchLedgerTest, OnlyTheItemsOwnFailuresCountAgainstTheirAttempts) {

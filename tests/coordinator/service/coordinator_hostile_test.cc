@@ -158,6 +158,39 @@ TEST_F(CoordinatorTest, AWorkerSendingAbsurdHeartbeatsIsDropped) {
                                "1125899906842624");
 }
 
+// Messages that are not progress on the batch the worker holds keep nothing: empty
+// messages, a step repeated, steps and renders of a made-up batch, heartbeats. After one
+// lease without a new step the worker is dropped and its item goes back to the queue.
+TEST_F(CoordinatorTest, FakeProgressDoesNotKeepALease) {
+  CoordinatorOptions options;
+  options.lease_ms = 200;
+  Start(options);
+  auto w = Connect("w1", 4);
+  const std::string job = Submit(1);
+  const v1::Assignment a = w->NextAssignment();
+  v1::WorkerMessage step;
+  step.mutable_progress()->set_batch_id(a.batch_id());
+  step.mutable_progress()->set_step(1);
+  step.mutable_progress()->set_total_steps(4);
+  v1::WorkerMessage made_up_step = step;
+  made_up_step.mutable_progress()->set_batch_id("batch-made-up");
+  made_up_step.mutable_progress()->set_step(2);
+  v1::WorkerMessage made_up_render;
+  made_up_render.mutable_rendered()->set_batch_id("batch-made-up");
+  v1::WorkerMessage beat;
+  beat.mutable_heartbeat()->mutable_memory()->set_budget_bytes(100'000'000'000ull);
+  const auto start = std::chrono::steady_clock::now();
+  while (!w->WaitClosed(std::chrono::milliseconds(20)) && std::chrono::steady_clock::now() - start < std::chrono::seconds(3)) {
+    for (const v1::WorkerMessage& m : {step, made_up_step, made_up_render, beat, v1::WorkerMessage{}}) {
+      core_->OnMessage(w.get(), m);
+    }
+    core_->Tick();
+  }
+  ASSERT_TRUE(w->WaitClosed(std::chrono::milliseconds(0))) << "fake progress kept the lease";
+  EXPECT_NE(w->close_reason().find("no progress on batch " + a.batch_id()), std::string::npos) << w->close_reason();
+  EXPECT_EQ(Job(job).items(0).state(), v1::ITEM_QUEUED);
+}
+
 // Bytes that start with the PNG signature, images of the wrong size, and PNGs far larger
 // than their pixels: none is committed, each fails as INVALID_RESULT.
 TEST_F(CoordinatorTest, ResultsThatAreNotTheItemsImageFailAsInvalidResult) {

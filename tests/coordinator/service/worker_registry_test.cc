@@ -1,5 +1,5 @@
 // The worker registry's rules: one stream per worker id, quarantine, when a worker's
-// leases are extended (progress, not heartbeats alone), when it counts as silent, and
+// stored leases are extended (real progress, never heartbeats), when it counts as silent, and
 // which models are served. Pure: no store, no streams (NullChannel stands in for one).
 #include "coordinator/service/worker_registry.h"
 
@@ -66,21 +66,20 @@ TEST(WorkerRegistryTest, AQuarantinedWorkerIsRefusedUntilItsTimeIsUp) {
   EXPECT_TRUE(registry.Register(std::make_shared<NullChannel>(), Registration("m"), "w1", 5000).ok());
 }
 
-TEST(WorkerRegistryTest, LeasesAreExtendedOnProgressNotOnHeartbeatsAlone) {
+TEST(WorkerRegistryTest, HeartbeatsKeepAWorkerRegisteredButNeverExtendItsLeases) {
   WorkerRegistry registry(Rules());
   WorkerState& w = **registry.Register(std::make_shared<NullChannel>(), Registration("m"), "w1", 0);
-  // A step at 100 ms: renewed (the last renewal was a tenth of a lease ago or more).
-  EXPECT_TRUE(registry.Heard(w, /*progress=*/true, /*holds_batches=*/true, 100));
+  registry.Heard(w, 900);
+  EXPECT_EQ(w.last_seen_ms, 900);
+  EXPECT_EQ(w.last_progress_ms, 0);  // hearing from it is not progress
+  EXPECT_EQ(w.renewed_ms, 0);
+  EXPECT_TRUE(registry.Silent(1900).empty());
+  // Real progress (the ledger decides what counts): the stored leases are extended.
+  EXPECT_TRUE(registry.Progressed(w, 1000));
   // Within a tenth of a lease of that renewal: not again (extending is a write).
-  EXPECT_FALSE(registry.Heard(w, false, true, 150));
-  // A heartbeat while the last progress is under a lease old still renews.
-  EXPECT_TRUE(registry.Heard(w, false, true, 900));
-  // Heartbeats alone a lease after the last progress do not: the engine may hang.
-  EXPECT_FALSE(registry.Heard(w, false, true, 1100));
-  EXPECT_EQ(w.last_seen_ms, 1100);
-  EXPECT_EQ(w.last_progress_ms, 100);
-  // A worker holding nothing has no engine to hang: its heartbeats renew.
-  EXPECT_TRUE(registry.Heard(w, false, false, 1200));
+  EXPECT_FALSE(registry.Progressed(w, 1050));
+  EXPECT_EQ(w.last_progress_ms, 1050);
+  EXPECT_TRUE(registry.Progressed(w, 1100));
 }
 
 TEST(WorkerRegistryTest, AWorkerGivenItsFirstBatchStartsItsProgressClock) {
@@ -98,7 +97,7 @@ TEST(WorkerRegistryTest, ConnectedWorkersUnheardForALeaseAreSilent) {
   auto b = std::make_shared<NullChannel>();
   ASSERT_TRUE(registry.Register(a, Registration("m"), "a", 0).ok());
   ASSERT_TRUE(registry.Register(b, Registration("m"), "b", 0).ok());
-  registry.Heard(*registry.Find("b"), false, false, 800);
+  registry.Heard(*registry.Find("b"), 800);
   EXPECT_TRUE(registry.Silent(1000).empty());
   auto silent = registry.Silent(1001);
   ASSERT_EQ(silent.size(), 1u);
