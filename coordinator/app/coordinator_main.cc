@@ -6,15 +6,17 @@
 //       [--ready-file FILE] [--worker-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
 //       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N] [--max-images-per-job N]
 //       [--result-threads N] [--leader-lease-seconds N]
-//       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--auth FILE] [--submits-per-minute N]
+//       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--worker-cert-match RULE]...]] [--auth FILE]
+//       [--submits-per-minute N]
 //       [--insecure-listen HOST:PORT (instead of --listen)]
 //   spriteforge-coordinator backup --db FILE --out FILE
 //
 // Files that manifests name by path (LoRAs, img2img start images) are uploaded by the
 // client and kept in --blob-dir by content hash (default: "blobs" beside the database).
 //
-// Without --tls-cert and --auth the gRPC ports serve this machine only (loopback), unless
-// --insecure-listen says to serve others anyway. SIGHUP reloads the TLS files and the
+// Without --auth (or, for gRPC, TLS with client certificates) every port serves this
+// machine only (loopback), unless --insecure-listen says to serve others anyway
+// (service/exposure.h). SIGHUP reloads the TLS files and the
 // --auth token file. `backup` copies the database consistently while a coordinator runs on it (docs/security.md,
 // docs/operations.md).
 //
@@ -52,6 +54,7 @@
 #include "coordinator/service/auth.h"
 #include "coordinator/service/client_service.h"
 #include "coordinator/service/coordinator.h"
+#include "coordinator/service/exposure.h"
 #include "coordinator/service/gatekeeper.h"
 #include "coordinator/service/grpc_servers.h"
 #include "coordinator/service/http_endpoint.h"
@@ -123,13 +126,15 @@ int main(int argc, char** argv) {
   sc::CoordinatorOptions options;
   spriteforge::LogOptions log;
   std::string insecure_listen, tls_cert, tls_key, tls_client_ca, auth_file;
+  std::vector<std::string> worker_cert_match;
   int submits_per_minute = 120;
   int leader_lease_seconds = 5;
   app.add_option("--listen", listen,
                  "gRPC address for clients and workers, HOST:PORT (port 0: any free port); loopback only "
                  "without --tls-cert or --auth");
   app.add_option("--insecure-listen", insecure_listen,
-                 "Instead of --listen: serve any address in plaintext, without TLS or tokens (private networks)");
+                 "Instead of --listen: serve any address in plaintext, without TLS or tokens (private networks); "
+                 "lets --http serve other machines without tokens too");
   app.add_option("--http", http_address, "Address of /metrics, /stats and /healthz, HOST:PORT (port 0: any free port)")
       ->required();
   app.add_option("--db", db,
@@ -169,6 +174,9 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "PEM certificate chain: TLS on the gRPC and HTTP ports (SIGHUP reloads)");
   app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
   app.add_option("--tls-client-ca", tls_client_ca, "PEM CA whose client certificates workers must present");
+  app.add_option("--worker-cert-match", worker_cert_match,
+                 "Which client certificates are workers': OU=NAME, CN=NAME, O=NAME, URI:NAME or DNS:NAME (repeatable; "
+                 "with --auth a certificate admits a worker only if it matches one)");
   app.add_option("--auth", auth_file, "YAML token table: names, tokens, roles, quotas (docs/security.md; SIGHUP reloads)");
   app.add_option("--submits-per-minute", submits_per_minute,
                  "SubmitJob calls per minute per client unless its token sets its own (0: no limit)")
@@ -198,22 +206,24 @@ int main(int argc, char** argv) {
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()), 2);
     tls = std::move(*loaded);
   }
+  std::vector<sc::WorkerCertificateRule> worker_rules;
+  for (const std::string& text : worker_cert_match) {
+    auto rule = sc::ParseWorkerCertificateRule(text);
+    if (!rule.ok()) return Fail(std::string(rule.status().message()), 2);
+    worker_rules.push_back(*rule);
+  }
+  if (!worker_rules.empty() && !(tls && tls->has_client_ca())) {
+    return Fail("--worker-cert-match needs --tls-client-ca: it names which client certificates are workers'", 2);
+  }
   std::unique_ptr<sc::TokenTable> tokens;
   if (!auth_file.empty()) {
     auto table = sc::TokenTable::Load(auth_file);
     if (!table.ok()) return Fail(std::string(table.status().message()), 2);
     tokens = std::make_unique<sc::TokenTable>(std::move(*table));
   }
-  if (!tls && !tokens && !insecure) {
-    for (const std::string& address : {listen, worker_listen}) {
-      if (!address.empty() && !sc::IsLoopbackAddress(address)) {
-        return Fail(absl::StrCat(address, ": without --tls-cert or --auth the coordinator serves this machine only "
-                                 "(127.0.0.1, ::1); use --insecure-listen ",
-                                 address, " to serve others without them"),
-                    2);
-      }
-    }
-  }
+  const sc::Exposure exposure{listen, worker_listen, http_address, insecure, tls != nullptr,
+                               tls && tls->has_client_ca(), tokens != nullptr};
+  if (auto s = sc::CheckExposure(exposure); !s.ok()) return Fail(std::string(s.message()), 2);
 
   std::string http_host;
   int http_port = 0;
@@ -284,13 +294,22 @@ int main(int argc, char** argv) {
       spdlog::info("shutting down");
       return 0;
     }
-    spdlog::info("leading: holding the leader lease ({} s) in {}", leader_lease_seconds, (*store)->Backend());
+    spdlog::info("leading: holding the leader lease ({} s, epoch {}) in {}", leader_lease_seconds, leader->epoch(),
+                 (*store)->Backend());
+    // Every write of this coordinator checks the epoch in its own transaction: a leader
+    // paused past its lease (SIGSTOP, a long GC-like stall, a VM migration) that wakes after a
+    // takeover writes nothing and exits, as on a lost lease.
+    (*store)->SetFencingEpoch(leader->epoch(), [](const absl::Status& fenced) {
+      spdlog::critical("stepping down: {}; exiting so the new leader leads alone", std::string(fenced.message()));
+      spdlog::shutdown();
+      std::_Exit(3);
+    });
   }
   const auto recovery_start = std::chrono::steady_clock::now();
   auto core = sc::Coordinator::Create(std::move(*store), options);
   if (!core.ok()) return Fail(std::string(core.status().message()));
 
-  sc::Gatekeeper gate({tokens.get(), submits_per_minute, tls && tls->has_client_ca()});
+  sc::Gatekeeper gate({tokens.get(), submits_per_minute, tls && tls->has_client_ca(), worker_rules});
   sc::ClientService client_service(core->get(), &gate);
   sc::WorkerGatewayService gateway(core->get(), &gate);
   auto servers = sc::StartGrpcServers(listen, worker_listen, &client_service, &gateway, tls.get());
@@ -310,7 +329,11 @@ int main(int argc, char** argv) {
   }
   spdlog::info("security: {}; {}{}", tls ? "TLS" : "plaintext",
                tokens ? absl::StrCat(tokens->size(), " tokens from ", auth_file) : "no tokens",
-               tls && tls->has_client_ca() ? "; workers need client certificates" : "");
+               tls && tls->has_client_ca()
+                   ? (tokens && worker_rules.empty() ? "; workers need client certificates and worker tokens"
+                      : tokens ? "; workers need a worker token or a certificate matching --worker-cert-match"
+                               : "; workers need client certificates")
+                   : "");
   if (servers->worker) {
     ready_worker_addr = absl::StrCat(worker_listen.substr(0, worker_listen.rfind(':')), ":", servers->worker_port);
     spdlog::info("serving workers on {}; client messages limited to {} MiB", ready_worker_addr,

@@ -38,15 +38,17 @@ void MakeCa(const std::string& dir, const std::string& name) {
            "-subj", "/CN=" + name, "-keyout", dir + "/" + name + ".key", "-out", dir + "/" + name + ".crt"});
 }
 void MakeCertificate(const std::string& dir, const std::string& ca, const std::string& name,
-                     const std::string& extensions) {
+                     const std::string& extensions, const std::string& subject_tail = "") {
   const std::string base = dir + "/" + name;
-  Openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=" + name,
+  Openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=" + name + subject_tail,
            "-keyout", base + ".key", "-out", base + ".csr"});
   Openssl({"x509", "-req", "-in", base + ".csr", "-CA", dir + "/" + ca + ".crt", "-CAkey", dir + "/" + ca + ".key",
            "-CAcreateserial", "-days", "2", "-extfile", Write(base + ".ext", extensions), "-out", base + ".crt"});
 }
 constexpr char kServerExt[] = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n";
 constexpr char kClientExt[] = "extendedKeyUsage=clientAuth\n";
+// What marks a worker's certificate: the coordinator's --worker-cert-match rule.
+constexpr char kWorkerOu[] = "/OU=spriteforge-worker";
 
 std::string Manifest(const std::string& dir, int count) {
   return Write(dir + "/job.yaml",
@@ -65,7 +67,7 @@ class SecurityTest : public ::testing::Test {
     dir_ = TempDir("security");
     MakeCa(dir_, "ca");
     MakeCertificate(dir_, "ca", "server", kServerExt);
-    MakeCertificate(dir_, "ca", "worker-1", kClientExt);
+    MakeCertificate(dir_, "ca", "worker-1", kClientExt, kWorkerOu);
     Write(dir_ + "/auth.yaml", std::string("tokens:\n") +
                                    "  - {name: alice, token: " + kAlice + ", role: submitter}\n" +
                                    "  - {name: bob, token: " + kBob + ", role: submitter}\n" +
@@ -76,7 +78,8 @@ class SecurityTest : public ::testing::Test {
   }
   std::vector<std::string> SecureFlags() const {
     return {"--worker-listen", "127.0.0.1:0", "--tls-cert", dir_ + "/serving.crt", "--tls-key",
-            dir_ + "/serving.key", "--tls-client-ca", dir_ + "/ca.crt", "--auth", dir_ + "/auth.yaml"};
+            dir_ + "/serving.key", "--tls-client-ca", dir_ + "/ca.crt", "--auth", dir_ + "/auth.yaml",
+            "--worker-cert-match", "OU=spriteforge-worker"};
   }
   // The client with explicit global flags (not the cluster's).
   CommandResult ClientWith(Cluster& cluster, const std::vector<std::string>& globals,
@@ -167,6 +170,55 @@ TEST_F(SecurityTest, TlsTokensAndClientCertificatesEndToEnd) {
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/spriteforge.db-tls/key.pem"));  // reused by the next start
 }
 
+// Opens a worker stream and registers: "registered", or the refusal's message.
+std::string RegisterAsWorker(const std::string& address, const ChannelSecurity& security) {
+  auto channel = DialCoordinator(address, security, grpc::ChannelArguments());
+  if (!channel.ok()) return std::string(channel.status().message());
+  auto stub = v1::WorkerGateway::NewStub(*channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->Connect(&ctx);
+  v1::WorkerMessage hello;
+  v1::Register* reg = hello.mutable_register_();
+  reg->set_worker_id("probe");
+  reg->add_models("tiny-sdxl");
+  reg->set_max_batch(1);
+  reg->mutable_memory()->set_budget_bytes(1'000'000'000ull);
+  stream->Write(hello);
+  v1::CoordinatorMessage reply;
+  const bool registered = stream->Read(&reply) && reply.has_registered();
+  if (registered) ctx.TryCancel();
+  const grpc::Status status = stream->Finish();
+  return registered ? "registered" : status.error_message();
+}
+
+TEST_F(SecurityTest, AClientCertificateWithoutAWorkerTokenIsNotAWorker) {
+  // One port: submitters hold certificates of the same CA as workers.
+  MakeCertificate(dir_, "ca", "alice", kClientExt);
+  std::vector<std::string> flags = SecureFlags();
+  flags.erase(flags.begin(), flags.begin() + 2);  // no --worker-listen
+  Cluster cluster(dir_);
+  const ChannelSecurity alice{dir_ + "/ca.crt", dir_ + "/alice.crt", dir_ + "/alice.key", ""};
+  cluster.SetClientSecurity(alice);
+  cluster.StartCoordinator(0, flags);
+
+  EXPECT_EQ(RegisterAsWorker(cluster.address(), alice),
+            "client certificate 'CN=alice' is not a worker's: workers need a worker token or a certificate matching "
+            "--worker-cert-match");
+  EXPECT_EQ(RegisterAsWorker(cluster.address(), {alice.ca_file, alice.cert_file, alice.key_file, kAlice}),
+            "token 'alice' (submitter) may not connect as a worker");
+  // A worker proves its role with its marked certificate, or with a worker token.
+  EXPECT_EQ(RegisterAsWorker(cluster.address(), {dir_ + "/ca.crt", dir_ + "/worker-1.crt", dir_ + "/worker-1.key", ""}),
+            "registered");
+  EXPECT_EQ(RegisterAsWorker(cluster.address(), {alice.ca_file, alice.cert_file, alice.key_file, kWorker}),
+            "registered");
+
+  auto bad_rule = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db", dir_ + "/other.db",
+                              "--output", dir_ + "/out2", "--http", "127.0.0.1:0", "--worker-cert-match", "OU"});
+  EXPECT_EQ(Trim(bad_rule.err), "spriteforge-coordinator: error: --worker-cert-match 'OU': expected OU=NAME, CN=NAME, "
+                                "O=NAME, URI:NAME or DNS:NAME");
+}
+
 TEST_F(SecurityTest, WithoutTlsOrTokensOnlyLoopbackUnlessInsecureListen) {
   const std::string db = dir_ + "/db.sqlite", out = dir_ + "/out";
   auto refused = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "--listen", "0.0.0.0:0", "--db", db, "--output", out,
@@ -188,6 +240,22 @@ TEST_F(SecurityTest, WithoutTlsOrTokensOnlyLoopbackUnlessInsecureListen) {
   EXPECT_EQ(Trim(mismatched.err), "spriteforge-coordinator: error: " + dir_ +
                                       "/worker-1.key is not the private key of the certificate in " + dir_ +
                                       "/server.crt");
+
+  // The HTTP port takes jobs too: elsewhere than loopback it needs tokens.
+  auto open_http = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db", db, "--output", out,
+                               "--http", "0.0.0.0:0"});
+  EXPECT_EQ(open_http.exit_code, 2);
+  EXPECT_EQ(Trim(open_http.err),
+            "spriteforge-coordinator: error: --http 0.0.0.0:0: without --auth anyone who reaches this address can "
+            "submit, cancel and read every job; serve HTTP on 127.0.0.1, add --auth, or use --insecure-listen instead "
+            "of --listen to serve others without tokens");
+  // TLS alone encrypts but admits anyone.
+  auto tls_alone = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "--listen", "0.0.0.0:0", "--db", db, "--output", out,
+                               "--http", "127.0.0.1:0", "--tls-cert", dir_ + "/server.crt", "--tls-key",
+                               dir_ + "/server.key"});
+  EXPECT_EQ(tls_alone.exit_code, 2);
+  EXPECT_NE(tls_alone.err.find("--tls-cert without --auth encrypts but admits anyone"), std::string::npos)
+      << tls_alone.err;
 
   Cluster cluster(dir_);
   const int port = FreePort();

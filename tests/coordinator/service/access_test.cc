@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coordinator/service/exposure.h"
 #include "coordinator/service/gatekeeper.h"
 #include "coordinator/service/grpc_servers.h"
 #include "coordinator/service/http_access.h"
@@ -300,6 +301,44 @@ TEST(ListenPolicyTest, OnlyLoopbackAddressesAreLocal) {
   for (const char* open : {"0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051", "coordinator:50051", "128.0.0.1:1"}) {
     EXPECT_FALSE(IsLoopbackAddress(open)) << open;
   }
+}
+
+// Who a coordinator would serve with its flags: any port other machines reach needs tokens
+// (gRPC: or client certificates), unless --insecure-listen says to serve them anyway.
+TEST(ExposureTest, PortsForOtherMachinesNeedTokensOrCertificatesUnlessInsecure) {
+  const Exposure local{"127.0.0.1:50051", "", "127.0.0.1:8080"};
+  EXPECT_TRUE(CheckExposure(local).ok());
+
+  Exposure open_http = local;
+  open_http.http = "0.0.0.0:8080";
+  EXPECT_EQ(CheckExposure(open_http).message(),
+            "--http 0.0.0.0:8080: without --auth anyone who reaches this address can submit, cancel and read every "
+            "job; serve HTTP on 127.0.0.1, add --auth, or use --insecure-listen instead of --listen to serve others "
+            "without tokens");
+  Exposure https_alone = open_http;
+  https_alone.tls = true;
+  https_alone.client_ca = true;  // browsers present no certificates: the HTTP port still admits anyone
+  EXPECT_FALSE(CheckExposure(https_alone).ok());
+  Exposure with_tokens = open_http;
+  with_tokens.tokens = true;
+  EXPECT_TRUE(CheckExposure(with_tokens).ok());
+  Exposure insecure = open_http;
+  insecure.listen = "0.0.0.0:50051";
+  insecure.insecure = true;
+  EXPECT_TRUE(CheckExposure(insecure).ok());
+
+  Exposure tls_alone{"0.0.0.0:50051", "", "127.0.0.1:8080"};
+  tls_alone.tls = true;
+  EXPECT_EQ(CheckExposure(tls_alone).message(),
+            "0.0.0.0:50051: --tls-cert without --auth encrypts but admits anyone who reaches this port; add --auth "
+            "(tokens) to serve other machines");
+  Exposure certificates = tls_alone;
+  certificates.client_ca = true;  // workers share the port: every caller needs a certificate
+  EXPECT_TRUE(CheckExposure(certificates).ok());
+  certificates.worker_listen = "0.0.0.0:50052";  // a client port of its own asks for none
+  EXPECT_FALSE(CheckExposure(certificates).ok());
+  certificates.listen = "127.0.0.1:50051";
+  EXPECT_TRUE(CheckExposure(certificates).ok());
 }
 
 }  // namespace
