@@ -79,7 +79,7 @@ std::vector<Assignment> PlanJobs(const std::vector<const QueuedJob*>& jobs, cons
     int size = 0;
     for (JobCursor* c : order) {
       for (size_t i = c->first_free; i < c->taken.size() && !head; ++i) {
-        if (c->taken[i]) continue;
+        if (c->taken[i] || !MayTake(worker, c->job->job_id, c->job->items[i].index)) continue;
         const BatchKey& key = keys[c->job->items[i].key];
         if (!Serves(worker, key.model)) continue;
         // The LoRAs' weights are counted with the fixed part: they shrink the budget left for images.
@@ -97,7 +97,9 @@ std::vector<Assignment> PlanJobs(const std::vector<const QueuedJob*>& jobs, cons
     Assignment a{worker.id, keys[head_key], {}};
     auto take_from = [&](JobCursor* c, size_t from) {
       for (size_t i = from; i < c->taken.size() && static_cast<int>(a.items.size()) < size; ++i) {
-        if (c->taken[i] || c->job->items[i].key != head_key) continue;
+        if (c->taken[i] || c->job->items[i].key != head_key || !MayTake(worker, c->job->job_id, c->job->items[i].index)) {
+          continue;
+        }
         a.items.push_back({c->job->job_id, c->job->items[i].index, c->job->priority, c->job->submitted, a.key});
         c->Take(i);
       }

@@ -13,7 +13,9 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
+#include <utility>
 #include <tuple>
 #include <vector>
 
@@ -57,6 +59,9 @@ struct WorkerView {
   bool idle = true;                     // only idle workers get a batch
   const MemoryModel* memory = nullptr;  // the worker's calibrated model
   std::map<std::string, uint64_t> lora_bytes;  // the LoRAs of its folder, by name
+  // Items (job id, index) it is not to get: it returned invalid results for them and
+  // another worker can take them.
+  std::set<std::pair<std::string, int>> avoid;
 };
 
 // What a batch of `key` adds to the fixed part of the worker's memory: its LoRA files.
@@ -67,6 +72,11 @@ struct Assignment {
   BatchKey key;
   std::vector<PendingItem> items;
 };
+
+// Whether `worker` may take this item (not one it is to avoid).
+inline bool MayTake(const WorkerView& worker, const std::string& job_id, int index) {
+  return worker.avoid.empty() || !worker.avoid.count({job_id, index});
+}
 
 // The queue as the coordinator keeps it: per job, the first of its queued items (a window
 // read from the store, not the whole job), each naming its BatchKey by position in a

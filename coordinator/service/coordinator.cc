@@ -265,11 +265,12 @@ absl::StatusOr<std::vector<std::string>> Coordinator::ResultFiles(const std::str
 
 // ------------------------------------------------------------------ workers
 
-absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg) {
+absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg,
+                                  const std::string& credential) {
   RETURN_IF_ERROR(CheckRegister(reg));
   auto core = Lock();
   const std::string id = reg.worker_id().empty() ? RandomId("worker-") : reg.worker_id();
-  auto registered = core->workers().Register(std::move(channel), reg, id, WallMs());
+  auto registered = core->workers().Register(std::move(channel), reg, id, WallMs(), credential);
   if (!registered.ok()) return registered.status();
   WorkerState& w = **registered;
   nlohmann::json info = {{"device", reg.device_name()},

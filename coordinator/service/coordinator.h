@@ -64,7 +64,10 @@ class Coordinator {
   void Unwatch(int64_t handle);
 
   // ---- worker gateway
-  absl::Status Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg);
+  // `credential`: what the stream proved at admission (Gatekeeper::AdmitWorker); quarantine
+  // holds it as well as the worker id. Empty: none known.
+  absl::Status Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg,
+                        const std::string& credential = "");
   void OnMessage(WorkerChannel* channel, const v1::WorkerMessage& message);
   void OnDisconnect(WorkerChannel* channel);
 

@@ -1,5 +1,7 @@
 #include "coordinator/service/dispatcher.h"
 
+#include <algorithm>
+#include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -48,6 +50,7 @@ void Dispatcher::Schedule() {
 
 bool Dispatcher::ScheduleRound() {
   if (storage_pause_.Paused(WallMs())) return false;
+  auto avoid = ItemsToAvoid();
   std::vector<WorkerView> views;
   for (auto& [id, w] : workers_.all()) {
     if (!w.channel || batches_.Unrendered(id) > w.prefetch) continue;
@@ -59,6 +62,7 @@ bool Dispatcher::ScheduleRound() {
     v.idle = true;
     v.memory = w.model.get();
     for (const v1::LoraFile& lora : w.registration.lora_files()) v.lora_bytes[lora.name()] = lora.size_bytes();
+    if (auto a = avoid.find(id); a != avoid.end()) v.avoid = std::move(a->second);
     views.push_back(std::move(v));
   }
   if (views.empty()) return false;
@@ -132,11 +136,56 @@ bool Dispatcher::ScheduleRound() {
 
 // ------------------------------------------------------------------ releasing
 
+namespace {
+
+bool ServesModel(const WorkerState& w, const std::string& model) {
+  const auto& models = w.registration.models();
+  return std::find(models.begin(), models.end(), model) != models.end();
+}
+
+}  // namespace
+
+// A worker that returns invalid results is at fault, not the items: they go to another
+// worker first, and use up their attempts only where no other worker serves them.
+bool Dispatcher::NoteInvalidResults(const BatchState& b) {
+  for (const ItemKey& k : b.items) {
+    InvalidOn& on = invalid_on_[{k.job_id, k.index}];
+    on.model = b.key.model;
+    on.workers.insert(b.worker_id);
+  }
+  for (const auto& [id, w] : workers_.all()) {
+    if (!w.channel || !ServesModel(w, b.key.model)) continue;
+    const bool untried = std::none_of(b.items.begin(), b.items.end(), [&, &id = id](const ItemKey& k) {
+      return invalid_on_[{k.job_id, k.index}].workers.count(id) > 0;
+    });
+    if (untried) return true;
+  }
+  return false;
+}
+
+std::map<std::string, std::set<std::pair<std::string, int>>> Dispatcher::ItemsToAvoid() {
+  std::map<std::string, std::set<std::pair<std::string, int>>> avoid;
+  for (const auto& [item, on] : invalid_on_) {
+    bool other = false;
+    for (const auto& [id, w] : workers_.all()) {
+      other = other || (w.channel && !on.workers.count(id) && ServesModel(w, on.model));
+    }
+    if (!other) continue;  // none left to try: whoever serves the model may take it again
+    for (const std::string& id : on.workers) avoid[id].insert(item);
+  }
+  return avoid;
+}
+
 void Dispatcher::ReleaseBatch(const std::string& batch_id, v1::FailureReason reason, const std::string& message,
                               const std::map<std::pair<std::string, int>, std::string>& item_messages) {
   const ReleaseRule rule = BatchLedger::RuleFor(reason, options_.max_attempts, options_.storage_attempts);
+  int max_attempts = rule.max_attempts;
+  if (reason == v1::FAILURE_INVALID_RESULT) {
+    const BatchState* b = batches_.Find(batch_id);
+    if (b && NoteInvalidResults(*b)) max_attempts = std::numeric_limits<int>::max();
+  }
   auto released =
-      store_->ReleaseBatch(batch_id, rule.items_fault ? reason : 0, message, rule.max_attempts, item_messages);
+      store_->ReleaseBatch(batch_id, rule.items_fault ? reason : 0, message, max_attempts, item_messages);
   std::set<std::string> jobs;
   if (!released.ok()) {
     spdlog::error("batch {}: cannot release: {}", batch_id, std::string(released.status().message()));
@@ -144,6 +193,7 @@ void Dispatcher::ReleaseBatch(const std::string& batch_id, v1::FailureReason rea
     for (const ItemRecord& it : *released) {
       jobs.insert(it.job_id);
       if (it.state == ItemState::kQueued) jobs_.queues().Requeue(it);
+      else invalid_on_.erase({it.job_id, it.index});
       if (reason == v1::FAILURE_CANCELLED) continue;
       metrics_->AddFailure(ReasonName(reason));
       v1::JobEvent event;
@@ -182,6 +232,28 @@ void Dispatcher::OnDisconnect(WorkerState& w) {
   Schedule();
 }
 
+// A worker id made up once (or a default id of a process long gone) would otherwise stay in
+// the registry, /metrics and the workers table for good. Rows of workers this process never
+// knew (before a restart) go once as old.
+void Dispatcher::ForgetWorkers(int64_t now) {
+  const int64_t retention = options_.worker_retention_ms;
+  if (now < next_worker_sweep_ms_) return;
+  next_worker_sweep_ms_ = now + std::min<int64_t>(retention / 4, 60000);
+  const std::vector<std::string> forgotten = workers_.Forget(now, retention);
+  if (!forgotten.empty()) {
+    spdlog::info("forgot {} workers disconnected for more than {} s", forgotten.size(), retention / 1000);
+  }
+  auto stored = store_->ListWorkers();
+  if (!stored.ok()) return;
+  std::vector<std::string> gone;
+  for (const WorkerRecord& r : *stored) {
+    if (!workers_.Find(r.id) && now - r.last_seen_ms > retention) gone.push_back(r.id);
+  }
+  if (auto s = store_->DeleteWorkers(gone); !s.ok()) {
+    spdlog::warn("cannot forget {} workers in the store: {}", gone.size(), std::string(s.message()));
+  }
+}
+
 void Dispatcher::Expire(int64_t now) {
   for (WorkerState* w : workers_.Silent(now)) {
     DropWorker(*w, absl::StrCat("silent for ", (now - w->last_seen_ms) / 1000, " s"));
@@ -204,6 +276,7 @@ void Dispatcher::Expire(int64_t now) {
       if (!batches_.Find(batch_id)) ReleaseBatch(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
     }
   }
+  ForgetWorkers(now);
   const int failed = jobs_.CheckUnserved(SteadyMs());
   for (int i = 0; i < failed; ++i) metrics_->AddFailure(ReasonName(v1::FAILURE_MODEL_UNAVAILABLE));
   Schedule();

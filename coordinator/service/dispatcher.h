@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,6 +75,12 @@ class Dispatcher {
   // Real progress on a batch the worker holds: its stored leases are extended (at most
   // once per tenth of a lease).
   void Progressed(WorkerState& worker, int64_t now_ms);
+  // The batch's worker returned invalid results for its items: they are not to go back to
+  // it while another connected worker serves their model. True when such a worker exists
+  // (the attempt then does not use up the items' attempts).
+  bool NoteInvalidResults(const BatchState& batch);
+  // Per worker, the items it is to avoid now (WorkerView::avoid).
+  std::map<std::string, std::set<std::pair<std::string, int>>> ItemsToAvoid();
   void HandleFailure(WorkerState& worker, const v1::BatchFailure& failure);
   void HandleProgress(const WorkerState& worker, const v1::StepProgress& progress);
   void HandlePreview(const WorkerState& worker, const v1::BatchPreview& preview);  // relayed, never stored
@@ -87,6 +94,11 @@ class Dispatcher {
   BatchLedger batches_;
   StoragePause storage_pause_;
   std::map<std::string, int64_t> last_served_;  // job id -> round it was last given a batch
+  struct InvalidOn {
+    std::string model;
+    std::set<std::string> workers;  // that returned invalid results for the item
+  };
+  std::map<std::pair<std::string, int>, InvalidOn> invalid_on_;  // (job id, index) -> ...
   int64_t serve_counter_ = 0;
 };
 

@@ -82,6 +82,12 @@ bool Quarantine::Strike(const std::string& worker_id, int64_t now_ms) {
   return true;
 }
 
+void Quarantine::Quarantined(const std::string& worker_id, int64_t now_ms) {
+  Record& r = records_[worker_id];
+  r.strikes = 0;
+  r.until_ms = now_ms + duration_ms_;
+}
+
 void Quarantine::Clear(const std::string& worker_id) {
   auto it = records_.find(worker_id);
   if (it != records_.end() && it->second.until_ms == 0) records_.erase(it);
@@ -95,7 +101,9 @@ absl::Status Quarantine::Admit(const std::string& worker_id, int64_t now_ms) {
     records_.erase(it);
     return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(absl::StrCat("worker ", worker_id, " is quarantined for ",
+  // Credentials name their kind ("token gpu"); a bare key is a worker id.
+  const bool credential = worker_id.find(' ') != std::string::npos;
+  return absl::PermissionDeniedError(absl::StrCat(credential ? "" : "worker ", worker_id, " is quarantined for ",
                                                   (it->second.until_ms - now_ms + 999) / 1000, " more s after ",
                                                   strikes_, " batches of invalid results"));
 }

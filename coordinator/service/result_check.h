@@ -28,8 +28,11 @@ class Quarantine {
  public:
   Quarantine(int strikes, int64_t duration_ms) : strikes_(strikes), duration_ms_(duration_ms) {}
 
+  // The keys are worker ids or credentials ("token gpu", "certificate CN=spark-1", "host ...").
   // A batch from `worker_id` held invalid results; true when this strike quarantines it.
   bool Strike(const std::string& worker_id, int64_t now_ms);
+  // Quarantined from now on, whatever its count.
+  void Quarantined(const std::string& worker_id, int64_t now_ms);
   // A batch whose results were all valid: the count starts again.
   void Clear(const std::string& worker_id);
   // PermissionDenied while `worker_id` is quarantined.

@@ -57,7 +57,7 @@ void Dispatcher::Progressed(WorkerState& w, int64_t now) {
   if (workers_.Progressed(w, now)) store_->RenewLeases(w.id, now + options_.lease_ms).IgnoreError();
 }
 
-void Dispatcher::HandleProgressconst WorkerState& w, const v1::StepProgress& progress) {
+void Dispatcher::HandleProgress(const WorkerState& w, const v1::StepProgress& progress) {
   BatchState* b = batches_.HeldBy(w.id, progress.batch_id());
   if (!b) return;
   const int64_t now = WallMs();
@@ -154,6 +154,7 @@ void Dispatcher::CommitResults(std::vector<StagedResult>& group) {
         continue;
       }
       ++done;
+      invalid_on_.erase({wr.item.job_id, wr.item.index});
       jobs.insert(wr.item.job_id);
       v1::JobEvent event;
       auto* item_done = event.mutable_item_done();
@@ -184,8 +185,8 @@ void Dispatcher::CommitResults(std::vector<StagedResult>& group) {
       else ReleaseBatch(r.batch_id, v1::FAILURE_INTERNAL, "the worker's result lacked this item");
     }
     if (r.invalid_error.empty()) {
-      workers_.quarantine().Clear(r.worker_id);
-    } else if (workers_.quarantine().Strike(r.worker_id, now) && worker) {
+      workers_.ClearInvalid(r.worker_id);
+    } else if (workers_.StrikeInvalid(r.worker_id, now) && worker) {
       DropWorker(*worker, absl::StrCat("quarantined for ", options_.quarantine_ms / 1000, " s after ",
                                        options_.invalid_result_strikes, " batches of invalid results"));
     }

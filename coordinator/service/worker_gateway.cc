@@ -24,8 +24,8 @@ class Channel : public WorkerChannel {
 
 class GatewayReactor : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
  public:
-  GatewayReactor(Coordinator* core, std::string peer)
-      : core_(core), peer_(std::move(peer)), channel_(std::make_shared<Channel>()) {
+  GatewayReactor(Coordinator* core, std::string peer, std::string credential)
+      : core_(core), peer_(std::move(peer)), credential_(std::move(credential)), channel_(std::make_shared<Channel>()) {
     channel_->reactor = this;
     StartRead(&incoming_);
   }
@@ -40,7 +40,7 @@ class GatewayReactor : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::Coo
         EndStream(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the first message must be Register"));
         return;
       }
-      if (auto s = core_->Register(channel_, incoming_.register_()); !s.ok()) {
+      if (auto s = core_->Register(channel_, incoming_.register_(), credential_); !s.ok()) {
         spdlog::warn("worker at {} refused: {}", peer_, std::string(s.message()));
         EndStream(ToGrpc(s));
         return;
@@ -101,6 +101,7 @@ class GatewayReactor : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::Coo
  private:
   Coordinator* core_;
   std::string peer_;
+  std::string credential_;  // what admitted the stream: quarantine holds it too
   std::shared_ptr<Channel> channel_;
   v1::WorkerMessage incoming_;
   bool registered_ = false;
@@ -184,9 +185,9 @@ grpc::ServerWriteReactor<v1::FileChunk>* WorkerGatewayService::FetchBlob(grpc::C
                                                                          const v1::BlobRequest* request) {
   // Uploaded LoRAs and images go to workers only, as the prompts do.
   if (gate_) {
-    if (auto s = gate_->AdmitWorker(*ctx); !s.ok()) {
+    if (auto admitted = gate_->AdmitWorker(*ctx); !admitted.ok()) {
       auto* refused = new RefusedBlob();
-      refused->Finish(ToGrpc(s));
+      refused->Finish(ToGrpc(admitted.status()));
       return refused;
     }
   }
@@ -195,13 +196,16 @@ grpc::ServerWriteReactor<v1::FileChunk>* WorkerGatewayService::FetchBlob(grpc::C
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerGatewayService::Connect(
     grpc::CallbackServerContext* ctx) {
+  std::string credential = "host " + PeerHost(ctx->peer());  // without a gate: the host is all we know
   if (gate_) {
-    if (auto s = gate_->AdmitWorker(*ctx); !s.ok()) {
-      spdlog::warn("worker stream from {} refused: {}", ctx->peer(), std::string(s.message()));
-      return new RefusedStream(s);
+    auto admitted = gate_->AdmitWorker(*ctx);
+    if (!admitted.ok()) {
+      spdlog::warn("worker stream from {} refused: {}", ctx->peer(), std::string(admitted.status().message()));
+      return new RefusedStream(admitted.status());
     }
+    credential = *admitted;
   }
-  return new GatewayReactor(core_, ctx->peer());
+  return new GatewayReactor(core_, ctx->peer(), std::move(credential));
 }
 
 }  // namespace spriteforge::coordinator

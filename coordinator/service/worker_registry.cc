@@ -12,14 +12,21 @@ WorkerRegistry::WorkerRegistry(WorkerRules rules)
     : rules_(rules), quarantine_(rules.invalid_result_strikes, rules.quarantine_ms) {}
 
 absl::StatusOr<WorkerState*> WorkerRegistry::Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg,
-                                                      const std::string& id, int64_t now) {
+                                                      const std::string& id, int64_t now,
+                                                      const std::string& credential) {
   RETURN_IF_ERROR(quarantine_.Admit(id, now));
+  if (!credential.empty()) {
+    if (auto s = quarantine_.Admit(credential, now); !s.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat("worker ", id, " refused: ", s.message()));
+    }
+  }
   // A connected worker keeps its id: a second stream claiming it would take its batches.
   if (auto it = workers_.find(id); it != workers_.end() && it->second.channel && it->second.channel != channel) {
     return absl::AlreadyExistsError(absl::StrCat("worker ", id, " is already connected"));
   }
   WorkerState& w = workers_[id];
   w.id = id;
+  w.credential = credential;
   if (w.channel) by_channel_.erase(w.channel.get());
   w.channel = std::move(channel);
   by_channel_[w.channel.get()] = id;
@@ -39,6 +46,21 @@ absl::StatusOr<WorkerState*> WorkerRegistry::Register(std::shared_ptr<WorkerChan
   }
   return &w;
 }
+
+std::string WorkerRegistry::QuarantineKey(const std::string& worker_id) {
+  const WorkerState* w = Find(worker_id);
+  return w && !w->credential.empty() ? w->credential : worker_id;
+}
+
+bool WorkerRegistry::StrikeInvalid(const std::string& worker_id, int64_t now) {
+  const std::string key = QuarantineKey(worker_id);
+  if (!quarantine_.Strike(key, now)) return false;
+  // The id too, so it is refused by name whatever it connects with next.
+  if (key != worker_id) quarantine_.Quarantined(worker_id, now);
+  return true;
+}
+
+void WorkerRegistry::ClearInvalid(const std::string& worker_id) { quarantine_.Clear(QuarantineKey(worker_id)); }
 
 WorkerState* WorkerRegistry::Of(WorkerChannel* channel) {
   auto it = by_channel_.find(channel);

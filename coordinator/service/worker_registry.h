@@ -32,6 +32,7 @@ class WorkerChannel {
 
 struct WorkerState {
   std::string id;
+  std::string credential;  // its token, certificate or host (Gatekeeper::AdmitWorker); may be empty
   std::shared_ptr<WorkerChannel> channel;  // null while disconnected
   v1::Register registration;
   v1::MemoryReport memory;  // last heartbeat
@@ -61,10 +62,10 @@ class WorkerRegistry {
  public:
   explicit WorkerRegistry(WorkerRules rules);
 
-  // Connects (or reconnects) worker `id` on `channel`. PermissionDenied while quarantined;
-  // AlreadyExists while another stream holds the id.
+  // Connects (or reconnects) worker `id` on `channel`. PermissionDenied while the id or the
+  // credential it connected with is quarantined; AlreadyExists while another stream holds the id.
   absl::StatusOr<WorkerState*> Register(std::shared_ptr<WorkerChannel> channel, const v1::Register& reg,
-                                        const std::string& id, int64_t now_ms);
+                                        const std::string& id, int64_t now_ms, const std::string& credential = "");
   WorkerState* Of(WorkerChannel* channel);  // the connected worker on the stream; null otherwise
   WorkerState* Find(const std::string& id);
   // The stream is gone: the worker stays known, disconnected. Null for an unknown stream.
@@ -90,13 +91,22 @@ class WorkerRegistry {
   // The memory a batch of this shape peaked at: the worker's memory model learns it.
   void RecordPeak(WorkerState& worker, uint64_t peak_bytes, int batch_size, int width, int height);
 
+  // A batch of invalid results from the worker. Strikes count against its credential when it
+  // has one, so reconnecting under a new id starts neither the count nor the quarantine
+  // afresh. True when this strike quarantines it.
+  bool StrikeInvalid(const std::string& worker_id, int64_t now_ms);
+  // A batch of valid results: the count starts again.
+  void ClearInvalid(const std::string& worker_id);
+
   Quarantine& quarantine() { return quarantine_; }
   const WorkerRules& rules() const { return rules_; }
   std::map<std::string, WorkerState>& all() { return workers_; }
 
  private:
+  std::string QuarantineKey(const std::string& worker_id);
+
   WorkerRules rules_;
-  Quarantine quarantine_;
+  Quarantine quarantine_;  // by worker id, or by "token NAME" / "certificate SUBJECT" / "host HOST"
   std::map<std::string, WorkerState> workers_;
   std::unordered_map<WorkerChannel*, std::string> by_channel_;  // connected workers
 };

@@ -255,6 +255,69 @@ TEST_F(CoordinatorTest, AWorkerThatKeepsSendingInvalidResultsIsQuarantined) {
   for (const v1::Item& item : done.items()) EXPECT_EQ(item.worker_id(), "good");
 }
 
+TEST_F(CoordinatorTest, QuarantineHoldsTheCredentialNotOnlyTheWorkerId) {
+  CoordinatorOptions options;
+  options.max_attempts = 10;
+  Start(options);
+  auto bad = std::make_shared<FakeChannel>();
+  ASSERT_TRUE(core_->Register(bad, Registration("bad", 1), "token gpu-7").ok());
+  Submit(3);
+  for (int batch = 0; batch < 3; ++batch) {
+    v1::WorkerMessage junk = Result(bad->NextAssignment());
+    junk.mutable_result()->mutable_items(0)->set_png("junk");
+    core_->OnMessage(bad.get(), junk);
+  }
+  ASSERT_TRUE(bad->WaitClosed());
+  // A new id with the same token is refused; another token is not.
+  auto renamed = core_->Register(std::make_shared<FakeChannel>(), Registration("bad-2", 1), "token gpu-7");
+  EXPECT_EQ(renamed.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(renamed.message(),
+            "worker bad-2 refused: token gpu-7 is quarantined for 600 more s after 3 batches of invalid results");
+  EXPECT_EQ(core_->Register(std::make_shared<FakeChannel>(), Registration("bad", 1), "token other").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(core_->Register(std::make_shared<FakeChannel>(), Registration("good", 1), "token other").ok());
+}
+
+TEST_F(CoordinatorTest, StrikesFollowTheCredentialAcrossWorkerIds) {
+  CoordinatorOptions options;
+  options.max_attempts = 10;
+  Start(options);
+  Submit(3);
+  // Two invalid batches, then a reconnect under a new id: the third still quarantines.
+  for (int batch = 0; batch < 3; ++batch) {
+    auto channel = std::make_shared<FakeChannel>();
+    ASSERT_TRUE(core_->Register(channel, Registration("bad-" + std::to_string(batch), 1), "host ipv4:10.0.0.9").ok());
+    v1::WorkerMessage junk = Result(channel->NextAssignment());
+    junk.mutable_result()->mutable_items(0)->set_png("junk");
+    core_->OnMessage(channel.get(), junk);
+    if (batch < 2) core_->OnDisconnect(channel.get());
+    else EXPECT_TRUE(channel->WaitClosed());
+  }
+  EXPECT_EQ(core_->Register(std::make_shared<FakeChannel>(), Registration("bad-3", 1), "host ipv4:10.0.0.9").code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(CoordinatorTest, InvalidResultsAreRetriedOnAnotherWorkerBeforeTheyUseUpAttempts) {
+  CoordinatorOptions options;
+  options.max_attempts = 1;            // one honest failure would end the item
+  options.invalid_result_strikes = 100;  // this test is about the items, not the worker
+  Start(options);
+  auto bad = Connect("a-bad", 1);  // planned first: workers are offered work in id order
+  auto good = Connect("b-good", 1);
+  const std::string job = Submit(1);
+  v1::WorkerMessage junk = Result(bad->NextAssignment());
+  junk.mutable_result()->mutable_items(0)->set_png("junk");
+  core_->OnMessage(bad.get(), junk);
+  EXPECT_EQ(Job(job).items(0).state(), v1::ITEM_RUNNING) << "retried, not failed";
+  // The retry goes to the other worker, though the first is idle and first in order.
+  v1::Assignment retry = good->NextAssignment();
+  ASSERT_EQ(retry.items_size(), 1);
+  core_->OnMessage(good.get(), Result(retry));
+  const v1::GetJobResponse done = Job(job);
+  EXPECT_EQ(done.job().state(), v1::JOB_DONE);
+  EXPECT_EQ(done.items(0).worker_id(), "b-good");
+}
+
 TEST_F(CoordinatorTest, QuarantineEndsAndValidBatchesResetTheCount) {
   CoordinatorOptions options;
   options.max_attempts = 10;
