@@ -38,11 +38,15 @@ absl::Status ReadLimits(const YAML::Node& node, const std::string& where, const 
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>();
     const std::string at = absl::StrCat(where, ".", key);
-    if (key == "max_queued_images" || key == "max_running_jobs" || key == "submits_per_minute") {
+    if (key == "max_queued_images" || key == "max_running_jobs" || key == "submits_per_minute" ||
+        key == "max_upload_mb" || key == "uploads_per_minute") {
       ASSIGN_OR_RETURN(auto v, NonNegative(kv.second, at));
       if (key == "max_queued_images") limits->max_queued_images = v;
+      else if (key == "max_upload_mb" && v > (1 << 30)) return Invalid(at, "must be at most 1073741824");
+      else if (key == "max_upload_mb") limits->max_upload_bytes = static_cast<uint64_t>(v) << 20;
       else if (v > 1'000'000) return Invalid(at, "must be at most 1000000");
       else if (key == "max_running_jobs") limits->max_running_jobs = static_cast<int>(v);
+      else if (key == "uploads_per_minute") limits->uploads_per_minute = static_cast<int>(v);
       else limits->submits_per_minute = static_cast<int>(v);
     } else if (!allowed.count(key)) {
       return Invalid(at, "unknown key");
@@ -233,7 +237,7 @@ bool SeesAllJobs(const Principal& who) {
   return who.anonymous || who.role == Role::kAdmin || who.role == Role::kViewer;
 }
 
-absl::Status RateLimiter::Allow(const std::string& client, int per_minute, int64_t now_ms) {
+absl::Status RateLimiter::Allow(const std::string& client, int per_minute, int64_t now_ms, const char* limit_name) {
   if (per_minute <= 0) return absl::OkStatus();
   std::lock_guard<std::mutex> lock(mu_);
   auto [it, fresh] = buckets_.try_emplace(client);
@@ -247,7 +251,7 @@ absl::Status RateLimiter::Allow(const std::string& client, int per_minute, int64
     return absl::OkStatus();
   }
   const double wait_s = std::ceil((1 - b.tokens) / rate / 1000.0);
-  return absl::ResourceExhaustedError(absl::StrCat("submits_per_minute limit of ", per_minute, " reached for '",
+  return absl::ResourceExhaustedError(absl::StrCat(limit_name, " limit of ", per_minute, " reached for '",
                                                    client, "'; retry in ", wait_s, " s"));
 }
 

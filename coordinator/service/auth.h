@@ -6,7 +6,8 @@
 //     - {name: alice, token: "...", role: submitter, max_queued_images: 1000}
 //     - {name: ci, token_sha256: "<hex of sha256(token)>", role: admin}
 //     - {name: gpu, token: "...", role: worker}
-//   defaults: {max_queued_images: 10000, max_running_jobs: 20, submits_per_minute: 60}
+//   defaults: {max_queued_images: 10000, max_running_jobs: 20, submits_per_minute: 60,
+//              max_upload_mb: 20480, uploads_per_minute: 600}
 //
 // A job belongs to the name of the token that submitted it. Submitters see, watch, cancel
 // and fetch only their own jobs; viewers read every job; admins do everything; worker
@@ -32,6 +33,8 @@ struct ClientLimits {
   int64_t max_queued_images = 0;  // images of the name's unfinished jobs, after this submission
   int max_running_jobs = 0;       // unfinished jobs of the name, after this submission
   int submits_per_minute = 0;     // SubmitJob calls, with a burst of the same size
+  uint64_t max_upload_bytes = 0;  // bytes of the uploaded files the name holds (max_upload_mb)
+  int uploads_per_minute = 0;     // UploadFile calls, with a burst of the same size
 };
 
 struct Principal {
@@ -86,8 +89,9 @@ bool SeesAllJobs(const Principal& who);
 // size. Thread-safe.
 class RateLimiter {
  public:
-  // OK, or RESOURCE_EXHAUSTED naming the limit and when to retry.
-  absl::Status Allow(const std::string& client, int per_minute, int64_t now_ms);
+  // OK, or RESOURCE_EXHAUSTED naming the limit (`limit_name`) and when to retry.
+  absl::Status Allow(const std::string& client, int per_minute, int64_t now_ms,
+                     const char* limit_name = "submits_per_minute");
 
  private:
   struct Bucket {

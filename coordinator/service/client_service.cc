@@ -169,10 +169,22 @@ class FetchReactor : public grpc::ServerWriteReactor<v1::ResultFile> {
 };
 
 // Receives one file in chunks into the blob store. The first chunk says what the file is
-// and how large, so an oversized upload is refused before its bytes are written.
+// and how large, so an upload over a limit or quota is refused before its bytes are
+// written. An upload that stalls is expired by the store, which cancels the call here.
 class UploadReactor : public grpc::ServerReadReactor<v1::FileChunk> {
  public:
-  UploadReactor(BlobStore* blobs, v1::FileRef* response) : blobs_(blobs), response_(response) { StartRead(&chunk_); }
+  // The context, while the call lasts, for the store's expiry (from another thread).
+  struct Call {
+    std::recursive_mutex mu;  // gRPC may run OnDone inline inside TryCancel
+    grpc::CallbackServerContext* ctx = nullptr;
+  };
+
+  UploadReactor(Coordinator* core, grpc::CallbackServerContext* ctx, std::string owner, ClientLimits limits,
+                v1::FileRef* response)
+      : core_(core), owner_(std::move(owner)), limits_(limits), response_(response), call_(std::make_shared<Call>()) {
+    call_->ctx = ctx;
+    StartRead(&chunk_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client has sent everything
@@ -189,10 +201,15 @@ class UploadReactor : public grpc::ServerReadReactor<v1::FileChunk> {
       if (chunk_.kind() != v1::FILE_LORA && chunk_.kind() != v1::FILE_IMAGE) {
         return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first chunk must say the file's kind"));
       }
-      auto upload = blobs_->Begin(chunk_.kind() == v1::FILE_LORA ? ManifestFileKind::kLora : ManifestFileKind::kImage,
-                                  chunk_.size());
+      auto upload = core_->BeginUpload(
+          chunk_.kind() == v1::FILE_LORA ? ManifestFileKind::kLora : ManifestFileKind::kImage, chunk_.size(), owner_,
+          limits_);
       if (!upload.ok()) return Finish(ToGrpc(upload.status()));
       upload_ = std::move(*upload);
+      upload_->OnExpired([call = call_] {
+        std::lock_guard<std::recursive_mutex> lock(call->mu);
+        if (call->ctx) call->ctx->TryCancel();
+      });
     }
     if (auto s = upload_->Append(chunk_.data()); !s.ok()) {
       upload_.reset();
@@ -200,14 +217,32 @@ class UploadReactor : public grpc::ServerReadReactor<v1::FileChunk> {
     }
     StartRead(&chunk_);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    {
+      std::lock_guard<std::recursive_mutex> lock(call_->mu);
+      call_->ctx = nullptr;
+    }
+    delete this;
+  }
 
  private:
-  BlobStore* blobs_;
+  Coordinator* core_;
+  const std::string owner_;
+  const ClientLimits limits_;
   v1::FileRef* response_;
+  std::shared_ptr<Call> call_;
   v1::FileChunk chunk_;
   std::unique_ptr<BlobStore::Upload> upload_;
 };
+
+// Whose quota an upload counts against: the token's name, or without tokens the client's
+// host ("ipv4:10.0.0.5:41234" -> "ipv4:10.0.0.5"), as for the submission rate.
+std::string UploaderOf(const Principal& who, const grpc::CallbackServerContext& ctx) {
+  if (!who.anonymous) return who.name;
+  const std::string peer = ctx.peer();
+  const size_t colon = peer.rfind(':');
+  return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
+}
 
 }  // namespace
 
@@ -289,12 +324,13 @@ grpc::ServerWriteReactor<v1::ResultFile>* ClientService::FetchResults(grpc::Call
 }
 grpc::ServerReadReactor<v1::FileChunk>* ClientService::UploadFile(grpc::CallbackServerContext* ctx, v1::FileRef* response) {
   // Uploads are for jobs: only those who may submit may fill the coordinator's disk.
-  if (auto who = Check(ctx, Action::kSubmit); !who.ok()) {
+  auto who = Check(ctx, Action::kSubmit);
+  if (!who.ok()) {
     auto* reactor = new RefusedUpload();
     reactor->Finish(ToGrpc(who.status()));
     return reactor;
   }
-  return new UploadReactor(core_->blobs(), response);
+  return new UploadReactor(core_, ctx, UploaderOf(*who, *ctx), who->limits, response);
 }
 
 }  // namespace spriteforge::coordinator

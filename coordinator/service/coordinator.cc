@@ -1,7 +1,9 @@
 #include "coordinator/service/coordinator.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <random>
 #include <thread>
 
@@ -46,6 +48,14 @@ absl::StatusOr<ManifestFile> DescribeBlob(const std::string& path, const std::st
   return file;
 }
 
+// The uploaded files an item needs: its LoRAs and its start image.
+void AddBlobsNamedBy(const ItemRecord& item, std::set<std::string>* named) {
+  for (const v1::LoraRef& lora : item.sampling.loras()) {
+    if (!lora.sha256().empty()) named->insert(lora.sha256());
+  }
+  if (!item.image.init_image_sha256().empty()) named->insert(item.image.init_image_sha256());
+}
+
 }  // namespace
 
 Coordinator::Coordinator(std::unique_ptr<Store> store, std::unique_ptr<BlobStore> blobs, CoordinatorOptions options)
@@ -77,7 +87,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
   if (options.blob_dir.empty()) {
     options.blob_dir = (std::filesystem::absolute(options.output_dir).lexically_normal().parent_path() / "blobs").string();
   }
-  ASSIGN_OR_RETURN(auto blobs, BlobStore::Open(options.blob_dir, options.upload_limits));
+  ASSIGN_OR_RETURN(auto blobs, BlobStore::Open(options.blob_dir, options.upload_limits,
+                                               BlobBudget{options.blob_max_bytes}));
   std::unique_ptr<Coordinator> core(new Coordinator(std::move(store), std::move(blobs), std::move(options)));
   // Every unfinished job is in the cache, so the checks that walk it see them all.
   {
@@ -100,6 +111,9 @@ FileResolver Coordinator::UploadedFiles(const v1::SubmitJobRequest& request) {
           absl::StrCat(path, " was not uploaded with the job (the spriteforge client uploads the files a manifest names)"));
     }
     auto blob = blobs_->Path(sha->second);
+    if (blob.ok()) {
+      if (auto touched = blobs_->Touch(sha->second); !touched.ok()) blob = touched;  // named now: collection waits
+    }
     if (!blob.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": ", blob.status().message(), " (upload it again)"));
     }
@@ -108,6 +122,30 @@ FileResolver Coordinator::UploadedFiles(const v1::SubmitJobRequest& request) {
     (*seen)[{path, static_cast<int>(kind)}] = *file;
     return file;
   };
+}
+
+absl::StatusOr<std::unique_ptr<BlobStore::Upload>> Coordinator::BeginUpload(ManifestFileKind kind, uint64_t announced,
+                                                                            const std::string& owner,
+                                                                            const ClientLimits& limits) {
+  const int per_minute = limits.uploads_per_minute > 0 ? limits.uploads_per_minute : options_.uploads_per_minute;
+  RETURN_IF_ERROR(uploads_.Allow(owner, per_minute, SteadyMs(), "uploads_per_minute"));
+  const uint64_t quota = limits.max_upload_bytes > 0 ? limits.max_upload_bytes : options_.owner_upload_bytes;
+  return blobs_->Begin(kind, announced, owner, quota);
+}
+
+absl::StatusOr<int> Coordinator::CollectBlobs(int64_t now_ms) {
+  std::set<std::string> named;
+  {
+    auto core = Lock();
+    ASSIGN_OR_RETURN(auto jobs, core->store().UnfinishedJobs());
+    for (const JobRecord& job : jobs) {
+      ASSIGN_OR_RETURN(auto items, core->store().Items(job.id));
+      for (const ItemRecord& item : items) AddBlobsNamedBy(item, &named);
+    }
+  }
+  const int deleted = blobs_->Collect(named, now_ms, options_.blob_grace_ms);
+  if (deleted > 0) spdlog::info("deleted {} uploaded files no unfinished job names", deleted);
+  return deleted;
 }
 
 void Coordinator::CountBlobFetch(const std::string& sha256, uint64_t bytes) {
@@ -311,6 +349,14 @@ void Coordinator::OnDisconnect(WorkerChannel* channel) {
 
 void Coordinator::Tick() {
   Lock()->Expire(WallMs());
+  if (options_.upload_idle_ms > 0) blobs_->ExpireStalled(SteadyMs(), options_.upload_idle_ms);
+  if (const int64_t now = WallMs(); now >= next_collect_ms_) {
+    // Often enough that a blob outlives its grace by a fraction of it at most.
+    next_collect_ms_ = now + std::clamp<int64_t>(options_.blob_grace_ms / 4, 1000, 600000);
+    if (auto collected = CollectBlobs(now); !collected.ok()) {
+      spdlog::warn("uploaded files not collected: {}", std::string(collected.status().message()));
+    }
+  }
   last_tick_ms_ = SteadyMs();
 }
 

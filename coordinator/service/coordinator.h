@@ -78,6 +78,16 @@ class Coordinator {
   // lock can be taken within `lock_timeout_ms`. For health checks.
   absl::Status CheckAlive(int64_t max_tick_age_ms, int64_t lock_timeout_ms);
 
+  // ---- uploads
+  // Begins an upload for `owner` (a token's name, or the client's host without tokens)
+  // within its uploads per minute, its quota of stored bytes and the blob folder's budget
+  // (`limits` over the options' defaults); RESOURCE_EXHAUSTED naming the limit otherwise.
+  absl::StatusOr<std::unique_ptr<BlobStore::Upload>> BeginUpload(ManifestFileKind kind, uint64_t announced,
+                                                                 const std::string& owner, const ClientLimits& limits);
+  // Deletes the blobs no unfinished job names that were unused for the grace period;
+  // returns how many. Tick calls it every few minutes, on wall-clock `now_ms`.
+  absl::StatusOr<int> CollectBlobs(int64_t now_ms);
+
   const CoordinatorOptions& options() const { return options_; }
   BlobStore* blobs() { return blobs_.get(); }
   // A worker fetched an uploaded file (for the log and /metrics).
@@ -106,6 +116,8 @@ class Coordinator {
   const CoordinatorOptions options_;
   Metrics metrics_;
   std::unique_ptr<BlobStore> blobs_;
+  RateLimiter uploads_;                    // per owner
+  std::atomic<int64_t> next_collect_ms_{0};  // wall clock of the next CollectBlobs from Tick
   std::atomic<int64_t> last_tick_ms_;  // steady clock
   Outbox outbox_;
   std::mutex mu_;                     // guards everything in core_

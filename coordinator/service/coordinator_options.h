@@ -32,6 +32,12 @@ struct CoordinatorOptions {
   // Files uploaded with jobs, by content hash; empty: "blobs" beside output_dir.
   std::string blob_dir;
   UploadLimits upload_limits;
+  // Uploads' share of the disk and their pace; 0: no limit.
+  uint64_t blob_max_bytes = 0;      // every blob plus uploads in progress (--blob-max-gb)
+  uint64_t owner_upload_bytes = 0;  // per owner unless its token sets max_upload_mb
+  int uploads_per_minute = 0;       // per owner unless its token sets uploads_per_minute
+  int64_t blob_grace_ms = 3600000;  // a blob no unfinished job names is deleted once unused this long
+  int64_t upload_idle_ms = 60000;   // an upload that sends nothing this long is cancelled
 };
 
 }  // namespace spriteforge::coordinator
