@@ -28,6 +28,8 @@ absl::Status LeaderLeaseKeeper::WaitToLead(const std::atomic<bool>& stop,
       auto won = store_->ClaimLeader(*lease, options_.id, options_.address, options_.lease_ms);
       if (won.ok() && *won) {
         renewed_at_ = std::chrono::steady_clock::now();
+        // The claim matched the epoch seen, and moves it on when the holder changes.
+        epoch_ = lease->holder == options_.id ? lease->epoch : lease->epoch + 1;
         if (!lease->holder.empty() && lease->holder != options_.id) {
           spdlog::warn("taking over from {} ({}), whose lease lapsed {} ms ago", lease->holder, lease->address,
                        lease->now_ms - lease->expires_ms);

@@ -46,11 +46,15 @@ class LeaderLeaseKeeper {
   // next poll instead of after the lease.
   void Release();
   const LeaderOptions& options() const { return options_; }
+  // The epoch this coordinator leads in (after WaitToLead): the coordinator's store is
+  // fenced with it (Store::SetFencingEpoch), so once another takes over it writes nothing.
+  int64_t epoch() const { return epoch_; }
 
  private:
   std::unique_ptr<Store> store_;
   LeaderOptions options_;
   std::chrono::steady_clock::time_point renewed_at_;
+  int64_t epoch_ = 0;
 };
 
 }  // namespace spriteforge::coordinator

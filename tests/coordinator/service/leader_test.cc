@@ -82,6 +82,19 @@ TEST_P(LeaderLeaseTest, AReleasedLeaseIsTakenAtTheNextPoll) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
 }
 
+// Each takeover moves the epoch on (the fencing token of the new leader's writes); a
+// leader's renewals and release keep it.
+TEST_P(LeaderLeaseTest, EachTakeoverLeadsInTheNextEpoch) {
+  auto a = Keeper("a"), b = Keeper("b");
+  std::atomic<bool> stop{false};
+  ASSERT_TRUE(a->WaitToLead(stop, [](const LeaderLease&) {}).ok());
+  EXPECT_EQ(a->epoch(), 1);
+  ASSERT_TRUE(a->Renew().ok());
+  a->Release();
+  ASSERT_TRUE(b->WaitToLead(stop, [](const LeaderLease&) {}).ok());
+  EXPECT_EQ(b->epoch(), 2);
+}
+
 TEST_P(LeaderLeaseTest, AStandbyStopsWaitingWhenAskedTo) {
   auto a = Keeper("a"), b = Keeper("b");
   std::atomic<bool> stop{false};
