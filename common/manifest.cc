@@ -270,6 +270,52 @@ nlohmann::json ToJson(const YAML::Node& node) {
   return s;
 }
 
+// yaml-cpp refuses JSON's escape of a character beyond the Basic Multilingual Plane, a
+// UTF-16 surrogate pair ("\ud83d\ude00"), which JSON writers emit for emoji. In a JSON
+// document (every string double-quoted, so every backslash starts an escape) each pair is
+// written as its UTF-8 character before parsing; line numbers stay as they were.
+bool HexAt(const std::string& text, size_t at, unsigned* out) {
+  if (at + 4 > text.size()) return false;
+  *out = 0;
+  for (size_t i = at; i < at + 4; ++i) {
+    const char c = text[i];
+    const int digit = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                             : -1;
+    if (digit < 0) return false;
+    *out = *out * 16 + static_cast<unsigned>(digit);
+  }
+  return true;
+}
+
+std::string JoinSurrogatePairs(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || text[first] != '{' || text.find("\\u") == std::string::npos) return text;
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\' || i + 1 == text.size()) {
+      out += text[i];
+      continue;
+    }
+    unsigned high = 0, low = 0;
+    if (text[i + 1] == 'u' && HexAt(text, i + 2, &high) && high >= 0xD800 && high <= 0xDBFF &&
+        text.compare(i + 6, 2, "\\u") == 0 && HexAt(text, i + 8, &low) && low >= 0xDC00 && low <= 0xDFFF) {
+      const unsigned code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+      out += static_cast<char>(0xF0 | (code >> 18));
+      out += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (code & 0x3F));
+      i += 11;
+      continue;
+    }
+    out += text[i];  // any other escape, "\\" included, is kept whole
+    out += text[++i];
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string ModelNameProblem(const std::string& model) {
@@ -299,9 +345,10 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::strin
   return m;
 }
 
-absl::StatusOr<Manifest> ParseManifestEntries(const std::string& text, const std::string& file,
+absl::StatusOr<Manifest> ParseManifestEntries(const std::string& original, const std::string& file,
                                               const ManifestLimits& lim, const FileResolver& files) {
   Errors err(file);
+  const std::string text = JoinSurrogatePairs(original);
   if (text.size() > lim.max_file_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": manifest is ", text.size(), " bytes; the limit is ", lim.max_file_bytes));
   }

@@ -53,6 +53,14 @@ TEST(Manifest, JsonReadsLikeYamlAndRandomSeedsAreRecorded) {
   EXPECT_EQ(m->postprocess->height(), 64);
 }
 
+// JSON writers escape emoji as UTF-16 surrogate pairs; YAML parsers refuse those.
+TEST(Manifest, JsonMayEscapeCharactersBeyondTheBasicPlaneAsSurrogatePairs) {
+  auto m = ParseManifest(R"({"name": "faces", "model": "sdxl",
+      "items": [{"prompt": "smile \ud83d\ude00 \\ud83d", "seed": 1}]})", "faces.json", Draw);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->images[0].image.prompt(), "smile \xF0\x9F\x98\x80 \\ud83d");  // an escaped backslash stays text
+}
+
 TEST(Manifest, PreviewEveryIsReadAndChecked) {
   const std::string head = "name: x\nmodel: m\nitems: [{prompt: a}]\n";
   auto plain = ParseManifest(head, "job.yaml", Draw);
