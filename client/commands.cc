@@ -1,7 +1,12 @@
 #include "client/commands.h"
 
 #include <grpcpp/grpcpp.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <chrono>
@@ -192,7 +197,58 @@ void WaitForCoordinator(Stub& stub, const std::string& job_id, std::chrono::seco
   stub.GetJob(&ctx, request, &response);
 }
 
+// Whether something accepts TCP connections at HOST:PORT now. Addresses that gRPC resolves
+// itself (unix:, dns:///...), names that do not resolve and connects that neither succeed nor
+// are refused within a second count as yes: the call that follows reports on them.
+bool Listening(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || address.find('/') != std::string::npos || address.rfind("unix:", 0) == 0) {
+    return true;
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), address.substr(colon + 1).c_str(), &hints, &found) != 0) return true;
+  bool refused = true;
+  for (addrinfo* a = found; a != nullptr && refused; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      refused = false;
+    } else if (errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int error = 0;
+      socklen_t size = sizeof(error);
+      if (poll(&p, 1, 1000) <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) != 0 || error != ECONNREFUSED) {
+        refused = false;
+      }
+    } else if (errno != ECONNREFUSED) {
+      refused = false;
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return !refused;
+}
+
 }  // namespace
+
+void WaitForListener(const std::string& address, int seconds) {
+  const auto start = std::chrono::steady_clock::now();
+  bool said = false;
+  while (!Listening(address)) {
+    const auto waited = std::chrono::steady_clock::now() - start;
+    if (waited >= std::chrono::seconds(seconds)) return;
+    if (!said && waited >= std::chrono::seconds(1)) {
+      std::fprintf(stderr, "spriteforge: no coordinator at %s yet; waiting up to %d s (--wait-for)\n", address.c_str(),
+                   seconds);
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
 
 int Watch(Stub& first, const WatchArgs& args) {
   const std::string& job_id = args.job_id;
@@ -313,9 +369,13 @@ int Workers(Stub& stub, bool json) {
 
 int Results(Stub& stub, const ResultsArgs& args) {
   const std::string& out = args.out;
-  std::error_code ec;
-  std::filesystem::create_directories(out, ec);
-  if (ec) return Error("results", "cannot create " + out + ": " + ec.message());
+  // Made once the coordinator sends the job's first file (or knows the job): a mistyped
+  // job id leaves no empty folder behind.
+  auto make_out = [&]() -> std::string {
+    std::error_code ec;
+    std::filesystem::create_directories(out, ec);
+    return ec ? "cannot create " + out + ": " + ec.message() : "";
+  };
   v1::FetchResultsRequest request;
   request.set_job_id(args.job_id);
   request.set_include_renders(args.renders);
@@ -327,6 +387,13 @@ int Results(Stub& stub, const ResultsArgs& args) {
     // Names come from the server: keep only the last path component.
     const std::string name = std::filesystem::path(file.name()).filename().string();
     if (name.empty() || name == "." || name == "..") continue;
+    if (files == 0) {
+      if (std::string why = make_out(); !why.empty()) {
+        ctx.TryCancel();
+        reader->Finish();
+        return Error("results", why);
+      }
+    }
     if (auto s = WriteFileAtomic(out + "/" + name, file.data()); !s.ok()) {
       ctx.TryCancel();
       reader->Finish();
@@ -336,6 +403,7 @@ int Results(Stub& stub, const ResultsArgs& args) {
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".png") == 0) ++images;
   }
   if (auto s = reader->Finish(); !s.ok()) return RpcError("results", s);
+  if (std::string why = make_out(); !why.empty()) return Error("results", why);
   std::printf("%d images (%d files) in %s\n", images, files, out.c_str());
   return 0;
 }

@@ -39,6 +39,10 @@ struct ResultsArgs {
   bool renders = false;
 };
 
+// Waits up to `seconds` while nothing listens at `address` (a coordinator that is starting),
+// saying so on stderr after a second. Returns at once for a listener or an address it cannot probe.
+void WaitForListener(const std::string& address, int seconds);
+
 int Submit(Stub& stub, const SubmitArgs& args);
 int Watch(Stub& stub, const WatchArgs& args);
 int Status(Stub& stub, const StatusArgs& args);

@@ -48,6 +48,10 @@ int main(int argc, char** argv) {
       ->envname("SPRITEFORGE_COORDINATOR");
   spriteforge::ChannelSecurity security;
   spriteforge::AddTlsFlags(app, security);
+  int wait_for = 10;
+  app.add_option("--wait-for", wait_for, "Seconds to wait for a coordinator that is starting (nothing listens "
+                                         "at its address yet) before a command fails")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--token", security.token, "Token for coordinators with --auth (the environment keeps it "
                                             "out of process listings)")
       ->envname("SPRITEFORGE_TOKEN");
@@ -131,6 +135,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "spriteforge: error: %s\n", std::string(addresses.status().message()).c_str());
     return 2;
   }
+  if (addresses->size() == 1) sc::WaitForListener(addresses->front(), wait_for);
   // Several coordinators (one leads, the others stand by): the one that leads now, waiting
   // out a failover for up to the reconnect time.
   auto channel = spriteforge::DialLeader(*addresses, security, channel_args, std::chrono::seconds(20));

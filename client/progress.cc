@@ -56,10 +56,13 @@ std::string ProgressView::Update(const v1::JobEvent& event) {
                                     Bar(w.total ? double(w.step) / w.total : 0, 20), w.step, w.total, w.images));
   }
   if (!terminal_) {
-    // Logs and CI: a status line per item event and at the end, not per step.
+    // Logs and CI: a plain status line (no bar: nothing redraws it) per item event and at
+    // the end, not per step.
     const bool milestone =
         event.event_case() == v1::JobEvent::kItemDone || event.event_case() == v1::JobEvent::kQueued;
-    return milestone ? log + lines.front() + "\n" : log;
+    if (!milestone) return log;
+    return log + absl::StrFormat("%s: %d/%d done, %d running, %d failed  %.2f img/s  %s\n", job_.id(), c.done(),
+                                 c.total(), c.running(), c.failed(), job_.images_per_second(), eta);
   }
   std::string out;
   if (lines_drawn_ > 0) absl::StrAppend(&out, "\x1b[", lines_drawn_, "F");  // back to the first line

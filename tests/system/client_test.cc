@@ -46,6 +46,23 @@ TEST(ClientTest, WatchingAJobThatDoesNotExistSaysSo) {
   auto r = cluster.Client({"watch", "job-missing"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "spriteforge watch: no job job-missing\n");
+  // Nor does fetching its results leave an empty folder behind.
+  auto results = cluster.Client({"results", "job-missing", "--out", cluster.dir() + "/results"});
+  EXPECT_EQ(results.exit_code, 1);
+  EXPECT_FALSE(std::filesystem::exists(cluster.dir() + "/results"));
+}
+
+// `spriteforge-coordinator & spriteforge submit ...`: a client started before its coordinator
+// listens waits for it (--wait-for) instead of failing with "Connection refused".
+TEST(ClientTest, AClientStartedBeforeTheCoordinatorWaitsForIt) {
+  Cluster cluster(TempDir("client_first"));
+  const int port = FreePort();
+  const std::string log = cluster.dir() + "/status.log";
+  Process status({SPRITEFORGE_CLIENT_BIN, "--coordinator", "127.0.0.1:" + std::to_string(port), "status"}, log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(status.Running()) << Slurp(log);
+  ASSERT_NO_FATAL_FAILURE(cluster.StartCoordinator(port));
+  EXPECT_EQ(status.WaitFor(10), 0) << Slurp(log);
 }
 
 TEST(ClientTest, WatchFollowsAJobAcrossACoordinatorRestart) {
@@ -70,6 +87,9 @@ TEST(ClientTest, WatchFollowsAJobAcrossACoordinatorRestart) {
   const std::string text = Slurp(log);
   EXPECT_TRUE(Contains(text, job_id + ": cancelled, 0 of 2 images")) << text;
   EXPECT_FALSE(Contains(text, "CANCELLED")) << text;
+  // Off a terminal, progress is plain lines: no bars that nothing redraws.
+  EXPECT_TRUE(Contains(text, job_id + ": 0/2 done")) << text;
+  EXPECT_FALSE(Contains(text, "[...")) << text;
 }
 
 TEST(ClientTest, AJobForAModelNoWorkerServesSaysSoAndWaitsByDefault) {
