@@ -188,6 +188,9 @@ class OpenApiTest(unittest.TestCase):
         self.assertIn(b"<title>spriteforge</title>", self.call("GET", "/"))
         self.assertIn(b"spriteforge_images_total", self.call("GET", "/metrics"))
         self.assertEqual(self.call("GET", "/healthz"), b"ok\n")
+        stats = self.call("GET", "/stats")
+        self.assertEqual(stats["workers_connected"], 1)
+        self.assertGreater(int(stats["images_total"]), 0)
 
 
 if __name__ == "__main__":
