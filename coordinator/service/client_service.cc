@@ -260,7 +260,7 @@ absl::StatusOr<Principal> ClientService::Check(grpc::CallbackServerContext* ctx,
     ASSIGN_OR_RETURN(auto job_owner, core_->JobOwner(job_id));
     owner = job_owner;
   }
-  RETURN_IF_ERROR(Authorize(*who, action, owner, job_id));
+  RETURN_IF_ERROR(job_id.empty() ? Authorize(*who, action) : AuthorizeJob(*who, action, owner, job_id));
   return who;
 }
 

@@ -80,6 +80,14 @@ std::string PeerHost(const std::string& peer) {
   return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
 }
 
+absl::Status AuthorizeJob(const Principal& who, Action action, const std::string& owner, const std::string& job_id) {
+  absl::Status allowed = Authorize(who, action, owner, job_id);
+  if (allowed.ok() || !absl::IsPermissionDenied(allowed) || Authorize(who, Action::kReadJob, owner, job_id).ok()) {
+    return allowed;
+  }
+  return absl::NotFoundError(absl::StrCat("no job ", job_id));
+}
+
 absl::StatusOr<WorkerCertificateRule> ParseWorkerCertificateRule(const std::string& text) {
   for (const char* field : {"OU=", "CN=", "O=", "URI:", "DNS:"}) {
     const std::string prefix = field;

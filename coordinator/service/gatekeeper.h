@@ -23,6 +23,12 @@ struct WorkerCertificateRule {
 };
 absl::StatusOr<WorkerCertificateRule> ParseWorkerCertificateRule(const std::string& text);
 
+// Authorize for a call on job `job_id` owned by `owner`. A caller who may not even read the
+// job is answered as for a missing job (NOT_FOUND "no job ID", the store's words), so
+// another owner's job ids cannot be probed; one who may read it (a viewer cancelling)
+// gets PERMISSION_DENIED.
+absl::Status AuthorizeJob(const Principal& who, Action action, const std::string& owner, const std::string& job_id);
+
 // "ipv4:10.0.0.5:41234" -> "ipv4:10.0.0.5": one client per host, not per connection.
 std::string PeerHost(const std::string& peer);
 

@@ -34,8 +34,8 @@ absl::Status CheckHttpAccess(Gatekeeper& gate, Coordinator& core, const std::str
     case HttpRoute::kCancelJob: {
       if (who.anonymous) return absl::OkStatus();
       ASSIGN_OR_RETURN(auto owner, core.JobOwner(target.job_id));
-      return Authorize(who, target.route == HttpRoute::kCancelJob ? Action::kCancelJob : Action::kReadJob, owner,
-                       target.job_id);
+      return AuthorizeJob(who, target.route == HttpRoute::kCancelJob ? Action::kCancelJob : Action::kReadJob, owner,
+                          target.job_id);
     }
     default:
       return Authorize(who, Action::kReadFleet);

@@ -1,10 +1,13 @@
 // Tokens, roles and ownership through the real gRPC services on loopback ports: every call
-// without a valid token is UNAUTHENTICATED, every call across owners or roles is
-// PERMISSION_DENIED, quotas and the submission rate are RESOURCE_EXHAUSTED naming the limit.
+// without a valid token is UNAUTHENTICATED, every call across roles is PERMISSION_DENIED,
+// another owner's job is NOT_FOUND as a missing one is, quotas and the submission rate are
+// RESOURCE_EXHAUSTED naming the limit.
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
+
+#include <regex>
 
 #include "coordinator/service/exposure.h"
 #include "coordinator/service/gatekeeper.h"
@@ -176,10 +179,14 @@ TEST_F(AccessTest, ASubmitterReachesOnlyItsOwnJobs) {
   v1::Job job;
   ASSERT_TRUE(GetAs(kAlice, alices, &job).ok());
   EXPECT_EQ(job.owner(), "alice");
+  // Another owner's job answers as a missing one does, so ids cannot be probed.
   for (const grpc::Status& s : {GetAs(kBob, alices), CancelAs(kBob, alices), WatchAs(kBob, alices), FetchAs(kBob, alices)}) {
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+    EXPECT_EQ(s.error_message(), "no job " + alices);
   }
-  EXPECT_EQ(GetAs(kBob, alices).error_message(), "token 'bob' (submitter) may not read job " + alices + ": not its own");
+  const grpc::Status missing = GetAs(kBob, "job-000000000000");
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(missing.error_message(), "no job job-000000000000");
   EXPECT_TRUE(WatchAs(kAlice, alices).ok());
   EXPECT_TRUE(FetchAs(kAlice, alices).ok());
   EXPECT_EQ(ListAs(kBob), std::vector<std::string>{bobs});
@@ -253,15 +260,19 @@ TEST_F(AccessTest, TheHttpApiAsksForTheSameTokensAndOwnership) {
 
   for (const std::string path : {"/v1/jobs/" + id, "/v1/jobs/" + id + "/results", "/v1/jobs/" + id + "/events",
                                  "/v1/jobs/" + id + "/results/0.png"}) {
-    EXPECT_EQ(http.Get(path, as(kBob))->status, 403) << path;
+    EXPECT_EQ(http.Get(path, as(kBob))->status, 404) << path;  // as a missing job answers
     EXPECT_EQ(http.Get(path)->status, 401) << path;
   }
+  auto foreign = http.Get("/v1/jobs/" + id, as(kBob));
+  auto missing = http.Get("/v1/jobs/job-000000000000", as(kBob));
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(foreign->body, std::regex_replace(missing->body, std::regex("job-000000000000"), id));
   EXPECT_EQ(http.Get("/v1/jobs/" + id, as(kAlice))->status, 200);
   EXPECT_EQ(http.Get("/v1/jobs/" + id, as(kViewer))->status, 200);
   EXPECT_EQ(nlohmann::json::parse(http.Get("/v1/jobs", as(kBob))->body).value("jobs", nlohmann::json::array()).size(), 0u);
   EXPECT_EQ(nlohmann::json::parse(http.Get("/v1/jobs", as(kViewer))->body)["jobs"].size(), 1u);
   EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kViewer), "", "text/plain")->status, 403);
-  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kBob), "", "text/plain")->status, 403);
+  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kBob), "", "text/plain")->status, 404);
   EXPECT_EQ(http.Get("/v1/workers", as(kWorker))->status, 403);
   EXPECT_EQ(http.Get("/stats", as(kWorker))->status, 403);
   EXPECT_EQ(http.Get("/stats", as(kViewer))->status, 200);
