@@ -107,6 +107,7 @@ std::optional<ResultWork> BatchLedger::TakeResult(const std::string& worker_id, 
   work.batch_size = static_cast<int>(b->items.size());
   work.model = b->key.model;
   work.items = b->records;
+  work.postprocessed_jobs = b->postprocessed_jobs;
   work.result = std::move(result);
   return work;
 }

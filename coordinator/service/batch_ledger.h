@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,6 +35,7 @@ struct BatchState {
   bool rendered = false;  // the worker's GPU has finished it (it may still be encoding)
   int last_step = 0;      // the highest step reported: a step seen already is no progress
   int64_t renewed_ms = 0;  // its lease runs from here: dispatch, or its last real progress
+  std::set<std::string> postprocessed_jobs;  // its jobs that asked for sprites
 };
 
 // How a failed batch's items are released.

@@ -109,6 +109,7 @@ bool Dispatcher::ScheduleRound() {
         if (auto job = jobs_.Get(it.job_id); job.ok()) {
           preview_every[it.job_id] = job->preview_every;
           if (job->postprocess) {
+            batch.postprocessed_jobs.insert(it.job_id);
             v1::JobPostprocess* post = assignment->add_postprocess();
             post->set_job_id(it.job_id);
             *post->mutable_spec() = *job->postprocess;

@@ -55,7 +55,8 @@ absl::Status Decodes(const std::string& png, const char* what) {
 
 }  // namespace
 
-absl::Status CheckItemResult(const v1::ItemResult& result, const v1::SamplingParams& params, const ResultLimits& limits) {
+absl::Status CheckItemResult(const v1::ItemResult& result, const v1::SamplingParams& params, bool postprocess,
+                             const ResultLimits& limits) {
   PngSize render;
   RETURN_IF_ERROR(CheckPng(result.png(), "render", limits, &render));
   if (render.width != params.width() || render.height != params.height()) {
@@ -63,6 +64,9 @@ absl::Status CheckItemResult(const v1::ItemResult& result, const v1::SamplingPar
                                                    params.width(), "x", params.height()));
   }
   RETURN_IF_ERROR(Decodes(result.png(), "render"));
+  if (!postprocess && (!result.sprite_png().empty() || !result.postprocess_error().empty())) {
+    return absl::InvalidArgumentError("a sprite for an item whose job has no postprocess section");
+  }
   if (result.sprite_png().empty()) return absl::OkStatus();
   PngSize sprite;
   RETURN_IF_ERROR(CheckPng(result.sprite_png(), "sprite", limits, &sprite));

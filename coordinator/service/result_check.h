@@ -21,7 +21,9 @@ struct ResultLimits {
 };
 
 // InvalidArgument naming the problem, e.g. "the render is 64x64, the item is 128x128".
-absl::Status CheckItemResult(const v1::ItemResult& result, const v1::SamplingParams& params,
+// `postprocess`: whether the item's job asked for sprites; without it a sprite (or a
+// postprocessing error) is not the worker's to add.
+absl::Status CheckItemResult(const v1::ItemResult& result, const v1::SamplingParams& params, bool postprocess,
                              const ResultLimits& limits = {});
 
 class Quarantine {

@@ -60,7 +60,7 @@ StagedResult ResultPipeline::Stage(ResultWork& work) {
       if (it.job_id == r.job_id() && it.index == r.index()) item = &it;
     }
     if (!item || r.seed() != item->image.seed()) continue;
-    if (auto s = CheckItemResult(r, item->sampling); !s.ok()) {
+    if (auto s = CheckItemResult(r, item->sampling, work.postprocessed_jobs.count(item->job_id) > 0); !s.ok()) {
       out.invalid_error = std::string(s.message());
       spdlog::warn("worker {}: job {} item {}: {}", work.worker_id, item->job_id, item->index, out.invalid_error);
       continue;

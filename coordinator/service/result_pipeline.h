@@ -11,6 +11,7 @@
 #include <functional>
 #include <mutex>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +30,7 @@ struct ResultWork {
   int batch_size = 0;
   std::string model;
   std::vector<ItemRecord> items;  // running under the batch when the result came
+  std::set<std::string> postprocessed_jobs;  // those asking for sprites
   v1::BatchResultMsg result;
 };
 

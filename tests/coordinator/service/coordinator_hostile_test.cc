@@ -191,12 +191,14 @@ TEST_F(CoordinatorTest, FakeProgressDoesNotKeepALease) {
   EXPECT_EQ(Job(job).items(0).state(), v1::ITEM_QUEUED);
 }
 
-// Bytes that start with the PNG signature, images of the wrong size, and PNGs far larger
-// than their pixels: none is committed, each fails as INVALID_RESULT.
+// Bytes that start with the PNG signature, images of the wrong size, PNGs far larger than
+// their pixels, and sprites for a job that asked for none: none is committed, each fails as
+// INVALID_RESULT.
 TEST_F(CoordinatorTest, ResultsThatAreNotTheItemsImageFailAsInvalidResult) {
   struct Case {
     std::function<void(v1::ItemResult&)> spoil;
     std::string message;
+    bool postprocess = false;  // the job asks for sprites
   };
   const std::string signature = "\x89PNG\r\n\x1a\n";
   const Case cases[] = {
@@ -208,14 +210,21 @@ TEST_F(CoordinatorTest, ResultsThatAreNotTheItemsImageFailAsInvalidResult) {
        "more than a 128x128 PNG can take"},
       {[](v1::ItemResult& r) { r.set_png(r.png().substr(0, r.png().size() / 2)); }, "the render does not decode"},
       {[](v1::ItemResult& r) { r.set_png(std::string(65 << 20, 'x')); }, "the render is 68157440 bytes; the limit is"},
-      {[&](v1::ItemResult& r) { r.set_sprite_png(signature + "GIF89a"); }, "the sprite is not a PNG"},
+      {[&](v1::ItemResult& r) { r.set_sprite_png(signature + "GIF89a"); }, "the sprite is not a PNG", true},
+      {[](v1::ItemResult& r) { r.set_sprite_png(r.png()); },
+       "a sprite for an item whose job has no postprocess section"},
   };
   CoordinatorOptions options;
   options.invalid_result_strikes = 100;  // this test is about the items, not the worker
   Start(options);
   auto w = Connect("w1", 1);
   for (const Case& c : cases) {
-    const std::string job = Submit(1);
+    v1::SubmitJobRequest request;
+    request.set_manifest(std::string("name: t\nmodel: tiny-sdxl\ndefaults: {width: 128, height: 128, steps: 4}\n") +
+                         (c.postprocess ? "postprocess: {palette: gameboy}\n" : "") + "items: [{prompt: potion}]\n");
+    auto submitted = core_->Submit(request);
+    ASSERT_TRUE(submitted.ok()) << submitted.status();
+    const std::string job = submitted->job().id();
     v1::Assignment a = w->NextAssignment();
     v1::WorkerMessage bad = Result(a);
     c.spoil(*bad.mutable_result()->mutable_items(0));
