@@ -2,11 +2,14 @@
 a manifest, watch it with a progress bar, download its images, idempotent submits,
 cancel, errors, and the command line."""
 
+import http.server
 import io
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,6 +114,78 @@ class PythonClientTest(unittest.TestCase):
         missing = run("watch", "job-000000000000")
         self.assertEqual(missing.returncode, 1)
         self.assertEqual(missing.stderr.strip(), "spriteforge_client: error: no job job-000000000000")
+
+
+class RecordingCoordinator(http.server.ThreadingHTTPServer):
+    """A stand-in HTTP port that records each request's method, path and headers and
+    answers with an empty job."""
+
+    def __init__(self):
+        self.seen = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.seen.append((self.command, self.path.split("?")[0], dict(self.headers)))
+                body = json.dumps({"job": {"id": "job-1", "state": "JOB_CANCELLED"}, "workers": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = reply
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class PythonClientOptionsTest(unittest.TestCase):
+    """Tokens, body types and unreachable coordinators, against a stand-in: no cluster."""
+
+    def run_cli(self, *args, **env):
+        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "clients", "python"), **env)
+        return subprocess.run([sys.executable, "-m", "spriteforge_client", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    def test_every_post_says_its_body_type_and_the_token_goes_along(self):
+        server = RecordingCoordinator()
+        try:
+            with Client(server.url, token="s3cret") as client:
+                client.submit({"name": "x", "model": "m", "items": [{"prompt": "p"}]})
+                client.submit("name: x\nmodel: m\nitems: [{prompt: p}]\n")
+                client.cancel("job-1")
+            types = [(path, headers.get("Content-Type")) for method, path, headers in server.seen if method == "POST"]
+            self.assertEqual(types, [("/v1/jobs", "application/json"), ("/v1/jobs", "application/yaml"),
+                                     ("/v1/jobs/job-1/cancel", "application/json")])
+            self.assertEqual({h.get("Authorization") for _, _, h in server.seen}, {"Bearer s3cret"})
+            # The command line takes the token from the environment.
+            server.seen.clear()
+            listed = self.run_cli("--url", server.url, "workers", SPRITEFORGE_TOKEN="from-env")
+            self.assertEqual(listed.returncode, 0, listed.stderr)
+            self.assertEqual(server.seen[0][2].get("Authorization"), "Bearer from-env")
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def test_https_urls_verify_against_the_given_ca(self):
+        with Client("https://coordinator.example:8443", ca_cert="/etc/spriteforge/ca.pem") as client:
+            self.assertEqual(client.session.verify, "/etc/spriteforge/ca.pem")
+        self.assertIn("--ca-cert", self.run_cli("--help").stdout)
+
+    def test_an_unreachable_coordinator_is_one_plain_line(self):
+        down = self.run_cli("--url", "http://127.0.0.1:1", "workers")
+        self.assertEqual(down.returncode, 1)
+        self.assertEqual(down.stderr, "spriteforge_client: error: cannot reach http://127.0.0.1:1: connection refused\n")
+        with tempfile.TemporaryDirectory() as folder:
+            results = self.run_cli("--url", "http://127.0.0.1:1", "results", "job-1", "--out", folder + "/out")
+            self.assertEqual(results.returncode, 1)
+            self.assertFalse(os.path.exists(folder + "/out"))
 
 
 if __name__ == "__main__":

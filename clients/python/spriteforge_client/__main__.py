@@ -1,4 +1,4 @@
-"""Command line: python3 -m spriteforge_client [--url URL] COMMAND ...
+"""Command line: python3 -m spriteforge_client [--url URL] [--token TOKEN] [--ca-cert PEM] COMMAND ...
 
   submit MANIFEST [--wait] [--idempotency-key KEY] [--model NAME]   prints the job id
   watch JOB                                                         progress bar until done
@@ -19,7 +19,11 @@ from .client import ApiError, Client
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m spriteforge_client")
     parser.add_argument("--url", default=os.environ.get("SPRITEFORGE_URL", "http://127.0.0.1:8080"),
-                        help="the coordinator's HTTP address (env SPRITEFORGE_URL)")
+                        help="the coordinator's HTTP address, http:// or https:// (env SPRITEFORGE_URL)")
+    parser.add_argument("--token", default=os.environ.get("SPRITEFORGE_TOKEN"),
+                        help="token for coordinators with --auth (env SPRITEFORGE_TOKEN keeps it out of process lists)")
+    parser.add_argument("--ca-cert", default=os.environ.get("SPRITEFORGE_CA_CERT"),
+                        help="PEM CA that signed an https:// coordinator's certificate (env SPRITEFORGE_CA_CERT)")
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit")
     submit.add_argument("manifest")
@@ -35,7 +39,7 @@ def main(argv=None):
     commands.add_parser("workers")
     args = parser.parse_args(argv)
 
-    client = Client(args.url)
+    client = Client(args.url, token=args.token, ca_cert=args.ca_cert)
     try:
         if args.command == "submit":
             if not os.path.isfile(args.manifest):

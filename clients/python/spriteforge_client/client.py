@@ -23,11 +23,33 @@ class ApiError(Exception):
         self.message = message
 
 
+def _unreachable_reason(error):
+    """The cause of a failed connection in a few words, not urllib3's object dump."""
+    text = str(error)
+    for needle, reason in (("Connection refused", "connection refused"),
+                           ("Name or service not known", "unknown host"),
+                           ("Temporary failure in name resolution", "unknown host"),
+                           ("timed out", "timed out"),
+                           ("No route to host", "no route to host"),
+                           ("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted (--ca-cert?)"),
+                           ("WRONG_VERSION_NUMBER", "it does not speak TLS (http:// instead of https://?)")):
+        if needle in text:
+            return reason
+    return type(error).__name__
+
+
 class Client:
-    def __init__(self, url="http://127.0.0.1:8080", timeout=30):
+    """`token`: for coordinators with --auth (sent as "Authorization: Bearer TOKEN").
+    `ca_cert`: a PEM file to verify an https:// coordinator's certificate against."""
+
+    def __init__(self, url="http://127.0.0.1:8080", timeout=30, token=None, ca_cert=None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        if ca_cert:
+            self.session.verify = ca_cert
 
     def close(self):
         self.session.close()
@@ -42,10 +64,13 @@ class Client:
 
     def _request(self, method, path, **kwargs):
         kwargs.setdefault("timeout", self.timeout)
+        if method == "POST":
+            # The coordinator takes state-changing requests only with a JSON or YAML body type.
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         try:
             response = self.session.request(method, self.url + path, **kwargs)
-        except requests.ConnectionError as e:
-            raise ApiError(0, "UNAVAILABLE", f"cannot reach the coordinator at {self.url}: {e}") from None
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise ApiError(0, "UNAVAILABLE", f"cannot reach {self.url}: {_unreachable_reason(e)}") from None
         if not response.ok:
             try:
                 error = response.json()["error"]
@@ -156,9 +181,10 @@ class Client:
 
     def download(self, job_id, out_dir):
         """Writes every finished image to out_dir as <index>_<seed>.png; returns the paths."""
+        results = self.results(job_id)  # first: an unknown job leaves no empty folder
         os.makedirs(out_dir, exist_ok=True)
         paths = []
-        for r in self.results(job_id):
+        for r in results:
             path = os.path.join(out_dir, f"{r['index']}_{r['seed']}.png")
             with open(path, "wb") as f:
                 f.write(self.image(job_id, r["index"]))
