@@ -35,7 +35,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <random>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -69,11 +68,10 @@ std::string DefaultModelName(const std::string& path) {
   return p.stem().string();
 }
 
-std::string DefaultWorkerId() {
+std::string HostName() {
   char host[256] = "worker";
   gethostname(host, sizeof host - 1);
-  std::mt19937 rng(std::random_device{}());
-  return absl::StrCat(host, "-", getpid(), "-", rng() % 10000);
+  return host;
 }
 
 }  // namespace
@@ -110,7 +108,9 @@ int main(int argc, char** argv) {
   app.add_option("--calibrate", calibrate,
                  "Measure the peak memory of batches of 1 and 2 at WxH before taking work (repeatable)")
       ->allow_extra_args(false);
-  app.add_option("--worker-id", worker_id, "Stable id of this worker (default: host-pid-random)");
+  app.add_option("--worker-id", worker_id,
+                 "Stable id of this worker (default: HOST-DEVICE, as gpu1-cuda0; workers sharing a device need one "
+                 "each)");
   app.add_option("--prefetch", prefetch, "Batches held ahead of the one rendering")->check(CLI::Range(0, 4));
   app.add_option("--encode-threads", encode_threads, "Threads encoding PNGs (0: the cores, up to 8)")
       ->check(CLI::Range(0, 64));
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
 
   sw::WorkerIdentity identity;
-  identity.worker_id = worker_id.empty() ? DefaultWorkerId() : worker_id;
+  identity.worker_id = worker_id.empty() ? sw::DefaultWorkerId(HostName(), load.device) : worker_id;
   identity.model_name = model_name.empty() ? DefaultModelName(load.model_path) : model_name;
   identity.max_batch = max_batch;
   identity.prefetch = prefetch;

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -46,6 +47,22 @@ absl::Status FetchBlob(const std::shared_ptr<grpc::Channel>& channel, const std:
   out.close();
   if (!out) return absl::ResourceExhaustedError(absl::StrCat("cannot write ", dest, " (disk full?)"));
   return absl::OkStatus();
+}
+
+std::string DefaultWorkerId(const std::string& host, const std::string& device) {
+  // Only what the coordinator accepts in an id: "cuda:1" becomes "cuda1".
+  auto safe = [](const std::string& text) {
+    std::string out;
+    for (char c : text) {
+      if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-') out += c;
+    }
+    return out;
+  };
+  std::string dev = safe(device);
+  if (dev == "cuda") dev = "cuda0";  // --device cuda is the first GPU
+  std::string id = absl::StrCat(safe(host), "-", dev.empty() ? "cpu" : dev);
+  while (!id.empty() && (id.front() == '.' || id.front() == '-')) id.erase(0, 1);
+  return id.substr(0, 128);
 }
 
 std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir) {
@@ -330,6 +347,10 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
   outbox.Close();
   const grpc::Status status = stream->Finish();
   if (stop) return absl::OkStatus();
+  if (status.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(status.error_message(), " (a second worker on this device needs its own --worker-id)"));
+  }
   return absl::UnavailableError(absl::StrCat("stream to the coordinator ended: ",
                                              status.ok() ? "closed" : status.error_message()));
 }

@@ -36,6 +36,12 @@ struct WorkerIdentity {
   std::string cache_dir;       // uploaded files fetched from the coordinator, by hash
 };
 
+// The id of a worker started without --worker-id: its host and device ("gpu1-cuda0",
+// "build-cpu"), the same at every restart, so a restarted worker is the one the coordinator
+// knew rather than one more. A second worker on the same device needs its own --worker-id:
+// the coordinator refuses an id another connected worker holds.
+std::string DefaultWorkerId(const std::string& host, const std::string& device);
+
 // Fetches an uploaded file from the coordinator's worker gateway into `dest`.
 absl::Status FetchBlob(const std::shared_ptr<grpc::Channel>& channel, const std::string& sha256,
                        const std::string& dest);

@@ -21,6 +21,9 @@ struct CoordinatorOptions {
   int max_prefetch = 1;
   int invalid_result_strikes = 3; // batches in a row with invalid results that quarantine a worker
   int64_t quarantine_ms = 600000; // how long a quarantined worker is refused
+  // A disconnected worker is forgotten (registry, /metrics, the workers table) once unheard
+  // this long; what it rendered stays in the items.
+  int64_t worker_retention_ms = 3600000;
   // A job whose model no connected worker serves fails its queued items after this long;
   // 0 waits forever. The wait restarts with the coordinator.
   int64_t unserved_model_timeout_ms = 0;

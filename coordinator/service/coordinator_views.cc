@@ -38,7 +38,7 @@ GaugeSnapshot Coordinator::Gauges(Locked& core) {
   g.jobs_active = static_cast<int64_t>(core->jobs().active_count());
   for (const auto& [id, w] : core->workers().all()) {
     g.workers.push_back({id, w.channel != nullptr, w.images_per_second, w.peak_bytes, w.memory.budget_bytes(),
-                         w.used_bytes(), w.images_done});
+                         w.used_bytes(), w.images_done, w.last_seen_ms});
   }
   return g;
 }

@@ -72,6 +72,8 @@ class Dispatcher {
                     const std::map<std::pair<std::string, int>, std::string>& item_messages = {});
   // Every batch the worker holds returns to the queue, not counting against the items.
   void ReleaseWorkerBatches(const WorkerState& worker, const std::string& why);
+  // Forgets workers disconnected for longer than the retention time, here and in the store.
+  void ForgetWorkers(int64_t now_ms);
   // Real progress on a batch the worker holds: its stored leases are extended (at most
   // once per tenth of a lease).
   void Progressed(WorkerState& worker, int64_t now_ms);
@@ -100,6 +102,7 @@ class Dispatcher {
   };
   std::map<std::pair<std::string, int>, InvalidOn> invalid_on_;  // (job id, index) -> ...
   int64_t serve_counter_ = 0;
+  int64_t next_worker_sweep_ms_ = 0;  // wall clock of the next ForgetWorkers pass
 };
 
 }  // namespace spriteforge::coordinator

@@ -3,6 +3,8 @@
 #include <prometheus/gauge.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -40,6 +42,17 @@ const WorkerFamily kWorkerFamilies[] = {
      [](const WorkerGauges& w) { return static_cast<double>(w.used_bytes); }},
 };
 
+// The workers that get series: the connected, then the most recently seen disconnected.
+std::vector<const WorkerGauges*> WithSeries(const std::vector<WorkerGauges>& workers) {
+  std::vector<const WorkerGauges*> shown, disconnected;
+  for (const WorkerGauges& w : workers) (w.connected ? shown : disconnected).push_back(&w);
+  const size_t kept = std::min(disconnected.size(), kMaxDisconnectedWorkerSeries);
+  std::partial_sort(disconnected.begin(), disconnected.begin() + kept, disconnected.end(),
+                    [](const WorkerGauges* a, const WorkerGauges* b) { return a->last_seen_ms > b->last_seen_ms; });
+  shown.insert(shown.end(), disconnected.begin(), disconnected.begin() + kept);
+  return shown;
+}
+
 // Gauges and counters whose values the coordinator's state holds: a registry filled per
 // scrape, so a worker that is forgotten disappears from the output.
 void AddSampled(const GaugeSnapshot& g, prometheus::Registry& r) {
@@ -56,13 +69,21 @@ void AddSampled(const GaugeSnapshot& g, prometheus::Registry& r) {
       .Add({{"version", cli::Version()}})
       .Set(1);
 
+  const std::vector<const WorkerGauges*> shown = WithSeries(g.workers);
+  BuildGauge()
+      .Name("spriteforge_workers_known")
+      .Help("Workers the coordinator knows, connected or not; per-worker series cover the connected and the "
+            "most recently seen of the others.")
+      .Register(r)
+      .Add({})
+      .Set(static_cast<double>(g.workers.size()));
   for (const WorkerFamily& f : kWorkerFamilies) {
     if (f.counter) {
       auto& family = BuildCounter().Name(f.name).Help(f.help).Register(r);
-      for (const WorkerGauges& w : g.workers) family.Add({{"worker", w.id}}).Increment(f.value(w));
+      for (const WorkerGauges* w : shown) family.Add({{"worker", w->id}}).Increment(f.value(*w));
     } else {
       auto& family = BuildGauge().Name(f.name).Help(f.help).Register(r);
-      for (const WorkerGauges& w : g.workers) family.Add({{"worker", w.id}}).Set(f.value(w));
+      for (const WorkerGauges* w : shown) family.Add({{"worker", w->id}}).Set(f.value(*w));
     }
   }
 }

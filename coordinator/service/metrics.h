@@ -26,7 +26,11 @@ struct WorkerGauges {
   uint64_t budget_bytes = 0;
   uint64_t used_bytes = 0;
   int64_t images_done = 0;
+  int64_t last_seen_ms = 0;  // of the disconnected, the most recently seen keep their series
 };
+// Per-worker series: every connected worker and at most this many disconnected ones, so
+// made-up worker ids cannot grow /metrics without bound.
+constexpr size_t kMaxDisconnectedWorkerSeries = 16;
 struct GaugeSnapshot {
   int64_t queue_depth = 0;
   int64_t running_items = 0;

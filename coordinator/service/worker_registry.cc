@@ -111,6 +111,19 @@ std::vector<WorkerState*> WorkerRegistry::Silent(int64_t now) {
   return silent;
 }
 
+std::vector<std::string> WorkerRegistry::Forget(int64_t now, int64_t retention_ms) {
+  std::vector<std::string> forgotten;
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (!it->second.channel && now - it->second.last_seen_ms > retention_ms) {
+      forgotten.push_back(it->first);
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return forgotten;
+}
+
 bool WorkerRegistry::Serves(const std::string& model) const {
   for (const auto& [id, w] : workers_) {
     if (!w.channel) continue;

@@ -84,6 +84,8 @@ class WorkerRegistry {
   void Assigned(WorkerState& worker, bool held_nothing, int64_t now_ms);
   // Connected workers heard from longer than a lease ago.
   std::vector<WorkerState*> Silent(int64_t now_ms);
+  // Forgets disconnected workers unheard for longer than `retention_ms`; returns their ids.
+  std::vector<std::string> Forget(int64_t now_ms, int64_t retention_ms);
   // Whether a connected worker serves the model.
   bool Serves(const std::string& model) const;
   // A batch's result: its images count, and the worker's rate follows their time.

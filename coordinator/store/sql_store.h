@@ -56,6 +56,7 @@ class SqlStore : public Store {
   absl::Status UpsertWorker(const WorkerRecord& worker) override;
   absl::Status AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms) override;
   absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() override;
+  absl::Status DeleteWorkers(const std::vector<std::string>& ids) override;
   absl::StatusOr<std::map<std::string, int64_t>> Totals() override;
   absl::StatusOr<LeaderLease> ReadLeader() override;
   absl::StatusOr<bool> ClaimLeader(const LeaderLease& seen, const std::string& holder,

@@ -101,6 +101,13 @@ absl::StatusOr<std::vector<WorkerRecord>> SqlStore::ListWorkers() {
   return out;
 }
 
+absl::Status SqlStore::DeleteWorkers(const std::vector<std::string>& ids) {
+  if (ids.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  for (const std::string& id : ids) RETURN_IF_ERROR(Execute("DELETE FROM workers WHERE id = $1", {id}).status());
+  return tx->Commit();
+}
+
 absl::StatusOr<std::map<std::string, int64_t>> SqlStore::Totals() {
   std::map<std::string, int64_t> out{{"done", 0}, {"failed", 0}, {"queued", 0}, {"running", 0}, {"cancelled", 0}};
   RETURN_IF_ERROR(Select("SELECT COALESCE(SUM(queued), 0), COALESCE(SUM(running), 0), COALESCE(SUM(done), 0), "

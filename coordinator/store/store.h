@@ -184,6 +184,9 @@ class Store {
   virtual absl::Status UpsertWorker(const WorkerRecord& worker) = 0;
   virtual absl::Status AddWorkerImages(const std::string& worker_id, int64_t images, int64_t now_ms) = 0;
   virtual absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() = 0;
+  // Forgets these workers, in one transaction (worker retention); their results stay in
+  // the items.
+  virtual absl::Status DeleteWorkers(const std::vector<std::string>& ids) = 0;
 
   // Totals for metrics: items done, items failed, items queued.
   virtual absl::StatusOr<std::map<std::string, int64_t>> Totals() = 0;

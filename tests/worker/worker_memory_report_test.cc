@@ -76,5 +76,17 @@ TEST_F(UnifiedMemoryBudget, BeforeWeightsLoadItIsAvailableLessTheReserve) {
   EXPECT_EQ(MemoryReportOf(SparkStats(0), 8 * kGiB).budget_bytes(), (112 - 8) * kGiB);
 }
 
+// Not memory, but the other thing a worker tells the coordinator about itself at every
+// connection: the id it registers under when started without --worker-id.
+TEST(DefaultWorkerIdTest, IsTheHostAndDeviceTheSameAtEveryStart) {
+  EXPECT_EQ(DefaultWorkerId("gpu1", "cuda:0"), "gpu1-cuda0");
+  EXPECT_EQ(DefaultWorkerId("gpu1", "cuda:0"), DefaultWorkerId("gpu1", "cuda:0"));
+  EXPECT_EQ(DefaultWorkerId("gpu1", "cuda"), "gpu1-cuda0");
+  EXPECT_EQ(DefaultWorkerId("gpu1", "cuda:1"), "gpu1-cuda1");
+  EXPECT_EQ(DefaultWorkerId("spark.lan", "cpu"), "spark.lan-cpu");
+  // Only what the coordinator accepts in an id.
+  EXPECT_EQ(DefaultWorkerId("-odd host!", "cuda:0"), "oddhost-cuda0");
+}
+
 }  // namespace
 }  // namespace spriteforge::worker

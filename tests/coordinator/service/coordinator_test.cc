@@ -1,5 +1,7 @@
 // The coordinator's core without RPC (see coordinator_fixture.h). Covers dispatch,
 // out-of-memory splitting, results on disk, late results and worker loss.
+#include <thread>
+
 #include "tests/coordinator/service/coordinator_fixture.h"
 
 namespace spriteforge::coordinator {
@@ -66,6 +68,26 @@ TEST_F(CoordinatorTest, AResultThatIsNotAPngFailsAsInvalidResultAndRetries) {
   v1::Assignment again = w->NextAssignment();
   EXPECT_EQ(again.items(0).index(), a.items(0).index());
   EXPECT_EQ(Job(job).items(0).failure(), v1::FAILURE_INVALID_RESULT);
+}
+
+TEST_F(CoordinatorTest, AWorkerDisconnectedLongerThanTheRetentionIsForgottenHereAndInTheStore) {
+  CoordinatorOptions options;
+  options.worker_retention_ms = 1;
+  Start(options);
+  auto gone = Connect("gone", 1);
+  auto stays = Connect("stays", 1);
+  core_->OnDisconnect(gone.get());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  core_->Tick();
+  const v1::ListWorkersResponse listed = core_->ListWorkers();
+  ASSERT_EQ(listed.workers_size(), 1);
+  EXPECT_EQ(listed.workers(0).id(), "stays");
+  auto store = Store::Open(dir_ + "/db.sqlite");
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto rows = (*store)->ListWorkers();
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].id, "stays");
 }
 
 }  // namespace

@@ -78,6 +78,25 @@ TEST(MetricsTest, ValuesKeepEveryDigitAndWorkerCountersAreCounters) {
   EXPECT_NE(text.find("spriteforge_step_seconds_count 1\n"), std::string::npos);
 }
 
+TEST(MetricsTest, DisconnectedWorkersKeepSeriesOnlyForTheMostRecentlySeen) {
+  GaugeSnapshot g = Busy();
+  for (int i = 0; i < 3000; ++i) {
+    WorkerGauges w;
+    w.id = "made-up-" + std::to_string(i);
+    w.last_seen_ms = i;
+    g.workers.push_back(w);
+  }
+  const std::string text = Metrics().Render(g);
+  size_t series = 0;
+  for (size_t at = 0; (at = text.find("spriteforge_worker_connected{", at)) != std::string::npos; ++at) ++series;
+  EXPECT_EQ(series, 1 + kMaxDisconnectedWorkerSeries);
+  EXPECT_NE(text.find("spriteforge_worker_connected{worker=\"spark-1\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("{worker=\"made-up-2999\"}"), std::string::npos);
+  EXPECT_EQ(text.find("{worker=\"made-up-2983\"}"), std::string::npos);
+  EXPECT_NE(text.find("spriteforge_workers_known 3001\n"), std::string::npos);
+  EXPECT_LT(text.size(), 32u << 10);
+}
+
 TEST(MetricsTest, BuildInfoAndProcessMetrics) {
   const std::string text = Filled();
   EXPECT_TRUE(std::regex_search(text, std::regex("spriteforge_build_info\\{version=\"[0-9]+\\.[0-9]+\\.[0-9]+\"\\} 1\n")))

@@ -108,6 +108,23 @@ TEST(WorkerRegistryTest, ConnectedWorkersUnheardForALeaseAreSilent) {
   EXPECT_EQ(registry.Of(a.get()), nullptr);
 }
 
+TEST(WorkerRegistryTest, ADisconnectedWorkerIsForgottenAfterTheRetentionTime) {
+  WorkerRegistry registry(Rules());
+  auto gone = std::make_shared<NullChannel>();
+  auto stays = std::make_shared<NullChannel>();
+  ASSERT_TRUE(registry.Register(gone, Registration("m"), "gone", 0).ok());
+  ASSERT_TRUE(registry.Register(stays, Registration("m"), "stays", 0).ok());
+  registry.Disconnect(gone.get());
+  EXPECT_TRUE(registry.Forget(60'000, 60'000).empty());
+  // Connected workers are never forgotten, however long ago they were heard (Silent drops them).
+  EXPECT_EQ(registry.Forget(60'001, 60'000), std::vector<std::string>{"gone"});
+  EXPECT_EQ(registry.Find("gone"), nullptr);
+  EXPECT_NE(registry.Find("stays"), nullptr);
+  // It may come back, as a new worker.
+  ASSERT_TRUE(registry.Register(gone, Registration("m"), "gone", 70'000).ok());
+  EXPECT_EQ(registry.all().size(), 2u);
+}
+
 TEST(WorkerRegistryTest, OnlyConnectedWorkersServeTheirModels) {
   WorkerRegistry registry(Rules());
   auto channel = std::make_shared<NullChannel>();

@@ -365,6 +365,20 @@ TEST_P(StoreTest, WorkersAreUpsertedAndCountTheirImages) {
   EXPECT_EQ((*workers)[0].last_seen_ms, 300);
 }
 
+TEST_P(StoreTest, DeletedWorkersAreForgottenAndTheirResultsStay) {
+  MakeJob("job-a", 1);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}}, 5000, 100).ok());
+  ASSERT_TRUE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "", 200));
+  for (const char* id : {"w1", "w2", "w3"}) ASSERT_TRUE(store_->UpsertWorker({id, "{}", 100, 0}).ok());
+  ASSERT_TRUE(store_->DeleteWorkers({"w1", "w3", "never-known"}).ok());
+  ASSERT_TRUE(store_->DeleteWorkers({}).ok());
+  auto workers = store_->ListWorkers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ(workers->size(), 1u);
+  EXPECT_EQ((*workers)[0].id, "w2");
+  EXPECT_EQ((*store_->Items("job-a"))[0].worker_id, "w1");  // its history stays with the item
+}
+
 TEST_P(StoreTest, FailQueuedItemsFailsOnlyQueuedOnes) {
   MakeJob("job-a", 3);
   ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}}, 5000, 100).ok());
