@@ -182,9 +182,6 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
     RETURN_IF_ERROR(CheckQuota(core->store(), owner, limits, manifest->image_count));
     stored = core->store().BeginJob(job, &deduplicated);
     if (!stored.ok()) return stored.status();
-    if (deduplicated && stored->owner != owner) {
-      return absl::AlreadyExistsError(absl::StrCat("idempotency key '", job.idempotency_key, "' is another owner's"));
-    }
     if (deduplicated) {
       v1::SubmitJobResponse response;
       response.set_deduplicated(true);

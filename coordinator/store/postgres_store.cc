@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS jobs(
   )sql";
 // Between the parts: the jobs' settings columns, then the items' image-parameter columns (rows.h).
 constexpr const char* kSchemaItems = R"sql();
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(idempotency_key) WHERE idempotency_key <> '';
+-- Idempotency keys are per owner; the index over the key alone was the first version's.
+DROP INDEX IF EXISTS jobs_key;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_key ON jobs(owner, idempotency_key) WHERE idempotency_key <> '';
 CREATE TABLE IF NOT EXISTS items(
   job_id TEXT NOT NULL REFERENCES jobs(id),
   idx INTEGER NOT NULL,

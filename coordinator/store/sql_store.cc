@@ -65,7 +65,8 @@ absl::StatusOr<std::vector<std::string>> SqlStore::SelectTexts(const std::string
 absl::StatusOr<JobRecord> SqlStore::InsertJob(JobRecord job, bool* deduplicated) {
   *deduplicated = false;
   if (!job.idempotency_key.empty()) {
-    ASSIGN_OR_RETURN(auto found, SelectJobs("WHERE idempotency_key = $1", {job.idempotency_key}));
+    ASSIGN_OR_RETURN(auto found,
+                     SelectJobs("WHERE owner = $1 AND idempotency_key = $2", {job.owner, job.idempotency_key}));
     if (!found.empty()) {
       *deduplicated = true;
       return found.front();

@@ -25,7 +25,6 @@ CREATE TABLE IF NOT EXISTS jobs(
   )sql";
 // Between the parts: the jobs' settings columns, then the items' image-parameter columns (rows.h).
 constexpr const char* kSchemaItems = R"sql();
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(idempotency_key) WHERE idempotency_key <> '';
 CREATE TABLE IF NOT EXISTS items(
   job_id TEXT NOT NULL REFERENCES jobs(id),
   idx INTEGER NOT NULL,
@@ -108,6 +107,13 @@ void BindAll(Statement& q, const std::vector<SqlValue>& args) {
 SqliteStore::SqliteStore(std::unique_ptr<Database> db) : db_(std::move(db)) {}
 SqliteStore::~SqliteStore() = default;
 
+// Idempotency keys are per owner: one owner's key neither finds nor blocks another's job.
+// Made once the owner column exists; databases from before lose the index over the key alone.
+constexpr const char* kOwnerKeyIndex = R"sql(
+DROP INDEX IF EXISTS jobs_key;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_key ON jobs(owner, idempotency_key) WHERE idempotency_key <> '';
+)sql";
+
 // Schema version 1 added job_counts: a database from before gets its counts once.
 constexpr const char* kCountExistingJobs = R"sql(
 INSERT OR REPLACE INTO job_counts(job_id, total, queued, running, done, failed, cancelled)
@@ -125,6 +131,10 @@ absl::StatusOr<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path
   // and the per-field parameter columns converted to the messages (legacy_rows.h).
   if (auto s = AddMissingColumn(*db, "jobs", "owner", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the owner column: ", s.message()));
+  }
+  if (auto s = db->Exec(kOwnerKeyIndex); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("database ", path, ": cannot index idempotency keys per owner: ",
+                                            s.message()));
   }
   if (auto s = AddMissingColumn(*db, "jobs", "preview_every", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the preview_every column: ", s.message()));

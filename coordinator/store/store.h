@@ -120,8 +120,8 @@ class Store {
   virtual ~Store() = default;
   virtual std::string Backend() const = 0;  // "sqlite" or "postgresql", for logs
 
-  // Creates the job and its items in one transaction. A job with the same non-empty
-  // idempotency key already stored comes back instead, with `deduplicated` set.
+  // Creates the job and its items in one transaction. A job of the same owner with the same
+  // non-empty idempotency key already stored comes back instead, with `deduplicated` set.
   virtual absl::StatusOr<JobRecord> CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
                                       bool* deduplicated) = 0;
   // The same in steps, for jobs too large for one transaction: the job is created loading,

@@ -1,5 +1,6 @@
 // Job ownership in the store: a database made before jobs had owners is upgraded in place
-// (its jobs belong to nobody), and an owner's backlog counts only its unfinished work.
+// (its jobs belong to nobody), an owner's backlog counts only its unfinished work, and
+// idempotency keys are per owner.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -46,8 +47,9 @@ TEST(StoreOwnerTest, ADatabaseWithoutOwnersIsUpgradedAndKeepsItsJobs) {
                          "created_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0, "
                          "finished_ms INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT, "
                          "postprocess TEXT NOT NULL DEFAULT '');"
-                         "INSERT INTO jobs(id, name, model, priority, state, created_ms) "
-                         "VALUES('job-old', 'old', 'tiny-sdxl', 0, 1, 5);",
+                         "CREATE UNIQUE INDEX jobs_key ON jobs(idempotency_key) WHERE idempotency_key <> '';"
+                         "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key) "
+                         "VALUES('job-old', 'old', 'tiny-sdxl', 0, 1, 5, 'nightly');",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
@@ -57,7 +59,10 @@ TEST(StoreOwnerTest, ADatabaseWithoutOwnersIsUpgradedAndKeepsItsJobs) {
   ASSERT_TRUE(old.ok()) << old.status();
   EXPECT_EQ(old->owner, "");
   bool dedup = false;
-  ASSERT_TRUE((*store)->CreateJob(Job("job-new", "alice"), Items(1), &dedup).ok());
+  JobRecord alices = Job("job-new", "alice");
+  alices.idempotency_key = "nightly";  // the old job's key, which had no owner: alice's is another
+  ASSERT_TRUE((*store)->CreateJob(alices, Items(1), &dedup).ok());
+  EXPECT_FALSE(dedup);
   EXPECT_EQ((*store)->GetJob("job-new")->owner, "alice");
   store->reset();
   auto again = Store::Open(path);  // a second open finds the column and leaves it
@@ -67,6 +72,27 @@ TEST(StoreOwnerTest, ADatabaseWithoutOwnersIsUpgradedAndKeepsItsJobs) {
 
 class StoreOwnerBackendTest : public ::testing::TestWithParam<testing::Backend> {};
 SPRITEFORGE_ALL_STORE_BACKENDS(StoreOwnerBackendTest);
+
+TEST_P(StoreOwnerBackendTest, IdempotencyKeysArePerOwner) {
+  SPRITEFORGE_SKIP_WITHOUT_POSTGRES(GetParam());
+  testing::TestDatabase db(GetParam());
+  auto store = Store::Open(db.spec());
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto create = [&](const std::string& id, const std::string& owner, bool* dedup) {
+    JobRecord job = Job(id, owner);
+    job.idempotency_key = "nightly-1";
+    auto stored = (*store)->CreateJob(job, Items(1), dedup);
+    EXPECT_TRUE(stored.ok()) << stored.status();
+    return stored.ok() ? stored->id : "";
+  };
+  bool dedup = false;
+  EXPECT_EQ(create("a1", "alice", &dedup), "a1");
+  // Bob's key is his own: neither alice's job nor a refusal comes back.
+  EXPECT_EQ(create("b1", "bob", &dedup), "b1");
+  EXPECT_FALSE(dedup);
+  EXPECT_EQ(create("a2", "alice", &dedup), "a1");
+  EXPECT_TRUE(dedup);
+}
 
 TEST_P(StoreOwnerBackendTest, BacklogAndListingArePerOwner) {
   SPRITEFORGE_SKIP_WITHOUT_POSTGRES(GetParam());
