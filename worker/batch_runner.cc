@@ -128,6 +128,7 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
       return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, "batch mixes incompatible parameters");
     }
   }
+  if (files_.blobs) files_.blobs->BeginBatch();  // the last batch's files may be evicted now, not this one's
   std::vector<std::string> lora_paths;
   for (const v1::LoraRef& lora : a.sampling().loras()) {
     auto path = LoraPath(lora);

@@ -3,7 +3,8 @@
 //   spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME] [--config DIR]
 //       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
 //       [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--prefetch N] [--encode-threads N]
-//       [--palette-dir DIR] [--lora-dir DIR] [--cache-dir DIR] [--log-level LEVEL] [--log-format text|json]
+//       [--palette-dir DIR] [--lora-dir DIR] [--cache-dir DIR] [--blob-cache-gb N]
+//       [--log-level LEVEL] [--log-format text|json]
 //       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token TOKEN]
 //
 // --lora-dir: the folder of .safetensors LoRAs manifests may name (`lora: [{name: NAME}]`
@@ -85,7 +86,7 @@ int main(int argc, char** argv) {
   std::string coordinator, worker_id, model_name, palette_dir, lora_dir, cache_dir;
   std::vector<std::string> calibrate;
   int max_batch = 8, prefetch = 1, encode_threads = 0;
-  double reserve_gb = 2.0;
+  double reserve_gb = 2.0, blob_cache_gb = 20.0;
   se::LoadOptions load;
   load.device = "cpu";
   std::string dtype;  // chosen by device unless given
@@ -119,6 +120,9 @@ int main(int argc, char** argv) {
   app.add_option("--lora-dir", lora_dir, "Folder of .safetensors LoRAs manifests may name (by file stem)");
   app.add_option("--cache-dir", cache_dir,
                  "Folder for uploaded files fetched from the coordinator (default: a new temporary folder)");
+  app.add_option("--blob-cache-gb", blob_cache_gb,
+                 "Most the --cache-dir files may take, in GB; the least recently used go first (0: no bound)")
+      ->check(CLI::NonNegativeNumber);
   spriteforge::ChannelSecurity security;
   spriteforge::AddTlsFlags(app, security);
   app.add_option("--token", security.token, "Worker token, for coordinators with --auth");
@@ -172,6 +176,7 @@ int main(int argc, char** argv) {
   identity.reserve_bytes = static_cast<uint64_t>(reserve_gb * 1e9);
   identity.lora_dir = lora_dir;
   identity.cache_dir = cache_dir;
+  identity.cache_max_bytes = static_cast<uint64_t>(blob_cache_gb * 1e9);
   // Calibration: the measured peak of one and two images at a shape, so the coordinator's
   // memory model starts from this device's numbers rather than a prior.
   for (const std::string& shape : calibrate) {

@@ -34,6 +34,7 @@ struct WorkerIdentity {
   std::vector<v1::Calibration> calibrations;
   std::string lora_dir;        // LoRAs manifests name (by file stem); empty: none
   std::string cache_dir;       // uploaded files fetched from the coordinator, by hash
+  uint64_t cache_max_bytes = 0;  // the cache's bound (least recently used files go); 0: none
 };
 
 // The id of a worker started without --worker-id: its host and device ("gpu1-cuda0",
@@ -64,7 +65,8 @@ class WorkerSession {
         blobs_(identity.cache_dir,
                [channel = channel_](const std::string& sha256, const std::string& dest) {
                  return FetchBlob(channel, sha256, dest);
-               }),
+               },
+               identity.cache_max_bytes),
         runner_(engine, identity.model_name, std::move(encoder), InputFiles{identity.lora_dir, &blobs_}) {}
 
   // Runs until the stream ends. `registered` is set once the coordinator accepted us.
