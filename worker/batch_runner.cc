@@ -39,6 +39,24 @@ BatchOutcome Failure(const v1::Assignment& a, v1::FailureReason reason, const st
   return out;
 }
 
+// Paths on this machine (its cache of uploaded files, its --lora-dir) mean nothing to the
+// coordinator and tell every reader of the job about this machine: a failure message names
+// each file as the job did instead, e.g. "uploaded file 3f2a...".
+using LocalNames = std::vector<std::pair<std::string, std::string>>;  // path -> its name
+std::string WithoutLocalPaths(std::string message, const LocalNames& names) {
+  for (const auto& [path, name] : names) {
+    if (path.empty()) continue;
+    for (size_t at = message.find(path); at != std::string::npos; at = message.find(path, at + name.size())) {
+      message.replace(at, path.size(), name);
+    }
+  }
+  return message;
+}
+
+std::string LoraName(const v1::LoraRef& lora) {
+  return lora.sha256().empty() ? absl::StrCat("LoRA '", lora.name(), "'") : absl::StrCat("uploaded file ", lora.sha256());
+}
+
 Rendered RenderFailure(const v1::Assignment& a, v1::FailureReason reason, const std::string& message) {
   Rendered r;
   r.failure = Failure(a, reason, message);
@@ -130,10 +148,12 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
   }
   if (files_.blobs) files_.blobs->BeginBatch();  // the last batch's files may be evicted now, not this one's
   std::vector<std::string> lora_paths;
+  LocalNames local_names;
   for (const v1::LoraRef& lora : a.sampling().loras()) {
     auto path = LoraPath(lora);
     if (!path.ok()) return RenderFailure(a, InputFailure(path.status()), std::string(path.status().message()));
     lora_paths.push_back(*path);
+    local_names.emplace_back(*path, LoraName(lora));
   }
   auto request = engine::ToEngineRequest(a.sampling(), lora_paths);
   if (!request.ok()) return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, std::string(request.status().message()));
@@ -170,7 +190,10 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
       },
       preview);
   out.end_unix_ms = UnixMs();
-  if (!generated.ok()) return RenderFailure(a, ReasonOf(generated.status()), std::string(generated.status().message()));
+  if (!generated.ok()) {
+    return RenderFailure(a, ReasonOf(generated.status()),
+                         WithoutLocalPaths(std::string(generated.status().message()), local_names));
+  }
   if (generated->images.size() != static_cast<size_t>(a.items_size())) {
     return RenderFailure(a, v1::FAILURE_INTERNAL, "the engine returned a different number of images");
   }
@@ -191,7 +214,8 @@ absl::StatusOr<std::string> BatchRunner::LoraPath(const v1::LoraRef& lora) const
   const std::string path = (std::filesystem::path(files_.lora_dir) / (lora.name() + ".safetensors")).string();
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
-    return absl::NotFoundError(absl::StrCat("LoRA '", lora.name(), "' is not in this worker's --lora-dir (", path, ")"));
+    spdlog::warn("LoRA '{}' is not in --lora-dir: no {}", lora.name(), path);  // the path stays on this machine
+    return absl::NotFoundError(absl::StrCat("LoRA '", lora.name(), "' is not in this worker's --lora-dir"));
   }
   return path;
 }
@@ -200,7 +224,10 @@ absl::StatusOr<engine::RgbImage> BatchRunner::InitImage(const std::string& sha25
   if (!files_.blobs) return absl::FailedPreconditionError("this worker has no cache for uploaded files");
   ASSIGN_OR_RETURN(auto path, files_.blobs->Path(sha256));
   auto png = ReadPngFile(path);
-  if (!png.ok()) return absl::InvalidArgumentError(absl::StrCat("init image ", sha256, ": ", png.status().message()));
+  if (!png.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "init image ", sha256, ": ", WithoutLocalPaths(std::string(png.status().message()), {{path, "the file"}})));
+  }
   if (png->channels != 3) return absl::InvalidArgumentError(absl::StrCat("init image ", sha256, " is not RGB"));
   return engine::RgbImage{png->width, png->height, std::move(png->pixels)};
 }

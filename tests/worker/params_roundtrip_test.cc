@@ -164,6 +164,34 @@ postprocess: {pixelate: 32x32, palette: gameboy, crop: false}
   EXPECT_EQ(sprite->height, 32);
 }
 
+// An engine that refuses every LoRA file as the SDXL engine refuses a bad one: by its path.
+class LoraRefusingEngine : public RecordingEngine {
+ public:
+  absl::StatusOr<engine::BatchResult> Generate(const engine::BatchRequest& request, const engine::ProgressFn&,
+                                               const engine::PreviewFn&) override {
+    std::string message;
+    for (const auto& lora : request.loras) message += lora.path + ": not a safetensors file; ";
+    return absl::InvalidArgumentError(message);
+  }
+};
+
+TEST_F(ParamsTest, AFailureNamesUploadedFilesByHashNotByTheWorkersPaths) {
+  const std::string lora_sha = Upload(ManifestFileKind::kLora, std::string("\x02\0\0\0\0\0\0\0{}", 10));
+  v1::SubmitJobRequest request;
+  request.set_manifest(
+      "name: l\nmodel: tiny-sdxl\nitems: [{prompt: a, lora: [{name: pixel}, {path: style.safetensors}]}]\n");
+  (*request.mutable_files())["style.safetensors"] = lora_sha;
+  ASSERT_TRUE(core_->Submit(request).ok());
+  auto w = Connect("w1", 1);
+  LoraRefusingEngine engine;
+  worker::BatchRunner runner(&engine, "tiny-sdxl", nullptr, WorkerFiles());
+  std::atomic<bool> cancel{false};
+  const worker::BatchOutcome outcome = runner.Run(w->NextAssignment(), nullptr, cancel);
+  ASSERT_FALSE(outcome.ok);
+  EXPECT_EQ(outcome.failure.message(), "LoRA 'pixel': not a safetensors file; uploaded file " + lora_sha +
+                                           ": not a safetensors file; ");
+}
+
 // The batching rule is written once (common/sampling.h, BatchKeyOf): the planner groups
 // items by it and the worker refuses an assignment whose items it separates.
 TEST_F(ParamsTest, ThePlannerAndTheWorkerAgreeOnWhatBatchesTogether) {
