@@ -123,6 +123,9 @@ int main(int argc, char** argv) {
                "stores the results.",
                "spriteforge-coordinator");
   spriteforge::cli::Configure(app);
+  // `backup` is dispatched before this parser sees argv; the footer keeps it visible.
+  app.footer("Commands:\n  backup --db FILE --out FILE  A consistent copy of the database, also while a "
+             "coordinator runs on it (see spriteforge-coordinator backup --help)");
   std::string listen, worker_listen, db, http_address, ready_file;
   int lease_seconds = 15, max_attempts = 3, max_prefetch = 1;
   int worker_retention_minutes = 60;
@@ -299,6 +302,12 @@ int main(int argc, char** argv) {
     options.blob_dir = (std::filesystem::absolute(db).parent_path() / "blobs").string();
   }  // with PostgreSQL: "blobs" beside --output, so coordinators sharing that folder share it
 
+  // Ports before the store: a second coordinator on a used port leaves no files behind.
+  for (const auto& [address, what] : {std::pair{listen, ""}, {worker_listen, " for workers"},
+                                      {http_address, " for HTTP"}}) {
+    if (address.empty()) continue;
+    if (auto s = sc::CheckAddressFree(address, what); !s.ok()) return Fail(std::string(s.message()));
+  }
   if (!shared_db) {
     if (auto s = sc::CheckDatabaseFile(db); !s.ok()) return Fail(std::string(s.message()));
   }

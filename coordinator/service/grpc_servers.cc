@@ -1,6 +1,11 @@
 #include "coordinator/service/grpc_servers.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <vector>
 
@@ -67,6 +72,31 @@ absl::StatusOr<GrpcServers> StartGrpcServers(const std::string& client_address, 
         absl::StrCat("cannot listen on ", client_address, ": address in use (another coordinator?) or not available"));
   }
   return servers;
+}
+
+absl::Status CheckAddressFree(const std::string& address, const std::string& what) {
+  const size_t colon = address.rfind(':');
+  if (address.rfind("unix:", 0) == 0 || colon == std::string::npos) return absl::OkStatus();
+  std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (port == "0") return absl::OkStatus();
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found) != 0) return absl::OkStatus();
+  bool in_use = false;
+  const int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  if (fd >= 0) {
+    const int one = 1;  // as the servers bind: a port in TIME_WAIT is free, a listening one is not
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    in_use = bind(fd, found->ai_addr, found->ai_addrlen) != 0 && errno == EADDRINUSE;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  if (!in_use) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("cannot listen", what, " on ", address, ": address in use (another coordinator?)"));
 }
 
 bool IsLoopbackAddress(const std::string& address) {

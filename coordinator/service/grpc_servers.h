@@ -38,6 +38,12 @@ absl::StatusOr<GrpcServers> StartGrpcServers(const std::string& client_address, 
                                              ClientService* client, WorkerGatewayService* gateway,
                                              TlsMaterial* tls = nullptr);
 
+// Whether HOST:PORT can be listened on now: an error naming `address` when something
+// listens there already. Checked before the coordinator opens its database, so a second
+// coordinator on a used port creates no files and gRPC logs no bind failure of its own.
+// Port 0, unix: sockets and names that do not resolve pass (the real bind reports on them).
+absl::Status CheckAddressFree(const std::string& address, const std::string& what);
+
 // Whether HOST:PORT binds only this machine (127.0.0.0/8, ::1, localhost).
 bool IsLoopbackAddress(const std::string& address);
 

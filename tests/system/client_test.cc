@@ -3,6 +3,7 @@
 // two coordinators on one port, --help, environment variables and JSON logs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -190,6 +191,20 @@ TEST(ClientTest, ASecondCoordinatorOnTheSameAddressRefusesToStart) {
   EXPECT_EQ(second.WaitFor(10), 1) << "the second coordinator kept running";
   EXPECT_TRUE(Contains(Slurp(dir + ".log"), "cannot listen on " + cluster.address() + ": address in use"))
       << Slurp(dir + ".log");
+  // One line, no gRPC dump, and no database or blobs/ left behind; the HTTP port alike.
+  const std::string second_log = Slurp(dir + ".log");
+  EXPECT_EQ(std::count(second_log.begin(), second_log.end(), '\n'), 1) << second_log;
+  EXPECT_FALSE(std::filesystem::exists(dir + ".db"));
+  const std::string fresh = cluster.dir() + "/fresh";
+  std::filesystem::create_directories(fresh);
+  Process http({SPRITEFORGE_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--http", cluster.http_address(), "--db",
+                fresh + "/jobs.db", "--output", fresh + "/out"},
+               dir + "-http.log");
+  EXPECT_EQ(http.WaitFor(10), 1) << "the coordinator on a used HTTP port kept running";
+  EXPECT_TRUE(Contains(Slurp(dir + "-http.log"), "cannot listen for HTTP on " + cluster.http_address()))
+      << Slurp(dir + "-http.log");
+  EXPECT_FALSE(std::filesystem::exists(fresh + "/jobs.db"));
+  EXPECT_FALSE(std::filesystem::exists(fresh + "/blobs"));
   // The first one serves on.
   EXPECT_EQ(cluster.Client({"status"}).exit_code, 0);
   EXPECT_EQ(cluster.HttpGet("/healthz"), "ok\n");
@@ -202,6 +217,7 @@ TEST(ClientTest, EveryCommandAnswersHelpWithItsFlagsAndDefaults) {
                            "Env:SPRITEFORGE_LOG_LEVEL", "--log-format"}) {
     EXPECT_TRUE(Contains(help.out, part)) << part << "\n" << help.out;
   }
+  EXPECT_TRUE(Contains(help.out, "backup --db FILE --out FILE")) << help.out;
   auto version = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_EQ(version.out, "spriteforge-coordinator 0.1.0\n");

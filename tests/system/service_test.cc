@@ -322,6 +322,35 @@ TEST(ServiceTest, TheWorkerAndTheGenerateCommandAnswerHelpAndVersion) {
   }
 }
 
+// A --model that is not a checkpoint of the configured architecture stops both programs at
+// once with the file and the reason, before a full-size model is allocated.
+TEST(ServiceTest, AModelThatIsNotACheckpointStopsTheWorkerAndGenerateWithTheReason) {
+  REQUIRE_GOLDEN();
+  const std::string dir = TempDir("notamodel");
+  std::filesystem::create_directories(dir);
+  const std::string text = Write(dir, "prompts.txt", "a knight\na potion\n");
+  const std::string tiny_without_config = GoldenModel() + "/tiny-sdxl.safetensors";
+  const std::pair<std::string, std::string> cases[] = {
+      {text, "not a safetensors file"},
+      {tiny_without_config, "the config expects [320, 4, 3, 3] (is --config right?)"}};
+  for (const auto& [model, reason] : cases) {
+    for (const char* bin : {SPRITEFORGE_WORKER_BIN, SPRITEFORGE_GENERATE_BIN}) {
+      const auto start = std::chrono::steady_clock::now();
+      std::vector<std::string> argv = {bin, "--model", model, "--device", "cpu"};
+      if (std::string(bin) == SPRITEFORGE_WORKER_BIN) {
+        argv.insert(argv.end(), {"--coordinator", "127.0.0.1:1"});
+      } else {
+        argv.insert(argv.end(), {"--prompt", "x", "--out", dir + "/out"});
+      }
+      auto r = RunCommand(argv);
+      EXPECT_NE(r.exit_code, 0) << bin;
+      EXPECT_NE(r.err.find(model), std::string::npos) << bin << ": " << r.err;
+      EXPECT_NE(r.err.find(reason), std::string::npos) << bin << ": " << r.err;
+      EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10)) << bin;
+    }
+  }
+}
+
 TEST(ServiceTest, MalformedManifestsAreRejectedWithFileLineAndFieldAndQueueNothing) {
   Cluster cluster(TempDir("malformed"));
   cluster.StartCoordinator();

@@ -21,9 +21,8 @@ struct CliRun {
   std::string output;  // stdout and stderr
 };
 
-CliRun Generate(const std::string& args) {
-  const char* binary = std::getenv("SPRITEFORGE_GENERATE");
-  std::string command = std::string(binary ? binary : SPRITEFORGE_GENERATE_PATH) + " " + args + " 2>&1";
+CliRun RunCli(const std::string& binary, const std::string& args) {
+  std::string command = binary + " " + args + " 2>&1";
   CliRun run{0, ""};
   FILE* pipe = popen(command.c_str(), "r");
   std::array<char, 4096> buffer;
@@ -31,6 +30,11 @@ CliRun Generate(const std::string& args) {
   int status = pclose(pipe);
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return run;
+}
+
+CliRun Generate(const std::string& args) {
+  const char* binary = std::getenv("SPRITEFORGE_GENERATE");
+  return RunCli(binary ? binary : SPRITEFORGE_GENERATE_PATH, args);
 }
 
 int MaxLevelDifference(const std::string& a, const std::string& b) {
@@ -140,6 +144,18 @@ TEST(GenerateCli, ReproducesGoldenWorkflowCases) {
   text.clear();
   ASSERT_TRUE(ReadPngFile(out + "/0_99.png", &text).ok());
   EXPECT_NE(text[0].second.find(", Denoising strength: 0.6"), std::string::npos) << text[0].second;
+}
+
+TEST(GenerateCli, TheGoldenCheckAnswersHelpAndVersionLikeEveryProgram) {
+  CliRun help = RunCli(SPRITEFORGE_GOLDEN_CHECK_PATH, "--help");
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  EXPECT_NE(help.output.find("--golden TEXT REQUIRED"), std::string::npos) << help.output;
+  CliRun version = RunCli(SPRITEFORGE_GOLDEN_CHECK_PATH, "--version");
+  EXPECT_EQ(version.exit_code, 0) << version.output;
+  EXPECT_NE(version.output.find("spriteforge-golden-check 0.1.0"), std::string::npos) << version.output;
+  CliRun typo = RunCli(SPRITEFORGE_GOLDEN_CHECK_PATH, "--golden /g --tolerence 1");
+  EXPECT_EQ(typo.exit_code, 2) << typo.output;
+  EXPECT_NE(typo.output.find("did you mean --tolerance?"), std::string::npos) << typo.output;
 }
 
 TEST(GenerateCli, BadInputExitsTwoWithOneLine) {

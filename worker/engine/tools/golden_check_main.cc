@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/cli.h"
 #include "spriteforge/engine/engine.h"
 #include "worker/engine/base/safetensors.h"
 #include "worker/engine/tools/golden_cases.h"
@@ -39,24 +40,24 @@ struct Args {
   std::exit(2);
 }
 
+// Exits 0 after --help or --version, 2 on a usage error (one line), as every spriteforge
+// program does (common/cli.h).
 Args ParseArgs(int argc, char** argv) {
   Args args;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (i + 1 >= argc) Die("missing value for " + flag);
-    std::string value = argv[++i];
-    if (flag == "--golden") args.golden = value;
-    else if (flag == "--model") args.model = value;
-    else if (flag == "--config") args.config = value;
-    else if (flag == "--device") args.device = value;
-    else if (flag == "--dtype") args.dtype = value;
-    else if (flag == "--tolerance") args.tolerance = std::atof(value.c_str());
-    else if (flag == "--json") args.json_out = value;
-    else if (flag == "--channels-last") args.channels_last = value != "0";
-    else if (flag == "--workflows") args.workflows = value;
-    else Die("unknown flag " + flag);
-  }
-  if (args.golden.empty()) Die("--golden DIR is required");
+  CLI::App app("spriteforge-golden-check: runs the golden tiny model's cases through the engine on a device "
+               "and dtype and reports the largest difference from the reference images.",
+               "spriteforge-golden-check");
+  spriteforge::cli::Configure(app);
+  app.add_option("--golden", args.golden, "The golden tiny-sdxl folder")->required();
+  app.add_option("--model", args.model, "Checkpoint to check (default: the golden folder's tiny-sdxl.safetensors)");
+  app.add_option("--config", args.config, "Its diffusers configuration (default: the golden folder's diffusers/)");
+  app.add_option("--device", args.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", args.dtype, "fp32, fp16, bf16 or fp8");
+  app.add_option("--tolerance", args.tolerance, "Largest allowed difference from a reference image");
+  app.add_option("--json", args.json_out, "Write the report as JSON to this file");
+  app.add_option("--channels-last", args.channels_last, "1: channels-last memory layout, 0: contiguous");
+  app.add_option("--workflows", args.workflows, "tiny-sdxl-workflows folder: also the LoRA and img2img cases");
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) std::exit(code);
   if (args.model.empty()) args.model = args.golden + "/tiny-sdxl.safetensors";
   if (args.config.empty()) args.config = args.golden + "/diffusers";  // the tiny architecture
   return args;
