@@ -163,6 +163,14 @@ absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& ur
   if (url.find("synchronous_commit") == std::string::npos) {
     RETURN_IF_ERROR(db->SetSessionSql("SET synchronous_commit = off"));
   }
+  // A store that lost a table is refused as it is, before the schema would make it again empty.
+  {
+    std::set<std::string> tables;
+    ASSIGN_OR_RETURN(auto found, db->Query("SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = current_schema()"));
+    while (found.Next()) tables.insert(found.Text(0));
+    RETURN_IF_ERROR(SqlStore::CheckTables(db->name(), tables, /*with_counts=*/true));
+  }
   const std::string schema =
       absl::StrCat("BEGIN;", kSchemaLock, ";", kSchemaHead, JobSettingColumnDefinitions(SqlDialect::kPostgres),
                    kSchemaItems, ItemParamColumnDefinitions(SqlDialect::kPostgres), kSchemaTail, "COMMIT;");
@@ -170,7 +178,10 @@ absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& ur
     db->Exec("ROLLBACK").IgnoreError();
     return absl::DataLossError(absl::StrCat("database ", db->name(), " is not a spriteforge store: ", s.message()));
   }
-  return std::unique_ptr<Store>(new PostgresStore(std::move(db)));
+  const std::string name = db->name();
+  std::unique_ptr<PostgresStore> store(new PostgresStore(std::move(db)));
+  RETURN_IF_ERROR(store->CheckStates(name));
+  return std::unique_ptr<Store>(std::move(store));
 }
 
 std::unique_ptr<SqlTransaction> PostgresStore::NewTransaction() { return std::make_unique<PgTransaction>(*db_); }

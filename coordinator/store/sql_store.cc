@@ -20,6 +20,35 @@ absl::StatusOr<int64_t> SqlStore::Write(const std::string& sql, const std::vecto
   return changed;
 }
 
+absl::Status SqlStore::CheckTables(const std::string& db_name, const std::set<std::string>& present,
+                                   bool with_counts) {
+  static const char* const kOwn[] = {"jobs", "items", "job_counts", "leases", "workers", "leader"};
+  bool fresh = true;
+  for (const char* table : kOwn) fresh = fresh && !present.count(table);
+  if (fresh) return absl::OkStatus();
+  for (const char* table : {"jobs", "items", "job_counts"}) {
+    if (present.count(table) || (!with_counts && std::string(table) == "job_counts")) continue;
+    return absl::DataLossError(absl::StrCat("database ", db_name, " has lost its ", table,
+                                            " table; restore it from a backup (docs/operations.md)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqlStore::CheckStates(const std::string& db_name) {
+  std::string bad;
+  RETURN_IF_ERROR(Select("SELECT id, state FROM jobs WHERE state NOT IN (0, 1, 2, 3, 4, 5) LIMIT 1", {},
+                         [&](const Row& r) { bad = absl::StrCat("jobs row ", r.Text(0), " has unknown state ", r.Int(1)); }));
+  if (bad.empty()) {
+    RETURN_IF_ERROR(Select("SELECT job_id, idx, state FROM items WHERE state NOT IN (1, 2, 3, 4, 5) LIMIT 1", {},
+                           [&](const Row& r) {
+                             bad = absl::StrCat("items row ", r.Text(0), "/", r.Int(1), " has unknown state ", r.Int(2));
+                           }));
+  }
+  if (bad.empty()) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("database ", db_name, ": ", bad,
+                                          " (damaged, or written by a newer coordinator); refusing to start"));
+}
+
 void SqlStore::SetFencingEpoch(int64_t epoch, std::function<void(const absl::Status&)> on_fenced) {
   fencing_epoch_ = epoch;
   on_fenced_ = std::move(on_fenced);

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,16 @@ class SqlStore : public Store {
   absl::StatusOr<bool> ClaimLeader(const LeaderLease& seen, const std::string& holder,
                                    const std::string& address, int64_t lease_ms) override;
   void SetFencingEpoch(int64_t epoch, std::function<void(const absl::Status&)> on_fenced) override;
+
+  // A database opening: either fresh (none of the store's tables) or a store with every
+  // table that holds jobs and their items (`with_counts`: job_counts too; SQLite stores
+  // before schema version 1 had none). A table missing from a store is damage: refused,
+  // naming it, rather than made again empty (its items would be lost without a word).
+  static absl::Status CheckTables(const std::string& db_name, const std::set<std::string>& present,
+                                  bool with_counts);
+  // Refuses, naming the first, job or item rows in a state this coordinator does not know
+  // (damage, or a newer version's): they would be served as whatever the number means.
+  absl::Status CheckStates(const std::string& db_name);
 
  protected:
   // The backend's primitives. A transaction begun (status() ok or not) on the connection.

@@ -1,5 +1,7 @@
 #include "coordinator/store/sqlite_store.h"
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/store/legacy_rows.h"
@@ -122,8 +124,33 @@ INSERT OR REPLACE INTO job_counts(job_id, total, queued, running, done, failed, 
 PRAGMA user_version = 1;
 )sql";
 
+// The schema version this coordinator writes (PRAGMA user_version); a database of a later
+// one was written by a newer coordinator, whose rows this one may misread.
+constexpr int64_t kSchemaVersion = 1;
+
+// Before anything is created or converted: a database of a newer schema, or a store that
+// lost a table, is refused as it is.
+static absl::Status CheckBeforeOpening(Database& db, const std::string& path) {
+  int64_t version = 0;
+  {
+    Statement q(db.raw(), "PRAGMA user_version");
+    if (q.Step()) version = q.Int(0);
+  }
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("database ", path, " has schema version ", version,
+                                                      "; this coordinator knows versions up to ", kSchemaVersion,
+                                                      " (a newer spriteforge wrote it)"));
+  }
+  std::set<std::string> tables;
+  Statement q(db.raw(), "SELECT name FROM sqlite_master WHERE type = 'table'");
+  while (q.Step()) tables.insert(q.Text(0));
+  RETURN_IF_ERROR(q.status());
+  return SqlStore::CheckTables(path, tables, version >= 1);
+}
+
 absl::StatusOr<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path) {
   ASSIGN_OR_RETURN(auto db, Database::Open(path));
+  RETURN_IF_ERROR(CheckBeforeOpening(*db, path));
   if (auto s = db->Exec(Schema()); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, " is not a spriteforge store: ", s.message()));
   }
@@ -155,7 +182,9 @@ absl::StatusOr<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path
       return absl::DataLossError(absl::StrCat("database ", path, ": cannot count items per job: ", s.message()));
     }
   }
-  return std::unique_ptr<Store>(new SqliteStore(std::move(db)));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db)));
+  RETURN_IF_ERROR(store->CheckStates(path));
+  return std::unique_ptr<Store>(std::move(store));
 }
 
 std::unique_ptr<SqlTransaction> SqliteStore::NewTransaction() { return std::make_unique<Transaction>(*db_); }

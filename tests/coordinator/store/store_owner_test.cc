@@ -40,7 +40,7 @@ TEST(StoreOwnerTest, ADatabaseWithoutOwnersIsUpgradedAndKeepsItsJobs) {
   const std::string path = TempDb("upgrade");
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  // The jobs table as the first schema made it.
+  // The jobs and items tables as the first schema made them.
   ASSERT_EQ(sqlite3_exec(db,
                          "CREATE TABLE jobs(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
                          "name TEXT NOT NULL, model TEXT NOT NULL, priority INTEGER NOT NULL, state INTEGER NOT NULL, "
@@ -48,6 +48,16 @@ TEST(StoreOwnerTest, ADatabaseWithoutOwnersIsUpgradedAndKeepsItsJobs) {
                          "finished_ms INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT, "
                          "postprocess TEXT NOT NULL DEFAULT '');"
                          "CREATE UNIQUE INDEX jobs_key ON jobs(idempotency_key) WHERE idempotency_key <> '';"
+                         "CREATE TABLE items(job_id TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, "
+                         "prompt TEXT NOT NULL, negative TEXT, seed INTEGER NOT NULL, random_seed INTEGER NOT NULL, "
+                         "width INTEGER NOT NULL, height INTEGER NOT NULL, steps INTEGER NOT NULL, cfg REAL NOT NULL, "
+                         "sampler TEXT NOT NULL, schedule TEXT NOT NULL, model TEXT NOT NULL, "
+                         "tileable INTEGER NOT NULL, state INTEGER NOT NULL, batch_id TEXT NOT NULL DEFAULT '', "
+                         "worker_id TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0, "
+                         "image_path TEXT NOT NULL DEFAULT '', sprite_path TEXT NOT NULL DEFAULT '', "
+                         "failure INTEGER NOT NULL DEFAULT 0, failure_message TEXT NOT NULL DEFAULT '', "
+                         "done_ms INTEGER NOT NULL DEFAULT 0, workflow TEXT NOT NULL DEFAULT '', "
+                         "PRIMARY KEY(job_id, idx));"
                          "INSERT INTO jobs(id, name, model, priority, state, created_ms, idempotency_key) "
                          "VALUES('job-old', 'old', 'tiny-sdxl', 0, 1, 5, 'nightly');",
                          nullptr, nullptr, nullptr),

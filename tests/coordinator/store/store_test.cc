@@ -11,6 +11,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/store/postgres.h"
+#include "coordinator/store/sqlite.h"
 
 #include "tests/coordinator/store/store_backends.h"
 
@@ -38,6 +40,19 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
     auto s = Store::Open(path_.string());
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
+  }
+  // Statements on the database itself, past the store, as damage or an operator's edit would.
+  void Damage(const std::string& sql) {
+    store_.reset();
+    absl::Status s;
+    if (GetParam() == Backend::kSqlite) {
+      auto db = Database::Open(path_.string());
+      s = db.ok() ? (*db)->Exec(sql) : db.status();
+    } else {
+      auto db = PgConnection::Open(path_.string());
+      s = db.ok() ? (*db)->Exec(sql) : db.status();
+    }
+    ASSERT_TRUE(s.ok()) << s;
   }
   JobRecord MakeJob(const std::string& id, int items, const std::string& key = "") {
     JobRecord job;
@@ -186,6 +201,42 @@ TEST_P(StoreTest, ExpiredLeasesAreFoundAndRenewedByHeartbeats) {
   EXPECT_EQ(*store_->ExpiredBatches(2000), std::vector<std::string>{"b1"});
   ASSERT_TRUE(store_->RenewLeases("w1", 3000).ok());
   EXPECT_TRUE(store_->ExpiredBatches(2000)->empty());
+}
+
+TEST_P(StoreTest, AStoreThatLostATableIsRefusedRatherThanMadeAgainEmpty) {
+  MakeJob("job-a", 2);
+  Damage("DROP TABLE items");
+  for (int attempt = 0; attempt < 2; ++attempt) {  // refused as it is: nothing made again
+    auto s = Store::Open(path_.string());
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(std::string(s.status().message()).find("has lost its items table; restore it from a backup"),
+              std::string::npos)
+        << s.status();
+  }
+}
+
+TEST_P(StoreTest, RowsInAStateThisCoordinatorDoesNotKnowAreRefusedAtStart) {
+  MakeJob("job-a", 2);
+  Damage("UPDATE items SET state = 9 WHERE idx = 1");
+  auto s = Store::Open(path_.string());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.status().message()).find("items row job-a/1 has unknown state 9"), std::string::npos)
+      << s.status();
+  Damage("UPDATE items SET state = 1; UPDATE jobs SET state = 42");
+  s = Store::Open(path_.string());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.status().message()).find("jobs row job-a has unknown state 42"), std::string::npos)
+      << s.status();
+}
+
+TEST_P(SqliteStoreTest, ADatabaseOfANewerSchemaVersionIsRefused) {
+  Damage("PRAGMA user_version = 2");
+  auto s = Store::Open(path_.string());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().message(), "database " + path_.string() +
+                                      " has schema version 2; this coordinator knows versions up to 1 (a newer "
+                                      "spriteforge wrote it)");
 }
 
 TEST_P(SqliteStoreTest, ANonDatabaseFileIsRejectedWithItsPath) {
