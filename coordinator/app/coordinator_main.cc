@@ -7,8 +7,6 @@
 //       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N] [--max-images-per-job N]
 //       [--blob-max-gb N] [--owner-upload-mb N] [--uploads-per-minute N] [--blob-grace-minutes N]
 //       [--upload-idle-seconds N]
-//       [--blob-max-gb N] [--owner-upload-mb N] [--uploads-per-minute N] [--blob-grace-minutes N]
-//       [--upload-idle-seconds N]
 //       [--result-threads N] [--leader-lease-seconds N]
 //       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE [--worker-cert-match RULE]...]] [--auth FILE]
 //       [--submits-per-minute N]
@@ -135,10 +133,6 @@ int main(int argc, char** argv) {
   double blob_max_gb = 100, blob_grace_minutes = 60;
   uint64_t owner_upload_mb = 20480;
   int uploads_per_minute = 600, upload_idle_seconds = 60;
-  // Uploads' share of the disk (results keep the rest) and their pace.
-  double blob_max_gb = 100, blob_grace_minutes = 60;
-  uint64_t owner_upload_mb = 20480;
-  int uploads_per_minute = 600, upload_idle_seconds = 60;
   sc::CoordinatorOptions options;
   spriteforge::LogOptions log;
   std::string insecure_listen, tls_cert, tls_key, tls_client_ca, auth_file;
@@ -182,21 +176,6 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-image-mb", max_image_mb, "Largest start image a client may upload, in MiB")
       ->check(CLI::Range(1, 1 << 16));
-  app.add_option("--blob-max-gb", blob_max_gb,
-                 "Most the uploaded files may take of --blob-dir, in GB; an upload that would pass it is refused "
-                 "(0: no limit)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--owner-upload-mb", owner_upload_mb,
-                 "Uploaded files each client may hold, in MiB, unless its token sets max_upload_mb (0: no limit)");
-  app.add_option("--uploads-per-minute", uploads_per_minute,
-                 "Uploads per minute per client unless its token sets its own (0: no limit)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--blob-grace-minutes", blob_grace_minutes,
-                 "An uploaded file no unfinished job names is deleted once unused this long")
-      ->check(CLI::Range(1.0, 525600.0));
-  app.add_option("--upload-idle-seconds", upload_idle_seconds,
-                 "An upload that sends nothing this long is cancelled and its partial file removed")
-      ->check(CLI::Range(1, 86400));
   app.add_option("--blob-max-gb", blob_max_gb,
                  "Most the uploaded files may take of --blob-dir, in GB; an upload that would pass it is refused "
                  "(0: no limit)")
@@ -287,11 +266,6 @@ int main(int argc, char** argv) {
   options.unserved_model_timeout_ms = static_cast<int64_t>(unserved_seconds * 1000);
   options.upload_limits.max_lora_bytes = max_lora_mb << 20;
   options.upload_limits.max_image_bytes = max_image_mb << 20;
-  options.blob_max_bytes = static_cast<uint64_t>(blob_max_gb * 1e9);
-  options.owner_upload_bytes = owner_upload_mb << 20;
-  options.uploads_per_minute = uploads_per_minute;
-  options.blob_grace_ms = static_cast<int64_t>(blob_grace_minutes * 60000);
-  options.upload_idle_ms = upload_idle_seconds * 1000LL;
   options.blob_max_bytes = static_cast<uint64_t>(blob_max_gb * 1e9);
   options.owner_upload_bytes = owner_upload_mb << 20;
   options.uploads_per_minute = uploads_per_minute;
