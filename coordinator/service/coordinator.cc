@@ -56,6 +56,16 @@ void AddBlobsNamedBy(const ItemRecord& item, std::set<std::string>* named) {
   if (!item.image.init_image_sha256().empty()) named->insert(item.image.init_image_sha256());
 }
 
+// Cancels a cancelled job's queued items a chunk at a time until none is left; `chunk`
+// cancels at most `limit` in one transaction and says how many it did.
+absl::Status CancelQueuedItems(const std::function<absl::StatusOr<int>(int limit)>& chunk) {
+  constexpr int kCancelChunk = 2000;
+  for (int cancelled = kCancelChunk; cancelled == kCancelChunk;) {
+    ASSIGN_OR_RETURN(cancelled, chunk(kCancelChunk));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Coordinator::Coordinator(std::unique_ptr<Store> store, std::unique_ptr<BlobStore> blobs, CoordinatorOptions options)
@@ -90,10 +100,18 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
   ASSIGN_OR_RETURN(auto blobs, BlobStore::Open(options.blob_dir, options.upload_limits,
                                                BlobBudget{options.blob_max_bytes}));
   std::unique_ptr<Coordinator> core(new Coordinator(std::move(store), std::move(blobs), std::move(options)));
-  // Every unfinished job is in the cache, so the checks that walk it see them all.
+  // Every unfinished job is in the cache, so the checks that walk it see them all; a job
+  // whose cancel the last process did not finish is finished instead, never queued again.
   {
     auto locked = core->Lock();
-    for (JobRecord& job : *unfinished) locked->jobs().Add(std::move(job));
+    for (JobRecord& job : *unfinished) {
+      if (job.state != JobState::kCancelled) {
+        locked->jobs().Add(std::move(job));
+        continue;
+      }
+      RETURN_IF_ERROR(CancelQueuedItems([&](int limit) { return locked->store().CancelQueuedItems(job.id, limit); }));
+      locked->jobs().FinishIfComplete({job.id});
+    }
   }
   return core;
 }
@@ -258,16 +276,24 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
 }
 
 absl::StatusOr<v1::CancelJobResponse> Coordinator::Cancel(const v1::CancelJobRequest& request) {
+  const std::string& id = request.job_id();
+  {
+    auto core = Lock();
+    // At once: the job is cancelled for watchers and the planner, and its running items stop.
+    auto batches = core->store().StartCancel(id);
+    if (!batches.ok()) return batches.status();
+    // Running batches stop between steps; their other jobs' items return to the queue when
+    // the worker reports the cancellation.
+    core->StopBatches(*batches);
+    spdlog::info("job {} cancelled ({} running batches told to stop)", id, batches->size());
+    core->jobs().Forget(id);
+  }
+  // Then its queued items, a chunk per transaction, the lock released between chunks: a job
+  // of a hundred thousand items never holds up the other calls.
+  RETURN_IF_ERROR(CancelQueuedItems([this, &id](int limit) { return Lock()->store().CancelQueuedItems(id, limit); }));
   auto core = Lock();
-  auto batches = core->store().CancelJob(request.job_id(), WallMs());
-  if (!batches.ok()) return batches.status();
-  // Running batches stop between steps; their other jobs' items return to the queue when
-  // the worker reports the cancellation.
-  core->StopBatches(*batches);
-  spdlog::info("job {} cancelled ({} running batches told to stop)", request.job_id(), batches->size());
-  core->jobs().Forget(request.job_id());
-  core->jobs().FinishIfComplete({request.job_id()});
-  ASSIGN_OR_RETURN(auto job, core->store().GetJob(request.job_id()));
+  core->jobs().FinishIfComplete({id});
+  ASSIGN_OR_RETURN(auto job, core->store().GetJob(id));
   v1::CancelJobResponse response;
   *response.mutable_job() = core->jobs().Snapshot(job);
   return response;

@@ -129,9 +129,9 @@ void JobBook::FinishIfComplete(const std::set<std::string>& job_ids) {
     }
     Forget(id);
     auto counts = store_->Counts(id);
-    auto items = store_->Items(id);
-    if (counts.ok() && items.ok()) {
-      if (auto s = WriteJobSummary(output_dir_, *job, *counts, *items); !s.ok()) {
+    if (counts.ok()) {
+      auto pages = [&](int after, int limit) { return store_->ItemsPage(id, after, limit); };
+      if (auto s = WriteJobSummary(output_dir_, *job, *counts, pages); !s.ok()) {
         spdlog::error("job {}: job.json: {}", id, std::string(s.message()));
       }
     }

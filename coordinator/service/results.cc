@@ -12,6 +12,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/files.h"
 #include "common/generation_info.h"
 #include "common/status_macros.h"
@@ -175,7 +176,9 @@ void RemoveItemFiles(const ItemFiles& files) {
   std::filesystem::remove(png.substr(0, png.size() - 4) + ".json", ec);
 }
 
-nlohmann::json JobSummary(const JobRecord& job, const ItemCounts& counts, const std::vector<ItemRecord>& items) {
+namespace {
+
+nlohmann::json SummaryHead(const JobRecord& job, const ItemCounts& counts) {
   nlohmann::json j = {{"id", job.id},
                       {"name", job.name},
                       {"model", job.model},
@@ -192,27 +195,80 @@ nlohmann::json JobSummary(const JobRecord& job, const ItemCounts& counts, const 
                         {"failed", counts.failed},
                         {"cancelled", counts.cancelled}}}};
   if (job.postprocess) j["postprocess"] = PostprocessJson(*job.postprocess);
-  nlohmann::json list = nlohmann::json::array();
-  for (const ItemRecord& it : items) {
-    nlohmann::json e = {{"index", it.index}, {"seed", it.image.seed()}, {"prompt", it.image.prompt()},
-                        {"state", StateName(it.state)}, {"attempts", it.attempts}};
-    if (!it.image_path.empty()) e["image"] = std::filesystem::path(it.image_path).filename().string();
-    if (!it.sprite_path.empty()) e["sprite"] = std::filesystem::path(it.sprite_path).filename().string();
-    if (!it.worker_id.empty()) e["worker"] = it.worker_id;
-    if (!it.failure_message.empty()) e["failure"] = it.failure_message;
-    list.push_back(std::move(e));
+  return j;
+}
+
+nlohmann::json SummaryItem(const ItemRecord& it) {
+  nlohmann::json e = {{"index", it.index}, {"seed", it.image.seed()}, {"prompt", it.image.prompt()},
+                      {"state", StateName(it.state)}, {"attempts", it.attempts}};
+  if (!it.image_path.empty()) e["image"] = std::filesystem::path(it.image_path).filename().string();
+  if (!it.sprite_path.empty()) e["sprite"] = std::filesystem::path(it.sprite_path).filename().string();
+  if (!it.worker_id.empty()) e["worker"] = it.worker_id;
+  if (!it.failure_message.empty()) e["failure"] = it.failure_message;
+  return e;
+}
+
+absl::Status WriteAll(int fd, const std::string& path, const std::string& data) {
+  size_t written = 0;
+  while (written < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::ResourceExhaustedError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
+    written += static_cast<size_t>(n);
   }
+  return absl::OkStatus();
+}
+
+// The summary's text, written as it is made: the head, then the items a page at a time.
+absl::Status WriteSummaryText(int fd, const std::string& path, const JobRecord& job, const ItemCounts& counts,
+                              const ItemPages& pages) {
+  constexpr int kPage = 1000;
+  std::string text = SummaryHead(job, counts).dump(2);
+  text.resize(text.size() - 2);  // "\n}": the items come last
+  text += ",\n  \"items\": [";
+  bool first = true;
+  for (int after = -1;;) {
+    ASSIGN_OR_RETURN(auto page, pages(after, kPage));
+    for (const ItemRecord& it : page) {
+      absl::StrAppend(&text, first ? "\n    " : ",\n    ", absl::StrReplaceAll(SummaryItem(it).dump(2), {{"\n", "\n    "}}));
+      first = false;
+      after = it.index;
+    }
+    RETURN_IF_ERROR(WriteAll(fd, path, text));
+    text.clear();
+    if (static_cast<int>(page.size()) < kPage) break;
+  }
+  return WriteAll(fd, path, first ? "]\n}\n" : "\n  ]\n}\n");
+}
+
+}  // namespace
+
+nlohmann::json JobSummary(const JobRecord& job, const ItemCounts& counts, const std::vector<ItemRecord>& items) {
+  nlohmann::json j = SummaryHead(job, counts);
+  nlohmann::json list = nlohmann::json::array();
+  for (const ItemRecord& it : items) list.push_back(SummaryItem(it));
   j["items"] = std::move(list);
   return j;
 }
 
 absl::Status WriteJobSummary(const std::string& output_dir, const JobRecord& job, const ItemCounts& counts,
-                             const std::vector<ItemRecord>& items) {
+                             const ItemPages& pages) {
   const std::string dir = JobDir(output_dir, job.id);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::ResourceExhaustedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-  return WriteFileAtomic(dir + "/job.json", JobSummary(job, counts, items).dump(2) + "\n");
+  const std::string path = dir + "/job.json";
+  const std::string tmp = TemporaryName(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
+  absl::Status s = WriteSummaryText(fd, path, job, counts, pages);
+  if (s.ok() && ::fsync(fd) != 0) s = absl::ResourceExhaustedError(absl::StrCat(path, ": sync failed: ", std::strerror(errno)));
+  if (::close(fd) != 0 && s.ok()) s = absl::ResourceExhaustedError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    s = absl::UnavailableError(absl::StrCat(path, ": rename failed: ", std::strerror(errno)));
+  }
+  if (!s.ok()) ::unlink(tmp.c_str());
+  return s;
 }
 
 }  // namespace spriteforge::coordinator

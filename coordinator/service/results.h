@@ -6,6 +6,7 @@
 // thousand.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,8 +42,12 @@ absl::Status PublishStaged(const StagedFiles& staged);  // after SyncOutput
 void DiscardStaged(const StagedFiles& staged);
 
 nlohmann::json JobSummary(const JobRecord& job, const ItemCounts& counts, const std::vector<ItemRecord>& items);
+// The job's items with an index above `after`, by index, at most `limit` (Store::ItemsPage).
+using ItemPages = std::function<absl::StatusOr<std::vector<ItemRecord>>(int after, int limit)>;
+// job.json, written atomically as JobSummary's text, reading the items a page at a time: a
+// job of a hundred thousand images costs a page of memory, not the whole job.
 absl::Status WriteJobSummary(const std::string& output_dir, const JobRecord& job, const ItemCounts& counts,
-                             const std::vector<ItemRecord>& items);
+                             const ItemPages& pages);
 
 std::string JobDir(const std::string& output_dir, const std::string& job_id);
 

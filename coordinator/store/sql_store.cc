@@ -185,6 +185,10 @@ absl::StatusOr<std::vector<ItemRecord>> SqlStore::Items(const std::string& job_i
   return SelectItems("WHERE job_id = $1 ORDER BY idx", {job_id});
 }
 
+absl::StatusOr<std::vector<ItemRecord>> SqlStore::ItemsPage(const std::string& job_id, int after, int limit) {
+  return SelectItems("WHERE job_id = $1 AND idx > $2 ORDER BY idx LIMIT $3", {job_id, int64_t{after}, int64_t{limit}});
+}
+
 absl::StatusOr<ItemCounts> SqlStore::Counts(const std::string& job_id) {
   ItemCounts c;
   RETURN_IF_ERROR(Select("SELECT total, queued, running, done, failed, cancelled FROM job_counts WHERE job_id = $1",

@@ -51,6 +51,9 @@ class SqlStore : public Store {
   absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, int reason,
                                                           const std::string& message) override;
   absl::StatusOr<std::vector<std::string>> CancelJob(const std::string& job_id, int64_t now_ms) override;
+  absl::StatusOr<std::vector<std::string>> StartCancel(const std::string& job_id) override;
+  absl::StatusOr<int> CancelQueuedItems(const std::string& job_id, int limit) override;
+  absl::StatusOr<std::vector<ItemRecord>> ItemsPage(const std::string& job_id, int after, int limit) override;
   absl::StatusOr<JobRecord> FinishJobIfComplete(const std::string& job_id, int64_t now_ms) override;
   absl::StatusOr<int> Recover() override;
 

@@ -46,22 +46,43 @@ absl::StatusOr<std::vector<ItemRecord>> SqlStore::FailQueuedItems(const std::str
 }
 
 absl::StatusOr<std::vector<std::string>> SqlStore::CancelJob(const std::string& job_id, int64_t now_ms) {
+  constexpr int kChunk = 5000;
+  ASSIGN_OR_RETURN(auto batches, StartCancel(job_id));
+  for (int cancelled = kChunk; cancelled == kChunk;) {
+    ASSIGN_OR_RETURN(cancelled, CancelQueuedItems(job_id, kChunk));
+  }
+  RETURN_IF_ERROR(FinishJobIfComplete(job_id, now_ms).status());
+  return batches;
+}
+
+absl::StatusOr<std::vector<std::string>> SqlStore::StartCancel(const std::string& job_id) {
   ASSIGN_OR_RETURN(auto tx, Begin());
   ASSIGN_OR_RETURN(auto job, GetJob(job_id));
+  if (job.finished_ms != 0) return std::vector<std::string>{};
   ASSIGN_OR_RETURN(auto batches, SelectTexts("SELECT DISTINCT batch_id FROM items WHERE job_id = $1 AND state = 2",
                                              {job_id}));
-  RETURN_IF_ERROR(Execute("UPDATE items SET state = 5, batch_id = '' WHERE job_id = $1 AND state IN (1, 2)", {job_id}));
-  if (job.finished_ms == 0) {
-    RETURN_IF_ERROR(Execute("UPDATE jobs SET state = 5, finished_ms = $1 WHERE id = $2", {now_ms, job_id}));
-  }
+  RETURN_IF_ERROR(Execute("UPDATE items SET state = 5, batch_id = '' WHERE job_id = $1 AND state = 2", {job_id}));
+  RETURN_IF_ERROR(Execute("UPDATE jobs SET state = 5 WHERE id = $1 AND finished_ms = 0", {job_id}));
   RETURN_IF_ERROR(tx->Commit());
   return batches;
+}
+
+absl::StatusOr<int> SqlStore::CancelQueuedItems(const std::string& job_id, int limit) {
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  ASSIGN_OR_RETURN(const int64_t cancelled,
+                   Execute("UPDATE items SET state = 5 WHERE job_id = $1 AND state = 1 AND idx IN "
+                           "(SELECT idx FROM items WHERE job_id = $1 AND state = 1 ORDER BY idx LIMIT $2)",
+                           {job_id, int64_t{limit}}));
+  RETURN_IF_ERROR(tx->Commit());
+  return static_cast<int>(cancelled);
 }
 
 absl::StatusOr<JobRecord> SqlStore::FinishJobIfComplete(const std::string& job_id, int64_t now_ms) {
   ASSIGN_OR_RETURN(auto counts, Counts(job_id));
   if (counts.Finished()) {
-    RETURN_IF_ERROR(Write("UPDATE jobs SET state = $1, finished_ms = $2 WHERE id = $3 AND finished_ms = 0",
+    // A cancelled job stays cancelled, whatever its items did before.
+    RETURN_IF_ERROR(Write("UPDATE jobs SET state = CASE WHEN state = 5 THEN 5 ELSE $1 END, finished_ms = $2 "
+                          "WHERE id = $3 AND finished_ms = 0",
                             {int64_t{static_cast<int>(FinishedJobState(counts))}, now_ms, job_id}));
   }
   return GetJob(job_id);

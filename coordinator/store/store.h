@@ -171,8 +171,20 @@ class Store {
   virtual absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, int reason,
                                                           const std::string& message) = 0;
 
-  // Cancels queued and running items; returns the batches that had running items.
+  // Cancels queued and running items and finishes the job, all at once (StartCancel, then
+  // CancelQueuedItems until none is left); returns the batches that had running items.
   virtual absl::StatusOr<std::vector<std::string>> CancelJob(const std::string& job_id, int64_t now_ms) = 0;
+  // Cancelling in steps, so a large job never holds the database (or the coordinator) for
+  // long: StartCancel marks the job cancelled and cancels its running items, returning their
+  // batches (nothing of the job is leased again); CancelQueuedItems then cancels at most
+  // `limit` of its queued items per call, one transaction each, returning how many; once
+  // none is left FinishJobIfComplete records it finished, still cancelled. A job cancelled
+  // part-way is unfinished (UnfinishedJobs) with state kCancelled, so a restart completes it.
+  // A finished job is left as it is.
+  virtual absl::StatusOr<std::vector<std::string>> StartCancel(const std::string& job_id) = 0;
+  virtual absl::StatusOr<int> CancelQueuedItems(const std::string& job_id, int limit) = 0;
+  // The job's items with an index above `after`, by index, at most `limit`: a page of Items.
+  virtual absl::StatusOr<std::vector<ItemRecord>> ItemsPage(const std::string& job_id, int after, int limit) = 0;
   // Marks the job done/failed once no item is queued or running; returns its record.
   virtual absl::StatusOr<JobRecord> FinishJobIfComplete(const std::string& job_id, int64_t now_ms) = 0;
 

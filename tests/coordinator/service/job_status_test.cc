@@ -1,9 +1,13 @@
 // What the coordinator tells about a job and about itself, without RPC: the job's state
 // while its items run, why it waits, its failure when no worker serves its model, and the
-// health check of the service loop (also through the HTTP endpoint).
+// health check of the service loop (also through the HTTP endpoint); a large job's
+// cancellation, which answers other calls while it proceeds.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/resource.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -105,6 +109,68 @@ TEST_F(JobStatusTest, TheHealthCheckFailsWhenTheServiceLoopStops) {
   ASSERT_TRUE(stuck);
   EXPECT_EQ(stuck->status, 503);
   EXPECT_NE(stuck->body.find("the service loop last ran"), std::string::npos) << stuck->body;
+}
+
+// The most memory this process has held so far, in KiB.
+long PeakRssKib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss;
+}
+
+// Cancelling a large job: it is cancelled at once, then its queued items a chunk per
+// transaction with the core's lock released between chunks, so other calls are answered
+// while it proceeds; every item ends cancelled exactly once, and job.json is written a
+// page of items at a time, so the cancel costs no memory in proportion to the job.
+TEST_F(JobStatusTest, CancellingALargeJobKeepsAnsweringOtherCallsInFlatMemory) {
+  constexpr int kItems = 20000;
+  v1::SubmitJobRequest request;
+  const std::string entry = "{prompt: \"" + std::string(900, 'p') + "\", count: " + std::to_string(kItems / 2) + "}";
+  request.set_manifest("name: t\nmodel: tiny-sdxl\ndefaults: {width: 128, height: 128, steps: 4}\n"
+                       "items: [" + entry + ", " + entry + "]\n");
+  auto submitted = core_->Submit(request);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string job_id = submitted->job().id();
+  const long peak_before = PeakRssKib();
+
+  std::atomic<bool> cancelled{false};
+  absl::Status cancel_status;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread cancel([&] {
+    v1::CancelJobRequest cancel_request;
+    cancel_request.set_job_id(job_id);
+    cancel_status = core_->Cancel(cancel_request).status();
+    cancelled = true;
+  });
+  int answered = 0;
+  std::chrono::steady_clock::duration longest{};
+  while (!cancelled) {
+    const auto asked = std::chrono::steady_clock::now();
+    core_->Stats();
+    if (cancelled) break;
+    longest = std::max(longest, std::chrono::steady_clock::now() - asked);
+    ++answered;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  cancel.join();
+  const auto took = std::chrono::steady_clock::now() - start;
+  const long grown_kib = PeakRssKib() - peak_before;
+  ASSERT_TRUE(cancel_status.ok()) << cancel_status;
+  using Ms = std::chrono::duration<double, std::milli>;
+  const double took_ms = Ms(took).count(), longest_ms = Ms(longest).count();
+  EXPECT_GE(answered, 3) << "the cancel took " << took_ms << " ms";
+  EXPECT_LT(longest_ms, took_ms / 2);
+
+  const v1::GetJobResponse job = Job(job_id);
+  EXPECT_EQ(job.job().state(), v1::JOB_CANCELLED);
+  EXPECT_EQ(job.job().counts().total(), kItems);
+  EXPECT_EQ(job.job().counts().cancelled(), kItems);
+  EXPECT_EQ(job.items_size(), kItems);
+  EXPECT_TRUE(std::all_of(job.items().begin(), job.items().end(),
+                          [](const v1::Item& it) { return it.state() == v1::ITEM_CANCELLED; }));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/out/" + job_id + "/job.json"));
+  // Before the items were read a page at a time, job.json alone took tens of MB here.
+  EXPECT_LT(grown_kib, 16 * 1024);
 }
 
 }  // namespace

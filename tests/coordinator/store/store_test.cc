@@ -182,6 +182,33 @@ TEST_P(StoreTest, CancelStopsQueuedAndRunningItems) {
   EXPECT_FALSE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "", 300));
 }
 
+// Cancelling in steps: at once the job is cancelled and its running items too; its queued
+// items then go a chunk at a time, each once; it stays unfinished (so a restart completes the
+// cancel) until the last chunk, and finishes cancelled.
+TEST_P(StoreTest, ACancelInStepsCancelsEachItemOnceAndFinishesCancelled) {
+  MakeJob("job-a", 5);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 2}}, 5000, 100).ok());
+  auto batches = store_->StartCancel("job-a");
+  ASSERT_TRUE(batches.ok()) << batches.status();
+  EXPECT_EQ(*batches, std::vector<std::string>{"b1"});
+  EXPECT_EQ(store_->GetJob("job-a")->state, JobState::kCancelled);
+  ASSERT_EQ(store_->UnfinishedJobs()->size(), 1u);
+  EXPECT_EQ(store_->Counts("job-a")->queued, 4);
+  EXPECT_EQ(*store_->CancelQueuedItems("job-a", 3), 3);
+  EXPECT_EQ(store_->FinishJobIfComplete("job-a", 200)->finished_ms, 0);  // one still queued
+  EXPECT_EQ(*store_->CancelQueuedItems("job-a", 3), 1);
+  EXPECT_EQ(*store_->CancelQueuedItems("job-a", 3), 0);
+  auto finished = store_->FinishJobIfComplete("job-a", 300);
+  EXPECT_EQ(finished->state, JobState::kCancelled);
+  EXPECT_EQ(finished->finished_ms, 300);
+  EXPECT_EQ(store_->Counts("job-a")->cancelled, 5);
+  auto page = store_->ItemsPage("job-a", 1, 2);
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].index, 2);
+  EXPECT_EQ((*page)[1].index, 3);
+  EXPECT_TRUE(store_->StartCancel("job-a")->empty());  // a finished job is left as it is
+}
+
 TEST_P(StoreTest, RecoverReturnsRunningItemsToTheQueueAfterARestart) {
   MakeJob("job-a", 2);
   ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}, {"job-a", 1}}, 5000, 100).ok());
