@@ -78,6 +78,30 @@ struct RgbImage {
   std::vector<uint8_t> rgb;  // width*height*3
 };
 
+// A ControlNet acting on a batch (its control images come with each ImageRequest, in the
+// order of BatchRequest::controlnets). `model_path`: a diffusers ControlNet folder
+// (config.json + diffusion_pytorch_model.safetensors) or that .safetensors file with its
+// config.json beside it; fp16 or fp32. Its residuals, times `scale`, are added to the UNet's
+// skip connections and mid block at step i of N only while start <= i/N and (i+1)/N <= end.
+// Several ControlNets: their residuals are summed.
+struct ControlNetSpec {
+  std::string model_path;
+  double scale = 1.0;
+  double start = 0.0;
+  double end = 1.0;
+};
+
+// An IP-Adapter acting on a batch (reference images come with each ImageRequest).
+// `adapter_path`: h94's .safetensors layout, plain (image_proj.proj/norm) or Plus (perceiver
+// resampler); `encoder_dir`: a transformers CLIPVisionModelWithProjection folder
+// (config.json + model.safetensors). In every cross-attention: out = attn(q, text) +
+// scale * attn(q, image tokens). Several reference images: their tokens are concatenated.
+struct IpAdapterSpec {
+  std::string adapter_path;
+  std::string encoder_dir;
+  double scale = 1.0;
+};
+
 // One image to render. A missing negative means zeroed unconditional embeddings; an
 // empty string is encoded like any other prompt. Prompts use A1111's attention syntax:
 // (word) x1.1, ((word)) x1.21, [word] /1.1, (word:1.3), \( for a literal bracket, BREAK to
@@ -89,6 +113,12 @@ struct ImageRequest {
   // img2img: start from this image (its size must be the batch's width x height). Either
   // every image of a batch has one or none has.
   std::optional<RgbImage> init_image;
+  // One control image per BatchRequest::controlnets entry, in that order, each of the
+  // batch's width x height (RGB as drawn: a pose on black, canny edges, a depth map, ...).
+  std::vector<RgbImage> control_images;
+  // With BatchRequest::ip_adapter: this image's reference images (one or more, any size;
+  // resized and centre-cropped to the encoder's input as the encoder expects).
+  std::vector<RgbImage> reference_images;
 };
 
 // A batch of compatible images: they share size, steps, guidance, sampler, schedule and
@@ -114,6 +144,9 @@ struct BatchRequest {
   // Hand the batch's latents to Generate's `preview` after every step divisible by this
   // (0: never). Costs one device-to-host copy of the small latents per preview step.
   int preview_every = 0;
+  // Conditioning shared by the batch; each image brings its own control and reference images.
+  std::vector<ControlNetSpec> controlnets;
+  std::optional<IpAdapterSpec> ip_adapter;
 };
 
 // An 8-bit RGB image, rows top to bottom, plus the same pixels as floats in [0,1]
