@@ -9,6 +9,7 @@
 #include "common/files.h"
 #include "coordinator/http/http_api.h"
 #include "coordinator/http/http_json.h"
+#include "coordinator/service/results.h"
 
 namespace spriteforge::coordinator::http {
 namespace {
@@ -138,8 +139,14 @@ void GetResultImage(HttpApi& api, const httplib::Request& req, httplib::Response
     return ReplyError(res, absl::NotFoundError(absl::StrCat("image ", index, " of job ", job->job().id(), " is ",
                                                             v1::ItemState_Name(item->state()), ", not done")));
   }
-  const std::string path = item->sprite_path().empty() || render ? item->image_path() : item->sprite_path();
-  auto png = ReadFile(path);
+  // Rows name the files; only those inside the results folder are served.
+  auto path = ConfinedResultPath(api.core()->options().output_dir,
+                                 item->sprite_path().empty() || render ? item->image_path() : item->sprite_path());
+  if (!path.ok()) {
+    return ReplyError(res, absl::InternalError(absl::StrCat("image ", index, " of job ", job->job().id(),
+                                                            " lies outside the results folder; not served")));
+  }
+  auto png = ReadFile(*path);
   if (!png.ok()) return ReplyError(res, absl::InternalError(absl::StrCat("cannot read the image of item ", index)));
   // A committed result never changes, so browsers may keep it.
   res.set_header("Cache-Control", "max-age=86400, immutable");

@@ -321,6 +321,16 @@ absl::StatusOr<std::vector<std::string>> Coordinator::ResultFiles(const std::str
   }
   const std::string summary = JobDir(options_.output_dir, job_id) + "/job.json";
   if (std::filesystem::exists(summary)) files.push_back(summary);
+  // Rows name the files; only those inside the results folder are served.
+  for (std::string& file : files) {
+    auto confined = ConfinedResultPath(options_.output_dir, file);
+    if (!confined.ok()) {
+      spdlog::error("job {}: {}", job_id, std::string(confined.status().message()));
+      return absl::InternalError(
+          absl::StrCat("job ", job_id, ": a result file lies outside the results folder and is not served"));
+    }
+    file = std::move(*confined);
+  }
   return files;
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -59,6 +60,23 @@ const char* JobStateName(JobState s) {
 
 std::string JobDir(const std::string& output_dir, const std::string& job_id) {
   return (std::filesystem::path(output_dir) / job_id).string();
+}
+
+absl::StatusOr<std::string> ConfinedResultPath(const std::string& output_dir, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path root = fs::weakly_canonical(fs::absolute(output_dir, ec), ec);
+  const fs::path real = ec ? fs::path() : fs::weakly_canonical(fs::absolute(path, ec), ec);
+  if (ec || path.empty()) {
+    return absl::PermissionDeniedError(absl::StrCat("result file '", path, "' cannot be resolved"));
+  }
+  // Inside: the folder's path is a prefix of the file's, component by component, and more.
+  auto [in_root, in_real] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+  if (in_root != root.end() || in_real == real.end()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("result file '", path, "' is outside the results folder ", root.string(), "; not served"));
+  }
+  return real.string();
 }
 
 namespace {

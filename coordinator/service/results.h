@@ -51,6 +51,11 @@ absl::Status WriteJobSummary(const std::string& output_dir, const JobRecord& job
 
 std::string JobDir(const std::string& output_dir, const std::string& job_id);
 
+// A result file an item row names, resolved (every link followed), when it lies inside
+// `output_dir`; PermissionDenied naming it otherwise, so a damaged or edited row
+// (image_path = '/etc/shadow', a link pointing out of the folder) never serves another file.
+absl::StatusOr<std::string> ConfinedResultPath(const std::string& output_dir, const std::string& path);
+
 // Removes an item's image, sprite and sidecar (a result that did not count).
 void RemoveItemFiles(const ItemFiles& files);
 

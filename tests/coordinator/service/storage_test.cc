@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "coordinator/service/results.h"
+#include "coordinator/store/sqlite.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
 
 namespace spriteforge::coordinator {
@@ -73,6 +74,46 @@ TEST(ResultFilesTest, TemporaryFilesOfCutWritesAreRemoved) {
   EXPECT_TRUE(std::filesystem::exists(JobDir(out, "job-1") + "/job.json"));
   EXPECT_EQ(RemoveTemporaryFiles(out, "job-2"), 0);  // no folder yet
   std::filesystem::remove_all(out);
+}
+
+// Rows name the result files; only files inside the results folder are served, however a
+// row or a link points elsewhere.
+TEST(ResultPathTest, OnlyFilesInsideTheResultsFolderAreServed) {
+  namespace fs = std::filesystem;
+  const fs::path out = fs::temp_directory_path() / "result_path_test" / "out";
+  fs::remove_all(out.parent_path());
+  fs::create_directories(out / "job-1");
+  std::ofstream(out / "job-1" / "0_7.png") << "png";
+  std::ofstream(out.parent_path() / "secret") << "secret";
+  fs::create_symlink(out.parent_path() / "secret", out / "job-1" / "1_7.png");
+  fs::create_symlink(out / "job-1" / "0_7.png", out / "job-1" / "2_7.png");
+  const std::string inside = (out / "job-1" / "0_7.png").string();
+  EXPECT_EQ(*ConfinedResultPath(out.string(), inside), inside);
+  EXPECT_EQ(*ConfinedResultPath(out.string() + "/", (out / "job-1" / "2_7.png").string()), inside);  // a link within
+  for (const std::string& outside :
+       {std::string("/etc/shadow"), (out / "job-1" / "1_7.png").string(), (out / ".." / "secret").string(),
+        (out / "job-1" / ".." / ".." / "secret").string(), out.string(), std::string()}) {
+    auto refused = ConfinedResultPath(out.string(), outside);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << outside;
+  }
+  fs::remove_all(out.parent_path());
+}
+
+TEST_F(CoordinatorTest, AResultRowNamingAFileOutsideTheResultsFolderIsNotServed) {
+  auto worker = Connect("w1", 4);
+  const std::string job = Submit(1);
+  core_->OnMessage(worker.get(), Result(worker->NextAssignment()));
+  auto files = core_->ResultFiles(job, true);
+  ASSERT_TRUE(files.ok()) << files.status();
+  {
+    auto db = Database::Open(dir_ + "/db.sqlite");
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Exec("UPDATE items SET image_path = '/etc/shadow'").ok());
+  }
+  auto refused = core_->ResultFiles(job, true);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(refused.status().message(),
+            "job " + job + ": a result file lies outside the results folder and is not served");
 }
 
 }  // namespace
