@@ -17,6 +17,17 @@ namespace {
 
 bool HasCrossAttention(const std::string& type) { return type.rfind("CrossAttn", 0) == 0; }
 
+// ControlNet residuals join the skips and the mid block's output, each in the layout the
+// UNet made it.
+void AddControlResiduals(std::vector<torch::Tensor>& skips, torch::Tensor& mid, const UNetConditioning& c) {
+  if (!c.down_residuals.empty()) {
+    TORCH_CHECK(c.down_residuals.size() == skips.size(), "ControlNet residuals: ", c.down_residuals.size(),
+                " for ", skips.size(), " skip connections");
+    for (size_t i = 0; i < skips.size(); ++i) skips[i] = AddResidual(skips[i], c.down_residuals[i]);
+  }
+  if (c.mid_residual.defined()) mid = AddResidual(mid, c.mid_residual);
+}
+
 }  // namespace
 
 UNetImpl::UNetImpl(const UNetConfig& c) : config_(c) {
@@ -119,7 +130,7 @@ torch::Tensor UNetImpl::CrossAttentionKV(const torch::Tensor& context) {
 
 torch::Tensor UNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
                                       const torch::Tensor& kv, const torch::Tensor& text_embeds,
-                                      const torch::Tensor& time_ids) {
+                                      const torch::Tensor& time_ids, const UNetConditioning& conditioning) {
   // Every block's keys and values are [B, M, C_block]; M follows from the total size.
   const int64_t batch = sample.size(0);
   int64_t widths = 0;
@@ -135,7 +146,7 @@ torch::Tensor UNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::
       offset += n;
     }
   }
-  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids);
+  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, conditioning);
 }
 
 void UNetImpl::FuseSelfAttentionProjections() {
@@ -144,13 +155,13 @@ void UNetImpl::FuseSelfAttentionProjections() {
 
 torch::Tensor UNetImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                 const torch::Tensor& context, const torch::Tensor& text_embeds,
-                                const torch::Tensor& time_ids) {
-  return Forward(sample, timestep, CrossContext{context, nullptr}, text_embeds, time_ids);
+                                const torch::Tensor& time_ids, const UNetConditioning& conditioning) {
+  return Forward(sample, timestep, CrossContext{context, nullptr}, text_embeds, time_ids, conditioning);
 }
 
 torch::Tensor UNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                 const CrossContext& context, const torch::Tensor& text_embeds,
-                                const torch::Tensor& time_ids) {
+                                const torch::Tensor& time_ids, const UNetConditioning& conditioning) {
   const auto dtype = sample.scalar_type();
   const int64_t batch = sample.size(0);
   torch::Tensor t = TimestepFeatures(timestep.expand({batch}), config_.block_out_channels[0],
@@ -178,6 +189,7 @@ torch::Tensor UNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor
   x = mid_->resnets[0]->forward(x, emb);
   x = mid_->attentions[0]->forward(x, context);
   x = mid_->resnets[1]->forward(x, emb);
+  AddControlResiduals(skips, x, conditioning);
   for (auto& level : up_) {
     for (size_t j = 0; j < level->resnets.size(); ++j) {
       x = torch::cat({x, skips.back()}, 1);

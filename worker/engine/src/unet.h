@@ -13,6 +13,17 @@ namespace spriteforge::engine {
 struct AttentionBlock;
 struct CrossContext;
 
+// What a UNet call takes beyond the text: conditioning from other models, each part
+// optional (an empty or undefined field changes nothing).
+struct UNetConditioning {
+  // ControlNet residuals (already times their scale and summed over ControlNets): one per
+  // skip connection in the order the down path makes them (conv_in's output, then every
+  // resnet/attention and downsampler output), added to the skips before the up path reads
+  // them; and one added to the mid block's output.
+  std::vector<torch::Tensor> down_residuals;
+  torch::Tensor mid_residual;
+};
+
 class UNetImpl : public torch::nn::Module {
  public:
   explicit UNetImpl(const UNetConfig& config);
@@ -21,7 +32,7 @@ class UNetImpl : public torch::nn::Module {
   // time_ids [B,6]. Returns the predicted noise, shaped like sample.
   torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                         const torch::Tensor& context, const torch::Tensor& text_embeds,
-                        const torch::Tensor& time_ids);
+                        const torch::Tensor& time_ids, const UNetConditioning& conditioning = {});
 
   // The keys and values of every cross-attention block for `context` [B,77,C], as one flat
   // tensor: they depend on the prompt only, so a generation computes them once and each
@@ -29,7 +40,7 @@ class UNetImpl : public torch::nn::Module {
   torch::Tensor CrossAttentionKV(const torch::Tensor& context);
   torch::Tensor ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
                               const torch::Tensor& kv, const torch::Tensor& text_embeds,
-                              const torch::Tensor& time_ids);
+                              const torch::Tensor& time_ids, const UNetConditioning& conditioning = {});
 
   // Self-attention's q/k/v projections as one GEMM per block (AttentionBlock::FuseProjections).
   void FuseSelfAttentionProjections();
@@ -39,7 +50,8 @@ class UNetImpl : public torch::nn::Module {
  private:
   struct Level;
   torch::Tensor Forward(const torch::Tensor& sample, const torch::Tensor& timestep, const CrossContext& context,
-                        const torch::Tensor& text_embeds, const torch::Tensor& time_ids);
+                        const torch::Tensor& text_embeds, const torch::Tensor& time_ids,
+                        const UNetConditioning& conditioning);
   std::vector<AttentionBlock*> self_attention_, cross_attention_;  // owned by the module tree
   UNetConfig config_;
   TilingFlag tiling_ = std::make_shared<bool>(false);

@@ -116,7 +116,8 @@ torch::Tensor SpatialTransformer::forward(const torch::Tensor& x, const CrossCon
     t = std::move(out.stream);
     pending = std::move(out.pending);
   }
-  t = proj_out(t + pending);
+  // A level may have no transformer blocks (some small ControlNets): then nothing is pending.
+  t = proj_out(pending.defined() ? t + pending : t);
   return AddResidual(x, t.view({b, h, w, c}).permute({0, 3, 1, 2}));
 }
 
