@@ -2,10 +2,13 @@
 // to the queue (a full disk is not their fault), dispatching pauses instead of rendering
 // what cannot be stored, and once the files can be written the job completes with exactly
 // one set of files per item.
+#include <httplib.h>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "coordinator/service/http_endpoint.h"
 #include "coordinator/service/results.h"
 #include "coordinator/store/sqlite.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
@@ -105,6 +108,11 @@ TEST_F(CoordinatorTest, AResultRowNamingAFileOutsideTheResultsFolderIsNotServed)
   core_->OnMessage(worker.get(), Result(worker->NextAssignment()));
   auto files = core_->ResultFiles(job, true);
   ASSERT_TRUE(files.ok()) << files.status();
+  auto endpoint = HttpEndpoint::Start(core_.get(), "127.0.0.1", 0);
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  httplib::Client http("127.0.0.1", (*endpoint)->port());
+  const std::string url = "/v1/jobs/" + job + "/results/0.png";
+  EXPECT_EQ(http.Get(url)->status, 200);
   {
     auto db = Database::Open(dir_ + "/db.sqlite");
     ASSERT_TRUE(db.ok()) << db.status();
@@ -114,6 +122,11 @@ TEST_F(CoordinatorTest, AResultRowNamingAFileOutsideTheResultsFolderIsNotServed)
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(refused.status().message(),
             "job " + job + ": a result file lies outside the results folder and is not served");
+  auto image = http.Get(url);
+  EXPECT_EQ(image->status, 500);
+  EXPECT_NE(image->body.find("image 0 of job " + job + " lies outside the results folder; not served"),
+            std::string::npos)
+      << image->body;
 }
 
 }  // namespace
