@@ -15,6 +15,16 @@
 //
 // `lora`, `init_image`, `strength` and `tcd_gamma` may stand in `defaults`, in an item's
 // `overrides` or in the item itself; an item's `lora` list replaces the defaults' list.
+// So do ControlNets and an IP-Adapter (docs/workflows.md, "Consistent sprite sets"):
+//   controls: [{model: openpose, pose: walk_s_0, scale: 0.9, start: 0, end: 0.75},
+//              {model: ./controlnets/canny, canny: {image: edges.png, low: 100, high: 200}},
+//              {model: depth, image: depth.png}]
+//   reference: {images: [hero.png], adapter: ip-adapter-plus_sdxl_vit-h, encoder: image_encoder, scale: 0.6}
+// A `model`/`adapter`/`encoder` with a '/' or ending in .safetensors is a path (uploaded),
+// anything else a name in the workers' --controlnet-dir / --ip-adapter-dir. An item's
+// `set: {poses: builtin:walk-8dir, directions: [s, w], model: openpose, scale, start, end}`
+// becomes one entry per pose, in the pose set's order, each named <item name>_<pose name>
+// ("hero_walk_s_0") and steered by its pose (the set's ControlNet first, then `controls`).
 // Settings become the API's messages here, once: v1::SamplingParams (what a batch shares,
 // with the settings that do not apply left at zero), v1::ImageParams (prompt, negative,
 // seed, start image) and v1::PostprocessSpec.
@@ -46,6 +56,8 @@ struct ManifestLimits {
   size_t max_file_bytes = 1 << 20;
   size_t max_postprocess_bytes = 16 << 10;  // the section as JSON; it travels with every batch of the job
   size_t max_loras = 8;               // per image
+  size_t max_controls = 4;            // ControlNets per image
+  size_t max_reference_images = 4;
   YamlLimits yaml;                    // depth, alias expansion
 };
 
@@ -77,7 +89,9 @@ struct Manifest {
   std::vector<ManifestImage> images;  // filled by ParseManifest, not by ParseManifestEntries
 };
 
-enum class ManifestFileKind { kLora, kImage };
+// kWeights: a .safetensors model (ControlNet, IP-Adapter, image encoder); kConfig: a JSON
+// file (a model's config.json, a pose).
+enum class ManifestFileKind { kLora, kImage, kWeights, kConfig };
 
 // A file a manifest names by path, as the resolver found it.
 struct ManifestFile {

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
@@ -13,7 +15,15 @@
 
 namespace spriteforge {
 
-const char* KindName(ManifestFileKind kind) { return kind == ManifestFileKind::kLora ? "LoRA" : "image"; }
+const char* KindName(ManifestFileKind kind) {
+  switch (kind) {
+    case ManifestFileKind::kLora: return "LoRA";
+    case ManifestFileKind::kImage: return "image";
+    case ManifestFileKind::kWeights: return "model";
+    case ManifestFileKind::kConfig: return "JSON file";
+  }
+  return "file";
+}
 
 std::string SafetensorsStartProblem(const std::string& start) {
   // The header's length (little-endian u64), then the JSON header itself.
@@ -41,6 +51,12 @@ absl::StatusOr<ManifestFile> DescribeManifestFile(const std::string& path, Manif
     }
     file.width = png->width;
     file.height = png->height;
+    file.sha256 = Sha256Hex(bytes);
+    return file;
+  }
+  if (kind == ManifestFileKind::kConfig) {
+    ASSIGN_OR_RETURN(auto bytes, ReadFile(path));
+    if (!nlohmann::json::accept(bytes)) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON file"));
     file.sha256 = Sha256Hex(bytes);
     return file;
   }

@@ -52,7 +52,9 @@ TEST(Sampling, EveryFieldOfSamplingParamsSeparatesBatches) {
       case google::protobuf::FieldDescriptor::CPPTYPE_BOOL: reflection->SetBool(&changed, field, true); break;
       case google::protobuf::FieldDescriptor::CPPTYPE_ENUM: reflection->SetEnumValue(&changed, field, 4); break;
       case google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE:
-        reflection->AddMessage(&changed, field);  // one more LoRA (an empty one)
+        // one more LoRA or ControlNet (an empty one); an IP-Adapter where there was none
+        if (field->is_repeated()) reflection->AddMessage(&changed, field);
+        else reflection->MutableMessage(&changed, field);
         break;
       default: ADD_FAILURE() << "no change written for " << field->name();
     }
