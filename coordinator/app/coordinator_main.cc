@@ -1,7 +1,7 @@
 // spriteforge-coordinator: accepts jobs from clients, dispatches batches to workers,
 // stores results.
 //
-//   spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT
+//   spriteforge-coordinator --listen HOST:PORT --db FILE --output DIR --http HOST:PORT [--http-host-allow NAME,...]
 //       [--lease-seconds N] [--worker-retention-minutes N] [--max-attempts N] [--max-prefetch N] [--unserved-model-timeout S]
 //       [--ready-file FILE] [--worker-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
 //       [--blob-dir DIR] [--max-lora-mb N] [--max-image-mb N] [--max-images-per-job N]
@@ -145,8 +145,15 @@ int main(int argc, char** argv) {
   app.add_option("--insecure-listen", insecure_listen,
                  "Instead of --listen: serve any address in plaintext, without TLS or tokens (private networks); "
                  "lets --http serve other machines without tokens too");
-  app.add_option("--http", http_address, "Address of /metrics, /stats and /healthz, HOST:PORT (port 0: any free port)")
+  app.add_option("--http", http_address,
+                 "Address of the web page, the HTTP API, /metrics, /stats and /healthz, HOST:PORT (port 0: any free "
+                 "port); loopback only without --auth")
       ->required();
+  std::vector<std::string> http_host_allow;
+  app.add_option("--http-host-allow", http_host_allow,
+                 "Host names the HTTP port answers to besides IP addresses, localhost, this machine's name and the "
+                 "--http address (other names are refused: browsers on a rebound DNS name), comma-separated")
+      ->delimiter(',');
   app.add_option("--db", db,
                  "Database of jobs and items: a SQLite file (created; reopened after a restart) or a "
                  "postgresql://USER@HOST[:PORT]/DB URL several coordinators can share (one leads, the others stand by)")
@@ -355,7 +362,9 @@ int main(int argc, char** argv) {
   sc::WorkerGatewayService gateway(core->get(), &gate);
   auto servers = sc::StartGrpcServers(listen, worker_listen, &client_service, &gateway, tls.get());
   if (!servers.ok()) return Fail(std::string(servers.status().message()));
-  auto http = sc::HttpEndpoint::Start(core->get(), http_host, http_port, {}, {tls.get(), &gate});
+  sc::HttpEdge edge;
+  edge.host_allow = http_host_allow;
+  auto http = sc::HttpEndpoint::Start(core->get(), http_host, http_port, {}, {tls.get(), &gate}, edge);
   if (!http.ok()) return Fail(std::string(http.status().message()));
 
   const std::string grpc_addr = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", servers->client_port);

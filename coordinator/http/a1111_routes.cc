@@ -52,7 +52,7 @@ nlohmann::json SdModels(Coordinator* core) {
 }  // namespace
 
 void RegisterA1111Routes(httplib::Server& server, HttpApi& api) {
-  server.Post("/sdapi/v1/txt2img",
+  api.Post(server, "/sdapi/v1/txt2img",
               [&api](const httplib::Request& req, httplib::Response& res) { Txt2ImgRoute(api, req, res); });
   server.Get("/sdapi/v1/samplers", [](const httplib::Request&, httplib::Response& res) { ReplyJson(res, A1111Samplers()); });
   server.Get("/sdapi/v1/sd-models",

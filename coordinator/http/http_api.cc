@@ -2,8 +2,12 @@
 
 #include <httplib.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/http/http_json.h"
+#include "coordinator/service/http_connections.h"
 
 namespace spriteforge::coordinator::http {
 
@@ -13,6 +17,44 @@ absl::StatusOr<Slot> HttpApi::Take(std::atomic<int>& used, int limit, const char
     return absl::ResourceExhaustedError(absl::StrCat("too many open ", what, " (", limit, "); try again later"));
   }
   return Slot(nullptr, [&used](void*) { used.fetch_sub(1); });
+}
+
+bool RequestHasBody(const httplib::Request& req) {
+  if (absl::StrContains(absl::AsciiStrToLower(req.get_header_value("Transfer-Encoding")), "chunked")) return true;
+  uint64_t length = 0;
+  return absl::SimpleAtoi(req.get_header_value("Content-Length"), &length) && length > 0;
+}
+
+void HttpApi::Post(httplib::Server& server, const std::string& pattern,
+                   std::function<void(const httplib::Request&, httplib::Response&)> handler) {
+  server.Post(pattern, [this, handler](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader& read) {
+    if (!RequestHasBody(req)) {
+      RequestBodyRead();
+      return handler(req, res);
+    }
+    const size_t max = options_.max_body_bytes;
+    std::string body;
+    bool too_large = false;
+    const bool complete = read([&](const char* data, size_t size) {
+      too_large = body.size() + size > max;
+      if (!too_large) body.append(data, size);
+      return !too_large;
+    });
+    if (!complete) {
+      // The rest of the body is never read; the connection ends after this reply.
+      CloseAfterResponse();
+      res.set_header("Connection", "close");
+      if (!too_large) return ReplyError(res, absl::InvalidArgumentError("the request body could not be read"));
+      ReplyError(res, absl::ResourceExhaustedError(absl::StrCat("the request body exceeds ", max, " bytes")));
+      res.status = 413;
+      return;
+    }
+    RequestBodyRead();
+    httplib::Request with_body = req;
+    with_body.body = std::move(body);
+    handler(with_body, res);
+  });
 }
 
 absl::StatusOr<Principal> HttpApi::Caller(const httplib::Request& req) const {

@@ -8,7 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 
@@ -18,6 +20,7 @@
 namespace httplib {
 class Server;
 struct Request;
+struct Response;
 }
 
 namespace spriteforge::coordinator::http {
@@ -43,6 +46,12 @@ class HttpApi {
 
   // Adds every route, the JSON error handler and the body size limit to `server`.
   void Register(httplib::Server& server);
+  // A POST route whose body is read here, at most max_body_bytes of it: httplib 0.11 limits
+  // only bodies that declare a Content-Length, and reads a chunked one whole. Past the
+  // limit the reply is 413 and the connection closes unread. A request without a body
+  // (no Content-Length, not chunked) has an empty one.
+  void Post(httplib::Server& server, const std::string& pattern,
+            std::function<void(const httplib::Request&, httplib::Response&)> handler);
   // Ends event streams and blocking calls, so the server's threads can be joined.
   void Stop() { stopping_ = true; }
 
@@ -67,6 +76,9 @@ class HttpApi {
 
   static absl::StatusOr<Slot> Take(std::atomic<int>& used, int limit, const char* what);
 };
+
+// Whether a request carries a body: a Content-Length above 0, or a chunked one.
+bool RequestHasBody(const httplib::Request& req);
 
 // The route groups, each in its own file.
 void RegisterRestRoutes(httplib::Server& server, HttpApi& api);

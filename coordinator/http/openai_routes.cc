@@ -43,7 +43,7 @@ void GenerationsRoute(HttpApi& api, const httplib::Request& req, httplib::Respon
 }  // namespace
 
 void RegisterOpenAiRoutes(httplib::Server& server, HttpApi& api) {
-  server.Post("/v1/images/generations",
+  api.Post(server, "/v1/images/generations",
               [&api](const httplib::Request& req, httplib::Response& res) { GenerationsRoute(api, req, res); });
 }
 

@@ -158,10 +158,10 @@ void GetResultImage(HttpApi& api, const httplib::Request& req, httplib::Response
 void RegisterRestRoutes(httplib::Server& server, HttpApi& api) {
   using Req = const httplib::Request&;
   using Res = httplib::Response&;
-  server.Post("/v1/jobs", [&api](Req req, Res res) { Submit(api, req, res); });
+  api.Post(server, "/v1/jobs", [&api](Req req, Res res) { Submit(api, req, res); });
   server.Get("/v1/jobs", [&api](Req req, Res res) { ListJobs(api, req, res); });
   server.Get(kJob, [&api](Req req, Res res) { GetJob(api, req, res); });
-  server.Post(absl::StrCat(kJob, "/cancel"), [&api](Req req, Res res) { CancelJob(api, req, res); });
+  api.Post(server, absl::StrCat(kJob, "/cancel"), [&api](Req req, Res res) { CancelJob(api, req, res); });
   server.Get(absl::StrCat(kJob, "/results"), [&api](Req req, Res res) { ListResults(api, req, res); });
   server.Get(absl::StrCat(kJob, R"(/results/(\d{1,9})\.png)"),
              [&api](Req req, Res res) { GetResultImage(api, req, res); });

@@ -14,7 +14,6 @@ void Serve(const std::string& path, httplib::Response& res) {
   if (!asset) return ReplyError(res, absl::NotFoundError("no web file " + path));
   // The files change with the binary only; a short cache keeps upgrades visible.
   res.set_header("Cache-Control", "max-age=60");
-  res.set_header("X-Content-Type-Options", "nosniff");
   res.set_content(reinterpret_cast<const char*>(asset->data), asset->size, asset->content_type);
 }
 

@@ -7,6 +7,8 @@ export function el(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (key === 'class') node.className = value;
     else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    // The page's Content-Security-Policy refuses style attributes, not the CSSOM.
+    else if (key === 'style') node.style.cssText = value;
     else node.setAttribute(key, value);
   }
   for (const child of children) node.append(child);

@@ -42,7 +42,10 @@ class OpenApiTest(unittest.TestCase):
         conn = http.client.HTTPConnection(self.host, timeout=120)
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
-        conn.request(method, path, body=body, headers=headers or {})
+        headers = dict(headers or {})
+        if body is not None:
+            headers.setdefault("Content-Type", "application/json")  # bodies of other types get 415
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read()
         conn.close()
@@ -148,6 +151,7 @@ class OpenApiTest(unittest.TestCase):
         self.assertRegex(bad["error"]["message"], r"^bad\.yaml:4: items\[0\]\.")
         self.assertEqual(bad["error"]["code"], "INVALID_ARGUMENT")
         self.call("GET", "/v1/jobs?limit=lots", status=400)
+        self.call("POST", "/v1/jobs", "name: x", {"Content-Type": "text/plain"}, status=415)
         too_big = self.call("POST", "/v1/jobs", b"#" * (3 << 20), status=413)
         self.assertIn("exceeds", too_big["error"]["message"])
         self.call("POST", "/sdapi/v1/txt2img", {"prompt": "x", "steps": 0}, status=400)

@@ -271,8 +271,8 @@ TEST_F(AccessTest, TheHttpApiAsksForTheSameTokensAndOwnership) {
   EXPECT_EQ(http.Get("/v1/jobs/" + id, as(kViewer))->status, 200);
   EXPECT_EQ(nlohmann::json::parse(http.Get("/v1/jobs", as(kBob))->body).value("jobs", nlohmann::json::array()).size(), 0u);
   EXPECT_EQ(nlohmann::json::parse(http.Get("/v1/jobs", as(kViewer))->body)["jobs"].size(), 1u);
-  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kViewer), "", "text/plain")->status, 403);
-  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kBob), "", "text/plain")->status, 404);
+  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kViewer), "", "application/json")->status, 403);
+  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kBob), "", "application/json")->status, 404);
   EXPECT_EQ(http.Get("/v1/workers", as(kWorker))->status, 403);
   EXPECT_EQ(http.Get("/stats", as(kWorker))->status, 403);
   EXPECT_EQ(http.Get("/stats", as(kViewer))->status, 200);
@@ -280,7 +280,7 @@ TEST_F(AccessTest, TheHttpApiAsksForTheSameTokensAndOwnership) {
   EXPECT_EQ(http.Post("/v1/images/generations", "{}", "application/json")->status, 401);
   EXPECT_EQ(http.Get("/metrics")->status, 200);
   EXPECT_NE(http.Get("/healthz")->status, 401);
-  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kAlice), "", "text/plain")->status, 200);
+  EXPECT_EQ(http.Post("/v1/jobs/" + id + "/cancel", as(kAlice), "", "application/json")->status, 200);
 }
 
 TEST(HttpAccessTest, RoutesAreClassifiedByMethodAndPath) {
