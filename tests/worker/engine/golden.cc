@@ -37,6 +37,27 @@ std::string WorkflowsDir() {
   return golden.empty() ? "" : (std::filesystem::path(golden).parent_path() / "tiny-sdxl-workflows").string();
 }
 
+std::string ControlsDir() {
+  const std::string golden = GoldenDir();
+  if (golden.empty()) return "";
+  const std::filesystem::path beside = std::filesystem::path(golden).parent_path() / "tiny-sdxl-controls";
+  if (std::filesystem::exists(beside / "cases.json")) return beside.string();
+  // This file is tests/worker/engine/golden.cc; the kept copy is tests/golden/.
+  return (std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "golden" / "tiny-sdxl-controls").string();
+}
+
+const SafetensorsFile& ControlVectors() {
+  static std::unique_ptr<SafetensorsFile> file = [] {
+    auto opened = SafetensorsFile::Open(ControlsDir() + "/vectors.safetensors");
+    if (!opened.ok()) {
+      ADD_FAILURE() << opened.status();
+      std::abort();
+    }
+    return std::move(*opened);
+  }();
+  return *file;
+}
+
 void WriteSafetensors(const std::string& path, const std::vector<F32Tensor>& tensors) {
   nlohmann::json header = nlohmann::json::object();
   std::string data;

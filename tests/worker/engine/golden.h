@@ -33,6 +33,12 @@ std::string WorkflowsDir();
 // vectors.safetensors of the workflows folder, opened once per process.
 const SafetensorsFile& WorkflowVectors();
 
+// tiny-sdxl-controls (ControlNet and IP-Adapter cases): beside the golden folder when it is
+// there, else the copy kept in the source tree (tests/golden). "" without the golden folder.
+std::string ControlsDir();
+// Its vectors.safetensors, opened once per process.
+const SafetensorsFile& ControlVectors();
+
 // Writes a safetensors file of float32 tensors (for LoRA files made by tests).
 struct F32Tensor {
   std::string name;

@@ -3,54 +3,41 @@
 #include "worker/engine/src/layers.h"
 
 namespace spriteforge::engine {
-namespace {
 
-struct ClipAttention : torch::nn::Module {
-  ClipAttention(int64_t dim, int64_t heads) : heads(heads) {
-    q_proj = register_module("q_proj", MakeLinear(dim, dim));
-    k_proj = register_module("k_proj", MakeLinear(dim, dim));
-    v_proj = register_module("v_proj", MakeLinear(dim, dim));
-    out_proj = register_module("out_proj", MakeLinear(dim, dim));
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    return out_proj(MultiHeadAttention(q_proj(x), k_proj(x), v_proj(x), heads, /*causal=*/true));
-  }
-  int64_t heads;
-  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
-};
+ClipAttention::ClipAttention(int64_t dim, int64_t heads, bool causal) : heads(heads), causal(causal) {
+  q_proj = register_module("q_proj", MakeLinear(dim, dim));
+  k_proj = register_module("k_proj", MakeLinear(dim, dim));
+  v_proj = register_module("v_proj", MakeLinear(dim, dim));
+  out_proj = register_module("out_proj", MakeLinear(dim, dim));
+}
 
-struct ClipMlp : torch::nn::Module {
-  ClipMlp(int64_t dim, int64_t hidden, bool quick_gelu) : quick_gelu(quick_gelu) {
-    fc1 = register_module("fc1", MakeLinear(dim, hidden));
-    fc2 = register_module("fc2", MakeLinear(hidden, dim));
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor h = fc1(x);
-    h = quick_gelu ? h * torch::sigmoid(1.702 * h) : torch::gelu(h);  // gelu: the exact erf form
-    return fc2(h);
-  }
-  bool quick_gelu;
-  Linear fc1{nullptr}, fc2{nullptr};
-};
+torch::Tensor ClipAttention::forward(const torch::Tensor& x) {
+  return out_proj(MultiHeadAttention(q_proj(x), k_proj(x), v_proj(x), heads, causal));
+}
 
-struct ClipLayer : torch::nn::Module {
-  explicit ClipLayer(const ClipTextConfig& c) {
-    self_attn = register_module("self_attn", std::make_shared<ClipAttention>(c.hidden_size, c.num_attention_heads));
-    layer_norm1 = register_module("layer_norm1", MakeLayerNorm(c.hidden_size, c.layer_norm_eps));
-    mlp = register_module("mlp", std::make_shared<ClipMlp>(c.hidden_size, c.intermediate_size,
-                                                            c.hidden_act == "quick_gelu"));
-    layer_norm2 = register_module("layer_norm2", MakeLayerNorm(c.hidden_size, c.layer_norm_eps));
-  }
-  torch::Tensor forward(torch::Tensor x) {
-    x = x + self_attn->forward(layer_norm1(x));
-    return x + mlp->forward(layer_norm2(x));
-  }
-  std::shared_ptr<ClipAttention> self_attn;
-  std::shared_ptr<ClipMlp> mlp;
-  torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
-};
+ClipMlp::ClipMlp(int64_t dim, int64_t hidden, bool quick_gelu) : quick_gelu(quick_gelu) {
+  fc1 = register_module("fc1", MakeLinear(dim, hidden));
+  fc2 = register_module("fc2", MakeLinear(hidden, dim));
+}
 
-}  // namespace
+torch::Tensor ClipMlp::forward(const torch::Tensor& x) {
+  torch::Tensor h = fc1(x);
+  h = quick_gelu ? h * torch::sigmoid(1.702 * h) : torch::gelu(h);  // gelu: the exact erf form
+  return fc2(h);
+}
+
+ClipLayer::ClipLayer(const ClipTextConfig& c, bool causal) {
+  self_attn = register_module("self_attn", std::make_shared<ClipAttention>(c.hidden_size, c.num_attention_heads, causal));
+  layer_norm1 = register_module("layer_norm1", MakeLayerNorm(c.hidden_size, c.layer_norm_eps));
+  mlp = register_module("mlp", std::make_shared<ClipMlp>(c.hidden_size, c.intermediate_size,
+                                                          c.hidden_act == "quick_gelu"));
+  layer_norm2 = register_module("layer_norm2", MakeLayerNorm(c.hidden_size, c.layer_norm_eps));
+}
+
+torch::Tensor ClipLayer::forward(torch::Tensor x) {
+  x = x + self_attn->forward(layer_norm1(x));
+  return x + mlp->forward(layer_norm2(x));
+}
 
 ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextConfig& c, bool with_projection)
     : config_(c), with_projection_(with_projection) {
@@ -63,7 +50,7 @@ ClipTextEncoderImpl::ClipTextEncoderImpl(const ClipTextConfig& c, bool with_proj
   auto encoder = text_model->register_module("encoder", std::make_shared<torch::nn::Module>());
   auto layers = encoder->register_module("layers", std::make_shared<torch::nn::Module>());
   for (int i = 0; i < c.num_hidden_layers; ++i) {
-    layers_.push_back(layers->register_module(std::to_string(i), std::make_shared<ClipLayer>(c)));
+    layers_.push_back(layers->register_module(std::to_string(i), std::make_shared<ClipLayer>(c, /*causal=*/true)));
   }
   final_layer_norm_ = text_model->register_module("final_layer_norm", MakeLayerNorm(c.hidden_size, c.layer_norm_eps));
   if (with_projection) {

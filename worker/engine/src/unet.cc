@@ -131,8 +131,15 @@ torch::Tensor UNetImpl::CrossAttentionKV(const torch::Tensor& context) {
 torch::Tensor UNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
                                       const torch::Tensor& kv, const torch::Tensor& text_embeds,
                                       const torch::Tensor& time_ids, const UNetConditioning& conditioning) {
+  const std::vector<torch::Tensor> views = SplitKV(kv, sample.size(0));
+  std::vector<torch::Tensor> image_views;
+  if (conditioning.ip_kv.defined()) image_views = SplitKV(conditioning.ip_kv, sample.size(0));
+  CrossContext context{{}, &views, conditioning.ip_kv.defined() ? &image_views : nullptr, conditioning.ip_scale};
+  return Forward(sample, timestep, context, text_embeds, time_ids, conditioning);
+}
+
+std::vector<torch::Tensor> UNetImpl::SplitKV(const torch::Tensor& kv, int64_t batch) const {
   // Every block's keys and values are [B, M, C_block]; M follows from the total size.
-  const int64_t batch = sample.size(0);
   int64_t widths = 0;
   for (AttentionBlock* block : cross_attention_) widths += block->to_k->out_features() + block->to_v->out_features();
   TORCH_CHECK(widths > 0 && kv.numel() % (batch * widths) == 0, "cross-attention keys and values do not fit the batch");
@@ -146,7 +153,7 @@ torch::Tensor UNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::
       offset += n;
     }
   }
-  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, conditioning);
+  return views;
 }
 
 void UNetImpl::FuseSelfAttentionProjections() {
@@ -156,7 +163,10 @@ void UNetImpl::FuseSelfAttentionProjections() {
 torch::Tensor UNetImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                 const torch::Tensor& context, const torch::Tensor& text_embeds,
                                 const torch::Tensor& time_ids, const UNetConditioning& conditioning) {
-  return Forward(sample, timestep, CrossContext{context, nullptr}, text_embeds, time_ids, conditioning);
+  std::vector<torch::Tensor> image_views;
+  if (conditioning.ip_kv.defined()) image_views = SplitKV(conditioning.ip_kv, sample.size(0));
+  CrossContext cross{context, nullptr, conditioning.ip_kv.defined() ? &image_views : nullptr, conditioning.ip_scale};
+  return Forward(sample, timestep, cross, text_embeds, time_ids, conditioning);
 }
 
 torch::Tensor UNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor& timestep,

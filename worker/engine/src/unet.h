@@ -22,6 +22,12 @@ struct UNetConditioning {
   // them; and one added to the mid block's output.
   std::vector<torch::Tensor> down_residuals;
   torch::Tensor mid_residual;
+  // IP-Adapter: every cross-attention block's keys and values of the image tokens, flat in
+  // the layout of CrossAttentionKV (IpAdapter::BatchKV), and their weight, a [1] tensor in
+  // the model dtype (a tensor, so a captured CUDA graph reads it as an input). Each
+  // cross-attention adds ip_scale * attention to the image tokens to its text attention.
+  torch::Tensor ip_kv;
+  torch::Tensor ip_scale;
 };
 
 class UNetImpl : public torch::nn::Module {
@@ -52,6 +58,9 @@ class UNetImpl : public torch::nn::Module {
   torch::Tensor Forward(const torch::Tensor& sample, const torch::Tensor& timestep, const CrossContext& context,
                         const torch::Tensor& text_embeds, const torch::Tensor& time_ids,
                         const UNetConditioning& conditioning);
+  // A flat tensor of every cross-attention block's keys and values ([B, M, C_block] each,
+  // CrossAttentionKV's layout) as views per block: keys of block i at 2i, values at 2i + 1.
+  std::vector<torch::Tensor> SplitKV(const torch::Tensor& kv, int64_t batch) const;
   std::vector<AttentionBlock*> self_attention_, cross_attention_;  // owned by the module tree
   UNetConfig config_;
   TilingFlag tiling_ = std::make_shared<bool>(false);

@@ -56,11 +56,20 @@ torch::Tensor AttentionBlock::forward(const Rows& x, const torch::Tensor& contex
 
 torch::Tensor AttentionBlock::Cross(const Rows& x, const CrossContext& ctx) {
   const torch::Tensor q = to_q->Apply(x);
+  torch::Tensor h;
   if (ctx.kv) {
     const auto& kv = *ctx.kv;
-    return to_out(MultiHeadAttention(q, kv.at(2 * cross_index), kv.at(2 * cross_index + 1), heads, false));
+    h = MultiHeadAttention(q, kv.at(2 * cross_index), kv.at(2 * cross_index + 1), heads, false);
+  } else {
+    h = MultiHeadAttention(q, to_k(ctx.context), to_v(ctx.context), heads, /*causal=*/false);
   }
-  return to_out(MultiHeadAttention(q, to_k(ctx.context), to_v(ctx.context), heads, /*causal=*/false));
+  // IP-Adapter's decoupled cross-attention: the same queries and heads over the image
+  // tokens, weighted and added before the output projection.
+  if (ctx.ip_kv) {
+    const auto& ip = *ctx.ip_kv;
+    h = h + ctx.ip_scale * MultiHeadAttention(q, ip.at(2 * cross_index), ip.at(2 * cross_index + 1), heads, false);
+  }
+  return to_out(h);
 }
 
 bool AttentionBlock::FuseProjections() {

@@ -30,6 +30,9 @@ struct ResnetBlock : torch::nn::Module {
 struct CrossContext {
   torch::Tensor context;
   const std::vector<torch::Tensor>* kv = nullptr;  // [2i], [2i + 1]: keys, values of block i
+  // IP-Adapter: the image tokens' keys and values, laid out as kv, and their weight.
+  const std::vector<torch::Tensor>* ip_kv = nullptr;
+  torch::Tensor ip_scale;
 };
 
 // diffusers' Attention: to_q, to_k, to_v (no bias), to_out.0 (with bias).
