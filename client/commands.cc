@@ -89,7 +89,12 @@ absl::StatusOr<std::string> Upload(Stub& stub, const std::string& path, Manifest
   v1::FileRef ref;
   auto writer = stub.UploadFile(&ctx, &ref);
   v1::FileChunk chunk;
-  chunk.set_kind(kind == ManifestFileKind::kLora ? v1::FILE_LORA : v1::FILE_IMAGE);
+  switch (kind) {
+    case ManifestFileKind::kLora: chunk.set_kind(v1::FILE_LORA); break;
+    case ManifestFileKind::kImage: chunk.set_kind(v1::FILE_IMAGE); break;
+    case ManifestFileKind::kWeights: chunk.set_kind(v1::FILE_WEIGHTS); break;
+    case ManifestFileKind::kConfig: chunk.set_kind(v1::FILE_CONFIG); break;
+  }
   chunk.set_size(size);
   std::string buffer(1 << 20, '\0');
   bool first = true;

@@ -28,17 +28,24 @@ uint64_t MemoryModel::PredictPeak(int batch, int width, int height) const {
   return peak >= 18446744073709551616.0 ? UINT64_MAX : static_cast<uint64_t>(peak);
 }
 
-int MemoryModel::MaxBatch(int width, int height, uint64_t budget_bytes, int hard_cap) const {
+int MemoryModel::MaxBatch(int width, int height, uint64_t budget_bytes, int hard_cap,
+                          uint64_t extra_per_image_at_1mp) const {
+  const double extra = extra_per_image_at_1mp * (static_cast<double>(width) * height / (1024.0 * 1024.0));
+  auto fits_budget = [&](int64_t b) {
+    const uint64_t peak = PredictPeak(static_cast<int>(b), width, height);
+    if (extra <= 0) return peak <= budget_bytes;
+    return static_cast<double>(peak) + extra * static_cast<double>(b) <= static_cast<double>(budget_bytes);
+  };
   int limit = hard_cap;
   if (int cap = CapFor(width, height); cap > 0) limit = std::min(limit, cap);
   // The predicted peak never falls as b grows, so the answer is found by bisection: a few
   // predictions whatever the cap (a loop up to a worker's cap could run 2^31 times).
-  if (limit < 1 || PredictPeak(1, width, height) > budget_bytes) return 0;
+  if (limit < 1 || !fits_budget(1)) return 0;
   // 64-bit bounds: one past a cap of INT_MAX does not fit an int.
   int64_t fits = 1, too_big = static_cast<int64_t>(limit) + 1;  // known to fit; known not to (or past the cap)
   while (too_big - fits > 1) {
     const int64_t mid = fits + (too_big - fits) / 2;
-    (PredictPeak(static_cast<int>(mid), width, height) <= budget_bytes ? fits : too_big) = mid;
+    (fits_budget(mid) ? fits : too_big) = mid;
   }
   return static_cast<int>(fits);
 }

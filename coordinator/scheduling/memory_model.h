@@ -18,6 +18,16 @@ struct MemoryPrior {
 // 0.35 GB per image (two UNet samples each) at 1024 x 1024.
 constexpr MemoryPrior kSdxlFp16Prior{7'400'000'000ull, 350'000'000ull};
 
+// What conditioning adds, where the files' sizes are unknown (the planner takes the sizes of
+// uploaded files and of the ones workers report instead): a full SDXL ControlNet's fp16
+// weights, about 2.5 GB ("mid" and "small" variants are far smaller, their files say so),
+// and IP-Adapter Plus with its ViT-H/14 image encoder, about 1.3 GB. A ControlNet's
+// activations are about half a UNet encoder's, a quarter of the UNet's: per image, a
+// quarter of the prior's 0.35 GB at 1024 x 1024.
+constexpr uint64_t kControlNetBytes = 2'500'000'000ull;
+constexpr uint64_t kIpAdapterBytes = 1'300'000'000ull;
+constexpr uint64_t kControlNetPerImageBytesAt1mp = 90'000'000ull;
+
 class MemoryModel {
  public:
   explicit MemoryModel(MemoryPrior prior) : prior_(prior) {}
@@ -26,7 +36,9 @@ class MemoryModel {
 
   // The largest batch whose predicted peak fits `budget_bytes`, at most `hard_cap` and at most
   // the cap learnt from out-of-memory failures for this shape; 0 when not even one fits.
-  int MaxBatch(int width, int height, uint64_t budget_bytes, int hard_cap) const;
+  // `extra_per_image_at_1mp`: what each image adds beyond the model (ControlNets'
+  // activations), scaled by pixel count like the prior.
+  int MaxBatch(int width, int height, uint64_t budget_bytes, int hard_cap, uint64_t extra_per_image_at_1mp = 0) const;
 
   // A batch finished and reported its measured peak.
   void Observe(int batch, int width, int height, uint64_t peak_bytes);

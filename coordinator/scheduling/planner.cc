@@ -4,6 +4,7 @@
 #include <set>
 #include <tuple>
 
+#include "absl/strings/str_cat.h"
 #include "common/sampling.h"
 
 namespace spriteforge::coordinator {
@@ -42,7 +43,55 @@ BatchKey KeyOf(const std::string& model, const v1::SamplingParams& sampling, con
   for (const v1::LoraRef& lora : sampling.loras()) {
     if (lora.sha256().empty()) key.named_loras.push_back(lora.name());
   }
+  key.controlnets = sampling.controlnets_size();
+  for (const v1::ControlNetRef& net : sampling.controlnets()) {
+    if (net.sha256().empty()) key.named_controlnets.push_back(net.name());
+  }
+  if (sampling.has_ip_adapter()) {
+    const v1::IpAdapterRef& ip = sampling.ip_adapter();
+    key.ip_adapter = true;
+    if (ip.sha256().empty()) key.named_ip_adapter = ip.name();
+    if (ip.encoder_sha256().empty()) key.named_encoder = ip.encoder().empty() ? "image_encoder" : ip.encoder();
+  }
   return key;
+}
+
+NamedModels NamedModelsOf(const v1::Register& registration) {
+  NamedModels out;
+  for (const v1::LoraFile& f : registration.controlnet_files()) out.controlnets[f.name()] = f.size_bytes();
+  for (const v1::LoraFile& f : registration.ip_adapter_files()) out.ip_adapters[f.name()] = f.size_bytes();
+  for (const v1::LoraFile& f : registration.image_encoder_files()) out.encoders[f.name()] = f.size_bytes();
+  return out;
+}
+
+std::string MissingModel(const BatchKey& key, const NamedModels& models) {
+  for (const std::string& name : key.named_controlnets) {
+    if (!models.controlnets.count(name)) return absl::StrCat("ControlNet '", name, "'");
+  }
+  if (!key.named_ip_adapter.empty() && !models.ip_adapters.count(key.named_ip_adapter)) {
+    return absl::StrCat("IP-Adapter '", key.named_ip_adapter, "'");
+  }
+  if (!key.named_encoder.empty() && !models.encoders.count(key.named_encoder)) {
+    return absl::StrCat("image encoder '", key.named_encoder, "'");
+  }
+  return "";
+}
+
+uint64_t ControlBytes(const BatchKey& key, const WorkerView& worker) {
+  if (key.controlnets == 0 && !key.ip_adapter) return 0;
+  uint64_t named = 0;
+  for (const std::string& name : key.named_controlnets) {
+    if (auto it = worker.named.controlnets.find(name); it != worker.named.controlnets.end()) named += it->second;
+  }
+  if (auto it = worker.named.ip_adapters.find(key.named_ip_adapter); it != worker.named.ip_adapters.end()) {
+    named += it->second;
+  }
+  if (auto it = worker.named.encoders.find(key.named_encoder); it != worker.named.encoders.end()) named += it->second;
+  const uint64_t known = named + key.uploaded_control_bytes;
+  // Sizes unknown (nothing reported, no blob sizes): the constants of a full SDXL ControlNet
+  // and of IP-Adapter Plus with its ViT-H encoder.
+  const uint64_t estimate = key.controlnets * kControlNetBytes + (key.ip_adapter ? kIpAdapterBytes : 0);
+  return known > 0 ? known : estimate;
 }
 
 uint64_t LoraBytes(const BatchKey& key, const WorkerView& worker) {
@@ -81,11 +130,13 @@ std::vector<Assignment> PlanJobs(const std::vector<const QueuedJob*>& jobs, cons
       for (size_t i = c->first_free; i < c->taken.size() && !head; ++i) {
         if (c->taken[i] || !MayTake(worker, c->job->job_id, c->job->items[i].index)) continue;
         const BatchKey& key = keys[c->job->items[i].key];
-        if (!Serves(worker, key.model)) continue;
-        // The LoRAs' weights are counted with the fixed part: they shrink the budget left for images.
-        const uint64_t lora = LoraBytes(key, worker);
-        const uint64_t budget = worker.budget_bytes > lora ? worker.budget_bytes - lora : 0;
-        size = worker.memory->MaxBatch(key.width, key.height, budget, worker.max_batch);
+        if (!Serves(worker, key.model) || !MissingModel(key, worker.named).empty()) continue;
+        // The LoRAs' and controls' weights are counted with the fixed part: they shrink the
+        // budget left for images; each ControlNet adds activations per image.
+        const uint64_t fixed = LoraBytes(key, worker) + ControlBytes(key, worker);
+        const uint64_t budget = worker.budget_bytes > fixed ? worker.budget_bytes - fixed : 0;
+        size = worker.memory->MaxBatch(key.width, key.height, budget, worker.max_batch,
+                                       key.controlnets * kControlNetPerImageBytesAt1mp);
         if (size == 0) continue;  // this shape does not fit this worker; try the next item
         head = c;
         head_at = i;

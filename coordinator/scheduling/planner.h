@@ -9,6 +9,8 @@
 //      other jobs of the same key and priority when the first job has too few.
 //   4. Its size is the largest the worker's memory model fits in its budget, never above the
 //      worker's max batch.
+//   5. A worker gets only batches whose ControlNets and IP-Adapter it has (by name; uploaded
+//      files every worker fetches).
 #pragma once
 
 #include <cstdint>
@@ -35,12 +37,21 @@ struct BatchKey {
   // and the names looked up in each worker's LoRA folder (sizes the worker reported).
   uint64_t uploaded_lora_bytes = 0;
   std::vector<std::string> named_loras;
+  // ControlNets and the IP-Adapter: how many, the uploaded files' weights (0: unknown, the
+  // memory model's constants stand in), and the names a worker must have in its folders.
+  int controlnets = 0;
+  bool ip_adapter = false;
+  uint64_t uploaded_control_bytes = 0;
+  std::vector<std::string> named_controlnets;
+  std::string named_ip_adapter;  // empty: uploaded or none
+  std::string named_encoder;     // empty: uploaded or none
 
   bool operator<(const BatchKey& o) const { return id < o.id; }
   bool operator==(const BatchKey& o) const { return id == o.id; }
 };
 
-// The key of an image (uploaded_lora_bytes left for the caller, who knows the files).
+// The key of an image (uploaded_lora_bytes and uploaded_control_bytes left for the caller,
+// who knows the files).
 BatchKey KeyOf(const std::string& model, const v1::SamplingParams& sampling, const v1::ImageParams& image);
 
 struct PendingItem {
@@ -51,6 +62,16 @@ struct PendingItem {
   BatchKey key;
 };
 
+// What a worker's --controlnet-dir and --ip-adapter-dir hold: name -> bytes.
+struct NamedModels {
+  std::map<std::string, uint64_t> controlnets, ip_adapters, encoders;
+};
+NamedModels NamedModelsOf(const v1::Register& registration);
+
+// "" when `models` has every ControlNet, IP-Adapter and image encoder the key names, else
+// the first it lacks ("ControlNet 'openpose'").
+std::string MissingModel(const BatchKey& key, const NamedModels& models);
+
 struct WorkerView {
   std::string id;
   std::vector<std::string> models;
@@ -59,6 +80,7 @@ struct WorkerView {
   bool idle = true;                     // only idle workers get a batch
   const MemoryModel* memory = nullptr;  // the worker's calibrated model
   std::map<std::string, uint64_t> lora_bytes;  // the LoRAs of its folder, by name
+  NamedModels named;                            // its ControlNets, IP-Adapters, encoders
   // Items (job id, index) it is not to get: it returned invalid results for them and
   // another worker can take them.
   std::set<std::pair<std::string, int>> avoid;
@@ -66,6 +88,9 @@ struct WorkerView {
 
 // What a batch of `key` adds to the fixed part of the worker's memory: its LoRA files.
 uint64_t LoraBytes(const BatchKey& key, const WorkerView& worker);
+// And its ControlNets' and IP-Adapter's weights (memory_model.h's constants where no size
+// is known).
+uint64_t ControlBytes(const BatchKey& key, const WorkerView& worker);
 
 struct Assignment {
   std::string worker_id;

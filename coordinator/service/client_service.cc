@@ -198,12 +198,16 @@ class UploadReactor : public grpc::ServerReadReactor<v1::FileChunk> {
       return Finish(grpc::Status::OK);
     }
     if (!upload_) {
-      if (chunk_.kind() != v1::FILE_LORA && chunk_.kind() != v1::FILE_IMAGE) {
-        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first chunk must say the file's kind"));
+      ManifestFileKind kind;
+      switch (chunk_.kind()) {
+        case v1::FILE_LORA: kind = ManifestFileKind::kLora; break;
+        case v1::FILE_IMAGE: kind = ManifestFileKind::kImage; break;
+        case v1::FILE_WEIGHTS: kind = ManifestFileKind::kWeights; break;
+        case v1::FILE_CONFIG: kind = ManifestFileKind::kConfig; break;
+        default:
+          return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first chunk must say the file's kind"));
       }
-      auto upload = core_->BeginUpload(
-          chunk_.kind() == v1::FILE_LORA ? ManifestFileKind::kLora : ManifestFileKind::kImage, chunk_.size(), owner_,
-          limits_);
+      auto upload = core_->BeginUpload(kind, chunk_.size(), owner_, limits_);
       if (!upload.ok()) return Finish(ToGrpc(upload.status()));
       upload_ = std::move(*upload);
       upload_->OnExpired([call = call_] {

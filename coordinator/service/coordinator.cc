@@ -26,7 +26,7 @@ namespace {
 // the blob without hashing again (a LoRA may be gigabytes).
 absl::StatusOr<ManifestFile> DescribeBlob(const std::string& path, const std::string& sha256, ManifestFileKind kind,
                                           const UploadLimits& limits) {
-  if (kind == ManifestFileKind::kImage) {
+  if (kind == ManifestFileKind::kImage || kind == ManifestFileKind::kConfig) {
     auto file = DescribeManifestFile(path, kind, limits);
     if (!file.ok()) {
       // The coordinator's own path means nothing to the client.
@@ -48,12 +48,26 @@ absl::StatusOr<ManifestFile> DescribeBlob(const std::string& path, const std::st
   return file;
 }
 
-// The uploaded files an item needs: its LoRAs and its start image.
+// The uploaded files an item needs: its LoRAs, its start image, its ControlNets, IP-Adapter
+// and image encoder, and its control and reference images.
 void AddBlobsNamedBy(const ItemRecord& item, std::set<std::string>* named) {
-  for (const v1::LoraRef& lora : item.sampling.loras()) {
-    if (!lora.sha256().empty()) named->insert(lora.sha256());
+  auto add = [named](const std::string& sha256) {
+    if (!sha256.empty()) named->insert(sha256);
+  };
+  for (const v1::LoraRef& lora : item.sampling.loras()) add(lora.sha256());
+  add(item.image.init_image_sha256());
+  for (const v1::ControlNetRef& net : item.sampling.controlnets()) {
+    add(net.sha256());
+    add(net.config_sha256());
   }
-  if (!item.image.init_image_sha256().empty()) named->insert(item.image.init_image_sha256());
+  const v1::IpAdapterRef& ip = item.sampling.ip_adapter();
+  for (const std::string* sha : {&ip.sha256(), &ip.encoder_sha256(), &ip.encoder_config_sha256()}) add(*sha);
+  for (const v1::ControlImage& control : item.image.controls()) {
+    add(control.image_sha256());
+    add(control.pose_sha256());
+    add(control.canny().image_sha256());
+  }
+  for (const std::string& sha : item.image.reference_sha256()) add(sha);
 }
 
 // Cancels a cancelled job's queued items a chunk at a time until none is left; `chunk`

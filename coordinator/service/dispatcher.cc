@@ -20,7 +20,8 @@ Dispatcher::Dispatcher(std::unique_ptr<Store> store, BlobStore* blobs, Outbox* o
       workers_(WorkerRules{options.lease_ms, options.max_prefetch, options.invalid_result_strikes,
                            options.quarantine_ms}),
       jobs_(store_.get(), blobs, outbox, options.output_dir, options.unserved_model_timeout_ms,
-            [this](const std::string& model) { return workers_.Serves(model); }) {}
+            [this](const std::string& model) { return workers_.Serves(model); },
+            [this](const BatchKey& key) { return workers_.Lacks(key); }) {}
 
 void Dispatcher::Send(const WorkerState& worker, const v1::CoordinatorMessage& message) {
   if (!worker.channel) return;
@@ -62,6 +63,7 @@ bool Dispatcher::ScheduleRound() {
     v.max_batch = w.registration.max_batch();
     v.idle = true;
     v.memory = w.model.get();
+    v.named = NamedModelsOf(w.registration);
     for (const v1::LoraFile& lora : w.registration.lora_files()) v.lora_bytes[lora.name()] = lora.size_bytes();
     if (auto a = avoid.find(id); a != avoid.end()) v.avoid = std::move(a->second);
     views.push_back(std::move(v));

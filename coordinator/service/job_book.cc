@@ -15,13 +15,14 @@ bool Finished(JobState s) { return s == JobState::kDone || s == JobState::kFaile
 }  // namespace
 
 JobBook::JobBook(Store* store, BlobStore* blobs, Outbox* outbox, std::string output_dir,
-                 int64_t unserved_timeout_ms, Serves serves)
+                 int64_t unserved_timeout_ms, Serves serves, Lacks lacks)
     : store_(store),
       blobs_(blobs),
       outbox_(outbox),
       output_dir_(std::move(output_dir)),
       unserved_timeout_ms_(unserved_timeout_ms),
       serves_(std::move(serves)),
+      lacks_(std::move(lacks)),
       queues_([this](const std::string& job_id, int after, int limit) {
                 return store_->QueuedItems(job_id, after, limit);
               },
@@ -147,25 +148,33 @@ int JobBook::CheckUnserved(int64_t now) {
     it = jobs_.count(it->first) ? std::next(it) : unserved_since_.erase(it);
   }
   std::set<std::string> timed_out;
+  const std::map<std::string, std::string> missing = MissingModels();
+  std::map<std::string, std::string> reasons;  // job id -> what no connected worker has
   for (const auto& [id, job] : jobs_) {
-    if (serves_(job.model)) {
+    std::string reason;
+    if (!serves_(job.model)) {
+      reason = absl::StrCat("model ", job.model);
+    } else if (auto m = missing.find(id); m != missing.end()) {
+      reason = absl::StrCat(m->second, " with model ", job.model);
+    }
+    if (reason.empty()) {
       unserved_since_.erase(id);
       continue;
     }
+    reasons[id] = reason;
     auto [since, first] = unserved_since_.emplace(id, now);
     if (first) {
-      spdlog::warn("job {}: no connected worker serves model {}", id, job.model);
+      spdlog::warn("job {}: no connected worker serves {}", id, reason);
       v1::JobEvent event;
-      event.mutable_waiting()->set_reason(absl::StrCat("no connected worker serves model ", job.model));
+      event.mutable_waiting()->set_reason(absl::StrCat("no connected worker serves ", reason));
       Emit(id, std::move(event));
     }
     if (unserved_timeout_ms_ > 0 && now - since->second >= unserved_timeout_ms_) timed_out.insert(id);
   }
   int failed_items = 0;
   for (const std::string& id : timed_out) {
-    const std::string model = jobs_[id].model;
     const std::string message =
-        absl::StrCat("no connected worker served model ", model, " for ", unserved_timeout_ms_ / 1000.0, " s");
+        absl::StrCat("no connected worker served ", reasons[id], " for ", unserved_timeout_ms_ / 1000.0, " s");
     auto failed = store_->FailQueuedItems(id, v1::FAILURE_MODEL_UNAVAILABLE, message);
     if (!failed.ok()) {
       spdlog::error("job {}: {}", id, std::string(failed.status().message()));
@@ -196,16 +205,40 @@ BatchKey JobBook::KeyOf(const ItemRecord& item) {
   auto job = jobs_.find(item.job_id);
   BatchKey key = ::spriteforge::coordinator::KeyOf(job == jobs_.end() ? std::string() : job->second.model,
                                                    item.sampling, item.image);
-  for (const v1::LoraRef& lora : item.sampling.loras()) {
-    if (lora.sha256().empty()) continue;
-    auto size = blob_sizes_.find(lora.sha256());
-    if (size == blob_sizes_.end()) {
-      auto bytes = blobs_ ? blobs_->Size(lora.sha256()) : absl::StatusOr<uint64_t>(0);
-      size = blob_sizes_.emplace(lora.sha256(), bytes.ok() ? *bytes : 0).first;
-    }
-    key.uploaded_lora_bytes += size->second;
-  }
+  for (const v1::LoraRef& lora : item.sampling.loras()) key.uploaded_lora_bytes += BlobSize(lora.sha256());
+  for (const v1::ControlNetRef& net : item.sampling.controlnets()) key.uploaded_control_bytes += BlobSize(net.sha256());
+  key.uploaded_control_bytes += BlobSize(item.sampling.ip_adapter().sha256());
+  key.uploaded_control_bytes += BlobSize(item.sampling.ip_adapter().encoder_sha256());
   return key;
+}
+
+uint64_t JobBook::BlobSize(const std::string& sha256) {
+  if (sha256.empty()) return 0;
+  auto size = blob_sizes_.find(sha256);
+  if (size == blob_sizes_.end()) {
+    auto bytes = blobs_ ? blobs_->Size(sha256) : absl::StatusOr<uint64_t>(0);
+    size = blob_sizes_.emplace(sha256, bytes.ok() ? *bytes : 0).first;
+  }
+  return size->second;
+}
+
+std::map<std::string, std::string> JobBook::MissingModels() {
+  std::map<std::string, std::string> out;
+  if (!lacks_) return out;
+  auto queued = queues_.Jobs();
+  if (!queued.ok()) return out;
+  std::map<int, std::string> by_key;  // each distinct key asked once
+  for (const QueuedJob* job : *queued) {
+    for (const QueuedItem& item : job->items) {
+      auto [it, added] = by_key.emplace(item.key, "");
+      if (added) it->second = lacks_(queues_.keys()[item.key]);
+      if (!it->second.empty()) {
+        out.emplace(job->job_id, it->second);
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace spriteforge::coordinator

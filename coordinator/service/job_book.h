@@ -28,11 +28,16 @@ class JobBook {
   using EventSink = std::function<void(const v1::JobEvent&)>;
   // Whether a connected worker serves the model (the worker registry answers).
   using Serves = std::function<bool(const std::string& model)>;
+  // "" when a connected worker serving the key's model has its named ControlNets and
+  // IP-Adapter, else what none has ("ControlNet 'openpose'").
+  using Lacks = std::function<std::string(const BatchKey& key)>;
 
   // `blobs` may be null (uploaded LoRAs then weigh nothing in batch keys).
   // `unserved_timeout_ms`: queued items of a job whose model nobody serves fail after it; 0: never.
+  // `lacks` (optional): jobs whose queued items need named models no worker has wait and fail
+  // as unserved jobs do.
   JobBook(Store* store, BlobStore* blobs, Outbox* outbox, std::string output_dir, int64_t unserved_timeout_ms,
-          Serves serves);
+          Serves serves, Lacks lacks = nullptr);
   JobBook(const JobBook&) = delete;
   JobBook& operator=(const JobBook&) = delete;
 
@@ -59,8 +64,9 @@ class JobBook {
   // Records the jobs whose items have all finished: job.json written, job_done emitted.
   void FinishIfComplete(const std::set<std::string>& job_ids);
 
-  // Tells watchers when a job's model loses its last worker; fails the job's queued items
-  // once that lasted the timeout. `steady_now_ms`: a monotonic clock. Returns the number
+  // Tells watchers when a job's model loses its last worker (or the last worker with a
+  // ControlNet or IP-Adapter its queued items name); fails the job's queued items once
+  // that lasted the timeout. `steady_now_ms`: a monotonic clock. Returns the number
   // of items failed.
   int CheckUnserved(int64_t steady_now_ms);
 
@@ -74,6 +80,9 @@ class JobBook {
     EventSink sink;
   };
   void Send(const std::string& job_id, const v1::JobEvent& event);
+  uint64_t BlobSize(const std::string& sha256);  // 0: none or unknown
+  // Job id -> the named model no connected worker has, for jobs whose queue window needs one.
+  std::map<std::string, std::string> MissingModels();
 
   Store* store_;
   BlobStore* blobs_;
@@ -81,12 +90,13 @@ class JobBook {
   const std::string output_dir_;
   const int64_t unserved_timeout_ms_;
   Serves serves_;
+  Lacks lacks_;
   std::map<std::string, JobRecord> jobs_;  // jobs with unfinished items
   JobQueues queues_;                       // the head of each active job's queue
   std::map<int64_t, Watcher> watchers_;
   int64_t next_watch_ = 1;
   std::map<std::string, int64_t> unserved_since_;  // job id -> when its model lost its workers
-  std::map<std::string, uint64_t> blob_sizes_;     // uploaded LoRAs' sizes (blobs never change)
+  std::map<std::string, uint64_t> blob_sizes_;     // uploaded files' sizes (blobs never change)
 };
 
 }  // namespace spriteforge::coordinator

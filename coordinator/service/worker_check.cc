@@ -69,6 +69,19 @@ absl::Status CheckRegister(const v1::Register& reg, const WorkerLimits& lim) {
       return Bad("register.lora_files", absl::StrCat("\"", lora.name().substr(0, 64), "\" ", problem));
     }
   }
+  // The folders of ControlNets, IP-Adapters and encoders, by the same rules as the LoRAs'.
+  const std::pair<const char*, const google::protobuf::RepeatedPtrField<v1::LoraFile>*> folders[] = {
+      {"register.controlnet_files", &reg.controlnet_files()},
+      {"register.ip_adapter_files", &reg.ip_adapter_files()},
+      {"register.image_encoder_files", &reg.image_encoder_files()}};
+  for (const auto& [field, files] : folders) {
+    if (files->size() > lim.max_lora_files) return Bad(field, absl::StrCat("more than ", lim.max_lora_files));
+    for (const v1::LoraFile& file : *files) {
+      if (auto problem = ModelNameProblem(file.name()); !problem.empty()) {
+        return Bad(field, absl::StrCat("\"", file.name().substr(0, 64), "\" ", problem));
+      }
+    }
+  }
   RETURN_IF_ERROR(CheckMemory(reg.memory(), "register.memory", lim));
   if (reg.calibrations_size() > lim.max_calibrations) {
     return Bad("register.calibrations", absl::StrCat("more than ", lim.max_calibrations));

@@ -134,6 +134,19 @@ bool WorkerRegistry::Serves(const std::string& model) const {
   return false;
 }
 
+std::string WorkerRegistry::Lacks(const BatchKey& key) const {
+  std::string lacks;
+  for (const auto& [id, w] : workers_) {
+    if (!w.channel) continue;
+    const auto& models = w.registration.models();
+    if (std::find(models.begin(), models.end(), key.model) == models.end()) continue;
+    const std::string missing = MissingModel(key, NamedModelsOf(w.registration));
+    if (missing.empty()) return "";
+    if (lacks.empty()) lacks = missing;
+  }
+  return lacks;
+}
+
 void WorkerRegistry::RecordImages(WorkerState& w, int done, double total_ms) {
   w.images_done += done;
   if (total_ms > 0 && done > 0) {

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/scheduling/memory_model.h"
+#include "coordinator/scheduling/planner.h"
 #include "coordinator/service/result_check.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
@@ -88,6 +89,9 @@ class WorkerRegistry {
   std::vector<std::string> Forget(int64_t now_ms, int64_t retention_ms);
   // Whether a connected worker serves the model.
   bool Serves(const std::string& model) const;
+  // "" when a connected worker serving the key's model has the ControlNets and IP-Adapter it
+  // names (or none serves the model: Serves says so), else what the first of them lacks.
+  std::string Lacks(const BatchKey& key) const;
   // A batch's result: its images count, and the worker's rate follows their time.
   void RecordImages(WorkerState& worker, int done, double total_ms);
   // The memory a batch of this shape peaked at: the worker's memory model learns it.

@@ -164,7 +164,7 @@ absl::Status BlobStore::Upload::Append(const std::string& data) {
     return absl::InvalidArgumentError(absl::StrCat("the upload is longer than the announced ", announced_, " bytes"));
   }
   if (start_.size() < 9) start_.append(data, 0, std::min<size_t>(9 - start_.size(), data.size()));
-  if (kind_ == ManifestFileKind::kLora && start_.size() >= 9) {
+  if (IsSafetensorsKind(kind_) && start_.size() >= 9) {
     if (auto problem = SafetensorsStartProblem(start_); !problem.empty()) return absl::InvalidArgumentError(problem);
   }
   out_.write(data.data(), static_cast<std::streamsize>(data.size()));
@@ -179,7 +179,7 @@ absl::StatusOr<BlobStore::Ref> BlobStore::Upload::Finish() {
   if (written_ != announced_) {
     return absl::InvalidArgumentError(absl::StrCat("the upload ended after ", written_, " of ", announced_, " bytes"));
   }
-  if (kind_ == ManifestFileKind::kLora) {
+  if (IsSafetensorsKind(kind_)) {
     if (auto problem = SafetensorsStartProblem(start_); !problem.empty()) return absl::InvalidArgumentError(problem);
   }
   out_.flush();

@@ -81,5 +81,68 @@ TEST(PlannerLora, LoraFilesShrinkTheBatchThatFits) {
   EXPECT_EQ(planned(both), 1);
 }
 
+// A key whose batch needs ControlNets by name (in the workers' --controlnet-dir) and
+// optionally an IP-Adapter by name.
+BatchKey ControlKey(const std::vector<std::string>& controlnets, const std::string& adapter = "") {
+  v1::SamplingParams sampling;
+  sampling.set_width(1024);
+  sampling.set_height(1024);
+  for (const std::string& name : controlnets) sampling.add_controlnets()->set_name(name);
+  if (!adapter.empty()) sampling.mutable_ip_adapter()->set_name(adapter);
+  return KeyOf("sdxl", sampling, v1::ImageParams());
+}
+
+TEST(PlannerControls, ABatchNeedingAControlNetGoesOnlyToAWorkerThatHasIt) {
+  MemoryModel memory(kSdxlFp16Prior);
+  WorkerView plain{"plain", {"sdxl"}, 80 * GB, 8, true, &memory};
+  WorkerView posing{"posing", {"sdxl"}, 80 * GB, 8, true, &memory};
+  posing.named.controlnets["openpose"] = 2 * GB;
+  std::vector<PendingItem> pending;
+  for (int i = 0; i < 2; ++i) pending.push_back({"job", i, 0, 0, ControlKey({"openpose"})});
+  auto plan = Plan(pending, {plain, posing}, {});
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].worker_id, "posing");
+  EXPECT_EQ(plan[0].items.size(), 2u);
+  // Nobody has the second ControlNet, or the adapter and its default encoder: nothing is sent.
+  EXPECT_TRUE(Plan({{"job", 0, 0, 0, ControlKey({"openpose", "canny"})}}, {plain, posing}, {}).empty());
+  EXPECT_EQ(MissingModel(ControlKey({"openpose", "canny"}), posing.named), "ControlNet 'canny'");
+  posing.named.ip_adapters["plus"] = 1 * GB;
+  EXPECT_EQ(MissingModel(ControlKey({}, "plus"), posing.named), "image encoder 'image_encoder'");
+  posing.named.encoders["image_encoder"] = 1 * GB;
+  EXPECT_EQ(MissingModel(ControlKey({"openpose"}, "plus"), posing.named), "");
+  // Uploaded ControlNets are fetched by any worker.
+  v1::SamplingParams uploaded;
+  uploaded.set_width(1024);
+  uploaded.set_height(1024);
+  uploaded.add_controlnets()->set_sha256("aa");
+  auto any = Plan({{"job", 0, 0, 0, KeyOf("sdxl", uploaded, v1::ImageParams())}}, {plain}, {});
+  ASSERT_EQ(any.size(), 1u);
+}
+
+TEST(PlannerControls, ControlNetWeightsAndActivationsShrinkTheBatchThatFits) {
+  // fixed 7.4 GB + 0.35 GB per image: a 10 GB budget fits 7 images without controls.
+  MemoryModel memory(kSdxlFp16Prior);
+  WorkerView worker{"w", {"sdxl"}, 10 * GB, 64, true, &memory};
+  worker.named.controlnets["openpose"] = 1 * GB;  // a "mid" variant's file
+  auto planned = [&](const BatchKey& key) {
+    std::vector<PendingItem> pending;
+    for (int i = 0; i < 20; ++i) pending.push_back({"job", i, 0, 0, key});
+    auto plan = Plan(pending, {worker}, {});
+    return plan.empty() ? 0 : static_cast<int>(plan[0].items.size());
+  };
+  EXPECT_EQ(planned(ControlKey({})), 7);
+  // 1 GB of weights and 0.09 GB more per image: (10 - 7.4 - 1) / 0.44 = 3.6.
+  EXPECT_EQ(ControlBytes(ControlKey({"openpose"}), worker), 1 * GB);
+  EXPECT_EQ(planned(ControlKey({"openpose"})), 3);
+  // Sizes unknown (an uploaded file the coordinator could not size): the constants.
+  v1::SamplingParams uploaded;
+  uploaded.set_width(1024);
+  uploaded.set_height(1024);
+  uploaded.add_controlnets()->set_sha256("aa");
+  uploaded.mutable_ip_adapter()->set_sha256("bb");
+  uploaded.mutable_ip_adapter()->set_encoder_sha256("cc");
+  EXPECT_EQ(ControlBytes(KeyOf("sdxl", uploaded, v1::ImageParams()), worker), kControlNetBytes + kIpAdapterBytes);
+}
+
 }  // namespace
 }  // namespace spriteforge::coordinator

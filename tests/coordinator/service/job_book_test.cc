@@ -35,7 +35,7 @@ class JobBookTest : public ::testing::Test {
   }
 
   // A queued job of `count` items in the store and the book.
-  JobRecord Queue(int count) {
+  JobRecord Queue(int count, const std::function<void(ItemRecord&)>& also = nullptr) {
     JobRecord job;
     job.id = "job-" + std::to_string(++jobs_);
     job.name = "t";
@@ -50,6 +50,7 @@ class JobBookTest : public ::testing::Test {
       items[i].image.set_prompt("potion");
       items[i].sampling.set_width(128);
       items[i].sampling.set_height(128);
+      if (also) also(items[i]);
     }
     EXPECT_TRUE(store_->AddItems(job.id, items).ok());
     EXPECT_TRUE(store_->QueueJob(job.id).ok());
@@ -178,6 +179,33 @@ TEST_F(JobBookTest, AnUnservedJobIsToldOnceThenFailsAfterTheTimeout) {
   EXPECT_EQ(waiting, 1);
   EXPECT_EQ(failed, 2);
   EXPECT_EQ(done, 1);
+}
+
+TEST_F(JobBookTest, ItemsNeedingAControlNetNoWorkerHasFailAfterTheTimeoutSayingWhich) {
+  NamedModels connected;  // what the connected workers serving the model have
+  book_ = std::make_unique<JobBook>(store_.get(), nullptr, &outbox_, dir_ + "/out", /*unserved_timeout_ms=*/1000,
+                                    [](const std::string&) { return true; },
+                                    [&](const BatchKey& key) { return MissingModel(key, connected); });
+  auto posed = [](ItemRecord& item) { item.sampling.add_controlnets()->set_name("openpose"); };
+  const JobRecord plain = Queue(1);
+  const JobRecord job = Queue(2, posed);
+  ASSERT_TRUE(book_->Watch(job.id, Sink()).ok());
+  EXPECT_EQ(book_->CheckUnserved(10'000), 0);
+  connected.controlnets["openpose"] = 1;  // a worker with it comes and goes: the wait starts again
+  EXPECT_EQ(book_->CheckUnserved(10'500), 0);
+  connected.controlnets.clear();
+  EXPECT_EQ(book_->CheckUnserved(11'000), 0);
+  EXPECT_EQ(book_->CheckUnserved(12'000), 2);  // the plain job stays queued
+  EXPECT_NE(book_->Active(plain.id), nullptr);
+  int failed = 0;
+  for (const v1::JobEvent& e : Events()) {
+    if (e.has_waiting()) EXPECT_EQ(e.waiting().reason(), "no connected worker serves ControlNet 'openpose' with model tiny");
+    if (!e.has_item_failed()) continue;
+    ++failed;
+    EXPECT_EQ(e.item_failed().reason(), v1::FAILURE_MODEL_UNAVAILABLE);
+    EXPECT_EQ(e.item_failed().message(), "no connected worker served ControlNet 'openpose' with model tiny for 1 s");
+  }
+  EXPECT_EQ(failed, 2);
 }
 
 TEST_F(JobBookTest, AJobWhoseModelComesBackIsNotFailed) {
