@@ -320,10 +320,13 @@ absl::StatusOr<int64_t> Coordinator::Watch(const std::string& job_id, EventSink 
 void Coordinator::Unwatch(int64_t handle) { Lock()->jobs().Unwatch(handle); }
 
 absl::StatusOr<std::vector<std::string>> Coordinator::ResultFiles(const std::string& job_id, bool include_renders) {
-  auto core = Lock();
-  ASSIGN_OR_RETURN(auto items, core->store().Items(job_id));
-  if (items.empty()) {
-    if (auto job = core->store().GetJob(job_id); !job.ok()) return job.status();
+  std::vector<ItemRecord> items;
+  {
+    auto core = Lock();
+    ASSIGN_OR_RETURN(items, core->store().Items(job_id));
+    if (items.empty()) {
+      if (auto job = core->store().GetJob(job_id); !job.ok()) return job.status();
+    }
   }
   std::vector<std::string> files;
   for (const ItemRecord& it : items) {
@@ -335,7 +338,8 @@ absl::StatusOr<std::vector<std::string>> Coordinator::ResultFiles(const std::str
   }
   const std::string summary = JobDir(options_.output_dir, job_id) + "/job.json";
   if (std::filesystem::exists(summary)) files.push_back(summary);
-  // Rows name the files; only those inside the results folder are served.
+  // Rows name the files; only those inside the results folder are served. Checked without
+  // the lock: a large job's files take a while to resolve.
   for (std::string& file : files) {
     auto confined = ConfinedResultPath(options_.output_dir, file);
     if (!confined.ok()) {
