@@ -93,27 +93,54 @@ StagedResult ResultPipeline::Stage(ResultWork& work) {
   return out;
 }
 
-// One sync makes the whole group's data durable; only then do names appear, so a file
-// under its final name is always complete.
+// One sync makes the whole group's data durable; only then do names appear (inside the
+// store's transaction), so a file under its final name is always complete.
 void ResultPipeline::Publish(std::vector<StagedResult>& group) {
   bool any = false;
   for (const StagedResult& r : group) any = any || !r.written.empty();
   if (!any) return;
   absl::Status synced = SyncOutput(output_dir_);
+  if (synced.ok()) return;
   for (StagedResult& r : group) {
-    std::vector<StagedItem> published;
     for (StagedItem& w : r.written) {
-      absl::Status s = synced.ok() ? PublishStaged(w.staged) : synced;
-      if (s.ok()) {
-        published.push_back(std::move(w));
-        continue;
-      }
       DiscardStaged(w.staged);
-      r.storage_error = std::string(s.message());
+      r.storage_error = std::string(synced.message());
       r.storage_errors[{w.item.job_id, w.item.index}] = r.storage_error;
       spdlog::error("job {} item {}: {}", w.item.job_id, w.item.index, r.storage_error);
     }
-    r.written = std::move(published);
+    r.written.clear();
+  }
+}
+
+Store::PlaceResults PlaceResultFiles(std::vector<StagedResult>& group) {
+  return [&group](const std::vector<bool>& accepted, std::chrono::steady_clock::time_point deadline) {
+    std::vector<bool> placed;
+    placed.reserve(accepted.size());
+    size_t next = 0;
+    for (StagedResult& r : group) {
+      for (StagedItem& w : r.written) {
+        const bool take = next < accepted.size() && accepted[next++];
+        absl::Status s = absl::OkStatus();
+        if (take && std::chrono::steady_clock::now() >= deadline) {
+          s = absl::UnavailableError("the result transaction was idle too long to place its files");
+        } else if (take) {
+          s = PublishStaged(w.staged);
+        }
+        DiscardStaged(w.staged);  // what was not renamed
+        placed.push_back(take && s.ok());
+        if (s.ok()) continue;
+        r.storage_error = std::string(s.message());
+        r.storage_errors[{w.item.job_id, w.item.index}] = r.storage_error;
+        spdlog::error("job {} item {}: {}", w.item.job_id, w.item.index, r.storage_error);
+      }
+    }
+    return placed;
+  };
+}
+
+void DiscardUnplaced(const std::vector<StagedResult>& group) {
+  for (const StagedResult& r : group) {
+    for (const StagedItem& w : r.written) DiscardStaged(w.staged);
   }
 }
 

@@ -1,9 +1,11 @@
 // The path of a worker's results from its stream to the store. With threads, a result
 // leaves the gRPC thread at once: checker threads decode-check every image (the costly
 // part: milliseconds per megapixel) and stage its files; one committer takes everything
-// staged so far, syncs the output file system once for all of it, renames the files into
-// place and hands the whole group to the core, which records it in one transaction (group
-// commit). Without threads the same steps run in the caller, one result at a time.
+// staged so far, syncs the output file system once for all of it and hands the whole group
+// to the core, which records it in one transaction (group commit); the files are renamed into
+// place inside that transaction, after its fence check (PlaceResultFiles), so a leader fenced
+// by a takeover never replaces the new leader's files. Without threads the same steps run in
+// the caller, one result at a time.
 #pragma once
 
 #include <condition_variable>
@@ -46,11 +48,19 @@ struct StagedResult {
   int batch_size = 0;
   double total_ms = 0;
   uint64_t peak_bytes = 0;
-  std::vector<StagedItem> written;  // synced and renamed into place before the commit
+  std::vector<StagedItem> written;  // synced; renamed into place inside the commit
   std::string storage_error;        // an item could not be stored
   std::map<std::pair<std::string, int>, std::string> storage_errors;  // (job, index) -> its own file's error
   std::string invalid_error;        // an item's image failed the checks
 };
+
+// The store's PlaceResults for the group's written items, in order (result by result): an
+// accepted item's files are renamed into place before the deadline, or it records a storage
+// error; one not accepted (cancelled, reassigned, a late duplicate) only loses its temporary
+// files, never touching the names a recorded result may hold.
+Store::PlaceResults PlaceResultFiles(std::vector<StagedResult>& group);
+// Removes the temporary files of items never placed (a store that failed before placing).
+void DiscardUnplaced(const std::vector<StagedResult>& group);
 
 class ResultPipeline {
  public:

@@ -120,6 +120,17 @@ void Dispatcher::HandleFailure(WorkerState& w, const v1::BatchFailure& failure) 
 
 void Dispatcher::CommitResults(std::vector<StagedResult>& group) {
   const int64_t now = WallMs();
+  std::vector<Completion> completions;
+  for (const StagedResult& r : group) {
+    for (const StagedItem& wr : r.written) {
+      completions.push_back({r.batch_id, {wr.item.job_id, wr.item.index}, wr.staged.files.image_path,
+                             wr.staged.files.sprite_path});
+    }
+  }
+  // One transaction for the whole group; the files go in place inside it, after its fence check.
+  auto accepted = store_->CompleteItems(completions, now, PlaceResultFiles(group));
+  DiscardUnplaced(group);
+  if (!accepted.ok()) spdlog::error("cannot record results: {}", std::string(accepted.status().message()));
   std::string storage_error;
   bool stored_any = false;
   for (const StagedResult& r : group) {
@@ -132,27 +143,15 @@ void Dispatcher::CommitResults(std::vector<StagedResult>& group) {
   } else if (stored_any) {
     storage_pause_.Stored();
   }
-  std::vector<Completion> completions;
-  for (const StagedResult& r : group) {
-    for (const StagedItem& wr : r.written) {
-      completions.push_back({r.batch_id, {wr.item.job_id, wr.item.index}, wr.staged.files.image_path,
-                             wr.staged.files.sprite_path});
-    }
-  }
-  // One transaction for the whole group.
-  auto accepted = store_->CompleteItems(completions, now);
-  if (!accepted.ok()) spdlog::error("cannot record results: {}", std::string(accepted.status().message()));
   size_t next = 0;
   std::set<std::string> jobs;
   for (StagedResult& r : group) {
     int done = 0;
     for (const StagedItem& wr : r.written) {
       const bool ok = accepted.ok() && (*accepted)[next++];
-      if (!ok) {
-        // Cancelled or reassigned meanwhile: the files are not the item's result.
-        RemoveItemFiles(wr.staged.files);
-        continue;
-      }
+      // Cancelled or reassigned meanwhile: its files were never placed (and what a failed
+      // commit placed stays for a later render to replace: it may be a new leader's by now).
+      if (!ok) continue;
       ++done;
       invalid_on_.erase({wr.item.job_id, wr.item.index});
       jobs.insert(wr.item.job_id);

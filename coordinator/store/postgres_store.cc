@@ -146,6 +146,19 @@ WHERE i.job_id = d.job_id AND i.idx = d.idx AND i.state = 2 AND i.batch_id = d.b
 RETURNING i.job_id, i.idx, d.batch_id
 )sql";
 
+// Less than the shortest leader lease (--leader-lease-seconds, 5 by default), more than any
+// pause between two statements of one transaction.
+constexpr int64_t kIdleTransactionMs = 2000;
+
+// The rows of results whose item runs under their batch, locked for the result transaction.
+constexpr const char* kLockRunningSql = R"sql(
+SELECT i.job_id, i.idx, i.batch_id FROM items i
+JOIN unnest($1::text[], $2::int[], $3::text[]) AS d(job_id, idx, batch_id)
+  ON i.job_id = d.job_id AND i.idx = d.idx AND i.batch_id = d.batch_id
+WHERE i.state = 2
+FOR UPDATE OF i
+)sql";
+
 absl::Status ExpectOk(const absl::StatusOr<PgResult>& r) { return r.ok() ? absl::OkStatus() : r.status(); }
 
 }  // namespace
@@ -160,8 +173,21 @@ absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& ur
   // fraction of a second of commits, whose items then run again; the database stays
   // consistent. Waiting would cost one disk flush per lease renewal and per result group.
   // A URL that sets synchronous_commit itself (options=-csynchronous_commit%3Don) keeps it.
-  if (url.find("synchronous_commit") == std::string::npos) {
-    RETURN_IF_ERROR(db->SetSessionSql("SET synchronous_commit = off"));
+  std::string session;
+  if (url.find("synchronous_commit") == std::string::npos) session += "SET synchronous_commit = off;";
+  // A leader stopped inside a transaction (SIGSTOP, a frozen VM) holds the leader row's share
+  // lock that every write takes (the fence); the server ends such a session after this long
+  // idle, well within the leader lease, so it never holds a takeover off. A URL that sets
+  // idle_in_transaction_session_timeout itself keeps it.
+  if (url.find("idle_in_transaction_session_timeout") == std::string::npos) {
+    absl::StrAppend(&session, "SET idle_in_transaction_session_timeout = ", kIdleTransactionMs, ";");
+  }
+  if (!session.empty()) RETURN_IF_ERROR(db->SetSessionSql(session));
+  int64_t idle_limit_ms = 0;
+  {
+    ASSIGN_OR_RETURN(auto r, db->Query("SELECT setting::bigint FROM pg_settings "
+                                       "WHERE name = 'idle_in_transaction_session_timeout'"));
+    if (r.Next()) idle_limit_ms = r.Int(0);
   }
   // A store that lost a table is refused as it is, before the schema would make it again empty.
   {
@@ -180,6 +206,7 @@ absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& ur
   }
   const std::string name = db->name();
   std::unique_ptr<PostgresStore> store(new PostgresStore(std::move(db)));
+  store->idle_limit_ms_ = idle_limit_ms;
   RETURN_IF_ERROR(store->CheckStates(name));
   return std::unique_ptr<Store>(std::move(store));
 }
@@ -241,28 +268,39 @@ absl::Status PostgresStore::Lease(const std::string& batch_id, const std::string
   return tx->Commit();
 }
 
-absl::StatusOr<std::vector<bool>> PostgresStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
-  if (done.empty()) return std::vector<bool>{};
+namespace {
+
+// Text and index arrays of the results, for unnest().
+struct ResultArrays {
   std::vector<std::string> jobs, batches, images, sprites;
   std::vector<int> indexes;
-  for (const Completion& c : done) {
-    jobs.push_back(c.item.job_id);
-    indexes.push_back(c.item.index);
-    batches.push_back(c.batch_id);
-    images.push_back(c.image_path);
-    sprites.push_back(c.sprite_path);
+  explicit ResultArrays(const std::vector<Completion>& done) {
+    for (const Completion& c : done) {
+      jobs.push_back(c.item.job_id);
+      indexes.push_back(c.item.index);
+      batches.push_back(c.batch_id);
+      images.push_back(c.image_path);
+      sprites.push_back(c.sprite_path);
+    }
   }
-  ASSIGN_OR_RETURN(auto tx, Begin());  // fenced like every write
-  ASSIGN_OR_RETURN(auto r, db_->Query(kCompleteSql, {now_ms, TextArray(jobs), IntArray(indexes), TextArray(batches), TextArray(images),
-                                     TextArray(sprites)}));
-  std::set<std::tuple<std::string, int, std::string>> updated;
-  while (r.Next()) updated.insert({r.Text(0), static_cast<int>(r.Int(1)), r.Text(2)});
-  RETURN_IF_ERROR(tx->Commit());
-  // A result listed twice counts once, as the first.
-  std::vector<bool> accepted;
-  accepted.reserve(done.size());
-  for (const Completion& c : done) accepted.push_back(updated.erase({c.item.job_id, c.item.index, c.batch_id}) > 0);
-  return accepted;
+};
+
+}  // namespace
+
+absl::StatusOr<std::set<SqlStore::ResultKey>> PostgresStore::LockRunning(const std::vector<Completion>& done) {
+  std::set<ResultKey> running;
+  if (done.empty()) return running;
+  const ResultArrays a(done);
+  ASSIGN_OR_RETURN(auto r, db_->Query(kLockRunningSql, {TextArray(a.jobs), IntArray(a.indexes), TextArray(a.batches)}));
+  while (r.Next()) running.insert({r.Text(0), static_cast<int>(r.Int(1)), r.Text(2)});
+  return running;
+}
+
+absl::Status PostgresStore::RecordResults(const std::vector<Completion>& done, int64_t now_ms) {
+  if (done.empty()) return absl::OkStatus();
+  const ResultArrays a(done);
+  return ExpectOk(db_->Query(kCompleteSql, {now_ms, TextArray(a.jobs), IntArray(a.indexes), TextArray(a.batches),
+                                            TextArray(a.images), TextArray(a.sprites)}));
 }
 
 }  // namespace spriteforge::coordinator

@@ -23,7 +23,6 @@ class PostgresStore final : public SqlStore {
 
   absl::Status Lease(const std::string& batch_id, const std::string& worker_id,
                      const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) override;
-  absl::StatusOr<std::vector<bool>> CompleteItems(const std::vector<Completion>& done, int64_t now_ms) override;
 
  protected:
   std::unique_ptr<SqlTransaction> NewTransaction() override;
@@ -34,10 +33,14 @@ class PostgresStore final : public SqlStore {
   const char* LockRows() const override { return " FOR UPDATE"; }
   const char* ShareRow() const override { return " FOR SHARE"; }
   const char* NowMs() const override;
+  absl::Status RecordResults(const std::vector<Completion>& done, int64_t now_ms) override;
+  absl::StatusOr<std::set<ResultKey>> LockRunning(const std::vector<Completion>& done) override;
+  int64_t IdleTransactionLimitMs() const override { return idle_limit_ms_; }
 
  private:
   explicit PostgresStore(std::unique_ptr<PgConnection> db);
   std::unique_ptr<PgConnection> db_;
+  int64_t idle_limit_ms_ = 0;  // the session's idle_in_transaction_session_timeout
 };
 
 }  // namespace spriteforge::coordinator

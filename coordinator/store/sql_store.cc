@@ -1,6 +1,8 @@
 // SqlStore's submission and reads; its later changes are in sql_store_changes.cc.
 #include "coordinator/store/sql_store.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -226,6 +228,47 @@ absl::StatusOr<std::vector<std::string>> SqlStore::BatchesOfWorker(const std::st
 
 absl::StatusOr<std::vector<ItemRecord>> SqlStore::RunningItems(const std::string& batch_id) {
   return SelectItems("WHERE batch_id = $1 AND state = 2 ORDER BY job_id, idx", {batch_id});
+}
+
+absl::StatusOr<std::set<SqlStore::ResultKey>> SqlStore::LockRunning(const std::vector<Completion>& done) {
+  std::set<ResultKey> running;
+  for (const Completion& c : done) {
+    RETURN_IF_ERROR(Select(absl::StrCat("SELECT job_id, idx, batch_id FROM items "
+                                        "WHERE job_id = $1 AND idx = $2 AND state = 2 AND batch_id = $3",
+                                        LockRows()),
+                           {c.item.job_id, int64_t{c.item.index}, c.batch_id},
+                           [&](const Row& row) { running.insert({row.Text(0), static_cast<int>(row.Int(1)), row.Text(2)}); }));
+  }
+  return running;
+}
+
+// The files go in place after the fence check and before the commit, while the transaction
+// holds the leader row (FOR SHARE on PostgreSQL): a takeover waits for the commit, and after
+// one this leader's next transaction fails its check before any file moves.
+absl::StatusOr<std::vector<bool>> SqlStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms,
+                                                          const PlaceResults& place) {
+  if (done.empty()) return std::vector<bool>{};
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  ASSIGN_OR_RETURN(std::set<ResultKey> running, LockRunning(done));
+  // Half the database's idle limit after the last statement: the session is alive until then.
+  const int64_t idle_ms = IdleTransactionLimitMs();
+  const auto deadline = idle_ms > 0 ? std::chrono::steady_clock::now() + std::chrono::milliseconds(idle_ms / 2)
+                                    : std::chrono::steady_clock::time_point::max();
+  std::vector<bool> accepted;
+  accepted.reserve(done.size());
+  // A result listed twice counts once, as the first.
+  for (const Completion& c : done) accepted.push_back(running.erase({c.item.job_id, c.item.index, c.batch_id}) > 0);
+  if (place) {
+    const std::vector<bool> placed = place(accepted, deadline);
+    for (size_t i = 0; i < accepted.size(); ++i) accepted[i] = accepted[i] && i < placed.size() && placed[i];
+  }
+  std::vector<Completion> record;
+  for (size_t i = 0; i < done.size(); ++i) {
+    if (accepted[i]) record.push_back(done[i]);
+  }
+  RETURN_IF_ERROR(RecordResults(record, now_ms));
+  RETURN_IF_ERROR(tx->Commit());
+  return accepted;
 }
 
 absl::StatusOr<bool> SqlStore::CompleteItem(const std::string& batch_id, const ItemKey& item,

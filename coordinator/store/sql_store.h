@@ -13,6 +13,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "coordinator/store/rows.h"
@@ -45,6 +46,10 @@ class SqlStore : public Store {
   absl::StatusOr<bool> CompleteItem(const std::string& batch_id, const ItemKey& item,
                                     const std::string& image_path, const std::string& sprite_path,
                                     int64_t now_ms) override;
+  // Fenced, then the accepted results' rows locked, placed (`place`) and recorded, in one
+  // transaction: an old leader's files never replace a new leader's (docs/reliability.md).
+  absl::StatusOr<std::vector<bool>> CompleteItems(const std::vector<Completion>& done, int64_t now_ms,
+                                                  const PlaceResults& place = nullptr) override;
   absl::StatusOr<std::vector<ItemRecord>> ReleaseBatch(
       const std::string& batch_id, int fail_reason, const std::string& message, int max_attempts,
       const std::map<std::pair<std::string, int>, std::string>& item_messages) override;
@@ -92,6 +97,14 @@ class SqlStore : public Store {
   virtual const char* LockRows() const = 0;
   // An SQL expression: the database's clock in milliseconds since the epoch.
   virtual const char* NowMs() const = 0;
+  // (job id, index, batch id) of the results in `done` whose item runs under their batch,
+  // locked until the transaction ends (inside one).
+  using ResultKey = std::tuple<std::string, int, std::string>;
+  virtual absl::StatusOr<std::set<ResultKey>> LockRunning(const std::vector<Completion>& done);
+  // Records the results as done (inside a transaction; each one's item runs under its batch).
+  virtual absl::Status RecordResults(const std::vector<Completion>& done, int64_t now_ms) = 0;
+  // How long the database lets a transaction sit idle before it ends it; 0: no limit.
+  virtual int64_t IdleTransactionLimitMs() const { return 0; }
   // Appended to the fencing check's SELECT of the leader row: " FOR SHARE" where a takeover
   // (an UPDATE of that row) must wait for the write transactions in flight, and they for it.
   virtual const char* ShareRow() const { return ""; }

@@ -246,10 +246,7 @@ absl::Status SqliteStore::Lease(const std::string& batch_id, const std::string& 
   return tx->Commit();
 }
 
-absl::StatusOr<std::vector<bool>> SqliteStore::CompleteItems(const std::vector<Completion>& done, int64_t now_ms) {
-  ASSIGN_OR_RETURN(auto tx, Begin());
-  std::vector<bool> accepted;
-  accepted.reserve(done.size());
+absl::Status SqliteStore::RecordResults(const std::vector<Completion>& done, int64_t now_ms) {
   for (const Completion& c : done) {
     Statement q(*db_,
                 "UPDATE items SET state = 3, image_path = ?, sprite_path = ?, done_ms = ? "
@@ -257,10 +254,8 @@ absl::StatusOr<std::vector<bool>> SqliteStore::CompleteItems(const std::vector<C
     q.Bind(1, c.image_path).Bind(2, c.sprite_path).Bind(3, now_ms).Bind(4, c.item.job_id).Bind(5, c.item.index)
         .Bind(6, c.batch_id);
     RETURN_IF_ERROR(q.Run());
-    accepted.push_back(db_->Changes() == 1);
   }
-  RETURN_IF_ERROR(tx->Commit());
-  return accepted;
+  return absl::OkStatus();
 }
 
 }  // namespace spriteforge::coordinator

@@ -21,7 +21,6 @@ class SqliteStore final : public SqlStore {
 
   absl::Status Lease(const std::string& batch_id, const std::string& worker_id,
                      const std::vector<ItemKey>& items, int64_t expires_ms, int64_t now_ms) override;
-  absl::StatusOr<std::vector<bool>> CompleteItems(const std::vector<Completion>& done, int64_t now_ms) override;
 
  protected:
   std::unique_ptr<SqlTransaction> NewTransaction() override;
@@ -31,6 +30,7 @@ class SqliteStore final : public SqlStore {
   absl::Status InsertItemRows(const std::string& job_id, const std::vector<ItemRecord>& items) override;
   const char* LockRows() const override { return ""; }  // BEGIN IMMEDIATE holds the database
   const char* NowMs() const override;
+  absl::Status RecordResults(const std::vector<Completion>& done, int64_t now_ms) override;
 
  private:
   explicit SqliteStore(std::unique_ptr<Database> db);

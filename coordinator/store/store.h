@@ -12,6 +12,7 @@
 // that reports it, so late results of a reassigned item never count twice.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -156,9 +157,20 @@ class Store {
   virtual absl::StatusOr<bool> CompleteItem(const std::string& batch_id, const ItemKey& item,
                                     const std::string& image_path, const std::string& sprite_path,
                                     int64_t now_ms) = 0;
+  // Puts a group's result files in place inside CompleteItems' transaction, after its fence
+  // check, with the rows of the accepted results locked: `accepted[i]` says whether done[i]
+  // will be recorded (its item runs under its batch; of a result listed twice, the first).
+  // Returns, for each, whether its files are in place; one that is not is not recorded.
+  // Nothing may be placed once `deadline` (steady clock) has passed: the database may have
+  // ended the transaction by then (a PostgreSQL session idle in a transaction too long), so
+  // another coordinator may lead. Files placed before a commit that then fails are leftovers
+  // that a later render of the item replaces.
+  using PlaceResults = std::function<std::vector<bool>(const std::vector<bool>& accepted,
+                                                       std::chrono::steady_clock::time_point deadline)>;
   // Records many results in one transaction (one commit for a group of batches); for
-  // each, whether it was accepted.
-  virtual absl::StatusOr<std::vector<bool>> CompleteItems(const std::vector<Completion>& done, int64_t now_ms) = 0;
+  // each, whether it was accepted (and placed, with `place`).
+  virtual absl::StatusOr<std::vector<bool>> CompleteItems(const std::vector<Completion>& done, int64_t now_ms,
+                                                          const PlaceResults& place = nullptr) = 0;
   // Ends the batch's lease: items still running go back to the queue, or fail when
   // `fail_reason` is set and they have had `max_attempts`. Returns the affected items
   // (their state after the change).

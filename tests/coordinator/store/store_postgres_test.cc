@@ -3,7 +3,10 @@
 // free. The other transaction is a plain libpq connection standing for a second coordinator.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <future>
+#include <thread>
 
 #include "coordinator/store/store.h"
 #include "tests/coordinator/store/store_backends.h"
@@ -49,6 +52,62 @@ TEST(PostgresStoreTest, ALeaseSkipsRowsAnotherTransactionHoldsInsteadOfWaiting) 
   PQfinish(other);
   EXPECT_TRUE((*store)->Lease("b1", "w1", {{"job-a", 1}}, 5000, 100).ok());
   EXPECT_EQ((*store)->Counts("job-a")->running, 2);
+#endif
+}
+
+// A leader stopped inside its result transaction (here: its `place` stalls, as a SIGSTOP
+// would) holds the leader row's share lock; the server ends its session after
+// idle_in_transaction_session_timeout (200 ms here, 2 s by default), so a takeover waits that
+// long at most, not for the stopped leader; the stalled placement finds its deadline passed
+// (nothing may be placed) and nothing of the old leader's is recorded.
+TEST(PostgresStoreTest, ALeaderStoppedInsideAResultTransactionHoldsATakeoverOffOnlyUntilItsIdleLimit) {
+#ifndef SPRITEFORGE_WITH_POSTGRES
+  GTEST_SKIP() << "built without libpq";
+#else
+  SPRITEFORGE_SKIP_WITHOUT_POSTGRES(testing::Backend::kPostgres);
+  testing::TestDatabase db(testing::Backend::kPostgres);
+  ASSERT_FALSE(db.spec().empty());
+  auto leader = Store::Open(db.spec() + "%20-cidle_in_transaction_session_timeout%3D200");
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  auto standby = Store::Open(db.spec());
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  JobRecord job;
+  job.id = "job-a";
+  job.name = "a";
+  job.model = "tiny-sdxl";
+  bool dedup = false;
+  ASSERT_TRUE((*leader)->CreateJob(job, std::vector<ItemRecord>(1), &dedup).ok());
+  auto free = (*leader)->ReadLeader();
+  ASSERT_TRUE(*(*leader)->ClaimLeader(*free, "a", "10.0.0.1:50051", 100));
+  (*leader)->SetFencingEpoch((*leader)->ReadLeader()->epoch);
+  ASSERT_TRUE((*leader)->Lease("b1", "w1", {{"job-a", 0}}, 5000, 100).ok());
+
+  std::promise<void> inside;
+  std::atomic<bool> past_deadline{false};
+  std::thread stopped([&] {
+    auto recorded = (*leader)->CompleteItems(
+        {{"b1", {"job-a", 0}, "/out/0.png", ""}}, 200,
+        [&](const std::vector<bool>& accepted, std::chrono::steady_clock::time_point deadline) {
+          inside.set_value();
+          std::this_thread::sleep_for(std::chrono::milliseconds(800));
+          past_deadline = std::chrono::steady_clock::now() >= deadline;
+          return accepted;  // what a leader that does not look at its deadline would do
+        });
+    EXPECT_FALSE(recorded.ok()) << "a result transaction the server ended was recorded";
+  });
+  inside.get_future().wait();
+  const auto start = std::chrono::steady_clock::now();
+  auto lapsed = (*standby)->ReadLeader();
+  while (lapsed.ok() && lapsed->now_ms <= lapsed->expires_ms) lapsed = (*standby)->ReadLeader();
+  ASSERT_TRUE(lapsed.ok()) << lapsed.status();
+  auto took = (*standby)->ClaimLeader(*lapsed, "b", "10.0.0.2:50051", 60000);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  stopped.join();
+  ASSERT_TRUE(took.ok()) << took.status();
+  EXPECT_TRUE(*took);
+  EXPECT_LT(waited, std::chrono::milliseconds(650)) << "the takeover waited for the stopped leader";
+  EXPECT_TRUE(past_deadline);
+  EXPECT_EQ((*standby)->Counts("job-a")->done, 0);
 #endif
 }
 

@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -523,6 +524,50 @@ TEST_P(StoreTest, ALeaderFencedByATakeoverCannotWrite) {
   ASSERT_TRUE((*other)->Lease("b2", "w2", {{"job-a", 0}}, 5000, 400).ok());
   ASSERT_TRUE((*other)->CancelJob("job-a", 500).ok());
   EXPECT_EQ((*other)->Counts("job-a")->cancelled, 2);
+}
+
+// Result files go in place inside the result transaction, after its fence check: the store
+// calls `place` with the results it will record (the item runs under the batch) and records
+// only those placed; once another coordinator leads, the old leader's result transaction
+// fails its check before `place` is called, so it neither moves a file nor records anything.
+TEST_P(StoreTest, ResultFilesArePlacedOnlyInsideATransactionWhoseEpochHolds) {
+  MakeJob("job-a", 3);
+  auto other = Store::Open(path_.string());  // the standby's connection
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto free = store_->ReadLeader();
+  ASSERT_TRUE(*store_->ClaimLeader(*free, "a", "10.0.0.1:50051", 1));
+  const int64_t mine = store_->ReadLeader()->epoch;
+  store_->SetFencingEpoch(mine);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 0}, {"job-a", 1}, {"job-a", 2}}, 5000, 100).ok());
+
+  std::vector<std::vector<bool>> offered;
+  auto place = [&](std::vector<bool> placed) -> Store::PlaceResults {
+    return [&offered, placed](const std::vector<bool>& accepted, std::chrono::steady_clock::time_point deadline) {
+      EXPECT_GT(deadline, std::chrono::steady_clock::now());
+      offered.push_back(accepted);
+      return placed;
+    };
+  };
+  // Item 0 placed; item 1 named under another batch (not offered); item 2's files failed.
+  auto recorded = store_->CompleteItems({{"b1", {"job-a", 0}, "/out/0.png", ""},
+                                         {"b9", {"job-a", 1}, "/out/1.png", ""},
+                                         {"b1", {"job-a", 2}, "/out/2.png", ""}},
+                                        200, place({true, false, false}));
+  ASSERT_TRUE(recorded.ok()) << recorded.status();
+  EXPECT_EQ(*recorded, (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(offered, (std::vector<std::vector<bool>>{{true, false, true}}));
+  EXPECT_EQ(store_->Counts("job-a")->done, 1);
+  EXPECT_EQ(store_->Counts("job-a")->running, 2);  // item 2 was offered but not placed
+
+  auto lapsed = (*other)->ReadLeader();
+  while (lapsed->now_ms <= lapsed->expires_ms) lapsed = (*other)->ReadLeader();
+  ASSERT_TRUE(*(*other)->ClaimLeader(*lapsed, "b", "10.0.0.2:50051", 60000));
+  offered.clear();
+  recorded = store_->CompleteItems({{"b1", {"job-a", 2}, "/out/2.png", ""}}, 300, place({true}));
+  EXPECT_EQ(recorded.status().code(), absl::StatusCode::kFailedPrecondition) << recorded.status();
+  EXPECT_TRUE(offered.empty()) << "a fenced leader was asked to place files";
+  EXPECT_EQ((*other)->Counts("job-a")->done, 1);
+  EXPECT_EQ((*other)->Items("job-a")->at(2).image_path, "");
 }
 
 // Paths and ids travel to PostgreSQL inside array literals: quotes, backslashes, commas and
