@@ -17,6 +17,9 @@ if(TARGET spriteforge_engine)
   install(FILES worker/engine/data/clip/vocab.json worker/engine/data/clip/merges.txt
           worker/engine/data/clip/README.md DESTINATION ${SPRITEFORGE_SHARE}/clip)
 endif()
+# The built-in pose sets for openpose control images (every program may expand them).
+install(DIRECTORY common/sprite/data/poses/ DESTINATION ${SPRITEFORGE_SHARE}/poses FILES_MATCHING
+        PATTERN "*.json")
 install(DIRECTORY workflows/ DESTINATION ${SPRITEFORGE_SHARE}/workflows FILES_MATCHING
         PATTERN "*.yaml" PATTERN "*.yml" PATTERN "*.json")
 install(DIRECTORY deploy/systemd/ DESTINATION ${SPRITEFORGE_SHARE}/systemd)
