@@ -6,11 +6,12 @@
 //     watch JOB | status [JOB] [--json] | cancel JOB | workers [--json]
 //     results JOB --out DIR [--renders]
 //     pixelate IN.png --size WxH ... --out OUT.png | sheet DIR --out sheet.png
+//     pose list | pose show SET --out DIR [--size WxH] | canny IN.png --out OUT.png
 //
 // `spriteforge --help` and `spriteforge COMMAND --help` describe every flag. The
 // coordinator comes from --coordinator, else SPRITEFORGE_COORDINATOR, else 127.0.0.1:50051.
-// The token comes from --token, else SPRITEFORGE_TOKEN. pixelate and sheet work on local
-// files and need no coordinator.
+// The token comes from --token, else SPRITEFORGE_TOKEN. pixelate, sheet, pose and canny work
+// on local files and need no coordinator.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -122,6 +123,24 @@ int main(int argc, char** argv) {
   cmd->add_flag("--tight", sheet.tight, "Shelf packing for frames of mixed sizes instead of a grid");
   cmd->add_option("--columns", sheet.columns, "Grid columns (0: square-ish)")->check(CLI::NonNegativeNumber);
   cmd->callback([&] { local = [&] { return sp::SheetCommand(sheet); }; });
+
+  cmd = app.add_subcommand("pose", "Pose sets for openpose ControlNets (docs/postprocess.md)");
+  cmd->require_subcommand(1);
+  cmd->add_subcommand("list", "The built-in pose sets")->callback([&] { local = [] { return sp::PoseListCommand(); }; });
+  sp::PoseShowArgs pose_show;
+  CLI::App* sub = cmd->add_subcommand("show", "Draw a pose set's control images, one PNG per pose");
+  sub->add_option("SET", pose_show.set, "builtin:NAME, a pose JSON file or a folder of them")->required();
+  sub->add_option("--out", pose_show.out, "Folder to write into (created)")->required();
+  sub->add_option("--size", pose_show.size, "Image size, WxH or N (default 512)");
+  sub->callback([&] { local = [&] { return sp::PoseShowCommand(pose_show); }; });
+
+  sp::CannyArgs canny;
+  cmd = app.add_subcommand("canny", "A canny edge map of a local image, as ControlNet's canny preprocessor makes it");
+  cmd->add_option("IN", canny.in, "The input PNG")->required();
+  cmd->add_option("--out", canny.out, "The edge map PNG to write")->required();
+  cmd->add_option("--low", canny.low, "Gradients above this continue an edge (default 100)");
+  cmd->add_option("--high", canny.high, "Gradients above this start an edge (default 200)");
+  cmd->callback([&] { local = [&] { return sp::CannyCommand(canny); }; });
 
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
   if (local) return local();

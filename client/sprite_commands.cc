@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/sprite/control/canny.h"
+#include "common/sprite/control/pose_library.h"
 #include "common/sprite/postprocess.h"
 #include "common/sprite/sheet.h"
 #include "common/text.h"
@@ -80,6 +82,45 @@ int SheetCommand(const SheetArgs& args) {
   }
   std::printf("%zu frames, %dx%d, atlas %s\n", frames.size(), sheet->image.width, sheet->image.height,
               atlas.string().c_str());
+  return 0;
+}
+
+int PoseListCommand() {
+  const std::vector<std::string> sets = control::ListPoseSets();
+  if (sets.empty()) return Fail("pose list", std::string(control::BuiltinPoseDir().status().message()));
+  for (const auto& name : sets) {
+    auto poses = control::LoadBuiltinPoseSet(name);
+    if (!poses.ok()) return Fail("pose list", std::string(poses.status().message()));
+    std::printf("%-20s %zu poses: %s .. %s\n", name.c_str(), poses->size(), poses->front().name.c_str(),
+                poses->back().name.c_str());
+  }
+  return 0;
+}
+
+int PoseShowCommand(const PoseShowArgs& args) {
+  int width = 0, height = 0;
+  if (auto s = ParseSize(args.size, &width, &height); !s.ok()) return Fail("pose show", std::string(s.message()), 2);
+  auto poses = control::LoadPoseSet(args.set);
+  if (!poses.ok()) return Fail("pose show", std::string(poses.status().message()));
+  std::error_code ec;
+  std::filesystem::create_directories(args.out, ec);
+  if (ec) return Fail("pose show", absl::StrCat("cannot create ", args.out, ": ", ec.message()));
+  for (const auto& pose : *poses) {
+    auto image = control::DrawPose(pose.keypoints, width, height);
+    if (!image.ok()) return Fail("pose show", std::string(image.status().message()), 2);
+    const std::string path = (std::filesystem::path(args.out) / (pose.name + ".png")).string();
+    if (auto s = WritePngFile(path, *image); !s.ok()) return Fail("pose show", std::string(s.message()));
+  }
+  std::printf("%zu poses, %dx%d, in %s\n", poses->size(), width, height, args.out.c_str());
+  return 0;
+}
+
+int CannyCommand(const CannyArgs& args) {
+  auto image = ReadPngFile(args.in);
+  if (!image.ok()) return Fail("canny", std::string(image.status().message()));
+  auto edges = control::CannyEdges(*image, args.low, args.high);
+  if (!edges.ok()) return Fail("canny", std::string(edges.status().message()), 2);
+  if (auto s = WritePngFile(args.out, *edges); !s.ok()) return Fail("canny", std::string(s.message()));
   return 0;
 }
 

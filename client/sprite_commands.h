@@ -5,6 +5,8 @@
 //            [--colors N] [--quantizer median_cut|kmeans] [--dither none|bayer|fs]
 //            [--transparent] [--tolerance X] [--crop] [--padding N] --out OUT.png
 //   sheet DIR --out sheet.png [--tight] [--columns N]      (writes sheet.json beside it)
+//   pose list | pose show SET --out DIR [--size WxH]       (one control image per pose)
+//   canny IN.png --out OUT.png [--low N] [--high N]        (an edge map for canny ControlNets)
 #pragma once
 
 #include <optional>
@@ -28,8 +30,20 @@ struct SheetArgs {
   int columns = 0;  // 0: square-ish
 };
 
+struct PoseShowArgs {
+  std::string set, out, size = "512";  // set: builtin:NAME, a pose file or a folder of them
+};
+
+struct CannyArgs {
+  std::string in, out;
+  int low = 100, high = 200;
+};
+
 int PixelateCommand(const PixelateArgs& args);
 int SheetCommand(const SheetArgs& args);
+int PoseListCommand();
+int PoseShowCommand(const PoseShowArgs& args);
+int CannyCommand(const CannyArgs& args);
 
 
 }  // namespace spriteforge::postprocess
