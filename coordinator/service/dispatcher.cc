@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -258,28 +257,6 @@ void Dispatcher::ForgetWorkers(int64_t now) {
   }
 }
 
-// A worker id made up once (or a default id of a process long gone) would otherwise stay in
-// the registry, /metrics and the workers table for good. Rows of workers this process never
-// knew (before a restart) go once as old.
-void Dispatcher::ForgetWorkers(int64_t now) {
-  const int64_t retention = options_.worker_retention_ms;
-  if (now < next_worker_sweep_ms_) return;
-  next_worker_sweep_ms_ = now + std::min<int64_t>(retention / 4, 60000);
-  const std::vector<std::string> forgotten = workers_.Forget(now, retention);
-  if (!forgotten.empty()) {
-    spdlog::info("forgot {} workers disconnected for more than {} s", forgotten.size(), retention / 1000);
-  }
-  auto stored = store_->ListWorkers();
-  if (!stored.ok()) return;
-  std::vector<std::string> gone;
-  for (const WorkerRecord& r : *stored) {
-    if (!workers_.Find(r.id) && now - r.last_seen_ms > retention) gone.push_back(r.id);
-  }
-  if (auto s = store_->DeleteWorkers(gone); !s.ok()) {
-    spdlog::warn("cannot forget {} workers in the store: {}", gone.size(), std::string(s.message()));
-  }
-}
-
 void Dispatcher::Expire(int64_t now) {
   for (WorkerState* w : workers_.Silent(now)) {
     DropWorker(*w, absl::StrCat("silent for ", (now - w->last_seen_ms) / 1000, " s"));
@@ -302,7 +279,6 @@ void Dispatcher::Expire(int64_t now) {
       if (!batches_.Find(batch_id)) ReleaseBatch(batch_id, v1::FAILURE_WORKER_LOST, "lease expired");
     }
   }
-  ForgetWorkers(now);
   ForgetWorkers(now);
   const int failed = jobs_.CheckUnserved(SteadyMs());
   for (int i = 0; i < failed; ++i) metrics_->AddFailure(ReasonName(v1::FAILURE_MODEL_UNAVAILABLE));
