@@ -132,22 +132,23 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
 
 // ------------------------------------------------------------------ jobs
 
-FileResolver Coordinator::UploadedFiles(const v1::SubmitJobRequest& request) {
+// A job names only files its owner uploaded: another owner's answers as a missing one does.
+FileResolver Coordinator::UploadedFiles(const v1::SubmitJobRequest& request, const std::string& owner) {
   // One description per path and kind, however many items name it.
   auto seen = std::make_shared<std::map<std::pair<std::string, int>, ManifestFile>>();
-  return [this, &request, seen](const std::string& path, ManifestFileKind kind) -> absl::StatusOr<ManifestFile> {
+  return [this, &request, owner, seen](const std::string& path, ManifestFileKind kind) -> absl::StatusOr<ManifestFile> {
     if (auto it = seen->find({path, static_cast<int>(kind)}); it != seen->end()) return it->second;
     auto sha = request.files().find(path);
     if (sha == request.files().end()) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, " was not uploaded with the job (the spriteforge client uploads the files a manifest names)"));
     }
-    auto blob = blobs_->Path(sha->second);
+    auto blob = blobs_->PathFor(sha->second, owner);
     if (blob.ok()) {
       if (auto touched = blobs_->Touch(sha->second); !touched.ok()) blob = touched;  // named now: collection waits
     }
     if (!blob.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": ", blob.status().message(), " (upload it again)"));
+      return absl::NotFoundError(absl::StrCat(path, ": ", blob.status().message(), " (upload it again)"));
     }
     auto file = DescribeBlob(*blob, sha->second, kind, blobs_->limits());
     if (!file.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", file.status().message()));
@@ -189,7 +190,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
                                                           const std::string& owner, const ClientLimits& limits) {
   const std::string file = request.manifest_name().empty() ? "manifest" : request.manifest_name();
   std::mt19937_64 rng(std::random_device{}());
-  auto manifest = ParseManifestEntries(request.manifest(), file, options_.limits, UploadedFiles(request));
+  auto manifest = ParseManifestEntries(request.manifest(), file, options_.limits, UploadedFiles(request, owner));
   if (!manifest.ok()) return manifest.status();
   RETURN_IF_ERROR(CheckSubmission(request, *manifest, file));
   if (request.preview_every() < 0 || request.preview_every() > options_.limits.max_steps) {

@@ -110,7 +110,7 @@ class Coordinator {
   Locked Lock() { return Locked(mu_, *core_); }
 
   // Resolves the files a submitted manifest names through the uploads the request lists.
-  FileResolver UploadedFiles(const v1::SubmitJobRequest& request);
+  FileResolver UploadedFiles(const v1::SubmitJobRequest& request, const std::string& owner);
   GaugeSnapshot Gauges(Locked& core);
 
   const CoordinatorOptions options_;

@@ -273,6 +273,17 @@ absl::StatusOr<std::string> BlobStore::Path(const std::string& sha256) const {
   return p.string();
 }
 
+absl::StatusOr<std::string> BlobStore::PathFor(const std::string& sha256, const std::string& owner) const {
+  ASSIGN_OR_RETURN(auto path, Path(sha256));
+  if (owner.empty()) return path;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = stored_.find(sha256);
+  if (it == stored_.end() || !it->second.owners.count(owner)) {
+    return absl::NotFoundError(absl::StrCat("no uploaded file ", sha256));
+  }
+  return path;
+}
+
 absl::StatusOr<uint64_t> BlobStore::Size(const std::string& sha256) const {
   ASSIGN_OR_RETURN(auto path, Path(sha256));
   std::error_code ec;

@@ -112,6 +112,10 @@ class BlobStore {
 
   // The blob's path; NotFound when no such blob was uploaded.
   absl::StatusOr<std::string> Path(const std::string& sha256) const;
+  // The same for a job of `owner` (empty: without authentication, any blob): NotFound, word
+  // for word as for a missing blob, unless the owner uploaded it, so nobody learns by naming
+  // a hash whether another owner's file is stored.
+  absl::StatusOr<std::string> PathFor(const std::string& sha256, const std::string& owner) const;
   absl::StatusOr<uint64_t> Size(const std::string& sha256) const;
   const UploadLimits& limits() const { return limits_; }
   const std::string& dir() const { return dir_; }

@@ -158,5 +158,36 @@ TEST_F(UploadLimitsTest, FilesNoUnfinishedJobNamesAreCollectedAfterTheirGrace) {
   EXPECT_FALSE(fs::exists(BlobDir() / old));
 }
 
+// A job names only files its owner uploaded: naming another owner's file by its hash is
+// answered word for word as naming one never uploaded, so hashes cannot be probed; sending
+// the same bytes (which proves having them) makes the file the sender's too.
+TEST_F(UploadLimitsTest, AnotherOwnersUploadedFileAnswersAsAMissingOne) {
+  const std::string png = *EncodePng({64, 64, 3, std::vector<uint8_t>(64 * 64 * 3, 9)});
+  std::string alices;
+  ASSERT_TRUE(UploadAs(kAlice, png, &alices).ok());
+  const std::string missing(64, 'a');
+  auto submit = [&](const std::string& owner, const std::string& sha256) {
+    v1::SubmitJobRequest request;
+    request.set_manifest("name: t\nmodel: tiny-sdxl\ndefaults: {width: 64, height: 64}\n"
+                         "items: [{prompt: potion, init_image: start.png}]\n");
+    (*request.mutable_files())["start.png"] = sha256;
+    return core_->Submit(request, owner).status();
+  };
+  const absl::Status others = submit("bob", alices);
+  const absl::Status absent = submit("bob", missing);
+  EXPECT_FALSE(others.ok());
+  EXPECT_EQ(others.code(), absent.code());
+  std::string answer(others.message());
+  answer.replace(answer.find(alices), alices.size(), missing);
+  EXPECT_EQ(answer, absent.message());
+  EXPECT_NE(absent.message().find("no uploaded file"), std::string::npos) << absent;
+
+  EXPECT_TRUE(submit("alice", alices).ok());
+  std::string bobs;
+  ASSERT_TRUE(UploadAs(kBob, png, &bobs).ok());
+  EXPECT_EQ(bobs, alices);
+  EXPECT_TRUE(submit("bob", alices).ok());
+}
+
 }  // namespace
 }  // namespace spriteforge::coordinator
