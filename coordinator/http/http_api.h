@@ -30,8 +30,8 @@ struct HttpApiOptions {
   int max_sync_images = 64;                  // images one blocking txt2img/generations call may ask for
   std::chrono::seconds sync_timeout{900};    // how long a blocking call waits for its job
   std::chrono::seconds sse_keepalive{15};    // comment lines that keep idle event streams open
-  // Each event stream and blocking call holds one of the server's 64 threads; past these
-  // counts new ones are refused (429), so /metrics and the page always find a thread.
+  // Each event stream and blocking call holds its connection's thread for as long as it
+  // lasts; past these counts new ones are refused (429).
   int max_event_streams = 32;
   int max_sync_calls = 16;
 };
