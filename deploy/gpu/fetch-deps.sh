@@ -37,5 +37,11 @@ if [ -d "$GOLDEN" ]; then
     mkdir -p "$DEST/tiny-sdxl-workflows"
     cp "$GOLDEN/../tiny-sdxl-workflows"/* "$DEST/tiny-sdxl-workflows/"
   fi
+  # The ControlNet and IP-Adapter cases: beside the golden folder, else the repository's copy.
+  CONTROLS="$GOLDEN/../tiny-sdxl-controls"; [ -d "$CONTROLS" ] || CONTROLS=tests/golden/tiny-sdxl-controls
+  if [ -d "$CONTROLS" ]; then
+    rm -rf "$DEST/tiny-sdxl-controls"
+    cp -r "$CONTROLS" "$DEST/tiny-sdxl-controls"
+  fi
 fi
 du -sh "$DEST"

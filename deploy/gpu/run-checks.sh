@@ -14,6 +14,7 @@ export SPRITEFORGE_DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,
 bash deploy/gpu/build.sh >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 BIN=build-gpu/worker
 G=.gpu-deps/golden
+C=.gpu-deps/tiny-sdxl-controls; [ -d "$C" ] || C=tests/golden/tiny-sdxl-controls  # ControlNet, IP-Adapter cases
 for stage in "${@:-golden bench}"; do
   case "$stage" in
     golden)
@@ -23,13 +24,20 @@ for stage in "${@:-golden bench}"; do
         $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype $dtype --tolerance $tol \
           --json "$OUT/golden-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
       done
-      # The workflow cases (LoRA in both file formats, img2img) in fp32 and fp16.
+      # The workflow cases (LoRA in both file formats, img2img) and the controls (ControlNet,
+      # IP-Adapter; the UNet step replayed as a CUDA graph with the residuals as inputs) in fp32 and fp16.
       for spec in fp32:1e-3 fp16:2e-2; do
         dtype=${spec%%:*}; tol=${spec#*:}
         echo "== golden workflows on cuda, $dtype (tolerance $tol)"
         $BIN/engine/spriteforge-golden-check --golden $G --workflows .gpu-deps/tiny-sdxl-workflows --device cuda \
           --dtype $dtype --tolerance $tol --json "$OUT/golden-workflows-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
+        echo "== golden controls on cuda, $dtype (tolerance $tol)"
+        $BIN/engine/spriteforge-golden-check --golden $G --controls $C --device cuda \
+          --dtype $dtype --tolerance $tol --json "$OUT/golden-controls-cuda-$dtype.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
       done
+      echo "== golden controls on cuda, fp8 Linears in the UNet and ControlNet (reported)"
+      $BIN/engine/spriteforge-golden-check --golden $G --controls $C --device cuda --dtype fp8 \
+        --tolerance 1 --json "$OUT/golden-controls-cuda-fp8.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt"
       echo "== golden e2e on cuda, fp16, NCHW UNet (tolerance 2e-2)"
       $BIN/engine/spriteforge-golden-check --golden $G --device cuda --dtype fp16 --tolerance 2e-2 --channels-last 0 \
         --json "$OUT/golden-cuda-fp16-nchw.json" 2>&1 | grep -v '^\[' | tee -a "$OUT/golden.txt" ;;

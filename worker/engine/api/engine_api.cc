@@ -148,6 +148,73 @@ class EngineImpl : public Engine {
   std::unique_ptr<Pipeline> pipeline_;
 };
 
+// ControlNets: a model path, a finite scale and a window 0 <= start < end <= 1 each; every
+// image brings one control image per ControlNet, of the batch's size.
+absl::Status ValidateControls(const BatchRequest& r) {
+  for (size_t k = 0; k < r.controlnets.size(); ++k) {
+    const ControlNetSpec& c = r.controlnets[k];
+    if (c.model_path.empty()) return absl::InvalidArgumentError(absl::StrCat("ControlNet ", k, " has an empty model path"));
+    if (!std::isfinite(c.scale)) {
+      return absl::InvalidArgumentError(absl::StrCat("ControlNet ", k, " (", c.model_path, "): scale must be a finite number, got ", c.scale));
+    }
+    if (!(c.start >= 0 && c.start < c.end && c.end <= 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("ControlNet ", k, " (", c.model_path, "): start ", c.start, " and end ", c.end,
+                                                     " must satisfy 0 <= start < end <= 1"));
+    }
+  }
+  for (size_t i = 0; i < r.images.size(); ++i) {
+    const auto& controls = r.images[i].control_images;
+    if (controls.size() != r.controlnets.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("image ", i, " has ", controls.size(), " control images for ",
+                                                     r.controlnets.size(), " ControlNets (one each)"));
+    }
+    for (size_t k = 0; k < controls.size(); ++k) {
+      const RgbImage& control = controls[k];
+      if (control.width != r.width || control.height != r.height) {
+        return absl::InvalidArgumentError(absl::StrCat("image ", i, ": control image ", k, " is ", control.width, "x", control.height,
+                                                       ", the batch is ", r.width, "x", r.height, " (sizes must match)"));
+      }
+      if (control.rgb.size() != static_cast<size_t>(control.width) * control.height * 3) {
+        return absl::InvalidArgumentError(absl::StrCat("image ", i, ": control image ", k, " has ", control.rgb.size(),
+                                                       " bytes, expected width*height*3"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// IP-Adapter: reference images with it, the same number for every image, none without it.
+absl::Status ValidateReferenceImages(const BatchRequest& r) {
+  for (size_t i = 0; i < r.images.size(); ++i) {
+    const auto& references = r.images[i].reference_images;
+    if (!r.ip_adapter) {
+      if (references.empty()) continue;
+      return absl::InvalidArgumentError(absl::StrCat("image ", i, " has reference images but the batch has no IP-Adapter"));
+    }
+    if (references.empty()) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": an IP-Adapter needs at least one reference image"));
+    if (references.size() != r.images[0].reference_images.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("image ", i, " has ", references.size(), " reference images, image 0 has ",
+                                                     r.images[0].reference_images.size(), ": every image of a batch needs the same number"));
+    }
+    for (size_t j = 0; j < references.size(); ++j) {
+      const RgbImage& ref = references[j];
+      if (ref.width < 1 || ref.height < 1 || ref.width > 8192 || ref.height > 8192 ||
+          ref.rgb.size() != static_cast<size_t>(ref.width) * ref.height * 3) {
+        return absl::InvalidArgumentError(absl::StrCat("image ", i, ": reference image ", j, " is ", ref.width, "x", ref.height,
+                                                       " with ", ref.rgb.size(), " bytes (expected 1..8192 pixels a side, width*height*3 bytes)"));
+      }
+    }
+  }
+  if (!r.ip_adapter) return absl::OkStatus();
+  if (r.ip_adapter->adapter_path.empty() || r.ip_adapter->encoder_dir.empty()) {
+    return absl::InvalidArgumentError("IP-Adapter needs an adapter file and an image encoder folder");
+  }
+  if (!std::isfinite(r.ip_adapter->scale)) {
+    return absl::InvalidArgumentError(absl::StrCat("IP-Adapter scale must be a finite number, got ", r.ip_adapter->scale));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 FailureKind ClassifyFailure(const absl::Status& status) {
@@ -196,6 +263,8 @@ absl::Status ValidateRequest(const BatchRequest& r) {
       return absl::InvalidArgumentError(absl::StrCat("image ", i, ": init image has ", init->rgb.size(), " bytes, expected width*height*3"));
     }
   }
+  RETURN_IF_ERROR(ValidateReferenceImages(r));
+  RETURN_IF_ERROR(ValidateControls(r));
   if (with_init != 0 && with_init != r.images.size()) {
     return absl::InvalidArgumentError("either every image of a batch has an init image or none has");
   }

@@ -48,6 +48,28 @@ struct NoiseSource {
   }
 };
 
+// The captured UNet step's inputs: sample, timestep, the prompts' keys and values, pooled
+// embedding, time ids; then the ControlNet residuals (4-D: the down ones, then the mid one);
+// then the IP-Adapter's image keys and values and its scale (1-D).
+std::vector<torch::Tensor> StepInputs(std::vector<torch::Tensor> inputs, const UNetConditioning& c) {
+  inputs.insert(inputs.end(), c.down_residuals.begin(), c.down_residuals.end());
+  if (c.mid_residual.defined()) inputs.push_back(c.mid_residual);
+  if (c.ip_kv.defined()) inputs.insert(inputs.end(), {c.ip_kv, c.ip_scale});
+  return inputs;
+}
+
+UNetConditioning StepConditioning(const std::vector<torch::Tensor>& in) {
+  UNetConditioning c;
+  size_t i = 5;
+  for (; i < in.size() && in[i].dim() == 4; ++i) c.down_residuals.push_back(in[i]);
+  if (!c.down_residuals.empty()) {
+    c.mid_residual = c.down_residuals.back();
+    c.down_residuals.pop_back();
+  }
+  if (i + 2 <= in.size()) c.ip_kv = in[i], c.ip_scale = in[i + 1];
+  return c;
+}
+
 // The denoised prediction as plain floats on the host (a preview step's only copy).
 StepLatents ToStepLatents(const torch::Tensor& denoised, int step, int total) {
   torch::Tensor host = denoised.detach().to(torch::kCPU, torch::kFloat).contiguous();
@@ -91,12 +113,17 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
     if (options_.cuda_graphs && CapturedFunction::Supported(options_.device)) {
       UNetImpl* unet = models_.unet.get();
       unet_graph_ = std::make_unique<CapturedFunction>([unet](const std::vector<torch::Tensor>& in) {
-        return unet->ForwardWithKV(in[0], in[1], in[2], in[3], in[4]);
+        // ControlNet residuals and the IP-Adapter's image keys/values are static inputs too
+        // (the ControlNets themselves run before the graph, outside it).
+        return unet->ForwardWithKV(in[0], in[1], in[2], in[3], in[4], StepConditioning(in));
       });
     }
   }
   // After fusing and quantizing: merges write into the weights as they are stored now.
   loras_ = std::make_unique<LoraMerger>(models_, options_.device);
+  controlnets_ = std::make_unique<ControlNetCache>(
+      models_.config.unet, ControlNetRunOptions{options_.device, options_.dtype, options_.UseChannelsLast(),
+                                                options_.fp8_linear, fast_cuda});
 }
 
 absl::StatusOr<EncodedPrompts> Pipeline::Encode(const std::vector<std::string>& prompts) {
@@ -105,17 +132,60 @@ absl::StatusOr<EncodedPrompts> Pipeline::Encode(const std::vector<std::string>& 
 
 torch::Tensor Pipeline::GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context_kv,
                                       const torch::Tensor& pooled, const torch::Tensor& time_ids,
-                                      double cfg) {
+                                      double cfg, UNetConditioning conditioning,
+                                      const std::vector<ActiveControl>& controls, int step, int steps) {
   const bool guided = cfg > 1.0;
   torch::Tensor input = (guided ? torch::cat({x, x}, 0) : x).to(options_.dtype);
   if (options_.UseChannelsLast()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
   torch::Tensor timestep = torch::full({1}, t, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
-  torch::Tensor eps = unet_graph_ ? (*unet_graph_)({input, timestep, context_kv, pooled, time_ids})
-                                  : models_.unet->ForwardWithKV(input, timestep, context_kv, pooled, time_ids);
+  AddControlResiduals(controls, input, timestep, pooled, time_ids, step, steps, conditioning);
+  torch::Tensor eps = unet_graph_ ? (*unet_graph_)(StepInputs({input, timestep, context_kv, pooled, time_ids}, conditioning))
+                                  : models_.unet->ForwardWithKV(input, timestep, context_kv, pooled, time_ids, conditioning);
   eps = eps.to(torch::kFloat);
   if (!guided) return eps;
   auto halves = eps.chunk(2, 0);
   return halves[0] + cfg * (halves[1] - halves[0]);
+}
+
+void Pipeline::AddControlResiduals(const std::vector<ActiveControl>& controls, const torch::Tensor& input,
+                                   const torch::Tensor& timestep, const torch::Tensor& pooled,
+                                   const torch::Tensor& time_ids, int step, int steps, UNetConditioning& out) {
+  for (const ActiveControl& control : controls) {
+    // Active at step i of N while start <= i/N and (i+1)/N <= end, as the reference counts.
+    const double at = static_cast<double>(step) / steps, next = static_cast<double>(step + 1) / steps;
+    if (control.spec.scale == 0 || at < control.spec.start || next > control.spec.end) continue;
+    ControlNetImpl::Residuals r =
+        control.net->ForwardWithKV(input, timestep, control.kv, pooled, time_ids, control.cond, control.spec.scale);
+    if (out.down_residuals.empty()) {
+      out.down_residuals = std::move(r.down);
+      out.mid_residual = r.mid;
+      continue;
+    }
+    for (size_t i = 0; i < r.down.size(); ++i) out.down_residuals[i] = out.down_residuals[i] + r.down[i];
+    out.mid_residual = out.mid_residual + r.mid;
+  }
+}
+
+std::vector<Pipeline::ActiveControl> Pipeline::PrepareControls(const BatchRequest& request, const std::vector<ControlNet>& nets,
+                                                               const torch::Tensor& context, bool guided) {
+  std::vector<ActiveControl> controls;
+  for (size_t j = 0; j < nets.size(); ++j) {
+    std::vector<torch::Tensor> images;
+    for (const ImageRequest& image : request.images) {
+      const RgbImage& control = image.control_images[j];
+      torch::Tensor pixels = torch::from_blob(const_cast<uint8_t*>(control.rgb.data()), {control.height, control.width, 3}, torch::kByte)
+                                 .permute({2, 0, 1}).to(torch::kFloat);
+      images.push_back(pixels / 255.0);  // [0, 1] in float32, no normalisation, as the reference
+    }
+    torch::Tensor cond = torch::stack(images);
+    if (guided) cond = torch::cat({cond, cond}, 0);
+    cond = cond.to(options_.device, options_.dtype);
+    if (options_.UseChannelsLast()) cond = cond.contiguous(at::MemoryFormat::ChannelsLast);
+    ControlNet net = nets[j];
+    net->set_tiling(request.tileable);
+    controls.push_back({net, request.controlnets[j], cond, net->CrossAttentionKV(context)});
+  }
+  return controls;
 }
 
 torch::Tensor Pipeline::Decode(const torch::Tensor& latents) {
@@ -190,6 +260,10 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   const auto lora_start = Clock::now();
   RETURN_IF_ERROR(loras_->Activate(request.loras));
   const double lora_ms = MsSince(lora_start);
+  // Loaded once and kept while batches use them; the others are freed.
+  std::vector<std::string> controlnet_paths;
+  for (const ControlNetSpec& spec : request.controlnets) controlnet_paths.push_back(spec.model_path);
+  ASSIGN_OR_RETURN(const std::vector<ControlNet> controlnets, controlnets_->Use(controlnet_paths));
   models_.unet->set_tiling(request.tileable);
   models_.vae->set_tiling(request.tileable);
 
@@ -245,6 +319,14 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   torch::Tensor time_ids = torch::tensor({h, w, 0.0f, 0.0f, h, w}).to(device, options_.dtype)
                                .unsqueeze(0).expand({context.size(0), 6}).contiguous();
   const torch::Tensor context_kv = models_.unet->CrossAttentionKV(context);
+  const std::vector<ActiveControl> controls = PrepareControls(request, controlnets, context, guided);
+  // IP-Adapter: the reference images' keys and values, once per batch (not per step).
+  UNetConditioning conditioning;
+  if (request.ip_adapter) {
+    ASSIGN_OR_RETURN(IpAdapter* ip, ip_adapters_.Get(*request.ip_adapter, *models_.unet, device, options_.dtype));
+    conditioning.ip_kv = ip->BatchKV(request.images, guided);
+    conditioning.ip_scale = torch::full({1}, request.ip_adapter->scale, torch::dtype(options_.dtype).device(device));
+  }
   Synchronize(device);
   result.timings.encode_ms = MsSince(start);
   result.timings.lora_ms = lora_ms;
@@ -261,8 +343,10 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   } else {
     x = (noise.Draw() * schedule->init_noise_sigma).to(device);
   }
-  EpsilonFn epsilon = [&](const torch::Tensor& xs, double t, int) {
-    return GuidedEpsilon(xs, t, context_kv, pooled, time_ids, request.cfg);
+  // img2img: the ControlNets' window counts the steps that run (diffusers' img2img pipeline).
+  const int steps = static_cast<int>(schedule->timesteps.size());
+  EpsilonFn epsilon = [&](const torch::Tensor& xs, double t, int step) {
+    return GuidedEpsilon(xs, t, context_kv, pooled, time_ids, request.cfg, conditioning, controls, step, steps);
   };
   NoiseFn ancestral = [&](int) { return noise.Draw().to(device); };
   StepFn on_step = [&](int step, int total, const torch::Tensor& denoised) {

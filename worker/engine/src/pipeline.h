@@ -9,7 +9,9 @@
 #include "spriteforge/engine/engine.h"
 #include "worker/engine/base/tokenizer.h"
 #include "worker/engine/src/checkpoint.h"
+#include "worker/engine/src/controlnet.h"
 #include "worker/engine/src/cuda_graph.h"
+#include "worker/engine/src/ip_adapter.h"
 #include "worker/engine/src/lora.h"
 #include "worker/engine/src/prompt_encoder.h"
 
@@ -42,14 +44,32 @@ class Pipeline {
   absl::StatusOr<EncodedPrompts> Encode(const std::vector<std::string>& prompts);
 
   const torch::Device& device() const { return options_.device; }
-  uint64_t weights_bytes() const { return weights_bytes_; }
+  uint64_t weights_bytes() const { return weights_bytes_ + controlnets_->bytes(); }
   uint64_t lora_bytes() const { return loras_->cached_bytes(); }
   LoraMerger& loras() { return *loras_; }
 
  private:
+  // A ControlNet acting on the batch being generated.
+  struct ActiveControl {
+    mutable ControlNet net{nullptr};  // runs from const steps: a module's forward is not const
+    ControlNetSpec spec;
+    torch::Tensor cond;  // control images [B,3,H,W] in [0,1], B counting both CFG halves
+    torch::Tensor kv;    // the prompts' keys and values for its cross-attention
+  };
   // context_kv: the prompts' cross-attention keys and values (UNetImpl::CrossAttentionKV).
+  // `conditioning`: the batch's (IP-Adapter); the ControlNets active at `step` of `steps`
+  // add their residuals to it.
   torch::Tensor GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context_kv,
-                              const torch::Tensor& pooled, const torch::Tensor& time_ids, double cfg);
+                              const torch::Tensor& pooled, const torch::Tensor& time_ids, double cfg,
+                              UNetConditioning conditioning, const std::vector<ActiveControl>& controls,
+                              int step, int steps);
+  // The summed, scaled residuals of the ControlNets active at `step` of `steps`, into `out`.
+  void AddControlResiduals(const std::vector<ActiveControl>& controls, const torch::Tensor& input,
+                           const torch::Tensor& timestep, const torch::Tensor& pooled, const torch::Tensor& time_ids,
+                           int step, int steps, UNetConditioning& out);
+  // The batch's control images per ControlNet, on the device, duplicated for CFG.
+  std::vector<ActiveControl> PrepareControls(const BatchRequest& request, const std::vector<ControlNet>& nets,
+                                             const torch::Tensor& context, bool guided);
   torch::Tensor Decode(const torch::Tensor& latents);
   // img2img: each init image as scaled latents sampled from the VAE encoder's distribution
   // with that image's generator (its first draw), [N,4,h,w] float32 on the device.
@@ -63,6 +83,8 @@ class Pipeline {
   std::unique_ptr<CapturedFunction> unet_graph_;
   Vae vae_fp32_{nullptr};  // fallback when a reduced-precision decode overflows
   std::unique_ptr<LoraMerger> loras_;
+  std::unique_ptr<ControlNetCache> controlnets_;
+  IpAdapterCache ip_adapters_;
 };
 
 }  // namespace spriteforge::engine

@@ -11,6 +11,32 @@ namespace spriteforge::engine {
 
 namespace {
 
+absl::StatusOr<RgbImage> ReadRgb(const std::string& path) {
+  ASSIGN_OR_RETURN(auto png, ReadPngFile(path));
+  if (png.channels != 3) return absl::InvalidArgumentError(absl::StrCat(path, ": not an RGB PNG"));
+  return RgbImage{png.width, png.height, png.pixels};
+}
+
+// ControlNets and the IP-Adapter of a controls case, with their images.
+absl::Status AddControls(const std::string& dir, const nlohmann::json& spec, BatchRequest& r) {
+  if (spec.contains("controls")) {
+    for (const auto& control : spec["controls"]) {
+      r.controlnets.push_back({dir + "/" + control.at("model").get<std::string>(), control.at("scale").get<double>(),
+                               control.at("start").get<double>(), control.at("end").get<double>()});
+      ASSIGN_OR_RETURN(auto image, ReadRgb(dir + "/" + control.at("image").get<std::string>()));
+      for (ImageRequest& request : r.images) request.control_images.push_back(image);
+    }
+  }
+  if (spec.contains("ip_adapter")) {
+    const auto& ip = spec["ip_adapter"];
+    r.ip_adapter = IpAdapterSpec{dir + "/" + ip.at("file").get<std::string>(), dir + "/" + ip.at("image_encoder").get<std::string>(),
+                                 ip.at("scale").get<double>()};
+    ASSIGN_OR_RETURN(auto image, ReadRgb(dir + "/" + ip.at("image").get<std::string>()));
+    for (ImageRequest& request : r.images) request.reference_images.push_back(image);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::map<std::string, BatchRequest>> LoadCases(const std::string& dir, bool workflows,
                                                               const std::string& lora_file) {
   const std::string path = dir + "/cases.json";
@@ -37,6 +63,7 @@ absl::StatusOr<std::map<std::string, BatchRequest>> LoadCases(const std::string&
         if (spec.contains("negative_prompt")) image.negative = spec["negative_prompt"][i].get<std::string>();
         r.images.push_back(image);
       }
+      RETURN_IF_ERROR(AddControls(dir, spec, r));
       if (spec.contains("lora")) r.loras = {{dir + "/" + lora_file, spec.at("lora_scale").get<double>()}};
       if (spec.contains("init_image")) {
         ASSIGN_OR_RETURN(auto png, ReadPngFile(dir + "/" + spec["init_image"].get<std::string>()));
@@ -58,6 +85,10 @@ absl::StatusOr<std::map<std::string, BatchRequest>> LoadCases(const std::string&
 
 absl::StatusOr<std::map<std::string, BatchRequest>> LoadGoldenCases(const std::string& golden_dir) {
   return LoadCases(golden_dir, /*workflows=*/false, "");
+}
+
+absl::StatusOr<std::map<std::string, BatchRequest>> LoadControlCases(const std::string& controls_dir) {
+  return LoadCases(controls_dir, /*workflows=*/true, "");
 }
 
 absl::StatusOr<std::map<std::string, BatchRequest>> LoadWorkflowCases(const std::string& workflows_dir,

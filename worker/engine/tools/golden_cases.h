@@ -20,4 +20,10 @@ absl::StatusOr<std::map<std::string, BatchRequest>> LoadGoldenCases(const std::s
 absl::StatusOr<std::map<std::string, BatchRequest>> LoadWorkflowCases(const std::string& workflows_dir,
                                                                       const std::string& lora_file);
 
+// The cases of tiny-sdxl-controls/cases.json: "controls" become BatchRequest::controlnets
+// (the folder's ControlNet, scale, start, end) with each image's control PNG, and
+// "ip_adapter" becomes BatchRequest::ip_adapter with reference.png as every image's
+// reference image.
+absl::StatusOr<std::map<std::string, BatchRequest>> LoadControlCases(const std::string& controls_dir);
+
 }  // namespace spriteforge::engine

@@ -4,10 +4,10 @@
 // apply (fp32 on CUDA: 1e-3; fp16: 2e-2).
 //
 //   spriteforge-golden-check --golden DIR [--model FILE_OR_DIR] [--config DIR] [--device cuda] [--dtype fp16]
-//                            [--tolerance X] [--json OUT.json] [--workflows DIR]
+//                            [--tolerance X] [--json OUT.json] [--workflows DIR] [--controls DIR]
 //
 // --workflows DIR also runs tiny-sdxl-workflows' cases (LoRA in both file formats, img2img)
-// against that folder's vectors.
+// against that folder's vectors; --controls DIR tiny-sdxl-controls' (ControlNet, IP-Adapter).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -31,6 +31,7 @@ namespace {
 struct Args {
   std::string golden, model, config, device = "cpu", dtype = "fp32", json_out;
   std::string workflows;  // tiny-sdxl-workflows folder; empty: text-to-image cases only
+  std::string controls;   // tiny-sdxl-controls folder
   double tolerance = 1e-4;
   bool channels_last = false;
 };
@@ -57,6 +58,7 @@ Args ParseArgs(int argc, char** argv) {
   app.add_option("--json", args.json_out, "Write the report as JSON to this file");
   app.add_option("--channels-last", args.channels_last, "1: channels-last memory layout, 0: contiguous");
   app.add_option("--workflows", args.workflows, "tiny-sdxl-workflows folder: also the LoRA and img2img cases");
+  app.add_option("--controls", args.controls, "tiny-sdxl-controls folder: also the ControlNet and IP-Adapter cases");
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) std::exit(code);
   if (args.model.empty()) args.model = args.golden + "/tiny-sdxl.safetensors";
   if (args.config.empty()) args.config = args.golden + "/diffusers";  // the tiny architecture
@@ -87,6 +89,12 @@ int main(int argc, char** argv) {
       sets.push_back({std::string(lora_file).substr(0, std::string(lora_file).find('.')) + ":",
                       std::move(*workflow_cases), args.workflows + "/vectors.safetensors"});
     }
+  }
+
+  if (!args.controls.empty()) {
+    auto control_cases = sf::LoadControlCases(args.controls);
+    if (!control_cases.ok()) Die(std::string(control_cases.status().message()));
+    sets.push_back({"", std::move(*control_cases), args.controls + "/vectors.safetensors"});
   }
 
   sf::LoadOptions load;

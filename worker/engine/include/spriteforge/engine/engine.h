@@ -83,7 +83,12 @@ struct RgbImage {
 // (config.json + diffusion_pytorch_model.safetensors) or that .safetensors file with its
 // config.json beside it; fp16 or fp32. Its residuals, times `scale`, are added to the UNet's
 // skip connections and mid block at step i of N only while start <= i/N and (i+1)/N <= end.
-// Several ControlNets: their residuals are summed.
+// N counts the steps that run: for img2img int(steps * strength), i from 0 at the first of
+// them (as diffusers' ControlNet img2img pipeline counts). Several ControlNets: their
+// residuals are summed. The ControlNet reads the same latents, timestep, prompt embeddings
+// and time ids as the UNet (both CFG halves) plus its control image as RGB in [0,1]; it is
+// not touched by the batch's LoRAs and does not see IP-Adapter tokens. Loaded ControlNets
+// stay cached by path while consecutive batches use them (a changed file is reloaded).
 struct ControlNetSpec {
   std::string model_path;
   double scale = 1.0;

@@ -1,0 +1,47 @@
+// The ControlNet computes what the reference's ControlNetModel computes on the golden tiny
+// model's ControlNet (fp16 on disk, float32 on the CPU; tolerance 1e-4): one call on fixed
+// inputs, nine down residuals and the mid one.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "tests/worker/engine/golden.h"
+#include "worker/engine/src/controlnet.h"
+
+namespace spriteforge::engine {
+namespace {
+
+torch::Tensor Vector(const std::string& name) {
+  const TensorView* v = testing::ControlVectors().Find(name);
+  EXPECT_NE(v, nullptr) << name;
+  if (!v) return torch::zeros({1});
+  return torch::from_blob(const_cast<void*>(v->data), v->shape, torch::kFloat).clone();
+}
+
+void ExpectReference(const ControlNetImpl::Residuals& got) {
+  ASSERT_EQ(got.down.size(), 9u);
+  for (size_t i = 0; i < got.down.size(); ++i) {
+    const torch::Tensor want = Vector("controlnet.out.down." + std::to_string(i));
+    ASSERT_EQ(got.down[i].sizes(), want.sizes()) << i;
+    EXPECT_LT((got.down[i] - want).abs().max().item<double>(), 1e-4) << "down " << i;
+  }
+  const torch::Tensor mid = Vector("controlnet.out.mid");
+  ASSERT_EQ(got.mid.sizes(), mid.sizes());
+  EXPECT_LT((got.mid - mid).abs().max().item<double>(), 1e-4) << "mid";
+}
+
+TEST(ControlNet, ResidualsMatchTheReference) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  auto net = LoadControlNet(testing::ControlsDir() + "/controlnet", TinySdxlConfig().unet, ControlNetRunOptions{});
+  ASSERT_TRUE(net.ok()) << net.status();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor sample = Vector("controlnet.in.sample"), timestep = Vector("controlnet.in.timestep");
+  const torch::Tensor context = Vector("controlnet.in.encoder_hidden_states"), pooled = Vector("controlnet.in.text_embeds");
+  const torch::Tensor time_ids = Vector("controlnet.in.time_ids"), cond = Vector("controlnet.in.cond");
+  ExpectReference((*net)->forward(sample, timestep, context, pooled, time_ids, cond, 1.0));
+  // The generation's path: the context's keys and values projected once beforehand.
+  ExpectReference((*net)->ForwardWithKV(sample, timestep, (*net)->CrossAttentionKV(context), pooled, time_ids, cond, 1.0));
+}
+
+}  // namespace
+}  // namespace spriteforge::engine

@@ -1,0 +1,306 @@
+#include "worker/engine/src/controlnet.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/engine/base/safetensors.h"
+#include "worker/engine/src/unet_blocks.h"
+
+namespace spriteforge::engine {
+
+// One resolution level of the encoder: resnets, optional transformers after each, optional
+// downsampler (the UNet's down path exactly).
+struct ControlNetImpl::Level {
+  std::vector<std::shared_ptr<ResnetBlock>> resnets;
+  std::vector<std::shared_ptr<SpatialTransformer>> attentions;
+  std::shared_ptr<Downsample> downsampler;
+};
+
+namespace {
+
+namespace fs = std::filesystem;
+
+bool HasCrossAttention(const std::string& type) { return type.rfind("CrossAttn", 0) == 0; }
+
+torch::Tensor Scaled(torch::Tensor residual, double scale, bool global_pool) {
+  if (scale != 1.0) residual = residual * scale;
+  // Shuffle-style ControlNets: one value per channel, broadcast over the skip.
+  if (global_pool) residual = residual.mean({2, 3}, /*keepdim=*/true);
+  return residual;
+}
+
+}  // namespace
+
+ControlNetImpl::ControlNetImpl(const ControlNetConfig& config) : config_(config) {
+  const UNetConfig& c = config.encoder;
+  const auto& ch = c.block_out_channels;
+  const int64_t levels = static_cast<int64_t>(ch.size());
+  const int64_t temb = ch[0] * 4;
+  const int64_t groups = c.norm_num_groups;
+  const double eps = c.norm_eps;
+  conv_in_ = register_module("conv_in", Conv2d(c.in_channels, ch[0], 3, 1, -1, tiling_));
+  auto time_embedding = AddContainer(*this, "time_embedding");
+  time_linear_1_ = time_embedding->register_module("linear_1", MakeLinear(ch[0], temb));
+  time_linear_2_ = time_embedding->register_module("linear_2", MakeLinear(temb, temb));
+  auto add_embedding = AddContainer(*this, "add_embedding");
+  add_linear_1_ = add_embedding->register_module("linear_1", MakeLinear(c.projection_class_embeddings_input_dim, temb));
+  add_linear_2_ = add_embedding->register_module("linear_2", MakeLinear(temb, temb));
+
+  // The control image down to the latent size: a 3x3 conv per width, a strided one between.
+  const auto& widths = config.conditioning_embedding_out_channels;
+  auto cond = AddContainer(*this, "controlnet_cond_embedding");
+  cond_in_ = cond->register_module("conv_in", Conv2d(config.conditioning_channels, widths.front(), 3, 1, -1, tiling_));
+  auto blocks = AddContainer(*cond, "blocks");
+  for (size_t i = 0; i + 1 < widths.size(); ++i) {
+    cond_blocks_.push_back(blocks->register_module(std::to_string(2 * i), Conv2d(widths[i], widths[i], 3, 1, -1, tiling_)));
+    cond_blocks_.push_back(blocks->register_module(std::to_string(2 * i + 1), Conv2d(widths[i], widths[i + 1], 3, 2, 1, tiling_)));
+  }
+  cond_out_ = cond->register_module("conv_out", Conv2d(widths.back(), ch[0], 3, 1, -1, tiling_));
+
+  auto make_transformer = [&](int64_t channels, int64_t level) {
+    return std::make_shared<SpatialTransformer>(channels, c.attention_head_dim[level], c.transformer_layers_per_block[level],
+                                                c.cross_attention_dim, groups, c.use_linear_projection);
+  };
+  auto down_blocks = AddContainer(*this, "down_blocks");
+  int64_t channels = ch[0];
+  for (int64_t i = 0; i < levels; ++i) {
+    auto level = std::make_shared<Level>();
+    auto block = AddContainer(*down_blocks, std::to_string(i));
+    auto resnets = AddContainer(*block, "resnets");
+    const bool cross = HasCrossAttention(c.down_block_types[i]);
+    auto attentions = cross ? AddContainer(*block, "attentions") : nullptr;
+    for (int j = 0; j < c.layers_per_block; ++j) {
+      level->resnets.push_back(resnets->register_module(
+          std::to_string(j), std::make_shared<ResnetBlock>(channels, ch[i], temb, groups, eps, tiling_)));
+      channels = ch[i];
+      if (cross) level->attentions.push_back(attentions->register_module(std::to_string(j), make_transformer(ch[i], i)));
+    }
+    if (i + 1 < levels) {
+      level->downsampler = AddContainer(*block, "downsamplers")->register_module("0", std::make_shared<Downsample>(ch[i], 1, tiling_));
+    }
+    down_.push_back(level);
+  }
+  auto mid = AddContainer(*this, "mid_block");
+  mid_ = std::make_shared<Level>();
+  auto mid_resnets = AddContainer(*mid, "resnets");
+  for (int j = 0; j < 2; ++j) {
+    mid_->resnets.push_back(mid_resnets->register_module(
+        std::to_string(j), std::make_shared<ResnetBlock>(ch.back(), ch.back(), temb, groups, eps, tiling_)));
+  }
+  mid_->attentions.push_back(AddContainer(*mid, "attentions")->register_module("0", make_transformer(ch.back(), levels - 1)));
+
+  // The 1x1 "zero convolutions" that turn each skip into its residual.
+  auto zero = AddContainer(*this, "controlnet_down_blocks");
+  const std::vector<int> residuals = config.ResidualChannels();
+  for (size_t i = 0; i < residuals.size(); ++i) {
+    zero_convs_.push_back(zero->register_module(std::to_string(i), Conv2d(residuals[i], residuals[i], 1, 1, 0)));
+  }
+  mid_zero_conv_ = register_module("controlnet_mid_block", Conv2d(ch.back(), ch.back(), 1, 1, 0));
+
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* block = dynamic_cast<TransformerBlock*>(module.get())) {
+      self_attention_.push_back(block->attn1.get());
+      block->attn2->cross_index = static_cast<int64_t>(cross_attention_.size());
+      cross_attention_.push_back(block->attn2.get());
+    }
+  }
+}
+
+torch::Tensor ControlNetImpl::CrossAttentionKV(const torch::Tensor& context) {
+  std::vector<torch::Tensor> parts;
+  for (AttentionBlock* block : cross_attention_) {
+    parts.push_back(block->to_k(context).flatten());
+    parts.push_back(block->to_v(context).flatten());
+  }
+  return torch::cat(parts);
+}
+
+ControlNetImpl::Residuals ControlNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
+                                                        const torch::Tensor& kv, const torch::Tensor& text_embeds,
+                                                        const torch::Tensor& time_ids, const torch::Tensor& cond,
+                                                        double scale) {
+  // As UNetImpl::ForwardWithKV: every block's keys and values are [B, M, C_block].
+  const int64_t batch = sample.size(0);
+  int64_t widths = 0;
+  for (AttentionBlock* block : cross_attention_) widths += block->to_k->out_features() + block->to_v->out_features();
+  TORCH_CHECK(widths > 0 && kv.numel() % (batch * widths) == 0, "ControlNet cross-attention keys and values do not fit the batch");
+  const int64_t tokens = kv.numel() / (batch * widths);
+  std::vector<torch::Tensor> views;
+  int64_t offset = 0;
+  for (AttentionBlock* block : cross_attention_) {
+    for (const Linear& projection : {block->to_k, block->to_v}) {
+      const int64_t n = batch * tokens * projection->out_features();
+      views.push_back(kv.narrow(0, offset, n).view({batch, tokens, projection->out_features()}));
+      offset += n;
+    }
+  }
+  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, cond, scale);
+}
+
+ControlNetImpl::Residuals ControlNetImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
+                                                  const torch::Tensor& context, const torch::Tensor& text_embeds,
+                                                  const torch::Tensor& time_ids, const torch::Tensor& cond, double scale) {
+  return Forward(sample, timestep, CrossContext{context, nullptr}, text_embeds, time_ids, cond, scale);
+}
+
+void ControlNetImpl::FuseSelfAttentionProjections() {
+  for (AttentionBlock* block : self_attention_) block->FuseProjections();
+}
+
+torch::Tensor ControlNetImpl::EmbedCondition(const torch::Tensor& cond) {
+  torch::Tensor c = config_.bgr ? cond.flip({1}) : cond;
+  c = torch::silu(cond_in_(c));
+  for (Conv2d& block : cond_blocks_) c = torch::silu(block(c));
+  return cond_out_(c);
+}
+
+ControlNetImpl::Residuals ControlNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor& timestep,
+                                                  const CrossContext& context, const torch::Tensor& text_embeds,
+                                                  const torch::Tensor& time_ids, const torch::Tensor& cond, double scale) {
+  const UNetConfig& c = config_.encoder;
+  const auto dtype = sample.scalar_type();
+  const int64_t batch = sample.size(0);
+  TORCH_CHECK(cond.size(0) == batch && cond.size(2) == sample.size(2) * 8 && cond.size(3) == sample.size(3) * 8,
+              "control images must be one per latent at 8x its size");
+  torch::Tensor t = TimestepFeatures(timestep.expand({batch}), c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift).to(dtype);
+  torch::Tensor emb = time_linear_2_(torch::silu(time_linear_1_(t)));
+  torch::Tensor time_features = TimestepFeatures(time_ids.flatten(), c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
+                                    .reshape({batch, -1});
+  torch::Tensor add = torch::cat({text_embeds, time_features.to(text_embeds.scalar_type())}, -1).to(dtype);
+  emb = emb + add_linear_2_(torch::silu(add_linear_1_(add)));
+
+  torch::Tensor x = AddResidual(conv_in_(sample), EmbedCondition(cond.to(dtype)));
+  std::vector<torch::Tensor> skips = {x};
+  for (auto& level : down_) {
+    for (size_t j = 0; j < level->resnets.size(); ++j) {
+      x = level->resnets[j]->forward(x, emb);
+      if (!level->attentions.empty()) x = level->attentions[j]->forward(x, context);
+      skips.push_back(x);
+    }
+    if (level->downsampler) {
+      x = level->downsampler->forward(x);
+      skips.push_back(x);
+    }
+  }
+  x = mid_->resnets[0]->forward(x, emb);
+  x = mid_->attentions[0]->forward(x, context);
+  x = mid_->resnets[1]->forward(x, emb);
+
+  Residuals out;
+  for (size_t i = 0; i < skips.size(); ++i) {
+    out.down.push_back(Scaled(zero_convs_[i](skips[i]), scale, config_.global_pool_conditions));
+  }
+  out.mid = Scaled(mid_zero_conv_(x), scale, config_.global_pool_conditions);
+  return out;
+}
+
+namespace {
+
+torch::ScalarType StoredType(DType d) {
+  switch (d) {
+    case DType::kF16: return torch::kHalf;
+    case DType::kBF16: return torch::kBFloat16;
+    default: return torch::kFloat;
+  }
+}
+
+// Every parameter from the file by its own name; the header was checked for the
+// characteristic tensors already, this catches the rest.
+absl::Status CopyWeights(ControlNetImpl& net, const SafetensorsFile& file) {
+  torch::NoGradGuard no_grad;
+  size_t used = 0;
+  for (auto& param : net.named_parameters(/*recurse=*/true)) {
+    const TensorView* view = file.Find(param.key());
+    if (!view) {
+      return absl::InvalidArgumentError(absl::StrCat(file.path(), ": missing tensor ", param.key(),
+                                                     " (config.json describes more than the file holds)"));
+    }
+    if (view->dtype != DType::kF16 && view->dtype != DType::kBF16 && view->dtype != DType::kF32) {
+      return absl::InvalidArgumentError(absl::StrCat(file.path(), ": tensor ", view->name, " is ",
+                                                     std::string(DTypeName(view->dtype)), ", weights must be F16, BF16 or F32"));
+    }
+    if (view->shape != param.value().sizes().vec()) {
+      std::ostringstream shapes;
+      shapes << "shape " << c10::IntArrayRef(view->shape) << " does not match config.json's " << param.value().sizes();
+      return absl::InvalidArgumentError(absl::StrCat(file.path(), ": tensor ", view->name, ": ", shapes.str()));
+    }
+    param.value().copy_(torch::from_blob(const_cast<void*>(view->data), view->shape, StoredType(view->dtype)));
+    ++used;
+  }
+  if (used < file.tensors().size()) {
+    spdlog::info("{}: ignored {} tensors a ControlNet does not use", file.path(), file.tensors().size() - used);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ControlNet> LoadControlNet(const std::string& model_path, const UNetConfig& unet,
+                                          const ControlNetRunOptions& options, uint64_t* bytes) {
+  ASSIGN_OR_RETURN(auto config, CheckControlNet(model_path, unet));
+  ASSIGN_OR_RETURN(auto files, FindControlNetFiles(model_path));
+  ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(files.weights));
+  torch::NoGradGuard no_grad;
+  ControlNet net(config);
+  net->eval();
+  RETURN_IF_ERROR(CopyWeights(*net, *file));
+  net->to(options.device, options.dtype);
+  uint64_t total = 0;
+  // As the UNet: fp8 Linears first (releasing their 16-bit weights), then layout and fusing.
+  if (options.fp8_linear) total += QuantizeLinearsToFp8(*net);
+  if (options.channels_last) {
+    for (auto& p : net->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  }
+  if (options.fuse_projections) net->FuseSelfAttentionProjections();
+  for (const auto& p : net->parameters()) total += p.numel() * p.element_size();
+  if (bytes) *bytes = total;
+  spdlog::info("ControlNet {} loaded ({:.1f} MB)", model_path, total / 1e6);
+  return net;
+}
+
+absl::StatusOr<std::vector<ControlNet>> ControlNetCache::Use(const std::vector<std::string>& paths) {
+  // Which file each path is now: a changed file is loaded again.
+  std::map<std::string, std::pair<int64_t, int64_t>> stamps;
+  for (const std::string& path : paths) {
+    ASSIGN_OR_RETURN(auto files, FindControlNetFiles(path));
+    std::error_code ec;
+    const auto size = static_cast<int64_t>(fs::file_size(files.weights, ec));
+    const int64_t mtime = fs::last_write_time(files.weights, ec).time_since_epoch().count();
+    stamps[path] = {size, mtime};
+  }
+  // Free what this batch does not use before loading what it lacks: the peak stays low.
+  for (auto it = loaded_.begin(); it != loaded_.end();) {
+    auto stamp = stamps.find(it->first);
+    const bool keep = stamp != stamps.end() && stamp->second == std::make_pair(it->second.size, it->second.mtime);
+    it = keep ? std::next(it) : loaded_.erase(it);
+  }
+  Recount();
+  std::vector<ControlNet> out;
+  for (const std::string& path : paths) {
+    auto it = loaded_.find(path);
+    if (it == loaded_.end()) {
+      Entry entry;
+      ASSIGN_OR_RETURN(entry.net, LoadControlNet(path, unet_, options_, &entry.bytes));
+      std::tie(entry.size, entry.mtime) = stamps[path];
+      it = loaded_.emplace(path, std::move(entry)).first;
+      Recount();
+    }
+    out.push_back(it->second.net);
+  }
+  Recount();
+  return out;
+}
+
+void ControlNetCache::Recount() {
+  uint64_t total = 0;
+  for (const auto& [path, entry] : loaded_) total += entry.bytes;
+  bytes_.store(total, std::memory_order_relaxed);
+}
+
+}  // namespace spriteforge::engine
