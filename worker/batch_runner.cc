@@ -155,8 +155,14 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
     lora_paths.push_back(*path);
     local_names.emplace_back(*path, LoraName(lora));
   }
-  auto request = engine::ToEngineRequest(a.sampling(), lora_paths);
+  auto conditioning = ConditioningPaths(a.sampling());
+  if (!conditioning.ok()) return RenderFailure(a, InputFailure(conditioning.status()), std::string(conditioning.status().message()));
+  auto request = engine::ToEngineRequest(a.sampling(), lora_paths, *conditioning);
   if (!request.ok()) return RenderFailure(a, v1::FAILURE_INVALID_REQUEST, std::string(request.status().message()));
+  const engine::BlobPath blob_path = [this](const std::string& sha256) -> absl::StatusOr<std::string> {
+    if (!files_.blobs) return absl::FailedPreconditionError("this worker has no cache for uploaded files");
+    return files_.blobs->Path(sha256);
+  };
   std::map<std::string, engine::RgbImage> init_images;  // by sha256: decoded once per batch
   for (const v1::AssignedItem& item : a.items()) {
     const v1::ImageParams& p = item.params();
@@ -171,6 +177,14 @@ Rendered BatchRunner::Render(const v1::Assignment& a, const std::function<void(i
       init = it->second;
     }
     request->images.push_back(engine::ToEngineImage(p, std::move(init)));
+    auto controls = engine::ControlImagesOf(p, a.sampling().width(), a.sampling().height(), blob_path);
+    if (!controls.ok()) return RenderFailure(a, InputFailure(controls.status()), std::string(controls.status().message()));
+    auto references = engine::ReferenceImagesOf(p, blob_path);
+    if (!references.ok()) {
+      return RenderFailure(a, InputFailure(references.status()), std::string(references.status().message()));
+    }
+    request->images.back().control_images = std::move(*controls);
+    request->images.back().reference_images = std::move(*references);
   }
   engine::PreviewFn preview;
   if (on_preview) {
@@ -218,6 +232,71 @@ absl::StatusOr<std::string> BatchRunner::LoraPath(const v1::LoraRef& lora) const
     return absl::NotFoundError(absl::StrCat("LoRA '", lora.name(), "' is not in this worker's --lora-dir"));
   }
   return path;
+}
+
+absl::StatusOr<std::string> BatchRunner::NamedPath(const std::string& dir, const char* flag, const std::string& what,
+                                                   const std::string& name, const char* suffix) const {
+  if (!IsSafeName(name)) return absl::InvalidArgumentError(absl::StrCat(what, " name '", name, "' is not a plain file name"));
+  if (dir.empty()) {
+    return absl::NotFoundError(absl::StrCat(what, " '", name, "' is given by name, but this worker has no ", flag));
+  }
+  std::error_code ec;
+  const std::filesystem::path folder = std::filesystem::path(dir) / name;
+  if (std::filesystem::is_directory(folder, ec)) return folder.string();
+  const std::filesystem::path file = std::filesystem::path(dir) / (name + suffix);
+  if (*suffix && std::filesystem::is_regular_file(file, ec)) return file.string();
+  spdlog::warn("{} '{}' is not in {} {}", what, name, flag, dir);  // the path stays on this machine
+  return absl::NotFoundError(absl::StrCat(what, " '", name, "' is not in this worker's ", flag));
+}
+
+absl::StatusOr<std::string> BatchRunner::UploadedModelFolder(
+    const std::vector<std::pair<std::string, std::string>>& files) const {
+  if (!files_.blobs) return absl::FailedPreconditionError("this worker has no cache for uploaded files");
+  std::string key;
+  for (const auto& [name, sha256] : files) absl::StrAppend(&key, key.empty() ? "" : "-", sha256.substr(0, 16));
+  const std::filesystem::path folder = std::filesystem::path(files_.model_dir) / key;
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  if (ec) return absl::ResourceExhaustedError(absl::StrCat("cannot create a folder for uploaded models: ", ec.message()));
+  for (const auto& [name, sha256] : files) {
+    ASSIGN_OR_RETURN(auto path, files_.blobs->Path(sha256));
+    const std::filesystem::path link = folder / name;
+    std::filesystem::remove(link, ec);
+    std::filesystem::create_symlink(std::filesystem::absolute(path), link, ec);
+    if (ec) return absl::ResourceExhaustedError(absl::StrCat("cannot link uploaded file ", sha256, ": ", ec.message()));
+  }
+  return folder.string();
+}
+
+absl::StatusOr<engine::ConditioningFiles> BatchRunner::ConditioningPaths(const v1::SamplingParams& s) const {
+  engine::ConditioningFiles out;
+  for (const v1::ControlNetRef& net : s.controlnets()) {
+    if (!net.sha256().empty()) {
+      ASSIGN_OR_RETURN(auto folder, UploadedModelFolder({{"diffusion_pytorch_model.safetensors", net.sha256()},
+                                                         {"config.json", net.config_sha256()}}));
+      out.controlnets.push_back(folder);
+    } else {
+      ASSIGN_OR_RETURN(auto path, NamedPath(files_.controlnet_dir, "--controlnet-dir", "ControlNet", net.name(), ".safetensors"));
+      out.controlnets.push_back(path);
+    }
+  }
+  if (!s.has_ip_adapter()) return out;
+  const v1::IpAdapterRef& ip = s.ip_adapter();
+  if (!ip.sha256().empty()) {
+    ASSIGN_OR_RETURN(auto folder, UploadedModelFolder({{"ip-adapter.safetensors", ip.sha256()}}));
+    out.ip_adapter = folder + "/ip-adapter.safetensors";
+  } else {
+    ASSIGN_OR_RETURN(out.ip_adapter,
+                     NamedPath(files_.ip_adapter_dir, "--ip-adapter-dir", "IP-Adapter", ip.name(), ".safetensors"));
+  }
+  if (!ip.encoder_sha256().empty()) {
+    ASSIGN_OR_RETURN(out.encoder_dir, UploadedModelFolder({{"model.safetensors", ip.encoder_sha256()},
+                                                           {"config.json", ip.encoder_config_sha256()}}));
+  } else {
+    ASSIGN_OR_RETURN(out.encoder_dir, NamedPath(files_.ip_adapter_dir, "--ip-adapter-dir", "image encoder",
+                                                ip.encoder().empty() ? "image_encoder" : ip.encoder(), ""));
+  }
+  return out;
 }
 
 absl::StatusOr<engine::RgbImage> BatchRunner::InitImage(const std::string& sha256) const {

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "common/png.h"
 #include "spriteforge/engine/engine.h"
+#include "worker/engine/adapter/engine_request.h"
 #include "spriteforge/v1/spriteforge.pb.h"
 
 namespace spriteforge {
@@ -29,6 +30,11 @@ class BlobCache;
 struct InputFiles {
   std::string lora_dir;
   BlobCache* blobs = nullptr;
+  std::string controlnet_dir;  // ControlNets by name: <name>/ (diffusers) or <name>.safetensors
+  std::string ip_adapter_dir;  // <name>.safetensors adapters and encoder folders (image_encoder/)
+  // Where uploaded diffusers models become folders the engine loads (links to the cached
+  // files under the names the engine expects); empty: <cache>/models beside the blobs.
+  std::string model_dir;
 };
 
 // The worker's outgoing message for a finished batch: a result or a failure.
@@ -73,6 +79,11 @@ class BatchRunner {
 
  private:
   absl::StatusOr<std::string> LoraPath(const v1::LoraRef& lora) const;
+  absl::StatusOr<engine::ConditioningFiles> ConditioningPaths(const v1::SamplingParams& sampling) const;
+  // A folder holding the uploaded files under the names given (links into the cache).
+  absl::StatusOr<std::string> UploadedModelFolder(const std::vector<std::pair<std::string, std::string>>& files) const;
+  absl::StatusOr<std::string> NamedPath(const std::string& dir, const char* flag, const std::string& what,
+                                        const std::string& name, const char* suffix) const;
   absl::StatusOr<engine::RgbImage> InitImage(const std::string& sha256) const;
 
   engine::Engine* engine_;

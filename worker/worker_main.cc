@@ -3,7 +3,8 @@
 //   spriteforge-worker --coordinator HOST:PORT --model PATH [--model-name NAME] [--config DIR]
 //       [--tokenizer DIR] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16|fp8] [--max-batch N]
 //       [--reserve-gb X] [--calibrate WxH] [--worker-id ID] [--prefetch N] [--encode-threads N]
-//       [--palette-dir DIR] [--lora-dir DIR] [--cache-dir DIR] [--blob-cache-gb N]
+//       [--palette-dir DIR] [--lora-dir DIR] [--controlnet-dir DIR] [--ip-adapter-dir DIR]
+//       [--cache-dir DIR] [--blob-cache-gb N]
 //       [--log-level LEVEL] [--log-format text|json]
 //       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token TOKEN]
 //
@@ -83,7 +84,7 @@ int main(int argc, char** argv) {
                "hands out.",
                "spriteforge-worker");
   spriteforge::cli::Configure(app);
-  std::string coordinator, worker_id, model_name, palette_dir, lora_dir, cache_dir;
+  std::string coordinator, worker_id, model_name, palette_dir, lora_dir, cache_dir, controlnet_dir, ip_adapter_dir;
   std::vector<std::string> calibrate;
   int max_batch = 8, prefetch = 1, encode_threads = 0;
   double reserve_gb = 2.0, blob_cache_gb = 20.0;
@@ -118,6 +119,10 @@ int main(int argc, char** argv) {
   app.add_option("--palette-dir", palette_dir,
                  "Folder of .hex/.gpl/.png palettes manifests may name (by file name only)");
   app.add_option("--lora-dir", lora_dir, "Folder of .safetensors LoRAs manifests may name (by file stem)");
+  app.add_option("--controlnet-dir", controlnet_dir,
+                 "Folder of ControlNets manifests may name: diffusers folders, or .safetensors with config.json beside");
+  app.add_option("--ip-adapter-dir", ip_adapter_dir,
+                 "Folder of IP-Adapter .safetensors files and image encoder folders (image_encoder/ by default)");
   app.add_option("--cache-dir", cache_dir,
                  "Folder for uploaded files fetched from the coordinator (default: a new temporary folder)");
   app.add_option("--blob-cache-gb", blob_cache_gb,
@@ -150,9 +155,12 @@ int main(int argc, char** argv) {
     }
     sw::SetPaletteFolder(palette_dir);
   }
-  if (!lora_dir.empty()) {
+  for (const auto& [flag, dir] : {std::pair<const char*, const std::string*>{"--lora-dir", &lora_dir},
+                                   {"--controlnet-dir", &controlnet_dir}, {"--ip-adapter-dir", &ip_adapter_dir}}) {
     std::error_code ec;
-    if (!std::filesystem::is_directory(lora_dir, ec)) return Fail("--lora-dir: " + lora_dir + " is not a folder", 2);
+    if (!dir->empty() && !std::filesystem::is_directory(*dir, ec)) {
+      return Fail(std::string(flag) + ": " + *dir + " is not a folder", 2);
+    }
   }
   if (cache_dir.empty()) {
     std::string templ = (std::filesystem::temp_directory_path() / "spriteforge-cache-XXXXXX").string();
@@ -175,6 +183,8 @@ int main(int argc, char** argv) {
   identity.encode_threads = encode_threads;
   identity.reserve_bytes = static_cast<uint64_t>(reserve_gb * 1e9);
   identity.lora_dir = lora_dir;
+  identity.controlnet_dir = controlnet_dir;
+  identity.ip_adapter_dir = ip_adapter_dir;
   identity.cache_dir = cache_dir;
   identity.cache_max_bytes = static_cast<uint64_t>(blob_cache_gb * 1e9);
   // Calibration: the measured peak of one and two images at a shape, so the coordinator's

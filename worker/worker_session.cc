@@ -79,6 +79,24 @@ std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir) {
   return out;
 }
 
+std::vector<v1::LoraFile> ListModelFolders(const std::string& dir) {
+  std::vector<v1::LoraFile> out;
+  if (dir.empty()) return out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_directory(ec) || !std::filesystem::is_regular_file(e.path() / "config.json", ec)) continue;
+    v1::LoraFile f;
+    f.set_name(e.path().filename().string());
+    uint64_t bytes = 0;
+    for (const auto& inner : std::filesystem::directory_iterator(e.path(), ec)) {
+      if (inner.path().extension() == ".safetensors") bytes += inner.file_size(ec);
+    }
+    f.set_size_bytes(bytes);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 namespace {
 
 using Stream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>;
@@ -180,6 +198,12 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
   for (const v1::Calibration& c : identity_.calibrations) *reg->add_calibrations() = c;
   // Listed at every connection, so files added to the folder since count in the planner.
   for (v1::LoraFile& f : ListLoraFolder(identity_.lora_dir)) *reg->add_lora_files() = std::move(f);
+  // ControlNets: diffusers folders and single files (config.json beside them); IP-Adapters:
+  // .safetensors files; image encoders: folders of --ip-adapter-dir.
+  for (v1::LoraFile& f : ListModelFolders(identity_.controlnet_dir)) *reg->add_controlnet_files() = std::move(f);
+  for (v1::LoraFile& f : ListLoraFolder(identity_.controlnet_dir)) *reg->add_controlnet_files() = std::move(f);
+  for (v1::LoraFile& f : ListLoraFolder(identity_.ip_adapter_dir)) *reg->add_ip_adapter_files() = std::move(f);
+  for (v1::LoraFile& f : ListModelFolders(identity_.ip_adapter_dir)) *reg->add_image_encoder_files() = std::move(f);
   if (!stream->Write(hello)) {
     return absl::UnavailableError(absl::StrCat("cannot reach the coordinator: ", stream->Finish().error_message()));
   }

@@ -33,6 +33,8 @@ struct WorkerIdentity {
   uint64_t reserve_bytes = 0;  // kept free for the rest of the machine
   std::vector<v1::Calibration> calibrations;
   std::string lora_dir;        // LoRAs manifests name (by file stem); empty: none
+  std::string controlnet_dir;  // ControlNets manifests name (folder or file stem); empty: none
+  std::string ip_adapter_dir;  // IP-Adapters (file stem) and image encoders (folder); empty: none
   std::string cache_dir;       // uploaded files fetched from the coordinator, by hash
   uint64_t cache_max_bytes = 0;  // the cache's bound (least recently used files go); 0: none
 };
@@ -49,6 +51,9 @@ absl::Status FetchBlob(const std::shared_ptr<grpc::Channel>& channel, const std:
 
 // The .safetensors files of `dir`, as Register lists them (name = stem, size).
 std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir);
+// The diffusers model folders of `dir` (those with a config.json), as Register lists them
+// (name = folder, size = its .safetensors files).
+std::vector<v1::LoraFile> ListModelFolders(const std::string& dir);
 
 // Memory the engine may use in total (weights included): free memory plus its own
 // weights, less the reserve. On unified memory and CPUs "free" is the system's available.
@@ -67,7 +72,9 @@ class WorkerSession {
                  return FetchBlob(channel, sha256, dest);
                },
                identity.cache_max_bytes),
-        runner_(engine, identity.model_name, std::move(encoder), InputFiles{identity.lora_dir, &blobs_}) {}
+        runner_(engine, identity.model_name, std::move(encoder),
+                InputFiles{identity.lora_dir, &blobs_, identity.controlnet_dir, identity.ip_adapter_dir,
+                           identity.cache_dir + "/models"}) {}
 
   // Runs until the stream ends. `registered` is set once the coordinator accepted us.
   // `stop` ends the session from outside (signal handler).
