@@ -70,6 +70,18 @@ void AddBlobsNamedBy(const ItemRecord& item, std::set<std::string>* named) {
   for (const std::string& sha : item.image.reference_sha256()) add(sha);
 }
 
+// The uploaded files a stored job's items name, read a page at a time (once, at start).
+absl::StatusOr<std::set<std::string>> BlobsNamedByJob(Store& store, const std::string& job_id) {
+  constexpr int kPage = 1000;
+  std::set<std::string> named;
+  for (int after = -1;;) {
+    ASSIGN_OR_RETURN(auto page, store.ItemsPage(job_id, after, kPage));
+    for (const ItemRecord& item : page) AddBlobsNamedBy(item, &named);
+    if (static_cast<int>(page.size()) < kPage) return named;
+    after = page.back().index;
+  }
+}
+
 // Cancels a cancelled job's queued items a chunk at a time until none is left; `chunk`
 // cancels at most `limit` in one transaction and says how many it did.
 absl::Status CancelQueuedItems(const std::function<absl::StatusOr<int>(int limit)>& chunk) {
@@ -120,6 +132,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
     auto locked = core->Lock();
     for (JobRecord& job : *unfinished) {
       if (job.state != JobState::kCancelled) {
+        ASSIGN_OR_RETURN(core->named_by_job_[job.id], BlobsNamedByJob(locked->store(), job.id));
         locked->jobs().Add(std::move(job));
         continue;
       }
@@ -167,13 +180,23 @@ absl::StatusOr<std::unique_ptr<BlobStore::Upload>> Coordinator::BeginUpload(Mani
 }
 
 absl::StatusOr<int> Coordinator::CollectBlobs(int64_t now_ms) {
+  // Bounded by jobs and the files they name, not by their items: a hundred thousand images
+  // of one job cost one entry. Under mu_ throughout, so a job submitted meanwhile is either
+  // in the listing or not yet noted (its files were touched at submit: their grace covers it).
   std::set<std::string> named;
   {
     auto core = Lock();
     ASSIGN_OR_RETURN(auto jobs, core->store().UnfinishedJobs());
-    for (const JobRecord& job : jobs) {
-      ASSIGN_OR_RETURN(auto items, core->store().Items(job.id));
-      for (const ItemRecord& item : items) AddBlobsNamedBy(item, &named);
+    std::set<std::string> unfinished;
+    for (const JobRecord& job : jobs) unfinished.insert(job.id);
+    std::lock_guard<std::mutex> lock(named_mu_);
+    for (auto it = named_by_job_.begin(); it != named_by_job_.end();) {
+      if (!unfinished.count(it->first)) {
+        it = named_by_job_.erase(it);  // finished: its files are free
+        continue;
+      }
+      named.insert(it->second.begin(), it->second.end());
+      ++it;
     }
   }
   const int deleted = blobs_->Collect(named, now_ms, options_.blob_grace_ms);
@@ -227,6 +250,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   constexpr size_t kChunk = 10000;
   std::vector<ItemRecord> chunk;
   chunk.reserve(std::min<int64_t>(kChunk, manifest->image_count));
+  std::set<std::string> named;  // the uploaded files the job's items name
   auto flush = [&]() -> absl::Status {
     absl::Status s = Lock()->store().AddItems(stored->id, chunk);
     chunk.clear();
@@ -241,6 +265,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
       it.image = std::move(image.image);
       it.sampling = std::move(image.sampling);
       it.random_seed = image.random_seed;
+      AddBlobsNamedBy(it, &named);
       chunk.push_back(std::move(it));
       if (chunk.size() == kChunk) loaded = flush();
     }
@@ -253,6 +278,10 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
     return loaded;
   }
   stored->state = JobState::kQueued;
+  {
+    std::lock_guard<std::mutex> lock(named_mu_);
+    named_by_job_[stored->id] = std::move(named);
+  }
   v1::SubmitJobResponse response;
   *response.mutable_job() = core->jobs().Snapshot(*stored);
   spdlog::info("job {} '{}': {} images of model {}", stored->id, stored->name, manifest->image_count, stored->model);

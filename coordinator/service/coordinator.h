@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -118,6 +120,11 @@ class Coordinator {
   std::unique_ptr<BlobStore> blobs_;
   RateLimiter uploads_;                    // per owner
   std::atomic<int64_t> next_collect_ms_{0};  // wall clock of the next CollectBlobs from Tick
+  // The uploaded files each unfinished job names, noted as it is submitted (from its items
+  // at start): collection unions these rather than reading every item under mu_. Taken
+  // after mu_ when both are held.
+  std::mutex named_mu_;
+  std::map<std::string, std::set<std::string>> named_by_job_;
   std::atomic<int64_t> last_tick_ms_;  // steady clock
   Outbox outbox_;
   std::mutex mu_;                     // guards everything in core_
