@@ -34,6 +34,49 @@ TEST(ControlNet, WithAnIpAdapterMatchesTheReference) {
   testing::ExpectReferenceImages(testing::ControlVectors(), testing::ControlsDir(), "pose_and_identity.euler_a", *result, 1e-3);
 }
 
+// The golden ControlNet on a small, fast request: 64x64, no guidance (one UNet half).
+BatchRequest SmallControlled(std::vector<std::pair<double, std::pair<double, double>>> controls) {
+  BatchRequest r;
+  r.width = r.height = 64;
+  r.steps = 2;
+  r.cfg = 1.0;
+  r.images = {{"a knight", std::nullopt, 3}};
+  RgbImage pose{64, 64, std::vector<uint8_t>(64 * 64 * 3)};
+  for (size_t k = 0; k < pose.rgb.size(); k += 7) pose.rgb[k] = 255;
+  for (const auto& [scale, window] : controls) {
+    r.controlnets.push_back({testing::ControlsDir() + "/controlnet", scale, window.first, window.second});
+    r.images[0].control_images.push_back(pose);
+  }
+  return r;
+}
+
+Image GenerateOne(const BatchRequest& r) {
+  auto result = testing::TinyEngine().Generate(r);
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? result->images.at(0) : Image{};
+}
+
+TEST(ControlNet, SeveralControlNetsSumTheirResiduals) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  const Image one = GenerateOne(SmallControlled({{0.8, {0.0, 1.0}}}));
+  const Image two = GenerateOne(SmallControlled({{0.5, {0.0, 1.0}}, {0.3, {0.0, 1.0}}}));
+  EXPECT_LT(testing::MaxDifference(one, two), 1e-4);
+  EXPECT_GT(testing::MaxDifference(one, GenerateOne(SmallControlled({}))), 1e-3);
+}
+
+TEST(ControlNet, Img2ImgCountsTheStepsThatRunForTheWindow) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  // strength 0.5 of 2 steps runs one step, step 0 of 1: a window from 0.5 never opens.
+  auto img2img = [](BatchRequest r) {
+    r.strength = 0.5;
+    r.images[0].init_image = RgbImage{64, 64, std::vector<uint8_t>(64 * 64 * 3, 128)};
+    return GenerateOne(r);
+  };
+  const Image plain = img2img(SmallControlled({}));
+  EXPECT_EQ(testing::MaxDifference(plain, img2img(SmallControlled({{0.8, {0.5, 1.0}}}))), 0.0);
+  EXPECT_GT(testing::MaxDifference(plain, img2img(SmallControlled({{0.8, {0.0, 1.0}}}))), 1e-3);
+}
+
 // A ControlNet on 128x128 and one image with its control image, valid as it stands.
 BatchRequest OneControl() {
   BatchRequest r;
