@@ -2,6 +2,7 @@
 // one 8-bit level, sidecars hold the parameters, and bad input exits 2 with one line.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -144,6 +145,64 @@ TEST(GenerateCli, ReproducesGoldenWorkflowCases) {
   text.clear();
   ASSERT_TRUE(ReadPngFile(out + "/0_99.png", &text).ok());
   EXPECT_NE(text[0].second.find(", Denoising strength: 0.6"), std::string::npos) << text[0].second;
+}
+
+// A sprite set's frame as a user types it: a pose for the ControlNet (full strength until
+// three quarters of the steps) and the hero's picture for the IP-Adapter, whose image encoder
+// is found beside the adapter file. Two seeds reproduce the golden pose_and_identity case.
+TEST(GenerateCli, ReproducesTheGoldenPoseAndIdentityCase) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  const std::string g = testing::GoldenDir(), c = testing::ControlsDir();
+  const std::string out = TempDir("generate_cli_controls");
+  const std::string prompt = " --prompt 'a pixel art knight with a sword, 16-bit sprite' --negative blurry";
+  CliRun run = Generate("--model " + g + "/diffusers" + prompt + " --seed 11" + prompt + " --seed 12" +
+                        " --steps 4 --cfg 5 --sampler euler_ancestral --controlnet " + c + "/controlnet:" + c +
+                        "/pose_and_identity.euler_a.control0.png:0.9:0:0.75 --ip-adapter " + c +
+                        "/ip-adapter-plus.safetensors --reference " + c + "/reference.png:0.6 --out " + out);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_LE(MaxLevelDifference(out + "/0_11.png", c + "/pose_and_identity.euler_a_0.png"), 1);
+  EXPECT_LE(MaxLevelDifference(out + "/1_12.png", c + "/pose_and_identity.euler_a_1.png"), 1);
+  auto sidecar = nlohmann::json::parse(*ReadFile(out + "/1_12.json"));
+  EXPECT_EQ(sidecar["width"], 128);  // the control image's size
+  EXPECT_EQ(sidecar["controlnets"][0]["name"], "controlnet");
+  EXPECT_EQ(sidecar["controlnets"][0]["end"], 0.75);
+  EXPECT_EQ(sidecar["controlnets"][0]["path"], c + "/controlnet");
+  EXPECT_EQ(sidecar["ip_adapter"]["scale"], 0.6);
+  EXPECT_EQ(sidecar["ip_adapter"]["image_encoder_path"], c + "/image_encoder");
+  EXPECT_EQ(sidecar["ip_adapter"]["references"][0], c + "/reference.png");
+  PngText text;
+  ASSERT_TRUE(ReadPngFile(out + "/1_12.png", &text).ok());
+  EXPECT_NE(text[0].second.find(", ControlNet 0: \"Module: none, Model: controlnet, Weight: 0.9, "), std::string::npos)
+      << text[0].second;
+  EXPECT_NE(text[0].second.find("Guidance End: 0.75"), std::string::npos) << text[0].second;
+  EXPECT_NE(text[0].second.find(", ControlNet 1: \"Module: ip-adapter_clip_sdxl, Model: ip-adapter-plus, Weight: 0.6"),
+            std::string::npos) << text[0].second;
+}
+
+// Control flags are read before the model loads, so each mistake costs one line and no time
+// (a few cases: each run starts LibTorch).
+TEST(GenerateCli, ControlFlagMistakesExitTwoWithOneLine) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  const std::string c = testing::ControlsDir();
+  const std::string model = "--model " + testing::GoldenDir() + "/diffusers --prompt x --out " + TempDir("generate_bad");
+  const std::string pose = c + "/pose_and_identity.euler_a.control0.png";
+  struct Case { std::string args, message; };
+  const Case cases[] = {
+      {"--controlnet " + c + "/controlnet", "--controlnet: expected PATH:IMAGE[:SCALE[:START:END]]"},
+      {"--controlnet " + c + "/controlnet:" + pose + ":0.9:0.5", "START needs END"},
+      {"--controlnet " + c + "/controlnet:" + pose + " --width 128 --height 64",
+       "control image is 128x128 but the image is 128x64"},
+      {"--reference " + c + "/reference.png", "--reference needs --ip-adapter"},
+      {"--ip-adapter " + c + "/ip-adapter.safetensors --reference " + c + "/reference.png:0.5 --reference " + c +
+           "/reference.png:0.6", "scales 0.5 and 0.6: the IP-Adapter has one scale for all its references"},
+  };
+  for (const Case& k : cases) {
+    CliRun run = Generate(model + " " + k.args);
+    EXPECT_EQ(run.exit_code, 2) << k.args << "\n" << run.output;
+    EXPECT_EQ(run.output.rfind("spriteforge-generate: error: ", 0), 0u) << run.output;
+    EXPECT_NE(run.output.find(k.message), std::string::npos) << run.output;
+    EXPECT_EQ(std::count(run.output.begin(), run.output.end(), '\n'), 1) << run.output;
+  }
 }
 
 TEST(GenerateCli, TheGoldenCheckAnswersHelpAndVersionLikeEveryProgram) {

@@ -5,11 +5,19 @@
 //       [--schedule normal|trailing|sgm_uniform|karras] [--width W] [--height H] [--device cpu|cuda[:N]]
 //       [--dtype fp32|fp16|bf16|fp8] [--config DIR] [--tokenizer DIR] [--tileable] [--batch N]
 //       [--lora PATH[:STRENGTH] ...] [--init-image PNG --strength S] [--tcd-gamma X]
+//       [--controlnet PATH:IMAGE[:SCALE[:START:END]] ...]
+//       [--ip-adapter PATH [--image-encoder DIR] --reference IMG[:SCALE] ...]
 //       --out DIR                                   (--help describes each flag)
 //
 // Writes DIR/<index>_<seed>.png (RGB, parameters in a "parameters" text chunk) and
-// DIR/<index>_<seed>.json for each prompt, index from 0 in prompt order. LoRAs and the
-// init image apply to every image; with an init image, width and height default to its size.
+// DIR/<index>_<seed>.json for each prompt, index from 0 in prompt order. LoRAs, the init
+// image, ControlNets and references apply to every image; with an init image (else a
+// control image), width and height default to its size.
+//
+// Colon-separated values are read from the right: only numbers are a scale, start or end,
+// so a path may hold ':' as long as its last part is not a number; PATH:IMAGE splits at the
+// one colon where both sides exist (at the first colon when none does, to name what is
+// missing).
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -21,11 +29,14 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/cli.h"
 #include "common/files.h"
 #include "common/generation_info.h"
 #include "common/png.h"
 #include "common/sampling.h"
+#include "common/sprite/control/resize.h"
 #include "spriteforge/engine/engine.h"
 #include "worker/engine/adapter/engine_request.h"
 
@@ -49,6 +60,118 @@ sf::LoraSpec ParseLora(const std::string& value) {
   return spec;
 }
 
+// A model as the parameters name it: a folder's name, a file's stem.
+std::string ModelName(const std::string& path) {
+  const std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+  return (p.has_filename() ? p : p.parent_path()).stem().string();
+}
+
+// Removes up to `most` numeric fields from the end of `fields` and returns them in order.
+std::vector<double> TakeNumericTail(std::vector<std::string>& fields, size_t most) {
+  std::vector<double> numbers;
+  while (numbers.size() < most && fields.size() > 1) {
+    double value = 0;
+    if (!absl::SimpleAtod(fields.back(), &value)) break;
+    numbers.insert(numbers.begin(), value);
+    fields.pop_back();
+  }
+  return numbers;
+}
+
+spriteforge::RasterImage ReadImage(const std::string& flag, const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) Fail(flag + ": " + path + ": no such file");
+  auto png = spriteforge::ReadPngFile(path);
+  if (!png.ok()) Fail(flag + ": " + std::string(png.status().message()));
+  return *std::move(png);
+}
+
+// A reference image as the RGB the engine takes: alpha dropped, as PIL's convert("RGB") does.
+sf::RgbImage ReadRgbImage(const std::string& flag, const std::string& path) {
+  const spriteforge::RasterImage png = ReadImage(flag, path);
+  sf::RgbImage rgb{png.width, png.height, {}};
+  rgb.rgb.reserve(static_cast<size_t>(png.width) * png.height * 3);
+  for (size_t p = 0; p < png.pixels.size(); p += png.channels) {
+    rgb.rgb.insert(rgb.rgb.end(), png.pixels.begin() + p, png.pixels.begin() + p + 3);
+  }
+  return rgb;
+}
+
+struct ControlFlag {
+  sf::ControlNetSpec spec;
+  std::string image_path;
+  spriteforge::RasterImage image;  // as read; resized once the image size is known
+};
+
+// PATH:IMAGE[:SCALE[:START:END]]; PATH is a diffusers ControlNet folder or its .safetensors.
+ControlFlag ParseControlNet(const std::string& value) {
+  const std::string usage = "--controlnet: expected PATH:IMAGE[:SCALE[:START:END]], got '" + value + "'";
+  std::vector<std::string> fields = absl::StrSplit(value, ':');
+  std::vector<double> numbers = TakeNumericTail(fields, 3);
+  if (numbers.size() == 2) Fail("--controlnet: '" + value + "': START needs END (PATH:IMAGE:SCALE:START:END)");
+  if (fields.size() < 2) Fail(usage);
+  ControlFlag flag;
+  // The split where both sides exist; else the first colon, so the error names what is missing.
+  size_t split = 1;
+  for (size_t k = 1; k < fields.size(); ++k) {
+    const std::string path = absl::StrJoin(fields.begin(), fields.begin() + k, ":");
+    const std::string image = absl::StrJoin(fields.begin() + k, fields.end(), ":");
+    if (std::filesystem::exists(path) && std::filesystem::is_regular_file(image)) split = k;
+  }
+  flag.spec.model_path = absl::StrJoin(fields.begin(), fields.begin() + split, ":");
+  flag.image_path = absl::StrJoin(fields.begin() + split, fields.end(), ":");
+  if (flag.spec.model_path.empty() || flag.image_path.empty()) Fail(usage);
+  if (!numbers.empty()) flag.spec.scale = numbers[0];
+  if (numbers.size() == 3) {
+    flag.spec.start = numbers[1];
+    flag.spec.end = numbers[2];
+  }
+  if (!std::filesystem::exists(flag.spec.model_path)) Fail("--controlnet: " + flag.spec.model_path + ": no such file or folder");
+  flag.image = ReadImage("--controlnet", flag.image_path);
+  return flag;
+}
+
+// The CLIP vision encoder an adapter file uses when --image-encoder is not given: h94's
+// SDXL ViT-H adapters (sdxl_models/*vit-h*) use models/image_encoder beside their folder;
+// otherwise an image_encoder folder beside the file, else in the folder above.
+std::string DefaultImageEncoder(const std::string& adapter_path) {
+  const std::filesystem::path file(adapter_path), dir = file.parent_path().empty() ? "." : file.parent_path();
+  std::vector<std::filesystem::path> candidates;
+  if (file.filename().string().find("vit-h") != std::string::npos) {
+    candidates.push_back(dir / ".." / "models" / "image_encoder");
+  }
+  candidates.push_back(dir / "image_encoder");
+  candidates.push_back(dir / ".." / "image_encoder");
+  for (const auto& candidate : candidates) {
+    if (std::filesystem::is_directory(candidate)) return candidate.lexically_normal().string();
+  }
+  Fail("--ip-adapter: no image_encoder folder beside " + adapter_path + " or above it: give --image-encoder DIR");
+}
+
+// IMG or IMG:SCALE; the adapter has one scale, so the references that give one must agree.
+struct ReferenceFlags {
+  std::vector<std::string> paths;
+  std::vector<sf::RgbImage> images;
+  std::optional<double> scale;
+};
+
+ReferenceFlags ParseReferences(const std::vector<std::string>& values) {
+  ReferenceFlags out;
+  for (const std::string& value : values) {
+    std::vector<std::string> fields = absl::StrSplit(value, ':');
+    std::vector<double> numbers = TakeNumericTail(fields, 1);
+    if (!numbers.empty()) {
+      if (out.scale && *out.scale != numbers[0]) {
+        Fail(absl::StrCat("--reference: scales ", *out.scale, " and ", numbers[0],
+                          ": the IP-Adapter has one scale for all its references"));
+      }
+      out.scale = numbers[0];
+    }
+    out.paths.push_back(absl::StrJoin(fields, ":"));
+    out.images.push_back(ReadRgbImage("--reference", out.paths.back()));
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,6 +192,8 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> seeds;
   std::vector<std::string> loras;
   std::string init_path;
+  std::vector<std::string> controlnets, references;
+  std::string ip_adapter_path, image_encoder_dir;
   int batch = 0;
   app.add_option("--model", load.model_path,
                  "SDXL checkpoint: a single .safetensors file, a diffusers folder, or builtin:tiny")
@@ -87,6 +212,19 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--init-image", init_path, "img2img: start every image from this RGB PNG");
   auto* strength_flag = app.add_option("--strength", strength, "img2img: share of the schedule that runs, (0, 1]");
+  app.add_option("--controlnet", controlnets,
+                 "ControlNet (diffusers folder or its .safetensors) with its control image (a PNG of the images' "
+                 "aspect ratio, resized to their size) as PATH:IMAGE, PATH:IMAGE:SCALE or PATH:IMAGE:SCALE:START:END (share of the steps, "
+                 "default 1:0:1); repeat for several")
+      ->allow_extra_args(false);
+  app.add_option("--ip-adapter", ip_adapter_path, "IP-Adapter file (h94's .safetensors, plain or Plus); needs --reference");
+  app.add_option("--image-encoder", image_encoder_dir,
+                 "The IP-Adapter's CLIP vision encoder folder (default: image_encoder beside the adapter file or "
+                 "in the folder above; ../models/image_encoder for h94's sdxl_models/*vit-h* files)");
+  app.add_option("--reference", references,
+                 "Reference image for the IP-Adapter as IMG or IMG:SCALE (the adapter's scale, default 1; one "
+                 "scale for all); repeat for several")
+      ->allow_extra_args(false);
   app.add_option("--tcd-gamma", tcd_gamma, "tcd: noise re-injected per step, 0..1");
   app.add_flag("--tileable", tileable, "Pad circularly for seamless tiles");
   app.add_option("--batch", batch, "Images per engine call (0: all at once)")->check(CLI::NonNegativeNumber);
@@ -114,6 +252,41 @@ int main(int argc, char** argv) {
     sampling.set_strength(strength);
   } else if (strength_flag->count() > 0) {
     Fail("--strength needs --init-image");
+  }
+  std::vector<ControlFlag> controls;
+  for (const std::string& value : controlnets) controls.push_back(ParseControlNet(value));
+  if (!init_image && !controls.empty()) {
+    if (width_flag->count() == 0) width = controls[0].image.width;
+    if (height_flag->count() == 0) height = controls[0].image.height;
+  }
+  // Control images of the images' aspect ratio are resized to their size, others refused.
+  std::vector<sf::RgbImage> control_images;
+  for (const ControlFlag& control : controls) {
+    auto resized = spriteforge::control::ResizeControlImage(control.image, width, height);
+    if (!resized.ok()) Fail("--controlnet: " + control.image_path + ": " + std::string(resized.status().message()));
+    control_images.push_back(sf::RgbImage{resized->width, resized->height, std::move(resized->pixels)});
+    spriteforge::v1::ControlNetRef* ref = sampling.add_controlnets();
+    ref->set_name(ModelName(control.spec.model_path));
+    ref->set_scale(control.spec.scale);
+    ref->set_start(control.spec.start);
+    ref->set_end(control.spec.end);
+  }
+  std::optional<sf::IpAdapterSpec> ip_adapter;
+  const ReferenceFlags reference = ParseReferences(references);
+  if (!ip_adapter_path.empty()) {
+    if (!std::filesystem::is_regular_file(ip_adapter_path)) Fail("--ip-adapter: " + ip_adapter_path + ": no such file");
+    if (reference.images.empty()) Fail("--ip-adapter needs --reference");
+    if (image_encoder_dir.empty()) image_encoder_dir = DefaultImageEncoder(ip_adapter_path);
+    if (!std::filesystem::is_directory(image_encoder_dir)) Fail("--image-encoder: " + image_encoder_dir + ": no such folder");
+    ip_adapter = sf::IpAdapterSpec{ip_adapter_path, image_encoder_dir, reference.scale.value_or(1.0)};
+    spriteforge::v1::IpAdapterRef* ref = sampling.mutable_ip_adapter();
+    ref->set_name(ModelName(ip_adapter_path));
+    ref->set_encoder(ModelName(image_encoder_dir));
+    ref->set_scale(ip_adapter->scale);
+  } else if (!reference.images.empty()) {
+    Fail("--reference needs --ip-adapter");
+  } else if (!image_encoder_dir.empty()) {
+    Fail("--image-encoder needs --ip-adapter");
   }
   sampling.set_width(width);
   sampling.set_height(height);
@@ -143,9 +316,20 @@ int main(int argc, char** argv) {
     if (!negatives.empty()) images[i].set_negative(negatives[i]);
     images[i].set_seed(seeds.empty() ? i : seeds[i]);
   }
-  auto base = sf::ToEngineRequest(sampling, lora_paths);
+  // The controls are this command's own files, so they join the request here rather than
+  // through the uploaded-file names a worker resolves.
+  spriteforge::v1::SamplingParams without_controls = sampling;
+  without_controls.clear_controlnets();
+  without_controls.clear_ip_adapter();
+  auto base = sf::ToEngineRequest(without_controls, lora_paths);
   if (!base.ok()) Fail(std::string(base.status().message()));
-  for (const auto& image : images) base->images.push_back(sf::ToEngineImage(image, init_image));
+  for (const ControlFlag& control : controls) base->controlnets.push_back(control.spec);
+  base->ip_adapter = ip_adapter;
+  for (const auto& image : images) {
+    base->images.push_back(sf::ToEngineImage(image, init_image));
+    base->images.back().control_images = control_images;
+    base->images.back().reference_images = reference.images;
+  }
   if (auto s = sf::ValidateRequest(*base); !s.ok()) Fail(std::string(s.message()));
   if (batch == 0) batch = static_cast<int>(prompts.size());
 
@@ -187,6 +371,15 @@ int main(int argc, char** argv) {
       sidecar["peak_memory_bytes"] = result->memory.peak_allocated_bytes;
       for (size_t l = 0; l < lora_paths.size(); ++l) sidecar["loras"][l]["path"] = lora_paths[l];
       if (init_image) sidecar["init_image"] = init_path;
+      for (size_t c = 0; c < controls.size(); ++c) {
+        sidecar["controlnets"][c]["path"] = controls[c].spec.model_path;
+        sidecar["controlnets"][c]["image"] = controls[c].image_path;
+      }
+      if (ip_adapter) {
+        sidecar["ip_adapter"]["path"] = ip_adapter->adapter_path;
+        sidecar["ip_adapter"]["image_encoder_path"] = ip_adapter->encoder_dir;
+        sidecar["ip_adapter"]["references"] = reference.paths;
+      }
       if (auto s = spriteforge::WriteFileAtomic(stem + ".json", sidecar.dump(2) + "\n"); !s.ok()) Fail(std::string(s.message()));
       std::printf("%s.png\n", stem.c_str());
     }
