@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,15 @@
 #include "common/manifest.h"
 
 namespace spriteforge::coordinator::http {
+
+// One unit of A1111's ControlNet extension (alwayson_scripts.controlnet.args[i]).
+struct ControlUnit {
+  std::string module = "none";  // none, canny, or ip-adapter* (the unit is then the reference)
+  std::string model;            // the name workers know it by, without A1111's " [hash]"
+  std::string png;              // input_image, decoded
+  double weight = 1.0, guidance_start = 0.0, guidance_end = 1.0;
+  double threshold_a = 100, threshold_b = 200;  // canny: low and high
+};
 
 struct Txt2Img {
   std::string prompt, negative_prompt;
@@ -25,17 +35,25 @@ struct Txt2Img {
   std::string sampler, schedule;  // spriteforge's names
   bool tiling = false;
   std::string model;              // override_settings.sd_model_checkpoint, "" for the default
+  std::vector<ControlUnit> controls;    // ControlNet units in order, the IP-Adapter's apart:
+  std::vector<ControlUnit> references;  // its units (one adapter, each a reference image)
   int images() const { return static_cast<int>(batch_size * n_iter); }
 };
 
 // Reads a txt2img request body. Fields that would change the image but are not
-// supported (hires fix, face restoration, variation seeds, scripts) are refused when set;
-// other A1111 fields (saving, grids, ...) are ignored, as A1111 ignores unknown ones.
+// supported (hires fix, face restoration, variation seeds, scripts other than ControlNet,
+// ControlNet modules other than none, canny and ip-adapter*) are refused when set; other
+// A1111 fields (saving, grids, a unit's pixel_perfect, ...) are ignored, as A1111 ignores
+// unknown ones.
 absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestLimits& limits, int max_images,
                                      const std::function<uint64_t()>& draw_seed);
 
-// The job that renders the request with `model`.
+// The job that renders the request with `model`. Its ControlNet units become the manifest's
+// `controls` and `reference`, naming their images by the paths of Txt2ImgFiles.
 nlohmann::json Txt2ImgManifest(const Txt2Img& request, const std::string& model);
+
+// The images the manifest names, path -> PNG bytes, to upload before it is submitted.
+std::map<std::string, std::string> Txt2ImgFiles(const Txt2Img& request);
 
 // The response's `parameters` (the request with defaults filled in) and `info` (a JSON
 // document as text, as A1111 returns it) for images with these seeds.

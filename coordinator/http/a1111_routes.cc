@@ -20,7 +20,11 @@ void Txt2ImgRoute(HttpApi& api, const httplib::Request& req, httplib::Response& 
   if (!request.ok()) return ReplyError(res, request.status());
   auto model = ChooseModel(api.core(), request->model);
   if (!model.ok()) return ReplyError(res, model.status());
-  auto job = SubmitAndWait(api, req, Txt2ImgManifest(*request, *model), "txt2img", req.get_header_value("Idempotency-Key"));
+  // The ControlNet units' images are stored as the caller's uploads, as the client uploads a manifest's.
+  auto files = UploadFiles(api, req, Txt2ImgFiles(*request), ManifestFileKind::kImage);
+  if (!files.ok()) return ReplyError(res, files.status());
+  auto job = SubmitAndWait(api, req, Txt2ImgManifest(*request, *model), "txt2img", req.get_header_value("Idempotency-Key"),
+                           *files);
   if (!job.ok()) return ReplyError(res, job.status());
   nlohmann::json images = nlohmann::json::array();
   for (size_t i = 0; i < job->items.size(); ++i) images.push_back(absl::Base64Escape(job->pngs[i]));

@@ -35,13 +35,30 @@ uint64_t DrawSeed() {
   return rng() & 0xffffffffu;
 }
 
+absl::StatusOr<std::map<std::string, std::string>> UploadFiles(HttpApi& api, const httplib::Request& req,
+                                                               const std::map<std::string, std::string>& files,
+                                                               ManifestFileKind kind) {
+  std::map<std::string, std::string> stored;
+  if (files.empty()) return stored;
+  ASSIGN_OR_RETURN(auto who, api.Caller(req));
+  for (const auto& [path, bytes] : files) {
+    ASSIGN_OR_RETURN(auto upload, api.core()->BeginUpload(kind, bytes.size(), who.name, who.limits));
+    RETURN_IF_ERROR(upload->Append(bytes));
+    ASSIGN_OR_RETURN(auto ref, upload->Finish());
+    stored[path] = ref.sha256;
+  }
+  return stored;
+}
+
 absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, const nlohmann::json& manifest,
-                                          const std::string& source, const std::string& idempotency_key) {
+                                          const std::string& source, const std::string& idempotency_key,
+                                          const std::map<std::string, std::string>& files) {
   ASSIGN_OR_RETURN(auto slot, api.TakeSyncSlot());
   v1::SubmitJobRequest request;
   request.set_manifest(manifest.dump());
   request.set_manifest_name(source);
   request.set_idempotency_key(idempotency_key);
+  request.mutable_files()->insert(files.begin(), files.end());
   ASSIGN_OR_RETURN(auto who, api.Caller(req));
   ASSIGN_OR_RETURN(auto submitted, api.core()->Submit(request, who.name, who.limits));
   const std::string job_id = submitted.job().id();

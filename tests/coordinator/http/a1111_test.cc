@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/png.h"
+
 namespace spriteforge::coordinator::http {
 namespace {
 
@@ -86,6 +91,93 @@ TEST(A1111, InfoIsAJsonDocumentWithEverySeed) {
   EXPECT_EQ(info["sd_model_name"], "tiny-sdxl");
   ASSERT_EQ(info["infotexts"].size(), 2u);
   EXPECT_NE(info["infotexts"][1].get<std::string>().find("Seed: 11, Size: 128x128"), std::string::npos);
+}
+
+// A 64x64 PNG as a ControlNet unit carries it: base64.
+std::string Base64Png(uint8_t shade) {
+  RasterImage image{64, 64, 3, std::vector<uint8_t>(64 * 64 * 3, shade)};
+  return absl::Base64Escape(*EncodePng(image));
+}
+
+absl::StatusOr<Txt2Img> ParseWithUnits(const std::string& units) {
+  return Parse(absl::StrReplaceAll(R"({"prompt": "knight", "seed": 3, "width": 64, "height": 64, "steps": 2,
+      "alwayson_scripts": {"controlnet": {"args": UNITS}}})", {{"UNITS", units}}).c_str());
+}
+
+// The ControlNet extension's units as an A1111 client sends them: a pose picture, Canny
+// edges of a sketch, a disabled unit, and an IP-Adapter unit whose image is the reference.
+TEST(A1111, ControlNetUnitsBecomeTheManifestsControlsAndReference) {
+  auto r = ParseWithUnits(absl::StrCat(
+      R"([{"input_image": ")", Base64Png(10), R"(", "module": "none", "model": "openpose-sdxl [a1b2c3d4]",
+           "weight": 0.9, "guidance_start": 0.0, "guidance_end": 0.75, "pixel_perfect": true},
+          {"image": "data:image/png;base64,)", Base64Png(20), R"(", "module": "canny", "model": "canny-sdxl",
+           "threshold_a": 50, "threshold_b": -1},
+          {"enabled": false, "module": "depth_midas", "model": "depth"},
+          {"input_image": ")", Base64Png(30), R"(", "module": "ip-adapter_clip_sdxl_plus_vith",
+           "model": "ip-adapter-plus_sdxl_vit-h [f1f19f7d]", "weight": 0.6}])"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const nlohmann::json m = Txt2ImgManifest(*r, "tiny-sdxl");
+  const nlohmann::json& controls = m["defaults"]["controls"];
+  ASSERT_EQ(controls.size(), 2u);
+  EXPECT_EQ(controls[0], nlohmann::json({{"model", "openpose-sdxl"}, {"image", "controlnet0.png"}, {"scale", 0.9},
+                                         {"start", 0.0}, {"end", 0.75}}));
+  EXPECT_EQ(controls[1]["canny"], nlohmann::json({{"image", "controlnet1.png"}, {"low", 50}, {"high", 200}}));
+  EXPECT_EQ(m["defaults"]["reference"], nlohmann::json({{"images", {"reference0.png"}},
+                                                        {"adapter", "ip-adapter-plus_sdxl_vit-h"}, {"scale", 0.6}}));
+  const auto files = Txt2ImgFiles(*r);
+  ASSERT_EQ(files.size(), 3u);
+  EXPECT_EQ(absl::Base64Escape(files.at("controlnet1.png")), Base64Png(20));
+  EXPECT_EQ(absl::Base64Escape(files.at("reference0.png")), Base64Png(30));
+
+  // The manifest the job is made of: the same typed fields a manifest's controls give, and
+  // the infotexts A1111 clients read back.
+  auto manifest = ParseManifest(m.dump(), "txt2img", [] { return uint64_t{0}; }, {},
+                                [](const std::string& path, ManifestFileKind) -> absl::StatusOr<ManifestFile> {
+                                  return ManifestFile{std::string(64, path[0] == 'c' ? 'c' : 'e'), 100, 64, 64};
+                                });
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  const v1::SamplingParams& sampling = manifest->images[0].sampling;
+  ASSERT_EQ(sampling.controlnets_size(), 2);
+  EXPECT_EQ(sampling.controlnets(0).name(), "openpose-sdxl");
+  EXPECT_EQ(sampling.controlnets(0).end(), 0.75);
+  EXPECT_EQ(manifest->images[0].image.controls(1).canny().low(), 50);
+  EXPECT_EQ(sampling.ip_adapter().name(), "ip-adapter-plus_sdxl_vit-h");
+  EXPECT_EQ(sampling.ip_adapter().scale(), 0.6);
+  EXPECT_EQ(manifest->images[0].image.reference_sha256(0), std::string(64, 'e'));
+  std::vector<v1::Item> items(1);
+  *items[0].mutable_params() = manifest->images[0].image;
+  *items[0].mutable_sampling() = sampling;
+  const auto info = nlohmann::json::parse(Txt2ImgInfo(*r, "tiny-sdxl", items));
+  EXPECT_NE(info["infotexts"][0].get<std::string>().find(", ControlNet 2: \"Module: ip-adapter_clip_sdxl_plus_vith"),
+            std::string::npos) << info["infotexts"][0];
+  EXPECT_EQ(info["extra_generation_params"]["ControlNet 1"].get<std::string>().rfind("Module: canny, Model: canny-sdxl, ", 0), 0u)
+      << info["extra_generation_params"];
+}
+
+TEST(A1111, ControlNetUnitMistakesAreNamed) {
+  const std::string image = absl::StrCat(R"("input_image": ")", Base64Png(1), R"(")");
+  EXPECT_EQ(ParseWithUnits(R"([{"module": "openpose_full", "model": "openpose", )" + image + "}]").status().message(),
+            "alwayson_scripts.controlnet.args[0].module: 'openpose_full' is not available (none, canny, "
+            "ip-adapter_clip_sdxl_plus_vith, ...)");
+  EXPECT_EQ(ParseWithUnits(R"([{"module": "none", "model": "None", )" + image + "}]").status().message(),
+            "alwayson_scripts.controlnet.args[0].model: a model name is required");
+  EXPECT_EQ(ParseWithUnits(R"([{"model": "pose", "input_image": "bm90IGEgcG5n"}])").status().message(),
+            "alwayson_scripts.controlnet.args[0].input_image: expected a base64 PNG");
+  EXPECT_EQ(ParseWithUnits(R"([{"model": "pose"}])").status().message(),
+            "alwayson_scripts.controlnet.args[0].input_image: a base64 PNG is required");
+  EXPECT_EQ(ParseWithUnits(R"([{"model": "pose", "weight": 3, )" + image + "}]").status().message(),
+            "alwayson_scripts.controlnet.args[0].weight: must be 0..2");
+  EXPECT_EQ(ParseWithUnits(R"([{"model": "pose", "guidance_start": 0.8, "guidance_end": 0.5, )" + image + "}]")
+                .status().message(),
+            "alwayson_scripts.controlnet.args[0].guidance_start: must be below guidance_end (0.8 >= 0.5)");
+  EXPECT_EQ(ParseWithUnits(R"([{"module": "ip-adapter_clip_sdxl", "model": "a", )" + image +
+                           R"(}, {"module": "ip-adapter_clip_sdxl", "model": "b", )" + image + "}]")
+                .status().message(),
+            "alwayson_scripts.controlnet.args[1].model: one IP-Adapter per request: its units must share model and "
+            "weight (a 1)");
+  EXPECT_EQ(Parse(R"({"alwayson_scripts": {"ADetailer": {"args": [true]}}})").status().message(),
+            "alwayson_scripts.ADetailer: not supported by spriteforge");
+  EXPECT_TRUE(Parse(R"({"alwayson_scripts": {"controlnet": {"args": []}, "Refiner": {}}})").ok());
 }
 
 TEST(A1111, SamplerListHasA1111Names) {
