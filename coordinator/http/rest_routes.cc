@@ -7,6 +7,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/png.h"
+#include "common/status_macros.h"
+#include "common/sprite/control/canny.h"
+#include "common/sprite/control/pose_library.h"
+#include "common/sprite/control/resize.h"
 #include "coordinator/http/http_api.h"
 #include "coordinator/http/http_json.h"
 #include "coordinator/service/results.h"
@@ -153,6 +158,112 @@ void GetResultImage(HttpApi& api, const httplib::Request& req, httplib::Response
   res.set_content(*png, "image/png");
 }
 
+// The item of a job, by index.
+absl::StatusOr<v1::Item> JobItem(HttpApi& api, const std::string& job_id, const std::string& index_text) {
+  int index = 0;
+  if (!absl::SimpleAtoi(index_text, &index)) return absl::InvalidArgumentError("the image index must be an integer");
+  ASSIGN_OR_RETURN(auto job, JobWithItems(api, job_id));
+  for (const v1::Item& item : job.items()) {
+    if (item.index() == index) return item;
+  }
+  return absl::NotFoundError(absl::StrCat("job ", job.job().id(), " has no image ", index));
+}
+
+// An item's inputs that can be shown: control<k> (one per ControlNet) and reference<k>.
+std::vector<std::string> InputNames(const v1::Item& item) {
+  std::vector<std::string> names;
+  for (int k = 0; k < item.params().controls_size(); ++k) names.push_back(absl::StrCat("control", k));
+  for (int k = 0; k < item.params().reference_sha256_size(); ++k) names.push_back(absl::StrCat("reference", k));
+  return names;
+}
+
+// An uploaded file of the job's owner, as stored (collected once no unfinished job names it).
+absl::StatusOr<std::string> UploadedBytes(HttpApi& api, const std::string& job_id, const std::string& sha256) {
+  ASSIGN_OR_RETURN(auto owner, api.core()->JobOwner(job_id));
+  auto path = api.core()->blobs()->PathFor(sha256, owner);
+  if (!path.ok()) return absl::NotFoundError(absl::StrCat("uploaded file ", sha256, " is no longer stored"));
+  return ReadFile(*path);
+}
+
+absl::StatusOr<RasterImage> UploadedPng(HttpApi& api, const std::string& job_id, const std::string& sha256) {
+  ASSIGN_OR_RETURN(auto bytes, UploadedBytes(api, job_id, sha256));
+  return DecodePng(bytes);
+}
+
+// The control image as the ControlNet sees it, at the item's size: a picture resized, Canny
+// edges found, a pose drawn, as the worker makes them.
+absl::StatusOr<RasterImage> ControlPicture(HttpApi& api, const std::string& job_id, const v1::Item& item, int k) {
+  const v1::ControlImage& c = item.params().controls(k);
+  const int width = item.sampling().width(), height = item.sampling().height();
+  switch (c.source_case()) {
+    case v1::ControlImage::kImageSha256: {
+      ASSIGN_OR_RETURN(auto png, UploadedPng(api, job_id, c.image_sha256()));
+      return control::ResizeControlImage(png, width, height);
+    }
+    case v1::ControlImage::kCanny: {
+      ASSIGN_OR_RETURN(auto png, UploadedPng(api, job_id, c.canny().image_sha256()));
+      ASSIGN_OR_RETURN(auto resized, control::ResizeControlImage(png, width, height));
+      return control::CannyEdges(resized, static_cast<int>(c.canny().low()), static_cast<int>(c.canny().high()));
+    }
+    case v1::ControlImage::kPose: {
+      const size_t slash = c.pose().rfind('/');
+      ASSIGN_OR_RETURN(auto poses, control::LoadBuiltinPoseSet(c.pose().substr(0, slash)));
+      for (const control::NamedPose& pose : poses) {
+        if (slash != std::string::npos && pose.name == c.pose().substr(slash + 1)) {
+          return control::DrawPose(pose.keypoints, width, height);
+        }
+      }
+      return absl::NotFoundError(absl::StrCat("pose '", c.pose(), "' is not among the built-in poses"));
+    }
+    case v1::ControlImage::kPoseSha256: {
+      ASSIGN_OR_RETURN(auto text, UploadedBytes(api, job_id, c.pose_sha256()));
+      const nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+      auto poses = control::ParsePoseSet(doc, "pose");
+      if (!poses.ok() || poses->empty()) return absl::InternalError("the uploaded pose file holds no pose");
+      return control::DrawPose(poses->front().keypoints, width, height);
+    }
+    default:
+      return absl::NotFoundError("the control image names no source");
+  }
+}
+
+// GET /v1/jobs/ID/items/N/inputs: the item's control and reference images with their URLs.
+void ListInputs(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  auto item = JobItem(api, req.matches[1], req.matches[2]);
+  if (!item.ok()) return ReplyError(res, item.status());
+  nlohmann::json inputs = nlohmann::json::array();
+  for (const std::string& name : InputNames(*item)) {
+    inputs.push_back({{"name", name},
+                      {"kind", name.rfind("control", 0) == 0 ? "control" : "reference"},
+                      {"url", absl::StrCat("/v1/jobs/", std::string(req.matches[1]), "/items/", item->index(),
+                                           "/inputs/", name, ".png")}});
+  }
+  ReplyJson(res, {{"index", item->index()}, {"inputs", std::move(inputs)}});
+}
+
+// GET /v1/jobs/ID/items/N/inputs/(control|reference)K.png.
+void GetInputImage(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  auto item = JobItem(api, req.matches[1], req.matches[2]);
+  if (!item.ok()) return ReplyError(res, item.status());
+  const std::string kind = req.matches[3];
+  int k = 0;
+  absl::SimpleAtoi(std::string(req.matches[4]), &k);
+  const bool control = kind == "control";
+  if (k >= (control ? item->params().controls_size() : item->params().reference_sha256_size())) {
+    return ReplyError(res, absl::NotFoundError(absl::StrCat("image ", item->index(), " has no ", kind, " ", k)));
+  }
+  absl::StatusOr<std::string> png;
+  if (control) {
+    auto picture = ControlPicture(api, req.matches[1], *item, k);
+    png = picture.ok() ? EncodePng(*picture) : absl::StatusOr<std::string>(picture.status());
+  } else {
+    png = UploadedBytes(api, req.matches[1], item->params().reference_sha256(k));
+  }
+  if (!png.ok()) return ReplyError(res, png.status());
+  res.set_header("Cache-Control", "max-age=86400, immutable");  // an item's inputs never change
+  res.set_content(*png, "image/png");
+}
+
 }  // namespace
 
 void RegisterRestRoutes(httplib::Server& server, HttpApi& api) {
@@ -165,6 +276,9 @@ void RegisterRestRoutes(httplib::Server& server, HttpApi& api) {
   server.Get(absl::StrCat(kJob, "/results"), [&api](Req req, Res res) { ListResults(api, req, res); });
   server.Get(absl::StrCat(kJob, R"(/results/(\d{1,9})\.png)"),
              [&api](Req req, Res res) { GetResultImage(api, req, res); });
+  server.Get(absl::StrCat(kJob, R"(/items/(\d{1,9})/inputs)"), [&api](Req req, Res res) { ListInputs(api, req, res); });
+  server.Get(absl::StrCat(kJob, R"(/items/(\d{1,9})/inputs/(control|reference)(\d{1,2})\.png)"),
+             [&api](Req req, Res res) { GetInputImage(api, req, res); });
   server.Get("/v1/workers", [&api](Req, Res res) { ReplyJsonText(res, ProtoJson(api.core()->ListWorkers())); });
 }
 

@@ -129,5 +129,48 @@ TEST_F(CoordinatorTest, AResultRowNamingAFileOutsideTheResultsFolderIsNotServed)
       << image->body;
 }
 
+// The web page shows each image with what steered it: the control images as the ControlNet
+// sees them (an uploaded picture at the item's size, a built-in pose drawn) and the
+// reference images as uploaded, read like results (the job's readers only).
+TEST_F(CoordinatorTest, AnItemsControlAndReferenceImagesAreServedBesideItsResult) {
+  RasterImage picture{64, 64, 3, std::vector<uint8_t>(64 * 64 * 3, 200)};
+  const std::string png = *EncodePng(picture);
+  auto upload = core_->BeginUpload(ManifestFileKind::kImage, png.size(), "", {});
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  ASSERT_TRUE((*upload)->Append(png).ok());
+  auto stored = (*upload)->Finish();
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  v1::SubmitJobRequest request;
+  request.set_manifest(R"({"name": "t", "model": "tiny-sdxl", "defaults": {"width": 128, "height": 128, "steps": 4,
+      "controls": [{"model": "depth", "image": "hero.png"}, {"model": "openpose", "pose": "walk_s_0"}],
+      "reference": {"images": ["hero.png"], "adapter": "ip-plus"}}, "items": [{"prompt": "hero"}]})");
+  (*request.mutable_files())["hero.png"] = stored->sha256;
+  auto job = core_->Submit(request);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto endpoint = HttpEndpoint::Start(core_.get(), "127.0.0.1", 0);
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  httplib::Client http("127.0.0.1", (*endpoint)->port());
+  const std::string item = "/v1/jobs/" + job->job().id() + "/items/0/inputs";
+
+  auto list = http.Get(item);
+  ASSERT_EQ(list->status, 200) << list->body;
+  const nlohmann::json inputs = nlohmann::json::parse(list->body)["inputs"];
+  ASSERT_EQ(inputs.size(), 3u);
+  EXPECT_EQ(inputs[1]["kind"], "control");
+  EXPECT_EQ(inputs[2], nlohmann::json({{"name", "reference0"}, {"kind", "reference"}, {"url", item + "/reference0.png"}}));
+  for (const char* control : {"/control0.png", "/control1.png"}) {
+    auto image = http.Get(item + control);
+    ASSERT_EQ(image->status, 200) << control << " " << image->body;
+    auto decoded = DecodePng(image->body);
+    ASSERT_TRUE(decoded.ok());
+    EXPECT_EQ(decoded->width, 128) << control;  // the item's size, as the ControlNet sees it
+  }
+  auto reference = http.Get(item + "/reference0.png");
+  ASSERT_EQ(reference->status, 200);
+  EXPECT_EQ(reference->body, png);
+  EXPECT_EQ(http.Get(item + "/control2.png")->status, 404);
+  EXPECT_EQ(http.Get("/v1/jobs/" + job->job().id() + "/items/5/inputs")->status, 404);
+}
+
 }  // namespace
 }  // namespace spriteforge::coordinator
