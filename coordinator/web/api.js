@@ -67,6 +67,15 @@ export async function resultImage(id, index) {
   return URL.createObjectURL(await response.blob());
 }
 
+// An image's control and reference images: [{name, kind, url}], and one of them as a blob: URL.
+export const itemInputs = (id, index) =>
+  call('GET', `/v1/jobs/${encodeURIComponent(id)}/items/${index}/inputs`).then((r) => r.inputs || []);
+export async function inputImage(url) {
+  const response = await fetch(url, { headers: withAuth() });
+  if (!response.ok) throw await errorOf(response);
+  return URL.createObjectURL(await response.blob());
+}
+
 // Follows a job's Server-Sent Events: onEvent(kind, data) for each event until job_done.
 // A dropped stream is opened again after 3 s, as EventSource would; a refusal (4xx) is
 // reported to onError and ends it. Returns { close() }.

@@ -1,6 +1,6 @@
 // Rendering of jobs, workers and a job's gallery. Text from the server is always set as
 // text, never as HTML: prompts and names are user input.
-import { followEvents, listResults, resultImage } from './api.js';
+import { followEvents, inputImage, itemInputs, listResults, resultImage } from './api.js';
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -206,6 +206,30 @@ export class Gallery {
       if (error.unauthenticated) this.onAuthError(error);
       tile.className = 'tile failed';
       tile.querySelector('.caption').textContent = `#${index} ${error.message}`;
+      return;
+    }
+    await this.showInputs(jobId, index, tile);
+  }
+
+  // The pose, edges or picture that steered the image and its reference images, small
+  // beneath it; an input no longer stored is left out rather than failing the tile.
+  async showInputs(jobId, index, tile) {
+    let inputs = [];
+    try {
+      inputs = await itemInputs(jobId, index);
+    } catch {
+      return;
+    }
+    if (!inputs.length || this.jobId !== jobId) return;
+    const strip = el('div', { class: 'inputs' });
+    tile.append(strip);
+    for (const input of inputs) {
+      try {
+        const url = await inputImage(input.url);
+        if (this.jobId !== jobId) return URL.revokeObjectURL(url);
+        this.urls.push(url);
+        strip.append(el('img', { src: url, class: `input ${input.kind}`, alt: `${input.name} of image ${index}`, title: input.name }));
+      } catch { /* collected or unreadable: nothing to show */ }
     }
   }
 }
