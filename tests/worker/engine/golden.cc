@@ -42,8 +42,8 @@ std::string ControlsDir() {
   if (golden.empty()) return "";
   const std::filesystem::path beside = std::filesystem::path(golden).parent_path() / "tiny-sdxl-controls";
   if (std::filesystem::exists(beside / "cases.json")) return beside.string();
-  // This file is tests/worker/engine/golden.cc; the kept copy is tests/golden/.
-  return (std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "golden" / "tiny-sdxl-controls").string();
+  // The copy kept in the repository (tests/golden/) until the shared folder has one.
+  return (std::filesystem::path(SPRITEFORGE_SOURCE_DIR) / "tests" / "golden" / "tiny-sdxl-controls").string();
 }
 
 const SafetensorsFile& ControlVectors() {
