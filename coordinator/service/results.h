@@ -1,9 +1,9 @@
 // The output folder: DIR/<job-id>/<index>_<seed>.png (+ .sprite.png when post-processed)
 // with a JSON sidecar <index>_<seed>.json, and DIR/<job-id>/job.json. A result's files are
 // staged under temporary names, made durable by one file-system sync for a whole group of
-// results, then renamed into place, all before the store commits the items: a committed
-// item always has its files, and a thousand images a second cost a hundred syncs, not two
-// thousand.
+// results, then renamed into place inside the store's result transaction, after its fence
+// check: a committed item always has its files, a leader another has fenced never replaces
+// one, and a thousand images a second cost a hundred syncs, not two thousand.
 #pragma once
 
 #include <functional>
