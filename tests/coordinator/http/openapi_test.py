@@ -103,6 +103,7 @@ class OpenApiTest(unittest.TestCase):
         self.assertEqual(len(results["results"]), 24)
         image = self.call("GET", results["results"][5]["url"])
         self.assertEqual(png_size(image), (128, 128))
+        self.assertEqual(self.call("GET", f"/v1/jobs/{job_id}/items/5/inputs")["inputs"], [])  # no controls
 
     def test_1_previews_come_as_preview_events(self):
         manifest = {"name": "previews", "model": "tiny-sdxl",
@@ -146,6 +147,7 @@ class OpenApiTest(unittest.TestCase):
         self.call("GET", "/v1/jobs/job-000000000000/results", status=404)
         self.call("POST", "/v1/jobs/job-000000000000/cancel", status=404)
         self.call("GET", "/v1/jobs/job-000000000000/results/0.png", status=404)
+        self.call("GET", "/v1/jobs/job-000000000000/items/0/inputs/control0.png", status=404)
         bad = self.call("POST", "/v1/jobs?filename=bad.yaml", "name: x\nmodel: tiny-sdxl\nitems:\n  - {count: 0}\n",
                         status=400)
         self.assertRegex(bad["error"]["message"], r"^bad\.yaml:4: items\[0\]\.")
