@@ -153,6 +153,68 @@ TEST(WorkflowServiceTest, LorasByPathAndNameAndAStartImageMatchTheGenerateComman
   EXPECT_EQ(WorstDifference(out + "/0_42.png", cluster.output() + "/" + Trim(again.out) + "/0_42.png"), 0);
 }
 
+// Beside the golden model when the shared folder has it, else the copy in the source tree.
+std::string Controls() {
+  const std::string shared = GoldenModel() + "/../tiny-sdxl-controls";
+  return fs::exists(shared) ? shared : std::string(SPRITEFORGE_SOURCE_DIR) + "/tests/golden/tiny-sdxl-controls";
+}
+
+// Two ControlNets (one uploaded folder, one by name from --controlnet-dir: the golden
+// ControlNet under two names) and an uploaded IP-Adapter Plus with the image_encoder folder
+// beside it, for two seeds.
+const char* kControlsManifest = R"(name: controls
+model: tiny-sdxl
+defaults: {width: 128, height: 128, steps: 4, cfg: 5.0, sampler: euler_ancestral, schedule: normal}
+items:
+  - prompt: "a pixel art knight with a sword, 16-bit sprite"
+    negative: blurry
+    seed: 11
+    count: 2
+    controls:
+      - {model: files/controlnet, image: files/pose.png, scale: 0.5, end: 0.75}
+      - {model: posing, image: files/pose.png, scale: 0.4}
+    reference: {images: [files/reference.png], adapter: files/ip-adapter-plus.safetensors, scale: 0.6}
+)";
+
+TEST(WorkflowServiceTest, TwoControlNetsAndAnIpAdapterMatchTheGenerateCommand) {
+  const std::string controls = Controls();
+  if (GoldenModel().empty() || !fs::exists(controls + "/controlnet/config.json")) {
+    if (std::getenv("SPRITEFORGE_REQUIRE_GOLDEN")) FAIL() << "golden folders missing";
+    GTEST_SKIP() << "golden folders missing: set SPRITEFORGE_GOLDEN";
+  }
+  Cluster cluster(TempDir("controls"));
+  const std::string dir = cluster.dir();
+  fs::create_directories(dir + "/job/files");
+  fs::create_directories(dir + "/controlnets");
+  fs::copy(controls + "/controlnet", dir + "/job/files/controlnet", fs::copy_options::recursive);
+  fs::copy(controls + "/controlnet", dir + "/controlnets/posing", fs::copy_options::recursive);
+  fs::copy(controls + "/image_encoder", dir + "/job/files/image_encoder", fs::copy_options::recursive);
+  fs::copy_file(controls + "/ip-adapter-plus.safetensors", dir + "/job/files/ip-adapter-plus.safetensors");
+  fs::copy_file(controls + "/reference.png", dir + "/job/files/reference.png");
+  fs::copy_file(controls + "/pose_and_identity.euler_a.control0.png", dir + "/job/files/pose.png");
+  const std::string manifest = dir + "/job/controls.yaml";
+  std::ofstream(manifest) << kControlsManifest;
+
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1", {"--controlnet-dir", dir + "/controlnets", "--cache-dir", dir + "/cache"});
+  auto submitted = cluster.Client({"submit", manifest, "--wait"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string job = Trim(submitted.out);
+  ASSERT_EQ(cluster.Job(job).job().state(), v1::JOB_DONE) << Slurp(dir + "/worker-w1.log");
+  const std::string out = cluster.output() + "/" + job;
+  const std::string pose = controls + "/pose_and_identity.euler_a.control0.png";
+  // Both seeds in one engine call, as the worker's batch of two.
+  const std::string ref = dir + "/ref";
+  Generate(ref, {"--prompt", kKnight, "--prompt", kKnight, "--negative", "blurry", "--negative", "blurry", "--seed",
+                 "11", "--seed", "12",
+                 "--width", "128", "--height", "128", "--steps", "4", "--cfg", "5", "--sampler", "euler_ancestral",
+                 "--controlnet", controls + "/controlnet:" + pose + ":0.5:0:0.75", "--controlnet",
+                 controls + "/controlnet:" + pose + ":0.4", "--ip-adapter", controls + "/ip-adapter-plus.safetensors",
+                 "--image-encoder", controls + "/image_encoder", "--reference", controls + "/reference.png:0.6"});
+  EXPECT_EQ(WorstDifference(out + "/0_11.png", ref + "/0_11.png"), 0);
+  EXPECT_EQ(WorstDifference(out + "/1_12.png", ref + "/1_12.png"), 0);
+}
+
 TEST(WorkflowServiceTest, FilesThatAreMissingOrNotUploadedAreRefusedWithFileLineAndField) {
   Cluster cluster(TempDir("workflow_refusals"));
   cluster.StartCoordinator();
