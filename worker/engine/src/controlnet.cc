@@ -116,6 +116,8 @@ torch::Tensor ControlNetImpl::CrossAttentionKV(const torch::Tensor& context) {
     parts.push_back(block->to_k(context).flatten());
     parts.push_back(block->to_v(context).flatten());
   }
+  // Small ControlNets (transformer_layers_per_block all 0) have no cross-attention to feed.
+  if (parts.empty()) return torch::empty({0}, context.options());
   return torch::cat(parts);
 }
 
@@ -125,11 +127,12 @@ ControlNetImpl::Residuals ControlNetImpl::ForwardWithKV(const torch::Tensor& sam
                                                         double scale) {
   // As UNetImpl::ForwardWithKV: every block's keys and values are [B, M, C_block].
   const int64_t batch = sample.size(0);
+  std::vector<torch::Tensor> views;
+  if (cross_attention_.empty()) return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, cond, scale);
   int64_t widths = 0;
   for (AttentionBlock* block : cross_attention_) widths += block->to_k->out_features() + block->to_v->out_features();
   TORCH_CHECK(widths > 0 && kv.numel() % (batch * widths) == 0, "ControlNet cross-attention keys and values do not fit the batch");
   const int64_t tokens = kv.numel() / (batch * widths);
-  std::vector<torch::Tensor> views;
   int64_t offset = 0;
   for (AttentionBlock* block : cross_attention_) {
     for (const Linear& projection : {block->to_k, block->to_v}) {
