@@ -8,18 +8,30 @@
 //                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1] [--fused-kernels 0|1]
 //                     [--decode-batch N (0: as memory allows)] [--json OUT.json]
 //                     [--cfg 5] [--sampler euler] [--schedule normal] [--lora-rank R]
+//                     [--controlnet PATH]... [--ip-adapter FILE --image-encoder DIR]
+//                     [--controls-set DIR] [--write-controls DIR]
 //
 // --lora-rank R merges a random rank-R LoRA over every transformer Linear of the UNet (the
 // shape of SDXL-Lightning's) and, after the timed runs, switches to a second one: the
 // switch's merge time is reported. With --cfg 1 each image takes one UNet pass a step.
+// --controlnet (repeatable) and --ip-adapter with --image-encoder measure every batch with
+// those: each image gets a pose of builtin:walk-8dir as its control image and one of two
+// reference pictures. --write-controls DIR writes random ControlNets (full and small), an
+// IP-Adapter Plus and its ViT-H encoder for --model's architecture into DIR and exits;
+// --controls-set DIR then measures, per dtype and in this order, no controls, the full
+// ControlNet, the small one, the IP-Adapter Plus, and the full ControlNet with the adapter,
+// and reports each one's time per image against the first.
 // --compare also runs the baseline (fp32, NCHW, no CUDA graphs, no cuDNN autotuning) in
 // the same process, so the two paths are measured on the same card minutes apart.
 // Timings come from the engine (device-synchronised at phase boundaries); each
 // configuration is warmed up once before the timed runs, and the median run is reported.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,12 +40,24 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/sprite/control/pose.h"
+#include "common/sprite/control/pose_library.h"
 #include "spriteforge/engine/engine.h"
+#include "worker/engine/bench/random_controls.h"
 #include "worker/engine/bench/random_lora.h"
 
 namespace sf = spriteforge::engine;
+namespace bench = spriteforge::bench;
 
 namespace {
+
+// What a batch is conditioned on beyond its prompts.
+struct Controls {
+  std::string name = "none";
+  std::vector<std::string> controlnets;
+  std::optional<sf::IpAdapterSpec> ip_adapter;
+  double overhead_target = 0;  // the most its time per image may exceed "none" by (0: none set)
+};
 
 struct Args {
   std::string model = "builtin:sdxl-base";
@@ -54,6 +78,10 @@ struct Args {
   std::string schedule = "normal";
   int lora_rank = 0;
   std::vector<sf::LoraSpec> loras;  // the random LoRAs written for --lora-rank: [the one timed, the switch]
+  std::vector<std::string> controlnets;
+  std::string ip_adapter, image_encoder;
+  std::string controls_set, write_controls;
+  std::vector<Controls> variants;  // measured in this order for every dtype and batch
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -93,9 +121,67 @@ Args ParseArgs(int argc, char** argv) {
     } else if (flag == "--sampler") a.sampler = v;
     else if (flag == "--schedule") a.schedule = v;
     else if (flag == "--lora-rank") a.lora_rank = ToInt(flag, v);
+    else if (flag == "--controlnet") a.controlnets.push_back(v);
+    else if (flag == "--ip-adapter") a.ip_adapter = v;
+    else if (flag == "--image-encoder") a.image_encoder = v;
+    else if (flag == "--controls-set") a.controls_set = v;
+    else if (flag == "--write-controls") a.write_controls = v;
     else Die("unknown flag " + flag);
   }
+  if (a.ip_adapter.empty() != a.image_encoder.empty()) Die("--ip-adapter and --image-encoder go together");
+  if (!a.controls_set.empty() && (!a.controlnets.empty() || !a.ip_adapter.empty())) {
+    Die("--controls-set measures its own ControlNets and IP-Adapter: leave out --controlnet and --ip-adapter");
+  }
   return a;
+}
+
+// The targets: a full ControlNet adds at most 35% to the time per image, a small one 15%,
+// IP-Adapter Plus 5% (its image tokens are computed once per batch).
+std::vector<Controls> ControlsVariants(const Args& a) {
+  if (a.controls_set.empty()) {
+    Controls only;
+    only.controlnets = a.controlnets;
+    if (!a.ip_adapter.empty()) only.ip_adapter = sf::IpAdapterSpec{a.ip_adapter, a.image_encoder, 0.6};
+    if (!only.controlnets.empty() || only.ip_adapter) only.name = "controls";
+    return {only};
+  }
+  const std::string nets = absl::StrCat(a.controls_set, "/", bench::kControlNetDir, "/");
+  const std::string adapters = absl::StrCat(a.controls_set, "/", bench::kIpAdapterDir, "/");
+  const sf::IpAdapterSpec plus{absl::StrCat(adapters, bench::kIpAdapterPlus, ".safetensors"),
+                               adapters + bench::kImageEncoder, 0.6};
+  return {Controls{"none"},
+          Controls{"controlnet-full", {nets + bench::kFullControlNet}, std::nullopt, 0.35},
+          Controls{"controlnet-small", {nets + bench::kSmallControlNet}, std::nullopt, 0.15},
+          Controls{"ip-adapter-plus", {}, plus, 0.05},
+          Controls{"controlnet-full+ip-adapter-plus", {nets + bench::kFullControlNet}, plus, 0}};
+}
+
+sf::RgbImage ToRgb(const spriteforge::RasterImage& image) { return {image.width, image.height, image.pixels}; }
+
+// Control image i of a batch: pose i of builtin:walk-8dir drawn at the batch's size (black
+// when the pose set cannot be read: the ControlNet's cost does not depend on the picture).
+sf::RgbImage PoseImage(int i, int size) {
+  static const auto poses = spriteforge::control::LoadBuiltinPoseSet("builtin:walk-8dir");
+  if (poses.ok() && !poses->empty()) {
+    auto drawn = spriteforge::control::DrawPose((*poses)[i % poses->size()].keypoints, size, size);
+    if (drawn.ok()) return ToRgb(*drawn);
+  }
+  return {size, size, std::vector<uint8_t>(static_cast<size_t>(size) * size * 3, 0)};
+}
+
+// Two reference pictures (two characters' looks), 512x512 gradients the encoder resizes.
+sf::RgbImage ReferenceImage(int which) {
+  constexpr int kSize = 512;
+  sf::RgbImage image{kSize, kSize, std::vector<uint8_t>(kSize * kSize * 3)};
+  for (int y = 0; y < kSize; ++y) {
+    for (int x = 0; x < kSize; ++x) {
+      uint8_t* p = &image.rgb[(static_cast<size_t>(y) * kSize + x) * 3];
+      p[0] = static_cast<uint8_t>(which ? x / 2 : 255 - y / 2);
+      p[1] = static_cast<uint8_t>((x ^ y) & 0xff);
+      p[2] = static_cast<uint8_t>(which ? 200 : 40);
+    }
+  }
+  return image;
 }
 
 double Gb(uint64_t bytes) { return bytes / 1e9; }
@@ -107,7 +193,7 @@ T Parsed(const absl::StatusOr<T>& value, const std::string& flag) {
 }
 
 struct Row {
-  std::string path, dtype;
+  std::string path, dtype, controls;
   int batch = 0;
   bool ok = false;
   std::string error;
@@ -118,8 +204,8 @@ struct Row {
 };
 
 Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtype, int batch,
-            const Args& a) {
-  Row row{path, dtype, batch};
+            const Args& a, const Controls& controls) {
+  Row row{path, dtype, controls.name, batch};
   sf::BatchRequest request;
   request.width = request.height = a.size;
   request.steps = a.steps;
@@ -127,9 +213,13 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
   request.sampler = Parsed(sf::ParseSampler(a.sampler), "--sampler");
   request.schedule = Parsed(sf::ParseSchedule(a.schedule), "--schedule");
   if (!a.loras.empty()) request.loras = {a.loras[0]};
+  for (const std::string& net : controls.controlnets) request.controlnets.push_back({net, 1.0, 0.0, 1.0});
+  request.ip_adapter = controls.ip_adapter;
   for (int i = 0; i < batch; ++i) {
     request.images.push_back({"a pixel art knight with a sword, 16-bit sprite", std::string("blurry"),
                               static_cast<uint64_t>(1000 + i)});
+    for (size_t j = 0; j < controls.controlnets.size(); ++j) request.images.back().control_images.push_back(PoseImage(i, a.size));
+    if (controls.ip_adapter) request.images.back().reference_images = {ReferenceImage(i % 2)};
   }
   std::vector<sf::BatchResult> results;
   for (int run = 0; run <= a.runs; ++run) {  // run 0 is the warm-up (graph capture, autotuning)
@@ -166,10 +256,11 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
 }
 
 nlohmann::json RowJson(const Row& r, int steps) {
-  if (!r.ok) return {{"path", r.path}, {"dtype", r.dtype}, {"batch", r.batch}, {"error", r.error}};
+  if (!r.ok) return {{"path", r.path}, {"dtype", r.dtype}, {"controls", r.controls}, {"batch", r.batch}, {"error", r.error}};
   double per_image_s = r.median.total_ms / 1000.0 / r.batch;
   return {{"path", r.path},
           {"dtype", r.dtype},
+          {"controls", r.controls},
           {"batch", r.batch},
           {"encode_ms", r.median.encode_ms},
           {"unet_step_ms", r.median.denoise_ms / steps},
@@ -206,25 +297,49 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
                        {"fused_kernels", a.fused_kernels},
                        {"decode_batch", a.decode_batch}};
   report["weights_gb"][path + "_" + dtype] = Gb((*engine)->Memory().weights_bytes);
-  for (int batch : a.batches) {
-    Row row = Measure(**engine, path, dtype, batch, a);
-    nlohmann::json j = RowJson(row, a.steps);
-    report["results"].push_back(j);
-    if (row.ok) {
-      std::printf("%-9s %-5s b%-3d encode %7.1f ms  unet step %7.2f ms  decode %7.1f ms/img  "
-                  "%6.3f s/img  %6.1f img/min  peak %5.1f GB alloc %5.1f GB reserved\n",
-                  path.c_str(), dtype.c_str(), batch, j["encode_ms"].get<double>(),
-                  j["unet_step_ms"].get<double>(), j["decode_ms_per_image"].get<double>(),
-                  j["seconds_per_image"].get<double>(), j["images_per_minute"].get<double>(),
-                  j["peak_allocated_gb"].get<double>(), j["peak_reserved_gb"].get<double>());
-      if (!a.loras.empty()) {
-        std::printf("          LoRA rank %d: first merge %.0f ms, switch to another %.0f ms\n", a.lora_rank,
-                    row.first_merge_ms, row.lora_switch_ms);
+  std::map<int, double> first_seconds;  // the first variant's time per image, by batch
+  for (const Controls& controls : a.variants) {
+    for (int batch : a.batches) {
+      Row row = Measure(**engine, path, dtype, batch, a, controls);
+      nlohmann::json j = RowJson(row, a.steps);
+      const std::string label = a.variants.size() > 1 || controls.name != "none" ? path + " " + controls.name : path;
+      if (row.ok && !first_seconds.count(batch)) first_seconds[batch] = j["seconds_per_image"].get<double>();
+      if (row.ok && &controls != &a.variants.front() && first_seconds.count(batch)) {
+        // Its cost over the first variant (no controls) at the same dtype and batch, same process.
+        const double overhead = j["seconds_per_image"].get<double>() / first_seconds[batch] - 1;
+        j["overhead"] = overhead;
+        j["overhead_against"] = a.variants.front().name;
+        if (controls.overhead_target > 0) {
+          j["overhead_target"] = controls.overhead_target;
+          j["overhead_met"] = overhead <= controls.overhead_target;
+        }
       }
-    } else {
-      std::printf("%-9s %-5s b%-3d failed: %s\n", path.c_str(), dtype.c_str(), batch, row.error.c_str());
+      report["results"].push_back(j);
+      if (row.ok) {
+        std::printf("%-9s %-5s b%-3d encode %7.1f ms  unet step %7.2f ms  decode %7.1f ms/img  "
+                    "%6.3f s/img  %6.1f img/min  peak %5.1f GB alloc %5.1f GB reserved\n",
+                    label.c_str(), dtype.c_str(), batch, j["encode_ms"].get<double>(),
+                    j["unet_step_ms"].get<double>(), j["decode_ms_per_image"].get<double>(),
+                    j["seconds_per_image"].get<double>(), j["images_per_minute"].get<double>(),
+                    j["peak_allocated_gb"].get<double>(), j["peak_reserved_gb"].get<double>());
+        if (!a.loras.empty()) {
+          std::printf("          LoRA rank %d: first merge %.0f ms, switch to another %.0f ms\n", a.lora_rank,
+                      row.first_merge_ms, row.lora_switch_ms);
+        }
+        if (j.contains("overhead")) {
+          const double overhead = j["overhead"].get<double>();
+          std::printf("          %+.1f%% per image over %s", 100 * overhead, a.variants.front().name.c_str());
+          if (controls.overhead_target > 0) {
+            std::printf(" (target at most %+.0f%%: %s)", 100 * controls.overhead_target,
+                        overhead <= controls.overhead_target ? "met" : "MISSED");
+          }
+          std::printf("\n");
+        }
+      } else {
+        std::printf("%-9s %-5s b%-3d failed: %s\n", label.c_str(), dtype.c_str(), batch, row.error.c_str());
+      }
+      std::fflush(stdout);
     }
-    std::fflush(stdout);
   }
 }
 
@@ -232,6 +347,16 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
 
 int main(int argc, char** argv) {
   Args a = ParseArgs(argc, argv);
+  if (!a.write_controls.empty()) {
+    const auto start = std::chrono::steady_clock::now();
+    auto bytes = bench::WriteRandomControls(a.write_controls, a.model, /*seed=*/29);
+    if (!bytes.ok()) Die(std::string(bytes.status().message()));
+    std::printf("random ControlNets, IP-Adapter Plus and image encoder for %s in %s (%.2f GB, %.1f s)\n", a.model.c_str(),
+                a.write_controls.c_str(), *bytes / 1e9,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return 0;
+  }
+  a.variants = ControlsVariants(a);
   if (a.lora_rank > 0) {
     for (int i = 0; i < 2; ++i) {
       const std::string path = absl::StrCat("/tmp/spriteforge-bench-lora-r", a.lora_rank, "-", i, ".safetensors");
@@ -245,6 +370,11 @@ int main(int argc, char** argv) {
                            {"runs", a.runs}, {"device", nullptr}, {"cfg", a.cfg},
                            {"sampler", a.sampler}, {"schedule", a.schedule}, {"lora_rank", a.lora_rank},
                            {"results", nlohmann::json::array()}};
+  for (const Controls& c : a.variants) {
+    report["controls"].push_back({{"name", c.name}, {"controlnets", c.controlnets},
+                                  {"ip_adapter", c.ip_adapter ? c.ip_adapter->adapter_path : ""},
+                                  {"image_encoder", c.ip_adapter ? c.ip_adapter->encoder_dir : ""}});
+  }
   if (const char* commit = std::getenv("SPRITEFORGE_COMMIT")) report["commit"] = commit;
   if (const char* driver = std::getenv("SPRITEFORGE_DRIVER")) report["driver"] = driver;
   if (a.compare) RunPath(a, "baseline", "fp32", /*fast=*/false, report);

@@ -50,6 +50,8 @@ std::vector<Linear> SdxlUnetLinears() {
   return out;
 }
 
+}  // namespace
+
 uint16_t ToHalf(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);
@@ -62,8 +64,6 @@ uint16_t ToHalf(float f) {
   if (mantissa & 0x800000) return static_cast<uint16_t>(sign | ((exponent + 1) << 10));
   return static_cast<uint16_t>(sign | (exponent << 10) | (mantissa >> 13));
 }
-
-}  // namespace
 
 absl::StatusOr<uint64_t> WriteRandomSdxlLora(const std::string& path, int rank, uint64_t seed) {
   const std::vector<Linear> layers = SdxlUnetLinears();

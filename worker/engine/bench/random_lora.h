@@ -14,4 +14,7 @@ namespace spriteforge::bench {
 // Writes the file (fp16 factors, up/down initialised small) and returns its size in bytes.
 absl::StatusOr<uint64_t> WriteRandomSdxlLora(const std::string& path, int rank, uint64_t seed);
 
+// IEEE half-precision bits of `f` (rounded to nearest; values below half's normal range flush to zero).
+uint16_t ToHalf(float f);
+
 }  // namespace spriteforge::bench
