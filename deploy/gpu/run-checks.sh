@@ -2,8 +2,10 @@
 # On the GPU machine: builds the engine against PyTorch's LibTorch, runs the golden
 # end-to-end cases on CUDA in fp32/fp16/bf16, then benchmarks SDXL base (random weights).
 # "service" runs the whole service (coordinator, one worker per GPU, client) and compares it
-# with the benchmark in the same run. Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|service|scaling-one|scaling-all|sm121|ctest]...
+# with the benchmark in the same run; "controls-bench" and "service-controls" do the same with
+# ControlNets and IP-Adapter Plus (random full-size files written to $CONTROLS, 5 GB, never to
+# $OUT). Results go to $OUT (or /tmp/spriteforge-out).
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|service|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -15,6 +17,7 @@ bash deploy/gpu/build.sh >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; 
 BIN=build-gpu/worker
 G=.gpu-deps/golden
 C=.gpu-deps/tiny-sdxl-controls; [ -d "$C" ] || C=tests/golden/tiny-sdxl-controls  # ControlNet, IP-Adapter cases
+CONTROLS="${SPRITEFORGE_CONTROLS:-/tmp/spriteforge-controls}"  # random SDXL ControlNets and IP-Adapter Plus
 for stage in "${@:-golden bench}"; do
   case "$stage" in
     golden)
@@ -93,6 +96,24 @@ for stage in "${@:-golden bench}"; do
       echo "== service on $name: ${SERVICE_JOBS:-64}-image jobs, 1024x1024, 30 steps, CFG 6, Euler"
       python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$name-service.json" \
         --dtypes "${SERVICE_DTYPES:-fp16,fp8}" --jobs "${SERVICE_JOBS:-64}" 2>&1 | tee "$OUT/service.txt" ;;
+    controls-bench)
+      # Per dtype in one process: no controls first, then the full ControlNet, the small one,
+      # IP-Adapter Plus, and the full ControlNet with IP-Adapter Plus (service-controls' jobs);
+      # each row's time per image against the first, with the targets (35%, 15%, 5%).
+      echo "== random SDXL ControlNets (full, small), IP-Adapter Plus and ViT-H encoder in $CONTROLS"
+      $BIN/engine/bench/spriteforge-bench --write-controls "$CONTROLS" 2>&1 | tee "$OUT/controls-bench.txt"
+      echo "== ControlNets and IP-Adapter Plus vs none, ${CONTROLS_DTYPES:-fp16,fp8}, batch 8, 1024x1024, 30 steps"
+      $BIN/engine/bench/spriteforge-bench --dtypes "${CONTROLS_DTYPES:-fp16,fp8}" --batches "${CONTROLS_BATCHES:-8}" \
+        --runs "${CONTROLS_RUNS:-1}" --controls-set "$CONTROLS" --json "$OUT/controls-bench.json" 2>&1 \
+        | grep -v warning | tee -a "$OUT/controls-bench.txt" ;;
+    service-controls)
+      # The whole service on pose x identity jobs (builtin:walk-8dir's 32 poses x 2 characters,
+      # the full ControlNet and IP-Adapter Plus), against the benchmark with both in the same run.
+      gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | awk '{print tolower($NF)}')
+      echo "== service on $gpu: ${SERVICE_JOBS:-64}-image pose x identity jobs, full ControlNet + IP-Adapter Plus"
+      python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$gpu-service-controls.json" \
+        --dtypes "${SERVICE_DTYPES:-fp16}" --jobs "${SERVICE_JOBS:-64}" --controls "$CONTROLS" \
+        --work /tmp/spriteforge-service-controls 2>&1 | tee "$OUT/service-controls.txt" ;;
     scaling-one|scaling-all)
       # One coordinator and one worker per GPU: first GPU 0 alone, then every GPU; fp16,
       # 64- and 256-image jobs. The second run reports its speed-up over the first.

@@ -8,8 +8,15 @@ one JSON report: images/min through the service (first submit to last result on 
 benchmark's images/min, their ratio, GPU idle time between consecutive batches (from the
 render timestamps in the result sidecars), batch sizes and peak memory.
 
+With --controls DIR (random full-size models, written there by spriteforge-bench
+--write-controls unless already there) the jobs are consistent sprite sets: each item one
+character (an IP-Adapter Plus on its own reference picture) over the poses of
+builtin:walk-8dir (a full ControlNet on each pose), two characters for a 64-image job; the
+workers get DIR's ControlNets and IP-Adapters, and the benchmark runs with the same ControlNet
+and adapter.
+
 usage: service_check.py --build DIR --out FILE [--dtypes fp16,fp8] [--images 64] [--batch 8]
-       [--jobs 64,256] [--skip-bench]
+       [--jobs 64,256] [--skip-bench] [--controls DIR]
 """
 import argparse
 import glob
@@ -18,11 +25,14 @@ import os
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+JOB_SIZE, JOB_STEPS = 1024, 30  # every job's image size and steps (a CPU smoke run sets smaller)
 
 
 def log(msg):
@@ -53,11 +63,13 @@ class Service:
             raise RuntimeError(f"spriteforge {' '.join(args)}: {out.stderr.strip()}")
         return out.stdout
 
-    def start_workers(self, dtype, batch, tag):
+    def start_workers(self, dtype, batch, tag, controls=None):
         env = dict(os.environ, SPRITEFORGE_WORKER_BIN=f"{self.build}/worker/spriteforge-worker")
+        folders = [] if not controls else ["--controlnet-dir", f"{controls}/controlnet", "--ip-adapter-dir",
+                                           f"{controls}/ip-adapter"]
         self.workers = subprocess.Popen(
             [f"{REPO}/deploy/gpu/start-workers.sh", "--", "--coordinator", self.address, "--model", "builtin:sdxl-base",
-             "--model-name", "sdxl-base", "--dtype", dtype, "--max-batch", str(batch)],
+             "--model-name", "sdxl-base", "--dtype", dtype, "--max-batch", str(batch), *folders],
             stdout=open(f"{self.logdir}/service-workers-{tag}.log", "w"), stderr=subprocess.STDOUT, env=env,
             start_new_session=True)
 
@@ -74,14 +86,18 @@ class Service:
                 return
             time.sleep(0.1)
 
-    def run_job(self, name, images, batch_seed):
+    def run_job(self, name, images, batch_seed, controls=False):
         manifest = os.path.join(self.work, f"{name}.yaml")
         with open(manifest, "w") as f:
             f.write(f"name: {name}\nmodel: sdxl-base\n"
-                    "defaults: {width: 1024, height: 1024, steps: 30, cfg: 6.0, sampler: euler, schedule: normal,"
-                    " negative: \"blurry, photo, text\"}\n"
-                    f"items:\n  - {{prompt: \"red potion bottle, game item icon, flat colors\", count: {images},"
-                    f" seed: {batch_seed}}}\n")
+                    f"defaults: {{width: {JOB_SIZE}, height: {JOB_SIZE}, steps: {JOB_STEPS}, cfg: 6.0, sampler: euler,"
+                    " schedule: normal,"
+                    " negative: \"blurry, photo, text\"}\n")
+            if controls:
+                f.write(pose_identity_items(self.work, images, batch_seed))
+            else:
+                f.write(f"items:\n  - {{prompt: \"red potion bottle, game item icon, flat colors\", count: {images},"
+                        f" seed: {batch_seed}}}\n")
         t0 = time.time()
         job = self.client("submit", manifest).strip().split()[-1]
         while True:
@@ -98,6 +114,49 @@ class Service:
         self.stop_workers()
         self.coordinator.terminate()
         self.coordinator.wait(timeout=30)
+
+
+# The benchmark's random models (spriteforge-bench --write-controls): the full ControlNet and
+# IP-Adapter Plus with its ViT-H encoder, by the names the workers' folders list them under.
+CONTROLNET = "controlnet-canny-sdxl-1.0"
+IP_ADAPTER = "ip-adapter-plus_sdxl_vit-h"
+DIRECTIONS = ["s", "sw", "w", "nw", "n", "ne", "e", "se"]  # builtin:walk-8dir: 4 frames each
+
+
+def write_png(path, width, height, pixel):
+    """An 8-bit RGB PNG of pixel(x, y) -> (r, g, b), with the standard library only."""
+    rows = b"".join(b"\0" + bytes(c for x in range(width) for c in pixel(x, y)) for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def pose_identity_items(work, images, seed):
+    """Manifest items for `images` images (a multiple of 4): one character per 32 (a reference
+    picture each, the IP-Adapter Plus), walking in 8 directions x 4 frames (the full
+    ControlNet on builtin:walk-8dir's poses); a last character takes the directions left."""
+    if images % 4:
+        raise ValueError(f"a pose x identity job has a multiple of 4 images, not {images}")
+    text, character = "items:\n", 0
+    while images > 0:
+        reference = os.path.join(work, f"character-{character}.png")
+        if not os.path.exists(reference):
+            write_png(reference, 256, 256, lambda x, y, c=character: ((x + 97 * c) % 256, (y * 3) % 256, 60 + 120 * (c % 2)))
+        directions = DIRECTIONS[:min(8, images // 4)]
+        text += (f"  - name: character{character}\n"
+                 f"    prompt: \"full body game sprite of adventurer {character}, plain white background\"\n"
+                 f"    seed: {seed + character}\n"
+                 f"    set:\n      poses: builtin:walk-8dir\n      model: {CONTROLNET}\n")
+        if len(directions) < 8:
+            text += f"      directions: [{', '.join(directions)}]\n"
+        text += (f"      reference: {{images: [{os.path.basename(reference)}], adapter: {IP_ADAPTER},"
+                 " encoder: image_encoder, scale: 0.6}\n")
+        images -= 4 * len(directions)
+        character += 1
+    return text
 
 
 def analyse(wall, status, sidecars):
@@ -148,12 +207,24 @@ def expected_gpus():
     return max(1, len([line for line in out.splitlines() if line.startswith("GPU")]))
 
 
-def bench(build, dtype, batch, logdir):
-    out = os.path.join(logdir, f"bench-service-{dtype}.json")
-    with open(f"{logdir}/bench-service-{dtype}.txt", "w") as f:
+def bench(build, dtype, batch, logdir, controls=None):
+    """spriteforge-bench at the jobs' settings (CFG 6, Euler, 30 steps, 1024x1024; with
+    controls the full ControlNet and IP-Adapter Plus, one reference picture per image)."""
+    tag = f"{dtype}-controls" if controls else dtype
+    out = os.path.join(logdir, f"bench-service-{tag}.json")
+    extra = [] if not controls else [
+        "--controlnet", f"{controls}/controlnet/{CONTROLNET}", "--ip-adapter",
+        f"{controls}/ip-adapter/{IP_ADAPTER}.safetensors", "--image-encoder", f"{controls}/ip-adapter/image_encoder"]
+    with open(f"{logdir}/bench-service-{tag}.txt", "w") as f:
         subprocess.run([f"{build}/worker/engine/bench/spriteforge-bench", "--dtypes", dtype, "--batches", str(batch),
-                        "--runs", "1", "--json", out], stdout=f, stderr=subprocess.STDOUT, check=True)
+                        "--runs", "1", "--cfg", "6", "--json", out, *extra], stdout=f, stderr=subprocess.STDOUT, check=True)
     return json.load(open(out))["results"][0]
+
+
+def write_controls(build, controls):
+    """The random full-size ControlNets and IP-Adapter Plus (kept when already complete)."""
+    sys.stdout.flush()
+    subprocess.run([f"{build}/worker/engine/bench/spriteforge-bench", "--write-controls", controls], check=True)
 
 
 def main():
@@ -166,16 +237,23 @@ def main():
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--work", default="/tmp/spriteforge-service")
     ap.add_argument("--baseline", help="an earlier report (e.g. one GPU) to compute the speed-up against")
+    ap.add_argument("--controls", help="a folder of random ControlNets and IP-Adapters: pose x identity jobs")
     a = ap.parse_args()
     logdir = os.path.dirname(os.path.abspath(a.out))
+    if a.controls:
+        a.controls = os.path.abspath(a.controls)
+        write_controls(a.build, a.controls)
     svc = Service(a.build, a.work, logdir)
-    report = {"machine": {}, "commit": os.environ.get("SPRITEFORGE_COMMIT", "unknown"), "runs": []}
+    report = {"machine": {}, "commit": os.environ.get("SPRITEFORGE_COMMIT", "unknown"), "runs": [],
+              "controls": None if not a.controls else {
+                  "controlnet": CONTROLNET, "ip_adapter": IP_ADAPTER, "poses": "builtin:walk-8dir",
+                  "references_per_image": 1}}
     try:
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True).stdout.strip().splitlines()
         report["machine"] = {"gpus": gpu, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "all")}
         for dtype in a.dtypes.split(","):
-            svc.start_workers(dtype, a.batch, dtype)
+            svc.start_workers(dtype, a.batch, dtype, a.controls)
             expected = expected_gpus()
             for _ in range(1200):
                 if len(svc.connected_workers()) >= expected:
@@ -183,16 +261,16 @@ def main():
                 time.sleep(0.25)
             n_workers = len(svc.connected_workers())
             log(f"{dtype}: {n_workers} worker(s) connected; warm-up")
-            svc.run_job(f"warmup-{dtype}", a.batch * n_workers, 1)
+            svc.run_job(f"warmup-{dtype}", a.batch * n_workers, 1, bool(a.controls))
             for images in [int(x) for x in a.jobs.split(",")]:
-                job, wall, status, sidecars = svc.run_job(f"service-{dtype}-{images}", images, 100)
+                job, wall, status, sidecars = svc.run_job(f"service-{dtype}-{images}", images, 100, bool(a.controls))
                 run = {"dtype": dtype, "gpus": n_workers, "job": job, **analyse(wall, status, sidecars)}
                 log(f"{dtype} {images} images: {run['images_per_minute']} images/min, idle median "
                     f"{run['gpu_idle_between_batches_ms']['median']} ms")
                 report["runs"].append(run)
             svc.stop_workers()
             if not a.skip_bench:
-                b = bench(a.build, dtype, a.batch, logdir)
+                b = bench(a.build, dtype, a.batch, logdir, a.controls)
                 for run in report["runs"]:
                     if run["dtype"] == dtype:
                         run["bench_images_per_minute"] = round(b["images_per_minute"], 2)
@@ -200,6 +278,11 @@ def main():
                         per_gpu = run["images_per_minute"] / max(1, run["gpus"])
                         run["ratio_service_per_gpu_to_bench"] = round(per_gpu / b["images_per_minute"], 4)
                 log(f"{dtype} bench batch {a.batch}: {b['images_per_minute']:.2f} images/min")
+                for run in report["runs"]:
+                    if run["dtype"] == dtype:
+                        # The service's share of the benchmark's rate (target: at least 97%).
+                        log(f"{dtype} {run['images']} images: {100 * run['ratio_service_per_gpu_to_bench']:.1f}% of the "
+                            f"benchmark per GPU, peak {run['bench_peak_allocated_gb']} GB in the benchmark")
         if a.baseline and os.path.exists(a.baseline):
             base = {(r["dtype"], r["images"]): r for r in json.load(open(a.baseline))["runs"]}
             for run in report["runs"]:

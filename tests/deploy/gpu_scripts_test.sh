@@ -65,5 +65,20 @@ line="$(run list SPRITEFORGE_CUDA_ARCHS="90;100;120;121")"
 expect list "$line" "-DCMAKE_CUDA_ARCHITECTURES=90;100;120;121"
 expect list "$line" "/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/cmake"
 
-((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected"
+# The controls stages exist, and service_check.py's pose x identity job covers builtin:walk-8dir
+# once per character: 64 images are two characters with a reference picture each, a warm-up
+# batch of 8 is one character's first two directions.
+for stage in controls-bench service-controls; do
+  grep -q "^    $stage)" "$SRC/deploy/gpu/run-checks.sh" || { echo "gpu-scripts: run-checks.sh has no $stage stage"; fail=1; }
+done
+items() { python3 -c "import sys; sys.path.insert(0, '$SRC/deploy/gpu'); import service_check as s; print(s.pose_identity_items('$TMP', $1, 100))"; }
+sets="$(items 64)"
+expect pose-identity "$(grep -c 'poses: builtin:walk-8dir' <<<"$sets")" "2"
+expect pose-identity "$sets" "reference: {images: [character-1.png], adapter: ip-adapter-plus_sdxl_vit-h"
+grep -q directions <<<"$sets" && { echo "gpu-scripts: a 64-image job keeps every direction: $sets"; fail=1; }
+expect warm-up "$(items 8)" "directions: [s, sw]"
+python3 -c "import sys; sys.exit(open('$TMP/character-0.png', 'rb').read(8) != b'\x89PNG\r\n\x1a\n')" ||
+  { echo "gpu-scripts: no reference PNG written"; fail=1; }
+
+((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected; controls stages and pose x identity jobs"
 exit "$fail"
