@@ -37,11 +37,12 @@ if [ -d "$GOLDEN" ]; then
     mkdir -p "$DEST/tiny-sdxl-workflows"
     cp "$GOLDEN/../tiny-sdxl-workflows"/* "$DEST/tiny-sdxl-workflows/"
   fi
-  # The ControlNet and IP-Adapter cases: beside the golden folder, else the repository's copy.
-  CONTROLS="$GOLDEN/../tiny-sdxl-controls"; [ -d "$CONTROLS" ] || CONTROLS=tests/golden/tiny-sdxl-controls
-  if [ -d "$CONTROLS" ]; then
-    rm -rf "$DEST/tiny-sdxl-controls"
-    cp -r "$CONTROLS" "$DEST/tiny-sdxl-controls"
+  # The ControlNet and IP-Adapter cases beside the golden folder, where there are some; else
+  # run-checks.sh reads the repository's copy (tests/golden/tiny-sdxl-controls), which travels
+  # with the checkout: a second copy here would only count against the 64 MiB sent along.
+  rm -rf "$DEST/tiny-sdxl-controls"
+  if [ -d "$GOLDEN/../tiny-sdxl-controls" ]; then
+    cp -r "$GOLDEN/../tiny-sdxl-controls" "$DEST/tiny-sdxl-controls"
   fi
 fi
 du -sh "$DEST"
