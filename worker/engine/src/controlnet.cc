@@ -12,19 +12,9 @@
 
 namespace spriteforge::engine {
 
-// One resolution level of the encoder: resnets, optional transformers after each, optional
-// downsampler (the UNet's down path exactly).
-struct ControlNetImpl::Level {
-  std::vector<std::shared_ptr<ResnetBlock>> resnets;
-  std::vector<std::shared_ptr<SpatialTransformer>> attentions;
-  std::shared_ptr<Downsample> downsampler;
-};
-
 namespace {
 
 namespace fs = std::filesystem;
-
-bool HasCrossAttention(const std::string& type) { return type.rfind("CrossAttn", 0) == 0; }
 
 torch::Tensor Scaled(torch::Tensor residual, double scale, bool global_pool) {
   if (scale != 1.0) residual = residual * scale;
@@ -38,17 +28,8 @@ torch::Tensor Scaled(torch::Tensor residual, double scale, bool global_pool) {
 ControlNetImpl::ControlNetImpl(const ControlNetConfig& config) : config_(config) {
   const UNetConfig& c = config.encoder;
   const auto& ch = c.block_out_channels;
-  const int64_t levels = static_cast<int64_t>(ch.size());
-  const int64_t temb = ch[0] * 4;
-  const int64_t groups = c.norm_num_groups;
-  const double eps = c.norm_eps;
   conv_in_ = register_module("conv_in", Conv2d(c.in_channels, ch[0], 3, 1, -1, tiling_));
-  auto time_embedding = AddContainer(*this, "time_embedding");
-  time_linear_1_ = time_embedding->register_module("linear_1", MakeLinear(ch[0], temb));
-  time_linear_2_ = time_embedding->register_module("linear_2", MakeLinear(temb, temb));
-  auto add_embedding = AddContainer(*this, "add_embedding");
-  add_linear_1_ = add_embedding->register_module("linear_1", MakeLinear(c.projection_class_embeddings_input_dim, temb));
-  add_linear_2_ = add_embedding->register_module("linear_2", MakeLinear(temb, temb));
+  embedding_ = ConditioningEmbedding(*this, c);
 
   // The control image down to the latent size: a 3x3 conv per width, a strided one between.
   const auto& widths = config.conditioning_embedding_out_channels;
@@ -61,37 +42,7 @@ ControlNetImpl::ControlNetImpl(const ControlNetConfig& config) : config_(config)
   }
   cond_out_ = cond->register_module("conv_out", Conv2d(widths.back(), ch[0], 3, 1, -1, tiling_));
 
-  auto make_transformer = [&](int64_t channels, int64_t level) {
-    return std::make_shared<SpatialTransformer>(channels, c.attention_head_dim[level], c.transformer_layers_per_block[level],
-                                                c.cross_attention_dim, groups, c.use_linear_projection);
-  };
-  auto down_blocks = AddContainer(*this, "down_blocks");
-  int64_t channels = ch[0];
-  for (int64_t i = 0; i < levels; ++i) {
-    auto level = std::make_shared<Level>();
-    auto block = AddContainer(*down_blocks, std::to_string(i));
-    auto resnets = AddContainer(*block, "resnets");
-    const bool cross = HasCrossAttention(c.down_block_types[i]);
-    auto attentions = cross ? AddContainer(*block, "attentions") : nullptr;
-    for (int j = 0; j < c.layers_per_block; ++j) {
-      level->resnets.push_back(resnets->register_module(
-          std::to_string(j), std::make_shared<ResnetBlock>(channels, ch[i], temb, groups, eps, tiling_)));
-      channels = ch[i];
-      if (cross) level->attentions.push_back(attentions->register_module(std::to_string(j), make_transformer(ch[i], i)));
-    }
-    if (i + 1 < levels) {
-      level->downsampler = AddContainer(*block, "downsamplers")->register_module("0", std::make_shared<Downsample>(ch[i], 1, tiling_));
-    }
-    down_.push_back(level);
-  }
-  auto mid = AddContainer(*this, "mid_block");
-  mid_ = std::make_shared<Level>();
-  auto mid_resnets = AddContainer(*mid, "resnets");
-  for (int j = 0; j < 2; ++j) {
-    mid_->resnets.push_back(mid_resnets->register_module(
-        std::to_string(j), std::make_shared<ResnetBlock>(ch.back(), ch.back(), temb, groups, eps, tiling_)));
-  }
-  mid_->attentions.push_back(AddContainer(*mid, "attentions")->register_module("0", make_transformer(ch.back(), levels - 1)));
+  down_ = UNetDownPath(*this, c, tiling_);
 
   // The 1x1 "zero convolutions" that turn each skip into its residual.
   auto zero = AddContainer(*this, "controlnet_down_blocks");
@@ -101,46 +52,20 @@ ControlNetImpl::ControlNetImpl(const ControlNetConfig& config) : config_(config)
   }
   mid_zero_conv_ = register_module("controlnet_mid_block", Conv2d(ch.back(), ch.back(), 1, 1, 0));
 
-  for (const auto& module : modules(/*include_self=*/false)) {
-    if (auto* block = dynamic_cast<TransformerBlock*>(module.get())) {
-      self_attention_.push_back(block->attn1.get());
-      block->attn2->cross_index = static_cast<int64_t>(cross_attention_.size());
-      cross_attention_.push_back(block->attn2.get());
-    }
-  }
+  CollectAttentionBlocks(*this, self_attention_, cross_attention_);
 }
 
 torch::Tensor ControlNetImpl::CrossAttentionKV(const torch::Tensor& context) {
-  std::vector<torch::Tensor> parts;
-  for (AttentionBlock* block : cross_attention_) {
-    parts.push_back(block->to_k(context).flatten());
-    parts.push_back(block->to_v(context).flatten());
-  }
-  // Small ControlNets (transformer_layers_per_block all 0) have no cross-attention to feed.
-  if (parts.empty()) return torch::empty({0}, context.options());
-  return torch::cat(parts);
+  return ProjectCrossAttentionKV(cross_attention_, context);
 }
 
 ControlNetImpl::Residuals ControlNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                         const torch::Tensor& kv, const torch::Tensor& text_embeds,
                                                         const torch::Tensor& time_ids, const torch::Tensor& cond,
                                                         double scale) {
-  // As UNetImpl::ForwardWithKV: every block's keys and values are [B, M, C_block].
-  const int64_t batch = sample.size(0);
+  // As UNetImpl::ForwardWithKV; small ControlNets have no keys and values to split.
   std::vector<torch::Tensor> views;
-  if (cross_attention_.empty()) return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, cond, scale);
-  int64_t widths = 0;
-  for (AttentionBlock* block : cross_attention_) widths += block->to_k->out_features() + block->to_v->out_features();
-  TORCH_CHECK(widths > 0 && kv.numel() % (batch * widths) == 0, "ControlNet cross-attention keys and values do not fit the batch");
-  const int64_t tokens = kv.numel() / (batch * widths);
-  int64_t offset = 0;
-  for (AttentionBlock* block : cross_attention_) {
-    for (const Linear& projection : {block->to_k, block->to_v}) {
-      const int64_t n = batch * tokens * projection->out_features();
-      views.push_back(kv.narrow(0, offset, n).view({batch, tokens, projection->out_features()}));
-      offset += n;
-    }
-  }
+  if (!cross_attention_.empty()) views = SplitCrossAttentionKV(cross_attention_, kv, sample.size(0), "ControlNet ");
   return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, cond, scale);
 }
 
@@ -164,34 +89,13 @@ torch::Tensor ControlNetImpl::EmbedCondition(const torch::Tensor& cond) {
 ControlNetImpl::Residuals ControlNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                   const CrossContext& context, const torch::Tensor& text_embeds,
                                                   const torch::Tensor& time_ids, const torch::Tensor& cond, double scale) {
-  const UNetConfig& c = config_.encoder;
   const auto dtype = sample.scalar_type();
   const int64_t batch = sample.size(0);
   TORCH_CHECK(cond.size(0) == batch && cond.size(2) == sample.size(2) * 8 && cond.size(3) == sample.size(3) * 8,
               "control images must be one per latent at 8x its size");
-  torch::Tensor t = TimestepFeatures(timestep.expand({batch}), c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift).to(dtype);
-  torch::Tensor emb = time_linear_2_(torch::silu(time_linear_1_(t)));
-  torch::Tensor time_features = TimestepFeatures(time_ids.flatten(), c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
-                                    .reshape({batch, -1});
-  torch::Tensor add = torch::cat({text_embeds, time_features.to(text_embeds.scalar_type())}, -1).to(dtype);
-  emb = emb + add_linear_2_(torch::silu(add_linear_1_(add)));
-
-  torch::Tensor x = AddResidual(conv_in_(sample), EmbedCondition(cond.to(dtype)));
-  std::vector<torch::Tensor> skips = {x};
-  for (auto& level : down_) {
-    for (size_t j = 0; j < level->resnets.size(); ++j) {
-      x = level->resnets[j]->forward(x, emb);
-      if (!level->attentions.empty()) x = level->attentions[j]->forward(x, context);
-      skips.push_back(x);
-    }
-    if (level->downsampler) {
-      x = level->downsampler->forward(x);
-      skips.push_back(x);
-    }
-  }
-  x = mid_->resnets[0]->forward(x, emb);
-  x = mid_->attentions[0]->forward(x, context);
-  x = mid_->resnets[1]->forward(x, emb);
+  const torch::Tensor emb = embedding_(timestep, text_embeds, time_ids, batch, dtype);
+  std::vector<torch::Tensor> skips;
+  const torch::Tensor x = down_(AddResidual(conv_in_(sample), EmbedCondition(cond.to(dtype))), emb, context, skips);
 
   Residuals out;
   for (size_t i = 0; i < skips.size(); ++i) {

@@ -1,7 +1,7 @@
 // SDXL ControlNets (diffusers' ControlNetModel): a copy of the UNet's down path and mid
 // block that also reads a control image and hands back one residual per UNet skip
 // connection plus one for the mid block (UNetConditioning in src/unet.h). Built from the
-// UNet's own block classes and named like the checkpoint's keys (conv_in, time_embedding,
+// UNet's own embedding and down path (src/unet_encoder.h) and named like the checkpoint's keys (conv_in, time_embedding,
 // add_embedding, controlnet_cond_embedding.*, down_blocks.*, mid_block.*,
 // controlnet_down_blocks.N, controlnet_mid_block), so loading is a lookup.
 #pragma once
@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/base/controlnet_config.h"
 #include "worker/engine/src/layers.h"
+#include "worker/engine/src/unet_encoder.h"
 
 namespace spriteforge::engine {
 
@@ -50,7 +51,6 @@ class ControlNetImpl : public torch::nn::Module {
   const ControlNetConfig& config() const { return config_; }
 
  private:
-  struct Level;
   Residuals Forward(const torch::Tensor& sample, const torch::Tensor& timestep, const CrossContext& context,
                     const torch::Tensor& text_embeds, const torch::Tensor& time_ids, const torch::Tensor& cond,
                     double scale);
@@ -60,12 +60,10 @@ class ControlNetImpl : public torch::nn::Module {
   TilingFlag tiling_ = std::make_shared<bool>(false);
   std::vector<AttentionBlock*> self_attention_, cross_attention_;  // owned by the module tree
   Conv2d conv_in_{nullptr};
-  Linear time_linear_1_{nullptr}, time_linear_2_{nullptr};
-  Linear add_linear_1_{nullptr}, add_linear_2_{nullptr};
+  ConditioningEmbedding embedding_;
   Conv2d cond_in_{nullptr}, cond_out_{nullptr};
   std::vector<Conv2d> cond_blocks_;
-  std::vector<std::shared_ptr<Level>> down_;
-  std::shared_ptr<Level> mid_;
+  UNetDownPath down_;
   std::vector<Conv2d> zero_convs_;  // controlnet_down_blocks
   Conv2d mid_zero_conv_{nullptr};   // controlnet_mid_block
 };

@@ -7,6 +7,7 @@
 
 #include "worker/engine/base/model_config.h"
 #include "worker/engine/src/layers.h"
+#include "worker/engine/src/unet_encoder.h"
 
 namespace spriteforge::engine {
 
@@ -54,21 +55,16 @@ class UNetImpl : public torch::nn::Module {
   void set_tiling(bool on) { *tiling_ = on; }
 
  private:
-  struct Level;
   torch::Tensor Forward(const torch::Tensor& sample, const torch::Tensor& timestep, const CrossContext& context,
                         const torch::Tensor& text_embeds, const torch::Tensor& time_ids,
                         const UNetConditioning& conditioning);
-  // A flat tensor of every cross-attention block's keys and values ([B, M, C_block] each,
-  // CrossAttentionKV's layout) as views per block: keys of block i at 2i, values at 2i + 1.
-  std::vector<torch::Tensor> SplitKV(const torch::Tensor& kv, int64_t batch) const;
   std::vector<AttentionBlock*> self_attention_, cross_attention_;  // owned by the module tree
   UNetConfig config_;
   TilingFlag tiling_ = std::make_shared<bool>(false);
   Conv2d conv_in_{nullptr}, conv_out_{nullptr};
-  Linear time_linear_1_{nullptr}, time_linear_2_{nullptr};
-  Linear add_linear_1_{nullptr}, add_linear_2_{nullptr};
-  std::vector<std::shared_ptr<Level>> down_, up_;
-  std::shared_ptr<Level> mid_;
+  ConditioningEmbedding embedding_;
+  UNetDownPath down_;
+  std::vector<std::shared_ptr<UNetLevel>> up_;
   torch::nn::GroupNorm conv_norm_out_{nullptr};
 };
 TORCH_MODULE(UNet);
