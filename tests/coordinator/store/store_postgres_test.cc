@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "coordinator/store/store.h"
@@ -17,25 +18,46 @@
 namespace spriteforge::coordinator {
 namespace {
 
-TEST(PostgresStoreTest, ALeaseSkipsRowsAnotherTransactionHoldsInsteadOfWaiting) {
+// Each test on a database of its own on the server SPRITEFORGE_TEST_POSTGRES names; skipped
+// without one or without libpq.
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
 #ifndef SPRITEFORGE_WITH_POSTGRES
-  GTEST_SKIP() << "built without libpq";
+    GTEST_SKIP() << "built without libpq";
 #else
-  SPRITEFORGE_SKIP_WITHOUT_POSTGRES(testing::Backend::kPostgres);
-  testing::TestDatabase db(testing::Backend::kPostgres);
-  ASSERT_FALSE(db.spec().empty());
-  auto store = Store::Open(db.spec());
+    SPRITEFORGE_SKIP_WITHOUT_POSTGRES(testing::Backend::kPostgres);
+    db_.emplace(testing::Backend::kPostgres);
+    ASSERT_FALSE(db_->spec().empty());
+#endif
+  }
+
+  const std::string& spec() const { return db_->spec(); }
+
+  // The job the tests lease from.
+  static JobRecord JobA() {
+    JobRecord job;
+    job.id = "job-a";
+    job.name = "a";
+    job.model = "tiny-sdxl";
+    return job;
+  }
+
+ private:
+  std::optional<testing::TestDatabase> db_;
+};
+
+TEST_F(PostgresStoreTest, ALeaseSkipsRowsAnotherTransactionHoldsInsteadOfWaiting) {
+#ifdef SPRITEFORGE_WITH_POSTGRES
+  auto store = Store::Open(spec());
   ASSERT_TRUE(store.ok()) << store.status();
-  JobRecord job;
-  job.id = "job-a";
-  job.name = "a";
-  job.model = "tiny-sdxl";
+  const JobRecord job = JobA();
   std::vector<ItemRecord> items(2);
   items[1].index = 1;
   bool dedup = false;
   ASSERT_TRUE((*store)->CreateJob(job, items, &dedup).ok());
 
-  PGconn* other = PQconnectdb(db.spec().c_str());
+  PGconn* other = PQconnectdb(spec().c_str());
   ASSERT_EQ(PQstatus(other), CONNECTION_OK) << PQerrorMessage(other);
   for (const char* sql : {"BEGIN", "SELECT idx FROM items WHERE job_id = 'job-a' AND idx = 1 FOR UPDATE"}) {
     PGresult* r = PQexec(other, sql);
@@ -60,23 +82,14 @@ TEST(PostgresStoreTest, ALeaseSkipsRowsAnotherTransactionHoldsInsteadOfWaiting) 
 // idle_in_transaction_session_timeout (200 ms here, 2 s by default), so a takeover waits that
 // long at most, not for the stopped leader; the stalled placement finds its deadline passed
 // (nothing may be placed) and nothing of the old leader's is recorded.
-TEST(PostgresStoreTest, ALeaderStoppedInsideAResultTransactionHoldsATakeoverOffOnlyUntilItsIdleLimit) {
-#ifndef SPRITEFORGE_WITH_POSTGRES
-  GTEST_SKIP() << "built without libpq";
-#else
-  SPRITEFORGE_SKIP_WITHOUT_POSTGRES(testing::Backend::kPostgres);
-  testing::TestDatabase db(testing::Backend::kPostgres);
-  ASSERT_FALSE(db.spec().empty());
-  auto leader = Store::Open(db.spec() + "%20-cidle_in_transaction_session_timeout%3D200");
+TEST_F(PostgresStoreTest, ALeaderStoppedInsideAResultTransactionHoldsATakeoverOffOnlyUntilItsIdleLimit) {
+#ifdef SPRITEFORGE_WITH_POSTGRES
+  auto leader = Store::Open(spec() + "%20-cidle_in_transaction_session_timeout%3D200");
   ASSERT_TRUE(leader.ok()) << leader.status();
-  auto standby = Store::Open(db.spec());
+  auto standby = Store::Open(spec());
   ASSERT_TRUE(standby.ok()) << standby.status();
-  JobRecord job;
-  job.id = "job-a";
-  job.name = "a";
-  job.model = "tiny-sdxl";
   bool dedup = false;
-  ASSERT_TRUE((*leader)->CreateJob(job, std::vector<ItemRecord>(1), &dedup).ok());
+  ASSERT_TRUE((*leader)->CreateJob(JobA(), std::vector<ItemRecord>(1), &dedup).ok());
   auto free = (*leader)->ReadLeader();
   ASSERT_TRUE(*(*leader)->ClaimLeader(*free, "a", "10.0.0.1:50051", 100));
   (*leader)->SetFencingEpoch((*leader)->ReadLeader()->epoch);
