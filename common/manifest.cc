@@ -497,9 +497,8 @@ absl::Status ApplySettings(const YAML::Node& map, const std::string& where, cons
 absl::Status CheckWorkflow(const YAML::Node& item, const std::string& where, const Errors& err, Settings& p,
                            const Img2ImgSource& src) {
   v1::SamplingParams& s = p.sampling;
-  if ((s.sampler() == v1::SAMPLER_LCM || s.sampler() == v1::SAMPLER_TCD) && s.schedule() != v1::SCHEDULE_NORMAL) {
-    return err.At(item, where + ".schedule",
-                  absl::StrCat("sampler ", SamplerName(s.sampler()), " uses its own timesteps: the schedule must be normal"));
+  if (absl::Status pair = CheckSamplerSchedule(s.sampler(), s.schedule()); !pair.ok()) {
+    return err.At(item, where + ".schedule", std::string(pair.message()));
   }
   if (s.sampler() == v1::SAMPLER_TCD) s.set_tcd_gamma(p.tcd_gamma);
   for (const ControlImageSource& c : p.control_sources) {

@@ -64,6 +64,14 @@ absl::StatusOr<v1::Schedule> ParseSchedule(const std::string& name) {
   return static_cast<v1::Schedule>(v);
 }
 
+absl::Status CheckSamplerSchedule(v1::Sampler sampler, v1::Schedule schedule) {
+  const bool own_timesteps = sampler == v1::SAMPLER_LCM || sampler == v1::SAMPLER_TCD;
+  if (!own_timesteps || schedule == v1::SCHEDULE_NORMAL) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("sampler ", SamplerName(sampler),
+                                                 " uses its own timesteps: the schedule must be normal, got ",
+                                                 ScheduleName(schedule)));
+}
+
 std::string BatchKeyOf(const std::string& model, const v1::SamplingParams& sampling, const v1::ImageParams& image) {
   // Deterministic serialization: equal messages give equal bytes.
   std::string bytes;

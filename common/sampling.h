@@ -19,6 +19,13 @@ absl::StatusOr<v1::Schedule> ParseSchedule(const std::string& name);
 std::string SamplerNames();   // "euler, euler_ancestral, dpmpp_2m, lcm or tcd"
 std::string ScheduleNames();
 
+// lcm and tcd take their own timesteps (the distillation schedule), so they run only with
+// the normal schedule; an error names the sampler and the schedule. The service's statement
+// of the engine's rule (spriteforge::engine::CheckSamplerSchedule, which common/ may not
+// include): manifests and every HTTP dialect reach it through the manifest check, and the
+// engine adapter's tests hold the two equal for every pair of values.
+absl::Status CheckSamplerSchedule(v1::Sampler sampler, v1::Schedule schedule);
+
 // Images render in one batch only when their keys are equal: same model, same sampling
 // parameters (every field: SamplingParams holds only what a batch shares), and img2img for
 // all or none (the start images themselves may differ).

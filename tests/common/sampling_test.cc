@@ -25,6 +25,14 @@ TEST(Sampling, NamesRoundTripAndUnknownNamesListTheValidOnes) {
   EXPECT_FALSE(ParseSampler("EULER").ok());  // names are lower case, as manifests write them
 }
 
+TEST(Sampling, LcmAndTcdRunOnlyWithTheNormalSchedule) {
+  EXPECT_TRUE(CheckSamplerSchedule(v1::SAMPLER_LCM, v1::SCHEDULE_NORMAL).ok());
+  EXPECT_TRUE(CheckSamplerSchedule(v1::SAMPLER_DPMPP_2M, v1::SCHEDULE_KARRAS).ok());
+  EXPECT_EQ(CheckSamplerSchedule(v1::SAMPLER_LCM, v1::SCHEDULE_SGM_UNIFORM).message(),
+            "sampler lcm uses its own timesteps: the schedule must be normal, got sgm_uniform");
+  EXPECT_FALSE(CheckSamplerSchedule(v1::SAMPLER_TCD, v1::SCHEDULE_TRAILING).ok());
+}
+
 v1::SamplingParams Base() {
   v1::SamplingParams s;
   s.set_width(128);

@@ -14,6 +14,31 @@
 
 namespace spriteforge::engine {
 
+absl::StatusOr<SamplerKind> ToEngineSampler(v1::Sampler sampler) {
+  switch (sampler) {
+    case v1::SAMPLER_EULER: return SamplerKind::kEuler;
+    case v1::SAMPLER_EULER_ANCESTRAL: return SamplerKind::kEulerAncestral;
+    case v1::SAMPLER_DPMPP_2M: return SamplerKind::kDpmpp2m;
+    case v1::SAMPLER_LCM: return SamplerKind::kLcm;
+    case v1::SAMPLER_TCD: return SamplerKind::kTcd;
+    default: break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("sampler value ", static_cast<int>(sampler),
+                                                 " is none the engine runs (expected ", SamplerNames(), ")"));
+}
+
+absl::StatusOr<ScheduleKind> ToEngineSchedule(v1::Schedule schedule) {
+  switch (schedule) {
+    case v1::SCHEDULE_NORMAL: return ScheduleKind::kNormal;
+    case v1::SCHEDULE_TRAILING: return ScheduleKind::kTrailing;
+    case v1::SCHEDULE_SGM_UNIFORM: return ScheduleKind::kSgmUniform;
+    case v1::SCHEDULE_KARRAS: return ScheduleKind::kKarras;
+    default: break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("schedule value ", static_cast<int>(schedule),
+                                                 " is none the engine runs (expected ", ScheduleNames(), ")"));
+}
+
 absl::StatusOr<BatchRequest> ToEngineRequest(const v1::SamplingParams& s, const std::vector<std::string>& lora_paths,
                                              const ConditioningFiles& conditioning) {
   if (conditioning.controlnets.size() != static_cast<size_t>(s.controlnets_size())) {
@@ -23,9 +48,8 @@ absl::StatusOr<BatchRequest> ToEngineRequest(const v1::SamplingParams& s, const 
   if (lora_paths.size() != static_cast<size_t>(s.loras_size())) {
     return absl::InternalError(absl::StrCat(lora_paths.size(), " LoRA files for ", s.loras_size(), " LoRAs"));
   }
-  // The API's enums and the engine's share their names: a value one side lacks is an error.
-  ASSIGN_OR_RETURN(auto sampler, ParseSampler(spriteforge::SamplerName(s.sampler())));
-  ASSIGN_OR_RETURN(auto schedule, ParseSchedule(spriteforge::ScheduleName(s.schedule())));
+  ASSIGN_OR_RETURN(auto sampler, ToEngineSampler(s.sampler()));
+  ASSIGN_OR_RETURN(auto schedule, ToEngineSchedule(s.schedule()));
   BatchRequest request;
   request.width = s.width();
   request.height = s.height();

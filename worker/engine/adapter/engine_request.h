@@ -23,6 +23,11 @@ struct ConditioningFiles {
   std::string encoder_dir;
 };
 
+// The API's sampler and schedule as the engine's, value for value (not by name): the
+// unspecified value, or one this build's engine lacks, is an error.
+absl::StatusOr<SamplerKind> ToEngineSampler(v1::Sampler sampler);
+absl::StatusOr<ScheduleKind> ToEngineSchedule(v1::Schedule schedule);
+
 // `lora_paths[i]` is the file of `sampling.loras(i)` (found by the caller: a worker's cache
 // or LoRA folder, the command line's own path). The request has no images yet.
 absl::StatusOr<BatchRequest> ToEngineRequest(const v1::SamplingParams& sampling,

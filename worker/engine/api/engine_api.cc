@@ -237,11 +237,7 @@ absl::Status ValidateRequest(const BatchRequest& r) {
   }
   if (r.steps < 1 || r.steps > 500) return absl::InvalidArgumentError(absl::StrCat("steps must be 1..500, got ", r.steps));
   if (!(r.cfg >= 0 && r.cfg <= 50)) return absl::InvalidArgumentError(absl::StrCat("cfg must be 0..50, got ", r.cfg));
-  if ((r.sampler == SamplerKind::kLcm || r.sampler == SamplerKind::kTcd) && r.schedule != ScheduleKind::kNormal) {
-    return absl::InvalidArgumentError(absl::StrCat("sampler ", SamplerName(r.sampler),
-                                                   " uses its own timesteps: schedule must be normal, got ",
-                                                   ScheduleName(r.schedule)));
-  }
+  RETURN_IF_ERROR(CheckSamplerSchedule(r.sampler, r.schedule));
   if (r.preview_every < 0) return absl::InvalidArgumentError(absl::StrCat("preview_every must be 0 or more, got ", r.preview_every));
   if (!(r.tcd_gamma >= 0 && r.tcd_gamma <= 1)) return absl::InvalidArgumentError(absl::StrCat("tcd_gamma must be 0..1, got ", r.tcd_gamma));
   for (const LoraSpec& lora : r.loras) {

@@ -111,8 +111,18 @@ std::vector<double> KarrasSigmas(double sigma_min, double sigma_max, int steps) 
 
 }  // namespace
 
+bool TakesOwnTimesteps(SamplerKind sampler) { return sampler == SamplerKind::kLcm || sampler == SamplerKind::kTcd; }
+
+absl::Status CheckSamplerSchedule(SamplerKind sampler, ScheduleKind schedule) {
+  if (!TakesOwnTimesteps(sampler) || schedule == ScheduleKind::kNormal) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("sampler ", SamplerName(sampler),
+                                                 " uses its own timesteps: the schedule must be normal, got ",
+                                                 ScheduleName(schedule)));
+}
+
 absl::StatusOr<Schedule> MakeSchedule(const SchedulerConfig& config, SamplerKind sampler,
                                       ScheduleKind kind, int steps) {
+  if (absl::Status pair = CheckSamplerSchedule(sampler, kind); !pair.ok()) return pair;
   if (kind == ScheduleKind::kSgmUniform) kind = ScheduleKind::kTrailing;
   const int n = config.num_train_timesteps;
   if (steps < 1 || steps > n) {
@@ -122,12 +132,7 @@ absl::StatusOr<Schedule> MakeSchedule(const SchedulerConfig& config, SamplerKind
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported beta_schedule '", config.beta_schedule, "'"));
   }
-  if (sampler == SamplerKind::kLcm || sampler == SamplerKind::kTcd) {
-    if (kind != ScheduleKind::kNormal) {
-      return absl::InvalidArgumentError("samplers lcm and tcd use their own timesteps: schedule must be normal");
-    }
-    return DistilledSchedule(config, steps);
-  }
+  if (TakesOwnTimesteps(sampler)) return DistilledSchedule(config, steps);
   const std::vector<float> train = TrainingSigmas(config);
   std::vector<float> log_train(n);
   for (int i = 0; i < n; ++i) log_train[i] = static_cast<float>(std::log(static_cast<double>(train[i])));

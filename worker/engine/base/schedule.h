@@ -28,6 +28,9 @@ struct Schedule {
   std::vector<float> alphas_cumprod;
 };
 
+// lcm and tcd: the samplers CheckSamplerSchedule (engine.h) holds to the normal schedule.
+bool TakesOwnTimesteps(SamplerKind sampler);
+
 // lcm and tcd take timesteps from the distillation schedule of `original_steps` (50, as
 // diffusers' LCMScheduler and TCDScheduler default): every k = train_steps / 50 -th
 // timestep, k-1 first, read from the end at floor(i * 50 / steps); steps must be 1..50.

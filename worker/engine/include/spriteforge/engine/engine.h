@@ -31,6 +31,13 @@ std::string SamplerName(SamplerKind sampler);
 std::string ScheduleName(ScheduleKind schedule);
 std::string DtypeName(Dtype dtype);
 
+// lcm and tcd take their own timesteps (the distillation schedule), so they run only with
+// the normal schedule; an error names the sampler and the schedule. The engine's one
+// statement of the rule: ValidateRequest and the schedule builder ask it. The service states
+// it for the API's enums in common/sampling.h (CheckSamplerSchedule), which may not include
+// this header; the adapter's tests hold the two equal for every pair of values.
+absl::Status CheckSamplerSchedule(SamplerKind sampler, ScheduleKind schedule);
+
 // How to load a model. `model_path` is a single-file checkpoint (original SDXL key
 // layout), a diffusers folder, or a built-in architecture with random weights:
 // "builtin:tiny" (the golden tiny model's shape: demos and tests on a CPU) or
@@ -134,7 +141,7 @@ struct BatchRequest {
   int height = 1024;
   int steps = 30;
   double cfg = 5.0;                 // 1.0 or less: no unconditional pass (one UNet call per image)
-  // lcm and tcd use their own timesteps: schedule must be normal.
+  // lcm and tcd take their own timesteps: schedule normal (CheckSamplerSchedule).
   SamplerKind sampler = SamplerKind::kEuler;
   ScheduleKind schedule = ScheduleKind::kNormal;
   double tcd_gamma = 0.3;           // tcd: stochasticity per step (diffusers' eta), 0..1
@@ -244,8 +251,10 @@ class Engine {
   virtual DeviceInfo Device() const = 0;
 };
 
-// Checks a request the way Generate does, without a model: used by the CLI and the
-// coordinator to reject bad input early with one clear line.
+// Checks a request without a model, with one clear line for the first problem: Generate
+// calls it before any work, and spriteforge-generate before it loads a model. The service
+// cannot include this header: it checks the API's parameters earlier with common/'s rules
+// (the manifest check), and the worker's bad batches come back from Generate.
 absl::Status ValidateRequest(const BatchRequest& request);
 
 }  // namespace spriteforge::engine
