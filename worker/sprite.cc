@@ -29,7 +29,7 @@ SpriteMaker::SpriteMaker(const v1::PostprocessSpec& spec)
     : options_(postprocess::OptionsFromSpec(spec, WorkerPalettes())) {}
 
 absl::StatusOr<std::string> SpriteMaker::Make(const RasterImage& render, const PngText& text) const {
-  if (!options_.ok()) return options_.status();
+  RETURN_IF_ERROR(options_);
   ASSIGN_OR_RETURN(auto sprite, postprocess::RunPostprocess(render, *options_));
   return EncodePng(sprite, text);
 }

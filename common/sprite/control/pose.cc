@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::control {
 
@@ -94,15 +95,14 @@ absl::StatusOr<BodyPose> ParseOpenPose(const nlohmann::json& doc) {
   const auto& flat = people[0]["pose_keypoints_2d"];
   BodyPose pose;
   for (int i = 0; i < kBodyKeypoints; ++i) {
-    auto x = Coordinate(flat[3 * i], i), y = Coordinate(flat[3 * i + 1], i), c = Coordinate(flat[3 * i + 2], i);
-    if (!x.ok()) return x.status();
-    if (!y.ok()) return y.status();
-    if (!c.ok()) return c.status();
-    if (*c > 0) pose[i] = Keypoint{*x, *y};
+    ASSIGN_OR_RETURN(const double x, Coordinate(flat[3 * i], i));
+    ASSIGN_OR_RETURN(const double y, Coordinate(flat[3 * i + 1], i));
+    ASSIGN_OR_RETURN(const double c, Coordinate(flat[3 * i + 2], i));
+    if (c > 0) pose[i] = Keypoint{x, y};
   }
   if (doc.contains("canvas_width") || doc.contains("canvas_height")) {
     const double w = doc.value("canvas_width", 0.0), h = doc.value("canvas_height", 0.0);
-    if (auto s = Normalise(pose, w, h); !s.ok()) return s;
+    RETURN_IF_ERROR(Normalise(pose, w, h));
   }
   return pose;
 }
@@ -145,17 +145,16 @@ absl::StatusOr<BodyPose> ParseBodyPose(const nlohmann::json& doc) {
       return absl::InvalidArgumentError(
           absl::StrCat("keypoint ", i, " (", kBodyKeypointNames[i], "): need [x, y] or null"));
     }
-    auto x = Coordinate(k[0], i), y = Coordinate(k[1], i);
-    if (!x.ok()) return x.status();
-    if (!y.ok()) return y.status();
-    if (*x >= 0 && *y >= 0) pose[i] = Keypoint{*x, *y};
+    ASSIGN_OR_RETURN(const double x, Coordinate(k[0], i));
+    ASSIGN_OR_RETURN(const double y, Coordinate(k[1], i));
+    if (x >= 0 && y >= 0) pose[i] = Keypoint{x, y};
   }
   if (doc.contains("canvas")) {
     const auto& c = doc["canvas"];
     if (!c.is_array() || c.size() != 2 || !c[0].is_number() || !c[1].is_number()) {
       return absl::InvalidArgumentError("canvas: need [width, height] in pixels");
     }
-    if (auto s = Normalise(pose, c[0].get<double>(), c[1].get<double>()); !s.ok()) return s;
+    RETURN_IF_ERROR(Normalise(pose, c[0].get<double>(), c[1].get<double>()));
   }
   return pose;
 }

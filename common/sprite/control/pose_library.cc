@@ -4,10 +4,12 @@
 #include <filesystem>
 #include <set>
 #include <system_error>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/status_macros.h"
 #include "common/text.h"
 
 namespace spriteforge::control {
@@ -28,9 +30,8 @@ std::vector<fs::path> CandidateDirs() {
 }
 
 absl::StatusOr<NamedPose> ParseOnePose(const nlohmann::json& doc, const std::string& default_name) {
-  auto keypoints = ParseBodyPose(doc);
-  if (!keypoints.ok()) return keypoints.status();
-  NamedPose pose{default_name, "", 0, *keypoints};
+  ASSIGN_OR_RETURN(BodyPose keypoints, ParseBodyPose(doc));
+  NamedPose pose{default_name, "", 0, std::move(keypoints)};
   if (doc.contains("name")) {
     if (!doc["name"].is_string() || !IsSafeName(doc["name"].get<std::string>())) {
       return absl::InvalidArgumentError("name: need 1..128 characters of A-Z a-z 0-9 . _ -");
@@ -53,9 +54,8 @@ absl::StatusOr<NamedPose> ParseOnePose(const nlohmann::json& doc, const std::str
 }
 
 absl::StatusOr<std::vector<NamedPose>> LoadPoseFile(const fs::path& path) {
-  auto text = ReadFile(path.string());
-  if (!text.ok()) return text.status();
-  nlohmann::json doc = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(path.string()));
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not JSON"));
   auto poses = ParsePoseSet(doc, path.stem().string());
   if (!poses.ok()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", poses.status().message()));
@@ -88,8 +88,7 @@ absl::StatusOr<std::vector<NamedPose>> LoadBuiltinPoseSet(const std::string& nam
   const std::string bare = absl::StartsWith(name, kBuiltin) ? name.substr(sizeof(kBuiltin) - 1) : name;
   const std::vector<std::string> known = ListPoseSets();
   if (!IsSafeName(bare) || std::find(known.begin(), known.end(), kBuiltin + bare) == known.end()) {
-    auto dir = BuiltinPoseDir();
-    if (!dir.ok()) return dir.status();
+    RETURN_IF_ERROR(BuiltinPoseDir());
     std::string list;
     for (const auto& k : known) absl::StrAppend(&list, list.empty() ? "" : ", ", k);
     return absl::NotFoundError(absl::StrCat("no pose set \"", name, "\" (built-in: ", list, ")"));
@@ -111,9 +110,8 @@ absl::StatusOr<std::vector<NamedPose>> LoadPoseSet(const std::string& name_or_pa
   });
   std::vector<NamedPose> all;
   for (const auto& f : files) {
-    auto poses = LoadPoseFile(f);
-    if (!poses.ok()) return poses.status();
-    all.insert(all.end(), poses->begin(), poses->end());
+    ASSIGN_OR_RETURN(const std::vector<NamedPose> poses, LoadPoseFile(f));
+    all.insert(all.end(), poses.begin(), poses.end());
     if (all.size() > kMaxPoses) return absl::InvalidArgumentError(absl::StrCat(name_or_path, ": more than ", kMaxPoses, " poses"));
   }
   if (all.empty()) return absl::InvalidArgumentError(absl::StrCat("no pose files (*.json) in ", name_or_path));
@@ -122,9 +120,8 @@ absl::StatusOr<std::vector<NamedPose>> LoadPoseSet(const std::string& name_or_pa
 
 absl::StatusOr<std::vector<NamedPose>> ParsePoseSet(const nlohmann::json& doc, const std::string& default_name) {
   if (!doc.is_object() || !doc.contains("poses")) {
-    auto pose = ParseOnePose(doc, default_name);
-    if (!pose.ok()) return pose.status();
-    return std::vector<NamedPose>{*pose};
+    ASSIGN_OR_RETURN(NamedPose pose, ParseOnePose(doc, default_name));
+    return std::vector<NamedPose>{std::move(pose)};
   }
   const auto& list = doc["poses"];
   if (!list.is_array() || list.empty() || list.size() > kMaxPoses) {

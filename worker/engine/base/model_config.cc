@@ -106,7 +106,7 @@ absl::StatusOr<ClipTextConfig> ParseClipTextConfig(const std::string& text, cons
   r.Get("eos_token_id", c.eos_token_id);
   r.Get("hidden_act", c.hidden_act);
   r.Get("layer_norm_eps", c.layer_norm_eps);
-  if (!r.status().ok()) return r.status();
+  RETURN_IF_ERROR(r.status());
   if (c.hidden_act != "gelu" && c.hidden_act != "quick_gelu") {
     return absl::InvalidArgumentError(absl::StrCat(file, ": unsupported hidden_act '", c.hidden_act, "'"));
   }
@@ -137,7 +137,7 @@ absl::StatusOr<UNetConfig> ParseUNetConfig(const std::string& text, const std::s
   r.Get("norm_eps", c.norm_eps);
   r.Get("flip_sin_to_cos", c.flip_sin_to_cos);
   r.Get("freq_shift", c.freq_shift);
-  if (!r.status().ok()) return r.status();
+  RETURN_IF_ERROR(r.status());
   if (c.down_block_types.size() != levels || c.up_block_types.size() != levels ||
       c.attention_head_dim.size() != levels || c.transformer_layers_per_block.size() != levels) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -161,7 +161,7 @@ absl::StatusOr<VaeConfig> ParseVaeConfig(const std::string& text, const std::str
   r.Get("use_quant_conv", c.use_quant_conv);
   r.Get("use_post_quant_conv", c.use_post_quant_conv);
   r.Get("mid_block_add_attention", c.mid_block_add_attention);
-  if (!r.status().ok()) return r.status();
+  RETURN_IF_ERROR(r.status());
   if (c.block_out_channels.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": block_out_channels is empty"));
   }
@@ -179,7 +179,7 @@ absl::StatusOr<SchedulerConfig> ParseSchedulerConfig(const std::string& text, co
   r.Get("steps_offset", c.steps_offset);
   std::string prediction = "epsilon";
   r.Get("prediction_type", prediction);
-  if (!r.status().ok()) return r.status();
+  RETURN_IF_ERROR(r.status());
   if (prediction != "epsilon") {
     return absl::InvalidArgumentError(absl::StrCat(file, ": prediction_type '", prediction,
                                                    "' is not supported (epsilon only)"));
@@ -204,7 +204,7 @@ absl::StatusOr<SdxlConfig> LoadSdxlConfig(const std::string& dir, SdxlConfig c) 
                          load("unet/config.json", ParseUNetConfig, c.unet),
                          load("vae/config.json", ParseVaeConfig, c.vae),
                          load("scheduler/scheduler_config.json", ParseSchedulerConfig, c.scheduler)}) {
-    if (!s.ok()) return s;
+    RETURN_IF_ERROR(s);
   }
   return c;
 }

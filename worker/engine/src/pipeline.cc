@@ -250,12 +250,10 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
                                                const PreviewFn& preview) {
   RETURN_IF_ERROR(ValidateRequest(request));
   const SamplerKind sampler = request.sampler;
-  auto schedule = MakeSchedule(models_.config.scheduler, sampler, request.schedule, request.steps);
-  if (!schedule.ok()) return schedule.status();
+  ASSIGN_OR_RETURN(auto schedule, MakeSchedule(models_.config.scheduler, sampler, request.schedule, request.steps));
   const bool img2img = request.images.front().init_image.has_value();
   if (img2img) {
-    schedule = LastSteps(*schedule, request.strength);
-    if (!schedule.ok()) return schedule.status();
+    ASSIGN_OR_RETURN(schedule, LastSteps(schedule, request.strength));
   }
   const auto lora_start = Clock::now();
   RETURN_IF_ERROR(loras_->Activate(request.loras));
@@ -339,12 +337,12 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   if (img2img) {
     // Per generator: the encoder's draw first, then the noise added at the first kept step.
     torch::Tensor x0 = EncodeImages(request, noise.generators);
-    x = AddNoise(sampler, *schedule, x0, noise.Draw().to(device));
+    x = AddNoise(sampler, schedule, x0, noise.Draw().to(device));
   } else {
-    x = (noise.Draw() * schedule->init_noise_sigma).to(device);
+    x = (noise.Draw() * schedule.init_noise_sigma).to(device);
   }
   // img2img: the ControlNets' window counts the steps that run (diffusers' img2img pipeline).
-  const int steps = static_cast<int>(schedule->timesteps.size());
+  const int steps = static_cast<int>(schedule.timesteps.size());
   EpsilonFn epsilon = [&](const torch::Tensor& xs, double t, int step) {
     return GuidedEpsilon(xs, t, context_kv, pooled, time_ids, request.cfg, conditioning, controls, step, steps);
   };
@@ -357,7 +355,7 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
     return go_on;
   };
   try {
-    x = Sample(sampler, *schedule, x, epsilon, ancestral, on_step, request.tcd_gamma);
+    x = Sample(sampler, schedule, x, epsilon, ancestral, on_step, request.tcd_gamma);
   } catch (const CancelledError&) {
     return absl::CancelledError("generation cancelled");
   }
