@@ -18,7 +18,7 @@
 //
 // Without --auth (or, for gRPC, TLS with client certificates) every port serves this
 // machine only (loopback), unless --insecure-listen says to serve others anyway
-// (service/exposure.h). SIGHUP reloads the TLS files and the
+// (transport/access/exposure.h). SIGHUP reloads the TLS files and the
 // --auth token file. `backup` copies the database consistently while a coordinator runs on it (docs/security.md,
 // docs/operations.md).
 //
@@ -53,17 +53,17 @@
 #include "common/cli.h"
 #include "common/files.h"
 #include "common/logging.h"
-#include "coordinator/service/auth.h"
-#include "coordinator/service/client_service.h"
-#include "coordinator/service/coordinator.h"
-#include "coordinator/service/exposure.h"
-#include "coordinator/service/gatekeeper.h"
-#include "coordinator/service/grpc_servers.h"
-#include "coordinator/service/http_endpoint.h"
-#include "coordinator/service/leader.h"
-#include "coordinator/service/standby.h"
-#include "coordinator/service/tls.h"
-#include "coordinator/service/worker_gateway.h"
+#include "coordinator/transport/access/auth.h"
+#include "coordinator/transport/grpc/client_service.h"
+#include "coordinator/core/coordinator.h"
+#include "coordinator/transport/access/exposure.h"
+#include "coordinator/transport/access/gatekeeper.h"
+#include "coordinator/transport/grpc/grpc_servers.h"
+#include "coordinator/transport/http/http_endpoint.h"
+#include "coordinator/core/leader.h"
+#include "coordinator/transport/standby.h"
+#include "coordinator/transport/access/tls.h"
+#include "coordinator/transport/grpc/worker_gateway.h"
 #include "coordinator/store/backup.h"
 #include "coordinator/store/store.h"
 #include "spdlog/spdlog.h"

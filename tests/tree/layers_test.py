@@ -23,6 +23,22 @@ FORBIDDEN = [
     ("worker/engine/", ("worker/batch", "worker/blob", "worker/sprite", "worker/thread", "worker/worker",
                         "coordinator/", "client/")),
     ("worker/", ("coordinator/", "client/")),
+    # The coordinator's layers: transport/ -> core/ -> scheduling/, store/; nothing points back
+    # up, and the transports do not lean on each other (access/ serves gRPC and HTTP alike).
+    ("coordinator/store/", ("coordinator/core/", "coordinator/transport/", "coordinator/app/", "coordinator/tools/",
+                            "coordinator/scheduling/", "worker/", "client/", PUBLIC)),
+    ("coordinator/scheduling/", ("coordinator/core/", "coordinator/transport/", "coordinator/app/",
+                                 "coordinator/tools/", "worker/", "client/", PUBLIC)),
+    ("coordinator/core/", ("coordinator/transport/", "coordinator/app/", "coordinator/tools/", "worker/", "client/",
+                           PUBLIC)),
+    ("coordinator/transport/access/", ("coordinator/transport/grpc/", "coordinator/transport/http/",
+                                       "coordinator/transport/standby", "coordinator/app/", "coordinator/tools/",
+                                       "worker/", "client/", PUBLIC)),
+    ("coordinator/transport/grpc/", ("coordinator/transport/http/", "coordinator/app/", "coordinator/tools/",
+                                     "worker/", "client/", PUBLIC)),
+    ("coordinator/transport/http/", ("coordinator/transport/grpc/", "coordinator/app/", "coordinator/tools/",
+                                     "worker/", "client/", PUBLIC)),
+    ("coordinator/transport/", ("coordinator/app/", "coordinator/tools/", "worker/", "client/", PUBLIC)),
     ("coordinator/", ("worker/", "client/", PUBLIC)),
     ("client/", ("worker/", "coordinator/", PUBLIC)),
 ]

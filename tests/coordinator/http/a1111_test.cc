@@ -1,5 +1,5 @@
 // A1111 txt2img requests as spriteforge manifests, and the response fields built back.
-#include "coordinator/http/a1111.h"
+#include "coordinator/transport/http/a1111.h"
 
 #include <gtest/gtest.h>
 

@@ -1,12 +1,12 @@
 // Which requests a browser may carry to the HTTP API from pages elsewhere, decided from
 // their headers alone (http/browser_safety).
-#include "coordinator/http/browser_safety.h"
+#include "coordinator/transport/http/browser_safety.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
-#include "coordinator/service/http_connections.h"
+#include "coordinator/transport/http/http_connections.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

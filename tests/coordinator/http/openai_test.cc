@@ -1,5 +1,5 @@
 // OpenAI image generation requests as spriteforge manifests.
-#include "coordinator/http/openai.h"
+#include "coordinator/transport/http/openai.h"
 
 #include <gtest/gtest.h>
 

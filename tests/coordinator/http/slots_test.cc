@@ -1,7 +1,7 @@
 // Event streams and blocking calls each hold a server thread; their counts are capped.
 #include <gtest/gtest.h>
 
-#include "coordinator/http/http_api.h"
+#include "coordinator/transport/http/http_api.h"
 
 namespace spriteforge::coordinator::http {
 namespace {

@@ -9,11 +9,11 @@
 
 #include <regex>
 
-#include "coordinator/service/exposure.h"
-#include "coordinator/service/gatekeeper.h"
-#include "coordinator/service/grpc_servers.h"
-#include "coordinator/service/http_access.h"
-#include "coordinator/service/http_endpoint.h"
+#include "coordinator/transport/access/exposure.h"
+#include "coordinator/transport/access/gatekeeper.h"
+#include "coordinator/transport/grpc/grpc_servers.h"
+#include "coordinator/transport/http/http_access.h"
+#include "coordinator/transport/http/http_endpoint.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
 

@@ -1,5 +1,5 @@
 // The token table, the roles' permissions and the submission rate limiter, without RPC.
-#include "coordinator/service/auth.h"
+#include "coordinator/transport/access/auth.h"
 
 #include <gtest/gtest.h>
 

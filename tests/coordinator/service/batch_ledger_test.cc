@@ -2,7 +2,7 @@
 // preview only for an item of that batch at 1/8 of its size; batches in dispatch order;
 // leases renewed by real progress only, lost after one lease without it;
 // which failures count against the items; the storage pause's doubling. Pure.
-#include "coordinator/service/batch_ledger.h"
+#include "coordinator/core/batch_ledger.h"
 
 #include <gtest/gtest.h>
 

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "common/png.h"
-#include "coordinator/service/coordinator.h"
+#include "coordinator/core/coordinator.h"
 
 namespace spriteforge::coordinator::testing {
 

@@ -3,7 +3,7 @@
 // messages; and a worker refused by the core hears why, with the core's status code.
 #include <grpcpp/grpcpp.h>
 
-#include "coordinator/service/grpc_servers.h"
+#include "coordinator/transport/grpc/grpc_servers.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
 

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "coordinator/service/http_endpoint.h"
+#include "coordinator/transport/http/http_endpoint.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
 
 namespace spriteforge::coordinator {

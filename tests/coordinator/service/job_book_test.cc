@@ -2,7 +2,7 @@
 // moment it finishes (job.json, job_done to its watchers, out of the cache), watchers'
 // order, and a job whose model nobody serves: told once, failed after the timeout.
 // The `served` flag stands in for the worker registry's answer.
-#include "coordinator/service/job_book.h"
+#include "coordinator/core/job_book.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <future>
 #include <mutex>
 
-#include "coordinator/service/results.h"
+#include "coordinator/core/results.h"
 
 namespace spriteforge::coordinator {
 namespace {

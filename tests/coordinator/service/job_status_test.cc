@@ -11,7 +11,7 @@
 #include <chrono>
 #include <thread>
 
-#include "coordinator/service/http_endpoint.h"
+#include "coordinator/transport/http/http_endpoint.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
 
 namespace spriteforge::coordinator {

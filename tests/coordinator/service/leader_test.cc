@@ -1,7 +1,7 @@
 // Active/standby between coordinators sharing a database, on real stores of both backends:
 // the pure decision, a standby waiting while the leader renews, taking over once the leader
 // stops renewing, and the old leader finding out it lost.
-#include "coordinator/service/leader.h"
+#include "coordinator/core/leader.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // The coordinator's /metrics text: what Prometheus' own linter (`promtool check metrics`)
 // accepts, exact values, build and process metrics.
-#include "coordinator/service/metrics.h"
+#include "coordinator/core/metrics.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 
 #include <gtest/gtest.h>
 
-#include "coordinator/service/process_metrics.h"
+#include "coordinator/core/process_metrics.h"
 
 namespace spriteforge::coordinator {
 namespace {

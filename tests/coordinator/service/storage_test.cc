@@ -8,8 +8,8 @@
 #include <fstream>
 #include <thread>
 
-#include "coordinator/service/http_endpoint.h"
-#include "coordinator/service/results.h"
+#include "coordinator/transport/http/http_endpoint.h"
+#include "coordinator/core/results.h"
 #include "coordinator/store/sqlite.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
 

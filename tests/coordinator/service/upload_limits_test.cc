@@ -6,9 +6,9 @@
 
 #include <thread>
 
-#include "coordinator/service/core_clock.h"
-#include "coordinator/service/gatekeeper.h"
-#include "coordinator/service/grpc_servers.h"
+#include "coordinator/core/core_clock.h"
+#include "coordinator/transport/access/gatekeeper.h"
+#include "coordinator/transport/grpc/grpc_servers.h"
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
 

@@ -1,7 +1,7 @@
 // The worker registry's rules: one stream per worker id, quarantine, when a worker's
 // stored leases are extended (real progress, never heartbeats), when it counts as silent, and
 // which models are served. Pure: no store, no streams (NullChannel stands in for one).
-#include "coordinator/service/worker_registry.h"
+#include "coordinator/core/worker_registry.h"
 
 #include <gtest/gtest.h>
 

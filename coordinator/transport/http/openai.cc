@@ -1,0 +1,74 @@
+#include "coordinator/transport/http/openai.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/transport/http/request_fields.h"
+
+namespace spriteforge::coordinator::http {
+namespace {
+
+absl::Status ParseSize(const std::string& size, const ManifestLimits& limits, int64_t* width, int64_t* height) {
+  const size_t x = size.find('x');
+  if (x == std::string::npos || !absl::SimpleAtoi(size.substr(0, x), width) ||
+      !absl::SimpleAtoi(size.substr(x + 1), height)) {
+    return absl::InvalidArgumentError(absl::StrCat("size: expected WIDTHxHEIGHT such as 1024x1024, got '", size, "'"));
+  }
+  RETURN_IF_ERROR(CheckSize("size width", *width, limits.min_size, limits.max_size));
+  return CheckSize("size height", *height, limits.min_size, limits.max_size);
+}
+
+}  // namespace
+
+absl::StatusOr<ImageGeneration> ParseImageGeneration(const nlohmann::json& body, const ManifestLimits& limits,
+                                                     int max_images, const std::function<uint64_t()>& draw_seed) {
+  static const char* const kKnown[] = {"prompt", "model", "n", "size", "response_format", "quality", "style",
+                                       "user", "negative_prompt", "seed", "steps", "cfg_scale", "sampler"};
+  for (const auto& [key, value] : body.items()) {
+    if (std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }) == std::end(kKnown)) {
+      return absl::InvalidArgumentError(absl::StrCat("unrecognized request argument: ", key));
+    }
+  }
+  ImageGeneration r;
+  absl::Status s;
+  if (!body.contains("prompt") || body["prompt"].is_null()) return absl::InvalidArgumentError("prompt: is required");
+  if (s = ReadString(body, "prompt", &r.prompt); !s.ok()) return s;
+  if (s = ReadString(body, "model", &r.model); !s.ok()) return s;
+  if (s = ReadInt(body, "n", 1, max_images, &r.n); !s.ok()) return s;
+  std::string size;
+  if (s = ReadString(body, "size", &size); !s.ok()) return s;
+  if (!size.empty()) {
+    if (s = ParseSize(size, limits, &r.width, &r.height); !s.ok()) return s;
+  }
+  if (s = ReadString(body, "response_format", &r.response_format); !s.ok()) return s;
+  if (r.response_format != "b64_json" && r.response_format != "url") {
+    return absl::InvalidArgumentError(absl::StrCat("response_format: expected b64_json or url, got '", r.response_format, "'"));
+  }
+  for (const char* ignored : {"quality", "style", "user"}) {
+    std::string unused;
+    if (s = ReadString(body, ignored, &unused); !s.ok()) return s;
+  }
+  r.has_negative = body.contains("negative_prompt") && !body["negative_prompt"].is_null();
+  if (s = ReadString(body, "negative_prompt", &r.negative_prompt); !s.ok()) return s;
+  if (s = ReadInt(body, "seed", -1, std::numeric_limits<int64_t>::max(), &r.seed); !s.ok()) return s;
+  if (s = ReadInt(body, "steps", 1, limits.max_steps, &r.steps); !s.ok()) return s;
+  if (s = ReadNumber(body, "cfg_scale", 0, limits.max_cfg, &r.cfg_scale); !s.ok()) return s;
+  if (s = ReadString(body, "sampler", &r.sampler); !s.ok()) return s;
+  r.first_seed = r.seed >= 0 ? static_cast<uint64_t>(r.seed) : draw_seed();
+  return r;
+}
+
+nlohmann::json ImageGenerationManifest(const ImageGeneration& r, const std::string& model) {
+  nlohmann::json item = {{"prompt", r.prompt}, {"count", r.n}, {"seed", r.first_seed}};
+  if (r.has_negative) item["negative"] = r.negative_prompt;
+  return {{"name", "images-generations"},
+          {"model", model},
+          {"defaults",
+           {{"width", r.width}, {"height", r.height}, {"steps", r.steps}, {"cfg", r.cfg_scale}, {"sampler", r.sampler}}},
+          {"items", {item}}};
+}
+
+}  // namespace spriteforge::coordinator::http

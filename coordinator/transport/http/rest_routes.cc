@@ -1,0 +1,285 @@
+// Native REST: jobs (submit, list, get, cancel), their results and the workers.
+#include <httplib.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "common/png.h"
+#include "common/status_macros.h"
+#include "common/sprite/control/canny.h"
+#include "common/sprite/control/pose_library.h"
+#include "common/sprite/control/resize.h"
+#include "coordinator/transport/http/http_api.h"
+#include "coordinator/transport/http/http_json.h"
+#include "coordinator/core/results.h"
+
+namespace spriteforge::coordinator::http {
+namespace {
+
+constexpr char kJob[] = R"(/v1/jobs/([A-Za-z0-9._-]{1,128}))";
+
+// Query flags read "true"/"1"; anything else is an error rather than a silent false.
+absl::Status BoolParam(const httplib::Request& req, const char* name, bool* out) {
+  *out = false;
+  if (!req.has_param(name)) return absl::OkStatus();
+  const std::string v = req.get_param_value(name);
+  if (v == "true" || v == "1") *out = true;
+  else if (v != "false" && v != "0") return absl::InvalidArgumentError(absl::StrCat(name, ": expected true or false, got '", v, "'"));
+  return absl::OkStatus();
+}
+
+std::string ResultUrl(const std::string& job_id, int index) {
+  return absl::StrCat("/v1/jobs/", job_id, "/results/", index, ".png");
+}
+
+void Submit(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  v1::SubmitJobRequest request;
+  request.set_manifest(req.body);
+  request.set_manifest_name(req.has_param("filename") ? req.get_param_value("filename") : "manifest");
+  request.set_idempotency_key(req.get_header_value("Idempotency-Key"));
+  if (req.has_param("model")) request.set_model_override(req.get_param_value("model"));
+  if (req.has_param("preview_every")) {
+    int every = 0;
+    if (!absl::SimpleAtoi(req.get_param_value("preview_every"), &every) || every < 0) {
+      return ReplyError(res, absl::InvalidArgumentError("preview_every: expected a whole number of steps, 0 or more"));
+    }
+    request.set_preview_every(every);
+  }
+  if (request.manifest().empty()) return ReplyError(res, absl::InvalidArgumentError("the request body (the manifest) is empty"));
+  if (request.idempotency_key().size() > 256) {
+    return ReplyError(res, absl::InvalidArgumentError("Idempotency-Key: at most 256 characters"));
+  }
+  auto who = api.Caller(req);
+  if (!who.ok()) return ReplyError(res, who.status());
+  auto submitted = api.core()->Submit(request, who->name, who->limits);
+  if (!submitted.ok()) return ReplyError(res, submitted.status());
+  res.set_header("Location", absl::StrCat("/v1/jobs/", submitted->job().id()));
+  ReplyJsonText(res, ProtoJson(*submitted), submitted->deduplicated() ? 200 : 201);
+}
+
+void ListJobs(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  v1::ListJobsRequest request;
+  if (req.has_param("limit")) {
+    int limit = 0;
+    if (!absl::SimpleAtoi(req.get_param_value("limit"), &limit) || limit < 1 || limit > 1000) {
+      return ReplyError(res, absl::InvalidArgumentError("limit: expected an integer in 1..1000"));
+    }
+    request.set_limit(limit);
+  }
+  auto who = api.Caller(req);
+  if (!who.ok()) return ReplyError(res, who.status());
+  auto jobs = api.core()->ListJobs(request, SeesAllJobs(*who) ? std::nullopt : std::optional(who->name));
+  if (!jobs.ok()) return ReplyError(res, jobs.status());
+  ReplyJsonText(res, ProtoJson(*jobs));
+}
+
+void GetJob(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  v1::GetJobRequest request;
+  request.set_job_id(req.matches[1]);
+  bool items = false;
+  if (auto s = BoolParam(req, "items", &items); !s.ok()) return ReplyError(res, s);
+  request.set_include_items(items);
+  auto job = api.core()->GetJob(request);
+  if (!job.ok()) return ReplyError(res, job.status());
+  ReplyJsonText(res, ProtoJson(*job));
+}
+
+void CancelJob(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  v1::CancelJobRequest request;
+  request.set_job_id(req.matches[1]);
+  auto job = api.core()->Cancel(request);
+  if (!job.ok()) return ReplyError(res, job.status());
+  ReplyJsonText(res, ProtoJson(*job));
+}
+
+absl::StatusOr<v1::GetJobResponse> JobWithItems(HttpApi& api, const std::string& job_id) {
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  request.set_include_items(true);
+  return api.core()->GetJob(request);
+}
+
+// The finished images of a job, with the URLs that serve them.
+void ListResults(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  auto job = JobWithItems(api, req.matches[1]);
+  if (!job.ok()) return ReplyError(res, job.status());
+  nlohmann::json results = nlohmann::json::array();
+  for (const v1::Item& item : job->items()) {
+    if (item.state() != v1::ITEM_DONE) continue;
+    nlohmann::json r = {{"index", item.index()},
+                        {"seed", std::to_string(item.params().seed())},
+                        {"prompt", item.params().prompt()},
+                        {"width", item.sampling().width()},
+                        {"height", item.sampling().height()},
+                        {"worker_id", item.worker_id()},
+                        {"url", ResultUrl(job->job().id(), item.index())}};
+    if (!item.sprite_path().empty()) r["render_url"] = ResultUrl(job->job().id(), item.index()) + "?render=true";
+    results.push_back(std::move(r));
+  }
+  ReplyJson(res, {{"job_id", job->job().id()},
+                  {"state", v1::JobState_Name(job->job().state())},
+                  {"total", job->job().counts().total()},
+                  {"results", std::move(results)}});
+}
+
+// One image: the sprite when the job made one (the raw render with ?render=true).
+void GetResultImage(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  int index = 0;
+  if (!absl::SimpleAtoi(std::string(req.matches[2]), &index)) {
+    return ReplyError(res, absl::InvalidArgumentError("the image index must be an integer"));
+  }
+  bool render = false;
+  if (auto s = BoolParam(req, "render", &render); !s.ok()) return ReplyError(res, s);
+  auto job = JobWithItems(api, req.matches[1]);
+  if (!job.ok()) return ReplyError(res, job.status());
+  const v1::Item* item = nullptr;
+  for (const v1::Item& it : job->items()) {
+    if (it.index() == index) item = &it;
+  }
+  if (!item) return ReplyError(res, absl::NotFoundError(absl::StrCat("job ", job->job().id(), " has no image ", index)));
+  if (item->state() != v1::ITEM_DONE) {
+    return ReplyError(res, absl::NotFoundError(absl::StrCat("image ", index, " of job ", job->job().id(), " is ",
+                                                            v1::ItemState_Name(item->state()), ", not done")));
+  }
+  // Rows name the files; only those inside the results folder are served.
+  auto path = ConfinedResultPath(api.core()->options().output_dir,
+                                 item->sprite_path().empty() || render ? item->image_path() : item->sprite_path());
+  if (!path.ok()) {
+    return ReplyError(res, absl::InternalError(absl::StrCat("image ", index, " of job ", job->job().id(),
+                                                            " lies outside the results folder; not served")));
+  }
+  auto png = ReadFile(*path);
+  if (!png.ok()) return ReplyError(res, absl::InternalError(absl::StrCat("cannot read the image of item ", index)));
+  // A committed result never changes, so browsers may keep it.
+  res.set_header("Cache-Control", "max-age=86400, immutable");
+  res.set_content(*png, "image/png");
+}
+
+// The item of a job, by index.
+absl::StatusOr<v1::Item> JobItem(HttpApi& api, const std::string& job_id, const std::string& index_text) {
+  int index = 0;
+  if (!absl::SimpleAtoi(index_text, &index)) return absl::InvalidArgumentError("the image index must be an integer");
+  ASSIGN_OR_RETURN(auto job, JobWithItems(api, job_id));
+  for (const v1::Item& item : job.items()) {
+    if (item.index() == index) return item;
+  }
+  return absl::NotFoundError(absl::StrCat("job ", job.job().id(), " has no image ", index));
+}
+
+// An item's inputs that can be shown: control<k> (one per ControlNet) and reference<k>.
+std::vector<std::string> InputNames(const v1::Item& item) {
+  std::vector<std::string> names;
+  for (int k = 0; k < item.params().controls_size(); ++k) names.push_back(absl::StrCat("control", k));
+  for (int k = 0; k < item.params().reference_sha256_size(); ++k) names.push_back(absl::StrCat("reference", k));
+  return names;
+}
+
+// An uploaded file of the job's owner, as stored (collected once no unfinished job names it).
+absl::StatusOr<std::string> UploadedBytes(HttpApi& api, const std::string& job_id, const std::string& sha256) {
+  ASSIGN_OR_RETURN(auto owner, api.core()->JobOwner(job_id));
+  auto path = api.core()->blobs()->PathFor(sha256, owner);
+  if (!path.ok()) return absl::NotFoundError(absl::StrCat("uploaded file ", sha256, " is no longer stored"));
+  return ReadFile(*path);
+}
+
+absl::StatusOr<RasterImage> UploadedPng(HttpApi& api, const std::string& job_id, const std::string& sha256) {
+  ASSIGN_OR_RETURN(auto bytes, UploadedBytes(api, job_id, sha256));
+  return DecodePng(bytes);
+}
+
+// The control image as the ControlNet sees it, at the item's size: a picture resized, Canny
+// edges found, a pose drawn, as the worker makes them.
+absl::StatusOr<RasterImage> ControlPicture(HttpApi& api, const std::string& job_id, const v1::Item& item, int k) {
+  const v1::ControlImage& c = item.params().controls(k);
+  const int width = item.sampling().width(), height = item.sampling().height();
+  switch (c.source_case()) {
+    case v1::ControlImage::kImageSha256: {
+      ASSIGN_OR_RETURN(auto png, UploadedPng(api, job_id, c.image_sha256()));
+      return control::ResizeControlImage(png, width, height);
+    }
+    case v1::ControlImage::kCanny: {
+      ASSIGN_OR_RETURN(auto png, UploadedPng(api, job_id, c.canny().image_sha256()));
+      ASSIGN_OR_RETURN(auto resized, control::ResizeControlImage(png, width, height));
+      return control::CannyEdges(resized, static_cast<int>(c.canny().low()), static_cast<int>(c.canny().high()));
+    }
+    case v1::ControlImage::kPose: {
+      const size_t slash = c.pose().rfind('/');
+      ASSIGN_OR_RETURN(auto poses, control::LoadBuiltinPoseSet(c.pose().substr(0, slash)));
+      for (const control::NamedPose& pose : poses) {
+        if (slash != std::string::npos && pose.name == c.pose().substr(slash + 1)) {
+          return control::DrawPose(pose.keypoints, width, height);
+        }
+      }
+      return absl::NotFoundError(absl::StrCat("pose '", c.pose(), "' is not among the built-in poses"));
+    }
+    case v1::ControlImage::kPoseSha256: {
+      ASSIGN_OR_RETURN(auto text, UploadedBytes(api, job_id, c.pose_sha256()));
+      const nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+      auto poses = control::ParsePoseSet(doc, "pose");
+      if (!poses.ok() || poses->empty()) return absl::InternalError("the uploaded pose file holds no pose");
+      return control::DrawPose(poses->front().keypoints, width, height);
+    }
+    default:
+      return absl::NotFoundError("the control image names no source");
+  }
+}
+
+// GET /v1/jobs/ID/items/N/inputs: the item's control and reference images with their URLs.
+void ListInputs(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  auto item = JobItem(api, req.matches[1], req.matches[2]);
+  if (!item.ok()) return ReplyError(res, item.status());
+  nlohmann::json inputs = nlohmann::json::array();
+  for (const std::string& name : InputNames(*item)) {
+    inputs.push_back({{"name", name},
+                      {"kind", name.rfind("control", 0) == 0 ? "control" : "reference"},
+                      {"url", absl::StrCat("/v1/jobs/", std::string(req.matches[1]), "/items/", item->index(),
+                                           "/inputs/", name, ".png")}});
+  }
+  ReplyJson(res, {{"index", item->index()}, {"inputs", std::move(inputs)}});
+}
+
+// GET /v1/jobs/ID/items/N/inputs/(control|reference)K.png.
+void GetInputImage(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  auto item = JobItem(api, req.matches[1], req.matches[2]);
+  if (!item.ok()) return ReplyError(res, item.status());
+  const std::string kind = req.matches[3];
+  int k = 0;
+  absl::SimpleAtoi(std::string(req.matches[4]), &k);
+  const bool control = kind == "control";
+  if (k >= (control ? item->params().controls_size() : item->params().reference_sha256_size())) {
+    return ReplyError(res, absl::NotFoundError(absl::StrCat("image ", item->index(), " has no ", kind, " ", k)));
+  }
+  absl::StatusOr<std::string> png;
+  if (control) {
+    auto picture = ControlPicture(api, req.matches[1], *item, k);
+    png = picture.ok() ? EncodePng(*picture) : absl::StatusOr<std::string>(picture.status());
+  } else {
+    png = UploadedBytes(api, req.matches[1], item->params().reference_sha256(k));
+  }
+  if (!png.ok()) return ReplyError(res, png.status());
+  res.set_header("Cache-Control", "max-age=86400, immutable");  // an item's inputs never change
+  res.set_content(*png, "image/png");
+}
+
+}  // namespace
+
+void RegisterRestRoutes(httplib::Server& server, HttpApi& api) {
+  using Req = const httplib::Request&;
+  using Res = httplib::Response&;
+  api.Post(server, "/v1/jobs", [&api](Req req, Res res) { Submit(api, req, res); });
+  server.Get("/v1/jobs", [&api](Req req, Res res) { ListJobs(api, req, res); });
+  server.Get(kJob, [&api](Req req, Res res) { GetJob(api, req, res); });
+  api.Post(server, absl::StrCat(kJob, "/cancel"), [&api](Req req, Res res) { CancelJob(api, req, res); });
+  server.Get(absl::StrCat(kJob, "/results"), [&api](Req req, Res res) { ListResults(api, req, res); });
+  server.Get(absl::StrCat(kJob, R"(/results/(\d{1,9})\.png)"),
+             [&api](Req req, Res res) { GetResultImage(api, req, res); });
+  server.Get(absl::StrCat(kJob, R"(/items/(\d{1,9})/inputs)"), [&api](Req req, Res res) { ListInputs(api, req, res); });
+  server.Get(absl::StrCat(kJob, R"(/items/(\d{1,9})/inputs/(control|reference)(\d{1,2})\.png)"),
+             [&api](Req req, Res res) { GetInputImage(api, req, res); });
+  server.Get("/v1/workers", [&api](Req, Res res) { ReplyJsonText(res, ProtoJson(api.core()->ListWorkers())); });
+}
+
+}  // namespace spriteforge::coordinator::http
