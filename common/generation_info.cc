@@ -10,18 +10,6 @@
 namespace spriteforge {
 namespace {
 
-// A1111's sampler names, so tools that parse the chunk recognise ours.
-std::string A1111SamplerName(v1::Sampler sampler) {
-  switch (sampler) {
-    case v1::SAMPLER_EULER: return "Euler";
-    case v1::SAMPLER_EULER_ANCESTRAL: return "Euler a";
-    case v1::SAMPLER_DPMPP_2M: return "DPM++ 2M";
-    case v1::SAMPLER_LCM: return "LCM";
-    case v1::SAMPLER_TCD: return "TCD";
-    default: return SamplerName(sampler);
-  }
-}
-
 std::string A1111ScheduleName(v1::Schedule schedule) {
   if (schedule == v1::SCHEDULE_KARRAS) return "Karras";
   if (schedule == v1::SCHEDULE_TRAILING || schedule == v1::SCHEDULE_SGM_UNIFORM) return "SGM Uniform";

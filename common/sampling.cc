@@ -54,6 +54,17 @@ std::string ScheduleName(v1::Schedule schedule) {
 std::string SamplerNames() { return Names(v1::Sampler_descriptor(), "SAMPLER_"); }
 std::string ScheduleNames() { return Names(v1::Schedule_descriptor(), "SCHEDULE_"); }
 
+std::string A1111SamplerName(v1::Sampler sampler) {
+  switch (sampler) {
+    case v1::SAMPLER_EULER: return "Euler";
+    case v1::SAMPLER_EULER_ANCESTRAL: return "Euler a";
+    case v1::SAMPLER_DPMPP_2M: return "DPM++ 2M";
+    case v1::SAMPLER_LCM: return "LCM";
+    case v1::SAMPLER_TCD: return "TCD";
+    default: return SamplerName(sampler);
+  }
+}
+
 absl::StatusOr<v1::Sampler> ParseSampler(const std::string& name) {
   ASSIGN_OR_RETURN(auto v, Parse(v1::Sampler_descriptor(), "SAMPLER_", "sampler", name));
   return static_cast<v1::Sampler>(v);

@@ -19,6 +19,10 @@ absl::StatusOr<v1::Schedule> ParseSchedule(const std::string& name);
 std::string SamplerNames();   // "euler, euler_ancestral, dpmpp_2m, lcm or tcd"
 std::string ScheduleNames();
 
+// A1111's name for a sampler ("Euler a" for SAMPLER_EULER_ANCESTRAL): written in an image's
+// parameters text and read by the A1111 dialect.
+std::string A1111SamplerName(v1::Sampler sampler);
+
 // lcm and tcd take their own timesteps (the distillation schedule), so they run only with
 // the normal schedule; an error names the sampler and the schedule. The service's statement
 // of the engine's rule (spriteforge::engine::CheckSamplerSchedule, which common/ may not

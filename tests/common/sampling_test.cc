@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace spriteforge {
 namespace {
 
@@ -23,6 +25,15 @@ TEST(Sampling, NamesRoundTripAndUnknownNamesListTheValidOnes) {
             "unknown schedule 'unspecified' (expected normal, trailing, sgm_uniform or karras)");
   EXPECT_FALSE(ParseSampler("").ok());
   EXPECT_FALSE(ParseSampler("EULER").ok());  // names are lower case, as manifests write them
+}
+
+TEST(Sampling, EverySamplerHasItsOwnA1111Name) {
+  std::set<std::string> names;
+  for (int v = v1::Sampler_MIN + 1; v <= v1::Sampler_MAX; ++v) {
+    EXPECT_TRUE(names.insert(A1111SamplerName(static_cast<v1::Sampler>(v))).second) << v;
+  }
+  EXPECT_EQ(A1111SamplerName(v1::SAMPLER_EULER_ANCESTRAL), "Euler a");
+  EXPECT_EQ(A1111SamplerName(v1::SAMPLER_DPMPP_2M), "DPM++ 2M");
 }
 
 TEST(Sampling, LcmAndTcdRunOnlyWithTheNormalSchedule) {
