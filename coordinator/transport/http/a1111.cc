@@ -10,47 +10,50 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/generation_info.h"
+#include "common/sampling.h"
 #include "common/status_macros.h"
 #include "coordinator/transport/http/request_fields.h"
 
 namespace spriteforge::coordinator::http {
 namespace {
 
-struct SamplerName {
-  const char* a1111;   // as A1111 lists it
-  const char* alias;   // A1111's k-diffusion alias
-  const char* sampler; // spriteforge
+// The samplers A1111 offers that spriteforge has (named by A1111SamplerName), with A1111's
+// k-diffusion alias and the schedule A1111's "Automatic" scheduler picks for each.
+struct A1111Sampler {
+  v1::Sampler sampler;
+  const char* alias;
+  v1::Schedule automatic;
 };
-constexpr SamplerName kSamplers[] = {
-    {"Euler", "k_euler", "euler"},
-    {"Euler a", "k_euler_a", "euler_ancestral"},
-    {"DPM++ 2M", "k_dpmpp_2m", "dpmpp_2m"},
+constexpr A1111Sampler kSamplers[] = {
+    {v1::SAMPLER_EULER, "k_euler", v1::SCHEDULE_NORMAL},
+    {v1::SAMPLER_EULER_ANCESTRAL, "k_euler_a", v1::SCHEDULE_NORMAL},
+    {v1::SAMPLER_DPMPP_2M, "k_dpmpp_2m", v1::SCHEDULE_KARRAS},
 };
 
 // Also accepts the older combined names ("DPM++ 2M Karras") and spriteforge's own.
-absl::Status MapSampler(std::string name, std::string* sampler, std::string* implied_schedule) {
+absl::Status MapSampler(std::string name, const A1111Sampler** sampler, std::string* implied_schedule) {
   std::string lower = absl::AsciiStrToLower(name);
   if (lower.size() > 7 && lower.compare(lower.size() - 7, 7, " karras") == 0) {
     *implied_schedule = "karras";
     lower.resize(lower.size() - 7);
   }
-  for (const SamplerName& s : kSamplers) {
-    if (lower == absl::AsciiStrToLower(s.a1111) || lower == s.alias || lower == s.sampler) {
-      *sampler = s.sampler;
+  std::string available;
+  for (const A1111Sampler& s : kSamplers) {
+    if (lower == absl::AsciiStrToLower(A1111SamplerName(s.sampler)) || lower == s.alias || lower == SamplerName(s.sampler)) {
+      *sampler = &s;
       return absl::OkStatus();
     }
+    absl::StrAppend(&available, available.empty() ? "" : ", ", A1111SamplerName(s.sampler));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("sampler_name: '", name, "' is not available (Euler, Euler a, DPM++ 2M)"));
+  return absl::InvalidArgumentError(absl::StrCat("sampler_name: '", name, "' is not available (", available, ")"));
 }
 
-// A1111's "Automatic" picks each sampler's own default: Karras for DPM++ 2M.
-absl::Status MapScheduler(const std::string& name, const std::string& sampler, std::string* schedule) {
+absl::Status MapScheduler(const std::string& name, const A1111Sampler& sampler, std::string* schedule) {
   const std::string lower = absl::AsciiStrToLower(name);
-  if (lower == "automatic" || lower.empty()) *schedule = sampler == "dpmpp_2m" ? "karras" : "normal";
-  else if (lower == "uniform" || lower == "normal") *schedule = "normal";
-  else if (lower == "karras") *schedule = "karras";
-  else if (lower == "sgm uniform" || lower == "sgm_uniform" || lower == "trailing") *schedule = "trailing";
+  if (lower == "automatic" || lower.empty()) *schedule = ScheduleName(sampler.automatic);
+  else if (lower == "uniform" || lower == "normal") *schedule = ScheduleName(v1::SCHEDULE_NORMAL);
+  else if (lower == "karras") *schedule = ScheduleName(v1::SCHEDULE_KARRAS);
+  else if (lower == "sgm uniform" || lower == "sgm_uniform" || lower == "trailing") *schedule = ScheduleName(v1::SCHEDULE_TRAILING);
   else return absl::InvalidArgumentError(absl::StrCat("scheduler: '", name, "' is not available (Automatic, Uniform, Karras, SGM Uniform)"));
   return absl::OkStatus();
 }
@@ -224,9 +227,11 @@ absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestL
   if (s = ReadString(body, "sampler_name", &r.sampler_name); !s.ok()) return s;
   if (s = ReadString(body, "scheduler", &r.scheduler); !s.ok()) return s;
   std::string implied;
-  if (s = MapSampler(r.sampler_name, &r.sampler, &implied); !s.ok()) return s;
+  const A1111Sampler* sampler = nullptr;
+  if (s = MapSampler(r.sampler_name, &sampler, &implied); !s.ok()) return s;
+  r.sampler = SamplerName(sampler->sampler);
   if (!implied.empty() && (r.scheduler.empty() || absl::AsciiStrToLower(r.scheduler) == "automatic")) r.scheduler = "Karras";
-  if (s = MapScheduler(r.scheduler, r.sampler, &r.schedule); !s.ok()) return s;
+  if (s = MapScheduler(r.scheduler, *sampler, &r.schedule); !s.ok()) return s;
   if (auto it = body.find("override_settings"); it != body.end() && !it->is_null()) {
     if (!it->is_object()) return absl::InvalidArgumentError("override_settings: expected an object");
     std::string checkpoint;
@@ -332,10 +337,10 @@ std::string Txt2ImgInfo(const Txt2Img& r, const std::string& model, const std::v
 
 nlohmann::json A1111Samplers() {
   nlohmann::json list = nlohmann::json::array();
-  for (const SamplerName& s : kSamplers) {
+  for (const A1111Sampler& s : kSamplers) {
     nlohmann::json options = nlohmann::json::object();
-    if (std::string(s.sampler) == "dpmpp_2m") options["scheduler"] = "karras";
-    list.push_back({{"name", s.a1111}, {"aliases", {s.alias}}, {"options", options}});
+    if (s.automatic != v1::SCHEDULE_NORMAL) options["scheduler"] = ScheduleName(s.automatic);
+    list.push_back({{"name", A1111SamplerName(s.sampler)}, {"aliases", {s.alias}}, {"options", options}});
   }
   return list;
 }
