@@ -1,4 +1,4 @@
-"""The Python client (clients/python) against a live coordinator and CPU worker: submit
+"""The Python client (client/python) against a live coordinator and CPU worker: submit
 a manifest, watch it with a progress bar, download its images, idempotent submits,
 cancel, errors, and the command line."""
 
@@ -13,8 +13,8 @@ import threading
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(SOURCE, "clients", "python"))
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.join(SOURCE, "client", "python"))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "coordinator", "http"))
 from live_cluster import LiveCluster  # noqa: E402
 from spriteforge_client import ApiError, Client  # noqa: E402
@@ -96,7 +96,7 @@ class PythonClientTest(unittest.TestCase):
         self.assertGreater(int(workers[0]["total_bytes"]), 0)
 
     def test_command_line(self):
-        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "clients", "python"), SPRITEFORGE_URL=self.cluster.url)
+        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "client", "python"), SPRITEFORGE_URL=self.cluster.url)
 
         def run(*args):
             return subprocess.run([sys.executable, "-m", "spriteforge_client", *args], env=env,
@@ -149,7 +149,7 @@ class PythonClientOptionsTest(unittest.TestCase):
     """Tokens, body types and unreachable coordinators, against a stand-in: no cluster."""
 
     def run_cli(self, *args, **env):
-        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "clients", "python"), **env)
+        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "client", "python"), **env)
         return subprocess.run([sys.executable, "-m", "spriteforge_client", *args], env=env,
                               capture_output=True, text=True, timeout=60)
 
