@@ -17,6 +17,7 @@
 #include "spriteforge/engine/latent_preview.h"
 #include "worker/blob_cache.h"
 #include "worker/engine/adapter/engine_request.h"
+#include "worker/memory_report.h"
 #include "worker/sprite.h"
 
 namespace spriteforge::worker {
@@ -360,12 +361,7 @@ BatchOutcome BatchRunner::Package(const v1::Assignment& a, Rendered rendered, Th
   result.set_total_ms(batch.timings.total_ms);
   result.set_render_start_unix_ms(rendered.start_unix_ms);
   result.set_render_end_unix_ms(rendered.end_unix_ms);
-  v1::MemoryReport* memory = result.mutable_memory();
-  memory->set_total_bytes(batch.memory.total_bytes);
-  memory->set_free_bytes(batch.memory.free_bytes);
-  memory->set_weights_bytes(batch.memory.weights_bytes);
-  memory->set_peak_allocated_bytes(batch.memory.peak_allocated_bytes);
-  memory->set_peak_reserved_bytes(batch.memory.peak_reserved_bytes);
+  *result.mutable_memory() = MeasuredMemory(batch.memory);
   for (int i = 0; i < a.items_size(); ++i) {
     if (!images[i].status.ok()) return Failure(a, v1::FAILURE_INTERNAL, std::string(images[i].status.message()));
     const v1::AssignedItem& item = a.items(i);

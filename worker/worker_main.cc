@@ -37,7 +37,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -57,9 +61,39 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-int Fail(const std::string& message, int code = 1) {
-  std::fprintf(stderr, "spriteforge-worker: error: %s\n", message.c_str());
-  return code;
+// The command line, as CLI11 fills it.
+struct WorkerOptions {
+  std::string coordinator;        // one address or several, comma-separated
+  se::LoadOptions load;           // its dtype comes from `dtype` once parsed
+  std::string dtype;              // chosen by device unless given
+  std::string model_name;         // empty: from the model's path
+  std::string worker_id;          // empty: host and device
+  std::vector<std::string> calibrate;
+  int max_batch = 8;
+  int prefetch = 1;
+  int encode_threads = 0;
+  double reserve_gb = 2.0;
+  double blob_cache_gb = 20.0;
+  std::string palette_dir, lora_dir, controlnet_dir, ip_adapter_dir;
+  std::string cache_dir;          // empty: a new temporary folder
+  spriteforge::ChannelSecurity security;
+  spriteforge::LogOptions log;
+
+  WorkerOptions() { load.device = "cpu"; }
+};
+
+// Why the worker stops with an error: the line it prints and its exit status.
+struct Failure {
+  std::string message;
+  int exit_code = 1;  // 2: the command line is wrong
+};
+using MaybeFailure = std::optional<Failure>;
+
+Failure UsageError(std::string message) { return {std::move(message), 2}; }
+
+int Fail(const Failure& failure) {
+  std::fprintf(stderr, "spriteforge-worker: error: %s\n", failure.message.c_str());
+  return failure.exit_code;
 }
 
 std::string DefaultModelName(const std::string& path) {
@@ -76,138 +110,143 @@ std::string HostName() {
   return host;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  spriteforge::InstallCrashReporting(argv[0]);
-  CLI::App app("spriteforge-worker: loads an SDXL model once, dials the coordinator and runs the batches it "
-               "hands out.",
-               "spriteforge-worker");
-  spriteforge::cli::Configure(app);
-  std::string coordinator, worker_id, model_name, palette_dir, lora_dir, cache_dir, controlnet_dir, ip_adapter_dir;
-  std::vector<std::string> calibrate;
-  int max_batch = 8, prefetch = 1, encode_threads = 0;
-  double reserve_gb = 2.0, blob_cache_gb = 20.0;
-  se::LoadOptions load;
-  load.device = "cpu";
-  std::string dtype;  // chosen by device unless given
-  spriteforge::LogOptions log;
-  app.add_option("--coordinator", coordinator,
+void AddFlags(CLI::App& app, WorkerOptions* o) {
+  app.add_option("--coordinator", o->coordinator,
                  "The coordinator's gRPC address, HOST:PORT; several, comma-separated, for coordinators sharing "
                  "one database")
       ->required();
-  app.add_option("--model", load.model_path,
+  app.add_option("--model", o->load.model_path,
                  "SDXL checkpoint: a single .safetensors file, a diffusers folder, or builtin:tiny (random weights)")
       ->required();
-  app.add_option("--model-name", model_name,
+  app.add_option("--model-name", o->model_name,
                  "The name manifests use for this model (default: the file or folder name without extension)");
-  app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
-  app.add_option("--tokenizer", load.tokenizer_dir, "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
-  app.add_option("--device", load.device, "cpu, cuda or cuda:N");
-  app.add_option("--dtype", dtype, "fp32, fp16, bf16 or fp8 (default: fp32 on cpu, fp16 on cuda)");
-  app.add_option("--max-batch", max_batch, "Most images per batch")->check(CLI::Range(1, 64));
-  app.add_option("--reserve-gb", reserve_gb, "Device memory kept free, in GB")->check(CLI::NonNegativeNumber);
-  app.add_option("--calibrate", calibrate,
+  app.add_option("--config", o->load.config_dir, "diffusers folder with the model's configuration, for single files");
+  app.add_option("--tokenizer", o->load.tokenizer_dir, "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
+  app.add_option("--device", o->load.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", o->dtype, "fp32, fp16, bf16 or fp8 (default: fp32 on cpu, fp16 on cuda)");
+  app.add_option("--max-batch", o->max_batch, "Most images per batch")->check(CLI::Range(1, 64));
+  app.add_option("--reserve-gb", o->reserve_gb, "Device memory kept free, in GB")->check(CLI::NonNegativeNumber);
+  app.add_option("--calibrate", o->calibrate,
                  "Measure the peak memory of batches of 1 and 2 at WxH before taking work (repeatable)")
       ->allow_extra_args(false);
-  app.add_option("--worker-id", worker_id,
+  app.add_option("--worker-id", o->worker_id,
                  "Stable id of this worker (default: HOST-DEVICE, as gpu1-cuda0; workers sharing a device need one "
                  "each)");
-  app.add_option("--prefetch", prefetch, "Batches held ahead of the one rendering")->check(CLI::Range(0, 4));
-  app.add_option("--encode-threads", encode_threads, "Threads encoding PNGs (0: the cores, up to 8)")
+  app.add_option("--prefetch", o->prefetch, "Batches held ahead of the one rendering")->check(CLI::Range(0, 4));
+  app.add_option("--encode-threads", o->encode_threads, "Threads encoding PNGs (0: the cores, up to 8)")
       ->check(CLI::Range(0, 64));
-  app.add_option("--palette-dir", palette_dir,
+  app.add_option("--palette-dir", o->palette_dir,
                  "Folder of .hex/.gpl/.png palettes manifests may name (by file name only)");
-  app.add_option("--lora-dir", lora_dir, "Folder of .safetensors LoRAs manifests may name (by file stem)");
-  app.add_option("--controlnet-dir", controlnet_dir,
+  app.add_option("--lora-dir", o->lora_dir, "Folder of .safetensors LoRAs manifests may name (by file stem)");
+  app.add_option("--controlnet-dir", o->controlnet_dir,
                  "Folder of ControlNets manifests may name: diffusers folders, or .safetensors with config.json beside");
-  app.add_option("--ip-adapter-dir", ip_adapter_dir,
+  app.add_option("--ip-adapter-dir", o->ip_adapter_dir,
                  "Folder of IP-Adapter .safetensors files and image encoder folders (image_encoder/ by default)");
-  app.add_option("--cache-dir", cache_dir,
+  app.add_option("--cache-dir", o->cache_dir,
                  "Folder for uploaded files fetched from the coordinator (default: a new temporary folder)");
-  app.add_option("--blob-cache-gb", blob_cache_gb,
+  app.add_option("--blob-cache-gb", o->blob_cache_gb,
                  "Most the --cache-dir files may take, in GB; the least recently used go first (0: no bound)")
       ->check(CLI::NonNegativeNumber);
-  spriteforge::ChannelSecurity security;
-  spriteforge::AddTlsFlags(app, security);
-  app.add_option("--token", security.token, "Worker token, for coordinators with --auth");
-  spriteforge::cli::AddLogFlags(app, &log);
-  spriteforge::cli::ReadEnvironment(app);
-  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
-  if (auto s = spriteforge::ConfigureLogging(log); !s.ok()) return Fail(std::string(s.message()), 2);
-  if (dtype.empty()) {
-    load.dtype = load.device == "cpu" ? se::Dtype::kFp32 : se::Dtype::kFp16;
-  } else if (auto parsed = se::ParseDtype(dtype); parsed.ok()) {
-    load.dtype = *parsed;
+  spriteforge::AddTlsFlags(app, o->security);
+  app.add_option("--token", o->security.token, "Worker token, for coordinators with --auth");
+  spriteforge::cli::AddLogFlags(app, &o->log);
+}
+
+// Checked now, before the model loads: a bad flag or file is a usage error, not a reconnect
+// loop. Settles the dtype, the palette folder and the cache folder; fills `addresses`.
+MaybeFailure Prepare(WorkerOptions* o, std::vector<std::string>* addresses) {
+  if (auto s = spriteforge::ConfigureLogging(o->log); !s.ok()) return UsageError(std::string(s.message()));
+  if (o->dtype.empty()) {
+    o->load.dtype = o->load.device == "cpu" ? se::Dtype::kFp32 : se::Dtype::kFp16;
+  } else if (auto parsed = se::ParseDtype(o->dtype); parsed.ok()) {
+    o->load.dtype = *parsed;
   } else {
-    return Fail("--dtype: " + std::string(parsed.status().message()), 2);
+    return UsageError("--dtype: " + std::string(parsed.status().message()));
   }
-  // Checked now, before the model loads: a bad file is a usage error, not a reconnect loop.
-  auto addresses = spriteforge::SplitCoordinatorAddresses(coordinator);
-  if (!addresses.ok()) return Fail(std::string(addresses.status().message()), 2);
-  if (auto dialed = spriteforge::DialCoordinator(addresses->front(), security, {}); !dialed.ok()) {
-    return Fail(std::string(dialed.status().message()), 2);
+  auto split = spriteforge::SplitCoordinatorAddresses(o->coordinator);
+  if (!split.ok()) return UsageError(std::string(split.status().message()));
+  *addresses = std::move(*split);
+  if (auto dialed = spriteforge::DialCoordinator(addresses->front(), o->security, {}); !dialed.ok()) {
+    return UsageError(std::string(dialed.status().message()));
   }
-  if (!palette_dir.empty()) {
+  if (!o->palette_dir.empty()) {
     std::error_code ec;
-    if (!std::filesystem::is_directory(palette_dir, ec)) {
-      return Fail("--palette-dir: " + palette_dir + " is not a folder", 2);
+    if (!std::filesystem::is_directory(o->palette_dir, ec)) {
+      return UsageError("--palette-dir: " + o->palette_dir + " is not a folder");
     }
-    sw::SetPaletteFolder(palette_dir);
+    sw::SetPaletteFolder(o->palette_dir);
   }
-  for (const auto& [flag, dir] : {std::pair<const char*, const std::string*>{"--lora-dir", &lora_dir},
-                                   {"--controlnet-dir", &controlnet_dir}, {"--ip-adapter-dir", &ip_adapter_dir}}) {
+  for (const auto& [flag, dir] : {std::pair<const char*, const std::string*>{"--lora-dir", &o->lora_dir},
+                                   {"--controlnet-dir", &o->controlnet_dir},
+                                   {"--ip-adapter-dir", &o->ip_adapter_dir}}) {
     std::error_code ec;
     if (!dir->empty() && !std::filesystem::is_directory(*dir, ec)) {
-      return Fail(std::string(flag) + ": " + *dir + " is not a folder", 2);
+      return UsageError(std::string(flag) + ": " + *dir + " is not a folder");
     }
   }
-  if (cache_dir.empty()) {
+  if (o->cache_dir.empty()) {
     std::string templ = (std::filesystem::temp_directory_path() / "spriteforge-cache-XXXXXX").string();
-    if (!mkdtemp(templ.data())) return Fail("cannot create a cache folder under " + templ);
-    cache_dir = templ;
+    if (!mkdtemp(templ.data())) return Failure{"cannot create a cache folder under " + templ};
+    o->cache_dir = templ;
   }
+  return std::nullopt;
+}
 
+MaybeFailure LoadEngine(const se::LoadOptions& load, std::unique_ptr<se::Engine>* engine) {
   if (load.model_path.rfind("builtin:", 0) == 0) {
     spdlog::warn("model {} has RANDOM weights: its images are noise, useful only to exercise the system",
                  load.model_path);
   }
-  auto engine = se::Engine::Load(load);
-  if (!engine.ok()) return Fail(std::string(engine.status().message()));
+  auto loaded = se::Engine::Load(load);
+  if (!loaded.ok()) return Failure{std::string(loaded.status().message())};
+  *engine = std::move(*loaded);
+  return std::nullopt;
+}
 
+sw::WorkerIdentity IdentityOf(const WorkerOptions& o) {
   sw::WorkerIdentity identity;
-  identity.worker_id = worker_id.empty() ? sw::DefaultWorkerId(HostName(), load.device) : worker_id;
-  identity.model_name = model_name.empty() ? DefaultModelName(load.model_path) : model_name;
-  identity.max_batch = max_batch;
-  identity.prefetch = prefetch;
-  identity.encode_threads = encode_threads;
-  identity.reserve_bytes = static_cast<uint64_t>(reserve_gb * 1e9);
-  identity.lora_dir = lora_dir;
-  identity.controlnet_dir = controlnet_dir;
-  identity.ip_adapter_dir = ip_adapter_dir;
-  identity.cache_dir = cache_dir;
-  identity.cache_max_bytes = static_cast<uint64_t>(blob_cache_gb * 1e9);
-  // Calibration: the measured peak of one and two images at a shape, so the coordinator's
-  // memory model starts from this device's numbers rather than a prior.
-  for (const std::string& shape : calibrate) {
+  identity.worker_id = o.worker_id.empty() ? sw::DefaultWorkerId(HostName(), o.load.device) : o.worker_id;
+  identity.model_name = o.model_name.empty() ? DefaultModelName(o.load.model_path) : o.model_name;
+  identity.max_batch = o.max_batch;
+  identity.prefetch = o.prefetch;
+  identity.encode_threads = o.encode_threads;
+  identity.reserve_bytes = static_cast<uint64_t>(o.reserve_gb * 1e9);
+  identity.lora_dir = o.lora_dir;
+  identity.controlnet_dir = o.controlnet_dir;
+  identity.ip_adapter_dir = o.ip_adapter_dir;
+  identity.cache_dir = o.cache_dir;
+  identity.cache_max_bytes = static_cast<uint64_t>(o.blob_cache_gb * 1e9);
+  return identity;
+}
+
+// The measured peak of one and two images at each shape, so the coordinator's memory model
+// starts from this device's numbers rather than a prior.
+MaybeFailure Calibrate(se::Engine* engine, const std::vector<std::string>& shapes,
+                       std::vector<spriteforge::v1::Calibration>* calibrations) {
+  for (const std::string& shape : shapes) {
     std::vector<std::string> wh = absl::StrSplit(shape, 'x');
     int w = 0, h = 0;
     if (wh.size() != 2 || !absl::SimpleAtoi(wh[0], &w) || !absl::SimpleAtoi(wh[1], &h)) {
-      return Fail("--calibrate: expected WxH, got '" + shape + "'", 2);
+      return UsageError("--calibrate: expected WxH, got '" + shape + "'");
     }
     for (int batch : {1, 2}) {
-      auto stats = (*engine)->Calibrate(batch, h, w);
-      if (!stats.ok()) return Fail(absl::StrCat("calibration at ", shape, ": ", stats.status().message()));
+      auto stats = engine->Calibrate(batch, h, w);
+      if (!stats.ok()) return Failure{absl::StrCat("calibration at ", shape, ": ", stats.status().message())};
       spriteforge::v1::Calibration c;
       c.set_batch(batch);
       c.set_width(w);
       c.set_height(h);
       c.set_peak_bytes(stats->peak_allocated_bytes);
-      identity.calibrations.push_back(c);
+      calibrations->push_back(c);
       spdlog::info("calibrated {} x {}x{}: peak {:.2f} GB", batch, w, h, stats->peak_allocated_bytes / 1e9);
     }
   }
+  return std::nullopt;
+}
 
+// Sessions with the coordinators in turn until a signal stops the worker.
+MaybeFailure Serve(se::Engine* engine, const sw::WorkerIdentity& identity, const std::vector<std::string>& addresses,
+                   const spriteforge::ChannelSecurity& security) {
   std::signal(SIGINT, [](int) { g_stop = true; });
   std::signal(SIGTERM, [](int) { g_stop = true; });
   grpc::ChannelArguments args;
@@ -218,14 +257,14 @@ int main(int argc, char** argv) {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   // Backoff between attempts: 0.25 s doubling to 8 s, reset after a session that registered.
   int backoff_ms = 250;
-  spdlog::info("worker {} serving model {} on {}", identity.worker_id, identity.model_name, (*engine)->Device().name);
+  spdlog::info("worker {} serving model {} on {}", identity.worker_id, identity.model_name, engine->Device().name);
   size_t next = 0;        // the address to dial
   size_t failed_round = 0;  // sessions failed since the last registered one
   while (!g_stop) {
-    const std::string& address = (*addresses)[next];
+    const std::string& address = addresses[next];
     auto channel = spriteforge::DialCoordinator(address, security, args);
-    if (!channel.ok()) return Fail(std::string(channel.status().message()));
-    sw::WorkerSession session(engine->get(), identity, *channel);
+    if (!channel.ok()) return Failure{std::string(channel.status().message())};
+    sw::WorkerSession session(engine, identity, *channel);
     std::atomic<bool> registered{false};
     const absl::Status status = session.Run(&registered, g_stop);
     if (g_stop) break;
@@ -233,19 +272,46 @@ int main(int argc, char** argv) {
       backoff_ms = 250;
       failed_round = 0;
     }
-    next = (next + 1) % addresses->size();
-    if (++failed_round < addresses->size() && !registered) {
-      spdlog::warn("{}: {}; trying {}", address, std::string(status.message()), (*addresses)[next]);
+    next = (next + 1) % addresses.size();
+    if (++failed_round < addresses.size() && !registered) {
+      spdlog::warn("{}: {}; trying {}", address, std::string(status.message()), addresses[next]);
       continue;  // the others before backing off
     }
     failed_round = 0;
-    spdlog::warn("{}: {}; reconnecting to {} in {} ms", address, std::string(status.message()), (*addresses)[next],
+    spdlog::warn("{}: {}; reconnecting to {} in {} ms", address, std::string(status.message()), addresses[next],
                  backoff_ms);
     for (int waited = 0; waited < backoff_ms && !g_stop; waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     backoff_ms = std::min(backoff_ms * 2, 8000);
   }
+  return std::nullopt;
+}
+
+// Checks the flags, loads the model once, then serves the coordinators until stopped.
+int Run(WorkerOptions options) {
+  std::vector<std::string> addresses;
+  if (MaybeFailure failed = Prepare(&options, &addresses)) return Fail(*failed);
+  std::unique_ptr<se::Engine> engine;
+  if (MaybeFailure failed = LoadEngine(options.load, &engine)) return Fail(*failed);
+  sw::WorkerIdentity identity = IdentityOf(options);
+  if (MaybeFailure failed = Calibrate(engine.get(), options.calibrate, &identity.calibrations)) return Fail(*failed);
+  if (MaybeFailure failed = Serve(engine.get(), identity, addresses, options.security)) return Fail(*failed);
   spdlog::info("worker stopped");
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spriteforge::InstallCrashReporting(argv[0]);
+  CLI::App app("spriteforge-worker: loads an SDXL model once, dials the coordinator and runs the batches it "
+               "hands out.",
+               "spriteforge-worker");
+  spriteforge::cli::Configure(app);
+  WorkerOptions options;
+  AddFlags(app, &options);
+  spriteforge::cli::ReadEnvironment(app);
+  if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
+  return Run(std::move(options));
 }

@@ -1,14 +1,15 @@
 // One connection of a worker to the coordinator: register, then keep the GPU busy. Four
-// threads share the stream:
+// threads share the stream (worker/session/):
 //   - the reader (the caller) queues assignments and cancels;
 //   - the renderer runs the engine on one batch after another (the coordinator keeps one
 //     queued ahead) and says "rendered" as soon as the GPU part is done;
 //   - the packager encodes PNGs and sprites on a thread pool and sends the result, while
 //     the renderer is already on the next batch;
 //   - the heartbeat reports memory and the batches held.
-// All writes go through an outbox thread, so neither the engine's step callback nor the
-// packager ever waits on the network. A broken stream cancels what is in flight (the
-// coordinator re-queues it) and returns, so the caller can reconnect with backoff.
+// Batches pass between them through BatchStages; all writes go through a SendQueue thread,
+// so neither the engine's step callback nor the packager ever waits on the network. A broken
+// stream cancels what is in flight (the coordinator re-queues it) and returns, so the caller
+// can reconnect with backoff.
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 #include "worker/batch_runner.h"
 #include "worker/blob_cache.h"
+#include "worker/memory_report.h"
 
 namespace spriteforge::worker {
 
@@ -55,10 +57,6 @@ std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir);
 // (name = folder, size = its .safetensors files).
 std::vector<v1::LoraFile> ListModelFolders(const std::string& dir);
 
-// Memory the engine may use in total (weights included): free memory plus its own
-// weights, less the reserve. On unified memory and CPUs "free" is the system's available.
-v1::MemoryReport MemoryReportOf(const engine::MemoryStats& stats, uint64_t reserve_bytes);
-
 class WorkerSession {
  public:
   // `encoder`: how renders become PNG bytes (default EncodePng; tests stand in a slow one).
@@ -81,6 +79,11 @@ class WorkerSession {
   absl::Status Run(std::atomic<bool>* registered, const std::atomic<bool>& stop);
 
  private:
+  // Who we are, what we serve and the files we have, as the coordinator's planner needs them.
+  v1::WorkerMessage RegisterMessage() const;
+  // Why the session ended, as the caller reports it: nothing after a stop.
+  static absl::Status Ended(const grpc::Status& status, const std::atomic<bool>& stop);
+
   engine::Engine* engine_;
   WorkerIdentity identity_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "worker/engine/base/meminfo.h"
+#include "worker/memory_report.h"
 #include "worker/worker_session.h"
 
 namespace spriteforge::worker {
@@ -74,6 +75,19 @@ TEST_F(UnifiedMemoryBudget, AReserveAboveWhatIsThereLeavesNothingNotANegative) {
 // Before the model loads, weights are 0 and the budget is the available memory less the reserve.
 TEST_F(UnifiedMemoryBudget, BeforeWeightsLoadItIsAvailableLessTheReserve) {
   EXPECT_EQ(MemoryReportOf(SparkStats(0), 8 * kGiB).budget_bytes(), (112 - 8) * kGiB);
+}
+
+// A batch's result carries what the engine measured during it; the budget is the
+// heartbeat's business, so the result leaves it unset.
+TEST_F(UnifiedMemoryBudget, AResultCarriesTheMeasurementWithoutABudget) {
+  const auto measured = MeasuredMemory(SparkStats(7 * kGiB));
+  const auto reported = MemoryReportOf(SparkStats(7 * kGiB), 16 * kGiB);
+  EXPECT_EQ(measured.budget_bytes(), 0u);
+  EXPECT_EQ(measured.free_bytes(), reported.free_bytes());
+  EXPECT_EQ(measured.total_bytes(), reported.total_bytes());
+  EXPECT_EQ(measured.weights_bytes(), reported.weights_bytes());
+  EXPECT_EQ(measured.peak_allocated_bytes(), reported.peak_allocated_bytes());
+  EXPECT_EQ(measured.peak_reserved_bytes(), reported.peak_reserved_bytes());
 }
 
 // Not memory, but the other thing a worker tells the coordinator about itself at every
