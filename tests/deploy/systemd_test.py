@@ -83,6 +83,75 @@ for env in ("coordinator.env", "worker.env"):
     if not os.path.exists(os.path.join(UNITS, env)):
         errors.append(f"deploy/systemd/{env}: missing example environment file")
 
+
+
+def systemd_env_value(raw):
+    """The value systemd's EnvironmentFile= reads from the text after "=": leading blanks
+    dropped, quotes removed, and everything else kept, "#" included (no inline comments)."""
+    value = raw.lstrip()
+    if value[:1] in ("'", '"') and value.rstrip().endswith(value[0]) and len(value.rstrip()) > 1:
+        return value.rstrip()[1:-1]
+    return value.rstrip()
+
+
+def program_variables(program):
+    """The SPRITEFORGE_* variables the program reads (its --help says "Env:NAME")."""
+    path = os.path.join(BUILD, {"spriteforge-coordinator": "coordinator", "spriteforge-worker": "worker"}[program],
+                        program)
+    if not os.path.exists(path):
+        return None
+    text = subprocess.run([path, "--help"], capture_output=True, text=True).stdout
+    return set(re.findall(r"Env:(SPRITEFORGE_[A-Z0-9_]+)", text))
+
+
+def check_env_file(name, unit, program):
+    """Each setting, commented out or not, reads as intended once uncommented: no inline
+    comment in its value, and a variable the unit or the program uses."""
+    known = program_variables(program)
+    for assignment in values(unit, "Service", "Environment"):
+        for word in shlex.split(assignment):
+            if known is not None:
+                known.add(word.split("=", 1)[0])
+    settings = 0
+    with open(os.path.join(UNITS, name)) as f:
+        for n, line in enumerate(f, 1):
+            m = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", line.rstrip("\n"))
+            if not m:
+                continue
+            settings += 1
+            key, value = m.group(1), systemd_env_value(m.group(2))
+            if "#" in value:
+                errors.append(f"{name}:{n}: {key}'s value would carry a comment into the program: {value!r}")
+            if not value:
+                errors.append(f"{name}:{n}: {key} has no example value")
+            if known is not None and key not in known:
+                errors.append(f"{name}:{n}: neither the unit nor {program} reads {key}")
+    if not settings:
+        errors.append(f"{name}: no settings")
+
+
+def default(unit, var):
+    for assignment in values(unit, "Service", "Environment"):
+        for word in shlex.split(assignment):
+            if word.startswith(var + "="):
+                return word.split("=", 1)[1]
+    return None
+
+
+check_env_file("coordinator.env", coordinator, "spriteforge-coordinator")
+check_env_file("worker.env", worker, "spriteforge-worker")
+# Out of the box the two units pair: the coordinator on loopback in plaintext (no TLS or
+# token files to provide first), the worker dialling that address.
+listen = default(coordinator, "SPRITEFORGE_LISTEN") or ""
+if not listen.startswith("127.0.0.1:"):
+    errors.append(f"spriteforge-coordinator.service: listens on {listen!r} by default, not loopback")
+if default(worker, "SPRITEFORGE_COORDINATOR") != listen:
+    errors.append(f"spriteforge-worker@.service: dials {default(worker, 'SPRITEFORGE_COORDINATOR')!r}, "
+                  f"the coordinator unit listens on {listen!r}")
+for var in ("SPRITEFORGE_SECURITY_ARGS", "SPRITEFORGE_COORDINATOR_ARGS"):
+    if default(coordinator, var):
+        errors.append(f"spriteforge-coordinator.service: {var} is not empty by default: needs files first")
+
 analyze = shutil.which("systemd-analyze")
 mode = "parsed"
 if analyze:
