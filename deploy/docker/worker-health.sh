@@ -11,7 +11,10 @@ LIVENESS=0
 [ "${1:-}" = "--liveness" ] && { LIVENESS=1; shift; }
 URL="${1:-${SPRITEFORGE_COORDINATOR_HTTP:-http://coordinator:8080}/metrics}"
 ID="${2:-${SPRITEFORGE_WORKER_ID:-$(hostname)}}"
-if ! metrics="$(curl -fsS --max-time 5 "$URL" 2>&1)"; then
+# An https:// coordinator (TLS) is checked against the worker's own CA.
+CA=()
+[ -n "${SPRITEFORGE_TLS_CA:-}" ] && CA=(--cacert "$SPRITEFORGE_TLS_CA")
+if ! metrics="$(curl -fsS --max-time 5 "${CA[@]}" "$URL" 2>&1)"; then
   echo "worker-health: cannot read $URL: $metrics"
   exit $((1 - LIVENESS))
 fi

@@ -7,7 +7,14 @@
 #   SPRITEFORGE_MODEL_NAME   name manifests ask for (default: from the file name)
 #   SPRITEFORGE_DEVICE       cpu, cuda or cuda:N (cpu);  SPRITEFORGE_DTYPE  fp32|fp16|bf16|fp8
 #   SPRITEFORGE_WORKER_ID    (host name);  SPRITEFORGE_WORKER_ARGS  more flags, e.g. "--calibrate 1024x1024"
+#   SPRITEFORGE_TOKEN_FILE   a file holding the worker token (a compose or Kubernetes secret)
+#   TLS: SPRITEFORGE_TLS_CA, SPRITEFORGE_TLS_CERT, SPRITEFORGE_TLS_KEY (the worker reads them)
 set -euo pipefail
+if [ -n "${SPRITEFORGE_TOKEN_FILE:-}" ]; then
+  # The environment, not a flag: keeps the token out of process listings.
+  SPRITEFORGE_TOKEN="$(tr -d '[:space:]' <"$SPRITEFORGE_TOKEN_FILE")"
+  export SPRITEFORGE_TOKEN
+fi
 : "${SPRITEFORGE_MODEL:?set SPRITEFORGE_MODEL to a checkpoint under /models (or builtin:tiny)}"
 args=(--coordinator "${SPRITEFORGE_COORDINATOR:-coordinator:50051}" --model "$SPRITEFORGE_MODEL"
       --device "${SPRITEFORGE_DEVICE:-cpu}" --worker-id "${SPRITEFORGE_WORKER_ID:-$(hostname)}")

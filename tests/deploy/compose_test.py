@@ -138,6 +138,78 @@ def metric_names(expr):
     return names
 
 
+# ------------------------------------------------------------------ exposure and secrets
+class ComposeLoader(yaml.SafeLoader):
+    """Reads compose's !override and !reset tags as the plain values they carry."""
+
+
+for tag in ("!override", "!reset"):
+    ComposeLoader.add_constructor(tag, lambda loader, node: loader.construct_sequence(node)
+                                  if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node))
+
+
+def load_compose(name):
+    with open(os.path.join(COMPOSE_DIR, name)) as f:
+        return yaml.load(f, Loader=ComposeLoader)
+
+
+def published_on_all_interfaces(service):
+    """The ports a service publishes beyond the host's loopback."""
+    return [p for p in service.get("ports", []) if not str(p).startswith("127.0.0.1:")]
+
+
+# On one machine nothing is published beyond loopback, and Grafana has no default password.
+for name, service in services.items():
+    if published_on_all_interfaces(service):
+        errors.append(f"compose: {name} publishes {published_on_all_interfaces(service)} on every interface")
+grafana_env = services.get("grafana", {}).get("environment", {})
+if "GF_SECURITY_ADMIN_PASSWORD" in grafana_env or "/run/secrets/" not in str(
+        grafana_env.get("GF_SECURITY_ADMIN_PASSWORD__FILE", "")):
+    errors.append("compose: Grafana's admin password should come from a secret (GF_SECURITY_ADMIN_PASSWORD__FILE)")
+
+# Every secret the files name is one make-secrets.sh makes.
+with tempfile.TemporaryDirectory() as made:
+    subprocess.run(["bash", os.path.join(COMPOSE_DIR, "make-secrets.sh"), "spark-1.local"], check=True,
+                   capture_output=True, env=dict(os.environ, SECRETS_DIR=made))
+    made_files = set(os.listdir(made))
+    for name, doc in (("compose.yaml", compose), ("compose.tls.yaml", load_compose("compose.tls.yaml")),
+                      ("worker.yaml", load_compose("worker.yaml"))):
+        for secret, spec in (doc.get("secrets") or {}).items():
+            if os.path.basename(spec["file"]) not in made_files or not spec["file"].startswith("./secrets/"):
+                errors.append(f"{name}: secret {secret} ({spec['file']}) is not one make-secrets.sh makes")
+        for service_name, service in doc.get("services", {}).items():
+            for secret in service.get("secrets", []):
+                if secret not in (doc.get("secrets") or {}):
+                    errors.append(f"{name}: {service_name} uses secret {secret}, which the file does not declare")
+    # The server certificate holds the names workers dial.
+    sans = subprocess.run(["openssl", "x509", "-in", os.path.join(made, "coordinator.crt"), "-noout", "-ext",
+                           "subjectAltName"], capture_output=True, text=True).stdout
+    for want in ("DNS:coordinator", "DNS:spark-1.local", "IP Address:127.0.0.1"):
+        if want not in sans:
+            errors.append(f"make-secrets.sh: the coordinator's certificate lacks {want}: {sans.strip()}")
+
+# Across machines (compose.tls.yaml): the coordinator publishes beyond loopback only with TLS,
+# client certificates and tokens; its workers present all three; Prometheus and Grafana
+# stay on loopback.
+tls = load_compose("compose.tls.yaml")["services"]
+tls_command = tls.get("coordinator", {}).get("command", [])
+for flag in ("--listen", "--tls-cert", "--tls-key", "--tls-client-ca", "--worker-cert-match", "--auth"):
+    if flag not in tls_command:
+        errors.append(f"compose.tls.yaml: the coordinator runs without {flag}")
+if "--insecure-listen" in tls_command:
+    errors.append("compose.tls.yaml: the coordinator still serves plaintext (--insecure-listen)")
+for name in ("prometheus", "grafana"):
+    if published_on_all_interfaces(tls.get(name, {})):
+        errors.append(f"compose.tls.yaml: {name} is published beyond loopback")
+worker_only = load_compose("worker.yaml")["services"]
+for where, env in [("compose.tls.yaml " + n, tls.get(n, {}).get("environment", {})) for n in ("worker", "worker-gpu")] \
+        + [("worker.yaml " + n, s.get("environment", {})) for n, s in worker_only.items()]:
+    for var in ("SPRITEFORGE_TLS_CA", "SPRITEFORGE_TLS_CERT", "SPRITEFORGE_TLS_KEY", "SPRITEFORGE_TOKEN_FILE"):
+        if var not in env:
+            errors.append(f"{where}: the worker has no {var}")
+    if not str(env.get("SPRITEFORGE_COORDINATOR_HTTP", "")).startswith("https://"):
+        errors.append(f"{where}: the worker's health check asks the coordinator over plain HTTP")
+
 # ------------------------------------------------------------------ a live coordinator
 with tempfile.TemporaryDirectory() as tmp:
     ready = os.path.join(tmp, "ready.json")
