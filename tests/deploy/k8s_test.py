@@ -202,6 +202,97 @@ if kubectl:
     elif len([d for d in yaml.safe_load_all(built.stdout) if d]) != len(objects):
         fail("kubectl kustomize", "built a different number of objects than the manifests hold")
 
+
+
+# Every workload lands on nodes of its image's architecture (a single-arch image elsewhere
+# fails with "exec format error").
+def arch_constraint(pod_spec):
+    if pod_spec.get("nodeSelector", {}).get("kubernetes.io/arch"):
+        return True
+    terms = pod_spec.get("affinity", {}).get("nodeAffinity", {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution", {}).get("nodeSelectorTerms", [])
+    return bool(terms) and all(any(e.get("key") == "kubernetes.io/arch" and e.get("operator") == "In"
+                                   for e in t.get("matchExpressions", [])) for t in terms)
+
+
+for kind in ("Deployment", "StatefulSet"):
+    for name, (where, obj) in by_kind.get(kind, {}).items():
+        if not arch_constraint(obj["spec"]["template"]["spec"]):
+            fail(where, "does not select nodes by kubernetes.io/arch")
+# The StatefulSet's governing Service is headless.
+for name, (where, sts) in coordinators.items():
+    governing = services.get(sts["spec"].get("serviceName"), (None, {}))[1]
+    if governing.get("spec", {}).get("clusterIP") != "None":
+        fail(where, f"serviceName {sts['spec'].get('serviceName')} is not a headless Service (clusterIP: None)")
+
+# The Prometheus Operator's objects: the same alerts as compose's Prometheus, a ServiceMonitor
+# on the coordinator Service's metrics port.
+OPERATOR = os.path.join(K8S, "prometheus-operator")
+with open(os.path.join(SRC, "deploy/compose/prometheus/alerts.yml")) as f:
+    compose_groups = yaml.safe_load(f)["groups"]
+with open(os.path.join(OPERATOR, "prometheusrule.yaml")) as f:
+    rule = yaml.safe_load(f)
+if rule.get("kind") != "PrometheusRule" or rule.get("spec", {}).get("groups") != compose_groups:
+    fail("prometheus-operator/prometheusrule.yaml", "its groups differ from deploy/compose/prometheus/alerts.yml")
+with open(os.path.join(OPERATOR, "servicemonitor.yaml")) as f:
+    monitor = yaml.safe_load(f)
+coordinator_svc = services.get("coordinator", (None, {"metadata": {}, "spec": {}}))[1]
+if not subset(monitor["spec"]["selector"]["matchLabels"], coordinator_svc["metadata"].get("labels", {})):
+    fail("prometheus-operator/servicemonitor.yaml", "selects no label set of the coordinator Service")
+if {e.get("port") for e in monitor["spec"]["endpoints"]} - {p.get("name") for p in coordinator_svc["spec"].get("ports", [])}:
+    fail("prometheus-operator/servicemonitor.yaml", "scrapes a port the coordinator Service does not name")
+
+
+# The TLS overlay, rendered with secrets made by make-secrets.sh: TLS and tokens on the
+# coordinator, every path it and the workers name inside a mounted Secret.
+def check_tls_overlay(rendered):
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "worker-config")["data"]
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        where = f"k8s-tls: {d['kind']}/{d['metadata']['name']}"
+        pod = d["spec"]["template"]["spec"]
+        secret_volumes = {v["name"]: v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+        for name in secret_volumes.values():
+            if name not in secrets:
+                fail(where, f"mounts Secret {name}, which the overlay does not make")
+        container = pod["containers"][0]
+        mounted = [m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in secret_volumes]
+        if d["kind"] == "StatefulSet":
+            args = container.get("args", [])
+            for flag in ("--listen", "--worker-listen", "--tls-cert", "--tls-key", "--tls-client-ca",
+                         "--worker-cert-match", "--auth"):
+                if flag not in args:
+                    fail(where, f"the coordinator runs without {flag}")
+            if "--insecure-listen" in args:
+                fail(where, "the coordinator still serves plaintext")
+            files = [a for a in args if a.startswith("/run/secrets/")]
+        else:
+            files = [v for k, v in config.items() if k.startswith(("SPRITEFORGE_TLS_", "SPRITEFORGE_TOKEN_FILE"))]
+            if not config.get("SPRITEFORGE_COORDINATOR_HTTP", "").startswith("https://"):
+                fail(where, "the worker's health check asks the coordinator over plain HTTP")
+        for path in files:
+            if not any(path.startswith(m + "/") for m in mounted):
+                fail(where, f"{path} is in no mounted Secret")
+
+
+TLS = os.path.join(SRC, "deploy/k8s-tls")
+if kubectl:
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(K8S, os.path.join(tmp, "k8s"))
+        shutil.copytree(TLS, os.path.join(tmp, "k8s-tls"), ignore=shutil.ignore_patterns("secrets"))
+        subprocess.run(["bash", os.path.join(SRC, "deploy/compose/make-secrets.sh"), "coordinator.spriteforge.svc"],
+                       check=True, capture_output=True, env=dict(os.environ, SECRETS_DIR=os.path.join(tmp, "k8s-tls/secrets")))
+        for overlay in ("k8s-tls", "k8s/prometheus-operator"):
+            built = subprocess.run([kubectl, "kustomize", os.path.join(tmp, overlay)], capture_output=True, text=True)
+            if built.returncode != 0:
+                fail(f"kubectl kustomize deploy/{overlay}", built.stderr.strip())
+            elif overlay == "k8s-tls":
+                check_tls_overlay(built.stdout)
+
 for e in errors:
     print("k8s:", e)
 print(f"k8s: {len(objects)} objects in {len(listed)} manifests checked"
