@@ -218,6 +218,19 @@ TEST(ClientTest, EveryCommandAnswersHelpWithItsFlagsAndDefaults) {
     EXPECT_TRUE(Contains(help.out, part)) << part << "\n" << help.out;
   }
   EXPECT_TRUE(Contains(help.out, "backup --db FILE --out FILE")) << help.out;
+  // backup is a command of its own: its help, its mistakes, and the likely intent of a typo.
+  auto backup_help = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "backup", "--help"});
+  EXPECT_EQ(backup_help.exit_code, 0) << backup_help.err;
+  EXPECT_TRUE(Contains(backup_help.out, "Usage: spriteforge-coordinator backup [OPTIONS]")) << backup_help.out;
+  EXPECT_TRUE(Contains(backup_help.out, "--out TEXT REQUIRED")) << backup_help.out;
+  auto no_out = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "backup", "--db", "jobs.db"});
+  EXPECT_EQ(no_out.exit_code, 2);
+  EXPECT_EQ(no_out.err,
+            "spriteforge-coordinator backup: error: --out is required (see spriteforge-coordinator backup --help)\n");
+  auto misspelt = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "bakup", "--db", "jobs.db", "--out", "copy.db"});
+  EXPECT_EQ(misspelt.exit_code, 2);
+  EXPECT_EQ(misspelt.err, "spriteforge-coordinator: error: unknown command 'bakup'; did you mean backup? (see "
+                          "spriteforge-coordinator --help)\n");
   auto version = RunCommand({SPRITEFORGE_COORDINATOR_BIN, "--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_EQ(version.out, "spriteforge-coordinator 0.1.0\n");
