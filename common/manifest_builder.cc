@@ -511,12 +511,17 @@ absl::Status ManifestBuilder::AddEntry(const FieldRef& item, const FieldRef& cou
     first_error_ = entry.status();
     return first_error_;
   }
-  if (manifest_.image_count + entry->count > limits_.max_images_per_job) {
+  return AddEntry(count_at, *std::move(entry));
+}
+
+absl::Status ManifestBuilder::AddEntry(const FieldRef& count_at, ManifestEntry entry) {
+  if (!first_error_.ok()) return first_error_;
+  if (manifest_.image_count + entry.count > limits_.max_images_per_job) {
     return Fail(count_at, absl::StrCat("the job would exceed ", limits_.max_images_per_job, " images"));
   }
-  entry->first_index = static_cast<int>(manifest_.image_count);
-  manifest_.image_count += entry->count;
-  manifest_.entries.push_back(*std::move(entry));
+  entry.first_index = static_cast<int>(manifest_.image_count);
+  manifest_.image_count += entry.count;
+  manifest_.entries.push_back(std::move(entry));
   return absl::OkStatus();
 }
 

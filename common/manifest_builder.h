@@ -163,6 +163,8 @@ class ManifestBuilder {
   // Builds the entry (its errors at `item`) and adds it; an error at `count_at` when the
   // job would pass max_images_per_job.
   absl::Status AddEntry(const FieldRef& item, const FieldRef& count_at, const EntryBuilder& entry);
+  // An entry an EntryBuilder built before (first_index is set here).
+  absl::Status AddEntry(const FieldRef& count_at, ManifestEntry entry);
   absl::StatusOr<Manifest> Build() const;
 
  private:

@@ -31,6 +31,20 @@ std::string SafetensorsStartProblem(const std::string& start) {
   return "";
 }
 
+absl::StatusOr<ManifestFile> DescribeImageBytes(const std::string& bytes) {
+  auto png = DecodePng(bytes);
+  if (!png.ok()) return absl::InvalidArgumentError(absl::StrCat("not a readable PNG: ", png.status().message()));
+  if (png->channels != 3) {
+    return absl::InvalidArgumentError(absl::StrCat("expected an RGB image, got ", png->channels, " channels"));
+  }
+  ManifestFile file;
+  file.size = bytes.size();
+  file.width = png->width;
+  file.height = png->height;
+  file.sha256 = Sha256Hex(bytes);
+  return file;
+}
+
 absl::StatusOr<ManifestFile> DescribeManifestFile(const std::string& path, ManifestFileKind kind,
                                                   const UploadLimits& limits) {
   std::error_code ec;
@@ -44,15 +58,9 @@ absl::StatusOr<ManifestFile> DescribeManifestFile(const std::string& path, Manif
   }
   if (kind == ManifestFileKind::kImage) {
     ASSIGN_OR_RETURN(auto bytes, ReadFile(path));
-    auto png = DecodePng(bytes);
-    if (!png.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a readable PNG: ", png.status().message()));
-    if (png->channels != 3) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": expected an RGB image, got ", png->channels, " channels"));
-    }
-    file.width = png->width;
-    file.height = png->height;
-    file.sha256 = Sha256Hex(bytes);
-    return file;
+    auto image = DescribeImageBytes(bytes);
+    if (!image.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", image.status().message()));
+    return image;
   }
   if (kind == ManifestFileKind::kConfig) {
     ASSIGN_OR_RETURN(auto bytes, ReadFile(path));

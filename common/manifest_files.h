@@ -38,6 +38,10 @@ inline bool IsSafetensorsKind(ManifestFileKind kind) {
 absl::StatusOr<ManifestFile> DescribeManifestFile(const std::string& path, ManifestFileKind kind,
                                                   const UploadLimits& limits = {});
 
+// The same for an image held in memory (a request's inline picture), without a size limit
+// (the caller's upload applies it).
+absl::StatusOr<ManifestFile> DescribeImageBytes(const std::string& bytes);
+
 // "" when `start` (the first bytes of a file, at least 9) can begin a .safetensors file.
 std::string SafetensorsStartProblem(const std::string& start);
 

@@ -212,7 +212,6 @@ void Coordinator::CountBlobFetch(const std::string& sha256, uint64_t bytes) {
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobRequest& request,
                                                           const std::string& owner, const ClientLimits& limits) {
   const std::string file = request.manifest_name().empty() ? "manifest" : request.manifest_name();
-  std::mt19937_64 rng(std::random_device{}());
   auto manifest = ParseManifestEntries(request.manifest(), file, options_.limits, UploadedFiles(request, owner));
   if (!manifest.ok()) return manifest.status();
   RETURN_IF_ERROR(CheckSubmission(request, *manifest, file));
@@ -221,21 +220,54 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
                                                    options_.limits.max_steps, " steps, got ", request.preview_every()));
   }
   if (!request.model_override().empty()) manifest->model = request.model_override();
+  if (request.preview_every() > 0) manifest->preview_every = request.preview_every();
+  return StoreJob(*std::move(manifest), request.idempotency_key(), owner, limits);
+}
+
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitManifest(Manifest manifest, const std::string& idempotency_key,
+                                                                  const std::string& owner, const ClientLimits& limits) {
+  RETURN_IF_ERROR(CheckUploadsNamed(manifest, owner));
+  return StoreJob(std::move(manifest), idempotency_key, owner, limits);
+}
+
+// A typed manifest names uploads by hash: each must be the owner's, as the text path's
+// resolver requires (UploadedFiles), and is touched so collection waits for the job.
+absl::Status Coordinator::CheckUploadsNamed(const Manifest& manifest, const std::string& owner) {
+  std::set<std::string> named;
+  for (const ManifestEntry& entry : manifest.entries) {
+    ItemRecord item;
+    item.image = entry.image;
+    item.sampling = entry.sampling;
+    AddBlobsNamedBy(item, &named);
+  }
+  for (const std::string& sha256 : named) {
+    auto blob = blobs_->PathFor(sha256, owner);
+    if (blob.ok()) {
+      if (auto touched = blobs_->Touch(sha256); !touched.ok()) blob = touched;
+    }
+    if (!blob.ok()) return absl::NotFoundError(absl::StrCat("uploaded file ", sha256, ": ", blob.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::StoreJob(Manifest manifest, const std::string& idempotency_key,
+                                                            const std::string& owner, const ClientLimits& limits) {
+  std::mt19937_64 rng(std::random_device{}());
   JobRecord job;
   job.id = RandomId("job-");
-  job.name = manifest->name;
-  job.model = manifest->model;
-  job.priority = manifest->priority;
+  job.name = manifest.name;
+  job.model = manifest.model;
+  job.priority = manifest.priority;
   job.created_ms = WallMs();
-  job.idempotency_key = request.idempotency_key();
-  job.postprocess = manifest->postprocess;
-  job.preview_every = request.preview_every() > 0 ? request.preview_every() : manifest->preview_every;
+  job.idempotency_key = idempotency_key;
+  job.postprocess = manifest.postprocess;
+  job.preview_every = manifest.preview_every;
   job.owner = owner;
   bool deduplicated = false;
   absl::StatusOr<JobRecord> stored;
   {
     auto core = Lock();
-    RETURN_IF_ERROR(CheckQuota(core->store(), owner, limits, manifest->image_count));
+    RETURN_IF_ERROR(CheckQuota(core->store(), owner, limits, manifest.image_count));
     stored = core->store().BeginJob(job, &deduplicated);
     if (!stored.ok()) return stored.status();
     if (deduplicated) {
@@ -249,7 +281,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   // stays flat whatever the job's size, and workers are served while a large job loads.
   constexpr size_t kChunk = 10000;
   std::vector<ItemRecord> chunk;
-  chunk.reserve(std::min<int64_t>(kChunk, manifest->image_count));
+  chunk.reserve(std::min<int64_t>(kChunk, manifest.image_count));
   std::set<std::string> named;  // the uploaded files the job's items name
   auto flush = [&]() -> absl::Status {
     absl::Status s = Lock()->store().AddItems(stored->id, chunk);
@@ -257,7 +289,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
     return s;
   };
   absl::Status loaded = absl::OkStatus();
-  for (const ManifestEntry& entry : manifest->entries) {
+  for (const ManifestEntry& entry : manifest.entries) {
     for (int k = 0; k < entry.count && loaded.ok(); ++k) {
       const ManifestImage image = ExpandImage(entry, k, [&] { return rng() >> 1; });
       ItemRecord it;
@@ -284,10 +316,10 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobReq
   }
   v1::SubmitJobResponse response;
   *response.mutable_job() = core->jobs().Snapshot(*stored);
-  spdlog::info("job {} '{}': {} images of model {}", stored->id, stored->name, manifest->image_count, stored->model);
+  spdlog::info("job {} '{}': {} images of model {}", stored->id, stored->name, manifest.image_count, stored->model);
   core->jobs().Add(*stored);
   v1::JobEvent event;
-  event.mutable_queued()->set_items(static_cast<int>(manifest->image_count));
+  event.mutable_queued()->set_items(static_cast<int>(manifest.image_count));
   core->jobs().Emit(stored->id, std::move(event));
   core->Schedule();
   return response;

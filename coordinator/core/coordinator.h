@@ -48,6 +48,11 @@ class Coordinator {
   // work must stay within `limits` (RESOURCE_EXHAUSTED naming the limit otherwise).
   absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::SubmitJobRequest& request, const std::string& owner = "",
                                                const ClientLimits& limits = {});
+  // A job already in typed form, as the HTTP dialects build it (ManifestBuilder): stored as
+  // Submit stores a parsed manifest, never written out and parsed again. Every uploaded file
+  // its items name must be `owner`'s (NOT_FOUND otherwise).
+  absl::StatusOr<v1::SubmitJobResponse> SubmitManifest(Manifest manifest, const std::string& idempotency_key,
+                                                       const std::string& owner = "", const ClientLimits& limits = {});
   absl::StatusOr<v1::GetJobResponse> GetJob(const v1::GetJobRequest& request);
   // `owner`: only that owner's jobs.
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request,
@@ -113,6 +118,10 @@ class Coordinator {
 
   // Resolves the files a submitted manifest names through the uploads the request lists.
   FileResolver UploadedFiles(const v1::SubmitJobRequest& request, const std::string& owner);
+  absl::Status CheckUploadsNamed(const Manifest& manifest, const std::string& owner);
+  // Stores a checked manifest's job and its items, a chunk at a time, and queues it.
+  absl::StatusOr<v1::SubmitJobResponse> StoreJob(Manifest manifest, const std::string& idempotency_key,
+                                                 const std::string& owner, const ClientLimits& limits);
   GaugeSnapshot Gauges(Locked& core);
 
   const CoordinatorOptions options_;

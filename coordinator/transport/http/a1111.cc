@@ -10,6 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/generation_info.h"
+#include "common/manifest_builder.h"
+#include "common/manifest_files.h"
 #include "common/sampling.h"
 #include "common/status_macros.h"
 #include "coordinator/transport/http/request_fields.h"
@@ -111,13 +113,11 @@ absl::StatusOr<ControlUnit> ReadControlUnit(const nlohmann::json& unit) {
   if (u.model.find_first_of("/\\") != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("model: '", u.model, "' must be a name the workers know, not a path"));
   }
-  RETURN_IF_ERROR(ReadNumber(unit, "weight", 0, 2, &u.weight));
-  RETURN_IF_ERROR(ReadNumber(unit, "guidance_start", 0, 1, &u.guidance_start));
-  RETURN_IF_ERROR(ReadNumber(unit, "guidance_end", 0, 1, &u.guidance_end));
-  if (!(u.guidance_start < u.guidance_end)) {
-    return absl::InvalidArgumentError(absl::StrCat("guidance_start: must be below guidance_end (", u.guidance_start,
-                                                   " >= ", u.guidance_end, ")"));
-  }
+  // Their ranges are the builder's, as a manifest's scale, start and end.
+  constexpr double kAny = std::numeric_limits<double>::max();
+  RETURN_IF_ERROR(ReadNumber(unit, "weight", -kAny, kAny, &u.weight));
+  RETURN_IF_ERROR(ReadNumber(unit, "guidance_start", -kAny, kAny, &u.guidance_start));
+  RETURN_IF_ERROR(ReadNumber(unit, "guidance_end", -kAny, kAny, &u.guidance_end));
   if (u.module == "canny") {
     // A1111 sends -1 for a slider left alone: the preprocessor's default then.
     double low = -1, high = -1;
@@ -152,6 +152,7 @@ absl::Status ReadAlwaysOnScripts(const nlohmann::json& body, const ManifestLimit
     if (!enabled) continue;
     auto unit = ReadControlUnit((*args)[i]);
     if (!unit.ok()) return Prefixed(field, unit.status());
+    unit->field = field;
     if (!absl::StartsWith(unit->module, "ip-adapter")) {
       r->controls.push_back(*std::move(unit));
     } else if (!r->references.empty() &&
@@ -163,39 +164,68 @@ absl::Status ReadAlwaysOnScripts(const nlohmann::json& body, const ManifestLimit
       r->references.push_back(*std::move(unit));
     }
   }
-  if (r->controls.size() > limits.max_controls) {
-    return absl::InvalidArgumentError(absl::StrCat("alwayson_scripts.controlnet.args: more than ", limits.max_controls,
-                                                   " ControlNet units"));
-  }
-  if (r->references.size() > limits.max_reference_images) {
-    return absl::InvalidArgumentError(absl::StrCat("alwayson_scripts.controlnet.args: more than ",
-                                                   limits.max_reference_images, " IP-Adapter units"));
-  }
   return absl::OkStatus();
 }
 
 std::string ControlImagePath(size_t i) { return absl::StrCat("controlnet", i, ".png"); }
 std::string ReferenceImagePath(size_t i) { return absl::StrCat("reference", i, ".png"); }
 
-// The ControlNet extension's units as the manifest's `controls` and `reference`: the one
-// place the A1111 form meets spriteforge's.
-void AddControlFields(const Txt2Img& r, nlohmann::json& defaults) {
+// The ControlNet extension's units as spriteforge's ControlNets and IP-Adapter: the one
+// place the A1111 form meets spriteforge's. Their images go by the paths of Txt2ImgFiles.
+absl::Status FillControls(const Txt2Img& r, EntryBuilder& b) {
+  const FieldRef units{"alwayson_scripts.controlnet.args"};
+  RETURN_IF_ERROR(b.ClearControls(units, r.controls.size()));
   for (size_t i = 0; i < r.controls.size(); ++i) {
     const ControlUnit& u = r.controls[i];
-    nlohmann::json control = {{"model", u.model}, {"scale", u.weight}, {"start", u.guidance_start}, {"end", u.guidance_end}};
+    RETURN_IF_ERROR(b.AddControlNet({u.field.substr(0, u.field.size() - 1)}, {u.field + "model"}, u.model));
+    RETURN_IF_ERROR(b.SetControlScale({u.field + "weight"}, u.weight));
+    RETURN_IF_ERROR(b.SetControlSpan({u.field + "guidance_start"}, u.guidance_start, {u.field + "guidance_end"}, u.guidance_end));
     if (u.module == "canny") {
       // Whole numbers, as OpenCV's Canny takes them from A1111's sliders.
-      control["canny"] = {{"image", ControlImagePath(i)}, {"low", std::lround(u.threshold_a)},
-                          {"high", std::lround(u.threshold_b)}};
+      RETURN_IF_ERROR(b.SetControlCanny({u.field + "input_image"}, ControlImagePath(i), {u.field + "threshold_a"},
+                                        static_cast<int>(std::lround(u.threshold_a)),
+                                        static_cast<int>(std::lround(u.threshold_b))));
     } else {
-      control["image"] = ControlImagePath(i);
+      RETURN_IF_ERROR(b.SetControlImage({u.field + "input_image"}, ControlImagePath(i)));
     }
-    defaults["controls"].push_back(std::move(control));
   }
-  if (r.references.empty()) return;
-  nlohmann::json images = nlohmann::json::array();
-  for (size_t i = 0; i < r.references.size(); ++i) images.push_back(ReferenceImagePath(i));
-  defaults["reference"] = {{"images", images}, {"adapter", r.references[0].model}, {"scale", r.references[0].weight}};
+  if (r.references.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(b.ClearReferenceImages(units, r.references.size()));
+  for (size_t i = 0; i < r.references.size(); ++i) {
+    RETURN_IF_ERROR(b.AddReferenceImage({r.references[i].field + "input_image"}, ReferenceImagePath(i)));
+  }
+  const ControlUnit& adapter = r.references[0];
+  RETURN_IF_ERROR(b.SetIpAdapter({adapter.field + "model"}, adapter.model, {adapter.field + "model"}, ""));
+  return b.SetIpAdapterScale({adapter.field + "weight"}, adapter.weight);
+}
+
+// The request's images, described from their bytes as the coordinator describes uploads.
+FileResolver InlineImages(const std::map<std::string, std::string>& files) {
+  return [&files](const std::string& path, ManifestFileKind kind) -> absl::StatusOr<ManifestFile> {
+    auto it = files.find(path);
+    if (it == files.end() || kind != ManifestFileKind::kImage) return absl::InvalidArgumentError("an image is required");
+    return DescribeImageBytes(it->second);
+  };
+}
+
+// The request as spriteforge's typed item: every value checked as a manifest's is.
+absl::StatusOr<ManifestEntry> BuildEntry(const Txt2Img& r, const ManifestLimits& limits) {
+  const std::map<std::string, std::string> files = Txt2ImgFiles(r);
+  EntryBuilder b(limits, InlineImages(files));
+  // A1111 always encodes the negative prompt, empty or not.
+  RETURN_IF_ERROR(b.SetPrompt({"prompt"}, r.prompt));
+  RETURN_IF_ERROR(b.SetNegative({"negative_prompt"}, r.negative_prompt));
+  RETURN_IF_ERROR(b.SetSteps({"steps"}, r.steps));
+  RETURN_IF_ERROR(b.SetWidth({"width"}, r.width));
+  RETURN_IF_ERROR(b.SetHeight({"height"}, r.height));
+  RETURN_IF_ERROR(b.SetCfg({"cfg_scale"}, r.cfg_scale));
+  RETURN_IF_ERROR(b.SetSampler({"sampler_name"}, r.sampler));
+  RETURN_IF_ERROR(b.SetSchedule({"scheduler"}, r.schedule));
+  b.SetTileable(r.tiling);
+  RETURN_IF_ERROR(b.SetCount({"batch_size x n_iter"}, r.images()));
+  b.SetSeed(r.first_seed);
+  RETURN_IF_ERROR(FillControls(r, b));
+  return b.Build({""});
 }
 
 }  // namespace
@@ -208,12 +238,13 @@ absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestL
   if (s = ReadString(body, "prompt", &r.prompt); !s.ok()) return s;
   if (s = ReadString(body, "negative_prompt", &r.negative_prompt); !s.ok()) return s;
   if (s = ReadInt(body, "seed", -1, std::numeric_limits<int64_t>::max(), &r.seed); !s.ok()) return s;
-  if (s = ReadInt(body, "steps", 1, limits.max_steps, &r.steps); !s.ok()) return s;
-  if (s = ReadInt(body, "width", limits.min_size, limits.max_size, &r.width); !s.ok()) return s;
-  if (s = ReadInt(body, "height", limits.min_size, limits.max_size, &r.height); !s.ok()) return s;
-  if (s = CheckSize("width", r.width, limits.min_size, limits.max_size); !s.ok()) return s;
-  if (s = CheckSize("height", r.height, limits.min_size, limits.max_size); !s.ok()) return s;
-  if (s = ReadNumber(body, "cfg_scale", 0, limits.max_cfg, &r.cfg_scale); !s.ok()) return s;
+  // Ranges of image settings are the builder's (BuildEntry); these reads take any number.
+  constexpr int64_t kAnyInt = std::numeric_limits<int64_t>::max();
+  constexpr double kAny = std::numeric_limits<double>::max();
+  if (s = ReadInt(body, "steps", -kAnyInt, kAnyInt, &r.steps); !s.ok()) return s;
+  if (s = ReadInt(body, "width", -kAnyInt, kAnyInt, &r.width); !s.ok()) return s;
+  if (s = ReadInt(body, "height", -kAnyInt, kAnyInt, &r.height); !s.ok()) return s;
+  if (s = ReadNumber(body, "cfg_scale", -kAny, kAny, &r.cfg_scale); !s.ok()) return s;
   if (s = ReadInt(body, "batch_size", 1, max_images, &r.batch_size); !s.ok()) return s;
   if (s = ReadInt(body, "n_iter", 1, max_images, &r.n_iter); !s.ok()) return s;
   if (r.images() > max_images) {
@@ -242,25 +273,16 @@ absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestL
     r.model = checkpoint.substr(0, checkpoint.find(" ["));
   }
   r.first_seed = r.seed >= 0 ? static_cast<uint64_t>(r.seed) : draw_seed();
+  ASSIGN_OR_RETURN(r.entry, BuildEntry(r, limits));
   return r;
 }
 
-nlohmann::json Txt2ImgManifest(const Txt2Img& r, const std::string& model) {
-  // A1111 always encodes the negative prompt, empty or not.
-  nlohmann::json manifest = {{"name", "txt2img"},
-          {"model", model},
-          {"defaults",
-           {{"width", r.width},
-            {"height", r.height},
-            {"steps", r.steps},
-            {"cfg", r.cfg_scale},
-            {"sampler", r.sampler},
-            {"schedule", r.schedule},
-            {"tileable", r.tiling}}},
-          {"items",
-           {{{"prompt", r.prompt}, {"negative", r.negative_prompt}, {"count", r.images()}, {"seed", r.first_seed}}}}};
-  AddControlFields(r, manifest["defaults"]);
-  return manifest;
+absl::StatusOr<Manifest> Txt2ImgManifest(const Txt2Img& r, const std::string& model, const ManifestLimits& limits) {
+  ManifestBuilder m(limits);
+  RETURN_IF_ERROR(m.SetName({"name"}, "txt2img"));
+  RETURN_IF_ERROR(m.SetModel({"override_settings.sd_model_checkpoint"}, model));
+  RETURN_IF_ERROR(m.AddEntry({"batch_size x n_iter"}, r.entry));
+  return m.Build();
 }
 
 std::map<std::string, std::string> Txt2ImgFiles(const Txt2Img& r) {

@@ -1,4 +1,4 @@
-// AUTOMATIC1111's txt2img API translated to a spriteforge manifest, and its response
+// AUTOMATIC1111's txt2img API translated to a spriteforge job (common/manifest_builder.h), and its response
 // fields (`parameters`, `info`) built from the finished job. Pure functions, tested
 // without a server.
 #pragma once
@@ -23,6 +23,7 @@ struct ControlUnit {
   std::string png;              // input_image, decoded
   double weight = 1.0, guidance_start = 0.0, guidance_end = 1.0;
   double threshold_a = 100, threshold_b = 200;  // canny: low and high
+  std::string field;            // "alwayson_scripts.controlnet.args[2].", for errors
 };
 
 struct Txt2Img {
@@ -38,9 +39,10 @@ struct Txt2Img {
   std::vector<ControlUnit> controls;    // ControlNet units in order, the IP-Adapter's apart:
   std::vector<ControlUnit> references;  // its units (one adapter, each a reference image)
   int images() const { return static_cast<int>(batch_size * n_iter); }
+  ManifestEntry entry;  // the request as spriteforge's typed item, checked as a manifest's
 };
 
-// Reads a txt2img request body. Fields that would change the image but are not
+// Reads a txt2img request body and builds its entry (errors name A1111's fields). Fields that would change the image but are not
 // supported (hires fix, face restoration, variation seeds, scripts other than ControlNet,
 // ControlNet modules other than none, canny and ip-adapter*) are refused when set; other
 // A1111 fields (saving, grids, a unit's pixel_perfect, ...) are ignored, as A1111 ignores
@@ -48,9 +50,9 @@ struct Txt2Img {
 absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestLimits& limits, int max_images,
                                      const std::function<uint64_t()>& draw_seed);
 
-// The job that renders the request with `model`. Its ControlNet units become the manifest's
-// `controls` and `reference`, naming their images by the paths of Txt2ImgFiles.
-nlohmann::json Txt2ImgManifest(const Txt2Img& request, const std::string& model);
+// The job that renders the request with `model`: its typed entry, whose ControlNet units'
+// images are the uploads of Txt2ImgFiles (by their hashes).
+absl::StatusOr<Manifest> Txt2ImgManifest(const Txt2Img& request, const std::string& model, const ManifestLimits& limits);
 
 // The images the manifest names, path -> PNG bytes, to upload before it is submitted.
 std::map<std::string, std::string> Txt2ImgFiles(const Txt2Img& request);

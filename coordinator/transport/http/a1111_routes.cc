@@ -23,8 +23,9 @@ void Txt2ImgRoute(HttpApi& api, const httplib::Request& req, httplib::Response& 
   // The ControlNet units' images are stored as the caller's uploads, as the client uploads a manifest's.
   auto files = UploadFiles(api, req, Txt2ImgFiles(*request), ManifestFileKind::kImage);
   if (!files.ok()) return ReplyError(res, files.status());
-  auto job = SubmitAndWait(api, req, Txt2ImgManifest(*request, *model), "txt2img", req.get_header_value("Idempotency-Key"),
-                           *files);
+  auto manifest = Txt2ImgManifest(*request, *model, api.core()->options().limits);
+  if (!manifest.ok()) return ReplyError(res, manifest.status());
+  auto job = SubmitAndWait(api, req, *std::move(manifest), req.get_header_value("Idempotency-Key"));
   if (!job.ok()) return ReplyError(res, job.status());
   nlohmann::json images = nlohmann::json::array();
   for (size_t i = 0; i < job->items.size(); ++i) images.push_back(absl::Base64Escape(job->pngs[i]));

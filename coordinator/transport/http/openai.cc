@@ -5,20 +5,35 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/manifest_builder.h"
 #include "common/status_macros.h"
 #include "coordinator/transport/http/request_fields.h"
 
 namespace spriteforge::coordinator::http {
 namespace {
 
-absl::Status ParseSize(const std::string& size, const ManifestLimits& limits, int64_t* width, int64_t* height) {
+absl::Status ParseSize(const std::string& size, int64_t* width, int64_t* height) {
   const size_t x = size.find('x');
   if (x == std::string::npos || !absl::SimpleAtoi(size.substr(0, x), width) ||
       !absl::SimpleAtoi(size.substr(x + 1), height)) {
     return absl::InvalidArgumentError(absl::StrCat("size: expected WIDTHxHEIGHT such as 1024x1024, got '", size, "'"));
   }
-  RETURN_IF_ERROR(CheckSize("size width", *width, limits.min_size, limits.max_size));
-  return CheckSize("size height", *height, limits.min_size, limits.max_size);
+  return absl::OkStatus();
+}
+
+// The request as spriteforge's typed item: every value checked as a manifest's is.
+absl::StatusOr<ManifestEntry> BuildEntry(const ImageGeneration& r, const ManifestLimits& limits) {
+  EntryBuilder b(limits);
+  RETURN_IF_ERROR(b.SetPrompt({"prompt"}, r.prompt));
+  if (r.has_negative) RETURN_IF_ERROR(b.SetNegative({"negative_prompt"}, r.negative_prompt));
+  RETURN_IF_ERROR(b.SetWidth({"size"}, r.width));
+  RETURN_IF_ERROR(b.SetHeight({"size"}, r.height));
+  RETURN_IF_ERROR(b.SetSteps({"steps"}, r.steps));
+  RETURN_IF_ERROR(b.SetCfg({"cfg_scale"}, r.cfg_scale));
+  RETURN_IF_ERROR(b.SetSampler({"sampler"}, r.sampler));
+  RETURN_IF_ERROR(b.SetCount({"n"}, r.n));
+  b.SetSeed(r.first_seed);
+  return b.Build({""});
 }
 
 }  // namespace
@@ -41,7 +56,7 @@ absl::StatusOr<ImageGeneration> ParseImageGeneration(const nlohmann::json& body,
   std::string size;
   if (s = ReadString(body, "size", &size); !s.ok()) return s;
   if (!size.empty()) {
-    if (s = ParseSize(size, limits, &r.width, &r.height); !s.ok()) return s;
+    if (s = ParseSize(size, &r.width, &r.height); !s.ok()) return s;
   }
   if (s = ReadString(body, "response_format", &r.response_format); !s.ok()) return s;
   if (r.response_format != "b64_json" && r.response_format != "url") {
@@ -54,21 +69,24 @@ absl::StatusOr<ImageGeneration> ParseImageGeneration(const nlohmann::json& body,
   r.has_negative = body.contains("negative_prompt") && !body["negative_prompt"].is_null();
   if (s = ReadString(body, "negative_prompt", &r.negative_prompt); !s.ok()) return s;
   if (s = ReadInt(body, "seed", -1, std::numeric_limits<int64_t>::max(), &r.seed); !s.ok()) return s;
-  if (s = ReadInt(body, "steps", 1, limits.max_steps, &r.steps); !s.ok()) return s;
-  if (s = ReadNumber(body, "cfg_scale", 0, limits.max_cfg, &r.cfg_scale); !s.ok()) return s;
+  // Ranges of image settings are the builder's (BuildEntry); these reads take any number.
+  constexpr int64_t kAnyInt = std::numeric_limits<int64_t>::max();
+  constexpr double kAny = std::numeric_limits<double>::max();
+  if (s = ReadInt(body, "steps", -kAnyInt, kAnyInt, &r.steps); !s.ok()) return s;
+  if (s = ReadNumber(body, "cfg_scale", -kAny, kAny, &r.cfg_scale); !s.ok()) return s;
   if (s = ReadString(body, "sampler", &r.sampler); !s.ok()) return s;
   r.first_seed = r.seed >= 0 ? static_cast<uint64_t>(r.seed) : draw_seed();
+  ASSIGN_OR_RETURN(r.entry, BuildEntry(r, limits));
   return r;
 }
 
-nlohmann::json ImageGenerationManifest(const ImageGeneration& r, const std::string& model) {
-  nlohmann::json item = {{"prompt", r.prompt}, {"count", r.n}, {"seed", r.first_seed}};
-  if (r.has_negative) item["negative"] = r.negative_prompt;
-  return {{"name", "images-generations"},
-          {"model", model},
-          {"defaults",
-           {{"width", r.width}, {"height", r.height}, {"steps", r.steps}, {"cfg", r.cfg_scale}, {"sampler", r.sampler}}},
-          {"items", {item}}};
+absl::StatusOr<Manifest> ImageGenerationManifest(const ImageGeneration& r, const std::string& model,
+                                                 const ManifestLimits& limits) {
+  ManifestBuilder m(limits);
+  RETURN_IF_ERROR(m.SetName({"name"}, "images-generations"));
+  RETURN_IF_ERROR(m.SetModel({"model"}, model));
+  RETURN_IF_ERROR(m.AddEntry({"n"}, r.entry));
+  return m.Build();
 }
 
 }  // namespace spriteforge::coordinator::http

@@ -1,5 +1,5 @@
 // OpenAI's image generation request (POST /v1/images/generations) translated to a
-// spriteforge manifest. Pure, tested without a server.
+// spriteforge job (common/manifest_builder.h). Pure, tested without a server.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,7 @@ struct ImageGeneration {
   int64_t steps = 30;
   double cfg_scale = 5.0;
   std::string sampler = "euler";
+  ManifestEntry entry;  // the request as spriteforge's typed item, checked as a manifest's
 };
 
 // Unknown fields are refused, as OpenAI refuses them; `quality`, `style` and `user`
@@ -34,6 +35,7 @@ struct ImageGeneration {
 absl::StatusOr<ImageGeneration> ParseImageGeneration(const nlohmann::json& body, const ManifestLimits& limits,
                                                      int max_images, const std::function<uint64_t()>& draw_seed);
 
-nlohmann::json ImageGenerationManifest(const ImageGeneration& request, const std::string& model);
+absl::StatusOr<Manifest> ImageGenerationManifest(const ImageGeneration& request, const std::string& model,
+                                                 const ManifestLimits& limits);
 
 }  // namespace spriteforge::coordinator::http

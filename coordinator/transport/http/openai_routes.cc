@@ -21,8 +21,9 @@ void GenerationsRoute(HttpApi& api, const httplib::Request& req, httplib::Respon
   if (!request.ok()) return ReplyError(res, request.status());
   auto model = ChooseModel(api.core(), request->model);
   if (!model.ok()) return ReplyError(res, model.status());
-  auto job = SubmitAndWait(api, req, ImageGenerationManifest(*request, *model), "images-generations",
-                           req.get_header_value("Idempotency-Key"));
+  auto manifest = ImageGenerationManifest(*request, *model, api.core()->options().limits);
+  if (!manifest.ok()) return ReplyError(res, manifest.status());
+  auto job = SubmitAndWait(api, req, *std::move(manifest), req.get_header_value("Idempotency-Key"));
   if (!job.ok()) return ReplyError(res, job.status());
   const std::string host = req.get_header_value("Host");
   nlohmann::json data = nlohmann::json::array();

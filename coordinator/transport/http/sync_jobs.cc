@@ -50,17 +50,11 @@ absl::StatusOr<std::map<std::string, std::string>> UploadFiles(HttpApi& api, con
   return stored;
 }
 
-absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, const nlohmann::json& manifest,
-                                          const std::string& source, const std::string& idempotency_key,
-                                          const std::map<std::string, std::string>& files) {
+absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, Manifest manifest,
+                                          const std::string& idempotency_key) {
   ASSIGN_OR_RETURN(auto slot, api.TakeSyncSlot());
-  v1::SubmitJobRequest request;
-  request.set_manifest(manifest.dump());
-  request.set_manifest_name(source);
-  request.set_idempotency_key(idempotency_key);
-  request.mutable_files()->insert(files.begin(), files.end());
   ASSIGN_OR_RETURN(auto who, api.Caller(req));
-  ASSIGN_OR_RETURN(auto submitted, api.core()->Submit(request, who.name, who.limits));
+  ASSIGN_OR_RETURN(auto submitted, api.core()->SubmitManifest(std::move(manifest), idempotency_key, who.name, who.limits));
   const std::string job_id = submitted.job().id();
 
   struct Done {

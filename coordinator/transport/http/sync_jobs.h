@@ -1,5 +1,6 @@
-// Blocking generation for the A1111 and OpenAI routes: a manifest built from the request
-// is submitted as an ordinary job, and the call waits for that job to finish.
+// Blocking generation for the A1111 and OpenAI routes: the typed manifest built from the
+// request (common/manifest_builder.h) is submitted as an ordinary job, and the call waits
+// for that job to finish.
 #pragma once
 
 #include <map>
@@ -26,11 +27,10 @@ absl::StatusOr<std::string> ChooseModel(Coordinator* core, const std::string& re
 // Submits `manifest` and waits until its job finishes, fails (INTERNAL, naming the first
 // failed item), is cancelled (ABORTED) or the API's timeout passes (DEADLINE_EXCEEDED,
 // naming the job so it can be fetched later).
-// The job belongs to the request's caller. `files`: the manifest's file paths -> sha256,
-// as UploadFiles returns them.
-absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, const nlohmann::json& manifest,
-                                          const std::string& source, const std::string& idempotency_key,
-                                          const std::map<std::string, std::string>& files = {});
+// The job belongs to the request's caller, and the uploads it names must be the caller's
+// (UploadFiles stores a request's inline images first).
+absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, Manifest manifest,
+                                          const std::string& idempotency_key);
 
 // Stores files a request carries inline (path -> bytes) as the caller's uploads, under the
 // same kind limits, quotas and upload rate as the client's UploadFile; returns path -> sha256.

@@ -1,4 +1,4 @@
-// A1111 txt2img requests as spriteforge manifests, and the response fields built back.
+// A1111 txt2img requests as spriteforge's typed jobs, and the response fields built back.
 #include "coordinator/transport/http/a1111.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/png.h"
+#include "common/sha256.h"
 
 namespace spriteforge::coordinator::http {
 namespace {
@@ -15,24 +16,55 @@ absl::StatusOr<Txt2Img> Parse(const char* json, int max_images = 64) {
   return ParseTxt2Img(nlohmann::json::parse(json), ManifestLimits{}, max_images, [] { return uint64_t{777}; });
 }
 
-TEST(A1111, FieldsBecomeTheManifestsDefaultsAndOneItem) {
+TEST(A1111, FieldsBecomeOneTypedEntry) {
   auto r = Parse(R"({"prompt": "red potion", "negative_prompt": "blurry", "seed": 42, "steps": 4,
                      "cfg_scale": 5.5, "width": 128, "height": 96, "sampler_name": "Euler a",
                      "batch_size": 2, "n_iter": 3})");
   ASSERT_TRUE(r.ok()) << r.status();
-  const nlohmann::json m = Txt2ImgManifest(*r, "tiny-sdxl");
-  EXPECT_EQ(m["model"], "tiny-sdxl");
-  EXPECT_EQ(m["defaults"]["width"], 128);
-  EXPECT_EQ(m["defaults"]["height"], 96);
-  EXPECT_EQ(m["defaults"]["steps"], 4);
-  EXPECT_EQ(m["defaults"]["cfg"], 5.5);
-  EXPECT_EQ(m["defaults"]["sampler"], "euler_ancestral");
-  EXPECT_EQ(m["defaults"]["schedule"], "normal");
-  ASSERT_EQ(m["items"].size(), 1u);
-  EXPECT_EQ(m["items"][0]["prompt"], "red potion");
-  EXPECT_EQ(m["items"][0]["negative"], "blurry");
-  EXPECT_EQ(m["items"][0]["count"], 6);  // batch_size x n_iter
-  EXPECT_EQ(m["items"][0]["seed"], 42);
+  auto m = Txt2ImgManifest(*r, "tiny-sdxl", ManifestLimits{});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->model, "tiny-sdxl");
+  EXPECT_EQ(m->name, "txt2img");
+  ASSERT_EQ(m->entries.size(), 1u);
+  const ManifestEntry& e = m->entries[0];
+  EXPECT_EQ(e.sampling.width(), 128);
+  EXPECT_EQ(e.sampling.height(), 96);
+  EXPECT_EQ(e.sampling.steps(), 4);
+  EXPECT_EQ(e.sampling.cfg(), 5.5);
+  EXPECT_EQ(e.sampling.sampler(), v1::SAMPLER_EULER_ANCESTRAL);
+  EXPECT_EQ(e.sampling.schedule(), v1::SCHEDULE_NORMAL);
+  EXPECT_EQ(e.image.prompt(), "red potion");
+  EXPECT_EQ(e.image.negative(), "blurry");
+  EXPECT_EQ(e.count, 6);  // batch_size x n_iter
+  EXPECT_EQ(e.seed, 42u);
+  EXPECT_EQ(m->image_count, 6);
+}
+
+// The request and the manifest a user would write for it are one job, field for field.
+TEST(A1111, ARequestAndItsManifestBuildTheSameEntry) {
+  auto r = Parse(R"({"prompt": "red potion", "negative_prompt": "blurry", "seed": 42, "steps": 4,
+                     "cfg_scale": 5.5, "width": 128, "height": 96, "sampler_name": "DPM++ 2M",
+                     "tiling": true, "batch_size": 2})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto typed = Txt2ImgManifest(*r, "tiny-sdxl", ManifestLimits{});
+  ASSERT_TRUE(typed.ok()) << typed.status();
+  auto parsed = ParseManifestEntries(R"(
+name: txt2img
+model: tiny-sdxl
+defaults: {width: 128, height: 96, steps: 4, cfg: 5.5, sampler: dpmpp_2m, schedule: karras, tileable: true}
+items:
+  - {prompt: red potion, negative: blurry, count: 2, seed: 42}
+)", "txt2img.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->entries.size(), 1u);
+  const ManifestEntry& a = typed->entries[0];
+  const ManifestEntry& b = parsed->entries[0];
+  EXPECT_EQ(a.image.SerializeAsString(), b.image.SerializeAsString()) << a.image.DebugString();
+  EXPECT_EQ(a.sampling.SerializeAsString(), b.sampling.SerializeAsString()) << a.sampling.DebugString();
+  EXPECT_EQ(a.count, b.count);
+  EXPECT_EQ(a.seed, b.seed);
+  EXPECT_EQ(typed->name, parsed->name);
+  EXPECT_EQ(typed->model, parsed->model);
 }
 
 TEST(A1111, DefaultsAreA1111sAndSeedMinusOneIsDrawn) {
@@ -61,7 +93,8 @@ TEST(A1111, ModelComesFromOverrideSettingsWithoutItsHash) {
 TEST(A1111, BadFieldsAreNamed) {
   EXPECT_EQ(Parse(R"({"steps": "many"})").status().message(), "steps: expected an integer");
   EXPECT_EQ(Parse(R"({"steps": 0})").status().message(), "steps: must be 1..150");
-  EXPECT_EQ(Parse(R"({"width": 100})").status().message(), "width: 100 is not a multiple of 8 in 64..2048");
+  EXPECT_EQ(Parse(R"({"width": 100})").status().message(), "width: must be a multiple of 8 in 64..2048");
+  EXPECT_EQ(Parse(R"({"cfg_scale": 31})").status().message(), "cfg_scale: must be 0..30");
   EXPECT_EQ(Parse(R"({"seed": -5})").status().message(), "seed: must be -1..9223372036854775807");
   EXPECT_EQ(Parse(R"({"sampler_name": "LMS"})").status().message(),
             "sampler_name: 'LMS' is not available (Euler, Euler a, DPM++ 2M)");
@@ -78,12 +111,13 @@ TEST(A1111, InfoIsAJsonDocumentWithEverySeed) {
   auto r = Parse(R"({"prompt": "coin", "seed": 10, "batch_size": 2, "width": 128, "height": 128, "steps": 4})");
   ASSERT_TRUE(r.ok());
   // The job's items as the coordinator returns them.
-  auto manifest = ParseManifest(Txt2ImgManifest(*r, "tiny-sdxl").dump(), "txt2img", [] { return uint64_t{0}; });
+  auto manifest = Txt2ImgManifest(*r, "tiny-sdxl", ManifestLimits{});
   ASSERT_TRUE(manifest.ok()) << manifest.status();
-  std::vector<v1::Item> items(manifest->images.size());
+  std::vector<v1::Item> items(manifest->image_count);
   for (size_t i = 0; i < items.size(); ++i) {
-    *items[i].mutable_params() = manifest->images[i].image;
-    *items[i].mutable_sampling() = manifest->images[i].sampling;
+    const ManifestImage image = ExpandImage(manifest->entries[0], static_cast<int>(i), [] { return uint64_t{0}; });
+    *items[i].mutable_params() = image.image;
+    *items[i].mutable_sampling() = image.sampling;
   }
   const auto info = nlohmann::json::parse(Txt2ImgInfo(*r, "tiny-sdxl", items));
   EXPECT_EQ(info["seed"], 10);
@@ -106,7 +140,7 @@ absl::StatusOr<Txt2Img> ParseWithUnits(const std::string& units) {
 
 // The ControlNet extension's units as an A1111 client sends them: a pose picture, Canny
 // edges of a sketch, a disabled unit, and an IP-Adapter unit whose image is the reference.
-TEST(A1111, ControlNetUnitsBecomeTheManifestsControlsAndReference) {
+TEST(A1111, ControlNetUnitsBecomeTheEntrysControlsAndReference) {
   auto r = ParseWithUnits(absl::StrCat(
       R"([{"input_image": ")", Base64Png(10), R"(", "module": "none", "model": "openpose-sdxl [a1b2c3d4]",
            "weight": 0.9, "guidance_start": 0.0, "guidance_end": 0.75, "pixel_perfect": true},
@@ -116,36 +150,28 @@ TEST(A1111, ControlNetUnitsBecomeTheManifestsControlsAndReference) {
           {"input_image": ")", Base64Png(30), R"(", "module": "ip-adapter_clip_sdxl_plus_vith",
            "model": "ip-adapter-plus_sdxl_vit-h [f1f19f7d]", "weight": 0.6}])"));
   ASSERT_TRUE(r.ok()) << r.status();
-  const nlohmann::json m = Txt2ImgManifest(*r, "tiny-sdxl");
-  const nlohmann::json& controls = m["defaults"]["controls"];
-  ASSERT_EQ(controls.size(), 2u);
-  EXPECT_EQ(controls[0], nlohmann::json({{"model", "openpose-sdxl"}, {"image", "controlnet0.png"}, {"scale", 0.9},
-                                         {"start", 0.0}, {"end", 0.75}}));
-  EXPECT_EQ(controls[1]["canny"], nlohmann::json({{"image", "controlnet1.png"}, {"low", 50}, {"high", 200}}));
-  EXPECT_EQ(m["defaults"]["reference"], nlohmann::json({{"images", {"reference0.png"}},
-                                                        {"adapter", "ip-adapter-plus_sdxl_vit-h"}, {"scale", 0.6}}));
   const auto files = Txt2ImgFiles(*r);
   ASSERT_EQ(files.size(), 3u);
   EXPECT_EQ(absl::Base64Escape(files.at("controlnet1.png")), Base64Png(20));
   EXPECT_EQ(absl::Base64Escape(files.at("reference0.png")), Base64Png(30));
 
-  // The manifest the job is made of: the same typed fields a manifest's controls give, and
-  // the infotexts A1111 clients read back.
-  auto manifest = ParseManifest(m.dump(), "txt2img", [] { return uint64_t{0}; }, {},
-                                [](const std::string& path, ManifestFileKind) -> absl::StatusOr<ManifestFile> {
-                                  return ManifestFile{std::string(64, path[0] == 'c' ? 'c' : 'e'), 100, 64, 64};
-                                });
-  ASSERT_TRUE(manifest.ok()) << manifest.status();
-  const v1::SamplingParams& sampling = manifest->images[0].sampling;
+  // The entry the job is made of: the same typed fields a manifest's controls give, its
+  // pictures named by the hashes their uploads will have, and the infotexts A1111 clients
+  // read back.
+  const v1::SamplingParams& sampling = r->entry.sampling;
+  const v1::ImageParams& image = r->entry.image;
   ASSERT_EQ(sampling.controlnets_size(), 2);
   EXPECT_EQ(sampling.controlnets(0).name(), "openpose-sdxl");
+  EXPECT_EQ(sampling.controlnets(0).scale(), 0.9);
   EXPECT_EQ(sampling.controlnets(0).end(), 0.75);
-  EXPECT_EQ(manifest->images[0].image.controls(1).canny().low(), 50);
+  EXPECT_EQ(image.controls(0).image_sha256(), Sha256Hex(files.at("controlnet0.png")));
+  EXPECT_EQ(image.controls(1).canny().low(), 50);
+  EXPECT_EQ(image.controls(1).canny().high(), 200);
   EXPECT_EQ(sampling.ip_adapter().name(), "ip-adapter-plus_sdxl_vit-h");
   EXPECT_EQ(sampling.ip_adapter().scale(), 0.6);
-  EXPECT_EQ(manifest->images[0].image.reference_sha256(0), std::string(64, 'e'));
+  EXPECT_EQ(image.reference_sha256(0), Sha256Hex(files.at("reference0.png")));
   std::vector<v1::Item> items(1);
-  *items[0].mutable_params() = manifest->images[0].image;
+  *items[0].mutable_params() = image;
   *items[0].mutable_sampling() = sampling;
   const auto info = nlohmann::json::parse(Txt2ImgInfo(*r, "tiny-sdxl", items));
   EXPECT_NE(info["infotexts"][0].get<std::string>().find(", ControlNet 2: \"Module: ip-adapter_clip_sdxl_plus_vith"),
@@ -165,11 +191,18 @@ TEST(A1111, ControlNetUnitMistakesAreNamed) {
             "alwayson_scripts.controlnet.args[0].input_image: expected a base64 PNG");
   EXPECT_EQ(ParseWithUnits(R"([{"model": "pose"}])").status().message(),
             "alwayson_scripts.controlnet.args[0].input_image: a base64 PNG is required");
-  EXPECT_EQ(ParseWithUnits(R"([{"model": "pose", "weight": 3, )" + image + "}]").status().message(),
-            "alwayson_scripts.controlnet.args[0].weight: must be 0..2");
+  // The ranges are a manifest's scale, start and end, in the same words.
+  EXPECT_EQ(ParseWithUnits(R"([{"model": "pose", "weight": 6, )" + image + "}]").status().message(),
+            "alwayson_scripts.controlnet.args[0].weight: must be 0..5");
   EXPECT_EQ(ParseWithUnits(R"([{"model": "pose", "guidance_start": 0.8, "guidance_end": 0.5, )" + image + "}]")
                 .status().message(),
-            "alwayson_scripts.controlnet.args[0].guidance_start: must be below guidance_end (0.8 >= 0.5)");
+            "alwayson_scripts.controlnet.args[0].guidance_start: must be below end (0.8 >= 0.5): the ControlNet "
+            "would act on no step");
+  // A picture is checked against the request's size as a manifest's control image is.
+  EXPECT_EQ(Parse(absl::StrCat(R"({"width": 128, "height": 64, "alwayson_scripts": {"controlnet": {"args": [
+                                   {"model": "pose", )", image, "}]}}}").c_str()).status().message(),
+            "alwayson_scripts.controlnet.args[0].input_image: is 64x64, not the item's aspect ratio (128x64): crop it "
+            "or set width and height to match");
   EXPECT_EQ(ParseWithUnits(R"([{"module": "ip-adapter_clip_sdxl", "model": "a", )" + image +
                            R"(}, {"module": "ip-adapter_clip_sdxl", "model": "b", )" + image + "}]")
                 .status().message(),

@@ -1,7 +1,9 @@
-// OpenAI image generation requests as spriteforge manifests.
+// OpenAI image generation requests as spriteforge's typed jobs.
 #include "coordinator/transport/http/openai.h"
 
 #include <gtest/gtest.h>
+
+#include "common/sampling.h"
 
 namespace spriteforge::coordinator::http {
 namespace {
@@ -13,23 +15,26 @@ absl::StatusOr<ImageGeneration> Parse(const char* json) {
 TEST(OpenAi, SizeAndCountBecomeTheManifest) {
   auto r = Parse(R"({"prompt": "a slime", "n": 3, "size": "128x64", "response_format": "b64_json"})");
   ASSERT_TRUE(r.ok()) << r.status();
-  const nlohmann::json m = ImageGenerationManifest(*r, "tiny-sdxl");
-  EXPECT_EQ(m["defaults"]["width"], 128);
-  EXPECT_EQ(m["defaults"]["height"], 64);
-  EXPECT_EQ(m["defaults"]["steps"], 30);
-  EXPECT_EQ(m["items"][0]["count"], 3);
-  EXPECT_EQ(m["items"][0]["seed"], 99);  // drawn: no seed given
-  EXPECT_FALSE(m["items"][0].contains("negative"));
+  auto m = ImageGenerationManifest(*r, "tiny-sdxl", ManifestLimits{});
+  ASSERT_TRUE(m.ok()) << m.status();
+  const ManifestEntry& e = m->entries[0];
+  EXPECT_EQ(e.sampling.width(), 128);
+  EXPECT_EQ(e.sampling.height(), 64);
+  EXPECT_EQ(e.sampling.steps(), 30);
+  EXPECT_EQ(e.count, 3);
+  EXPECT_EQ(e.seed, 99u);  // drawn: no seed given
+  EXPECT_FALSE(e.image.has_negative());
 }
 
 TEST(OpenAi, ExtensionsSetSeedStepsAndNegative) {
   auto r = Parse(R"({"prompt": "x", "seed": 5, "steps": 4, "negative_prompt": "", "cfg_scale": 2})");
   ASSERT_TRUE(r.ok()) << r.status();
-  const nlohmann::json m = ImageGenerationManifest(*r, "m");
-  EXPECT_EQ(m["items"][0]["seed"], 5);
-  EXPECT_EQ(m["items"][0]["negative"], "");
-  EXPECT_EQ(m["defaults"]["steps"], 4);
-  EXPECT_EQ(m["defaults"]["cfg"], 2.0);
+  const ManifestEntry& e = r->entry;
+  EXPECT_EQ(e.seed, 5u);
+  EXPECT_TRUE(e.image.has_negative());
+  EXPECT_EQ(e.image.negative(), "");
+  EXPECT_EQ(e.sampling.steps(), 4);
+  EXPECT_EQ(e.sampling.cfg(), 2.0);
 }
 
 TEST(OpenAi, BadRequestsAreNamed) {
@@ -37,7 +42,10 @@ TEST(OpenAi, BadRequestsAreNamed) {
   EXPECT_EQ(Parse(R"({"prompt": "x", "size": "big"})").status().message(),
             "size: expected WIDTHxHEIGHT such as 1024x1024, got 'big'");
   EXPECT_EQ(Parse(R"({"prompt": "x", "size": "1001x1000"})").status().message(),
-            "size width: 1001 is not a multiple of 8 in 64..2048");
+            "size: must be a multiple of 8 in 64..2048");
+  EXPECT_EQ(Parse(R"({"prompt": "x", "steps": 151})").status().message(), "steps: must be 1..150");
+  EXPECT_EQ(Parse(R"({"prompt": "x", "sampler": "lms"})").status().message(),
+            "sampler: must be " + SamplerNames());
   EXPECT_EQ(Parse(R"({"prompt": "x", "n": 65})").status().message(), "n: must be 1..64");
   EXPECT_EQ(Parse(R"({"prompt": "x", "response_format": "jpeg"})").status().message(),
             "response_format: expected b64_json or url, got 'jpeg'");
