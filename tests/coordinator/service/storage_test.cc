@@ -172,5 +172,35 @@ TEST_F(CoordinatorTest, AnItemsControlAndReferenceImagesAreServedBesideItsResult
   EXPECT_EQ(http.Get("/v1/jobs/" + job->job().id() + "/items/5/inputs")->status, 404);
 }
 
+// A typed manifest (the HTTP dialects') names uploads by hash: the core takes only the
+// submitter's own, as it does for a manifest's paths.
+TEST_F(CoordinatorTest, ATypedManifestNamingAnotherOwnersUploadIsRefused) {
+  RasterImage picture{64, 64, 3, std::vector<uint8_t>(64 * 64 * 3, 90)};
+  const std::string png = *EncodePng(picture);
+  auto upload = core_->BeginUpload(ManifestFileKind::kImage, png.size(), "alice", {});
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  ASSERT_TRUE((*upload)->Append(png).ok());
+  auto stored = (*upload)->Finish();
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  Manifest manifest;
+  manifest.name = "txt2img";
+  manifest.model = "tiny-sdxl";
+  ManifestEntry entry;
+  entry.image.set_prompt("hero");
+  entry.image.add_reference_sha256(stored->sha256);
+  entry.sampling.set_width(64);
+  entry.sampling.set_height(64);
+  entry.sampling.set_steps(2);
+  entry.sampling.mutable_ip_adapter()->set_name("ip-plus");
+  manifest.entries.push_back(entry);
+  manifest.image_count = 1;
+
+  auto stolen = core_->SubmitManifest(manifest, "", "mallory");
+  EXPECT_EQ(stolen.status().code(), absl::StatusCode::kNotFound) << stolen.status();
+  auto own = core_->SubmitManifest(manifest, "", "alice");
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->job().name(), "txt2img");
+}
+
 }  // namespace
 }  // namespace spriteforge::coordinator
