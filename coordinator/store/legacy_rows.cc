@@ -79,7 +79,7 @@ absl::Status UpgradeItems(Database& db) {
       ReadLegacyItem(q, &image, &sampling);
       rows.push_back({q.Text(0), q.Int(1), image.SerializeAsString(), sampling.SerializeAsString()});
     }
-    if (!q.status().ok()) return q.status();
+    RETURN_IF_ERROR(q.status());
   }
   for (const Row& row : rows) {
     Statement up(db.raw(), "UPDATE items SET image = ?, sampling = ? WHERE job_id = ? AND idx = ?");
@@ -105,7 +105,7 @@ absl::Status UpgradeJobs(Database& db) {
       // A section that no longer parses was refused at submit since: such a job makes no sprites.
       if (spec.ok()) specs.emplace_back(q.Text(0), spec->SerializeAsString());
     }
-    if (!q.status().ok()) return q.status();
+    RETURN_IF_ERROR(q.status());
   }
   for (const auto& [id, spec] : specs) {
     Statement up(db.raw(), "UPDATE jobs SET postprocess_spec = ? WHERE id = ?");
@@ -128,7 +128,7 @@ absl::Status UpgradeLegacyRows(Database& db) {
     return absl::OkStatus();
   }
   Transaction tx(db);
-  if (!tx.status().ok()) return tx.status();
+  RETURN_IF_ERROR(tx.status());
   RETURN_IF_ERROR(UpgradeJobs(db));
   RETURN_IF_ERROR(UpgradeItems(db));
   return tx.Commit();

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "coordinator/store/postgres.h"
+#include "coordinator/store/schema.h"
 
 namespace spriteforge::coordinator {
 namespace {
@@ -15,85 +16,6 @@ namespace {
 // Two coordinators starting at once would race to create the schema; the first takes
 // this lock (any constant; it names the schema) and the second finds the tables made.
 constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(7163022)";
-
-constexpr const char* kSchemaHead = R"sql(
-CREATE TABLE IF NOT EXISTS jobs(
-  seq BIGSERIAL PRIMARY KEY,
-  id TEXT NOT NULL UNIQUE,
-  name TEXT NOT NULL,
-  model TEXT NOT NULL,
-  priority INTEGER NOT NULL,
-  state INTEGER NOT NULL,
-  created_ms BIGINT NOT NULL,
-  started_ms BIGINT NOT NULL DEFAULT 0,
-  finished_ms BIGINT NOT NULL DEFAULT 0,
-  idempotency_key TEXT,
-  owner TEXT NOT NULL DEFAULT '',
-  )sql";
-// Between the parts: the jobs' settings columns, then the items' image-parameter columns (rows.h).
-constexpr const char* kSchemaItems = R"sql();
--- Idempotency keys are per owner; the index over the key alone was the first version's.
-DROP INDEX IF EXISTS jobs_key;
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_key ON jobs(owner, idempotency_key) WHERE idempotency_key <> '';
-CREATE TABLE IF NOT EXISTS items(
-  job_id TEXT NOT NULL REFERENCES jobs(id),
-  idx INTEGER NOT NULL,
-  )sql";
-constexpr const char* kSchemaTail = R"sql(,
-  state INTEGER NOT NULL,
-  batch_id TEXT NOT NULL DEFAULT '',
-  worker_id TEXT NOT NULL DEFAULT '',
-  attempts INTEGER NOT NULL DEFAULT 0,
-  image_path TEXT NOT NULL DEFAULT '',
-  sprite_path TEXT NOT NULL DEFAULT '',
-  failure INTEGER NOT NULL DEFAULT 0,
-  failure_message TEXT NOT NULL DEFAULT '',
-  done_ms BIGINT NOT NULL DEFAULT 0,
-  PRIMARY KEY(job_id, idx));
-CREATE INDEX IF NOT EXISTS items_queue ON items(job_id, state, idx);
-CREATE INDEX IF NOT EXISTS items_batch ON items(batch_id);
-CREATE TABLE IF NOT EXISTS leases(
-  batch_id TEXT PRIMARY KEY,
-  worker_id TEXT NOT NULL,
-  expires_ms BIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS leases_worker ON leases(worker_id);
--- Items per state of each job, kept by a trigger in the same transaction as every change.
-CREATE TABLE IF NOT EXISTS job_counts(
-  job_id TEXT PRIMARY KEY,
-  total BIGINT NOT NULL DEFAULT 0,
-  queued BIGINT NOT NULL DEFAULT 0,
-  running BIGINT NOT NULL DEFAULT 0,
-  done BIGINT NOT NULL DEFAULT 0,
-  failed BIGINT NOT NULL DEFAULT 0,
-  cancelled BIGINT NOT NULL DEFAULT 0);
-CREATE OR REPLACE FUNCTION spriteforge_count_states() RETURNS trigger AS $$
-BEGIN
-  UPDATE job_counts SET
-    queued = queued + (NEW.state = 1)::int - (OLD.state = 1)::int,
-    running = running + (NEW.state = 2)::int - (OLD.state = 2)::int,
-    done = done + (NEW.state = 3)::int - (OLD.state = 3)::int,
-    failed = failed + (NEW.state = 4)::int - (OLD.state = 4)::int,
-    cancelled = cancelled + (NEW.state = 5)::int - (OLD.state = 5)::int
-  WHERE job_id = NEW.job_id;
-  RETURN NULL;
-END $$ LANGUAGE plpgsql;
-CREATE OR REPLACE TRIGGER items_count_states AFTER UPDATE OF state ON items
-  FOR EACH ROW WHEN (OLD.state <> NEW.state) EXECUTE FUNCTION spriteforge_count_states();
-CREATE TABLE IF NOT EXISTS workers(
-  id TEXT PRIMARY KEY,
-  info TEXT NOT NULL,
-  last_seen_ms BIGINT NOT NULL,
-  images_done BIGINT NOT NULL DEFAULT 0);
--- Who leads the coordinators sharing this database (one row).
-CREATE TABLE IF NOT EXISTS leader(
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  holder TEXT NOT NULL,
-  address TEXT NOT NULL,
-  expires_ms BIGINT NOT NULL,
-  epoch BIGINT NOT NULL DEFAULT 0);
-ALTER TABLE leader ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;
-INSERT INTO leader(id, holder, address, expires_ms) VALUES(1, '', '', 0) ON CONFLICT DO NOTHING;
-)sql";
 
 // The database's clock in milliseconds since the epoch.
 constexpr const char* kNowMs = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -161,6 +83,16 @@ FOR UPDATE OF i
 
 absl::Status ExpectOk(const absl::StatusOr<PgResult>& r) { return r.ok() ? absl::OkStatus() : r.status(); }
 
+// The schema (schema.h) in one transaction under the schema lock, with the columns added
+// since a table's first version.
+std::string SchemaSql() {
+  std::string sql = absl::StrCat("BEGIN;", kSchemaLock, ";\n", CreateSchemaSql(SqlDialect::kPostgres));
+  for (const AddedColumn& c : AddedColumns(SqlDialect::kPostgres)) {
+    absl::StrAppend(&sql, "ALTER TABLE ", c.table, " ADD COLUMN IF NOT EXISTS ", c.column, " ", c.definition, ";\n");
+  }
+  return absl::StrCat(sql, IndexAddedColumnsSql(), "COMMIT;");
+}
+
 }  // namespace
 
 PostgresStore::PostgresStore(std::unique_ptr<PgConnection> db) : db_(std::move(db)) {}
@@ -197,10 +129,7 @@ absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& ur
     while (found.Next()) tables.insert(found.Text(0));
     RETURN_IF_ERROR(SqlStore::CheckTables(db->name(), tables, /*with_counts=*/true));
   }
-  const std::string schema =
-      absl::StrCat("BEGIN;", kSchemaLock, ";", kSchemaHead, JobSettingColumnDefinitions(SqlDialect::kPostgres),
-                   kSchemaItems, ItemParamColumnDefinitions(SqlDialect::kPostgres), kSchemaTail, "COMMIT;");
-  if (auto s = db->Exec(schema); !s.ok()) {
+  if (auto s = db->Exec(SchemaSql()); !s.ok()) {
     db->Exec("ROLLBACK").IgnoreError();
     return absl::DataLossError(absl::StrCat("database ", db->name(), " is not a spriteforge store: ", s.message()));
   }

@@ -1,9 +1,10 @@
 // The store in PostgreSQL: one database several coordinators share (one leads, the others
 // stand by; see the leader lease in store.h). Its statements are SqlStore's, with rows a
-// transaction will change locked FOR UPDATE; it adds the schema, items inserted several
-// hundred rows per statement, and one statement per lease and per group of results: a
-// lease takes its items with SELECT ... FOR UPDATE SKIP LOCKED, so it never waits on rows
-// another transaction holds.
+// transaction will change locked FOR UPDATE, and its tables schema.h's; it adds opening
+// (the schema under a lock, session settings), items inserted several hundred rows per
+// statement, and one statement per lease and per group of results: a lease takes its items
+// with SELECT ... FOR UPDATE SKIP LOCKED, so it never waits on rows another transaction
+// holds.
 #pragma once
 
 #include <memory>

@@ -3,12 +3,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace spriteforge::coordinator {
-namespace {
-
-const char* BlobType(SqlDialect dialect) { return dialect == SqlDialect::kPostgres ? "BYTEA" : "BLOB"; }
-
-}  // namespace
-
 const char* const kJobColumns =
     "id, name, model, priority, state, created_ms, started_ms, finished_ms, "
     "COALESCE(idempotency_key, ''), seq, owner, postprocess_spec, preview_every";
@@ -29,10 +23,8 @@ std::vector<SqlValue> JobInsertValues(const JobRecord& job) {
           int64_t{job.preview_every}};
 }
 
-std::string JobSettingColumnDefinitions(SqlDialect dialect) {
-  // postprocess_spec: v1.PostprocessSpec; NULL when the job makes no sprites.
-  return absl::StrCat("postprocess_spec ", BlobType(dialect), ",\n  preview_every INTEGER NOT NULL DEFAULT 0");
-}
+// postprocess_spec: v1.PostprocessSpec; NULL when the job makes no sprites.
+const char* const kJobSettingColumnDefinitions = "postprocess_spec {blob},\n  preview_every INTEGER NOT NULL DEFAULT 0";
 
 const std::string& ItemParamColumns() {
   static const std::string names = "image, sampling, random_seed";
@@ -48,11 +40,9 @@ const std::string& ItemColumns() {
   return columns;
 }
 
-std::string ItemParamColumnDefinitions(SqlDialect dialect) {
-  // image: v1.ImageParams (prompt, negative, seed, start image); sampling: v1.SamplingParams.
-  return absl::StrCat("image ", BlobType(dialect), " NOT NULL,\n  sampling ", BlobType(dialect),
-                      " NOT NULL,\n  random_seed INTEGER NOT NULL");
-}
+// image: v1.ImageParams (prompt, negative, seed, start image); sampling: v1.SamplingParams.
+const char* const kItemParamColumnDefinitions =
+    "image {blob} NOT NULL,\n  sampling {blob} NOT NULL,\n  random_seed INTEGER NOT NULL";
 
 std::vector<SqlValue> ItemParamValues(const ItemRecord& it) {
   return {SqlBytes{it.image.SerializeAsString()}, SqlBytes{it.sampling.SerializeAsString()},

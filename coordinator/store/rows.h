@@ -35,8 +35,6 @@ struct SqlBytes {
 // A value to bind: NULL, an integer, a real, a text or bytes.
 using SqlValue = std::variant<std::monostate, int64_t, double, std::string, SqlBytes>;
 
-enum class SqlDialect { kSqlite, kPostgres };
-
 // "id, name, ..." of jobs and items, in the order ReadJob and ReadItem read them.
 extern const char* const kJobColumns;
 const std::string& ItemColumns();
@@ -44,14 +42,16 @@ const std::string& ItemColumns();
 // The columns a new job is inserted with, and a job's values in that order.
 extern const char* const kJobInsertColumns;
 std::vector<SqlValue> JobInsertValues(const JobRecord& job);
-// The definitions of the jobs columns that hold settings ("postprocess_spec BLOB, ...").
-std::string JobSettingColumnDefinitions(SqlDialect dialect);
+// The definitions of the jobs columns that hold settings ("postprocess_spec {blob}, ..."),
+// spelled with schema.h's placeholders.
+extern const char* const kJobSettingColumnDefinitions;
 
 // The image-parameter columns: their names ("image, sampling, random_seed"), their
-// definitions for CREATE TABLE in a dialect, and an item's values in that order.
+// definitions for CREATE TABLE (with schema.h's placeholders), and an item's values in
+// that order.
 const std::string& ItemParamColumns();
 int ItemParamColumnCount();
-std::string ItemParamColumnDefinitions(SqlDialect dialect);
+extern const char* const kItemParamColumnDefinitions;
 std::vector<SqlValue> ItemParamValues(const ItemRecord& item);
 
 JobRecord ReadJob(const Row& row);

@@ -10,7 +10,7 @@ namespace spriteforge::coordinator {
 
 absl::StatusOr<std::unique_ptr<SqlTransaction>> SqlStore::Begin() {
   std::unique_ptr<SqlTransaction> tx = NewTransaction();
-  if (!tx->status().ok()) return tx->status();
+  RETURN_IF_ERROR(tx->status());
   RETURN_IF_ERROR(CheckFence());
   return tx;
 }

@@ -1,9 +1,9 @@
 // What the SQLite and PostgreSQL stores share: every Store method whose statements and
 // steps are the same in both dialects is written once here, over a few primitives each
 // backend provides (begin a transaction, run a statement, read rows, insert item rows).
-// The backends keep what really differs: their schema and opening, how many item rows go in
-// one INSERT, how a batch leases its items (PostgreSQL: SKIP LOCKED in one statement) and
-// how a group of results is recorded, and their clock expression.
+// The tables are schema.h's. The backends keep what really differs: opening, how many item
+// rows go in one INSERT, how a batch leases its items (PostgreSQL: SKIP LOCKED in one
+// statement) and how a group of results is recorded, and their clock expression.
 //
 // Shared statements use PostgreSQL's numbered parameters ($1, $2 ...); SQLite reads them
 // as its own ?1, ?2 (SqliteStore::Execute), so one text serves both.

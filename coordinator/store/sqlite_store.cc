@@ -6,90 +6,11 @@
 #include "common/status_macros.h"
 #include "coordinator/store/legacy_rows.h"
 #include "coordinator/store/rows.h"
+#include "coordinator/store/schema.h"
 #include "coordinator/store/sqlite.h"
 
 namespace spriteforge::coordinator {
 namespace {
-
-constexpr const char* kSchemaHead = R"sql(
-CREATE TABLE IF NOT EXISTS jobs(
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
-  name TEXT NOT NULL,
-  model TEXT NOT NULL,
-  priority INTEGER NOT NULL,
-  state INTEGER NOT NULL,
-  created_ms INTEGER NOT NULL,
-  started_ms INTEGER NOT NULL DEFAULT 0,
-  finished_ms INTEGER NOT NULL DEFAULT 0,
-  idempotency_key TEXT,
-  owner TEXT NOT NULL DEFAULT '',
-  )sql";
-// Between the parts: the jobs' settings columns, then the items' image-parameter columns (rows.h).
-constexpr const char* kSchemaItems = R"sql();
-CREATE TABLE IF NOT EXISTS items(
-  job_id TEXT NOT NULL REFERENCES jobs(id),
-  idx INTEGER NOT NULL,
-  )sql";
-constexpr const char* kSchemaTail = R"sql(,
-  state INTEGER NOT NULL,
-  batch_id TEXT NOT NULL DEFAULT '',
-  worker_id TEXT NOT NULL DEFAULT '',
-  attempts INTEGER NOT NULL DEFAULT 0,
-  image_path TEXT NOT NULL DEFAULT '',
-  sprite_path TEXT NOT NULL DEFAULT '',
-  failure INTEGER NOT NULL DEFAULT 0,
-  failure_message TEXT NOT NULL DEFAULT '',
-  done_ms INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY(job_id, idx));
--- A job's queue in index order, and its items by state.
-CREATE INDEX IF NOT EXISTS items_queue ON items(job_id, state, idx);
-DROP INDEX IF EXISTS items_state;
-CREATE INDEX IF NOT EXISTS items_batch ON items(batch_id);
-CREATE TABLE IF NOT EXISTS leases(
-  batch_id TEXT PRIMARY KEY,
-  worker_id TEXT NOT NULL,
-  expires_ms INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS leases_worker ON leases(worker_id);
--- Items per state of each job, kept by a trigger in the same transaction as every change,
--- so progress and totals are one row read instead of a count over the job's items.
-CREATE TABLE IF NOT EXISTS job_counts(
-  job_id TEXT PRIMARY KEY,
-  total INTEGER NOT NULL DEFAULT 0,
-  queued INTEGER NOT NULL DEFAULT 0,
-  running INTEGER NOT NULL DEFAULT 0,
-  done INTEGER NOT NULL DEFAULT 0,
-  failed INTEGER NOT NULL DEFAULT 0,
-  cancelled INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS items_count_states AFTER UPDATE OF state ON items WHEN old.state <> new.state
-BEGIN
-  UPDATE job_counts SET
-    queued = queued + (new.state = 1) - (old.state = 1),
-    running = running + (new.state = 2) - (old.state = 2),
-    done = done + (new.state = 3) - (old.state = 3),
-    failed = failed + (new.state = 4) - (old.state = 4),
-    cancelled = cancelled + (new.state = 5) - (old.state = 5)
-  WHERE job_id = new.job_id;
-END;
-CREATE TABLE IF NOT EXISTS workers(
-  id TEXT PRIMARY KEY,
-  info TEXT NOT NULL,
-  last_seen_ms INTEGER NOT NULL,
-  images_done INTEGER NOT NULL DEFAULT 0);
--- Who leads the coordinators sharing this database (one row).
-CREATE TABLE IF NOT EXISTS leader(
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  holder TEXT NOT NULL,
-  address TEXT NOT NULL,
-  expires_ms INTEGER NOT NULL,
-  epoch INTEGER NOT NULL DEFAULT 0);
-INSERT OR IGNORE INTO leader(id, holder, address, expires_ms) VALUES(1, '', '', 0);
-)sql";
-
-std::string Schema() {
-  return absl::StrCat(kSchemaHead, JobSettingColumnDefinitions(SqlDialect::kSqlite), kSchemaItems,
-                      ItemParamColumnDefinitions(SqlDialect::kSqlite), kSchemaTail);
-}
 
 // SqlStore's $1, $2 ... as SQLite's ?1, ?2 ..., which bind by the same numbers.
 std::string Numbered(const std::string& sql) {
@@ -108,13 +29,6 @@ void BindAll(Statement& q, const std::vector<SqlValue>& args) {
 
 SqliteStore::SqliteStore(std::unique_ptr<Database> db) : db_(std::move(db)) {}
 SqliteStore::~SqliteStore() = default;
-
-// Idempotency keys are per owner: one owner's key neither finds nor blocks another's job.
-// Made once the owner column exists; databases from before lose the index over the key alone.
-constexpr const char* kOwnerKeyIndex = R"sql(
-DROP INDEX IF EXISTS jobs_key;
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_key ON jobs(owner, idempotency_key) WHERE idempotency_key <> '';
-)sql";
 
 // Schema version 1 added job_counts: a database from before gets its counts once.
 constexpr const char* kCountExistingJobs = R"sql(
@@ -151,23 +65,20 @@ static absl::Status CheckBeforeOpening(Database& db, const std::string& path) {
 absl::StatusOr<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path) {
   ASSIGN_OR_RETURN(auto db, Database::Open(path));
   RETURN_IF_ERROR(CheckBeforeOpening(*db, path));
-  if (auto s = db->Exec(Schema()); !s.ok()) {
+  if (auto s = db->Exec(CreateSchemaSql(SqlDialect::kSqlite)); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, " is not a spriteforge store: ", s.message()));
   }
-  // Databases made by earlier versions (PostgreSQL stores have none): columns added since,
-  // and the per-field parameter columns converted to the messages (legacy_rows.h).
-  if (auto s = AddMissingColumn(*db, "jobs", "owner", "TEXT NOT NULL DEFAULT ''"); !s.ok()) {
-    return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the owner column: ", s.message()));
+  // Databases made by earlier versions: columns added since (schema.h), and the per-field
+  // parameter columns converted to the messages (legacy_rows.h).
+  for (const AddedColumn& c : AddedColumns(SqlDialect::kSqlite)) {
+    if (auto s = AddMissingColumn(*db, c.table.c_str(), c.column.c_str(), c.definition.c_str()); !s.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("database ", path, ": cannot add the ", c.table, " ", c.column, " column: ", s.message()));
+    }
   }
-  if (auto s = db->Exec(kOwnerKeyIndex); !s.ok()) {
+  if (auto s = db->Exec(IndexAddedColumnsSql()); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot index idempotency keys per owner: ",
                                             s.message()));
-  }
-  if (auto s = AddMissingColumn(*db, "jobs", "preview_every", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
-    return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the preview_every column: ", s.message()));
-  }
-  if (auto s = AddMissingColumn(*db, "leader", "epoch", "INTEGER NOT NULL DEFAULT 0"); !s.ok()) {
-    return absl::DataLossError(absl::StrCat("database ", path, ": cannot add the leader epoch column: ", s.message()));
   }
   if (auto s = UpgradeLegacyRows(*db); !s.ok()) {
     return absl::DataLossError(absl::StrCat("database ", path, ": cannot convert its rows: ", s.message()));

@@ -1,7 +1,8 @@
 // The store in one SQLite file (WAL): the default backend, for one coordinator. Its
-// statements are SqlStore's; it adds the schema (and the upgrade of older files), items
-// inserted a row at a time through one prepared statement, and leases and results as a
-// statement per item inside one transaction, which holds the whole database.
+// statements are SqlStore's and its tables schema.h's; it adds opening (the schema version
+// and the upgrade of older files), items inserted a row at a time through one prepared
+// statement, and leases and results as a statement per item inside one transaction, which
+// holds the whole database.
 #pragma once
 
 #include <memory>
