@@ -20,6 +20,7 @@ namespace spriteforge::fleet {
 CoordinatorProcess& CoordinatorProcess::operator=(CoordinatorProcess&& o) noexcept {
   pid_ = o.pid_;
   dir_ = std::move(o.dir_);
+  db_ = std::move(o.db_);
   client_address_ = std::move(o.client_address_);
   worker_address_ = std::move(o.worker_address_);
   o.pid_ = -1;
