@@ -22,8 +22,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/progress.h"
+#include "common/comfyui/workflow.h"
 #include "common/files.h"
 #include "common/manifest_files.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::client {
 namespace {
@@ -137,7 +139,9 @@ absl::Status UploadManifestFiles(Stub& stub, const std::string& manifest_path, c
     (*request->mutable_files())[path] = file->sha256;
     return file;
   };
-  auto manifest = ParseManifest(text, manifest_path, [] { return uint64_t{0}; }, ManifestLimits{}, resolve);
+  auto manifest = comfyui::IsWorkflow(text)
+                      ? comfyui::ImportWorkflowText(text, manifest_path, ManifestLimits{}, resolve)
+                      : ParseManifest(text, manifest_path, [] { return uint64_t{0}; }, ManifestLimits{}, resolve);
   if (!manifest.ok() && file_problem) return manifest.status();
   for (const auto& [sha, source] : to_upload) {
     auto size = std::filesystem::file_size(source.first);
@@ -148,11 +152,26 @@ absl::Status UploadManifestFiles(Stub& stub, const std::string& manifest_path, c
   return absl::OkStatus();
 }
 
+// A ComfyUI workflow with the command line's settings written into it, as the job's text.
+absl::StatusOr<std::string> PrepareWorkflow(const std::string& text, const SubmitArgs& args) {
+  ASSIGN_OR_RETURN(auto workflow, comfyui::ParseWorkflow(text));
+  for (const std::string& mapping : args.model_maps) RETURN_IF_ERROR(comfyui::ApplyModelMap(workflow, mapping));
+  for (const std::string& setting : args.settings) RETURN_IF_ERROR(comfyui::ApplySetting(workflow, setting));
+  if (args.count > 0) RETURN_IF_ERROR(comfyui::SetImageCount(workflow, args.count));
+  return workflow.dump();
+}
+
 }  // namespace
 
 int Submit(Stub& stub, const SubmitArgs& args) {
   auto text = ReadFile(args.manifest);
   if (!text.ok()) return Error("submit", std::string(text.status().message()));
+  if (comfyui::IsWorkflow(*text)) {
+    text = PrepareWorkflow(*text, args);
+    if (!text.ok()) return Error("submit", std::string(text.status().message()));
+  } else if (!args.settings.empty() || !args.model_maps.empty() || args.count > 0) {
+    return Error("submit", "--set, --model-map and --count apply to ComfyUI workflows (API format)");
+  }
   v1::SubmitJobRequest request;
   if (auto s = UploadManifestFiles(stub, args.manifest, *text, &request); !s.ok()) {
     if (s.code() == absl::StatusCode::kUnavailable) return Error("submit", "coordinator unavailable: " + std::string(s.message()));

@@ -25,6 +25,10 @@ struct WatchArgs {
 
 struct SubmitArgs {
   std::string manifest, idempotency_key, model;
+  // ComfyUI workflows only: "6.seed=7" input settings, "ckpt.safetensors=model" checkpoint
+  // names, and the images each SaveImage makes (0: the workflow's own).
+  std::vector<std::string> settings, model_maps;
+  int count = 0;
   bool wait = false;
   WatchArgs watch;  // with --wait
 };

@@ -2,7 +2,8 @@
 //
 //   spriteforge [--coordinator HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
 //               [--token TOKEN] COMMAND ...
-//     submit MANIFEST [--wait] [--quiet] [--idempotency-key KEY] [--model NAME]
+//     submit MANIFEST|WORKFLOW.json [--wait] [--quiet] [--idempotency-key KEY] [--model NAME]
+//            [--set NODE.INPUT=VALUE ...] [--model-map CHECKPOINT=MODEL ...] [--count N]
 //     watch JOB | status [JOB] [--json] | cancel JOB | workers [--json]
 //     results JOB --out DIR [--renders]
 //     pixelate IN.png --size WxH ... --out OUT.png | sheet DIR --out sheet.png
@@ -62,12 +63,17 @@ int main(int argc, char** argv) {
   std::function<int()> local;
 
   sc::SubmitArgs submit;
-  CLI::App* cmd = app.add_subcommand("submit", "Submit a job manifest (YAML or JSON); prints the job id");
-  cmd->add_option("MANIFEST", submit.manifest, "The manifest file")->required();
+  CLI::App* cmd = app.add_subcommand("submit", "Submit a job manifest (YAML or JSON) or a ComfyUI workflow (API format); "
+                                               "prints the job id");
+  cmd->add_option("MANIFEST", submit.manifest, "The manifest or workflow file")->required();
   cmd->add_flag("--wait", submit.wait, "Follow the job until it finishes; exit 0 when every image is done");
   cmd->add_option("--idempotency-key", submit.idempotency_key,
                   "Submitting the same key again returns the existing job");
   cmd->add_option("--model", submit.model, "Replaces the manifest's model");
+  cmd->add_option("--set", submit.settings, "A ComfyUI workflow's input, NODE.INPUT=VALUE (6.seed=7); repeatable");
+  cmd->add_option("--model-map", submit.model_maps,
+                  "A ComfyUI checkpoint's model, CHECKPOINT=MODEL (sd_xl_base_1.0.safetensors=tiny-sdxl); repeatable");
+  cmd->add_option("--count", submit.count, "Images each SaveImage of a ComfyUI workflow makes")->check(CLI::PositiveNumber);
   AddWatchFlags(*cmd, &submit.watch);
   cmd->callback([&] { remote = [&](sc::Stub& stub) { return sc::Submit(stub, submit); }; });
 

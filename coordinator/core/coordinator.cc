@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/comfyui/workflow.h"
 #include "common/status_macros.h"
 #include "coordinator/core/convert.h"
 #include "coordinator/core/core_clock.h"
@@ -212,7 +213,10 @@ void Coordinator::CountBlobFetch(const std::string& sha256, uint64_t bytes) {
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::SubmitJobRequest& request,
                                                           const std::string& owner, const ClientLimits& limits) {
   const std::string file = request.manifest_name().empty() ? "manifest" : request.manifest_name();
-  auto manifest = ParseManifestEntries(request.manifest(), file, options_.limits, UploadedFiles(request, owner));
+  // A ComfyUI workflow (told by its content) fills the same typed manifest a manifest does.
+  auto manifest = comfyui::IsWorkflow(request.manifest())
+                      ? comfyui::ImportWorkflowText(request.manifest(), file, options_.limits, UploadedFiles(request, owner))
+                      : ParseManifestEntries(request.manifest(), file, options_.limits, UploadedFiles(request, owner));
   if (!manifest.ok()) return manifest.status();
   RETURN_IF_ERROR(CheckSubmission(request, *manifest, file));
   if (request.preview_every() < 0 || request.preview_every() > options_.limits.max_steps) {

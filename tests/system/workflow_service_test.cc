@@ -4,6 +4,7 @@
 // spriteforge-generate makes with the same options.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -151,6 +152,100 @@ TEST(WorkflowServiceTest, LorasByPathAndNameAndAStartImageMatchTheGenerateComman
   const std::string metrics = cluster.HttpGet("/metrics");
   EXPECT_NE(metrics.find("spriteforge_blob_fetches_total 2"), std::string::npos) << metrics;
   EXPECT_EQ(WorstDifference(out + "/0_42.png", cluster.output() + "/" + Trim(again.out) + "/0_42.png"), 0);
+}
+
+// The ComfyUI workflows of tests/common/comfyui, each submitted as it is with the client's
+// flags (the tiny model for SDXL's checkpoint, 2 steps, 64 px, two images of the batch),
+// against one manifest with the same settings: the same images, pixel for pixel.
+struct ComfyCase {
+  const char* fixture;
+  const char *latent, *sampler, *positive, *negative;  // node ids; latent "" for img2img
+  int count;
+};
+constexpr ComfyCase kComfyCases[] = {
+    {"txt2img_sdxl", "4", "5", "2", "3", 1},     {"img2img_sdxl", "", "6", "2", "3", 1},
+    {"pixel_art_better", "4", "5", "2", "3", 1}, {"pixel_art_lora", "5", "6", "3", "4", 1},
+    {"batch_optimized", "4", "5", "2", "3", 2},  {"sprite_optimized", "4", "5", "2", "3", 1},
+};
+
+// The manifest item a case's workflow describes, from the workflow's own values.
+nlohmann::json ComfyItem(const ComfyCase& c, const nlohmann::json& wf) {
+  const nlohmann::json& k = wf[c.sampler]["inputs"];
+  nlohmann::json item = {{"prompt", wf[c.positive]["inputs"]["text"]},
+                         {"negative", wf[c.negative]["inputs"]["text"]},
+                         {"seed", k["seed"]},
+                         {"count", c.count},
+                         {"overrides",
+                          {{"steps", 2}, {"cfg", k["cfg"]}, {"sampler", k["sampler_name"]}, {"schedule", k["scheduler"]},
+                           {"width", *c.latent ? 64 : 128}, {"height", *c.latent ? 64 : 128}}}};
+  if (!*c.latent) item["init_image"] = "input_image.png", item["strength"] = k["denoise"];
+  if (std::string(c.fixture) == "pixel_art_lora") item["lora"] = {{{"name", "pixel-art-xl-v1.1"}, {"strength", 1.0}}};
+  return item;
+}
+
+std::vector<std::string> ImagesOf(Cluster& cluster, const std::string& job) {
+  auto view = cluster.Job(job, true);
+  EXPECT_EQ(view.job().state(), v1::JOB_DONE) << job;
+  std::vector<std::pair<int, std::string>> items;
+  for (const v1::Item& item : view.items()) items.push_back({item.index(), item.image_path()});
+  std::sort(items.begin(), items.end());
+  std::vector<std::string> paths;
+  for (auto& [index, path] : items) paths.push_back(path);
+  return paths;
+}
+
+TEST(WorkflowServiceTest, ComfyUiWorkflowsMakeTheirManifestsImages) {
+  if (GoldenModel().empty() || !fs::exists(Workflows() + "/init.png")) {
+    if (std::getenv("SPRITEFORGE_REQUIRE_GOLDEN")) FAIL() << "golden folders missing";
+    GTEST_SKIP() << "golden folders missing: set SPRITEFORGE_GOLDEN";
+  }
+  Cluster cluster(TempDir("comfyui"));
+  const std::string dir = cluster.dir();
+  fs::create_directories(dir + "/job");
+  fs::create_directories(dir + "/loras");
+  fs::copy_file(Workflows() + "/init.png", dir + "/job/input_image.png");
+  fs::copy_file(Workflows() + "/lora-kohya.safetensors", dir + "/loras/pixel-art-xl-v1.1.safetensors");
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1", {"--lora-dir", dir + "/loras"});
+
+  nlohmann::json manifest = {{"name", "comfyui"}, {"model", "tiny-sdxl"}, {"items", nlohmann::json::array()}};
+  std::vector<std::string> jobs, from_workflows;
+  for (const ComfyCase& c : kComfyCases) {
+    const std::string path = dir + "/job/" + c.fixture + ".json";
+    fs::copy_file(std::string(SPRITEFORGE_SOURCE_DIR) + "/tests/common/comfyui/" + c.fixture + ".json", path);
+    manifest["items"].push_back(ComfyItem(c, nlohmann::json::parse(*ReadFile(path))));
+    std::vector<std::string> args = {"submit", path, "--model-map",
+                                     "sd_xl_base_1.0.safetensors=tiny-sdxl", "--set", std::string(c.sampler) + ".steps=2"};
+    if (*c.latent) {
+      args.insert(args.end(), {"--set", std::string(c.latent) + ".width=64", "--set", std::string(c.latent) + ".height=64"});
+    }
+    if (c.count > 1) args.insert(args.end(), {"--count", std::to_string(c.count)});
+    auto submitted = cluster.Client(args);
+    ASSERT_EQ(submitted.exit_code, 0) << c.fixture << ": " << submitted.err;
+    jobs.push_back(Trim(submitted.out));
+  }
+  std::ofstream(dir + "/job/comfyui.json") << manifest.dump();
+  auto submitted = cluster.Client({"submit", dir + "/job/comfyui.json"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  jobs.push_back(Trim(submitted.out));
+  for (const std::string& job : jobs) {
+    cluster.WaitFor(job, [](const v1::Job& j) { return j.state() == v1::JOB_DONE || j.state() == v1::JOB_FAILED; });
+  }
+  for (size_t i = 0; i + 1 < jobs.size(); ++i) {
+    for (const std::string& image : ImagesOf(cluster, jobs[i])) from_workflows.push_back(image);
+  }
+  const std::vector<std::string> from_manifest = ImagesOf(cluster, jobs.back());
+  ASSERT_EQ(from_workflows.size(), 7u);
+  ASSERT_EQ(from_manifest.size(), from_workflows.size());
+  for (size_t i = 0; i < from_manifest.size(); ++i) {
+    EXPECT_EQ(*ReadFile(from_workflows[i]), *ReadFile(from_manifest[i])) << from_workflows[i] << " vs " << from_manifest[i];
+  }
+
+  // A workflow spriteforge cannot render is refused before anything is uploaded, naming the node.
+  auto bad = cluster.Client({"submit", dir + "/job/txt2img_sdxl.json", "--set", "5.sampler_name=dpmpp_3m_sde"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("node 5 (KSampler).sampler_name: \"dpmpp_3m_sde\" is not a sampler spriteforge has"),
+            std::string::npos) << bad.err;
 }
 
 // Beside the golden model when the shared folder has it, else the copy in the source tree.
