@@ -379,6 +379,22 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::Cancel(const v1::CancelJobReq
   return response;
 }
 
+absl::Status Coordinator::DeleteJob(const std::string& job_id) {
+  // The rows go first: a job whose files outlive a failed delete can be deleted again by
+  // hand, one whose rows outlive its files would list images that are gone.
+  ASSIGN_OR_RETURN(auto files, ResultFiles(job_id, /*include_renders=*/true));
+  {
+    auto core = Lock();
+    RETURN_IF_ERROR(core->store().DeleteJob(job_id));
+    core->jobs().Forget(job_id);
+  }
+  std::error_code ignored;
+  for (const std::string& file : files) std::filesystem::remove(file, ignored);
+  std::filesystem::remove_all(JobDir(options_.output_dir, job_id), ignored);
+  spdlog::info("job {} deleted with its {} result files", job_id, files.size());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int64_t> Coordinator::Watch(const std::string& job_id, EventSink sink) {
   return Lock()->jobs().Watch(job_id, std::move(sink));
 }
@@ -521,6 +537,17 @@ v1::ListWorkersResponse Coordinator::ListWorkers() {
     v->set_last_seen_unix_ms(w.last_seen_ms);
   }
   return response;
+}
+
+std::vector<v1::Register> Coordinator::ConnectedRegistrations() {
+  auto core = Lock();
+  std::vector<v1::Register> out;
+  for (const auto& [id, w] : core->workers().all()) {
+    if (w.channel == nullptr) continue;
+    out.push_back(w.registration);
+    out.back().set_worker_id(id);
+  }
+  return out;
 }
 
 GaugeSnapshot Coordinator::Gauges(Locked& core) {

@@ -59,7 +59,11 @@ class Coordinator {
                                                 const std::optional<std::string>& owner = std::nullopt);
   absl::StatusOr<std::string> JobOwner(const std::string& job_id);
   absl::StatusOr<v1::CancelJobResponse> Cancel(const v1::CancelJobRequest& request);
+  // Removes a finished job, its rows and its results folder (FAILED_PRECONDITION while it runs).
+  absl::Status DeleteJob(const std::string& job_id);
   v1::ListWorkersResponse ListWorkers();
+  // What each connected worker registered with: its models and the files of its model folders.
+  std::vector<v1::Register> ConnectedRegistrations();
   v1::GetStatsResponse Stats();
   std::string MetricsText();
   // Paths of the job's result files (images, sidecars, sprites, job.json).

@@ -160,6 +160,20 @@ absl::Status SqlStore::DropLoadingJob(const std::string& job_id) {
   return tx->Commit();
 }
 
+absl::Status SqlStore::DeleteJob(const std::string& job_id) {
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  ASSIGN_OR_RETURN(auto jobs, SelectJobs("WHERE id = $1", {job_id}));
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  if (jobs.front().finished_ms == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has not finished; cancel it first"));
+  }
+  for (const char* sql : {"DELETE FROM items WHERE job_id = $1", "DELETE FROM job_counts WHERE job_id = $1",
+                          "DELETE FROM jobs WHERE id = $1"}) {
+    RETURN_IF_ERROR(Execute(sql, {job_id}));
+  }
+  return tx->Commit();
+}
+
 absl::StatusOr<JobRecord> SqlStore::GetJob(const std::string& id) {
   ASSIGN_OR_RETURN(auto jobs, SelectJobs("WHERE id = $1", {id}));
   if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", id));

@@ -30,6 +30,7 @@ class SqlStore : public Store {
   absl::Status AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) override;
   absl::Status QueueJob(const std::string& job_id) override;
   absl::Status DropLoadingJob(const std::string& job_id) override;
+  absl::Status DeleteJob(const std::string& job_id) override;
   absl::StatusOr<JobRecord> GetJob(const std::string& id) override;
   absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit, const std::optional<std::string>& owner) override;
   absl::StatusOr<Backlog> OwnerBacklog(const std::string& owner) override;

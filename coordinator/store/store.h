@@ -131,6 +131,9 @@ class Store {
   virtual absl::Status AddItems(const std::string& job_id, const std::vector<ItemRecord>& items) = 0;
   virtual absl::Status QueueJob(const std::string& job_id) = 0;
   virtual absl::Status DropLoadingJob(const std::string& job_id) = 0;  // a load that failed part-way
+  // Removes a finished job and its items; NOT_FOUND when there is none, FAILED_PRECONDITION
+  // while it is unfinished (cancel it first).
+  virtual absl::Status DeleteJob(const std::string& job_id) = 0;
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& id) = 0;
   // Newest first; with `owner`, only that owner's.
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit, const std::optional<std::string>& owner = std::nullopt) = 0;

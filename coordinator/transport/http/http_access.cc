@@ -4,10 +4,10 @@
 namespace spriteforge::coordinator {
 
 HttpTarget ClassifyHttpRequest(const std::string& method, const std::string& path) {
-  if (path == "/metrics" || path == "/healthz" || path == "/" || path.rfind("/web/", 0) == 0) {
+  if (path == "/metrics" || path == "/healthz" || path == "/" || path == "/favicon.ico" || path.rfind("/web/", 0) == 0) {
     return {HttpRoute::kOpen, ""};
   }
-  if (method == "POST" && (path == "/v1/jobs" || path == "/sdapi/v1/txt2img" || path == "/v1/images/generations")) {
+  if (method == "POST" && (path == "/v1/jobs" || path == "/v1/files" || path == "/sdapi/v1/txt2img" || path == "/v1/images/generations")) {
     return {HttpRoute::kSubmit, ""};
   }
   constexpr char kJobs[] = "/v1/jobs/";
@@ -15,7 +15,9 @@ HttpTarget ClassifyHttpRequest(const std::string& method, const std::string& pat
     const std::string rest = path.substr(sizeof kJobs - 1);
     const size_t slash = rest.find('/');
     const std::string id = rest.substr(0, slash);
-    const bool cancel = method == "POST" && slash != std::string::npos && rest.substr(slash) == "/cancel";
+    // Deleting a job asks what cancelling it does: its owner or an admin.
+    const bool cancel = (method == "POST" && slash != std::string::npos && rest.substr(slash) == "/cancel") ||
+                        (method == "DELETE" && slash == std::string::npos);
     return {cancel ? HttpRoute::kCancelJob : HttpRoute::kReadJob, id};
   }
   return {HttpRoute::kReadFleet, ""};

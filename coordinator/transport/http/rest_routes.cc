@@ -1,14 +1,18 @@
-// Native REST: jobs (submit, list, get, cancel), their results and the workers.
+// Native REST: jobs (submit, list, get, cancel, delete), their results (one by one or as a
+// zip), uploaded images, the workers and what they serve, and the caller.
 #include <httplib.h>
 
 #include <filesystem>
 #include <optional>
+#include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/png.h"
 #include "common/status_macros.h"
+#include "common/zip.h"
 #include "common/sprite/control/canny.h"
 #include "common/sprite/control/pose_library.h"
 #include "common/sprite/control/resize.h"
@@ -47,6 +51,15 @@ void Submit(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
       return ReplyError(res, absl::InvalidArgumentError("preview_every: expected a whole number of steps, 0 or more"));
     }
     request.set_preview_every(every);
+  }
+  // file=PATH=SHA256 (repeated): a path the manifest names, uploaded first to /v1/files.
+  for (size_t i = 0; i < req.get_param_value_count("file"); ++i) {
+    const std::string file = req.get_param_value("file", i);
+    const size_t eq = file.rfind('=');
+    if (eq == std::string::npos || eq == 0) {
+      return ReplyError(res, absl::InvalidArgumentError("file: expected PATH=SHA256 of an upload"));
+    }
+    (*request.mutable_files())[file.substr(0, eq)] = file.substr(eq + 1);
   }
   if (request.manifest().empty()) return ReplyError(res, absl::InvalidArgumentError("the request body (the manifest) is empty"));
   if (request.idempotency_key().size() > 256) {
@@ -93,6 +106,37 @@ void CancelJob(HttpApi& api, const httplib::Request& req, httplib::Response& res
   auto job = api.core()->Cancel(request);
   if (!job.ok()) return ReplyError(res, job.status());
   ReplyJsonText(res, ProtoJson(*job));
+}
+
+// DELETE /v1/jobs/ID: a finished job with its results (owner or admin, as cancelling).
+void DeleteJob(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  if (auto s = api.core()->DeleteJob(req.matches[1]); !s.ok()) return ReplyError(res, s);
+  ReplyJson(res, {{"deleted", std::string(req.matches[1])}});
+}
+
+// GET /v1/jobs/ID/archive.zip: everything in the job's results folder (images, sprites,
+// sidecars, sheets, job.json) under the job's id, stored uncompressed (PNGs do not shrink).
+void GetArchive(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  const std::string job_id = req.matches[1];
+  auto files = api.core()->ResultFiles(job_id, /*include_renders=*/true);
+  if (!files.ok()) return ReplyError(res, files.status());
+  const std::filesystem::path dir = JobDir(api.core()->options().output_dir, job_id);
+  std::set<std::string> paths(files->begin(), files->end());
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (entry.is_regular_file()) paths.insert(entry.path().string());
+  }
+  ZipWriter zip;
+  for (const std::string& path : paths) {
+    auto bytes = ReadFile(path);
+    if (!bytes.ok()) continue;  // collected while listing
+    const std::string name = std::filesystem::path(path).lexically_relative(dir).generic_string();
+    const bool inside = !name.empty() && name.rfind("..", 0) != 0;
+    auto added = zip.Add(job_id + "/" + (inside ? name : std::filesystem::path(path).filename().string()), *bytes);
+    if (!added.ok()) return ReplyError(res, added);
+  }
+  res.set_header("Content-Disposition", absl::StrCat("attachment; filename=\"", job_id, ".zip\""));
+  res.set_content(zip.Finish(), "application/zip");
 }
 
 absl::StatusOr<v1::GetJobResponse> JobWithItems(HttpApi& api, const std::string& job_id) {
@@ -167,6 +211,22 @@ absl::StatusOr<v1::Item> JobItem(HttpApi& api, const std::string& job_id, const 
     if (item.index() == index) return item;
   }
   return absl::NotFoundError(absl::StrCat("job ", job.job().id(), " has no image ", index));
+}
+
+// GET /v1/jobs/ID/results/N.json: the image's sidecar (its parameters, worker and timings).
+void GetSidecar(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  auto item = JobItem(api, req.matches[1], req.matches[2]);
+  if (!item.ok()) return ReplyError(res, item.status());
+  if (item->state() != v1::ITEM_DONE) {
+    return ReplyError(res, absl::NotFoundError(absl::StrCat("image ", item->index(), " is not done")));
+  }
+  const std::string& png = item->image_path();
+  auto path = ConfinedResultPath(api.core()->options().output_dir, png.substr(0, png.size() - 4) + ".json");
+  if (!path.ok()) return ReplyError(res, absl::InternalError("the sidecar lies outside the results folder; not served"));
+  auto json = ReadFile(*path);
+  if (!json.ok()) return ReplyError(res, absl::NotFoundError(absl::StrCat("image ", item->index(), " has no sidecar")));
+  res.set_header("Cache-Control", "max-age=86400, immutable");
+  res.set_content(*json, "application/json");
 }
 
 // An item's inputs that can be shown: control<k> (one per ControlNet) and reference<k>.
@@ -264,6 +324,56 @@ void GetInputImage(HttpApi& api, const httplib::Request& req, httplib::Response&
   res.set_content(*png, "image/png");
 }
 
+// POST /v1/files {"image_base64": "..."}: an image a manifest names by path (init_image, a
+// control or reference image), stored for the caller; submit then maps the path to it
+// (file=PATH=SHA256). JSON rather than image/png: state-changing calls take only the
+// types a cross-site form cannot send (browser_safety).
+void UploadFile(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  std::string bytes;
+  if (!body.is_object() || !body.contains("image_base64") || !body["image_base64"].is_string() ||
+      !absl::Base64Unescape(body["image_base64"].get<std::string>(), &bytes) || bytes.empty()) {
+    return ReplyError(res, absl::InvalidArgumentError("expected {\"image_base64\": the file in base64}"));
+  }
+  auto who = api.Caller(req);
+  if (!who.ok()) return ReplyError(res, who.status());
+  auto upload = api.core()->BeginUpload(ManifestFileKind::kImage, bytes.size(), who->name, who->limits);
+  if (!upload.ok()) return ReplyError(res, upload.status());
+  if (auto s = (*upload)->Append(bytes); !s.ok()) return ReplyError(res, s);
+  auto stored = (*upload)->Finish();
+  if (!stored.ok()) return ReplyError(res, stored.status());
+  ReplyJson(res, {{"sha256", stored->sha256}, {"size", bytes.size()}}, 201);
+}
+
+nlohmann::json NamedFiles(const google::protobuf::RepeatedPtrField<v1::LoraFile>& files) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const v1::LoraFile& f : files) out.push_back({{"name", f.name()}, {"size_bytes", f.size_bytes()}});
+  return out;
+}
+
+// GET /v1/workers/files: per connected worker, what manifests may name: its models and the
+// LoRAs, ControlNets, IP-Adapters and image encoders in its folders (by name and size;
+// workers report no hashes of them).
+void ListWorkerFiles(HttpApi& api, httplib::Response& res) {
+  nlohmann::json workers = nlohmann::json::array();
+  for (const v1::Register& r : api.core()->ConnectedRegistrations()) {
+    workers.push_back({{"id", r.worker_id()},
+                       {"models", r.models()},
+                       {"loras", NamedFiles(r.lora_files())},
+                       {"controlnets", NamedFiles(r.controlnet_files())},
+                       {"ip_adapters", NamedFiles(r.ip_adapter_files())},
+                       {"image_encoders", NamedFiles(r.image_encoder_files())}});
+  }
+  ReplyJson(res, {{"workers", std::move(workers)}});
+}
+
+// GET /v1/me: the caller's name and role, so a page offers only what it may do.
+void WhoAmI(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
+  auto who = api.Caller(req);
+  if (!who.ok()) return ReplyError(res, who.status());
+  ReplyJson(res, {{"name", who->name}, {"role", RoleName(who->role)}, {"anonymous", who->anonymous}});
+}
+
 }  // namespace
 
 void RegisterRestRoutes(httplib::Server& server, HttpApi& api) {
@@ -276,10 +386,16 @@ void RegisterRestRoutes(httplib::Server& server, HttpApi& api) {
   server.Get(absl::StrCat(kJob, "/results"), [&api](Req req, Res res) { ListResults(api, req, res); });
   server.Get(absl::StrCat(kJob, R"(/results/(\d{1,9})\.png)"),
              [&api](Req req, Res res) { GetResultImage(api, req, res); });
+  server.Get(absl::StrCat(kJob, R"(/results/(\d{1,9})\.json)"), [&api](Req req, Res res) { GetSidecar(api, req, res); });
   server.Get(absl::StrCat(kJob, R"(/items/(\d{1,9})/inputs)"), [&api](Req req, Res res) { ListInputs(api, req, res); });
   server.Get(absl::StrCat(kJob, R"(/items/(\d{1,9})/inputs/(control|reference)(\d{1,2})\.png)"),
              [&api](Req req, Res res) { GetInputImage(api, req, res); });
   server.Get("/v1/workers", [&api](Req, Res res) { ReplyJsonText(res, ProtoJson(api.core()->ListWorkers())); });
+  server.Get("/v1/workers/files", [&api](Req, Res res) { ListWorkerFiles(api, res); });
+  server.Get("/v1/me", [&api](Req req, Res res) { WhoAmI(api, req, res); });
+  api.Post(server, "/v1/files", [&api](Req req, Res res) { UploadFile(api, req, res); });
+  server.Delete(kJob, [&api](Req req, Res res) { DeleteJob(api, req, res); });
+  server.Get(absl::StrCat(kJob, "/archive.zip"), [&api](Req req, Res res) { GetArchive(api, req, res); });
 }
 
 }  // namespace spriteforge::coordinator::http

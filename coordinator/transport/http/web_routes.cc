@@ -21,6 +21,8 @@ void Serve(const std::string& path, httplib::Response& res) {
 
 void RegisterWebRoutes(httplib::Server& server) {
   server.Get("/", [](const httplib::Request&, httplib::Response& res) { Serve("/index.html", res); });
+  // Browsers ask for it unprompted; the page's SVG answers (they read the type, not the name).
+  server.Get("/favicon.ico", [](const httplib::Request&, httplib::Response& res) { Serve("/favicon.svg", res); });
   server.Get(R"(/web/([A-Za-z0-9_.-]{1,64}))",
              [](const httplib::Request& req, httplib::Response& res) { Serve("/" + std::string(req.matches[1]), res); });
 }

@@ -4,13 +4,17 @@ status and JSON body is checked against the document, and what the calls make (j
 events, PNGs) is checked for content too."""
 
 import base64
+import hashlib
 import http.client
+import io
 import json
 import os
 import struct
 import sys
 import unittest
 import urllib.parse
+import zipfile
+import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
 from live_cluster import LiveCluster  # noqa: E402
@@ -197,6 +201,43 @@ class OpenApiTest(unittest.TestCase):
         stats = self.call("GET", "/stats")
         self.assertEqual(stats["workers_connected"], 1)
         self.assertGreater(int(stats["images_total"]), 0)
+        self.assertIn(b"<svg", self.call("GET", "/favicon.ico"))
+
+    def test_7_what_the_page_uses_upload_img2img_sidecar_zip_and_delete(self):
+        served = self.call("GET", "/v1/workers/files")["workers"]
+        self.assertEqual([(w["id"], w["models"], w["loras"]) for w in served], [("cpu-0", ["tiny-sdxl"], [])])
+        self.assertEqual(self.call("GET", "/v1/me"), {"name": "", "role": "admin", "anonymous": True})
+        start = gray_png(128, 128)
+        upload = self.call("POST", "/v1/files", {"image_base64": base64.b64encode(start).decode()}, status=201)
+        self.assertEqual(upload["sha256"], hashlib.sha256(start).hexdigest())
+        self.call("POST", "/v1/files", {"image_base64": "not base64!"}, status=400)
+        manifest = ("name: again\nmodel: tiny-sdxl\ndefaults: {width: 128, height: 128, steps: 4}\n"
+                    "items: [{prompt: a barrel, seed: 3, init_image: uploads/start.png, strength: 0.5}]\n")
+        path = "/v1/jobs?file=" + urllib.parse.quote(f"uploads/start.png={upload['sha256']}")
+        job_id = self.call("POST", path, manifest, {"Content-Type": "application/yaml"}, status=201)["job"]["id"]
+        self.assertEqual([k for k, _ in self.events(job_id)][-1], "job_done")
+        sidecar = self.call("GET", f"/v1/jobs/{job_id}/results/0.json")
+        self.assertEqual((sidecar["parameters"]["seed"], sidecar["parameters"]["denoising_strength"]), (3, 0.5))
+        archive = zipfile.ZipFile(io.BytesIO(self.call("GET", f"/v1/jobs/{job_id}/archive.zip")))
+        self.assertIsNone(archive.testzip())
+        self.assertLessEqual({"0_3.json", "0_3.png"}, {n.split("/", 1)[1] for n in archive.namelist()})
+        self.assertEqual(self.call("DELETE", f"/v1/jobs/{job_id}"), {"deleted": job_id})
+        self.call("DELETE", f"/v1/jobs/{job_id}", status=404)
+        self.call("GET", f"/v1/jobs/{job_id}/archive.zip", status=404)
+        self.call("GET", f"/v1/jobs/{job_id}/results/0.json", status=404)
+        running = self.call("POST", "/v1/jobs", "name: r\nmodel: sd-nobody\nitems: [{prompt: p}]\n", status=201)
+        unfinished = self.call("DELETE", f"/v1/jobs/{running['job']['id']}", status=400)
+        self.assertIn("cancel it first", unfinished["error"]["message"])
+        self.call("POST", f"/v1/jobs/{running['job']['id']}/cancel")
+
+
+def gray_png(width, height):
+    """An RGB PNG of one gray, written with zlib alone."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\0" + b"\x80" * (3 * width) for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 if __name__ == "__main__":

@@ -298,6 +298,16 @@ TEST(HttpAccessTest, RoutesAreClassifiedByMethodAndPath) {
   EXPECT_EQ(ClassifyHttpRequest("GET", "/v1/jobs/").route, HttpRoute::kReadFleet);
 }
 
+// Deleting a job is its owner's or an admin's, as cancelling it; an upload is a submitter's.
+TEST(HttpAccessTest, DeletingAJobIsClassifiedAsCancellingItAndUploadsAsSubmitting) {
+  const HttpTarget del = ClassifyHttpRequest("DELETE", "/v1/jobs/job-1");
+  EXPECT_EQ(del.route, HttpRoute::kCancelJob);
+  EXPECT_EQ(del.job_id, "job-1");
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/v1/jobs/job-1/archive.zip").route, HttpRoute::kReadJob);
+  EXPECT_EQ(ClassifyHttpRequest("POST", "/v1/files").route, HttpRoute::kSubmit);
+  EXPECT_EQ(ClassifyHttpRequest("GET", "/favicon.ico").route, HttpRoute::kOpen);
+}
+
 }  // namespace
 }  // namespace spriteforge::coordinator
 

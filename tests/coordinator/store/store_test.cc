@@ -183,6 +183,19 @@ TEST_P(StoreTest, CancelStopsQueuedAndRunningItems) {
   EXPECT_FALSE(*store_->CompleteItem("b1", {"job-a", 0}, "/out/0.png", "", 300));
 }
 
+TEST_P(StoreTest, AFinishedJobIsDeletedWithItsItemsAndAnUnfinishedOneIsKept) {
+  MakeJob("job-a", 2);
+  MakeJob("job-b", 1);
+  EXPECT_EQ(store_->DeleteJob("job-a").code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store_->CancelJob("job-a", 200).ok());
+  ASSERT_TRUE(store_->DeleteJob("job-a").ok());
+  EXPECT_EQ(store_->GetJob("job-a").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->Items("job-a")->empty());
+  EXPECT_EQ(store_->DeleteJob("job-a").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Items("job-b")->size(), 1u);
+  EXPECT_EQ(store_->ListJobs(10)->size(), 1u);
+}
+
 // Cancelling in steps: at once the job is cancelled and its running items too; its queued
 // items then go a chunk at a time, each once; it stays unfinished (so a restart completes the
 // cancel) until the last chunk, and finishes cancelled.
