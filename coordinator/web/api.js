@@ -2,7 +2,8 @@
 // {"error": {"code", "message"}}; they are thrown as ApiError(message, status).
 //
 // A coordinator started with --auth wants "Authorization: Bearer TOKEN" on every call. The
-// token the user enters is kept in this browser's localStorage and sent with every fetch:
+// token the user enters is kept for the browser tab's session (sessionStorage: gone when the
+// tab closes) and sent with every fetch:
 // API calls, result images (fetched, then shown from blob: URLs, since an <img> cannot send
 // a header) and the event stream (read with fetch, since EventSource cannot either).
 
@@ -17,12 +18,12 @@ export class ApiError extends Error {
 }
 
 export function getToken() {
-  try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+  try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
 }
 
 export function setToken(token) {
-  if (token) localStorage.setItem(TOKEN_KEY, token);
-  else localStorage.removeItem(TOKEN_KEY);
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
 }
 
 function withAuth(headers = {}) {
@@ -45,18 +46,58 @@ async function call(method, path, body, headers = {}) {
   return text ? JSON.parse(text) : null;
 }
 
-export const listJobs = (limit = 50) => call('GET', `/v1/jobs?limit=${limit}`).then((r) => r.jobs || []);
+export const listJobs = (limit = 1000) => call('GET', `/v1/jobs?limit=${limit}`).then((r) => r.jobs || []);
 export const listWorkers = () => call('GET', '/v1/workers').then((r) => r.workers || []);
 export const getJob = (id) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`).then((r) => r.job);
 export const listResults = (id) => call('GET', `/v1/jobs/${encodeURIComponent(id)}/results`);
 export const cancelJob = (id) => call('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
+export const deleteJob = (id) => call('DELETE', `/v1/jobs/${encodeURIComponent(id)}`);
+export const getJobItems = (id) =>
+  call('GET', `/v1/jobs/${encodeURIComponent(id)}?items=true`).then((r) => r.items || []);
+export const sidecar = (id, index) => call('GET', `/v1/jobs/${encodeURIComponent(id)}/results/${index}.json`);
+export const workerFiles = () => call('GET', '/v1/workers/files').then((r) => r.workers || []);
+export const whoAmI = () => call('GET', '/v1/me');
 
-// `previewEvery` > 0 asks for a preview of each image every that many sampling steps.
-export function submitManifest(text, filename, idempotencyKey, previewEvery = 0) {
+// Stores an image for the caller; the manifest then names it by a path that submit maps to
+// the returned sha256. Sent as JSON: state-changing calls take no other body type.
+export async function uploadImage(blob) {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return call('POST', '/v1/files', JSON.stringify({ image_base64: btoa(binary) }),
+    { 'Content-Type': 'application/json' });
+}
+
+// Fetches `path` with the token and saves it as `name` (a plain link cannot send the header).
+export async function download(path, name) {
+  const response = await fetch(path, { headers: withAuth() });
+  if (!response.ok) throw await errorOf(response);
+  const blob = await response.blob();
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  return blob;
+}
+
+export async function fetchBlob(path) {
+  const response = await fetch(path, { headers: withAuth() });
+  if (!response.ok) throw await errorOf(response);
+  return response.blob();
+}
+
+// `previewEvery` > 0 asks for a preview of each image every that many sampling steps;
+// `files` maps the paths the manifest names to uploads' sha256.
+export function submitManifest(text, filename, idempotencyKey, previewEvery = 0, files = {}) {
   const headers = { 'Content-Type': filename.endsWith('.json') ? 'application/json' : 'application/yaml' };
   if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
   let path = `/v1/jobs?filename=${encodeURIComponent(filename)}`;
   if (previewEvery > 0) path += `&preview_every=${previewEvery}`;
+  for (const [name, sha] of Object.entries(files)) path += `&file=${encodeURIComponent(`${name}=${sha}`)}`;
   return call('POST', path, text, headers);
 }
 

@@ -2,6 +2,9 @@
 // text, never as HTML: prompts and names are user input.
 import { followEvents, inputImage, itemInputs, listResults, resultImage } from './api.js';
 
+// Images per minute, or nothing while there is no rate to show (idle, or not measured yet).
+export const perMinute = (perSecond) => (perSecond > 0 ? (perSecond * 60).toFixed(1) : '—');
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -26,7 +29,7 @@ export function formatBytes(bytes) {
   return `${(n / 1e3).toFixed(0)} kB`;
 }
 
-function formatEta(seconds) {
+export function formatEta(seconds) {
   if (!seconds) return '—';
   if (seconds < 60) return `${Math.ceil(seconds)} s`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s`;
@@ -39,26 +42,37 @@ function bar(fraction, cls, label) {
     el('div', { class: 'fill', style: `width: ${pct.toFixed(1)}%` }), el('span', {}, label));
 }
 
-// One row per job; `actions` holds the open and cancel callbacks.
-export function renderJobs(tbody, jobs, selectedId, actions) {
+// One row per job; `actions` holds the open and cancel callbacks and `may` what the caller
+// may do. `live` is the gallery's step-level progress of the job it follows, if any: the
+// bar then moves within an image's sampling rather than only when images finish.
+export function renderJobs(tbody, jobs, selectedId, actions, may = {}, live = null) {
+  if (!jobs.length) {
+    tbody.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'no jobs')));
+    return;
+  }
   tbody.replaceChildren(...jobs.map((job) => {
     const c = job.counts || {};
     const total = c.total || 0;
     const done = c.done || 0;
-    const label = `${done}/${total}` + (c.failed ? ` (${c.failed} failed)` : '');
-    const rate = job.images_per_second ? (job.images_per_second * 60).toFixed(1) : '—';
+    const stepped = live && live.jobId === job.id && !finished(job.state) ? live : null;
+    const fraction = stepped ? stepped.fraction : (total ? done / total : 0);
+    const label = `${done}/${total}` + (c.failed ? ` (${c.failed} failed)` : '') +
+      (stepped ? ` · ${Math.floor(stepped.fraction * 100)}%` : '');
+    const eta = stepped && stepped.eta ? stepped.eta : job.eta_seconds;
     const buttons = el('td', { class: 'actions' },
-      el('button', { type: 'button', class: 'open', onclick: () => actions.open(job.id) }, 'Gallery'));
-    if (!finished(job.state)) {
+      el('button', { type: 'button', class: 'open', onclick: () => actions.open(job.id) }, 'Open'));
+    if (!finished(job.state) && may.cancel) {
       buttons.append(el('button', { type: 'button', class: 'cancel', onclick: () => actions.cancel(job.id) }, 'Cancel'));
     }
+    const created = job.created_unix_ms ? new Date(Number(job.created_unix_ms)).toLocaleString() : '';
     return el('tr', { class: job.id === selectedId ? 'selected' : '', 'data-job': job.id },
-      el('td', {}, el('strong', {}, job.name), el('br'), el('code', {}, job.id)),
+      el('td', {}, el('strong', {}, job.name), el('br'), el('code', {}, job.id),
+        el('div', { class: 'dim small' }, `${job.model} · ${created}`)),
       el('td', { class: `state ${stateName(job.state)}`, title: job.waiting_reason || '' }, stateName(job.state),
         job.waiting_reason ? el('div', { class: 'waiting' }, job.waiting_reason) : ''),
-      el('td', {}, bar(total ? done / total : 0, 'progress', label)),
-      el('td', { class: 'num' }, rate),
-      el('td', { class: 'num' }, finished(job.state) ? '—' : formatEta(job.eta_seconds)),
+      el('td', {}, bar(fraction, 'progress', label)),
+      el('td', { class: 'num' }, finished(job.state) ? '—' : perMinute(job.images_per_second)),
+      el('td', { class: 'num eta' }, finished(job.state) ? '—' : formatEta(eta)),
       buttons);
   }));
 }
@@ -80,7 +94,7 @@ export function renderWorkers(tbody, workers) {
       el('td', {}, w.device_name, w.compute_capability ? ` (${w.compute_capability})` : '',
         el('br'), (w.models || []).join(', ')),
       memory,
-      el('td', { class: 'num' }, (w.images_per_second * 60).toFixed(1)),
+      el('td', { class: 'num' }, w.running_items ? perMinute(w.images_per_second) : '—'),
       el('td', { class: 'num' }, String(w.images_done)));
   }));
 }
@@ -88,7 +102,11 @@ export function renderWorkers(tbody, workers) {
 // A job's images as tiles that fill in from the job's event stream: previews (when the
 // job asked for them) while an image samples, then the final image.
 export class Gallery {
-  constructor(panel, onAuthError) {
+  // `onOpenImage(index)`: a finished tile was activated.
+  constructor(panel, onAuthError, onOpenImage = () => {}) {
+    this.onOpenImage = onOpenImage;
+    this.steps = new Map();  // index -> share of its sampling done, 0..1
+    this.samples = [];       // [ms, fraction] while the job runs, for the ETA
     this.panel = panel;
     this.grid = panel.querySelector('#gallery');
     this.status = panel.querySelector('#gallery-status');
@@ -110,6 +128,9 @@ export class Gallery {
     this.grid.dataset.streamed = 0;
     this.grid.dataset.previews = 0;
     this.tiles.clear();
+    this.steps.clear();
+    this.samples = [];
+    this.state = job.state;
     this.ensureTiles(job.counts ? job.counts.total : 0);
     this.showJob(job);
     // Images done before the stream opened come from the results list.
@@ -119,15 +140,24 @@ export class Gallery {
     const handlers = {
       queued: (ev) => this.ensureTiles(ev.queued.items),
       started: (ev) => this.mark(ev.started.indices, 'running', 'starting'),
-      progress: (ev) => this.mark(ev.progress.indices, 'running', `step ${ev.progress.step}/${ev.progress.total_steps}`),
+      progress: (ev) => {
+        this.mark(ev.progress.indices, 'running', `step ${ev.progress.step}/${ev.progress.total_steps}`);
+        for (const i of ev.progress.indices) this.stepped(i, ev.progress.step / ev.progress.total_steps);
+      },
       preview: (ev) => this.preview(ev.preview),
       item_done: (ev) => {
         this.done(ev.item_done.index);
         this.grid.dataset.streamed = Number(this.grid.dataset.streamed || 0) + 1;  // arrived live
       },
-      item_failed: (ev) => this.mark([ev.item_failed.index], ev.item_failed.will_retry ? 'queued' : 'failed',
-        ev.item_failed.message),
-      job_done: () => this.close(),
+      item_failed: (ev) => {
+        this.mark([ev.item_failed.index], ev.item_failed.will_retry ? 'queued' : 'failed', ev.item_failed.message);
+        this.steps.set(ev.item_failed.index, ev.item_failed.will_retry ? 0 : 1);
+      },
+      job_done: (ev) => {
+        this.state = ev.job_done.state || (ev.job && ev.job.state);
+        if (this.state === 'JOB_CANCELLED') this.stopTiles('cancelled');
+        this.close();
+      },
     };
     this.stream = followEvents(job.id, (kind, data) => {
       const event = JSON.parse(data);
@@ -146,10 +176,62 @@ export class Gallery {
   }
 
   showJob(job) {
+    this.job = job;
+    this.state = job.state;
+    if (job.state === 'JOB_CANCELLED') this.stopTiles('cancelled');
     const c = job.counts || {};
-    const rate = job.images_per_second ? `, ${(job.images_per_second * 60).toFixed(1)} images/min` : '';
+    const live = finished(job.state) ? '' : ` · ${Math.floor(this.fraction() * 100)}% of the steps`;
+    const eta = !finished(job.state) && this.eta() ? `, about ${formatEta(this.eta())} left` : '';
+    const rate = job.images_per_second && !finished(job.state) ? `, ${perMinute(job.images_per_second)} images/min` : '';
     const waiting = job.waiting_reason ? ` (${job.waiting_reason})` : '';
-    this.status.textContent = `${stateName(job.state)}: ${c.done || 0} of ${c.total || 0} done${rate}${waiting}`;
+    this.status.textContent = `${stateName(job.state)}: ${c.done || 0} of ${c.total || 0} done${live}${rate}${eta}${waiting}`;
+    this.grid.dataset.fraction = this.fraction().toFixed(4);
+  }
+
+  // The job's share done counting sampling steps: finished images whole, running ones by step.
+  fraction() {
+    const total = this.tiles.size;
+    if (!total) return 0;
+    let sum = 0;
+    for (const f of this.steps.values()) sum += f;
+    return Math.min(1, sum / total);
+  }
+
+  // Seconds left at the rate the share done has grown since sampling began; 0 while unknown.
+  eta() {
+    if (this.samples.length < 2) return 0;
+    const [t0, f0] = this.samples[0];
+    const [t1, f1] = this.samples[this.samples.length - 1];
+    if (f1 <= f0 || t1 <= t0) return 0;
+    return ((1 - f1) * (t1 - t0)) / (f1 - f0) / 1000;
+  }
+
+  stepped(index, share) {
+    if ((this.steps.get(index) || 0) >= share) return;
+    this.steps.set(index, share);
+    this.samples.push([Date.now(), this.fraction()]);
+    // Progress seen before any image finished: the part that counting images cannot show.
+    if (share < 1 && ![...this.tiles.values()].some((t) => t.classList.contains('done'))) {
+      this.grid.dataset.steppedBeforeDone = this.fraction().toFixed(4);
+    }
+    if (this.samples.length > 200) this.samples.splice(1, 1);  // keep the first: the rate since start
+    if (this.job) this.showJob(this.job);
+  }
+
+  // A cancelled job: its queued and running tiles stop saying they will come.
+  stopTiles(text) {
+    for (const [i, tile] of this.tiles) {
+      if (tile.classList.contains('done') || tile.classList.contains('failed')) continue;
+      tile.classList.remove('queued', 'running');
+      tile.classList.add('stopped');
+      tile.querySelector('.caption').textContent = `#${i} ${text}`;
+    }
+  }
+
+  // Live progress for the jobs table, while following a running job.
+  live() {
+    if (!this.jobId || finished(this.state)) return null;
+    return { jobId: this.jobId, fraction: this.fraction(), eta: this.eta() };
   }
 
   ensureTiles(count) {
@@ -164,7 +246,7 @@ export class Gallery {
   mark(indices, state, text) {
     for (const i of indices) {
       const tile = this.tiles.get(i);
-      if (!tile || tile.classList.contains('done')) continue;
+      if (!tile || tile.classList.contains('done') || tile.classList.contains('stopped')) continue;
       tile.classList.remove('queued', 'running', 'failed');
       tile.classList.add(state);
       tile.querySelector('.caption').textContent = `#${i} ${text}`;
@@ -196,12 +278,17 @@ export class Gallery {
     const tile = this.tiles.get(index);
     if (tile.classList.contains('done')) return;
     tile.className = 'tile done';
+    this.stepped(index, 1);
     const jobId = this.jobId;
     try {
       const url = await resultImage(jobId, index);
       if (this.jobId !== jobId) return URL.revokeObjectURL(url);
       this.urls.push(url);
-      tile.replaceChildren(el('img', { src: url, alt: `image ${index}` }), el('span', { class: 'caption' }, `#${index}`));
+      tile.replaceChildren(
+        el('button', { type: 'button', class: 'open-image', 'aria-label': `open image ${index}`,
+          onclick: () => this.onOpenImage(index) }, el('img', { src: url, alt: `image ${index}` })),
+        el('span', { class: 'caption' }, `#${index}`));
+      tile.dataset.url = url;
     } catch (error) {
       if (error.unauthenticated) this.onAuthError(error);
       tile.className = 'tile failed';

@@ -23,6 +23,7 @@ def env(name):
 # Tokens of a coordinator started with auth=True (--auth): a submitter for the tests and
 # the workers' own.
 USER_TOKEN = "page-user-token-0123456789abcdef"
+VIEWER_TOKEN = "page-viewer-token-0123456789abcdef"
 WORKER_TOKEN = "worker-token-0123456789abcdef"
 
 
@@ -64,6 +65,7 @@ class LiveCluster:
             with open(auth_file, "w") as f:
                 f.write("tokens:\n"
                         f"  - {{name: page-user, token: {USER_TOKEN}, role: submitter}}\n"
+                        f"  - {{name: page-viewer, token: {VIEWER_TOKEN}, role: viewer}}\n"
                         f"  - {{name: workers, token: {WORKER_TOKEN}, role: worker}}\n")
             argv += ["--auth", auth_file]
             worker_auth = ["--token", WORKER_TOKEN]
