@@ -51,6 +51,7 @@
 #include "common/rpc/channel.h"
 #include "spdlog/spdlog.h"
 #include "spriteforge/engine/engine.h"
+#include "worker/health_endpoint.h"
 #include "worker/sprite.h"
 #include "worker/worker_session.h"
 
@@ -60,6 +61,7 @@ namespace se = spriteforge::engine;
 namespace {
 
 std::atomic<bool> g_stop{false};
+sw::WorkerStatus g_status;  // what --http reports
 
 // The command line, as CLI11 fills it.
 struct WorkerOptions {
@@ -76,6 +78,7 @@ struct WorkerOptions {
   double blob_cache_gb = 20.0;
   std::string palette_dir, lora_dir, controlnet_dir, ip_adapter_dir;
   std::string cache_dir;          // empty: a new temporary folder
+  std::string http;               // empty: no health endpoint
   spriteforge::ChannelSecurity security;
   spriteforge::LogOptions log;
 
@@ -147,6 +150,9 @@ void AddFlags(CLI::App& app, WorkerOptions* o) {
   app.add_option("--blob-cache-gb", o->blob_cache_gb,
                  "Most the --cache-dir files may take, in GB; the least recently used go first (0: no bound)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--http", o->http,
+                 "Health endpoint, PORT (on loopback) or HOST:PORT: /healthz ready once the model is loaded and a "
+                 "coordinator accepted the worker, /metrics with its memory and throughput");
   spriteforge::AddTlsFlags(app, o->security);
   app.add_option("--token", o->security.token, "Worker token, for coordinators with --auth");
   spriteforge::cli::AddLogFlags(app, &o->log);
@@ -216,6 +222,7 @@ sw::WorkerIdentity IdentityOf(const WorkerOptions& o) {
   identity.ip_adapter_dir = o.ip_adapter_dir;
   identity.cache_dir = o.cache_dir;
   identity.cache_max_bytes = static_cast<uint64_t>(o.blob_cache_gb * 1e9);
+  identity.status = &g_status;
   return identity;
 }
 
@@ -265,15 +272,17 @@ MaybeFailure Serve(se::Engine* engine, const sw::WorkerIdentity& identity, const
     auto channel = spriteforge::DialCoordinator(address, security, args);
     if (!channel.ok()) return Failure{std::string(channel.status().message())};
     sw::WorkerSession session(engine, identity, *channel);
-    std::atomic<bool> registered{false};
+    std::atomic<bool>& registered = g_status.connected;  // true while a coordinator holds us
+    registered = false;
     const absl::Status status = session.Run(&registered, g_stop);
+    const bool was_registered = registered.exchange(false);
     if (g_stop) break;
-    if (registered) {
+    if (was_registered) {
       backoff_ms = 250;
       failed_round = 0;
     }
     next = (next + 1) % addresses.size();
-    if (++failed_round < addresses.size() && !registered) {
+    if (++failed_round < addresses.size() && !was_registered) {
       spdlog::warn("{}: {}; trying {}", address, std::string(status.message()), addresses[next]);
       continue;  // the others before backing off
     }
@@ -288,14 +297,31 @@ MaybeFailure Serve(se::Engine* engine, const sw::WorkerIdentity& identity, const
   return std::nullopt;
 }
 
+// The health endpoint, up before the model loads so that probes see "loading the model".
+MaybeFailure StartHealthEndpoint(const WorkerOptions& o, const std::unique_ptr<se::Engine>& engine,
+                                 std::unique_ptr<sw::HealthEndpoint>* endpoint) {
+  if (o.http.empty()) return std::nullopt;
+  auto started = sw::HealthEndpoint::Start(o.http, &g_status, IdentityOf(o).worker_id, [&engine] {
+    // The engine is set before model_loaded and never changes after.
+    return g_status.model_loaded ? sw::EngineView{engine->Memory(), engine->Device()} : sw::EngineView{};
+  });
+  if (!started.ok()) return UsageError(std::string(started.status().message()));
+  *endpoint = std::move(*started);
+  spdlog::info("health endpoint on port {}: /healthz, /metrics", (*endpoint)->port());
+  return std::nullopt;
+}
+
 // Checks the flags, loads the model once, then serves the coordinators until stopped.
 int Run(WorkerOptions options) {
   std::vector<std::string> addresses;
   if (MaybeFailure failed = Prepare(&options, &addresses)) return Fail(*failed);
   std::unique_ptr<se::Engine> engine;
+  std::unique_ptr<sw::HealthEndpoint> health;
+  if (MaybeFailure failed = StartHealthEndpoint(options, engine, &health)) return Fail(*failed);
   if (MaybeFailure failed = LoadEngine(options.load, &engine)) return Fail(*failed);
   sw::WorkerIdentity identity = IdentityOf(options);
   if (MaybeFailure failed = Calibrate(engine.get(), options.calibrate, &identity.calibrations)) return Fail(*failed);
+  g_status.model_loaded = true;
   if (MaybeFailure failed = Serve(engine.get(), identity, addresses, options.security)) return Fail(*failed);
   spdlog::info("worker stopped");
   return 0;
@@ -312,6 +338,8 @@ int main(int argc, char** argv) {
   WorkerOptions options;
   AddFlags(app, &options);
   spriteforge::cli::ReadEnvironment(app);
+  // Not SPRITEFORGE_HTTP: that is the coordinator's, often set beside the worker's settings.
+  app.get_option("--http")->envname("SPRITEFORGE_WORKER_HTTP");
   if (int code = spriteforge::cli::Parse(app, argc, argv); code >= 0) return code;
   return Run(std::move(options));
 }

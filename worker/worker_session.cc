@@ -127,7 +127,11 @@ absl::Status WorkerSession::Run(std::atomic<bool>* registered, const std::atomic
   }
 
   // The hand-offs first, so they outlive the threads that use them.
-  SendQueue send([&stream](const v1::WorkerMessage& message) { return stream->Write(message); });
+  SendQueue send([&stream, status = identity_.status](const v1::WorkerMessage& message) {
+    const bool sent = stream->Write(message);
+    if (sent && status && message.has_result()) CountDelivered(message.result(), status);
+    return sent;
+  });
   BatchStages stages(kMaxWaitingToPackage);
   const MemoryProbe memory = [this] { return MemoryReportOf(engine_->Memory(), identity_.reserve_bytes); };
   Renderer renderer(&runner_, &stages, &send, memory);

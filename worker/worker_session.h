@@ -22,6 +22,7 @@
 #include "spriteforge/v1/spriteforge.grpc.pb.h"
 #include "worker/batch_runner.h"
 #include "worker/blob_cache.h"
+#include "worker/health_endpoint.h"
 #include "worker/memory_report.h"
 
 namespace spriteforge::worker {
@@ -39,6 +40,7 @@ struct WorkerIdentity {
   std::string ip_adapter_dir;  // IP-Adapters (file stem) and image encoders (folder); empty: none
   std::string cache_dir;       // uploaded files fetched from the coordinator, by hash
   uint64_t cache_max_bytes = 0;  // the cache's bound (least recently used files go); 0: none
+  WorkerStatus* status = nullptr;  // counts delivered results for the health endpoint; optional
 };
 
 // The id of a worker started without --worker-id: its host and device ("gpu1-cuda0",
