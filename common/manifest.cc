@@ -151,7 +151,7 @@ absl::Status ReadLoras(const YAML::Node& node, const std::string& field, const E
     const YAML::Node entry = node[i];
     const std::string f = absl::StrCat(field, "[", i, "]");
     if (!entry.IsMap()) return err.At(entry, f, "must be a mapping {name: NAME} or {path: FILE}");
-    if (auto s = OnlyKeys(entry, {"name", "path", "strength"}, f, err); !s.ok()) return s;
+    RETURN_IF_ERROR(OnlyKeys(entry, {"name", "path", "strength"}, f, err));
     if (!entry["name"] == !entry["path"]) return err.At(entry, f, "needs exactly one of name (in the workers' LoRA folder) or path (uploaded)");
     if (entry["name"]) {
       RETURN_IF_ERROR(Apply<std::string>(entry, "name", f, err, [&](const FieldRef& at, const std::string& v) { return b.AddLoraByName(at, v); }));
@@ -178,11 +178,9 @@ absl::Status ApplyWorkflow(const YAML::Node& map, const std::string& where, cons
 // Applies the defaults/overrides keys in `map` onto `b`.
 absl::Status ApplySettings(const YAML::Node& map, const std::string& where, const Errors& err, EntryBuilder& b) {
   if (!map.IsMap()) return err.At(map, where, "must be a mapping");
-  if (auto s = OnlyKeys(map, {"width", "height", "steps", "cfg", "sampler", "schedule", "negative", "tileable",
-                              "lora", "init_image", "strength", "tcd_gamma", "controls", "reference"},
-                        where, err); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(OnlyKeys(map, {"width", "height", "steps", "cfg", "sampler", "schedule", "negative", "tileable",
+                                 "lora", "init_image", "strength", "tcd_gamma", "controls", "reference"},
+                           where, err));
   RETURN_IF_ERROR(ApplyWorkflow(map, where, err, b));
   RETURN_IF_ERROR(Apply<int>(map, "width", where, err, [&](const FieldRef& at, int v) { return b.SetWidth(at, v); }));
   RETURN_IF_ERROR(Apply<int>(map, "height", where, err, [&](const FieldRef& at, int v) { return b.SetHeight(at, v); }));
@@ -378,11 +376,10 @@ ManifestImage ExpandImage(const ManifestEntry& entry, int k, const std::function
 absl::StatusOr<Manifest> ParseManifest(const std::string& text, const std::string& file,
                                        const std::function<uint64_t()>& draw_seed, const ManifestLimits& lim,
                                        const FileResolver& files) {
-  auto m = ParseManifestEntries(text, file, lim, files);
-  if (!m.ok()) return m;
-  m->images.reserve(m->image_count);
-  for (const ManifestEntry& entry : m->entries) {
-    for (int k = 0; k < entry.count; ++k) m->images.push_back(ExpandImage(entry, k, draw_seed));
+  ASSIGN_OR_RETURN(Manifest m, ParseManifestEntries(text, file, lim, files));
+  m.images.reserve(m.image_count);
+  for (const ManifestEntry& entry : m.entries) {
+    for (int k = 0; k < entry.count; ++k) m.images.push_back(ExpandImage(entry, k, draw_seed));
   }
   return m;
 }
@@ -404,7 +401,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& original, const
     return absl::InvalidArgumentError(absl::StrCat(file, ":", e.mark.line + 1, ": not valid YAML or JSON: ", e.msg));
   }
   if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(file, ": the manifest must be a mapping"));
-  if (auto s = OnlyKeys(root, {"name", "model", "priority", "defaults", "items", "postprocess", "preview_every"}, "", err); !s.ok()) return s;
+  RETURN_IF_ERROR(OnlyKeys(root, {"name", "model", "priority", "defaults", "items", "postprocess", "preview_every"}, "", err));
 
   ManifestBuilder m(lim, file);
   for (const char* key : {"name", "model"}) {
@@ -429,11 +426,9 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& original, const
     const YAML::Node item = items[i];
     const std::string where = absl::StrCat("items[", i, "]");
     if (!item.IsMap()) return err.At(item, where, "must be a mapping");
-    if (auto s = OnlyKeys(item, {"prompt", "negative", "count", "seed", "overrides", "lora", "init_image", "strength",
-                                 "tcd_gamma", "controls", "reference", "name", "set"},
-                          where, err); !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(OnlyKeys(item, {"prompt", "negative", "count", "seed", "overrides", "lora", "init_image", "strength",
+                                    "tcd_gamma", "controls", "reference", "name", "set"},
+                             where, err));
     EntryBuilder p = defaults;
     if (!item["prompt"]) return err.At(item, where + ".prompt", "is required");
     RETURN_IF_ERROR(Apply<std::string>(item, "prompt", where, err, [&](const FieldRef& at, const std::string& v) { return p.SetPrompt(at, v); }));

@@ -414,7 +414,7 @@ void EntryBuilder::PrependControl(const v1::ControlNetRef& net, const v1::Contro
 // ---- the whole entry
 
 absl::StatusOr<ManifestEntry> EntryBuilder::Build(const FieldRef& item) const {
-  if (!first_error_.ok()) return first_error_;
+  RETURN_IF_ERROR(first_error_);
   v1::SamplingParams s = sampling_;
   if (absl::Status pair = CheckSamplerSchedule(s.sampler(), s.schedule()); !pair.ok()) {
     return err_.At({item.path + (item.path.empty() ? "" : ".") + "schedule", item.line}, std::string(pair.message()));
@@ -505,7 +505,7 @@ absl::Status ManifestBuilder::SetPostprocess(const FieldRef& at, const nlohmann:
 }
 
 absl::Status ManifestBuilder::AddEntry(const FieldRef& item, const FieldRef& count_at, const EntryBuilder& builder) {
-  if (!first_error_.ok()) return first_error_;
+  RETURN_IF_ERROR(first_error_);
   auto entry = builder.Build(item);
   if (!entry.ok()) {
     first_error_ = entry.status();
@@ -515,7 +515,7 @@ absl::Status ManifestBuilder::AddEntry(const FieldRef& item, const FieldRef& cou
 }
 
 absl::Status ManifestBuilder::AddEntry(const FieldRef& count_at, ManifestEntry entry) {
-  if (!first_error_.ok()) return first_error_;
+  RETURN_IF_ERROR(first_error_);
   if (manifest_.image_count + entry.count > limits_.max_images_per_job) {
     return Fail(count_at, absl::StrCat("the job would exceed ", limits_.max_images_per_job, " images"));
   }
@@ -526,7 +526,7 @@ absl::Status ManifestBuilder::AddEntry(const FieldRef& count_at, ManifestEntry e
 }
 
 absl::StatusOr<Manifest> ManifestBuilder::Build() const {
-  if (!first_error_.ok()) return first_error_;
+  RETURN_IF_ERROR(first_error_);
   if (manifest_.name.empty()) return err_.At({"name"}, "is required");
   if (manifest_.model.empty()) return err_.At({"model"}, "is required");
   if (manifest_.entries.empty()) return err_.At({"items"}, "must be a non-empty list");

@@ -24,9 +24,8 @@ absl::StatusOr<std::string> ReadProc(const std::string& path) {
 
 // Seconds since the epoch at which the machine booted (/proc/stat's btime).
 absl::StatusOr<double> BootTime() {
-  auto stat = ReadProc("/proc/stat");
-  if (!stat.ok()) return stat.status();
-  std::istringstream lines(*stat);
+  ASSIGN_OR_RETURN(const std::string stat, ReadProc("/proc/stat"));
+  std::istringstream lines(stat);
   std::string key;
   while (lines >> key) {
     if (key == "btime") {
@@ -42,12 +41,11 @@ absl::StatusOr<double> BootTime() {
 }  // namespace
 
 absl::StatusOr<ProcessStats> ReadProcessStats() {
-  auto stat = ReadProc("/proc/self/stat");
-  if (!stat.ok()) return stat.status();
+  ASSIGN_OR_RETURN(const std::string stat, ReadProc("/proc/self/stat"));
   // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
-  const size_t close = stat->rfind(')');
+  const size_t close = stat.rfind(')');
   if (close == std::string::npos) return absl::UnavailableError("cannot parse /proc/self/stat");
-  std::istringstream fields(stat->substr(close + 2));
+  std::istringstream fields(stat.substr(close + 2));
   std::string field;
   // Field 3 (state) is the first here; utime and stime are fields 14 and 15, starttime 22,
   // vsize 23, rss (pages) 24.

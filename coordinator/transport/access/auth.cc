@@ -135,9 +135,7 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml, const std:
       return Invalid(where + ".name", "letters, digits, '-', '_', '.', '@' only, at most 64");
     }
     if (!t["role"]) return Invalid(where, "role is required");
-    auto role = ParseRole(t["role"], where + ".role");
-    if (!role.ok()) return role.status();
-    p.role = *role;
+    ASSIGN_OR_RETURN(p.role, ParseRole(t["role"], where + ".role"));
     if (auto [it, fresh] = roles.emplace(p.name, p.role); !fresh && it->second != p.role) {
       return Invalid(where, absl::StrCat("name '", p.name, "' already has role ", RoleName(it->second)));
     }

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::coordinator {
 
@@ -40,9 +41,9 @@ absl::Status CheckExposure(const Exposure& e) {
   // With a client CA the worker port asks for certificates; the client port does too
   // only where workers share it.
   const bool shared = e.worker_listen.empty();
-  if (auto s = CheckGrpcPort(e.listen, shared && e.tls && e.client_ca, e); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckGrpcPort(e.listen, shared && e.tls && e.client_ca, e));
   if (!shared) {
-    if (auto s = CheckGrpcPort(e.worker_listen, e.tls && e.client_ca, e); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckGrpcPort(e.worker_listen, e.tls && e.client_ca, e));
   }
   if (!e.http.empty() && !e.tokens && !IsLoopbackAddress(e.http)) {
     return absl::InvalidArgumentError(

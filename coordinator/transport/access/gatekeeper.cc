@@ -105,11 +105,10 @@ absl::StatusOr<Principal> Gatekeeper::Caller(const grpc::ServerContextBase& ctx)
 
 absl::StatusOr<Principal> Gatekeeper::CallerFor(const std::string& authorization) const {
   if (!options_.tokens) return Principal{};
-  auto who = options_.tokens->Authenticate(authorization);
-  if (!who.ok()) return who.status();
-  if (who->role == Role::kWorker) {
+  ASSIGN_OR_RETURN(Principal who, options_.tokens->Authenticate(authorization));
+  if (who.role == Role::kWorker) {
     return absl::PermissionDeniedError(
-        absl::StrCat("token '", who->name, "' (worker) may only connect as a worker, not call the client API"));
+        absl::StrCat("token '", who.name, "' (worker) may only connect as a worker, not call the client API"));
   }
   return who;
 }

@@ -109,7 +109,7 @@ absl::StatusOr<std::shared_ptr<TlsMaterial::Pair>> TlsMaterial::ReadAndCopy() {
   absl::Status s = WriteFileAtomic(dir_ + "/key.pem", *key_pem);
   if (s.ok()) s = WriteFileAtomic(dir_ + "/cert.pem", *cert_pem);
   umask(old);
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(s);
   return pair;
 }
 

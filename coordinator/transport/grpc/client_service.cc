@@ -257,14 +257,13 @@ grpc::Status ToGrpc(const absl::Status& status) {
 
 absl::StatusOr<Principal> ClientService::Check(grpc::CallbackServerContext* ctx, Action action,
                                               const std::string& job_id) {
-  auto who = gate_->Caller(*ctx);
-  if (!who.ok()) return who.status();
+  ASSIGN_OR_RETURN(Principal who, gate_->Caller(*ctx));
   std::string owner;
-  if (!who->anonymous && !job_id.empty()) {
+  if (!who.anonymous && !job_id.empty()) {
     ASSIGN_OR_RETURN(auto job_owner, core_->JobOwner(job_id));
     owner = job_owner;
   }
-  RETURN_IF_ERROR(job_id.empty() ? Authorize(*who, action) : AuthorizeJob(*who, action, owner, job_id));
+  RETURN_IF_ERROR(job_id.empty() ? Authorize(who, action) : AuthorizeJob(who, action, owner, job_id));
   return who;
 }
 

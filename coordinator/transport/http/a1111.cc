@@ -235,34 +235,34 @@ absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestL
   RETURN_IF_ERROR(RefuseUnsupported(body));
   Txt2Img r;
   absl::Status s;
-  if (s = ReadString(body, "prompt", &r.prompt); !s.ok()) return s;
-  if (s = ReadString(body, "negative_prompt", &r.negative_prompt); !s.ok()) return s;
-  if (s = ReadInt(body, "seed", -1, std::numeric_limits<int64_t>::max(), &r.seed); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadString(body, "prompt", &r.prompt));
+  RETURN_IF_ERROR(ReadString(body, "negative_prompt", &r.negative_prompt));
+  RETURN_IF_ERROR(ReadInt(body, "seed", -1, std::numeric_limits<int64_t>::max(), &r.seed));
   // Ranges of image settings are the builder's (BuildEntry); these reads take any number.
   constexpr int64_t kAnyInt = std::numeric_limits<int64_t>::max();
   constexpr double kAny = std::numeric_limits<double>::max();
-  if (s = ReadInt(body, "steps", -kAnyInt, kAnyInt, &r.steps); !s.ok()) return s;
-  if (s = ReadInt(body, "width", -kAnyInt, kAnyInt, &r.width); !s.ok()) return s;
-  if (s = ReadInt(body, "height", -kAnyInt, kAnyInt, &r.height); !s.ok()) return s;
-  if (s = ReadNumber(body, "cfg_scale", -kAny, kAny, &r.cfg_scale); !s.ok()) return s;
-  if (s = ReadInt(body, "batch_size", 1, max_images, &r.batch_size); !s.ok()) return s;
-  if (s = ReadInt(body, "n_iter", 1, max_images, &r.n_iter); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadInt(body, "steps", -kAnyInt, kAnyInt, &r.steps));
+  RETURN_IF_ERROR(ReadInt(body, "width", -kAnyInt, kAnyInt, &r.width));
+  RETURN_IF_ERROR(ReadInt(body, "height", -kAnyInt, kAnyInt, &r.height));
+  RETURN_IF_ERROR(ReadNumber(body, "cfg_scale", -kAny, kAny, &r.cfg_scale));
+  RETURN_IF_ERROR(ReadInt(body, "batch_size", 1, max_images, &r.batch_size));
+  RETURN_IF_ERROR(ReadInt(body, "n_iter", 1, max_images, &r.n_iter));
   if (r.images() > max_images) {
     return absl::InvalidArgumentError(
         absl::StrCat("batch_size x n_iter: ", r.images(), " images; at most ", max_images, " per call"));
   }
-  if (s = ReadBool(body, "tiling", &r.tiling); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadBool(body, "tiling", &r.tiling));
   RETURN_IF_ERROR(ReadAlwaysOnScripts(body, limits, &r));
   // sampler_index is A1111's older name for the same field.
-  if (s = ReadString(body, "sampler_index", &r.sampler_name); !s.ok()) return s;
-  if (s = ReadString(body, "sampler_name", &r.sampler_name); !s.ok()) return s;
-  if (s = ReadString(body, "scheduler", &r.scheduler); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadString(body, "sampler_index", &r.sampler_name));
+  RETURN_IF_ERROR(ReadString(body, "sampler_name", &r.sampler_name));
+  RETURN_IF_ERROR(ReadString(body, "scheduler", &r.scheduler));
   std::string implied;
   const A1111Sampler* sampler = nullptr;
-  if (s = MapSampler(r.sampler_name, &sampler, &implied); !s.ok()) return s;
+  RETURN_IF_ERROR(MapSampler(r.sampler_name, &sampler, &implied));
   r.sampler = SamplerName(sampler->sampler);
   if (!implied.empty() && (r.scheduler.empty() || absl::AsciiStrToLower(r.scheduler) == "automatic")) r.scheduler = "Karras";
-  if (s = MapScheduler(r.scheduler, *sampler, &r.schedule); !s.ok()) return s;
+  RETURN_IF_ERROR(MapScheduler(r.scheduler, *sampler, &r.schedule));
   if (auto it = body.find("override_settings"); it != body.end() && !it->is_null()) {
     if (!it->is_object()) return absl::InvalidArgumentError("override_settings: expected an object");
     std::string checkpoint;

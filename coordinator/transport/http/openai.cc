@@ -48,33 +48,32 @@ absl::StatusOr<ImageGeneration> ParseImageGeneration(const nlohmann::json& body,
     }
   }
   ImageGeneration r;
-  absl::Status s;
   if (!body.contains("prompt") || body["prompt"].is_null()) return absl::InvalidArgumentError("prompt: is required");
-  if (s = ReadString(body, "prompt", &r.prompt); !s.ok()) return s;
-  if (s = ReadString(body, "model", &r.model); !s.ok()) return s;
-  if (s = ReadInt(body, "n", 1, max_images, &r.n); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadString(body, "prompt", &r.prompt));
+  RETURN_IF_ERROR(ReadString(body, "model", &r.model));
+  RETURN_IF_ERROR(ReadInt(body, "n", 1, max_images, &r.n));
   std::string size;
-  if (s = ReadString(body, "size", &size); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadString(body, "size", &size));
   if (!size.empty()) {
-    if (s = ParseSize(size, &r.width, &r.height); !s.ok()) return s;
+    RETURN_IF_ERROR(ParseSize(size, &r.width, &r.height));
   }
-  if (s = ReadString(body, "response_format", &r.response_format); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadString(body, "response_format", &r.response_format));
   if (r.response_format != "b64_json" && r.response_format != "url") {
     return absl::InvalidArgumentError(absl::StrCat("response_format: expected b64_json or url, got '", r.response_format, "'"));
   }
   for (const char* ignored : {"quality", "style", "user"}) {
     std::string unused;
-    if (s = ReadString(body, ignored, &unused); !s.ok()) return s;
+    RETURN_IF_ERROR(ReadString(body, ignored, &unused));
   }
   r.has_negative = body.contains("negative_prompt") && !body["negative_prompt"].is_null();
-  if (s = ReadString(body, "negative_prompt", &r.negative_prompt); !s.ok()) return s;
-  if (s = ReadInt(body, "seed", -1, std::numeric_limits<int64_t>::max(), &r.seed); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadString(body, "negative_prompt", &r.negative_prompt));
+  RETURN_IF_ERROR(ReadInt(body, "seed", -1, std::numeric_limits<int64_t>::max(), &r.seed));
   // Ranges of image settings are the builder's (BuildEntry); these reads take any number.
   constexpr int64_t kAnyInt = std::numeric_limits<int64_t>::max();
   constexpr double kAny = std::numeric_limits<double>::max();
-  if (s = ReadInt(body, "steps", -kAnyInt, kAnyInt, &r.steps); !s.ok()) return s;
-  if (s = ReadNumber(body, "cfg_scale", -kAny, kAny, &r.cfg_scale); !s.ok()) return s;
-  if (s = ReadString(body, "sampler", &r.sampler); !s.ok()) return s;
+  RETURN_IF_ERROR(ReadInt(body, "steps", -kAnyInt, kAnyInt, &r.steps));
+  RETURN_IF_ERROR(ReadNumber(body, "cfg_scale", -kAny, kAny, &r.cfg_scale));
+  RETURN_IF_ERROR(ReadString(body, "sampler", &r.sampler));
   r.first_seed = r.seed >= 0 ? static_cast<uint64_t>(r.seed) : draw_seed();
   ASSIGN_OR_RETURN(r.entry, BuildEntry(r, limits));
   return r;

@@ -92,12 +92,11 @@ absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& 
   v1::GetJobRequest get;
   get.set_job_id(job_id);
   get.set_include_items(true);
-  auto job = api.core()->GetJob(get);
-  if (!job.ok()) return job.status();
-  if (job->job().state() == v1::JOB_CANCELLED) return absl::AbortedError(absl::StrCat("job ", job_id, " was cancelled"));
+  ASSIGN_OR_RETURN(const v1::GetJobResponse job, api.core()->GetJob(get));
+  if (job.job().state() == v1::JOB_CANCELLED) return absl::AbortedError(absl::StrCat("job ", job_id, " was cancelled"));
   FinishedJob out;
-  out.job = job->job();
-  out.items.assign(job->items().begin(), job->items().end());
+  out.job = job.job();
+  out.items.assign(job.items().begin(), job.items().end());
   std::sort(out.items.begin(), out.items.end(), [](const v1::Item& a, const v1::Item& b) { return a.index() < b.index(); });
   for (const v1::Item& item : out.items) {
     if (item.state() != v1::ITEM_DONE) {

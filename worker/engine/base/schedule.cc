@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace spriteforge::engine {
 namespace {
@@ -122,7 +123,7 @@ absl::Status CheckSamplerSchedule(SamplerKind sampler, ScheduleKind schedule) {
 
 absl::StatusOr<Schedule> MakeSchedule(const SchedulerConfig& config, SamplerKind sampler,
                                       ScheduleKind kind, int steps) {
-  if (absl::Status pair = CheckSamplerSchedule(sampler, kind); !pair.ok()) return pair;
+  RETURN_IF_ERROR(CheckSamplerSchedule(sampler, kind));
   if (kind == ScheduleKind::kSgmUniform) kind = ScheduleKind::kTrailing;
   const int n = config.num_train_timesteps;
   if (steps < 1 || steps > n) {
