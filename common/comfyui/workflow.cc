@@ -604,6 +604,14 @@ absl::Status SetImageCount(json& workflow, int64_t count) {
   return absl::OkStatus();
 }
 
+std::vector<std::string> SaveImageNodes(const json& workflow) {
+  std::vector<std::string> saves;
+  for (const std::string& id : SortedIds(workflow)) {
+    if (workflow[id].value("class_type", "") == "SaveImage") saves.push_back(id);
+  }
+  return saves;
+}
+
 absl::StatusOr<Manifest> ImportWorkflow(const json& workflow, const std::string& origin, const ManifestLimits& limits,
                                         const FileResolver& files) {
   Reader r(workflow, origin);

@@ -62,6 +62,9 @@ absl::Status ApplyModelMap(nlohmann::json& workflow, const std::string& mapping)
 // before samplers that start from an encoded image.
 absl::Status SetImageCount(nlohmann::json& workflow, int64_t count);
 
+// The SaveImage nodes in node id order: the job's entries, one each.
+std::vector<std::string> SaveImageNodes(const nlohmann::json& workflow);
+
 // The job the workflow describes: one entry per SaveImage, in node id order. `origin` (the
 // file name) starts each error; LoadImage's image is resolved as a manifest's init_image.
 absl::StatusOr<Manifest> ImportWorkflow(const nlohmann::json& workflow, const std::string& origin,

@@ -10,6 +10,13 @@ HttpTarget ClassifyHttpRequest(const std::string& method, const std::string& pat
   if (method == "POST" && (path == "/v1/jobs" || path == "/v1/files" || path == "/sdapi/v1/txt2img" || path == "/v1/images/generations")) {
     return {HttpRoute::kSubmit, ""};
   }
+  // ComfyUI's API: /prompt submits; /history/{prompt_id} reads that job; /view, /queue and
+  // /interrupt check each job they touch themselves, so submitters may call them.
+  if ((method == "POST" && path == "/prompt") || path == "/view" || path == "/queue" || path == "/interrupt" ||
+      path == "/history") {
+    return {HttpRoute::kSubmit, ""};
+  }
+  if (path.rfind("/history/", 0) == 0) return {HttpRoute::kReadJob, path.substr(9)};
   constexpr char kJobs[] = "/v1/jobs/";
   if (path.rfind(kJobs, 0) == 0 && path.size() > sizeof kJobs - 1) {
     const std::string rest = path.substr(sizeof kJobs - 1);

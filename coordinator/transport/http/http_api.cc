@@ -71,6 +71,7 @@ void HttpApi::Register(httplib::Server& server) {
   RegisterEventRoutes(server, *this);
   RegisterA1111Routes(server, *this);
   RegisterOpenAiRoutes(server, *this);
+  RegisterComfyUiRoutes(server, *this);
   RegisterWebRoutes(server);
   // Failures the routes did not describe themselves (unknown path, body too large) get
   // the same JSON shape.

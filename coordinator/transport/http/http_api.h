@@ -1,8 +1,8 @@
 // The coordinator's HTTP API on the same port as /metrics: native REST (/v1/jobs...,
 // /v1/workers, Server-Sent Events), A1111-compatible /sdapi/v1/..., OpenAI-compatible
-// /v1/images/generations and the web page at /. Every route only translates to the
-// Coordinator's client methods, so HTTP jobs share the queue, planner and validation of
-// gRPC jobs.
+// /v1/images/generations, ComfyUI-compatible /prompt, /history, /view... and the web page at /.
+// Every route only translates to the Coordinator's client methods, so HTTP jobs share the
+// queue, planner and validation of gRPC jobs.
 #pragma once
 
 #include <atomic>
@@ -85,6 +85,7 @@ void RegisterRestRoutes(httplib::Server& server, HttpApi& api);
 void RegisterEventRoutes(httplib::Server& server, HttpApi& api);
 void RegisterA1111Routes(httplib::Server& server, HttpApi& api);
 void RegisterOpenAiRoutes(httplib::Server& server, HttpApi& api);
+void RegisterComfyUiRoutes(httplib::Server& server, HttpApi& api);
 void RegisterWebRoutes(httplib::Server& server);
 
 }  // namespace spriteforge::coordinator::http

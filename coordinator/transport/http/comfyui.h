@@ -1,0 +1,45 @@
+// ComfyUI's HTTP API in spriteforge's terms, as pure functions tested without a server: the
+// /object_info of the nodes common/comfyui reads, /prompt's validation errors as node_errors,
+// and /history and /queue entries of a prompt, which is a job (prompt_id = job id).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "spriteforge/v1/spriteforge.pb.h"
+
+namespace spriteforge::coordinator::http {
+
+// A prompt queued through POST /prompt: its workflow and, per SaveImage node (in node id
+// order, as the job's entries are), how many of the job's images it saves.
+struct ComfyPrompt {
+  int64_t number = 0;
+  std::string job_id;
+  std::string client_id;
+  nlohmann::json workflow;
+  std::vector<std::pair<std::string, int>> saves;  // SaveImage node id -> images
+};
+
+// /object_info: each supported node with ComfyUI's input and output description; checkpoint
+// names are the served models as "<model>.safetensors".
+nlohmann::json ObjectInfo(const std::vector<std::string>& models);
+
+// POST /prompt's 400 body for an import error: {"error": {...}, "node_errors": {id: {...}}},
+// the node named by the message's "node N (Class)." when it has one.
+nlohmann::json PromptError(const absl::Status& status);
+
+// The file name /view serves an image of a job by, and back.
+std::string ViewFilename(const std::string& job_id, int index);
+bool ParseViewFilename(const std::string& filename, std::string* job_id, int* index);
+
+// [number, prompt_id, prompt, extra_data, outputs to execute], as /queue and /history list it.
+nlohmann::json QueueEntry(const ComfyPrompt& prompt);
+// /history's entry of a finished job: outputs per SaveImage node, and its status.
+nlohmann::json HistoryEntry(const ComfyPrompt& prompt, const v1::Job& job, const std::vector<v1::Item>& items);
+
+bool JobFinished(const v1::Job& job);
+
+}  // namespace spriteforge::coordinator::http
