@@ -4,8 +4,8 @@ steps), the gallery shows previews (1/8 of the image size) and then fills in wit
 images over the job's event stream, and the worker row shows its memory. Then a job made
 from the form alone (no YAML typed): its progress moves by sampling steps before any image
 finishes, an image opens full size with its parameters and is paged with the keyboard, the
-job is re-run with the same seeds, the re-run is deleted with its files and the first job
-downloaded as a zip. Screenshots (1280x800, a 390 px phone, the image view) go to the test
+job is re-run with the same seeds, the re-run is deleted with its files, the first job
+downloaded as a zip, and a cancelled job's tiles stop. Screenshots (1280x800, a 390 px phone, the image view) go to the test
 output. Then a coordinator with --auth: the page says it needs a token, works once one is
 entered, and the gallery fills in over the token-carrying event stream; a viewer's token
 is offered no form, cancel or delete."""
@@ -29,6 +29,13 @@ model: tiny-sdxl
 defaults: {width: 128, height: 128, steps: 4, sampler: euler}
 items:
   - {prompt: "a pixel art knight", count: 4, seed: 7}
+"""
+
+CANCEL_MANIFEST = """name: barrels
+model: tiny-sdxl
+defaults: {width: 128, height: 128, steps: 8}
+items:
+  - {prompt: "a barrel", count: 40}
 """
 
 PREVIEWS = "Number(document.querySelector('#gallery').dataset.previews || 0)"
@@ -144,6 +151,14 @@ class BrowserTest(unittest.TestCase):
         names = zipfile.ZipFile(io.BytesIO(cluster.get(f"/v1/jobs/{job_id}/archive.zip"))).namelist()
         self.assertEqual(len([n for n in names if n.endswith(".sprite.png")]), 4)
         self.assertEqual(len([n for n in names if n.endswith(".json") and not n.endswith("job.json")]), 4)
+
+        # Cancelled mid-job: tiles still to come say they stopped instead of waiting on.
+        browser.evaluate(f"{q}('#manifest-text').value = {CANCEL_MANIFEST!r}")
+        browser.evaluate(f"{q}('#submit-button').click()")
+        browser.wait_for(f"{q}('#gallery .tile.running') !== null", what="an image sampling")
+        browser.evaluate(f"{q}('#jobs tr.selected button.cancel').click()")
+        browser.wait_for(f"{q}('#gallery .tile.stopped') !== null && "
+                         f"{q}('#gallery .tile.running, #gallery .tile.queued') === null", what="the tiles to stop")
 
         browser.resize(390, 844, mobile=True)
         browser.evaluate("window.scrollTo(0, 0)")
