@@ -175,7 +175,7 @@ void InterruptRoute(HttpApi& api, ComfyPrompts& prompts, const httplib::Request&
     cancel.set_job_id(p.job_id);
     api.core()->Cancel(cancel).IgnoreError();
   }
-  res.status = 200;
+  ReplyJson(res, json::object());
 }
 
 }  // namespace

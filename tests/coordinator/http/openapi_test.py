@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import sys
+import time
 import unittest
 import urllib.parse
 import zipfile
@@ -160,8 +161,8 @@ class OpenApiTest(unittest.TestCase):
         self.call("POST", "/v1/jobs", "name: x", {"Content-Type": "text/plain"}, status=415)
         too_big = self.call("POST", "/v1/jobs", b"#" * (3 << 20), status=413)
         self.assertIn("exceeds", too_big["error"]["message"])
-        self.call("POST", "/sdapi/v1/txt2img", {"prompt": "x", "steps": 0}, status=400)
-        self.call("POST", "/sdapi/v1/txt2img", "not json", status=400)
+        self.call("POST", "/sdapi/v1/txt2img", {"prompt": "x", "steps": 0}, status=422)  # as A1111 answers
+        self.call("POST", "/sdapi/v1/txt2img", "not json", status=422)
         self.call("POST", "/v1/images/generations", {"prompt": "x", "size": "12x12"}, status=400)
         self.call("POST", "/v1/images/generations", {"prompt": "x", "model": "sd-99"}, status=400)
 
@@ -229,6 +230,31 @@ class OpenApiTest(unittest.TestCase):
         unfinished = self.call("DELETE", f"/v1/jobs/{running['job']['id']}", status=400)
         self.assertIn("cancel it first", unfinished["error"]["message"])
         self.call("POST", f"/v1/jobs/{running['job']['id']}/cancel")
+
+    def test_8_comfyui_prompt_history_view_queue_interrupt_object_info(self):
+        with open(os.path.join(SOURCE, "tests", "common", "comfyui", "txt2img_sdxl.json")) as f:
+            prompt = json.load(f)
+        info = self.call("GET", "/object_info")
+        self.assertIn("KSampler", info)
+        self.assertIn("SaveImage", self.call("GET", "/object_info/SaveImage"))
+        prompt["1"]["inputs"]["ckpt_name"] = "tiny-sdxl.safetensors"
+        prompt["4"]["inputs"].update(width=64, height=64)
+        prompt["5"]["inputs"].update(steps=1)
+        bad = json.loads(json.dumps(prompt))
+        bad["5"]["inputs"]["scheduler"] = "exponential"
+        self.assertIn("5", self.call("POST", "/prompt", {"prompt": bad}, status=400)["node_errors"])
+        prompt_id = self.call("POST", "/prompt", {"prompt": prompt, "client_id": "openapi"})["prompt_id"]
+        self.call("GET", "/queue")
+        deadline = time.time() + 60
+        history = {}
+        while prompt_id not in history and time.time() < deadline:
+            history = self.call("GET", f"/history/{prompt_id}")
+            time.sleep(0.1)
+        image = history[prompt_id]["outputs"]["7"]["images"][0]
+        self.assertEqual(png_size(self.call("GET", "/view?" + urllib.parse.urlencode(image))), (64, 64))
+        self.assertIn(prompt_id, self.call("GET", "/history"))
+        self.call("POST", "/interrupt", {})
+        self.call("GET", "/view?filename=nothing.png&type=output", status=404)
 
 
 def gray_png(width, height):
