@@ -225,6 +225,16 @@ for name, (where, sts) in coordinators.items():
     if governing.get("spec", {}).get("clusterIP") != "None":
         fail(where, f"serviceName {sts['spec'].get('serviceName')} is not a headless Service (clusterIP: None)")
 
+# Workers' probes ask the worker's own health endpoint, on the pod's loopback.
+worker_http = config_maps.get("worker-config", (None, {}))[1].get("data", {}).get("SPRITEFORGE_WORKER_HTTP", "")
+if not worker_http or ":" in worker_http and not worker_http.startswith("127.0.0.1:"):
+    fail("config.yaml", f"SPRITEFORGE_WORKER_HTTP is {worker_http!r}: the probes need the worker's endpoint on loopback")
+for name, (where, deployment) in workers.items():
+    for c in deployment["spec"]["template"]["spec"]["containers"]:
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if c.get(probe, {}).get("exec", {}).get("command", [""])[0] != "spriteforge-worker-health":
+                fail(where, f"{probe} does not ask the worker's health endpoint (spriteforge-worker-health)")
+
 # The Prometheus Operator's objects: the same alerts as compose's Prometheus, a ServiceMonitor
 # on the coordinator Service's metrics port.
 OPERATOR = os.path.join(K8S, "prometheus-operator")
