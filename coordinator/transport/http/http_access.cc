@@ -7,7 +7,8 @@ HttpTarget ClassifyHttpRequest(const std::string& method, const std::string& pat
   if (path == "/metrics" || path == "/healthz" || path == "/" || path == "/favicon.ico" || path.rfind("/web/", 0) == 0) {
     return {HttpRoute::kOpen, ""};
   }
-  if (method == "POST" && (path == "/v1/jobs" || path == "/v1/files" || path == "/sdapi/v1/txt2img" || path == "/v1/images/generations")) {
+  if (method == "POST" && (path == "/v1/jobs" || path == "/v1/files" || path == "/sdapi/v1/txt2img" ||
+                           path == "/sdapi/v1/img2img" || path == "/v1/images/generations")) {
     return {HttpRoute::kSubmit, ""};
   }
   // ComfyUI's API: /prompt submits; /history/{prompt_id} reads that job; /view, /queue and

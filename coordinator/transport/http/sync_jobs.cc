@@ -51,7 +51,8 @@ absl::StatusOr<std::map<std::string, std::string>> UploadFiles(HttpApi& api, con
 }
 
 absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, Manifest manifest,
-                                          const std::string& idempotency_key) {
+                                          const std::string& idempotency_key,
+                                          std::function<void(const v1::JobEvent&)> on_event) {
   ASSIGN_OR_RETURN(auto slot, api.TakeSyncSlot());
   ASSIGN_OR_RETURN(auto who, api.Caller(req));
   ASSIGN_OR_RETURN(auto submitted, api.core()->SubmitManifest(std::move(manifest), idempotency_key, who.name, who.limits));
@@ -63,7 +64,8 @@ absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& 
     bool finished = false;
   };
   auto done = std::make_shared<Done>();
-  auto handle = api.core()->Watch(job_id, [done](const v1::JobEvent& event) {
+  auto handle = api.core()->Watch(job_id, [done, on_event](const v1::JobEvent& event) {
+    if (on_event) on_event(event);
     if (!event.has_job_done()) return;
     {
       std::lock_guard<std::mutex> lock(done->mu);

@@ -3,6 +3,7 @@
 // for that job to finish.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,8 +30,11 @@ absl::StatusOr<std::string> ChooseModel(Coordinator* core, const std::string& re
 // naming the job so it can be fetched later).
 // The job belongs to the request's caller, and the uploads it names must be the caller's
 // (UploadFiles stores a request's inline images first).
+// `on_event`, when set, sees each of the job's events as the wait does (for progress
+// reports); it runs on the core's event thread and must be quick.
 absl::StatusOr<FinishedJob> SubmitAndWait(HttpApi& api, const httplib::Request& req, Manifest manifest,
-                                          const std::string& idempotency_key);
+                                          const std::string& idempotency_key,
+                                          std::function<void(const v1::JobEvent&)> on_event = nullptr);
 
 // Stores files a request carries inline (path -> bytes) as the caller's uploads, under the
 // same kind limits, quotas and upload rate as the client's UploadFile; returns path -> sha256.

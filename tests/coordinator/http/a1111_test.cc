@@ -220,5 +220,147 @@ TEST(A1111, SamplerListHasA1111Names) {
   EXPECT_EQ(list[1]["aliases"][0], "k_euler_a");
 }
 
+// ---- LoRA tags, field names, img2img
+
+TEST(A1111, LoraTagsLeaveThePromptAndBecomeTheEntrysLoras) {
+  auto r = Parse(R"({"prompt": "a knight, <lora:pixel-art:0.7> <lora:outline>", "steps": 4})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->entry.image.prompt(), "a knight,  ");  // A1111 takes out the tags, not the spaces
+  ASSERT_EQ(r->entry.sampling.loras_size(), 2);
+  EXPECT_EQ(r->entry.sampling.loras(0).name(), "pixel-art");
+  EXPECT_EQ(r->entry.sampling.loras(0).strength(), 0.7);
+  EXPECT_EQ(r->entry.sampling.loras(1).name(), "outline");
+  EXPECT_EQ(r->entry.sampling.loras(1).strength(), 1.0);
+  EXPECT_EQ(Txt2ImgParameters(*r)["prompt"], "a knight, <lora:pixel-art:0.7> <lora:outline>");  // echoed as asked
+  EXPECT_TRUE(CheckPromptLoras(*r, {"outline", "pixel-art"}).ok());
+}
+
+TEST(A1111, ALoraNoWorkerHasIsNotFoundByName) {
+  auto r = Parse(R"({"prompt": "<lora:pixel-art-xl:0.7> a knight"})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const absl::Status missing = CheckPromptLoras(*r, {"outline"});
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(),
+            "prompt: <lora:pixel-art-xl>: no connected worker has LoRA 'pixel-art-xl' in its LoRA folder (outline)");
+}
+
+TEST(A1111, LoraTagMistakesAreNamed) {
+  EXPECT_EQ(Parse(R"({"prompt": "<lora:px:strong>"})").status().message(),
+            "prompt: <lora:px:strong>: the weight must be a number");
+  EXPECT_EQ(Parse(R"({"prompt": "<lora:px:0.8:0.5>"})").status().message(),
+            "prompt: <lora:px:0.8:0.5>: one weight per LoRA (separate text-encoder and UNet weights are not supported)");
+  EXPECT_EQ(Parse(R"({"prompt": "<lora:px:11>"})").status().message(), "prompt <lora:px>: must be -10..10");
+  EXPECT_EQ(Parse(R"({"prompt": "<lora:../px:1>"})").status().message(),
+            "prompt <lora:../px>: must be a file name of the workers' LoRA folder: A-Z a-z 0-9 . _ -, no folders");
+}
+
+TEST(A1111, AnUnknownFieldIsRefusedNamingIt) {
+  EXPECT_EQ(Parse(R"({"promt": "a knight"})").status().message(), "promt: unknown field (did you mean prompt?)");
+  EXPECT_EQ(Parse(R"({"prompt": "a knight", "frobnicate": 1})").status().message(), "frobnicate: unknown field");
+  EXPECT_EQ(Parse(R"({"init_images": []})").status().message(), "init_images: a field of /sdapi/v1/img2img, not of txt2img");
+}
+
+TEST(A1111, FieldsA1111ClientsSendThatChangeNothingAreListedInInfo) {
+  auto r = Parse(R"({"prompt": "coin", "styles": [], "eta": 0.5, "send_images": true, "save_images": null,
+                     "steps": 4, "width": 64, "height": 64})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->ignored, (std::vector<std::string>{"eta", "send_images", "styles"}));
+  const auto info = nlohmann::json::parse(Txt2ImgInfo(*r, "tiny-sdxl", {}));
+  EXPECT_EQ(info["ignored_fields"], nlohmann::json({"eta", "send_images", "styles"}));
+}
+
+absl::StatusOr<Txt2Img> ParseImg(const std::string& json) {
+  return ParseImg2Img(nlohmann::json::parse(json), ManifestLimits{}, 64, [] { return uint64_t{5}; });
+}
+
+std::string InitImages(uint8_t shade) { return absl::StrCat(R"("init_images": [")", Base64Png(shade), R"("])"); }
+
+TEST(A1111, Img2ImgStartsFromItsImageAtItsSize) {
+  auto r = ParseImg(absl::StrCat(R"({"prompt": "barrel", "denoising_strength": 0.4, "steps": 4, "resize_mode": 0,
+                                        "mask_blur": 4, )", InitImages(90), "}"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto files = Txt2ImgFiles(*r);
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(absl::Base64Escape(files.at("init.png")), Base64Png(90));
+  EXPECT_EQ(r->entry.image.init_image_sha256(), Sha256Hex(files.at("init.png")));
+  EXPECT_EQ(r->entry.sampling.strength(), 0.4);
+  EXPECT_EQ(r->entry.sampling.width(), 64);  // the image's size when the request gives none
+  EXPECT_EQ(r->ignored, std::vector<std::string>{"mask_blur"});
+  auto m = Txt2ImgManifest(*r, "tiny-sdxl", ManifestLimits{}, 2);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->name, "img2img");
+  EXPECT_EQ(m->preview_every, 2);
+  EXPECT_EQ(Txt2ImgParameters(*r)["denoising_strength"], 0.4);
+}
+
+TEST(A1111, Img2ImgRefusesWhatItCannotDoNamingTheField) {
+  EXPECT_EQ(ParseImg(absl::StrCat(R"({"resize_mode": 1, )", InitImages(1), "}")).status().message(),
+            "resize_mode: 1 is not supported; only 0 (Just resize, with the image at the request's size)");
+  EXPECT_EQ(ParseImg(absl::StrCat(R"({"mask": "abc", )", InitImages(1), "}")).status().message(),
+            "mask: not supported by spriteforge");
+  EXPECT_EQ(ParseImg(R"({"prompt": "x"})").status().message(), "init_images: a list of one base64 PNG is required");
+  EXPECT_EQ(ParseImg(absl::StrCat(R"({"width": 128, )", InitImages(1), "}")).status().message(),
+            "init_images[0]: is 64x64 but the item is 128x64 (set width and height to the image's size)");
+  EXPECT_EQ(ParseImg(absl::StrCat(R"({"denoising_strength": 0, )", InitImages(1), "}")).status().message(),
+            "denoising_strength: must be in (0, 1]");
+  EXPECT_EQ(ParseImg(absl::StrCat(R"({"enable_hr": false, )", InitImages(1), "}")).status().message(),
+            "enable_hr: unknown field");
+}
+
+// ---- Options and progress, per caller
+
+TEST(A1111, EachCallerChoosesItsOwnModel) {
+  A1111Sessions sessions;
+  const std::set<std::string> served = {"tiny-sdxl", "pixel-xl"};
+  ASSERT_TRUE(sessions.SetOptions("alice", nlohmann::json::parse(R"({"sd_model_checkpoint": "pixel-xl [0a1b]"})"),
+                                  served).ok());
+  EXPECT_EQ(sessions.OptionsOf("alice").model, "pixel-xl");
+  EXPECT_EQ(sessions.OptionsOf("bob").model, "");
+  EXPECT_EQ(sessions.OptionsJson("alice", "pixel-xl")["sd_model_checkpoint"], "pixel-xl");
+  EXPECT_EQ(sessions.SetOptions("bob", {{"sd_model_checkpoint", "sd15"}}, served).message(),
+            "sd_model_checkpoint: 'sd15' is not served by any connected worker (pixel-xl, tiny-sdxl)");
+  EXPECT_EQ(sessions.SetOptions("alice", {{"sd_model_checkpoint", "tiny-sdxl"}, {"sd_vae", "x"}}, served).message(),
+            "sd_vae: not an option spriteforge has (sd_model_checkpoint, show_progress_every_n_steps, "
+            "live_previews_enable)");
+  EXPECT_EQ(sessions.OptionsOf("alice").model, "pixel-xl");  // a refused POST changes nothing
+  ASSERT_TRUE(sessions.SetOptions("alice", {{"show_progress_every_n_steps", 1}}, served).ok());
+  EXPECT_EQ(sessions.OptionsOf("alice").preview_every, 1);
+  EXPECT_EQ(sessions.OptionsOf("bob").preview_every, 10);  // A1111's default
+}
+
+TEST(A1111, ProgressFollowsTheCallersJobAndShowsItsPreview) {
+  A1111Sessions sessions;
+  auto r = Parse(R"({"prompt": "coin", "steps": 4, "batch_size": 2, "n_iter": 2})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t call = sessions.Begin("alice", *r, start);
+  v1::JobEvent event;
+  event.mutable_job()->mutable_counts()->set_done(2);
+  event.mutable_progress()->add_indices(2);
+  event.mutable_progress()->add_indices(3);
+  event.mutable_progress()->set_step(2);
+  event.mutable_progress()->set_total_steps(4);
+  sessions.Apply("alice", call, event);
+  v1::JobEvent preview;
+  preview.mutable_preview()->set_png("tiny png");
+  sessions.Apply("alice", call, preview);
+
+  const nlohmann::json p = sessions.Progress("alice", false, start + std::chrono::seconds(3));
+  EXPECT_EQ(p["progress"], 0.75);  // two images done, two half-way, of four
+  EXPECT_EQ(p["eta_relative"], 1.0);
+  EXPECT_EQ(p["state"]["job"], "Batch 2 out of 2");
+  EXPECT_EQ(p["state"]["sampling_step"], 2);
+  EXPECT_EQ(p["state"]["sampling_steps"], 4);
+  EXPECT_EQ(p["current_image"], absl::Base64Escape("tiny png"));
+  EXPECT_TRUE(sessions.Progress("alice", true, start)["current_image"].is_null());
+  EXPECT_EQ(sessions.Progress("bob", false, start)["state"]["job_count"], 0);  // another caller's job is not bob's
+
+  sessions.End("alice", call);
+  const nlohmann::json idle = sessions.Progress("alice", false, start);
+  EXPECT_EQ(idle["progress"], 0.0);
+  EXPECT_EQ(idle["state"]["job"], "");
+  EXPECT_TRUE(idle["current_image"].is_null());
+}
+
 }  // namespace
 }  // namespace spriteforge::coordinator::http

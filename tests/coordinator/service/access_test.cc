@@ -289,6 +289,9 @@ TEST(HttpAccessTest, RoutesAreClassifiedByMethodAndPath) {
   EXPECT_EQ(ClassifyHttpRequest("POST", "/v1/jobs").route, HttpRoute::kSubmit);
   EXPECT_EQ(ClassifyHttpRequest("GET", "/v1/jobs").route, HttpRoute::kReadFleet);
   EXPECT_EQ(ClassifyHttpRequest("POST", "/sdapi/v1/txt2img").route, HttpRoute::kSubmit);
+  EXPECT_EQ(ClassifyHttpRequest("POST", "/sdapi/v1/img2img").route, HttpRoute::kSubmit);
+  // A caller's options change only its own later calls: a viewer may set them.
+  EXPECT_EQ(ClassifyHttpRequest("POST", "/sdapi/v1/options").route, HttpRoute::kReadFleet);
   const HttpTarget cancel = ClassifyHttpRequest("POST", "/v1/jobs/job-1/cancel");
   EXPECT_EQ(cancel.route, HttpRoute::kCancelJob);
   EXPECT_EQ(cancel.job_id, "job-1");
