@@ -262,6 +262,11 @@ MaybeFailure Serve(se::Engine* engine, const sw::WorkerIdentity& identity, const
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC waits at least this long for a TCP connection (default 20 s). A replaced coordinator
+  // container leaves its old address in DNS for a moment: a dial to it must give up in
+  // seconds, not hold the worker idle while the new one already serves.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 8000);
   // Backoff between attempts: 0.25 s doubling to 8 s, reset after a session that registered.
   int backoff_ms = 250;
   spdlog::info("worker {} serving model {} on {}", identity.worker_id, identity.model_name, engine->Device().name);
