@@ -12,6 +12,9 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libsqlite3-dev libpq-dev postgresql libssl-dev libyaml-cpp-dev nlohmann-json3-dev libpng-dev libcpp-httplib-dev libcli11-dev prometheus-cpp-dev openssl
   python3-yaml python3-jsonschema python3-requests python3-websocket chromium prometheus curl
+  # The container image test (tests/deploy/container_test.sh): podman with runc, its
+  # network stack, and mmdebstrap (or debootstrap) for the Debian base image.
+  podman runc netavark aardvark-dns iptables uidmap debootstrap mmdebstrap
 )
 
 missing=()

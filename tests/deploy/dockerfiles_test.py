@@ -78,6 +78,8 @@ def check(path):
                 if flags["--from"] not in stages:
                     error(path, line, f"COPY --from={flags['--from']}: no earlier stage of that name")
                 continue
+            if stages[-1] == "prebuilt":
+                continue  # its build context is an install tree, not the repository
             for src in words[:-1]:
                 rel = os.path.normpath(src)
                 if not os.path.exists(os.path.join(ROOT, rel)):
