@@ -16,7 +16,12 @@ for tool in podman debootstrap runc; do
   command -v "$tool" >/dev/null || skip "$tool is not installed (deploy/setup.sh installs it)"
 done
 [ "$(id -u)" = 0 ] || skip "debootstrap needs root"
-[ -f "${SPRITEFORGE_GOLDEN:-}/tiny-sdxl.safetensors" ] || skip "SPRITEFORGE_GOLDEN has no tiny-sdxl.safetensors"
+# The tiny model, where deploy/test.sh looks for it; CI requires it (SPRITEFORGE_REQUIRE_GOLDEN).
+export SPRITEFORGE_GOLDEN="${SPRITEFORGE_GOLDEN:-$(cd "$SRC/.." && pwd)/shared/golden/tiny-sdxl}"
+if [ ! -f "$SPRITEFORGE_GOLDEN/tiny-sdxl.safetensors" ]; then
+  [ "${SPRITEFORGE_REQUIRE_GOLDEN:-}" = 1 ] && { echo "container: no tiny model in $SPRITEFORGE_GOLDEN"; exit 1; }
+  skip "no tiny model in $SPRITEFORGE_GOLDEN (set SPRITEFORGE_GOLDEN)"
+fi
 source "$SRC/deploy/container/podman.sh"
 
 set -e

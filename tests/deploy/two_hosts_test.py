@@ -17,7 +17,8 @@ import time
 import yaml
 
 SRC, COORDINATOR, WORKER, CLIENT = sys.argv[1:5]
-GOLDEN = os.environ.get("SPRITEFORGE_GOLDEN", "")
+GOLDEN = os.environ.get("SPRITEFORGE_GOLDEN") or os.path.join(os.path.dirname(os.path.abspath(SRC)),
+                                                               "shared/golden/tiny-sdxl")
 COMPOSE = os.path.join(SRC, "deploy/compose")
 TAG = str(os.getpid())
 NS_A, NS_B = f"sf-coord-{TAG}", f"sf-work-{TAG}"
@@ -27,7 +28,7 @@ LEASE_SECONDS = 2
 
 
 def skip(why):
-    print(f"two-hosts: SKIPPED: {why}")
+    print("#" * 64 + f"\n# SKIPPED: the two-hosts test did not run: {why}\n" + "#" * 64)
     sys.exit(77)
 
 
@@ -88,7 +89,10 @@ def main():
     if os.geteuid() != 0 or not shutil.which("ip"):
         skip("needs root and iproute2 for network namespaces")
     if not os.path.exists(f"{GOLDEN}/tiny-sdxl.safetensors"):
-        skip("SPRITEFORGE_GOLDEN has no tiny-sdxl.safetensors")
+        if os.environ.get("SPRITEFORGE_REQUIRE_GOLDEN") == "1":
+            print(f"two-hosts: FAILED: no tiny model in {GOLDEN}")
+            return 1
+        skip(f"no tiny model in {GOLDEN} (set SPRITEFORGE_GOLDEN)")
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         secrets, data = os.path.join(tmp, "secrets"), os.path.join(tmp, "data")
