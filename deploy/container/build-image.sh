@@ -21,5 +21,7 @@ start=$SECONDS
 "${PODMAN[@]}" build --quiet --format docker -f deploy/docker/Dockerfile --build-arg DEBIAN_IMAGE="$BASE" \
   --build-arg SPRITEFORGE_INSTALL=prebuilt -v /var/cache/apt/archives:/var/cache/apt/archives \
   -t "$IMAGE" "$context" >/dev/null
+# The image this one replaces and the stages' leftovers: each build would keep a copy.
+"${PODMAN[@]}" image prune -f >/dev/null
 size="$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")"
 echo "build-image: $IMAGE built in $((SECONDS - start)) s, $((size / 1000000)) MB"

@@ -20,7 +20,7 @@ NET="$P-net" VOL="$P-data" WORKER_ID=cpu-0
 
 cleanup() {
   [ -n "${KEEP_LOGS:-}" ] && "${PODMAN[@]}" logs -t "$P-worker" >"$KEEP_LOGS" 2>&1
-  "${PODMAN[@]}" rm -f -t 0 "$P-coordinator" "$P-worker" >/dev/null 2>&1 || true
+  "${PODMAN[@]}" rm -f -v -t 0 "$P-coordinator" "$P-worker" >/dev/null 2>&1 || true
   "${PODMAN[@]}" network rm -f "$NET" >/dev/null 2>&1 || true
   "${PODMAN[@]}" volume rm -f "$VOL" >/dev/null 2>&1 || true
 }
@@ -53,7 +53,7 @@ echo "container: job $JOB submitted ($((SECONDS - start)) s)"
 # Replace the coordinator once the first sprites are on the volume and before the last.
 for _ in $(seq 300); do n="$(pngs)"; ((n > 0)) && break; sleep 0.2; done
 ((n > 0 && n < 24)) || fail "expected the job part-way done before the restart, found $n of 24 PNGs"
-"${PODMAN[@]}" rm -f -t 5 "$P-coordinator" >/dev/null
+"${PODMAN[@]}" rm -f -v -t 5 "$P-coordinator" >/dev/null
 start_coordinator
 echo "container: coordinator replaced with $n of 24 PNGs done ($((SECONDS - start)) s)"
 
