@@ -1,7 +1,9 @@
 #include "common/text.h"
 
 #include <cctype>
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -99,6 +101,21 @@ bool NaturalLess(const std::string& a, const std::string& b) {
   }
   if ((a.size() - i) != (b.size() - j)) return a.size() - i < b.size() - j;
   return a < b;  // equal by value ("01" and "1"): any fixed order
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
 }
 
 }  // namespace spriteforge

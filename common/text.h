@@ -29,4 +29,8 @@ std::string TextProblem(const std::string& s, size_t max_chars, const std::strin
 // before "10_110" (a plain string order puts it after "19_119").
 bool NaturalLess(const std::string& a, const std::string& b);
 
+// How many single-character insertions, deletions and substitutions turn `a` into `b`
+// (for "did you mean" suggestions).
+size_t EditDistance(const std::string& a, const std::string& b);
+
 }  // namespace spriteforge

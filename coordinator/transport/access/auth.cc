@@ -1,16 +1,14 @@
 #include "coordinator/transport/access/auth.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cmath>
 #include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/yaml_check.h"
 
@@ -64,12 +62,6 @@ absl::StatusOr<Role> ParseRole(const YAML::Node& node, const std::string& where)
   return Invalid(where, "must be submitter, viewer, admin or worker");
 }
 
-bool IsSha256Hex(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
 }  // namespace
 
 const char* RoleName(Role role) {
@@ -80,19 +72,6 @@ const char* RoleName(Role role) {
     case Role::kWorker: return "worker";
   }
   return "unknown";
-}
-
-std::string Sha256Hex(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < size; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 15]);
-  }
-  return out;
 }
 
 absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml, const std::string& file) {

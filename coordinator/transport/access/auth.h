@@ -36,9 +36,6 @@ struct Principal {
   bool anonymous = true;  // no token table: every call may do everything
 };
 
-// The lowercase hex SHA-256 of `text` (how token_sha256 is written).
-std::string Sha256Hex(const std::string& text);
-
 class TokenTable {
  public:
   // Parses an auth file's text; errors are "FILE: tokens[2].role: ..." one-liners.

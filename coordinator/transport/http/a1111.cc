@@ -16,6 +16,7 @@
 #include "common/manifest_files.h"
 #include "common/sampling.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "coordinator/transport/http/request_fields.h"
 
 namespace spriteforge::coordinator::http {
@@ -106,21 +107,6 @@ const std::set<std::string>& IgnoredFields(Route route) {
     return fields;
   }();
   return route == Route::kTxt2Img ? txt2img : img2img;
-}
-
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // "promt: unknown field (did you mean prompt?)".

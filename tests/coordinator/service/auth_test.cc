@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/sha256.h"
+
 namespace spriteforge::coordinator {
 namespace {
 

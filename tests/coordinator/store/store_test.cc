@@ -12,7 +12,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#ifdef SPRITEFORGE_WITH_POSTGRES
 #include "coordinator/store/postgres.h"
+#endif
 #include "coordinator/store/sqlite.h"
 
 #include "tests/coordinator/store/store_backends.h"
@@ -50,8 +52,12 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
       auto db = Database::Open(path_.string());
       s = db.ok() ? (*db)->Exec(sql) : db.status();
     } else {
+#ifdef SPRITEFORGE_WITH_POSTGRES
       auto db = PgConnection::Open(path_.string());
       s = db.ok() ? (*db)->Exec(sql) : db.status();
+#else
+      s = absl::UnavailableError("built without PostgreSQL");
+#endif
     }
     ASSERT_TRUE(s.ok()) << s;
   }
