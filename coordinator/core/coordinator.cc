@@ -116,10 +116,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
   std::error_code ec;
   std::filesystem::create_directories(options.output_dir, ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", options.output_dir, ": ", ec.message()));
-  auto unfinished = store->UnfinishedJobs();
-  if (!unfinished.ok()) return unfinished.status();
+  ASSIGN_OR_RETURN(std::vector<JobRecord> unfinished, store->UnfinishedJobs());
   int removed = 0;
-  for (const JobRecord& job : *unfinished) removed += RemoveTemporaryFiles(options.output_dir, job.id);
+  for (const JobRecord& job : unfinished) removed += RemoveTemporaryFiles(options.output_dir, job.id);
   if (removed > 0) spdlog::info("removed {} temporary files of result writes the last process did not finish", removed);
   if (options.blob_dir.empty()) {
     options.blob_dir = (std::filesystem::absolute(options.output_dir).lexically_normal().parent_path() / "blobs").string();
@@ -131,7 +130,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(std::unique_ptr
   // whose cancel the last process did not finish is finished instead, never queued again.
   {
     auto locked = core->Lock();
-    for (JobRecord& job : *unfinished) {
+    for (JobRecord& job : unfinished) {
       if (job.state != JobState::kCancelled) {
         ASSIGN_OR_RETURN(core->named_by_job_[job.id], BlobsNamedByJob(locked->store(), job.id));
         locked->jobs().Add(std::move(job));
@@ -360,12 +359,11 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::Cancel(const v1::CancelJobReq
   {
     auto core = Lock();
     // At once: the job is cancelled for watchers and the planner, and its running items stop.
-    auto batches = core->store().StartCancel(id);
-    if (!batches.ok()) return batches.status();
+    ASSIGN_OR_RETURN(auto batches, core->store().StartCancel(id));
     // Running batches stop between steps; their other jobs' items return to the queue when
     // the worker reports the cancellation.
-    core->StopBatches(*batches);
-    spdlog::info("job {} cancelled ({} running batches told to stop)", id, batches->size());
+    core->StopBatches(batches);
+    spdlog::info("job {} cancelled ({} running batches told to stop)", id, batches.size());
     core->jobs().Forget(id);
   }
   // Then its queued items, a chunk per transaction, the lock released between chunks: a job
@@ -407,7 +405,7 @@ absl::StatusOr<std::vector<std::string>> Coordinator::ResultFiles(const std::str
     auto core = Lock();
     ASSIGN_OR_RETURN(items, core->store().Items(job_id));
     if (items.empty()) {
-      if (auto job = core->store().GetJob(job_id); !job.ok()) return job.status();
+      RETURN_IF_ERROR(core->store().GetJob(job_id));
     }
   }
   std::vector<std::string> files;
@@ -441,9 +439,8 @@ absl::Status Coordinator::Register(std::shared_ptr<WorkerChannel> channel, const
   RETURN_IF_ERROR(CheckRegister(reg));
   auto core = Lock();
   const std::string id = reg.worker_id().empty() ? RandomId("worker-") : reg.worker_id();
-  auto registered = core->workers().Register(std::move(channel), reg, id, WallMs(), credential);
-  if (!registered.ok()) return registered.status();
-  WorkerState& w = **registered;
+  ASSIGN_OR_RETURN(WorkerState * registered, core->workers().Register(std::move(channel), reg, id, WallMs(), credential));
+  WorkerState& w = *registered;
   nlohmann::json info = {{"device", reg.device_name()},
                          {"compute_capability", reg.compute_capability()},
                          {"unified_memory", reg.unified_memory()},
