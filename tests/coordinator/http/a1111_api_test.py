@@ -93,17 +93,7 @@ class A1111ApiTest(unittest.TestCase):
             raise AssertionError("documented for this test but never called: " + ", ".join(missing))
 
     def call(self, method, path, body=None, status=200):
-        conn = http.client.HTTPConnection(self.host, timeout=120)
-        headers = {}
-        if body is not None:
-            body = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        self.assertEqual(response.status, status, f"{method} {path}: {data[:300]!r}")
-        return self.api.check(method, path, response.status, response.getheader("Content-Type", ""), data)
+        return self.api.call(self, self.host, method, path, body, status=status)
 
     def golden(self, name):
         with open(os.path.join(self.workflows, name), "rb") as f:

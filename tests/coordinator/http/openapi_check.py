@@ -3,6 +3,7 @@ documented, and a JSON body must match the response's schema (JSON Schema 2020-1
 OpenAPI 3.1 schemas are). Records what was checked so a test can require that every
 documented operation was exercised."""
 
+import http.client
 import json
 import re
 
@@ -21,6 +22,22 @@ class OpenApi:
             pattern = "^" + re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template)) + "$"
             for method in operations:
                 self.routes.append((re.compile(pattern), method.upper(), template))
+
+    def call(self, test, host, method, path, body=None, headers=None, status=200):
+        """One request to the live server: `test` asserts the status, then the response is
+        checked against the document. A dict or list body is sent as JSON."""
+        conn = http.client.HTTPConnection(host, timeout=120)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        headers = dict(headers or {})
+        if body is not None:
+            headers.setdefault("Content-Type", "application/json")  # bodies of other types get 415
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        test.assertEqual(response.status, status, f"{method} {path}: {data[:300]!r}")
+        return self.check(method, path, response.status, response.getheader("Content-Type", ""), data)
 
     def operation(self, method, path):
         path = path.split("?")[0]

@@ -44,18 +44,7 @@ class OpenApiTest(unittest.TestCase):
             raise AssertionError("documented but never called: " + ", ".join(missing))
 
     def call(self, method, path, body=None, headers=None, status=200):
-        conn = http.client.HTTPConnection(self.host, timeout=120)
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-        headers = dict(headers or {})
-        if body is not None:
-            headers.setdefault("Content-Type", "application/json")  # bodies of other types get 415
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        self.assertEqual(response.status, status, f"{method} {path}: {data[:300]!r}")
-        return self.api.check(method, path, response.status, response.getheader("Content-Type", ""), data)
+        return self.api.call(self, self.host, method, path, body, headers, status)
 
     def events(self, job_id):
         """The job's Server-Sent Events until the stream ends, as (kind, JobEvent) pairs."""
