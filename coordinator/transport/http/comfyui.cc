@@ -4,6 +4,12 @@
 #include <cstdint>
 #include <limits>
 
+#include <openssl/sha.h>
+
+#include <deque>
+#include <set>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/comfyui/workflow.h"
@@ -29,6 +35,26 @@ json InputInfo(const comfyui::InputSpec& input, const std::vector<std::string>& 
   if (type == "STRING") return json::array({"STRING", {{"multiline", std::string(input.name).find("text") == 0}}});
   return json::array({type});
 }
+
+// The sampler a SaveImage node saves: the first KSampler* up its links (through VAEDecode).
+std::string SamplerOf(const json& workflow, const std::string& save) {
+  std::deque<std::string> next = {save};
+  std::set<std::string> seen;
+  while (!next.empty()) {
+    const std::string id = next.front();
+    next.pop_front();
+    if (!seen.insert(id).second || !workflow.contains(id) || !workflow[id].is_object()) continue;
+    const json& node = workflow[id];
+    if (id != save && node.value("class_type", "").rfind("KSampler", 0) == 0) return id;
+    if (!node.contains("inputs") || !node["inputs"].is_object()) continue;
+    for (const auto& [name, value] : node["inputs"].items()) {
+      if (value.is_array() && value.size() == 2 && value[0].is_string()) next.push_back(value[0].get<std::string>());
+    }
+  }
+  return save;
+}
+
+json Message(const std::string& type, json data) { return {{"type", type}, {"data", std::move(data)}}; }
 
 }  // namespace
 
@@ -131,6 +157,114 @@ json HistoryEntry(const ComfyPrompt& p, const v1::Job& job, const std::vector<v1
           {"outputs", outputs},
           {"status", {{"status_str", success ? "success" : "error"}, {"completed", success}, {"messages", messages}}},
           {"meta", json::object()}};
+}
+
+std::string WebSocketAccept(const std::string& key) {
+  const std::string text = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return absl::Base64Escape(std::string(reinterpret_cast<const char*>(digest), sizeof digest));
+}
+
+std::string WebSocketFrame(int opcode, const std::string& payload) {
+  std::string frame(1, static_cast<char>(0x80 | opcode));
+  const uint64_t size = payload.size();
+  if (size < 126) {
+    frame.push_back(static_cast<char>(size));
+  } else if (size <= 0xFFFF) {
+    frame.push_back(126);
+    for (int shift = 8; shift >= 0; shift -= 8) frame.push_back(static_cast<char>((size >> shift) & 0xFF));
+  } else {
+    frame.push_back(127);
+    for (int shift = 56; shift >= 0; shift -= 8) frame.push_back(static_cast<char>((size >> shift) & 0xFF));
+  }
+  return frame + payload;
+}
+
+std::vector<WebSocketMessage> TakeClientFrames(std::string* buffer) {
+  std::vector<WebSocketMessage> messages;
+  size_t at = 0;
+  while (buffer->size() - at >= 2) {
+    const auto byte = [&](size_t i) { return static_cast<uint8_t>((*buffer)[at + i]); };
+    const bool masked = byte(1) & 0x80;
+    uint64_t size = byte(1) & 0x7F;
+    size_t header = 2;
+    const size_t extended = size == 126 ? 2 : (size == 127 ? 8 : 0);
+    if (buffer->size() - at < header + extended) break;
+    if (extended) {
+      size = 0;
+      for (size_t i = 0; i < extended; ++i) size = (size << 8) | byte(2 + i);
+    }
+    header += extended;
+    const size_t mask_at = header;
+    if (masked) header += 4;
+    if (buffer->size() - at < header || buffer->size() - at - header < size) break;
+    WebSocketMessage message{byte(0) & 0x0F, buffer->substr(at + header, size)};
+    for (size_t i = 0; masked && i < message.payload.size(); ++i) message.payload[i] ^= byte(mask_at + i % 4);
+    messages.push_back(std::move(message));
+    at += header + size;
+  }
+  buffer->erase(0, at);
+  return messages;
+}
+
+json StatusMessage(int queue_remaining, const std::string& client_id) {
+  return Message("status", {{"status", {{"exec_info", {{"queue_remaining", queue_remaining}}}}}, {"sid", client_id}});
+}
+
+ComfyProgress::ComfyProgress(ComfyPrompt prompt) : prompt_(std::move(prompt)) {
+  for (const auto& [save, count] : prompt_.saves) samplers_.push_back(SamplerOf(prompt_.workflow, save));
+}
+
+std::string ComfyProgress::SamplerOfItem(int index) const {
+  for (size_t i = 0; i < prompt_.saves.size(); ++i) {
+    if (index < prompt_.saves[i].second) return samplers_[i];
+    index -= prompt_.saves[i].second;
+  }
+  return samplers_.empty() ? "" : samplers_.back();
+}
+
+void ComfyProgress::Start(std::vector<json>& out) {
+  if (started_) return;
+  started_ = true;
+  out.push_back(Message("execution_start", {{"prompt_id", prompt_.job_id}}));
+  out.push_back(Message("execution_cached", {{"nodes", json::array()}, {"prompt_id", prompt_.job_id}}));
+}
+
+void ComfyProgress::Executing(const std::string& node, std::vector<json>& out) {
+  if (node == executing_) return;
+  executing_ = node;
+  out.push_back(Message("executing", {{"node", node}, {"prompt_id", prompt_.job_id}}));
+}
+
+std::vector<json> ComfyProgress::On(const v1::JobEvent& event, const std::vector<v1::Item>& items) {
+  std::vector<json> out;
+  if (finished_ || event.has_queued() || event.has_waiting()) return out;
+  Start(out);
+  if (event.has_started() && event.started().indices_size() > 0) {
+    Executing(SamplerOfItem(event.started().indices(0)), out);
+  } else if (event.has_progress() && event.progress().indices_size() > 0) {
+    const std::string node = SamplerOfItem(event.progress().indices(0));
+    Executing(node, out);
+    out.push_back(Message("progress", {{"value", event.progress().step()},
+                                       {"max", event.progress().total_steps()},
+                                       {"prompt_id", prompt_.job_id},
+                                       {"node", node}}));
+  } else if (event.has_job_done()) {
+    finished_ = true;
+    const json outputs = HistoryEntry(prompt_, event.job(), items)["outputs"];
+    const v1::JobState state = event.job_done().state();
+    for (const auto& [save, count] : prompt_.saves) {
+      if (state != v1::JOB_DONE) break;
+      Executing(save, out);
+      out.push_back(Message("executed", {{"node", save}, {"output", outputs[save]}, {"prompt_id", prompt_.job_id}}));
+    }
+    const char* end = state == v1::JOB_DONE ? "execution_success"
+                      : state == v1::JOB_CANCELLED ? "execution_interrupted" : "execution_error";
+    out.push_back(Message(end, {{"prompt_id", prompt_.job_id}}));
+    out.push_back(Message("executing", {{"node", nullptr}, {"prompt_id", prompt_.job_id}}));
+  }
+  return out;
 }
 
 }  // namespace spriteforge::coordinator::http

@@ -18,6 +18,8 @@ HttpTarget ClassifyHttpRequest(const std::string& method, const std::string& pat
     return {HttpRoute::kSubmit, ""};
   }
   if (path.rfind("/history/", 0) == 0) return {HttpRoute::kReadJob, path.substr(9)};
+  // GET /ws falls through to a read (any client role): each prompt it reports is checked
+  // against the socket's caller as /history checks it.
   constexpr char kJobs[] = "/v1/jobs/";
   if (path.rfind(kJobs, 0) == 0 && path.size() > sizeof kJobs - 1) {
     const std::string rest = path.substr(sizeof kJobs - 1);

@@ -21,6 +21,7 @@ struct ServedConnection {
   std::string client;
   std::atomic<int64_t> deadline_ms{0};  // steady clock; 0: not timed
   bool close_after_response = false;
+  bool tls = false;
   int64_t timeout_ms = 0;
   int eof_fd = -1;
 };
@@ -144,6 +145,7 @@ void ConnectionLoop::Run() {
     connection->client = PeerAddress(sock);
     connection->timeout_ms = limits_.request_timeout.count();
     connection->eof_fd = eof_fd_;
+    connection->tls = dynamic_cast<httplib::SSLServer*>(&server_) != nullptr;
     absl::Status admitted;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -229,6 +231,8 @@ void RequestBodyRead() {
 void CloseAfterResponse() {
   if (current) current->close_after_response = true;
 }
+
+int PlainSocket() { return current && !current->tls ? current->sock : -1; }
 
 void ResponseSent() {
   if (!current) return;

@@ -78,6 +78,9 @@ void RequestHeadersRead(bool body_follows);
 void RequestBodyRead();
 // Close the connection once this response is written, without reading more of it.
 void CloseAfterResponse();
+// The connection's socket, for a handler that reads what the client sends after its
+// response began (a websocket's frames); -1 over TLS, whose bytes only httplib can read.
+int PlainSocket();
 // The response has been written: the next request on this connection is timed again.
 void ResponseSent();
 
