@@ -56,6 +56,36 @@ std::vector<float> ToRgb(const RasterImage& image) {
 
 std::string Size(int w, int h) { return absl::StrCat(w, "x", h); }
 
+// `values` (w x h, `channels` interleaved) resampled to width x height: rows first (width),
+// then columns (height), area averaging where an axis shrinks and bilinear where it grows.
+std::vector<double> Resample(const std::vector<float>& values, int channels, int w, int h, int width, int height) {
+  const auto xs = width < w ? AreaTaps(w, width) : BilinearTaps(w, width);
+  const auto ys = height < h ? AreaTaps(h, height) : BilinearTaps(h, height);
+  std::vector<float> rows(size_t(width) * h * channels, 0.0f);
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < width; ++x) {
+      for (const auto& [s, wt] : xs[x].taps) {
+        for (int c = 0; c < channels; ++c) {
+          rows[(size_t(y) * width + x) * channels + c] += float(wt) * values[(size_t(y) * w + s) * channels + c];
+        }
+      }
+    }
+  }
+  std::vector<double> out(size_t(width) * height * channels, 0.0);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      for (int c = 0; c < channels; ++c) {
+        double v = 0;
+        for (const auto& [s, wt] : ys[y].taps) v += wt * rows[(size_t(s) * width + x) * channels + c];
+        out[(size_t(y) * width + x) * channels + c] = v;
+      }
+    }
+  }
+  return out;
+}
+
+uint8_t ToByte(double v) { return uint8_t(std::clamp(std::lround(v), 0L, 255L)); }
+
 }  // namespace
 
 absl::StatusOr<RasterImage> ResizeControlImage(const RasterImage& image, int width, int height) {
@@ -81,26 +111,35 @@ absl::StatusOr<RasterImage> ResizeControlImage(const RasterImage& image, int wid
     for (size_t i = 0; i < rgb.size(); ++i) out.pixels[i] = uint8_t(std::lround(rgb[i]));
     return out;
   }
-  const auto xs = width < image.width ? AreaTaps(image.width, width) : BilinearTaps(image.width, width);
-  const auto ys = height < image.height ? AreaTaps(image.height, height) : BilinearTaps(image.height, height);
-  // Rows first (width), then columns (height).
-  std::vector<float> rows(size_t(width) * image.height * 3, 0.0f);
-  for (int y = 0; y < image.height; ++y) {
-    for (int x = 0; x < width; ++x) {
-      for (const auto& [s, w] : xs[x].taps) {
-        for (int c = 0; c < 3; ++c) rows[(size_t(y) * width + x) * 3 + c] += float(w) * rgb[(size_t(y) * image.width + s) * 3 + c];
-      }
-    }
+  const std::vector<double> resized = Resample(rgb, 3, image.width, image.height, width, height);
+  RasterImage out{width, height, 3, std::vector<uint8_t>(resized.size())};
+  for (size_t i = 0; i < resized.size(); ++i) out.pixels[i] = ToByte(resized[i]);
+  return out;
+}
+
+absl::StatusOr<RasterImage> StretchImage(const RasterImage& image, int width, int height) {
+  if (image.width < 1 || image.height < 1 || (image.channels != 3 && image.channels != 4)) {
+    return absl::InvalidArgumentError("an image to resize must be a non-empty RGB or RGBA image");
   }
-  RasterImage out{width, height, 3, std::vector<uint8_t>(size_t(width) * height * 3)};
-  for (int y = 0; y < height; ++y) {
-    for (int x = 0; x < width; ++x) {
-      for (int c = 0; c < 3; ++c) {
-        double v = 0;
-        for (const auto& [s, w] : ys[y].taps) v += w * rows[(size_t(s) * width + x) * 3 + c];
-        out.pixels[(size_t(y) * width + x) * 3 + c] = uint8_t(std::clamp(std::lround(v), 0L, 255L));
-      }
-    }
+  if (width < 1 || height < 1 || width > 16384 || height > 16384) {
+    return absl::InvalidArgumentError(absl::StrCat("resize target ", Size(width, height), " out of range"));
+  }
+  if (image.width == width && image.height == height) return image;
+  const int n = image.channels;
+  const bool alpha = n == 4;
+  // Colour premultiplied by alpha while averaging, divided back afterwards.
+  std::vector<float> values(image.pixels.size());
+  for (size_t i = 0; i < values.size(); i += n) {
+    const float a = alpha ? image.pixels[i + 3] / 255.0f : 1.0f;
+    for (int c = 0; c < 3; ++c) values[i + c] = image.pixels[i + c] * a;
+    if (alpha) values[i + 3] = image.pixels[i + 3];
+  }
+  const std::vector<double> resized = Resample(values, n, image.width, image.height, width, height);
+  RasterImage out{width, height, n, std::vector<uint8_t>(resized.size())};
+  for (size_t i = 0; i < resized.size(); i += n) {
+    const double a = alpha ? resized[i + 3] / 255.0 : 1.0;
+    for (int c = 0; c < 3; ++c) out.pixels[i + c] = a > 0 ? ToByte(resized[i + c] / a) : 0;
+    if (alpha) out.pixels[i + 3] = ToByte(resized[i + 3]);
   }
   return out;
 }

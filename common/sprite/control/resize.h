@@ -17,4 +17,10 @@ namespace spriteforge::control {
 // Alpha is composited over black (no control signal), whatever the size.
 absl::StatusOr<RasterImage> ResizeControlImage(const RasterImage& image, int width, int height);
 
+// `image` stretched to `width` x `height` whatever its aspect ratio (no crop, no padding), as
+// A1111's "Just resize" does to an img2img start image; filtered as above (area down,
+// bilinear up, per axis). RGB stays RGB and RGBA stays RGBA: colour is averaged weighted by
+// alpha, so a transparent pixel's hidden colour does not bleed into its neighbours.
+absl::StatusOr<RasterImage> StretchImage(const RasterImage& image, int width, int height);
+
 }  // namespace spriteforge::control

@@ -14,7 +14,9 @@
 #include "common/generation_info.h"
 #include "common/manifest_builder.h"
 #include "common/manifest_files.h"
+#include "common/png.h"
 #include "common/sampling.h"
+#include "common/sprite/control/resize.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "coordinator/transport/http/request_fields.h"
@@ -363,10 +365,31 @@ absl::Status ReadInitImage(const nlohmann::json& body, Txt2Img* r) {
                           std::numeric_limits<int64_t>::max(), &resize_mode));
   if (resize_mode != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "resize_mode: ", resize_mode, " is not supported; only 0 (Just resize, with the image at the request's size)"));
+        "resize_mode: ", resize_mode, " is not supported; only 0 (Just resize: stretched to width x height)"));
   }
   constexpr double kAny = std::numeric_limits<double>::max();
   return ReadNumber(body, "denoising_strength", -kAny, kAny, &r->denoising_strength);
+}
+
+// A1111's "Just resize": a start image of another size than the request's is stretched to
+// it (no crop, aspect not kept) and the stretched PNG is what the job starts from. A size the
+// builder would refuse is left for its message, naming width or height.
+absl::Status FitInitImage(const ManifestLimits& limits, Txt2Img* r) {
+  ASSIGN_OR_RETURN(const ManifestFile described, DescribeImageBytes(r->init_png));
+  if (described.width == r->width && described.height == r->height) return absl::OkStatus();
+  auto in_range = [&limits](int64_t size) { return size >= limits.min_size && size <= limits.max_size; };
+  if (!in_range(r->width) || !in_range(r->height)) return absl::OkStatus();
+  // Decoding costs 4 bytes a pixel: the start image may be larger than any render, not unboundedly.
+  const int64_t max_pixels = 4 * int64_t(limits.max_size) * limits.max_size;
+  if (int64_t(described.width) * described.height > max_pixels) {
+    return absl::InvalidArgumentError(absl::StrCat("init_images[0]: is ", described.width, "x", described.height,
+                                                   "; at most ", max_pixels, " pixels to resize"));
+  }
+  ASSIGN_OR_RETURN(const RasterImage image, DecodePng(r->init_png));
+  ASSIGN_OR_RETURN(const RasterImage stretched,
+                   control::StretchImage(image, static_cast<int>(r->width), static_cast<int>(r->height)));
+  ASSIGN_OR_RETURN(r->init_png, EncodePng(stretched));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Txt2Img> ParseRequest(const nlohmann::json& body, Route route, const ManifestLimits& limits,
@@ -415,6 +438,7 @@ absl::StatusOr<Txt2Img> ParseRequest(const nlohmann::json& body, Route route, co
     r.model = checkpoint.substr(0, checkpoint.find(" ["));
   }
   r.first_seed = r.seed >= 0 ? static_cast<uint64_t>(r.seed) : draw_seed();
+  if (route == Route::kImg2Img) RETURN_IF_ERROR(FitInitImage(limits, &r));
   ASSIGN_OR_RETURN(r.entry, BuildEntry(r, limits));
   return r;
 }

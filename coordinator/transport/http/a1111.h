@@ -68,7 +68,8 @@ struct Txt2Img {
 absl::StatusOr<Txt2Img> ParseTxt2Img(const nlohmann::json& body, const ManifestLimits& limits, int max_images,
                                      const std::function<uint64_t()>& draw_seed);
 // The same for img2img: init_images (one base64 PNG, its size the default width and
-// height), denoising_strength, resize_mode 0 only; mask (inpainting) refused.
+// height; another size is stretched to them), denoising_strength, resize_mode 0 only; mask
+// (inpainting) refused.
 absl::StatusOr<Txt2Img> ParseImg2Img(const nlohmann::json& body, const ManifestLimits& limits, int max_images,
                                      const std::function<uint64_t()>& draw_seed);
 

@@ -293,14 +293,34 @@ TEST(A1111, Img2ImgStartsFromItsImageAtItsSize) {
   EXPECT_EQ(Txt2ImgParameters(*r)["denoising_strength"], 0.4);
 }
 
+TEST(A1111, Img2ImgStretchesAnImageOfAnotherSizeToTheRequestsAsJustResize) {
+  // Left half black, right half white: stretched, the middle column stays the boundary.
+  RasterImage wide{96, 64, 3, std::vector<uint8_t>(96 * 64 * 3, 0)};
+  for (int y = 0; y < 64; ++y) {
+    for (int x = 48; x < 96; ++x) std::fill_n(wide.at(x, y), 3, 255);
+  }
+  auto r = ParseImg(absl::StrCat(R"({"width": 64, "height": 64, "resize_mode": 0, "init_images": [")",
+                                 absl::Base64Escape(*EncodePng(wide)), R"("]})"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string init = Txt2ImgFiles(*r).at("init.png");
+  EXPECT_EQ(r->entry.image.init_image_sha256(), Sha256Hex(init));
+  auto start = DecodePng(init);
+  ASSERT_TRUE(start.ok()) << start.status();
+  EXPECT_EQ(start->width, 64);
+  EXPECT_EQ(start->height, 64);
+  EXPECT_EQ(start->at(31, 10)[0], 0);
+  EXPECT_EQ(start->at(32, 10)[0], 255);
+  EXPECT_EQ(r->entry.sampling.width(), 64);
+}
+
 TEST(A1111, Img2ImgRefusesWhatItCannotDoNamingTheField) {
   EXPECT_EQ(ParseImg(absl::StrCat(R"({"resize_mode": 1, )", InitImages(1), "}")).status().message(),
-            "resize_mode: 1 is not supported; only 0 (Just resize, with the image at the request's size)");
+            "resize_mode: 1 is not supported; only 0 (Just resize: stretched to width x height)");
   EXPECT_EQ(ParseImg(absl::StrCat(R"({"mask": "abc", )", InitImages(1), "}")).status().message(),
             "mask: not supported by spriteforge");
   EXPECT_EQ(ParseImg(R"({"prompt": "x"})").status().message(), "init_images: a list of one base64 PNG is required");
-  EXPECT_EQ(ParseImg(absl::StrCat(R"({"width": 128, )", InitImages(1), "}")).status().message(),
-            "init_images[0]: is 64x64 but the item is 128x64 (set width and height to the image's size)");
+  EXPECT_EQ(ParseImg(absl::StrCat(R"({"width": 100, )", InitImages(1), "}")).status().message(),
+            "width: must be a multiple of 8 in 64..2048");
   EXPECT_EQ(ParseImg(absl::StrCat(R"({"denoising_strength": 0, )", InitImages(1), "}")).status().message(),
             "denoising_strength: must be in (0, 1]");
   EXPECT_EQ(ParseImg(absl::StrCat(R"({"enable_hr": false, )", InitImages(1), "}")).status().message(),
