@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <optional>
 #include <set>
 
@@ -74,11 +75,34 @@ const std::vector<NodeSpec>& Specs() {
         {"image", "IMAGE"}, {"strength", "FLOAT"}, {"start_percent", "FLOAT"}, {"end_percent", "FLOAT"},
         {"vae", "VAE", false}},
        {"CONDITIONING", "CONDITIONING"}},
+      // cubiq's ComfyUI_IPAdapter_plus: the adapter and encoder by file, applied on the model path.
+      {"IPAdapterModelLoader", "ipadapter/loaders", {{"ipadapter_file", "STRING"}}, {"IPADAPTER"}},
+      {"CLIPVisionLoader", "loaders", {{"clip_name", "STRING"}}, {"CLIP_VISION"}},
+      {"IPAdapter", "ipadapter",
+       {{"model", "MODEL"}, {"ipadapter", "IPADAPTER"}, {"image", "IMAGE"}, {"weight", "FLOAT"}, {"start_at", "FLOAT"},
+        {"end_at", "FLOAT"}, {"weight_type", "STRING"}, {"attn_mask", "MASK", false}},
+       {"MODEL"}},
+      {"IPAdapterAdvanced", "ipadapter",
+       {{"model", "MODEL"}, {"ipadapter", "IPADAPTER"}, {"image", "IMAGE"}, {"weight", "FLOAT"},
+        {"weight_type", "STRING"}, {"combine_embeds", "STRING"}, {"start_at", "FLOAT"}, {"end_at", "FLOAT"},
+        {"embeds_scaling", "STRING", false}, {"image_negative", "IMAGE", false}, {"attn_mask", "MASK", false},
+        {"clip_vision", "CLIP_VISION", false}},
+       {"MODEL"}},
       {"SaveImage", "image", {{"images", "IMAGE"}, {"filename_prefix", "STRING"}}, {}, true},
       {"PreviewImage", "image", {{"images", "IMAGE"}}, {}, true},
   };
   return *specs;
 }
+
+// Nodes spriteforge knows but does not read, with the nodes to use instead.
+struct RefusedNode {
+  const char* class_type;
+  const char* instead;
+};
+constexpr RefusedNode kRefusedNodes[] = {
+    {"IPAdapterUnifiedLoader",
+     "picks its files by preset; name them with IPAdapterModelLoader (and CLIPVisionLoader) instead"},
+};
 
 const NodeSpec* FindSpec(const std::string& class_type) {
   for (const NodeSpec& s : Specs()) {
@@ -219,6 +243,9 @@ absl::Status Reader::Validate() const {
   const std::vector<std::string> ids = SortedIds(wf_);
   for (const std::string& id : ids) {
     const NodeSpec* spec = FindSpec(wf_[id]["class_type"].get<std::string>());
+    for (const RefusedNode& refused : kRefusedNodes) {
+      if (Class(id) == refused.class_type) return err_.At({Node(id)}, absl::StrCat("is not read by spriteforge: it ", refused.instead));
+    }
     if (spec == nullptr) {
       return err_.At({Node(id)}, absl::StrCat("is not a node spriteforge has (", absl::StrJoin(known, ", "), ")"));
     }
@@ -239,6 +266,7 @@ class EntryReader {
 
  private:
   absl::StatusOr<std::string> ReadModel(const std::string& sampler, std::vector<std::string>* lora_loaders);
+  absl::Status ReadIpAdapter(const std::string& apply);
   absl::Status ReadConditioning(const std::string& sampler, const std::string& checkpoint,
                                 const std::vector<std::string>& lora_loaders);
   absl::StatusOr<std::string> ReadText(const std::string& encoder, const std::string& checkpoint,
@@ -285,16 +313,25 @@ absl::StatusOr<std::string> EntryReader::Read(const std::string& save) {
 // The model chain: LoRA loaders back to the checkpoint, applied in the order ComfyUI applies them.
 absl::StatusOr<std::string> EntryReader::ReadModel(const std::string& sampler, std::vector<std::string>* lora_loaders) {
   std::vector<std::string> chain;
+  std::optional<std::string> adapter;  // the IP-Adapter's apply node, wherever it sits on the path
   std::string at = sampler;
   std::string from = r_.From(at, "model");
   while (r_.Class(from) != "CheckpointLoaderSimple") {
-    if (r_.Class(from) != "LoraLoader" && r_.Class(from) != "LoraLoaderModelOnly") {
-      return r_.Fail(at, "model", absl::StrCat("comes from ", r_.Node(from), "; spriteforge needs LoRA loaders and a CheckpointLoaderSimple here"));
+    if (r_.Class(from) == "IPAdapter" || r_.Class(from) == "IPAdapterAdvanced") {
+      if (adapter) {
+        return r_.Fail(at, "model", absl::StrCat("comes from ", r_.Node(from), ", a second IP-Adapter after ",
+                                                 r_.Node(*adapter), "; spriteforge applies one"));
+      }
+      adapter = from;
+    } else if (r_.Class(from) != "LoraLoader" && r_.Class(from) != "LoraLoaderModelOnly") {
+      return r_.Fail(at, "model", absl::StrCat("comes from ", r_.Node(from), "; spriteforge needs LoRA loaders, an IP-Adapter and a CheckpointLoaderSimple here"));
+    } else {
+      chain.push_back(from);
     }
-    chain.push_back(from);
     at = from;
     from = r_.From(at, "model");
   }
+  if (adapter) RETURN_IF_ERROR(ReadIpAdapter(*adapter));
   std::reverse(chain.begin(), chain.end());
   if (!chain.empty()) RETURN_IF_ERROR(b_.ClearLoras(r_.At(sampler, "model"), chain.size()));
   for (const std::string& lora : chain) {
@@ -311,6 +348,58 @@ absl::StatusOr<std::string> EntryReader::ReadModel(const std::string& sampler, s
     RETURN_IF_ERROR(b_.SetLoraStrength(r_.At(lora, "strength_model"), strength));
   }
   return from;
+}
+
+std::string WithoutExtension(std::string name, std::initializer_list<const char*> extensions) {
+  for (const char* ext : extensions) {
+    if (absl::EndsWith(name, ext)) name.resize(name.size() - std::string(ext).size());
+  }
+  return name;
+}
+
+// IPAdapter / IPAdapterAdvanced = the manifest's `reference`. spriteforge's engine adds the
+// adapter's attention at one scale on every step and in every layer, scaling its values
+// (cubiq's "V only"), with no reference picture in the negative pass: anything else is refused.
+absl::Status EntryReader::ReadIpAdapter(const std::string& apply) {
+  if (r_.Number(apply, "start_at") != 0) {
+    return r_.Fail(apply, "start_at", "must be 0: spriteforge applies the IP-Adapter on every step");
+  }
+  if (r_.Number(apply, "end_at") != 1) {
+    return r_.Fail(apply, "end_at", "must be 1: spriteforge applies the IP-Adapter on every step");
+  }
+  const std::string weight_type = r_.Text(apply, "weight_type");
+  if (weight_type != "linear" && weight_type != "standard") {
+    return r_.Fail(apply, "weight_type", absl::StrCat("\"", weight_type, "\" is not a weight type spriteforge has (linear, "
+                                                      "standard): it applies one weight in every layer"));
+  }
+  if (r_.Has(apply, "embeds_scaling") && r_.Text(apply, "embeds_scaling") != "V only") {
+    return r_.Fail(apply, "embeds_scaling", absl::StrCat("\"", r_.Text(apply, "embeds_scaling"),
+                                                         "\" is not supported: spriteforge scales the values only (V only)"));
+  }
+  // combine_embeds is not read: one reference picture is combined with nothing.
+  if (r_.Has(apply, "image_negative")) {
+    return r_.Fail(apply, "image_negative", "is not supported: spriteforge's negative pass has no reference picture");
+  }
+  if (r_.Has(apply, "attn_mask")) {
+    return r_.Fail(apply, "attn_mask", "is not supported: spriteforge applies the IP-Adapter to the whole image");
+  }
+  RETURN_IF_ERROR(RequireFrom(apply, "image", "LoadImage", " (a reference picture file)"));
+  const std::string loader = r_.From(apply, "ipadapter");
+  // The encoder: CLIPVisionLoader's folder of that name, else image_encoder in --ip-adapter-dir.
+  std::string encoder;
+  FieldRef encoder_at = r_.At(loader, "ipadapter_file");
+  if (r_.Has(apply, "clip_vision")) {
+    const std::string vision = r_.From(apply, "clip_vision");
+    encoder = WithoutExtension(r_.Text(vision, "clip_name"), {".safetensors", ".bin"});
+    encoder_at = r_.At(vision, "clip_name");
+  }
+  RETURN_IF_ERROR(b_.SetIpAdapter(r_.At(loader, "ipadapter_file"),
+                                  WithoutExtension(r_.Text(loader, "ipadapter_file"), {".safetensors", ".bin"}),
+                                  encoder_at, encoder));
+  RETURN_IF_ERROR(b_.SetIpAdapterScale(r_.At(apply, "weight"), r_.Number(apply, "weight")));
+  const std::string image = r_.From(apply, "image");
+  RETURN_IF_ERROR(b_.ClearReferenceImages(r_.At(apply, "image"), 1));
+  return b_.AddReferenceImage(r_.At(image, "image"), r_.Text(image, "image"));
 }
 
 absl::StatusOr<std::string> EntryReader::ReadText(const std::string& encoder, const std::string& checkpoint,

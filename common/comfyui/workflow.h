@@ -10,9 +10,11 @@
 // LoraLoaderModelOnly (stacked), CLIPTextEncode / CLIPTextEncodeSDXL (prompt; negative from
 // the sampler's `negative`), EmptyLatentImage (size; batch_size -> count), LoadImage +
 // VAEEncode (img2img, denoise -> strength), RepeatLatentBatch (count), KSampler /
-// KSamplerAdvanced, VAEDecode, SaveImage (filename_prefix -> job name), PreviewImage (not
-// rendered). A node or setting spriteforge cannot render as ComfyUI would is refused, never
-// dropped. Pure: no files are read here but through the FileResolver.
+// KSamplerAdvanced, VAEDecode, ControlNetLoader + ControlNetApplyAdvanced, IPAdapterModelLoader
+// + CLIPVisionLoader + LoadImage + IPAdapter / IPAdapterAdvanced on the model path (the
+// manifest's `reference`: adapter, encoder, image, weight -> scale), SaveImage
+// (filename_prefix -> job name), PreviewImage (not rendered). A node or setting spriteforge
+// cannot render as ComfyUI would is refused, never dropped. Pure: no files are read here but through the FileResolver.
 #pragma once
 
 #include <map>

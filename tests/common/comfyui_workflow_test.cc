@@ -229,6 +229,57 @@ TEST(ComfyUiWorkflow, SdxlTextEncodingNeedsOneTextAndTheImagesOwnSize) {
                                    "the image's own size (1024x1024, no crop)");
 }
 
+// txt2img with cubiq's IPAdapterAdvanced between the checkpoint and the sampler.
+json WithIpAdapter() {
+  json workflow = Fixture("txt2img_sdxl");
+  workflow["10"] = {{"class_type", "IPAdapterModelLoader"},
+                    {"inputs", {{"ipadapter_file", "ip-adapter-plus_sdxl_vit-h.safetensors"}}}};
+  workflow["11"] = {{"class_type", "CLIPVisionLoader"},
+                    {"inputs", {{"clip_name", "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"}}}};
+  workflow["12"] = {{"class_type", "LoadImage"}, {"inputs", {{"image", "input_image.png"}}}};
+  workflow["13"] = {{"class_type", "IPAdapterAdvanced"},
+                    {"inputs",
+                     {{"model", {"1", 0}}, {"ipadapter", {"10", 0}}, {"image", {"12", 0}}, {"weight", 0.6},
+                      {"weight_type", "linear"}, {"combine_embeds", "concat"}, {"start_at", 0.0}, {"end_at", 1.0},
+                      {"embeds_scaling", "V only"}, {"clip_vision", {"11", 0}}}}};
+  workflow["5"]["inputs"]["model"] = {"13", 0};
+  return workflow;
+}
+
+TEST(ComfyUiWorkflow, AnIpAdapterOnTheModelPathIsTheEntrysReference) {
+  auto job = ImportWorkflow(WithIpAdapter(), "ip.json", {}, Files);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const ManifestEntry& e = job->entries[0];
+  ASSERT_TRUE(e.sampling.has_ip_adapter());
+  EXPECT_EQ(e.sampling.ip_adapter().name(), "ip-adapter-plus_sdxl_vit-h");
+  EXPECT_EQ(e.sampling.ip_adapter().encoder(), "CLIP-ViT-H-14-laion2B-s32B-b79K");
+  EXPECT_DOUBLE_EQ(e.sampling.ip_adapter().scale(), 0.6);
+  ASSERT_EQ(e.image.reference_sha256_size(), 1);
+  EXPECT_EQ(e.image.reference_sha256(0), std::string(64, 'b'));
+  EXPECT_EQ(e.sampling.width(), 1024);  // a reference picture does not set the size
+}
+
+TEST(ComfyUiWorkflow, IpAdapterSettingsTheEngineDoesNotHaveAreRefusedNamingTheInput) {
+  json workflow = WithIpAdapter();
+  workflow["13"]["inputs"]["start_at"] = 0.2;
+  EXPECT_EQ(ImportError(workflow),
+            "w.json: node 13 (IPAdapterAdvanced).start_at: must be 0: spriteforge applies the IP-Adapter on every step");
+  workflow = WithIpAdapter();
+  workflow["13"]["inputs"]["weight_type"] = "ease in";
+  EXPECT_EQ(ImportError(workflow),
+            "w.json: node 13 (IPAdapterAdvanced).weight_type: \"ease in\" is not a weight type spriteforge has (linear, "
+            "standard): it applies one weight in every layer");
+  workflow = WithIpAdapter();
+  workflow["13"]["inputs"]["embeds_scaling"] = "K+V";
+  EXPECT_EQ(ImportError(workflow), "w.json: node 13 (IPAdapterAdvanced).embeds_scaling: \"K+V\" is not supported: "
+                                   "spriteforge scales the values only (V only)");
+  workflow = WithIpAdapter();
+  workflow["14"] = {{"class_type", "IPAdapterUnifiedLoader"}, {"inputs", {{"model", {"1", 0}}, {"preset", "PLUS (high strength)"}}}};
+  EXPECT_EQ(ImportError(workflow),
+            "w.json: node 14 (IPAdapterUnifiedLoader): is not read by spriteforge: it picks its files by preset; name "
+            "them with IPAdapterModelLoader (and CLIPVisionLoader) instead");
+}
+
 TEST(ComfyUiWorkflow, WorkflowsAreToldFromManifestsByContent) {
   EXPECT_TRUE(IsWorkflow(Fixture("txt2img_sdxl").dump()));
   EXPECT_TRUE(IsWorkflow(json{{"prompt", Fixture("txt2img_sdxl")}, {"client_id", "x"}}.dump()));
