@@ -90,6 +90,11 @@ std::string FormatParametersText(const std::string& model, const v1::ImageParams
   if (!model.empty()) absl::StrAppend(&out, ", Model: ", model);
   if (s.strength() > 0) absl::StrAppend(&out, ", Denoising strength: ", s.strength());
   if (s.tileable()) absl::StrAppend(&out, ", Tiling: True");
+  // Settings that change pixels, as A1111's extensions name them where they have one.
+  if (s.has_guidance_interval()) {
+    absl::StrAppend(&out, ", Guidance interval: ", s.guidance_interval().start(), "-", s.guidance_interval().end());
+  }
+  if (s.deep_cache() > 0) absl::StrAppend(&out, ", DeepCache interval: ", s.deep_cache());
   const std::vector<std::string> units = ControlNetUnits(image, s);
   for (size_t i = 0; i < units.size(); ++i) absl::StrAppend(&out, ", ControlNet ", i, ": ", units[i]);
   return out;
@@ -154,6 +159,10 @@ nlohmann::json ToJson(const std::string& model, const v1::ImageParams& image, co
   if (s.strength() > 0) j["denoising_strength"] = s.strength();
   if (!image.init_image_sha256().empty()) j["init_image_sha256"] = image.init_image_sha256();
   if (s.sampler() == v1::SAMPLER_TCD) j["tcd_gamma"] = s.tcd_gamma();
+  if (s.has_guidance_interval()) {
+    j["guidance_interval"] = {{"start", s.guidance_interval().start()}, {"end", s.guidance_interval().end()}};
+  }
+  if (s.deep_cache() > 0) j["deep_cache"] = s.deep_cache();
   if (!image.name().empty()) j["name"] = image.name();
   AddControls(image, s, j);
   return j;

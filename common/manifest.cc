@@ -87,6 +87,17 @@ absl::Status ReadControlNet(const YAML::Node& entry, const std::string& f, const
                           Ref(entry["end"] ? entry["end"] : entry, f + ".end"), end);
 }
 
+// guidance_interval: {start: 0.2, end: 0.8}, shares of the steps (each defaults to its bound).
+absl::Status ReadGuidanceInterval(const YAML::Node& span, const std::string& f, const Errors& err, EntryBuilder& b) {
+  if (!span.IsMap()) return err.At(span, f, "must be a mapping {start: 0.0, end: 0.6} (shares of the steps)");
+  RETURN_IF_ERROR(OnlyKeys(span, {"start", "end"}, f, err));
+  double start = 0.0, end = 1.0;
+  if (span["start"]) RETURN_IF_ERROR(Read(span["start"], f + ".start", err, start));
+  if (span["end"]) RETURN_IF_ERROR(Read(span["end"], f + ".end", err, end));
+  return b.SetGuidanceInterval(Ref(span["start"] ? span["start"] : span, f + ".start"), start,
+                               Ref(span["end"] ? span["end"] : span, f + ".end"), end);
+}
+
 absl::Status ReadControlImage(const YAML::Node& entry, const std::string& f, const Errors& err, EntryBuilder& b) {
   const int given = (entry["image"] ? 1 : 0) + (entry["pose"] ? 1 : 0) + (entry["canny"] ? 1 : 0);
   if (given != 1) return err.At(entry, f, "needs exactly one of image (a PNG), pose (a pose name or .json file) or canny");
@@ -170,6 +181,8 @@ absl::Status ApplyWorkflow(const YAML::Node& map, const std::string& where, cons
   RETURN_IF_ERROR(Apply<std::string>(map, "init_image", where, err, [&](const FieldRef& at, const std::string& v) { return b.SetInitImage(at, v); }));
   RETURN_IF_ERROR(Apply<double>(map, "strength", where, err, [&](const FieldRef& at, double v) { return b.SetStrength(at, v); }));
   RETURN_IF_ERROR(Apply<double>(map, "tcd_gamma", where, err, [&](const FieldRef& at, double v) { return b.SetTcdGamma(at, v); }));
+  if (map["guidance_interval"]) RETURN_IF_ERROR(ReadGuidanceInterval(map["guidance_interval"], where + ".guidance_interval", err, b));
+  RETURN_IF_ERROR(Apply<int>(map, "deep_cache", where, err, [&](const FieldRef& at, int v) { return b.SetDeepCache(at, v); }));
   if (map["controls"]) RETURN_IF_ERROR(ReadControls(map["controls"], where + ".controls", err, b));
   if (map["reference"]) RETURN_IF_ERROR(ReadReference(map["reference"], where + ".reference", err, b));
   return absl::OkStatus();
@@ -179,7 +192,8 @@ absl::Status ApplyWorkflow(const YAML::Node& map, const std::string& where, cons
 absl::Status ApplySettings(const YAML::Node& map, const std::string& where, const Errors& err, EntryBuilder& b) {
   if (!map.IsMap()) return err.At(map, where, "must be a mapping");
   RETURN_IF_ERROR(OnlyKeys(map, {"width", "height", "steps", "cfg", "sampler", "schedule", "negative", "tileable",
-                                 "lora", "init_image", "strength", "tcd_gamma", "controls", "reference"},
+                                 "lora", "init_image", "strength", "tcd_gamma", "controls", "reference", "guidance_interval",
+                                 "deep_cache"},
                            where, err));
   RETURN_IF_ERROR(ApplyWorkflow(map, where, err, b));
   RETURN_IF_ERROR(Apply<int>(map, "width", where, err, [&](const FieldRef& at, int v) { return b.SetWidth(at, v); }));
@@ -427,7 +441,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& original, const
     const std::string where = absl::StrCat("items[", i, "]");
     if (!item.IsMap()) return err.At(item, where, "must be a mapping");
     RETURN_IF_ERROR(OnlyKeys(item, {"prompt", "negative", "count", "seed", "overrides", "lora", "init_image", "strength",
-                                    "tcd_gamma", "controls", "reference", "name", "set"},
+                                    "tcd_gamma", "controls", "reference", "name", "set", "guidance_interval", "deep_cache"},
                              where, err));
     EntryBuilder p = defaults;
     if (!item["prompt"]) return err.At(item, where + ".prompt", "is required");

@@ -147,6 +147,22 @@ absl::Status EntryBuilder::SetTcdGamma(const FieldRef& at, double gamma) {
   return absl::OkStatus();
 }
 
+absl::Status EntryBuilder::SetGuidanceInterval(const FieldRef& start_at, double start, const FieldRef& end_at,
+                                              double end) {
+  if (!(start >= 0 && start <= 1)) return Fail(start_at, "must be 0..1 (a share of the steps)");
+  if (!(end >= 0 && end <= 1)) return Fail(end_at, "must be 0..1 (a share of the steps)");
+  if (!(start < end)) return Fail(start_at, absl::StrCat("must be below end (", start, " >= ", end, "): no step would be guided"));
+  sampling_.mutable_guidance_interval()->set_start(start);
+  sampling_.mutable_guidance_interval()->set_end(end);
+  return absl::OkStatus();
+}
+
+absl::Status EntryBuilder::SetDeepCache(const FieldRef& at, int64_t every) {
+  if (every != 0 && (every < 2 || every > 10)) return Fail(at, "must be 2..10 (a full UNet pass every N steps), or 0 for off");
+  sampling_.set_deep_cache(static_cast<int32_t>(every));
+  return absl::OkStatus();
+}
+
 absl::Status EntryBuilder::SetCount(const FieldRef& at, int64_t count) {
   if (count < 1 || count > limits_.max_count_per_item) {
     return Fail(at, absl::StrCat("must be 1..", limits_.max_count_per_item));
@@ -425,6 +441,13 @@ absl::StatusOr<ManifestEntry> EntryBuilder::Build(const FieldRef& item) const {
     }
   }
   if (s.sampler() == v1::SAMPLER_TCD) s.set_tcd_gamma(tcd_gamma_);
+  // An interval over every step, or without CFG, guides as none does: the same batches.
+  const auto& span = s.guidance_interval();
+  if (s.cfg() <= 1 || (span.start() == 0 && span.end() == 1)) s.clear_guidance_interval();
+  if (s.deep_cache() > 0 && s.controlnets_size() > 0) {
+    return err_.At({item.path + (item.path.empty() ? "" : ".") + "deep_cache", item.line},
+                   "cannot be combined with controls (their residuals feed every UNet level)");
+  }
   for (const Picture& c : control_pictures_) {
     // As the worker resizes control images (control/resize.h): the item's aspect ratio, to
     // within whole-pixel rounding.

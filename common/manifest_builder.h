@@ -67,6 +67,10 @@ class EntryBuilder {
   absl::Status SetSchedule(const FieldRef& at, const std::string& name);
   void SetTileable(bool tileable);
   absl::Status SetTcdGamma(const FieldRef& at, double gamma);  // used by tcd only
+  // Opt-in speed-ups that change pixels: CFG only inside a share of the steps (an error for
+  // start >= end is at `start_at`; kept only with cfg > 1), and deep cache every N steps.
+  absl::Status SetGuidanceInterval(const FieldRef& start_at, double start, const FieldRef& end_at, double end);
+  absl::Status SetDeepCache(const FieldRef& at, int64_t every);
   // Images: `count` from one setting, seeds from `seed` up (drawn per image when unset).
   absl::Status SetCount(const FieldRef& at, int64_t count);
   void SetSeed(uint64_t seed) { seed_ = seed; }

@@ -109,6 +109,49 @@ TEST(ManifestWorkflow, RejectsBadWorkflowFieldsNamingFileLineAndField) {
   }
 }
 
+TEST(ManifestWorkflow, SpeedUpsThatChangePixelsAreOptInPerItem) {
+  const std::string text = R"(name: fast
+model: sdxl
+defaults: {width: 128, height: 128, cfg: 5, guidance_interval: {end: 0.6}}
+items:
+  - {prompt: interval}
+  - {prompt: cached, deep_cache: 3, guidance_interval: {start: 0, end: 1}}
+  - {prompt: unguided, overrides: {cfg: 1.0}}
+)";
+  auto m = ParseManifest(text, "f.yaml", Draw, {}, Files);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->images.size(), 3u);
+  const v1::SamplingParams& interval = m->images[0].sampling;
+  ASSERT_TRUE(interval.has_guidance_interval());
+  EXPECT_EQ(interval.guidance_interval().start(), 0.0);
+  EXPECT_EQ(interval.guidance_interval().end(), 0.6);
+  EXPECT_EQ(interval.deep_cache(), 0);
+  // Every step guided is the exact path: the same batches as a manifest without the field.
+  EXPECT_FALSE(m->images[1].sampling.has_guidance_interval());
+  EXPECT_EQ(m->images[1].sampling.deep_cache(), 3);
+  EXPECT_FALSE(m->images[2].sampling.has_guidance_interval());  // no CFG, nothing to interval
+}
+
+TEST(ManifestWorkflow, RejectsBadSpeedUpsNamingTheField) {
+  struct Case { std::string text, message; };
+  const std::string head = "name: x\nmodel: m\ndefaults: {width: 128, height: 128}\n";
+  const Case cases[] = {
+      {head + "items: [{prompt: a, guidance_interval: {start: 0.6, end: 0.4}}]\n",
+       "job.yaml:4: items[0].guidance_interval.start: must be below end (0.6 >= 0.4)"},
+      {head + "items: [{prompt: a, guidance_interval: {end: 2}}]\n", "items[0].guidance_interval.end: must be 0..1"},
+      {head + "items: [{prompt: a, guidance_interval: [0, 0.5]}]\n", "items[0].guidance_interval: must be a mapping"},
+      {head + "items: [{prompt: a, guidance_interval: {stop: 0.5}}]\n", "items[0].guidance_interval.stop: unknown field"},
+      {head + "items: [{prompt: a, deep_cache: 1}]\n", "items[0].deep_cache: must be 2..10"},
+      {head + "items: [{prompt: a, deep_cache: 3, controls: [{model: canny, image: sketch.png}]}]\n",
+       "items[0].deep_cache: cannot be combined with controls"},
+  };
+  for (const Case& c : cases) {
+    auto m = ParseManifest(c.text, "job.yaml", Draw, {}, Files);
+    ASSERT_FALSE(m.ok()) << c.text;
+    EXPECT_NE(m.status().message().find(c.message), std::string::npos) << m.status().message();
+  }
+}
+
 TEST(ManifestWorkflow, PathsAreRefusedWhereNothingUploadsThem) {
   auto m = ParseManifest("name: x\nmodel: m\nitems: [{prompt: a, lora: [{path: /etc/passwd}]}]\n", "api.yaml", Draw);
   ASSERT_FALSE(m.ok());

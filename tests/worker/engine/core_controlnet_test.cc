@@ -39,8 +39,10 @@ TEST(ControlNet, ResidualsMatchTheReference) {
   const torch::Tensor context = Vector("controlnet.in.encoder_hidden_states"), pooled = Vector("controlnet.in.text_embeds");
   const torch::Tensor time_ids = Vector("controlnet.in.time_ids"), cond = Vector("controlnet.in.cond");
   ExpectReference((*net)->forward(sample, timestep, context, pooled, time_ids, cond, 1.0));
-  // The generation's path: the context's keys and values projected once beforehand.
-  ExpectReference((*net)->ForwardWithKV(sample, timestep, (*net)->CrossAttentionKV(context), pooled, time_ids, cond, 1.0));
+  // The generation's path: the context's keys and values and the images' embedding computed
+  // once beforehand.
+  ExpectReference((*net)->ForwardWithKV(sample, timestep, (*net)->CrossAttentionKV(context), pooled, time_ids,
+                                        (*net)->EmbedCondition(cond), 1.0));
 }
 
 }  // namespace

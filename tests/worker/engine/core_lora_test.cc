@@ -120,5 +120,16 @@ TEST(LoraMerge, FusedSelfAttentionSeesTheMerge) {
   EXPECT_LT((want - got).abs().max().item<double>(), 1e-5);
 }
 
+TEST(LoraMerge, OriginalsStayOnTheDeviceOnlyWhileHalfOfItStaysFree) {
+  const torch::Device gpu(torch::kCUDA, 0), cpu(torch::kCPU);
+  MemoryStats memory;
+  memory.total_bytes = 100;
+  memory.free_bytes = 80;
+  EXPECT_EQ(SavedOriginalsPlace(gpu, 30, memory), gpu);  // 50 of 100 left
+  EXPECT_EQ(SavedOriginalsPlace(gpu, 31, memory), cpu);
+  EXPECT_EQ(SavedOriginalsPlace(gpu, 90, memory), cpu);  // more than is free
+  EXPECT_EQ(SavedOriginalsPlace(cpu, 90, memory), cpu);  // a CPU engine keeps them where it runs
+}
+
 }  // namespace
 }  // namespace spriteforge::engine

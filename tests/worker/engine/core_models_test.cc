@@ -85,6 +85,26 @@ TEST_P(GoldenModels, UNetMatchesReference) {
   }
 }
 
+// Deep cache: a shallow pass (conv_in, the first down level, the last up level) from the
+// deep features a full pass kept at the same inputs is that full pass.
+TEST_P(GoldenModels, AShallowPassFromItsOwnDeepFeaturesIsTheFullPass) {
+  const torch::Tensor sample = Golden("unet.a.sample"), context = Golden("unet.a.context");
+  const torch::Tensor pooled = Golden("unet.a.text_embeds"), time_ids = Golden("unet.a.time_ids");
+  torch::Tensor deep;
+  UNetConditioning keep;
+  keep.keep_deep = &deep;
+  const torch::Tensor full = models_.unet->forward(sample, torch::full({1}, 961.0), context, pooled, time_ids, keep);
+  ASSERT_TRUE(deep.defined());
+  EXPECT_LT(MaxAbsError(full, Golden("unet.a.out")), kTolerance);
+  UNetConditioning reuse;
+  reuse.reuse_deep = deep;
+  EXPECT_LT(MaxAbsError(models_.unet->forward(sample, torch::full({1}, 961.0), context, pooled, time_ids, reuse), full), 1e-6);
+  // At another timestep the shallow levels see it, the reused deep ones do not.
+  const torch::Tensor later = models_.unet->forward(sample, torch::full({1}, 1.0), context, pooled, time_ids, reuse);
+  EXPECT_GT(MaxAbsError(later, full), 0);
+  EXPECT_GT(MaxAbsError(later, models_.unet->forward(sample, torch::full({1}, 1.0), context, pooled, time_ids)), 1e-6);
+}
+
 TEST_P(GoldenModels, VaeDecoderMatchesReference) {
   for (const std::string name : {"vae.a", "vae.b"}) {
     double err = MaxAbsError(models_.vae->decode(Golden(name + ".z")), Golden(name + ".out"));

@@ -60,6 +60,11 @@ absl::StatusOr<BatchRequest> ToEngineRequest(const v1::SamplingParams& s, const 
   request.tileable = s.tileable();
   request.tcd_gamma = s.tcd_gamma();
   if (s.strength() > 0) request.strength = s.strength();  // 0: txt2img, where it does not apply
+  if (s.has_guidance_interval()) {
+    request.guidance_start = s.guidance_interval().start();
+    request.guidance_end = s.guidance_interval().end();
+  }
+  request.deep_cache = s.deep_cache();
   for (int i = 0; i < s.loras_size(); ++i) request.loras.push_back({lora_paths[i], s.loras(i).strength()});
   for (int i = 0; i < s.controlnets_size(); ++i) {
     const v1::ControlNetRef& net = s.controlnets(i);

@@ -240,6 +240,14 @@ absl::Status ValidateRequest(const BatchRequest& r) {
   RETURN_IF_ERROR(CheckSamplerSchedule(r.sampler, r.schedule));
   if (r.preview_every < 0) return absl::InvalidArgumentError(absl::StrCat("preview_every must be 0 or more, got ", r.preview_every));
   if (!(r.tcd_gamma >= 0 && r.tcd_gamma <= 1)) return absl::InvalidArgumentError(absl::StrCat("tcd_gamma must be 0..1, got ", r.tcd_gamma));
+  if (!(r.guidance_start >= 0 && r.guidance_start < r.guidance_end && r.guidance_end <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("guidance interval must be 0 <= start < end <= 1, got ",
+                                                   r.guidance_start, "..", r.guidance_end));
+  }
+  if (r.deep_cache < 0 || r.deep_cache > 10) return absl::InvalidArgumentError(absl::StrCat("deep_cache must be 0..10, got ", r.deep_cache));
+  if (r.deep_cache > 1 && !r.controlnets.empty()) {
+    return absl::InvalidArgumentError("deep_cache cannot be combined with ControlNets (their residuals feed every level)");
+  }
   for (const LoraSpec& lora : r.loras) {
     if (lora.path.empty()) return absl::InvalidArgumentError("LoRA with an empty path");
     if (!(std::abs(lora.strength) <= 10)) {

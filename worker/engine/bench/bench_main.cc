@@ -10,6 +10,7 @@
 //                     [--cfg 5] [--sampler euler] [--schedule normal] [--lora-rank R]
 //                     [--controlnet PATH]... [--ip-adapter FILE --image-encoder DIR]
 //                     [--controls-set DIR] [--write-controls DIR]
+//                     [--speedups] [--guidance-interval S,E] [--deep-cache N]
 //
 // --lora-rank R merges a random rank-R LoRA over every transformer Linear of the UNet (the
 // shape of SDXL-Lightning's) and, after the timed runs, switches to a second one: the
@@ -21,6 +22,10 @@
 // --controls-set DIR then measures, per dtype and in this order, no controls, the full
 // ControlNet, the small one, the IP-Adapter Plus, and the full ControlNet with the adapter,
 // and reports each one's time per image against the first.
+// --speedups measures, in this order, the exact path, CFG only inside --guidance-interval
+// (default 0,0.5), deep cache every --deep-cache steps (default 3) and both, each with its
+// time per image and its largest and mean pixel difference (0..255) against the exact
+// path's images of the same seeds.
 // --compare also runs the baseline (fp32, NCHW, no CUDA graphs, no cuDNN autotuning) in
 // the same process, so the two paths are measured on the same card minutes apart.
 // Timings come from the engine (device-synchronised at phase boundaries); each
@@ -57,6 +62,9 @@ struct Controls {
   std::vector<std::string> controlnets;
   std::optional<sf::IpAdapterSpec> ip_adapter;
   double overhead_target = 0;  // the most its time per image may exceed "none" by (0: none set)
+  // Speed-ups that change pixels (BatchRequest): compared with the first variant's images.
+  double guidance_start = 0, guidance_end = 1;
+  int deep_cache = 0;
 };
 
 struct Args {
@@ -82,6 +90,9 @@ struct Args {
   std::string ip_adapter, image_encoder;
   std::string controls_set, write_controls;
   std::vector<Controls> variants;  // measured in this order for every dtype and batch
+  bool speedups = false;
+  double guidance_start = 0, guidance_end = 0.5;
+  int deep_cache = 3;
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -100,6 +111,7 @@ Args ParseArgs(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (flag == "--compare") { a.compare = true; continue; }
+    if (flag == "--speedups") { a.speedups = true; continue; }
     if (i + 1 >= argc) Die("missing value for " + flag);
     std::string v = argv[++i];
     if (flag == "--model") a.model = v;
@@ -126,9 +138,19 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--image-encoder") a.image_encoder = v;
     else if (flag == "--controls-set") a.controls_set = v;
     else if (flag == "--write-controls") a.write_controls = v;
+    else if (flag == "--deep-cache") a.deep_cache = ToInt(flag, v);
+    else if (flag == "--guidance-interval") {
+      std::vector<std::string> parts = absl::StrSplit(v, ',');
+      if (parts.size() != 2 || !absl::SimpleAtod(parts[0], &a.guidance_start) || !absl::SimpleAtod(parts[1], &a.guidance_end)) {
+        Die("--guidance-interval: expected START,END (shares of the steps), got '" + v + "'");
+      }
+    }
     else Die("unknown flag " + flag);
   }
   if (a.ip_adapter.empty() != a.image_encoder.empty()) Die("--ip-adapter and --image-encoder go together");
+  if (a.speedups && (!a.controls_set.empty() || !a.controlnets.empty() || !a.ip_adapter.empty())) {
+    Die("--speedups measures the plain path: leave out --controls-set, --controlnet and --ip-adapter");
+  }
   if (!a.controls_set.empty() && (!a.controlnets.empty() || !a.ip_adapter.empty())) {
     Die("--controls-set measures its own ControlNets and IP-Adapter: leave out --controlnet and --ip-adapter");
   }
@@ -138,6 +160,17 @@ Args ParseArgs(int argc, char** argv) {
 // The targets: a full ControlNet adds at most 35% to the time per image, a small one 15%,
 // IP-Adapter Plus 5% (its image tokens are computed once per batch).
 std::vector<Controls> ControlsVariants(const Args& a) {
+  if (a.speedups) {
+    Controls interval{absl::StrCat("guidance-", a.guidance_start, "-", a.guidance_end)};
+    interval.guidance_start = a.guidance_start;
+    interval.guidance_end = a.guidance_end;
+    Controls deep{absl::StrCat("deep-cache-", a.deep_cache)};
+    deep.deep_cache = a.deep_cache;
+    Controls both = interval;
+    both.name += "+" + deep.name;
+    both.deep_cache = a.deep_cache;
+    return {Controls{"exact"}, interval, deep, both};
+  }
   if (a.controls_set.empty()) {
     Controls only;
     only.controlnets = a.controlnets;
@@ -186,6 +219,28 @@ sf::RgbImage ReferenceImage(int which) {
 
 double Gb(uint64_t bytes) { return bytes / 1e9; }
 
+struct PixelDifference {
+  int max = 0;
+  double mean = 0;
+};
+
+// Over every channel of every image pair (8-bit levels).
+PixelDifference Difference(const std::vector<std::vector<uint8_t>>& a, const std::vector<std::vector<uint8_t>>& b) {
+  PixelDifference d;
+  double sum = 0;
+  size_t count = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    for (size_t k = 0; k < std::min(a[i].size(), b[i].size()); ++k) {
+      const int diff = std::abs(static_cast<int>(a[i][k]) - static_cast<int>(b[i][k]));
+      d.max = std::max(d.max, diff);
+      sum += diff;
+      ++count;
+    }
+  }
+  d.mean = count ? sum / count : 0;
+  return d;
+}
+
 template <typename T>
 T Parsed(const absl::StatusOr<T>& value, const std::string& flag) {
   if (!value.ok()) Die(flag + ": " + std::string(value.status().message()));
@@ -201,6 +256,7 @@ struct Row {
   sf::MemoryStats memory;
   double first_merge_ms = 0;   // the warm-up's merge of the first LoRA
   double lora_switch_ms = 0;   // merging the second LoRA in place of the first
+  std::vector<std::vector<uint8_t>> images;  // the median run's, 8-bit RGB
 };
 
 Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtype, int batch,
@@ -215,6 +271,9 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
   if (!a.loras.empty()) request.loras = {a.loras[0]};
   for (const std::string& net : controls.controlnets) request.controlnets.push_back({net, 1.0, 0.0, 1.0});
   request.ip_adapter = controls.ip_adapter;
+  request.guidance_start = controls.guidance_start;
+  request.guidance_end = controls.guidance_end;
+  request.deep_cache = controls.deep_cache;
   for (int i = 0; i < batch; ++i) {
     request.images.push_back({"a pixel art knight with a sword, 16-bit sprite", std::string("blurry"),
                               static_cast<uint64_t>(1000 + i)});
@@ -248,6 +307,7 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
   const sf::BatchResult& mid = results[results.size() / 2];
   row.ok = true;
   row.median = mid.timings;
+  for (const sf::Image& image : mid.images) row.images.push_back(image.rgb);
   for (const auto& r : results) {
     row.memory.peak_allocated_bytes = std::max(row.memory.peak_allocated_bytes, r.memory.peak_allocated_bytes);
     row.memory.peak_reserved_bytes = std::max(row.memory.peak_reserved_bytes, r.memory.peak_reserved_bytes);
@@ -298,12 +358,21 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
                        {"decode_batch", a.decode_batch}};
   report["weights_gb"][path + "_" + dtype] = Gb((*engine)->Memory().weights_bytes);
   std::map<int, double> first_seconds;  // the first variant's time per image, by batch
+  std::map<int, std::vector<std::vector<uint8_t>>> first_images;  // and its images
   for (const Controls& controls : a.variants) {
     for (int batch : a.batches) {
       Row row = Measure(**engine, path, dtype, batch, a, controls);
       nlohmann::json j = RowJson(row, a.steps);
       const std::string label = a.variants.size() > 1 || controls.name != "none" ? path + " " + controls.name : path;
-      if (row.ok && !first_seconds.count(batch)) first_seconds[batch] = j["seconds_per_image"].get<double>();
+      if (row.ok && !first_seconds.count(batch)) {
+        first_seconds[batch] = j["seconds_per_image"].get<double>();
+        first_images[batch] = row.images;
+      }
+      if (row.ok && a.speedups && &controls != &a.variants.front() && first_images.count(batch)) {
+        const PixelDifference d = Difference(first_images[batch], row.images);
+        j["max_pixel_difference"] = d.max;
+        j["mean_pixel_difference"] = d.mean;
+      }
       if (row.ok && &controls != &a.variants.front() && first_seconds.count(batch)) {
         // Its cost over the first variant (no controls) at the same dtype and batch, same process.
         const double overhead = j["seconds_per_image"].get<double>() / first_seconds[batch] - 1;
@@ -334,6 +403,10 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
                         overhead <= controls.overhead_target ? "met" : "MISSED");
           }
           std::printf("\n");
+        }
+        if (j.contains("max_pixel_difference")) {
+          std::printf("          pixels against %s: max %d, mean %.2f (0..255)\n", a.variants.front().name.c_str(),
+                      j["max_pixel_difference"].get<int>(), j["mean_pixel_difference"].get<double>());
         }
       } else {
         std::printf("%-9s %-5s b%-3d failed: %s\n", label.c_str(), dtype.c_str(), batch, row.error.c_str());

@@ -61,18 +61,19 @@ torch::Tensor ControlNetImpl::CrossAttentionKV(const torch::Tensor& context) {
 
 ControlNetImpl::Residuals ControlNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                         const torch::Tensor& kv, const torch::Tensor& text_embeds,
-                                                        const torch::Tensor& time_ids, const torch::Tensor& cond,
-                                                        double scale) {
+                                                        const torch::Tensor& time_ids,
+                                                        const torch::Tensor& cond_embedding, double scale) {
   // As UNetImpl::ForwardWithKV; small ControlNets have no keys and values to split.
   std::vector<torch::Tensor> views;
   if (!cross_attention_.empty()) views = SplitCrossAttentionKV(cross_attention_, kv, sample.size(0), "ControlNet ");
-  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, cond, scale);
+  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, cond_embedding, scale);
 }
 
 ControlNetImpl::Residuals ControlNetImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                   const torch::Tensor& context, const torch::Tensor& text_embeds,
                                                   const torch::Tensor& time_ids, const torch::Tensor& cond, double scale) {
-  return Forward(sample, timestep, CrossContext{context, nullptr}, text_embeds, time_ids, cond, scale);
+  return Forward(sample, timestep, CrossContext{context, nullptr}, text_embeds, time_ids,
+                 EmbedCondition(cond.to(sample.scalar_type())), scale);
 }
 
 void ControlNetImpl::FuseSelfAttentionProjections() {
@@ -88,14 +89,16 @@ torch::Tensor ControlNetImpl::EmbedCondition(const torch::Tensor& cond) {
 
 ControlNetImpl::Residuals ControlNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                   const CrossContext& context, const torch::Tensor& text_embeds,
-                                                  const torch::Tensor& time_ids, const torch::Tensor& cond, double scale) {
+                                                  const torch::Tensor& time_ids, const torch::Tensor& cond_embedding,
+                                                  double scale) {
   const auto dtype = sample.scalar_type();
   const int64_t batch = sample.size(0);
-  TORCH_CHECK(cond.size(0) == batch && cond.size(2) == sample.size(2) * 8 && cond.size(3) == sample.size(3) * 8,
+  TORCH_CHECK(cond_embedding.size(0) == batch && cond_embedding.size(2) == sample.size(2) &&
+                  cond_embedding.size(3) == sample.size(3),
               "control images must be one per latent at 8x its size");
   const torch::Tensor emb = embedding_(timestep, text_embeds, time_ids, batch, dtype);
   std::vector<torch::Tensor> skips;
-  const torch::Tensor x = down_(AddResidual(conv_in_(sample), EmbedCondition(cond.to(dtype))), emb, context, skips);
+  const torch::Tensor x = down_(AddResidual(conv_in_(sample), cond_embedding), emb, context, skips);
 
   Residuals out;
   for (size_t i = 0; i < skips.size(); ++i) {

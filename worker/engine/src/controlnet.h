@@ -39,12 +39,15 @@ class ControlNetImpl : public torch::nn::Module {
   Residuals forward(const torch::Tensor& sample, const torch::Tensor& timestep, const torch::Tensor& context,
                     const torch::Tensor& text_embeds, const torch::Tensor& time_ids, const torch::Tensor& cond,
                     double scale);
-  // The same with the context's cross-attention keys and values projected beforehand (once
-  // per generation), as UNetImpl::CrossAttentionKV / ForwardWithKV do.
+  // The same with what does not change between steps computed once per generation: the
+  // context's cross-attention keys and values (as UNetImpl::CrossAttentionKV / ForwardWithKV
+  // do) and the control images' embedding (controlnet_cond_embedding, at the image size:
+  // the costliest part of a small ControlNet's step).
   torch::Tensor CrossAttentionKV(const torch::Tensor& context);
+  torch::Tensor EmbedCondition(const torch::Tensor& cond);  // cond as forward's, in the sample's dtype
   Residuals ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep, const torch::Tensor& kv,
-                          const torch::Tensor& text_embeds, const torch::Tensor& time_ids, const torch::Tensor& cond,
-                          double scale);
+                          const torch::Tensor& text_embeds, const torch::Tensor& time_ids,
+                          const torch::Tensor& cond_embedding, double scale);
 
   void FuseSelfAttentionProjections();
   void set_tiling(bool on) { *tiling_ = on; }
@@ -52,9 +55,8 @@ class ControlNetImpl : public torch::nn::Module {
 
  private:
   Residuals Forward(const torch::Tensor& sample, const torch::Tensor& timestep, const CrossContext& context,
-                    const torch::Tensor& text_embeds, const torch::Tensor& time_ids, const torch::Tensor& cond,
-                    double scale);
-  torch::Tensor EmbedCondition(const torch::Tensor& cond);
+                    const torch::Tensor& text_embeds, const torch::Tensor& time_ids,
+                    const torch::Tensor& cond_embedding, double scale);
 
   ControlNetConfig config_;
   TilingFlag tiling_ = std::make_shared<bool>(false);

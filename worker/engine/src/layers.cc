@@ -101,20 +101,38 @@ void LinearImpl::AssignWeight(const torch::Tensor& value) {
   weight_fp8_.scale.copy_(quantized.scale.view(weight_fp8_.scale.sizes()));
 }
 
+namespace {
+
+// A copy of `t` on `to`: from a GPU to its host into page-locked memory without waiting
+// (the stream orders it before the merge overwrites the weight).
+torch::Tensor CopyTo(const torch::Tensor& t, const torch::Device& to) {
+  if (!(t.is_cuda() && to.is_cpu())) return t.to(to, /*non_blocking=*/false, /*copy=*/true);
+  torch::Tensor host = torch::empty(t.sizes(), t.options().device(torch::kCPU).pinned_memory(true));
+  host.copy_(t, /*non_blocking=*/true);
+  return host;
+}
+
+}  // namespace
+
 LinearImpl::Saved LinearImpl::Save(const torch::Device& to) const {
-  if (is_fp8()) return {{}, weight_fp8_.data.view(torch::kByte).to(to, /*non_blocking=*/false, /*copy=*/true),
-                        weight_fp8_.scale.to(to, false, true)};
-  return {weight.to(to, false, true), {}, {}};
+  if (is_fp8()) return {{}, CopyTo(weight_fp8_.data.view(torch::kByte), to), CopyTo(weight_fp8_.scale, to)};
+  return {CopyTo(weight, to), {}, {}};
 }
 
 void LinearImpl::Restore(const Saved& saved) {
   torch::NoGradGuard no_grad;
+  // Pinned host copies go back without waiting; the allocator keeps their memory until done.
   if (is_fp8()) {
-    weight_fp8_.data.view(torch::kByte).copy_(saved.fp8_data);
-    weight_fp8_.scale.copy_(saved.fp8_scale);
+    weight_fp8_.data.view(torch::kByte).copy_(saved.fp8_data, /*non_blocking=*/true);
+    weight_fp8_.scale.copy_(saved.fp8_scale, /*non_blocking=*/true);
   } else {
-    weight.copy_(saved.weight);
+    weight.copy_(saved.weight, /*non_blocking=*/true);
   }
+}
+
+uint64_t LinearImpl::StoredBytes() const {
+  if (is_fp8()) return Fp8WeightBytes();
+  return weight.numel() * weight.element_size();
 }
 
 bool LinearImpl::QuantizeToFp8() {

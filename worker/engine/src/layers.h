@@ -69,6 +69,7 @@ class LinearImpl : public torch::nn::Module {
   };
   Saved Save(const torch::Device& to) const;
   void Restore(const Saved& saved);
+  uint64_t StoredBytes() const;  // of what Save copies
 
   uint64_t Fp8WeightBytes() const {
     return is_fp8() ? weight_fp8_.data.numel() + weight_fp8_.scale.numel() * sizeof(float) : 0;

@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "worker/engine/base/lora_keys.h"
 #include "worker/engine/base/safetensors.h"
+#include "worker/engine/src/device.h"
 
 namespace spriteforge::engine {
 namespace {
@@ -24,6 +25,17 @@ torch::nn::Module& ModuleOf(SdxlModels& m, Component c) {
     case Component::kTextEncoder2: return *m.text_encoder_2;
     default: return *m.unet;
   }
+}
+
+// The factors in page-locked host memory, so each merge copies them to the GPU without
+// waiting for every copy.
+std::shared_ptr<const LoraFile> Pinned(const LoraFile& file) {
+  auto out = std::make_shared<LoraFile>(file);
+  for (LoraFile::Layer& layer : out->layers) {
+    layer.down = layer.down.pin_memory();
+    layer.up = layer.up.pin_memory();
+  }
+  return out;
 }
 
 constexpr Component kLoraComponents[] = {Component::kTextEncoder, Component::kTextEncoder2, Component::kUNet};
@@ -129,6 +141,7 @@ absl::StatusOr<std::shared_ptr<const LoraFile>> LoraMerger::File(const std::stri
     recent_.remove(path);
     return loaded.status();
   }
+  if (device_.is_cuda()) *loaded = Pinned(**loaded);
   cache_[path] = {*loaded, static_cast<int64_t>(size), mtime};
   while (recent_.size() > kCacheFiles) {
     cache_.erase(recent_.back());
@@ -160,25 +173,44 @@ absl::Status LoraMerger::Activate(const std::vector<LoraSpec>& set) {
 
   torch::NoGradGuard no_grad;
   Restore();
-  // Every file's update of a layer summed first, so each weight is rounded once.
-  std::map<LinearImpl*, torch::Tensor> deltas;
+  // Each layer's updates from every file, in the set's order, summed before the weight is
+  // rounded once; one layer at a time, so temporaries stay one layer's size.
+  std::map<LinearImpl*, std::vector<std::pair<const LoraFile::Layer*, double>>> updates;
   for (size_t i = 0; i < set.size(); ++i) {
     if (set[i].strength == 0) continue;
-    for (const LoraFile::Layer& layer : files[i]->layers) {
-      torch::Tensor update = torch::mm(layer.up.to(device_), layer.down.to(device_)) * (set[i].strength * layer.scale);
-      torch::Tensor& delta = deltas[layer.target];
+    for (const LoraFile::Layer& layer : files[i]->layers) updates[layer.target].push_back({&layer, set[i].strength});
+  }
+  uint64_t saved_bytes = 0;
+  for (const auto& [linear, parts] : updates) saved_bytes += linear->StoredBytes();
+  const torch::Device keep = SavedOriginalsPlace(device_, saved_bytes, QueryMemory(device_));
+  for (const auto& [linear, parts] : updates) {
+    torch::Tensor delta;
+    for (const auto& [layer, strength] : parts) {
+      // Factors are pinned on a GPU's host (LoraMerger::File), so these copies do not block.
+      torch::Tensor update = torch::mm(layer->up.to(device_, /*non_blocking=*/true), layer->down.to(device_, true)) *
+                             (strength * layer->scale);
       delta = delta.defined() ? delta + update : update;
     }
-  }
-  for (auto& [linear, delta] : deltas) {
-    saved_.emplace(linear, linear->Save(torch::kCPU));
+    saved_.emplace(linear, linear->Save(keep));
     linear->AssignWeight(linear->FloatWeight() + delta);
   }
+  Synchronize(device_);  // the merge's time is the time until the first step can run
   active_ = set;
   active_files_ = files;
   Recount();
-  if (!set.empty()) spdlog::info("LoRA set of {} file(s) merged into {} layers", set.size(), deltas.size());
+  if (!set.empty()) {
+    spdlog::info("LoRA set of {} file(s) merged into {} layers (originals kept on {})", set.size(), updates.size(),
+                 keep.is_cpu() ? "the host" : "the device");
+  }
   return absl::OkStatus();
+}
+
+torch::Device SavedOriginalsPlace(const torch::Device& device, uint64_t bytes, const MemoryStats& memory) {
+  if (device.is_cpu()) return device;
+  // Device-to-device copies both ways cost about nothing; half the device stays free for
+  // the batches the worker's budget was planned with.
+  const bool room = memory.free_bytes > bytes && memory.free_bytes - bytes >= memory.total_bytes / 2;
+  return room ? device : torch::Device(torch::kCPU);
 }
 
 }  // namespace spriteforge::engine

@@ -71,7 +71,7 @@ class LoraMerger {
   torch::Device device_;
   std::vector<LoraSpec> active_;
   std::vector<std::shared_ptr<const LoraFile>> active_files_;
-  std::map<LinearImpl*, LinearImpl::Saved> saved_;  // originals of the merged layers, on the CPU
+  std::map<LinearImpl*, LinearImpl::Saved> saved_;  // originals of the merged layers (SavedOriginalsPlace)
   struct Cached {
     std::shared_ptr<const LoraFile> file;
     int64_t size;
@@ -81,5 +81,9 @@ class LoraMerger {
   std::list<std::string> recent_;  // most recent first; the cache keeps kCacheFiles files
   std::atomic<uint64_t> cached_bytes_{0};
 };
+
+// Where a merge keeps the originals of the layers it changes (`bytes` of them): on the
+// device when at least half of it stays free, otherwise on the host (pinned on a GPU's).
+torch::Device SavedOriginalsPlace(const torch::Device& device, uint64_t bytes, const MemoryStats& memory);
 
 }  // namespace spriteforge::engine

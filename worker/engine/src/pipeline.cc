@@ -18,6 +18,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Step i of N is inside [start, end] while start <= i/N and (i+1)/N <= end (a ControlNet's
+// window, as the reference counts it; the guidance interval counts the same way).
+bool StepInWindow(int step, int steps, double start, double end) {
+  const double at = static_cast<double>(step) / steps, next = static_cast<double>(step + 1) / steps;
+  return at >= start && next <= end;
+}
+
 double MsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -130,19 +137,30 @@ absl::StatusOr<EncodedPrompts> Pipeline::Encode(const std::vector<std::string>& 
   return EncodePrompts(prompts, *tokenizer_, *tokenizer_2_, *models_.text_encoder, *models_.text_encoder_2, options_.device);
 }
 
-torch::Tensor Pipeline::GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context_kv,
-                                      const torch::Tensor& pooled, const torch::Tensor& time_ids,
-                                      double cfg, UNetConditioning conditioning,
-                                      const std::vector<ActiveControl>& controls, int step, int steps) {
-  const bool guided = cfg > 1.0;
-  torch::Tensor input = (guided ? torch::cat({x, x}, 0) : x).to(options_.dtype);
+torch::Tensor Pipeline::GuidedEpsilon(const torch::Tensor& x, double t, const BatchConditioning& c, double cfg,
+                                      int step, int steps, DeepCache& deep) {
+  torch::Tensor input = (c.guided ? torch::cat({x, x}, 0) : x).to(options_.dtype);
   if (options_.UseChannelsLast()) input = input.contiguous(at::MemoryFormat::ChannelsLast);
   torch::Tensor timestep = torch::full({1}, t, torch::TensorOptions().dtype(torch::kFloat).device(options_.device));
-  AddControlResiduals(controls, input, timestep, pooled, time_ids, step, steps, conditioning);
-  torch::Tensor eps = unet_graph_ ? (*unet_graph_)(StepInputs({input, timestep, context_kv, pooled, time_ids}, conditioning))
-                                  : models_.unet->ForwardWithKV(input, timestep, context_kv, pooled, time_ids, conditioning);
+  UNetConditioning conditioning = c.unet;
+  AddControlResiduals(c.controls, input, timestep, c.pooled, c.time_ids, step, steps, conditioning);
+  torch::Tensor eps;
+  if (deep.every > 1) {
+    // Deep features kept from a guided pass serve a prompt-only one as their second half.
+    torch::Tensor& kept = deep.features;
+    const bool fits = kept.defined() && kept.size(0) >= input.size(0);
+    if (step % deep.every == 0 || !fits) {
+      conditioning.keep_deep = &kept;
+    } else {
+      conditioning.reuse_deep = kept.size(0) == input.size(0) ? kept : kept.narrow(0, input.size(0), input.size(0));
+    }
+    eps = models_.unet->ForwardWithKV(input, timestep, c.context_kv, c.pooled, c.time_ids, conditioning);
+  } else {
+    eps = unet_graph_ ? (*unet_graph_)(StepInputs({input, timestep, c.context_kv, c.pooled, c.time_ids}, conditioning))
+                      : models_.unet->ForwardWithKV(input, timestep, c.context_kv, c.pooled, c.time_ids, conditioning);
+  }
   eps = eps.to(torch::kFloat);
-  if (!guided) return eps;
+  if (!c.guided) return eps;
   auto halves = eps.chunk(2, 0);
   return halves[0] + cfg * (halves[1] - halves[0]);
 }
@@ -151,11 +169,9 @@ void Pipeline::AddControlResiduals(const std::vector<ActiveControl>& controls, c
                                    const torch::Tensor& timestep, const torch::Tensor& pooled,
                                    const torch::Tensor& time_ids, int step, int steps, UNetConditioning& out) {
   for (const ActiveControl& control : controls) {
-    // Active at step i of N while start <= i/N and (i+1)/N <= end, as the reference counts.
-    const double at = static_cast<double>(step) / steps, next = static_cast<double>(step + 1) / steps;
-    if (control.spec.scale == 0 || at < control.spec.start || next > control.spec.end) continue;
+    if (control.spec.scale == 0 || !StepInWindow(step, steps, control.spec.start, control.spec.end)) continue;
     ControlNetImpl::Residuals r =
-        control.net->ForwardWithKV(input, timestep, control.kv, pooled, time_ids, control.cond, control.spec.scale);
+        control.net->ForwardWithKV(input, timestep, control.kv, pooled, time_ids, control.cond_embedding, control.spec.scale);
     if (out.down_residuals.empty()) {
       out.down_residuals = std::move(r.down);
       out.mid_residual = r.mid;
@@ -164,6 +180,27 @@ void Pipeline::AddControlResiduals(const std::vector<ActiveControl>& controls, c
     for (size_t i = 0; i < r.down.size(); ++i) out.down_residuals[i] = out.down_residuals[i] + r.down[i];
     out.mid_residual = out.mid_residual + r.mid;
   }
+}
+
+absl::StatusOr<Pipeline::BatchConditioning> Pipeline::Condition(const BatchRequest& request,
+                                                                 const std::vector<ControlNet>& nets,
+                                                                 const torch::Tensor& context, const torch::Tensor& pooled,
+                                                                 bool guided) {
+  BatchConditioning c;
+  c.guided = guided;
+  c.pooled = pooled;
+  const float h = static_cast<float>(request.height), w = static_cast<float>(request.width);
+  c.time_ids = torch::tensor({h, w, 0.0f, 0.0f, h, w}).to(options_.device, options_.dtype)
+                   .unsqueeze(0).expand({context.size(0), 6}).contiguous();
+  c.context_kv = models_.unet->CrossAttentionKV(context);
+  c.controls = PrepareControls(request, nets, context, guided);
+  // IP-Adapter: the reference images' keys and values, once per batch (not per step).
+  if (request.ip_adapter) {
+    ASSIGN_OR_RETURN(IpAdapter* ip, ip_adapters_.Get(*request.ip_adapter, *models_.unet, options_.device, options_.dtype));
+    c.unet.ip_kv = ip->BatchKV(request.images, guided);
+    c.unet.ip_scale = torch::full({1}, request.ip_adapter->scale, torch::dtype(options_.dtype).device(options_.device));
+  }
+  return c;
 }
 
 std::vector<Pipeline::ActiveControl> Pipeline::PrepareControls(const BatchRequest& request, const std::vector<ControlNet>& nets,
@@ -177,13 +214,14 @@ std::vector<Pipeline::ActiveControl> Pipeline::PrepareControls(const BatchReques
                                  .permute({2, 0, 1}).to(torch::kFloat);
       images.push_back(pixels / 255.0);  // [0, 1] in float32, no normalisation, as the reference
     }
-    torch::Tensor cond = torch::stack(images);
-    if (guided) cond = torch::cat({cond, cond}, 0);
-    cond = cond.to(options_.device, options_.dtype);
+    torch::Tensor cond = torch::stack(images).to(options_.device, options_.dtype);
     if (options_.UseChannelsLast()) cond = cond.contiguous(at::MemoryFormat::ChannelsLast);
     ControlNet net = nets[j];
     net->set_tiling(request.tileable);
-    controls.push_back({net, request.controlnets[j], cond, net->CrossAttentionKV(context)});
+    // The images' embedding is the same at every step and for both CFG halves: once per batch.
+    torch::Tensor embedding = net->EmbedCondition(cond);
+    if (guided) embedding = torch::cat({embedding, embedding}, 0);
+    controls.push_back({net, request.controlnets[j], embedding, net->CrossAttentionKV(context)});
   }
   return controls;
 }
@@ -313,17 +351,12 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
     context = torch::cat({torch::stack(uncond_c), context}, 0);
     pooled = torch::cat({torch::stack(uncond_p), pooled}, 0);
   }
-  const float h = static_cast<float>(request.height), w = static_cast<float>(request.width);
-  torch::Tensor time_ids = torch::tensor({h, w, 0.0f, 0.0f, h, w}).to(device, options_.dtype)
-                               .unsqueeze(0).expand({context.size(0), 6}).contiguous();
-  const torch::Tensor context_kv = models_.unet->CrossAttentionKV(context);
-  const std::vector<ActiveControl> controls = PrepareControls(request, controlnets, context, guided);
-  // IP-Adapter: the reference images' keys and values, once per batch (not per step).
-  UNetConditioning conditioning;
-  if (request.ip_adapter) {
-    ASSIGN_OR_RETURN(IpAdapter* ip, ip_adapters_.Get(*request.ip_adapter, *models_.unet, device, options_.dtype));
-    conditioning.ip_kv = ip->BatchKV(request.images, guided);
-    conditioning.ip_scale = torch::full({1}, request.ip_adapter->scale, torch::dtype(options_.dtype).device(device));
+  ASSIGN_OR_RETURN(const BatchConditioning both, Condition(request, controlnets, context, pooled, guided));
+  // Guidance interval: the steps outside it read the prompts' rows alone.
+  const bool interval = guided && (request.guidance_start > 0 || request.guidance_end < 1);
+  BatchConditioning prompts_only;
+  if (interval) {
+    ASSIGN_OR_RETURN(prompts_only, Condition(request, controlnets, context.narrow(0, n, n), pooled.narrow(0, n, n), false));
   }
   Synchronize(device);
   result.timings.encode_ms = MsSince(start);
@@ -343,8 +376,12 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
   }
   // img2img: the ControlNets' window counts the steps that run (diffusers' img2img pipeline).
   const int steps = static_cast<int>(schedule.timesteps.size());
+  DeepCache deep{request.deep_cache, {}};
   EpsilonFn epsilon = [&](const torch::Tensor& xs, double t, int step) {
-    return GuidedEpsilon(xs, t, context_kv, pooled, time_ids, request.cfg, conditioning, controls, step, steps);
+    if (interval && !StepInWindow(step, steps, request.guidance_start, request.guidance_end)) {
+      return GuidedEpsilon(xs, t, prompts_only, 1.0, step, steps, deep);
+    }
+    return GuidedEpsilon(xs, t, both, request.cfg, step, steps, deep);
   };
   NoiseFn ancestral = [&](int) { return noise.Draw().to(device); };
   StepFn on_step = [&](int step, int total, const torch::Tensor& denoised) {

@@ -53,21 +53,34 @@ class Pipeline {
   struct ActiveControl {
     mutable ControlNet net{nullptr};  // runs from const steps: a module's forward is not const
     ControlNetSpec spec;
-    torch::Tensor cond;  // control images [B,3,H,W] in [0,1], B counting both CFG halves
+    torch::Tensor cond_embedding;  // the control images' embedding, B counting both CFG halves
     torch::Tensor kv;    // the prompts' keys and values for its cross-attention
   };
-  // context_kv: the prompts' cross-attention keys and values (UNetImpl::CrossAttentionKV).
-  // `conditioning`: the batch's (IP-Adapter); the ControlNets active at `step` of `steps`
-  // add their residuals to it.
-  torch::Tensor GuidedEpsilon(const torch::Tensor& x, double t, const torch::Tensor& context_kv,
-                              const torch::Tensor& pooled, const torch::Tensor& time_ids, double cfg,
-                              UNetConditioning conditioning, const std::vector<ActiveControl>& controls,
-                              int step, int steps);
+  // What every step of a batch reads besides the latents. With CFG the rows are the
+  // negative prompts' [0, B), then the prompts' [B, 2B).
+  struct BatchConditioning {
+    torch::Tensor context_kv;  // every cross-attention's keys and values (UNetImpl::CrossAttentionKV)
+    torch::Tensor pooled, time_ids;
+    UNetConditioning unet;  // the IP-Adapter's; the active ControlNets add their residuals per step
+    std::vector<ActiveControl> controls;
+    bool guided = false;
+  };
+  // Deep cache (BatchRequest::deep_cache): the deeper levels' output of the last full pass.
+  struct DeepCache {
+    int every = 0;
+    torch::Tensor features;
+  };
+  // The UNet's noise prediction at `step` of `steps`, guided by `cfg` when `c` holds both halves.
+  torch::Tensor GuidedEpsilon(const torch::Tensor& x, double t, const BatchConditioning& c, double cfg, int step,
+                              int steps, DeepCache& deep);
+  // context/pooled: the prompt embeddings of the rows (both halves when `guided`).
+  absl::StatusOr<BatchConditioning> Condition(const BatchRequest& request, const std::vector<ControlNet>& nets,
+                                             const torch::Tensor& context, const torch::Tensor& pooled, bool guided);
   // The summed, scaled residuals of the ControlNets active at `step` of `steps`, into `out`.
   void AddControlResiduals(const std::vector<ActiveControl>& controls, const torch::Tensor& input,
                            const torch::Tensor& timestep, const torch::Tensor& pooled, const torch::Tensor& time_ids,
                            int step, int steps, UNetConditioning& out);
-  // The batch's control images per ControlNet, on the device, duplicated for CFG.
+  // The batch's control images per ControlNet, embedded on the device, duplicated for CFG.
   std::vector<ActiveControl> PrepareControls(const BatchRequest& request, const std::vector<ControlNet>& nets,
                                              const torch::Tensor& context, bool guided);
   torch::Tensor Decode(const torch::Tensor& latents);

@@ -95,9 +95,19 @@ torch::Tensor UNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor
   const int64_t batch = sample.size(0);
   const torch::Tensor emb = embedding_(timestep, text_embeds, time_ids, batch, dtype);
   std::vector<torch::Tensor> skips;
-  torch::Tensor x = down_(conv_in_(sample), emb, context, skips);
-  AddControlResiduals(skips, x, conditioning);
-  for (auto& level : up_) {
+  torch::Tensor x;
+  size_t first_up = 0;
+  if (conditioning.reuse_deep.defined()) {
+    down_.FirstLevel(conv_in_(sample), emb, context, skips);
+    x = conditioning.reuse_deep;
+    first_up = up_.size() - 1;
+  } else {
+    x = down_(conv_in_(sample), emb, context, skips);
+    AddControlResiduals(skips, x, conditioning);
+  }
+  for (size_t i = first_up; i < up_.size(); ++i) {
+    auto& level = up_[i];
+    if (i + 1 == up_.size() && conditioning.keep_deep) *conditioning.keep_deep = x;
     for (size_t j = 0; j < level->resnets.size(); ++j) {
       x = torch::cat({x, skips.back()}, 1);
       skips.pop_back();

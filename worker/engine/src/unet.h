@@ -29,6 +29,11 @@ struct UNetConditioning {
   // cross-attention adds ip_scale * attention to the image tokens to its text attention.
   torch::Tensor ip_kv;
   torch::Tensor ip_scale;
+  // Deep cache (BatchRequest::deep_cache): a full pass stores the last up level's input in
+  // *keep_deep; with reuse_deep set, only conv_in, the first down level and the last up
+  // level run, from that input (no ControlNet residuals then).
+  torch::Tensor* keep_deep = nullptr;
+  torch::Tensor reuse_deep;
 };
 
 class UNetImpl : public torch::nn::Module {

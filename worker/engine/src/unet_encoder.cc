@@ -89,6 +89,17 @@ torch::Tensor UNetDownPath::operator()(torch::Tensor x, const torch::Tensor& emb
   return mid->resnets[1]->forward(x, emb);
 }
 
+void UNetDownPath::FirstLevel(torch::Tensor x, const torch::Tensor& emb, const CrossContext& context,
+                              std::vector<torch::Tensor>& skips) {
+  skips.push_back(x);
+  const UNetLevel& level = *down.front();
+  for (size_t j = 0; j < level.resnets.size(); ++j) {
+    x = level.resnets[j]->forward(x, emb);
+    if (!level.attentions.empty()) x = level.attentions[j]->forward(x, context);
+    skips.push_back(x);
+  }
+}
+
 void CollectAttentionBlocks(torch::nn::Module& model, std::vector<AttentionBlock*>& self_attention,
                             std::vector<AttentionBlock*>& cross_attention) {
   for (const auto& module : model.modules(/*include_self=*/false)) {

@@ -59,6 +59,10 @@ struct UNetDownPath {
   // returns the mid block's output.
   torch::Tensor operator()(torch::Tensor x, const torch::Tensor& emb, const CrossContext& context,
                            std::vector<torch::Tensor>& skips);
+  // Only the skips the UNet's last up level reads: x, then the first level's resnet/attention
+  // outputs (deep cache's shallow pass).
+  void FirstLevel(torch::Tensor x, const torch::Tensor& emb, const CrossContext& context,
+                  std::vector<torch::Tensor>& skips);
 
   std::vector<std::shared_ptr<UNetLevel>> down;
   std::shared_ptr<UNetLevel> mid;

@@ -159,6 +159,15 @@ struct BatchRequest {
   // Conditioning shared by the batch; each image brings its own control and reference images.
   std::vector<ControlNetSpec> controlnets;
   std::optional<IpAdapterSpec> ip_adapter;
+  // Opt-in speed-ups that change pixels (off by default; docs/performance.md gives their
+  // cost). Guidance interval: CFG only at step i of N while guidance_start <= i/N and
+  // (i+1)/N <= guidance_end (a ControlNet's window); the other steps run the UNet on the
+  // prompt alone, half the work. Deep cache N >= 2: a full UNet pass every N steps; the
+  // steps between run only its full-resolution levels and reuse the deeper levels' output
+  // of the last full pass (not with ControlNets). 0 or 1: off.
+  double guidance_start = 0.0;
+  double guidance_end = 1.0;
+  int deep_cache = 0;
 };
 
 // An 8-bit RGB image, rows top to bottom, plus the same pixels as floats in [0,1]
@@ -189,7 +198,7 @@ struct MemoryStats {
   uint64_t weights_bytes = 0;         // resident model weights
   uint64_t peak_allocated_bytes = 0;  // since the last ResetPeak
   uint64_t peak_reserved_bytes = 0;
-  uint64_t lora_bytes = 0;            // host memory: cached LoRA files and the originals of merged layers
+  uint64_t lora_bytes = 0;            // cached LoRA files (host) and the merged layers' originals (host or device)
 };
 
 struct DeviceInfo {
