@@ -5,7 +5,7 @@
 # with the benchmark in the same run; "controls-bench" and "service-controls" do the same with
 # ControlNets and IP-Adapter Plus (random full-size files written to $CONTROLS, 5 GB, never to
 # $OUT). Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|service|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|speedups|decode|service|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -88,6 +88,21 @@ for stage in "${@:-golden bench}"; do
       echo "== 4-step CFG-1 Euler trailing, rank-64 LoRA merged, 1024x1024"
       $BIN/engine/bench/spriteforge-bench --dtypes fp16,fp8 --batches 8,16 --steps 4 --cfg 1 --schedule trailing \
         --lora-rank 64 --runs 2 --json "$OUT/bench-fewstep.json" 2>&1 | grep -v warning | tee "$OUT/bench-fewstep.txt" ;;
+    speedups)
+      # The opt-in speed-ups that change pixels, against the exact path in the same process:
+      # CFG only on the first half of the steps, deep cache every 3 steps, both; each row
+      # with its time per image and its pixel difference from the exact path's images.
+      echo "== guidance interval and deep cache vs exact, ${SPEEDUP_DTYPES:-fp16,fp8}, batch 8, 1024x1024, 30 steps, CFG 5"
+      $BIN/engine/bench/spriteforge-bench --dtypes "${SPEEDUP_DTYPES:-fp16,fp8}" --batches 8 --runs 1 --speedups \
+        --json "$OUT/bench-speedups.json" 2>&1 | grep -v warning | tee "$OUT/bench-speedups.txt" ;;
+    decode)
+      # Few-step generation decodes a large share of its time: one image per VAE call
+      # (the default) against as many as memory allows.
+      for d in 1 0; do
+        echo "== 4-step CFG-1, fp16, batch 16, decode batch $d (0: as memory allows)"
+        $BIN/engine/bench/spriteforge-bench --dtypes fp16 --batches 16 --steps 4 --cfg 1 --schedule trailing --runs 1 \
+          --decode-batch $d --json "$OUT/bench-decode-$d.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-decode.txt"
+      done ;;
     service)
       # One coordinator, one worker per visible GPU; fp16 and fp8; the benchmark at batch 8.
       gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | awk '{print tolower($NF)}')
