@@ -1,10 +1,5 @@
 #include "worker/health_endpoint.h"
 
-#include <unistd.h>
-
-#include <cstdio>
-#include <fstream>
-
 #include <httplib.h>
 
 #include "absl/strings/numbers.h"
@@ -33,13 +28,6 @@ absl::Status Readiness(const WorkerStatus& status) {
   if (!status.model_loaded) return absl::UnavailableError("loading the model");
   if (!status.connected) return absl::UnavailableError("not connected to a coordinator");
   return absl::OkStatus();
-}
-
-uint64_t ProcessResidentBytes() {
-  std::ifstream statm("/proc/self/statm");
-  uint64_t size_pages = 0, resident_pages = 0;
-  if (!(statm >> size_pages >> resident_pages)) return 0;
-  return resident_pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
 namespace {
@@ -75,11 +63,15 @@ std::string WorkerMetricsText(const WorkerStatus& status, const std::string& wor
         seconds > 1 ? status.images / seconds : 0);
   // The process's own memory, then the device's as the engine sees it. On unified memory
   // (device="...",unified="1") the device's free memory is the machine's available memory,
-  // shared with every other process: the worker's own part is its resident memory.
+  // shared with every other process: the worker's own part is its resident memory plus the
+  // device memory its allocator holds (driver memory, outside the resident set).
   Gauge(&out, "spriteforge_worker_process_resident_bytes", "Resident memory of this worker process", w,
         static_cast<double>(resident_bytes));
   const std::string d = absl::StrCat(w, ",device=\"", device.name, "\",unified=\"", device.unified_memory ? 1 : 0,
                                      "\"");
+  Gauge(&out, "spriteforge_worker_device_reserved_bytes",
+        "Device memory the engine's allocator holds now (0 on the CPU, where it is resident memory)", d,
+        static_cast<double>(memory.reserved_bytes));
   Gauge(&out, "spriteforge_worker_weights_bytes", "Model weights the engine holds", d,
         static_cast<double>(memory.weights_bytes));
   Gauge(&out, "spriteforge_worker_device_peak_allocated_bytes", "Peak device allocation since the last batch began",

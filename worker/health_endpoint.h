@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "spriteforge/engine/engine.h"
 #include "spriteforge/v1/spriteforge.pb.h"
+#include "worker/memory_report.h"  // ProcessResidentBytes
 
 namespace httplib {
 class Server;
@@ -36,9 +37,6 @@ void CountDelivered(const v1::BatchResultMsg& result, WorkerStatus* status);
 
 // Ready, or why not: "loading the model", "not connected to a coordinator".
 absl::Status Readiness(const WorkerStatus& status);
-
-// This process's resident memory, from /proc/self/statm (0 where unreadable).
-uint64_t ProcessResidentBytes();
 
 // The engine as /metrics shows it; empty until the model is loaded.
 struct EngineView {

@@ -524,6 +524,8 @@ v1::ListWorkersResponse Coordinator::ListWorkers() {
     v->set_free_bytes(w.memory.free_bytes());
     v->set_budget_bytes(w.memory.budget_bytes());
     v->set_used_bytes(w.used_bytes());
+    v->set_machine_used_bytes(w.machine_used_bytes());
+    v->set_resident_bytes(w.memory.resident_bytes());
     v->set_peak_bytes(w.peak_bytes);
     for (const auto& m : r.models()) v->add_models(m);
     v->set_max_batch(r.max_batch());
@@ -555,8 +557,16 @@ GaugeSnapshot Coordinator::Gauges(Locked& core) {
   }
   g.jobs_active = static_cast<int64_t>(core->jobs().active_count());
   for (const auto& [id, w] : core->workers().all()) {
-    g.workers.push_back({id, w.channel != nullptr, w.images_per_second, w.peak_bytes, w.memory.budget_bytes(),
-                         w.used_bytes(), w.images_done, w.last_seen_ms});
+    WorkerGauges& out = g.workers.emplace_back();
+    out.id = id;
+    out.connected = w.channel != nullptr;
+    out.images_per_second = w.images_per_second;
+    out.peak_bytes = w.peak_bytes;
+    out.budget_bytes = w.memory.budget_bytes();
+    out.used_bytes = w.used_bytes();
+    out.machine_used_bytes = w.machine_used_bytes();
+    out.images_done = w.images_done;
+    out.last_seen_ms = w.last_seen_ms;
   }
   return g;
 }
@@ -588,6 +598,7 @@ v1::GetStatsResponse Coordinator::Stats() {
     ws->set_memory_peak_bytes(w.peak_bytes);
     ws->set_memory_budget_bytes(w.budget_bytes);
     ws->set_memory_used_bytes(w.used_bytes);
+    ws->set_memory_machine_used_bytes(w.machine_used_bytes);
   }
   return out;
 }

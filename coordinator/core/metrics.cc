@@ -38,8 +38,14 @@ const WorkerFamily kWorkerFamilies[] = {
      [](const WorkerGauges& w) { return static_cast<double>(w.peak_bytes); }},
     {"spriteforge_worker_memory_budget_bytes", "Memory the worker's engine may use.", false,
      [](const WorkerGauges& w) { return static_cast<double>(w.budget_bytes); }},
-    {"spriteforge_worker_memory_used_bytes", "Device memory in use at the last heartbeat.", false,
-     [](const WorkerGauges& w) { return static_cast<double>(w.used_bytes); }},
+    {"spriteforge_worker_memory_used_bytes",
+     "The worker's own memory at the last heartbeat: the device memory it holds; on unified memory and CPUs its "
+     "resident memory plus that.",
+     false, [](const WorkerGauges& w) { return static_cast<double>(w.used_bytes); }},
+    {"spriteforge_worker_memory_machine_used_bytes",
+     "Memory in use by every process on the worker's device at the last heartbeat (total less free; the "
+     "machine's RAM on unified memory and CPUs).",
+     false, [](const WorkerGauges& w) { return static_cast<double>(w.machine_used_bytes); }},
 };
 
 // The workers that get series: the connected, then the most recently seen disconnected.

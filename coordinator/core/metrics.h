@@ -24,7 +24,8 @@ struct WorkerGauges {
   double images_per_second = 0;
   uint64_t peak_bytes = 0;
   uint64_t budget_bytes = 0;
-  uint64_t used_bytes = 0;
+  uint64_t used_bytes = 0;          // the worker's own
+  uint64_t machine_used_bytes = 0;  // every process's on its device (the machine's RAM on unified memory)
   int64_t images_done = 0;
   int64_t last_seen_ms = 0;  // of the disconnected, the most recently seen keep their series
 };

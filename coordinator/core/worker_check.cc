@@ -16,7 +16,8 @@ absl::Status CheckMemory(const v1::MemoryReport& m, const std::string& where, co
   const std::pair<const char*, uint64_t> fields[] = {
       {"total_bytes", m.total_bytes()},       {"free_bytes", m.free_bytes()},
       {"budget_bytes", m.budget_bytes()},     {"weights_bytes", m.weights_bytes()},
-      {"peak_allocated_bytes", m.peak_allocated_bytes()}, {"peak_reserved_bytes", m.peak_reserved_bytes()}};
+      {"peak_allocated_bytes", m.peak_allocated_bytes()}, {"peak_reserved_bytes", m.peak_reserved_bytes()},
+      {"process_bytes", m.process_bytes()},   {"resident_bytes", m.resident_bytes()}};
   for (const auto& [name, value] : fields) {
     if (value > lim.max_memory_bytes) {
       return Bad(absl::StrCat(where, ".", name), absl::StrCat(value, " is more than ", lim.max_memory_bytes));

@@ -36,7 +36,7 @@ struct WorkerState {
   std::string credential;  // its token, certificate or host (Gatekeeper::AdmitWorker); may be empty
   std::shared_ptr<WorkerChannel> channel;  // null while disconnected
   v1::Register registration;
-  v1::MemoryReport memory;  // last heartbeat
+  v1::MemoryReport memory;  // the last heartbeat's (the registration's until one comes)
   std::unique_ptr<MemoryModel> model;
   int64_t last_seen_ms = 0;
   int64_t last_progress_ms = 0;  // real progress on a batch it holds: a new step, a render, a result
@@ -47,7 +47,13 @@ struct WorkerState {
   uint64_t peak_bytes = 0;
 
   uint64_t budget_bytes() const { return memory.budget_bytes() ? memory.budget_bytes() : registration.memory().budget_bytes(); }
+  // The worker's own memory (MemoryReport.process_bytes); from a worker that predates the
+  // field (neither it nor resident_bytes set), the machine's.
   uint64_t used_bytes() const {
+    return memory.process_bytes() || memory.resident_bytes() ? memory.process_bytes() : machine_used_bytes();
+  }
+  // Every process's use of the worker's device (on unified memory and CPUs, of the machine's RAM).
+  uint64_t machine_used_bytes() const {
     return memory.total_bytes() > memory.free_bytes() ? memory.total_bytes() - memory.free_bytes() : 0;
   }
 };

@@ -85,8 +85,16 @@ export function renderWorkers(tbody, workers) {
   tbody.replaceChildren(...workers.map((w) => {
     const total = Number(w.total_bytes) || 0;
     const of = (bytes) => (total ? Number(bytes) / total : 0);
+    // used_bytes is the worker's own; machine_used_bytes every process's on its device (the
+    // machine's RAM on unified memory and CPUs, where the worker's resident memory counts in both).
+    const hostMemory = w.unified_memory || w.device_name === 'cpu';
+    const used = bar(of(w.used_bytes), 'used',
+      `worker ${formatBytes(w.used_bytes)} · machine ${formatBytes(w.machine_used_bytes)}`);
+    used.title = `worker ${formatBytes(w.used_bytes)}: its own ` +
+      (hostMemory ? 'resident memory and device allocations' : `device memory (host RAM ${formatBytes(w.resident_bytes)})`) +
+      `; machine ${formatBytes(w.machine_used_bytes)}: every process's ` + (hostMemory ? 'RAM' : 'device memory');
     const memory = el('td', { class: 'memory' },
-      bar(of(w.used_bytes), 'used', `used ${formatBytes(w.used_bytes)}`),
+      used,
       bar(of(w.peak_bytes), 'peak', `peak ${formatBytes(w.peak_bytes)}`),
       bar(of(w.budget_bytes), 'budget', `budget ${formatBytes(w.budget_bytes)} of ${formatBytes(total)}`));
     return el('tr', { class: w.connected ? '' : 'disconnected', 'data-worker': w.id },

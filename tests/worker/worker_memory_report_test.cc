@@ -1,6 +1,7 @@
-// The memory budget a worker reports: free memory plus its own weights, less the reserve it
-// keeps for the rest of the machine. On unified memory (DGX Spark's GB10: CPU and GPU share
-// 128 GB) "free" is the system's available memory from /proc/meminfo, here a fake one.
+// The memory a worker reports: its budget (free memory plus its own weights, less the reserve
+// it keeps for the rest of the machine) and its own use, apart from the machine's. On unified
+// memory (DGX Spark's GB10: CPU and GPU share 128 GB) "free" is the system's available memory
+// from /proc/meminfo, here a fake one.
 #include <unistd.h>
 
 #include <filesystem>
@@ -88,6 +89,55 @@ TEST_F(UnifiedMemoryBudget, AResultCarriesTheMeasurementWithoutABudget) {
   EXPECT_EQ(measured.weights_bytes(), reported.weights_bytes());
   EXPECT_EQ(measured.peak_allocated_bytes(), reported.peak_allocated_bytes());
   EXPECT_EQ(measured.peak_reserved_bytes(), reported.peak_reserved_bytes());
+  EXPECT_EQ(MeasuredMemory(SparkStats(7 * kGiB), kGiB).process_bytes(),
+            MemoryReportOf(SparkStats(7 * kGiB), 16 * kGiB, kGiB).process_bytes());
+}
+
+// The worker's own memory: on unified memory (and CPUs) total - free is the machine's use,
+// every process's; the worker's own is its resident memory plus the device memory it
+// allocated, which the driver keeps outside the resident set.
+TEST_F(UnifiedMemoryBudget, TheWorkersOwnUseIsItsResidentMemoryPlusItsDeviceMemory) {
+  engine::MemoryStats stats = SparkStats(7 * kGiB);
+  stats.host_memory = true;
+  stats.reserved_bytes = 9 * kGiB;
+  const auto report = MemoryReportOf(stats, 16 * kGiB, 3 * kGiB);
+  EXPECT_EQ(report.process_bytes(), (3 + 9) * kGiB);
+  EXPECT_EQ(report.resident_bytes(), 3 * kGiB);
+  // A result carries the same.
+  EXPECT_EQ(MeasuredMemory(stats, 3 * kGiB).process_bytes(), (3 + 9) * kGiB);
+  EXPECT_EQ(MeasuredMemory(stats, 3 * kGiB).resident_bytes(), 3 * kGiB);
+}
+
+// On a discrete GPU total and free are the device's: the worker's own use of them is the
+// device memory its allocator holds; its host memory is reported apart.
+TEST(MemoryReportTest, OnADiscreteGpuTheWorkersOwnUseIsTheDeviceMemoryItHolds) {
+  engine::MemoryStats stats;
+  stats.total_bytes = 80 * kGiB;
+  stats.free_bytes = 50 * kGiB;
+  stats.weights_bytes = 7 * kGiB;
+  stats.reserved_bytes = 25 * kGiB;
+  const auto report = MemoryReportOf(stats, 2 * kGiB, 6 * kGiB);
+  EXPECT_EQ(report.process_bytes(), 25 * kGiB);
+  EXPECT_EQ(report.resident_bytes(), 6 * kGiB);
+  EXPECT_EQ(report.budget_bytes(), (50 + 7 - 2) * kGiB);
+}
+
+// Unless told otherwise, a report reads this process's resident memory: on the CPU, where
+// the allocator's memory is resident memory, that is all of the worker's own.
+TEST(MemoryReportTest, ReadsThisProcessesResidentMemory) {
+  const uint64_t before = ProcessResidentBytes();
+  ASSERT_GT(before, 0u);
+  engine::MemoryStats cpu;
+  cpu.host_memory = true;
+  cpu.total_bytes = 64 * kGiB;
+  cpu.free_bytes = 32 * kGiB;
+  const auto report = MemoryReportOf(cpu, 0);
+  EXPECT_GT(report.resident_bytes(), 0u);
+  EXPECT_EQ(report.process_bytes(), report.resident_bytes());
+  // Resident memory moves a little between reads; the same order of size.
+  EXPECT_GT(report.resident_bytes(), before / 2);
+  EXPECT_LT(report.resident_bytes(), before * 2);
+  EXPECT_GT(MeasuredMemory(cpu).process_bytes(), 0u);
 }
 
 // Not memory, but the other thing a worker tells the coordinator about itself at every

@@ -82,7 +82,8 @@ class BrowserTest(unittest.TestCase):
         browser.wait_for(f"{row}.textContent.includes('24/24') && {row}.textContent.includes('done')",
                          what="the job row to show 24/24 done")
         memory = browser.evaluate("document.querySelector('#workers tr[data-worker=\"cpu-0\"] td.memory').textContent")
-        self.assertRegex(memory, r"used [1-9][0-9.]* (kB|MB|GB)")
+        # The worker's own memory, then every process's on the machine.
+        self.assertRegex(memory, r"worker [1-9][0-9.]* (kB|MB|GB) · machine [1-9][0-9.]* (kB|MB|GB)")
         self.assertRegex(memory, r"budget [1-9][0-9.]* (MB|GB) of [1-9][0-9.]* (MB|GB)")
         self.assertRegex(browser.evaluate("document.querySelector('#summary').textContent"), "1 worker")
 

@@ -185,6 +185,10 @@ class OpenApiTest(unittest.TestCase):
         workers = self.call("GET", "/v1/workers")["workers"]
         self.assertEqual(workers[0]["models"], ["tiny-sdxl"])
         self.assertGreater(int(workers[0]["total_bytes"]), 0)
+        # A CPU worker's own memory is its resident memory; the machine's is reported beside it.
+        self.assertGreater(int(workers[0]["resident_bytes"]), 0)
+        self.assertEqual(workers[0]["used_bytes"], workers[0]["resident_bytes"])
+        self.assertGreater(int(workers[0]["machine_used_bytes"]), 0)
         self.assertIn(b"<title>spriteforge</title>", self.call("GET", "/"))
         self.assertIn(b"spriteforge_images_total", self.call("GET", "/metrics"))
         self.assertEqual(self.call("GET", "/healthz"), b"ok\n")

@@ -70,6 +70,35 @@ TEST_F(CoordinatorTest, AResultThatIsNotAPngFailsAsInvalidResultAndRetries) {
   EXPECT_EQ(Job(job).items(0).failure(), v1::FAILURE_INVALID_RESULT);
 }
 
+// A heartbeat's memory as the views show it: "used" the worker's own, the machine's beside
+// it, in the workers list, the stats and /metrics alike.
+TEST_F(CoordinatorTest, WorkerViewsShowTheWorkersOwnMemoryAndTheMachinesApart) {
+  auto w = Connect("spark", 1);
+  v1::WorkerMessage beat;
+  v1::MemoryReport& m = *beat.mutable_heartbeat()->mutable_memory();
+  m.set_total_bytes(128'000'000'000ull);
+  m.set_free_bytes(40'000'000'000ull);
+  m.set_budget_bytes(30'000'000'000ull);
+  m.set_process_bytes(30'000'000'000ull);
+  m.set_resident_bytes(20'000'000'000ull);
+  core_->OnMessage(w.get(), beat);
+  const v1::ListWorkersResponse listed = core_->ListWorkers();
+  ASSERT_EQ(listed.workers_size(), 1);
+  EXPECT_EQ(listed.workers(0).used_bytes(), 30'000'000'000ull);
+  EXPECT_EQ(listed.workers(0).machine_used_bytes(), 88'000'000'000ull);
+  EXPECT_EQ(listed.workers(0).resident_bytes(), 20'000'000'000ull);
+  const v1::GetStatsResponse stats = core_->Stats();
+  ASSERT_EQ(stats.workers_size(), 1);
+  EXPECT_EQ(stats.workers(0).memory_used_bytes(), 30'000'000'000ull);
+  EXPECT_EQ(stats.workers(0).memory_machine_used_bytes(), 88'000'000'000ull);
+  const std::string text = core_->MetricsText();
+  EXPECT_NE(text.find("spriteforge_worker_memory_used_bytes{worker=\"spark\"} 30000000000\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("spriteforge_worker_memory_machine_used_bytes{worker=\"spark\"} 88000000000\n"),
+            std::string::npos)
+      << text;
+}
+
 TEST_F(CoordinatorTest, AWorkerDisconnectedLongerThanTheRetentionIsForgottenHereAndInTheStore) {
   CoordinatorOptions options;
   options.worker_retention_ms = 1;

@@ -30,6 +30,7 @@ GaugeSnapshot Busy() {
   w.peak_bytes = 22536000000;  // needs more than 6 significant digits
   w.budget_bytes = 119ull << 30;
   w.used_bytes = 1234567891;
+  w.machine_used_bytes = 98765432109;
   w.images_done = 24;
   g.workers.push_back(w);
   return g;
@@ -68,6 +69,9 @@ TEST(MetricsTest, ValuesKeepEveryDigitAndWorkerCountersAreCounters) {
   EXPECT_NE(text.find("spriteforge_worker_memory_peak_bytes{worker=\"spark-1\"} 22536000000\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("spriteforge_worker_memory_used_bytes{worker=\"spark-1\"} 1234567891\n"), std::string::npos);
+  EXPECT_NE(text.find("spriteforge_worker_memory_machine_used_bytes{worker=\"spark-1\"} 98765432109\n"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("# TYPE spriteforge_worker_images_total counter"), std::string::npos);
   EXPECT_NE(text.find("spriteforge_worker_images_total{worker=\"spark-1\"} 24\n"), std::string::npos);
   EXPECT_NE(text.find("spriteforge_images_total 24\n"), std::string::npos);
@@ -76,6 +80,17 @@ TEST(MetricsTest, ValuesKeepEveryDigitAndWorkerCountersAreCounters) {
   EXPECT_NE(text.find("spriteforge_queue_depth 3\n"), std::string::npos);
   EXPECT_NE(text.find("spriteforge_batch_size_bucket{le=\"4\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("spriteforge_step_seconds_count 1\n"), std::string::npos);
+}
+
+// "used" is the worker's own memory and says so; the machine's is its own series.
+TEST(MetricsTest, UsedMemoryIsTheWorkersOwnAndTheMachinesHasItsOwnSeries) {
+  const std::string text = Filled();
+  EXPECT_NE(text.find("# HELP spriteforge_worker_memory_used_bytes The worker's own memory"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("# HELP spriteforge_worker_memory_machine_used_bytes Memory in use by every process"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("# TYPE spriteforge_worker_memory_machine_used_bytes gauge"), std::string::npos);
 }
 
 TEST(MetricsTest, DisconnectedWorkersKeepSeriesOnlyForTheMostRecentlySeen) {

@@ -148,5 +148,36 @@ TEST(WorkerRegistryTest, RateFollowsResultsAndPeakIsKept) {
   EXPECT_EQ(w.peak_bytes, 3'000'000'000ull);
 }
 
+// On a Spark the device's memory is the machine's: total less free is every process's use.
+// What the worker reports as its own is what it uses; the machine's stays beside it.
+TEST(WorkerRegistryTest, UsedMemoryIsTheWorkersOwnAndTheMachinesIsKeptApart) {
+  WorkerRegistry registry(Rules());
+  v1::Register reg = Registration("m");
+  v1::MemoryReport& m = *reg.mutable_memory();
+  m.set_total_bytes(128'000'000'000ull);
+  m.set_free_bytes(40'000'000'000ull);
+  m.set_process_bytes(30'000'000'000ull);
+  m.set_resident_bytes(20'000'000'000ull);
+  WorkerState& w = **registry.Register(std::make_shared<NullChannel>(), reg, "w1", 0);
+  EXPECT_EQ(w.used_bytes(), 30'000'000'000ull);
+  EXPECT_EQ(w.machine_used_bytes(), 88'000'000'000ull);
+}
+
+// A worker that predates process_bytes sends neither it nor resident_bytes: "used" is then
+// all it can be, the machine's. A worker that holds no device memory yet (0, with its
+// resident memory set) uses none of the device.
+TEST(WorkerRegistryTest, UsedMemoryOfAWorkerThatDoesNotReportItsOwnIsTheMachines) {
+  WorkerRegistry registry(Rules());
+  v1::Register reg = Registration("m");
+  reg.mutable_memory()->set_total_bytes(80'000'000'000ull);
+  reg.mutable_memory()->set_free_bytes(60'000'000'000ull);
+  WorkerState& w = **registry.Register(std::make_shared<NullChannel>(), reg, "old", 0);
+  EXPECT_EQ(w.used_bytes(), 20'000'000'000ull);
+  EXPECT_EQ(w.machine_used_bytes(), 20'000'000'000ull);
+  w.memory.set_resident_bytes(3'000'000'000ull);
+  EXPECT_EQ(w.used_bytes(), 0u);
+  EXPECT_EQ(w.machine_used_bytes(), 20'000'000'000ull);
+}
+
 }  // namespace
 }  // namespace spriteforge::coordinator

@@ -71,6 +71,7 @@ MemoryStats QueryMemory(const torch::Device& device) {
   if (!device.is_cuda()) {
     m.total_bytes = SystemTotal();
     m.free_bytes = SystemAvailable();
+    m.host_memory = true;
     m.peak_allocated_bytes = m.peak_reserved_bytes = PeakRss();
     return m;
   }
@@ -84,7 +85,9 @@ MemoryStats QueryMemory(const torch::Device& device) {
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, index);
   if (prop.integrated) m.free_bytes = SystemAvailable();  // unified memory: the system's view counts
+  m.host_memory = prop.integrated != 0;
   auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+  m.reserved_bytes = stats.reserved_bytes[0].current;
   m.peak_allocated_bytes = stats.allocated_bytes[0].peak;
   m.peak_reserved_bytes = stats.reserved_bytes[0].peak;
 #endif

@@ -199,6 +199,8 @@ struct MemoryStats {
   uint64_t peak_allocated_bytes = 0;  // since the last ResetPeak
   uint64_t peak_reserved_bytes = 0;
   uint64_t lora_bytes = 0;            // cached LoRA files (host) and the merged layers' originals (host or device)
+  uint64_t reserved_bytes = 0;        // device memory the allocator holds now (0 on the CPU)
+  bool host_memory = false;           // total and free are the machine's RAM (the CPU, unified memory)
 };
 
 struct DeviceInfo {
