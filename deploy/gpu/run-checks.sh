@@ -5,7 +5,7 @@
 # with the benchmark in the same run; "controls-bench" and "service-controls" do the same with
 # ControlNets and IP-Adapter Plus (random full-size files written to $CONTROLS, 5 GB, never to
 # $OUT). Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|speedups|decode|service|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|speedups|decode|service|service-speedups|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -111,6 +111,15 @@ for stage in "${@:-golden bench}"; do
       echo "== service on $name: ${SERVICE_JOBS:-64}-image jobs, 1024x1024, 30 steps, CFG 6, Euler"
       python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$name-service.json" \
         --dtypes "${SERVICE_DTYPES:-fp16,fp8}" --jobs "${SERVICE_JOBS:-64}" 2>&1 | tee "$OUT/service.txt" ;;
+    service-speedups)
+      # The service with each opt-in speed-up against the benchmark with the same one.
+      gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | awk '{print tolower($NF)}')
+      for speedup in ${SERVICE_SPEEDUPS:-interval deep-cache}; do
+        echo "== service on $gpu with $speedup: ${SERVICE_JOBS:-64}-image jobs, 1024x1024, 30 steps, CFG 6"
+        python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$gpu-service-$speedup.json" \
+          --dtypes "${SERVICE_DTYPES:-fp16}" --jobs "${SERVICE_JOBS:-64}" --speedup $speedup \
+          --work /tmp/spriteforge-service-$speedup 2>&1 | tee -a "$OUT/service-speedups.txt"
+      done ;;
     controls-bench)
       # Per dtype in one process: no controls first, then the full ControlNet, the small one,
       # IP-Adapter Plus, and the full ControlNet with IP-Adapter Plus (service-controls' jobs);

@@ -33,6 +33,14 @@ import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOB_SIZE, JOB_STEPS = 1024, 30  # every job's image size and steps (a CPU smoke run sets smaller)
+# --speedup: the manifest defaults and spriteforge-bench flags of each opt-in speed-up.
+SPEEDUPS = {
+    "interval": (" guidance_interval: {start: 0.0, end: 0.5},", ["--guidance-interval", "0,0.5"]),
+    "deep-cache": (" deep_cache: 3,", ["--deep-cache", "3"]),
+    "both": (" guidance_interval: {start: 0.0, end: 0.5}, deep_cache: 3,",
+             ["--guidance-interval", "0,0.5", "--deep-cache", "3"]),
+}
+SPEEDUP = None  # the one chosen, or None for the exact path
 
 
 def log(msg):
@@ -91,7 +99,7 @@ class Service:
         with open(manifest, "w") as f:
             f.write(f"name: {name}\nmodel: sdxl-base\n"
                     f"defaults: {{width: {JOB_SIZE}, height: {JOB_SIZE}, steps: {JOB_STEPS}, cfg: 6.0, sampler: euler,"
-                    " schedule: normal,"
+                    " schedule: normal," + (SPEEDUPS[SPEEDUP][0] if SPEEDUP else "") +
                     " negative: \"blurry, photo, text\"}\n")
             if controls:
                 f.write(pose_identity_items(self.work, images, batch_seed))
@@ -210,11 +218,13 @@ def expected_gpus():
 def bench(build, dtype, batch, logdir, controls=None):
     """spriteforge-bench at the jobs' settings (CFG 6, Euler, 30 steps, 1024x1024; with
     controls the full ControlNet and IP-Adapter Plus, one reference picture per image)."""
-    tag = f"{dtype}-controls" if controls else dtype
+    tag = (f"{dtype}-controls" if controls else dtype) + (f"-{SPEEDUP}" if SPEEDUP else "")
     out = os.path.join(logdir, f"bench-service-{tag}.json")
     extra = [] if not controls else [
         "--controlnet", f"{controls}/controlnet/{CONTROLNET}", "--ip-adapter",
         f"{controls}/ip-adapter/{IP_ADAPTER}.safetensors", "--image-encoder", f"{controls}/ip-adapter/image_encoder"]
+    if SPEEDUP:
+        extra += SPEEDUPS[SPEEDUP][1]
     with open(f"{logdir}/bench-service-{tag}.txt", "w") as f:
         subprocess.run([f"{build}/worker/engine/bench/spriteforge-bench", "--dtypes", dtype, "--batches", str(batch),
                         "--runs", "1", "--cfg", "6", "--json", out, *extra], stdout=f, stderr=subprocess.STDOUT, check=True)
@@ -238,13 +248,19 @@ def main():
     ap.add_argument("--work", default="/tmp/spriteforge-service")
     ap.add_argument("--baseline", help="an earlier report (e.g. one GPU) to compute the speed-up against")
     ap.add_argument("--controls", help="a folder of random ControlNets and IP-Adapters: pose x identity jobs")
+    ap.add_argument("--speedup", choices=["interval", "deep-cache", "both"],
+                    help="jobs and benchmark with an opt-in speed-up: CFG on the first half of the steps, "
+                         "deep cache every 3 steps, or both")
     a = ap.parse_args()
+    global SPEEDUP
+    SPEEDUP = a.speedup
     logdir = os.path.dirname(os.path.abspath(a.out))
     if a.controls:
         a.controls = os.path.abspath(a.controls)
         write_controls(a.build, a.controls)
     svc = Service(a.build, a.work, logdir)
     report = {"machine": {}, "commit": os.environ.get("SPRITEFORGE_COMMIT", "unknown"), "runs": [],
+              "speedup": a.speedup,
               "controls": None if not a.controls else {
                   "controlnet": CONTROLNET, "ip_adapter": IP_ADAPTER, "poses": "builtin:walk-8dir",
                   "references_per_image": 1}}

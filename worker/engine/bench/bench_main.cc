@@ -25,7 +25,8 @@
 // --speedups measures, in this order, the exact path, CFG only inside --guidance-interval
 // (default 0,0.5), deep cache every --deep-cache steps (default 3) and both, each with its
 // time per image and its largest and mean pixel difference (0..255) against the exact
-// path's images of the same seeds.
+// path's images of the same seeds. Without --speedups, --guidance-interval and --deep-cache
+// apply to every batch measured.
 // --compare also runs the baseline (fp32, NCHW, no CUDA graphs, no cuDNN autotuning) in
 // the same process, so the two paths are measured on the same card minutes apart.
 // Timings come from the engine (device-synchronised at phase boundaries); each
@@ -93,6 +94,7 @@ struct Args {
   bool speedups = false;
   double guidance_start = 0, guidance_end = 0.5;
   int deep_cache = 3;
+  bool guidance_given = false, deep_cache_given = false;  // without --speedups: applied to every batch
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -138,12 +140,13 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--image-encoder") a.image_encoder = v;
     else if (flag == "--controls-set") a.controls_set = v;
     else if (flag == "--write-controls") a.write_controls = v;
-    else if (flag == "--deep-cache") a.deep_cache = ToInt(flag, v);
+    else if (flag == "--deep-cache") a.deep_cache = ToInt(flag, v), a.deep_cache_given = true;
     else if (flag == "--guidance-interval") {
       std::vector<std::string> parts = absl::StrSplit(v, ',');
       if (parts.size() != 2 || !absl::SimpleAtod(parts[0], &a.guidance_start) || !absl::SimpleAtod(parts[1], &a.guidance_end)) {
         Die("--guidance-interval: expected START,END (shares of the steps), got '" + v + "'");
       }
+      a.guidance_given = true;
     }
     else Die("unknown flag " + flag);
   }
@@ -176,6 +179,8 @@ std::vector<Controls> ControlsVariants(const Args& a) {
     only.controlnets = a.controlnets;
     if (!a.ip_adapter.empty()) only.ip_adapter = sf::IpAdapterSpec{a.ip_adapter, a.image_encoder, 0.6};
     if (!only.controlnets.empty() || only.ip_adapter) only.name = "controls";
+    if (a.guidance_given) only.guidance_start = a.guidance_start, only.guidance_end = a.guidance_end;
+    if (a.deep_cache_given) only.deep_cache = a.deep_cache;
     return {only};
   }
   const std::string nets = absl::StrCat(a.controls_set, "/", bench::kControlNetDir, "/");
