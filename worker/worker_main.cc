@@ -11,7 +11,10 @@
 // --lora-dir: the folder of .safetensors LoRAs manifests may name (`lora: [{name: NAME}]`
 // loads NAME.safetensors), like ComfyUI's models/loras. LoRAs and start images a client
 // uploaded are fetched from the coordinator once into --cache-dir (default: a new folder
-// under the system's temporary folder) and reused from there.
+// under the system's temporary folder) and reused from there. The worker tells the
+// coordinator the SHA-256 of every file of its folders; it reads them on a thread of its own
+// while the model loads, and remembers them in --cache-dir/file-hashes.tsv (by path, size
+// and modification time), so a later start with the same --cache-dir reads none again.
 //
 // --tls-ca: the coordinator serves TLS with a certificate from this CA; --tls-cert/--tls-key:
 // this worker's client certificate, for coordinators that require one (--tls-client-ca).
@@ -323,9 +326,32 @@ int Run(WorkerOptions options) {
   std::unique_ptr<se::Engine> engine;
   std::unique_ptr<sw::HealthEndpoint> health;
   if (MaybeFailure failed = StartHealthEndpoint(options, engine, &health)) return Fail(*failed);
+  // The folders' files are hashed while the model loads (remembered ones are not read again);
+  // the first registration waits for the rest.
+  sw::FileHashes file_hashes(sw::FileHashesPath(options.cache_dir));
+  std::thread hashing([&file_hashes, dirs = std::vector<std::string>{options.lora_dir, options.controlnet_dir,
+                                                                      options.ip_adapter_dir}] {
+    const auto start = std::chrono::steady_clock::now();
+    sw::HashModelFolders(dirs, &file_hashes);
+    if (file_hashes.hashed() > 0) {
+      spdlog::info("hashed {} model files in {:.1f} s", file_hashes.hashed(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  });
+  // A start that fails meanwhile waits for the file being read at most.
+  struct Joined {
+    std::thread& t;
+    sw::FileHashes& hashes;
+    ~Joined() {
+      hashes.StopReading();
+      if (t.joinable()) t.join();
+    }
+  } joined{hashing, file_hashes};
   if (MaybeFailure failed = LoadEngine(options.load, &engine)) return Fail(*failed);
   sw::WorkerIdentity identity = IdentityOf(options);
+  identity.file_hashes = &file_hashes;
   if (MaybeFailure failed = Calibrate(engine.get(), options.calibrate, &identity.calibrations)) return Fail(*failed);
+  hashing.join();
   g_status.model_loaded = true;
   if (MaybeFailure failed = Serve(engine.get(), identity, addresses, options.security)) return Fail(*failed);
   spdlog::info("worker stopped");

@@ -2,7 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/ascii.h"
@@ -53,38 +52,6 @@ std::string DefaultWorkerId(const std::string& host, const std::string& device) 
   return id.substr(0, 128);
 }
 
-std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir) {
-  std::vector<v1::LoraFile> out;
-  if (dir.empty()) return out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (!e.is_regular_file(ec) || e.path().extension() != ".safetensors") continue;
-    v1::LoraFile f;
-    f.set_name(e.path().stem().string());
-    f.set_size_bytes(e.file_size(ec));
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
-std::vector<v1::LoraFile> ListModelFolders(const std::string& dir) {
-  std::vector<v1::LoraFile> out;
-  if (dir.empty()) return out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (!e.is_directory(ec) || !std::filesystem::is_regular_file(e.path() / "config.json", ec)) continue;
-    v1::LoraFile f;
-    f.set_name(e.path().filename().string());
-    uint64_t bytes = 0;
-    for (const auto& inner : std::filesystem::directory_iterator(e.path(), ec)) {
-      if (inner.path().extension() == ".safetensors") bytes += inner.file_size(ec);
-    }
-    f.set_size_bytes(bytes);
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
 namespace {
 
 // Rendered batches waiting for the packager before the renderer pauses: bounds host
@@ -107,14 +74,19 @@ v1::WorkerMessage WorkerSession::RegisterMessage() const {
   reg->set_prefetch(identity_.prefetch);
   reg->set_version(absl::StrCat("spriteforge ", cli::Version()));
   for (const v1::Calibration& c : identity_.calibrations) *reg->add_calibrations() = c;
-  // Listed at every connection, so files added to the folder since count in the planner.
-  for (v1::LoraFile& f : ListLoraFolder(identity_.lora_dir)) *reg->add_lora_files() = std::move(f);
+  // Listed at every connection, so files added to the folder since count in the planner;
+  // their hashes come from the worker's remembered ones (model_files.h).
+  FileHashes* hashes = identity_.file_hashes;
+  for (v1::LoraFile& f : ListLoraFolder(identity_.lora_dir, hashes)) *reg->add_lora_files() = std::move(f);
   // ControlNets: diffusers folders and single files (config.json beside them); IP-Adapters:
   // .safetensors files; image encoders: folders of --ip-adapter-dir.
-  for (v1::LoraFile& f : ListModelFolders(identity_.controlnet_dir)) *reg->add_controlnet_files() = std::move(f);
-  for (v1::LoraFile& f : ListLoraFolder(identity_.controlnet_dir)) *reg->add_controlnet_files() = std::move(f);
-  for (v1::LoraFile& f : ListLoraFolder(identity_.ip_adapter_dir)) *reg->add_ip_adapter_files() = std::move(f);
-  for (v1::LoraFile& f : ListModelFolders(identity_.ip_adapter_dir)) *reg->add_image_encoder_files() = std::move(f);
+  for (v1::LoraFile& f : ListModelFolders(identity_.controlnet_dir, hashes)) *reg->add_controlnet_files() = std::move(f);
+  for (v1::LoraFile& f : ListLoraFolder(identity_.controlnet_dir, hashes)) *reg->add_controlnet_files() = std::move(f);
+  for (v1::LoraFile& f : ListLoraFolder(identity_.ip_adapter_dir, hashes)) *reg->add_ip_adapter_files() = std::move(f);
+  for (v1::LoraFile& f : ListModelFolders(identity_.ip_adapter_dir, hashes)) *reg->add_image_encoder_files() = std::move(f);
+  if (hashes) {
+    if (auto s = hashes->Save(); !s.ok()) spdlog::warn("file hashes not remembered: {}", std::string(s.message()));
+  }
   return hello;
 }
 

@@ -24,6 +24,7 @@
 #include "worker/blob_cache.h"
 #include "worker/health_endpoint.h"
 #include "worker/memory_report.h"
+#include "worker/model_files.h"
 
 namespace spriteforge::worker {
 
@@ -41,6 +42,7 @@ struct WorkerIdentity {
   std::string cache_dir;       // uploaded files fetched from the coordinator, by hash
   uint64_t cache_max_bytes = 0;  // the cache's bound (least recently used files go); 0: none
   WorkerStatus* status = nullptr;  // counts delivered results for the health endpoint; optional
+  FileHashes* file_hashes = nullptr;  // the folders' files' SHA-256 for Register; null: none sent
 };
 
 // The id of a worker started without --worker-id: its host and device ("gpu1-cuda0",
@@ -52,12 +54,6 @@ std::string DefaultWorkerId(const std::string& host, const std::string& device);
 // Fetches an uploaded file from the coordinator's worker gateway into `dest`.
 absl::Status FetchBlob(const std::shared_ptr<grpc::Channel>& channel, const std::string& sha256,
                        const std::string& dest);
-
-// The .safetensors files of `dir`, as Register lists them (name = stem, size).
-std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir);
-// The diffusers model folders of `dir` (those with a config.json), as Register lists them
-// (name = folder, size = its .safetensors files).
-std::vector<v1::LoraFile> ListModelFolders(const std::string& dir);
 
 class WorkerSession {
  public:

@@ -266,6 +266,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::StoreJob(Manifest manifest, c
   job.postprocess = manifest.postprocess;
   job.preview_every = manifest.preview_every;
   job.owner = owner;
+  for (const ManifestEntry& entry : manifest.entries) job.prompts.push_back(entry.image.prompt());
   bool deduplicated = false;
   absl::StatusOr<JobRecord> stored;
   {
@@ -347,10 +348,28 @@ absl::StatusOr<std::string> Coordinator::JobOwner(const std::string& job_id) {
 
 absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request,
                                                            const std::optional<std::string>& owner) {
+  constexpr int kMaxLimit = 1000;
+  constexpr size_t kMaxQueryBytes = 1000;
+  if (request.limit() < 0) return absl::InvalidArgumentError("limit: must not be negative");
+  if (request.offset() < 0) return absl::InvalidArgumentError("offset: must not be negative");
+  if (request.query().size() > kMaxQueryBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("query: at most ", kMaxQueryBytes, " bytes"));
+  }
+  if (request.created_from_unix_ms() < 0 || request.created_until_unix_ms() < 0) {
+    return absl::InvalidArgumentError("created_from_unix_ms, created_until_unix_ms: must not be negative");
+  }
+  JobQuery query;
+  query.text = request.query();
+  query.created_from_ms = request.created_from_unix_ms();
+  query.created_until_ms = request.created_until_unix_ms();
+  query.owner = owner;
+  query.offset = request.offset();
+  query.limit = request.limit() > 0 ? std::min(request.limit(), kMaxLimit) : 100;
   auto core = Lock();
-  ASSIGN_OR_RETURN(auto jobs, core->store().ListJobs(request.limit() > 0 ? request.limit() : 100, owner));
+  ASSIGN_OR_RETURN(JobPage page, core->store().FindJobs(query));
   v1::ListJobsResponse response;
-  for (const JobRecord& job : jobs) *response.add_jobs() = core->jobs().Snapshot(job);
+  for (const JobRecord& job : page.jobs) *response.add_jobs() = core->jobs().Snapshot(job);
+  response.set_total(static_cast<int32_t>(std::min<int64_t>(page.total, INT32_MAX)));
   return response;
 }
 

@@ -137,6 +137,7 @@ absl::StatusOr<std::unique_ptr<Store>> PostgresStore::Open(const std::string& ur
   std::unique_ptr<PostgresStore> store(new PostgresStore(std::move(db)));
   store->idle_limit_ms_ = idle_limit_ms;
   RETURN_IF_ERROR(store->CheckStates(name));
+  RETURN_IF_ERROR(store->FillSearchTexts(name));
   return std::unique_ptr<Store>(std::move(store));
 }
 

@@ -1,5 +1,8 @@
 #include "coordinator/store/rows.h"
 
+#include <set>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace spriteforge::coordinator {
@@ -8,7 +11,21 @@ const char* const kJobColumns =
     "COALESCE(idempotency_key, ''), seq, owner, postprocess_spec, preview_every";
 
 const char* const kJobInsertColumns =
-    "id, name, model, priority, state, created_ms, idempotency_key, owner, postprocess_spec, preview_every";
+    "id, name, model, priority, state, created_ms, idempotency_key, owner, postprocess_spec, preview_every, "
+    "search_text";
+
+std::string JobSearchText(const JobRecord& job) {
+  constexpr size_t kMaxBytes = 64 << 10;
+  std::string text = absl::StrCat(job.name, "\n", job.model, "\n", job.owner);
+  std::set<std::string> seen;
+  for (const std::string& prompt : job.prompts) {
+    if (prompt.empty() || !seen.insert(prompt).second) continue;
+    if (text.size() + 1 + prompt.size() > kMaxBytes) break;
+    absl::StrAppend(&text, "\n", prompt);
+  }
+  absl::AsciiStrToLower(&text);
+  return text;
+}
 
 std::vector<SqlValue> JobInsertValues(const JobRecord& job) {
   return {job.id,
@@ -20,7 +37,8 @@ std::vector<SqlValue> JobInsertValues(const JobRecord& job) {
           job.idempotency_key,
           job.owner,
           job.postprocess ? SqlValue(SqlBytes{job.postprocess->SerializeAsString()}) : SqlValue(std::monostate{}),
-          int64_t{job.preview_every}};
+          int64_t{job.preview_every},
+          JobSearchText(job)};
 }
 
 // postprocess_spec: v1.PostprocessSpec; NULL when the job makes no sprites.

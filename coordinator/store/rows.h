@@ -54,6 +54,11 @@ int ItemParamColumnCount();
 extern const char* const kItemParamColumnDefinitions;
 std::vector<SqlValue> ItemParamValues(const ItemRecord& item);
 
+// The text a job is searched by (JobQuery), kept in its search_text column: its name, model,
+// owner and the distinct prompts of JobRecord::prompts, one a line, ASCII letters
+// lower-cased. Prompts that would take it past 64 KiB are left out.
+std::string JobSearchText(const JobRecord& job);
+
 JobRecord ReadJob(const Row& row);
 ItemRecord ReadItem(const Row& row);
 

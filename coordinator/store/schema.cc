@@ -50,7 +50,8 @@ constexpr SchemaStatement kSchema[] = {
   finished_ms {int64} NOT NULL DEFAULT 0,
   idempotency_key TEXT,
   owner TEXT NOT NULL DEFAULT '',
-  {job_settings}))sql"},
+  {job_settings},
+  search_text TEXT NOT NULL DEFAULT ''))sql"},
     {For::kBoth, R"sql(CREATE TABLE IF NOT EXISTS items(
   job_id TEXT NOT NULL REFERENCES jobs(id),
   idx INTEGER NOT NULL,
@@ -132,10 +133,13 @@ struct AddedColumnSpec {
   const char* definition;
 };
 // As in the tables above. PostgreSQL stores had owner and preview_every from their start.
+// search_text: what the job history is searched by (rows.h JobSearchText); jobs stored
+// before it get theirs when the store opens (SqlStore::FillSearchTexts).
 constexpr AddedColumnSpec kAddedColumns[] = {
     {For::kSqlite, "jobs", "owner", "TEXT NOT NULL DEFAULT ''"},
     {For::kSqlite, "jobs", "preview_every", "INTEGER NOT NULL DEFAULT 0"},
     {For::kBoth, "leader", "epoch", "{int64} NOT NULL DEFAULT 0"},
+    {For::kBoth, "jobs", "search_text", "TEXT NOT NULL DEFAULT ''"},
 };
 
 }  // namespace

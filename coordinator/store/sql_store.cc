@@ -1,10 +1,15 @@
 // SqlStore's submission and reads; its later changes are in sql_store_changes.cc.
 #include "coordinator/store/sql_store.h"
 
+#include <algorithm>
 #include <chrono>
+#include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "spdlog/spdlog.h"
 
 namespace spriteforge::coordinator {
 
@@ -122,6 +127,12 @@ absl::Status SqlStore::InsertItems(const std::string& job_id, const std::vector<
 
 absl::StatusOr<JobRecord> SqlStore::CreateJob(JobRecord job, const std::vector<ItemRecord>& items,
                                               bool* deduplicated) {
+  if (job.prompts.empty()) {
+    std::set<std::string> seen;
+    for (const ItemRecord& it : items) {
+      if (seen.insert(it.image.prompt()).second) job.prompts.push_back(it.image.prompt());
+    }
+  }
   ASSIGN_OR_RETURN(auto tx, Begin());
   job.state = JobState::kQueued;
   auto stored = InsertJob(job, deduplicated);
@@ -183,6 +194,93 @@ absl::StatusOr<JobRecord> SqlStore::GetJob(const std::string& id) {
 absl::StatusOr<std::vector<JobRecord>> SqlStore::ListJobs(int limit, const std::optional<std::string>& owner) {
   if (owner) return SelectJobs("WHERE state <> 0 AND owner = $1 ORDER BY seq DESC LIMIT $2", {*owner, int64_t{limit}});
   return SelectJobs("WHERE state <> 0 ORDER BY seq DESC LIMIT $1", {int64_t{limit}});
+}
+
+namespace {
+
+// The state a search word names, or -1.
+int64_t StateNamed(const std::string& word) {
+  static const std::pair<const char*, JobState> kNames[] = {
+      {"queued", JobState::kQueued}, {"running", JobState::kRunning},     {"done", JobState::kDone},
+      {"failed", JobState::kFailed}, {"cancelled", JobState::kCancelled}, {"canceled", JobState::kCancelled}};
+  for (const auto& [name, state] : kNames) {
+    if (word == name) return static_cast<int64_t>(state);
+  }
+  return -1;
+}
+
+// LIKE patterns finding `word` at the start or anywhere, its own %, _ and \ taken literally
+// (ESCAPE '\').
+std::string Beginning(const std::string& word) {
+  std::string out;
+  for (char c : word) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "%";
+}
+std::string Containing(const std::string& word) { return "%" + Beginning(word); }
+
+}  // namespace
+
+// Every value is a parameter: the statement's text depends only on which bounds are set and
+// how many words there are.
+absl::StatusOr<JobPage> SqlStore::FindJobs(const JobQuery& query) {
+  std::string where = "WHERE state <> 0";
+  std::vector<SqlValue> args;
+  auto next = [&args](SqlValue value) {
+    args.push_back(std::move(value));
+    return absl::StrCat("$", args.size());
+  };
+  if (query.owner) absl::StrAppend(&where, " AND owner = ", next(*query.owner));
+  if (query.created_from_ms > 0) absl::StrAppend(&where, " AND created_ms >= ", next(query.created_from_ms));
+  if (query.created_until_ms > 0) absl::StrAppend(&where, " AND created_ms < ", next(query.created_until_ms));
+  for (absl::string_view piece : absl::StrSplit(query.text, absl::ByAnyChar(" \t\r\n"), absl::SkipEmpty())) {
+    const std::string word = absl::AsciiStrToLower(piece);
+    const std::string pattern = next(Containing(word));
+    const std::string prefix = next(Beginning(word));
+    absl::StrAppend(&where, " AND (search_text LIKE ", pattern, " ESCAPE '\\' OR id LIKE ", prefix,
+                    " ESCAPE '\\' OR state = ", next(StateNamed(word)), ")");
+  }
+  JobPage page;
+  RETURN_IF_ERROR(Select(absl::StrCat("SELECT COUNT(*) FROM jobs ", where), args,
+                         [&](const Row& row) { page.total = row.Int(0); }));
+  const std::string limit = next(int64_t{std::max(0, query.limit)});
+  const std::string offset = next(int64_t{std::max(0, query.offset)});
+  ASSIGN_OR_RETURN(page.jobs, SelectJobs(absl::StrCat(where, " ORDER BY seq DESC LIMIT ", limit, " OFFSET ", offset),
+                                         args));
+  return page;
+}
+
+absl::Status SqlStore::FillSearchTexts(const std::string& db_name) {
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, SelectTexts("SELECT id FROM jobs WHERE search_text = '' ORDER BY seq", {}));
+  if (ids.empty()) return absl::OkStatus();
+  // A transaction per group of jobs; each job's items are read a page at a time.
+  constexpr size_t kJobsPerTransaction = 200;
+  constexpr int kItemsPerRead = 5000;
+  for (size_t first = 0; first < ids.size(); first += kJobsPerTransaction) {
+    std::vector<std::pair<std::string, std::string>> texts;  // (id, search text)
+    for (size_t i = first; i < std::min(ids.size(), first + kJobsPerTransaction); ++i) {
+      ASSIGN_OR_RETURN(JobRecord job, GetJob(ids[i]));
+      std::set<std::string> seen;
+      for (int after = -1;;) {
+        ASSIGN_OR_RETURN(auto items, ItemsPage(job.id, after, kItemsPerRead));
+        for (const ItemRecord& it : items) {
+          if (seen.insert(it.image.prompt()).second) job.prompts.push_back(it.image.prompt());
+        }
+        if (items.size() < static_cast<size_t>(kItemsPerRead)) break;
+        after = items.back().index;
+      }
+      texts.emplace_back(job.id, JobSearchText(job));
+    }
+    ASSIGN_OR_RETURN(auto tx, Begin());
+    for (const auto& [id, text] : texts) {
+      RETURN_IF_ERROR(Execute("UPDATE jobs SET search_text = $1 WHERE id = $2 AND search_text = ''", {text, id}));
+    }
+    RETURN_IF_ERROR(tx->Commit());
+  }
+  spdlog::info("database {}: {} jobs stored before the job search got their search text", db_name, ids.size());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqlStore::UnfinishedJobs() {

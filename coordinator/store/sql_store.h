@@ -33,6 +33,7 @@ class SqlStore : public Store {
   absl::Status DeleteJob(const std::string& job_id) override;
   absl::StatusOr<JobRecord> GetJob(const std::string& id) override;
   absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit, const std::optional<std::string>& owner) override;
+  absl::StatusOr<JobPage> FindJobs(const JobQuery& query) override;
   absl::StatusOr<Backlog> OwnerBacklog(const std::string& owner) override;
   absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs() override;
   absl::StatusOr<std::vector<ItemRecord>> Items(const std::string& job_id) override;
@@ -82,6 +83,9 @@ class SqlStore : public Store {
   // Refuses, naming the first, job or item rows in a state this coordinator does not know
   // (damage, or a newer version's): they would be served as whatever the number means.
   absl::Status CheckStates(const std::string& db_name);
+  // Jobs stored before jobs had a search text (or by a coordinator that wrote none) get
+  // theirs, made from their items' prompts; a job that has one is left as it is.
+  absl::Status FillSearchTexts(const std::string& db_name);
 
  protected:
   // The backend's primitives. A transaction begun (status() ok or not) on the connection.

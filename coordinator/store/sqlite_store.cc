@@ -95,6 +95,7 @@ absl::StatusOr<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db)));
   RETURN_IF_ERROR(store->CheckStates(path));
+  RETURN_IF_ERROR(store->FillSearchTexts(path));
   return std::unique_ptr<Store>(std::move(store));
 }
 

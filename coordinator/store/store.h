@@ -48,6 +48,10 @@ struct JobRecord {
   int64_t seq = 0;  // submission order, assigned by the store
   std::string owner;  // the submitting token's name; empty without authentication
   int preview_every = 0;  // previews every this many sampling steps; 0: none (they are never stored)
+  // The prompts of the job's entries, for searching the job history (JobQuery): stored in
+  // the job's search text when it is created, not read back. CreateJob takes its items'
+  // prompts when this is empty.
+  std::vector<std::string> prompts;
 };
 
 struct ItemRecord {
@@ -98,6 +102,25 @@ struct WorkerRecord {
   int64_t images_done = 0;
 };
 
+// A page of the job history, newest first: jobs (not loading) matching every word of
+// `text` and the other bounds. A word matches when it occurs, ASCII letters in either case,
+// in the job's search text (its name, model, owner and the prompts of its entries, see
+// JobRecord::prompts), when it begins the job's id ("job-3f"), or when it names the job's
+// state (queued, running, done, failed, cancelled). Words are matched by a scan of the jobs
+// rows (LIKE, no index): about a millisecond per thousand jobs, per page and its count.
+struct JobQuery {
+  std::string text;              // words separated by white space; empty: every job
+  int64_t created_from_ms = 0;   // created at or after; 0: no bound
+  int64_t created_until_ms = 0;  // created before; 0: no bound
+  std::optional<std::string> owner;  // only this owner's jobs
+  int offset = 0;                // matching jobs skipped before the page
+  int limit = 100;
+};
+struct JobPage {
+  std::vector<JobRecord> jobs;
+  int64_t total = 0;  // jobs matching, over all pages
+};
+
 // The leader lease row: who leads the coordinators sharing this database, until when, and
 // the database's clock when it was read (every coordinator compares against that one
 // clock, so their own clocks may differ).
@@ -137,6 +160,8 @@ class Store {
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& id) = 0;
   // Newest first; with `owner`, only that owner's.
   virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(int limit, const std::optional<std::string>& owner = std::nullopt) = 0;
+  // A page of the jobs matching `query`, with how many match in all.
+  virtual absl::StatusOr<JobPage> FindJobs(const JobQuery& query) = 0;
   virtual absl::StatusOr<Backlog> OwnerBacklog(const std::string& owner) = 0;
   // Jobs not finished yet, in submission order.
   virtual absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs() = 0;

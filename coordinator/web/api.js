@@ -46,7 +46,17 @@ async function call(method, path, body, headers = {}) {
   return text ? JSON.parse(text) : null;
 }
 
-export const listJobs = (limit = 1000) => call('GET', `/v1/jobs?limit=${limit}`).then((r) => r.jobs || []);
+// A page of the job history, searched by the coordinator: { jobs, total }. `query`: words a
+// job must all match (name, model, owner, prompts, state, the start of the id);
+// `from`/`until`: creation times in milliseconds (0: no bound).
+export const listJobs = ({ query = '', from = 0, until = 0, offset = 0, limit = 50 } = {}) => {
+  const params = new URLSearchParams({ offset: String(offset), limit: String(limit) });
+  if (query) params.set('q', query);
+  if (from) params.set('created_from_unix_ms', String(from));
+  if (until) params.set('created_until_unix_ms', String(until));
+  return call('GET', `/v1/jobs?${params}`).then((r) => ({ jobs: r.jobs || [], total: Number(r.total || 0) }));
+};
+export const stats = () => call('GET', '/stats');
 export const listWorkers = () => call('GET', '/v1/workers').then((r) => r.workers || []);
 export const getJob = (id) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`).then((r) => r.job);
 export const listResults = (id) => call('GET', `/v1/jobs/${encodeURIComponent(id)}/results`);

@@ -5,18 +5,20 @@
 // request, and offers only what the token's role may do.
 import {
   cancelJob, deleteJob, download, fetchBlob, getJob, getJobItems, getToken, listJobs, listWorkers, setToken,
-  sidecar, submitManifest, uploadImage, whoAmI, workerFiles,
+  sidecar, stats, submitManifest, uploadImage, whoAmI, workerFiles,
 } from './api.js';
 import { MakeForm, manifestFromItems } from './form.js';
 import { el, finished, Gallery, perMinute, renderJobs, renderWorkers } from './views.js';
 
 const $ = (selector) => document.querySelector(selector);
-const PAGE = 10;
+const PAGE = 50;
 let selected = null;
 let filename = 'manifest.yaml';
 let me = { role: 'admin', anonymous: true, name: '' };
 let page = 0;
 let lastJobs = [];
+let historyRequest = 0;  // the latest history request made
+let historyShown = 0;    // the latest one shown: an answer older than it is dropped
 
 // Shown while the coordinator refuses the page's token (or its lack of one).
 function showAuthProblem(error) {
@@ -60,21 +62,25 @@ const gallery = new Gallery($('#gallery-panel'), showAuthProblem, (index) => vie
 
 // ------------------------------------------------------------------ jobs and history
 
-function matches(job, words) {
-  const created = job.created_unix_ms ? new Date(Number(job.created_unix_ms)) : null;
-  const text = [job.name, job.id, job.model, job.state.replace(/^JOB_/, ''), job.owner,
-    created ? created.toISOString().slice(0, 10) : '', created ? created.toLocaleString() : ''].join(' ').toLowerCase();
-  return words.every((w) => text.includes(w));
+// The history the page shows: a page of PAGE jobs the coordinator searched and counted
+// (GET /v1/jobs), so it works the same over ten jobs or a hundred thousand.
+function historyQuery() {
+  // A day from the date pickers, local midnight to midnight; 0: no bound.
+  const day = (value, next) => {
+    if (!value) return 0;
+    const [y, m, d] = value.split('-').map(Number);
+    return new Date(y, m - 1, d + (next ? 1 : 0)).getTime();
+  };
+  return {
+    query: $('#history-search').value.trim(), from: day($('#history-from').value, false),
+    until: day($('#history-until').value, true), offset: page * PAGE, limit: PAGE,
+  };
 }
 
-function renderHistory() {
-  const words = $('#history-search').value.toLowerCase().split(/\s+/).filter(Boolean);
-  const shown = lastJobs.filter((job) => matches(job, words));
-  const pages = Math.max(1, Math.ceil(shown.length / PAGE));
-  page = Math.min(page, pages - 1);
-  renderJobs($('#jobs tbody'), shown.slice(page * PAGE, (page + 1) * PAGE), selected, { open: openJob, cancel },
-    { cancel: maySubmit() }, gallery.live());
-  $('#history-page').textContent = `${page + 1} / ${pages} (${shown.length} jobs)`;
+function renderHistory(total) {
+  const pages = Math.max(1, Math.ceil(total / PAGE));
+  renderJobs($('#jobs tbody'), lastJobs, selected, { open: openJob, cancel }, { cancel: maySubmit() }, gallery.live());
+  $('#history-page').textContent = `${page + 1} / ${pages} (${total} jobs)`;
   $('#history-prev').disabled = page === 0;
   $('#history-next').disabled = page >= pages - 1;
 }
@@ -113,17 +119,27 @@ async function cancel(id) {
 
 async function refresh() {
   try {
-    const words = $('#history-search').value.trim();
-    const limit = words ? 1000 : Math.min(1000, (page + 2) * PAGE);
-    const [jobs, workers] = await Promise.all([listJobs(limit), listWorkers()]);
+    const request = ++historyRequest;
+    const asked = historyQuery();
+    const [history, workers, figures] = await Promise.all([listJobs(asked), listWorkers(), stats()]);
     clearAuthProblem();
+    // An answer overtaken by a newer one, or to a search the user has since changed.
+    if (request < historyShown || JSON.stringify(asked) !== JSON.stringify(historyQuery())) return;
+    historyShown = request;
+    const jobs = history.jobs;
+    const pages = Math.max(1, Math.ceil(history.total / PAGE));
+    if (page > pages - 1) {  // the last page shrank (jobs deleted, a narrower search)
+      page = pages - 1;
+      refresh();
+      return;
+    }
     lastJobs = jobs;
-    renderHistory();
+    renderHistory(history.total);
     renderWorkers($('#workers tbody'), workers);
     const connected = workers.filter((w) => w.connected);
     const running = connected.reduce((sum, w) => sum + (w.running_items || 0), 0);
     const rate = connected.reduce((sum, w) => sum + w.images_per_second, 0);
-    const queued = jobs.reduce((sum, j) => sum + ((j.counts && j.counts.queued) || 0), 0);
+    const queued = Number(figures.queue_depth || 0);
     const activity = running || queued ? `${perMinute(rate)} images/min · ${queued} images queued` : 'idle';
     $('#summary').textContent = `${connected.length} worker(s) connected · ${activity}`;
     if (gallery.job && selected === gallery.jobId) {
@@ -365,7 +381,15 @@ $('#token-form').addEventListener('submit', (event) => {
   refreshServed();
   if (selected) openJob(selected);
 });
-$('#history-search').addEventListener('input', () => { page = 0; refresh(); });
+// Searched as the user types, a moment after the last key.
+let searchTimer = null;
+$('#history-search').addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => { page = 0; refresh(); }, 250);
+});
+for (const picker of ['#history-from', '#history-until']) {
+  $(picker).addEventListener('change', () => { page = 0; refresh(); });
+}
 $('#history-prev').addEventListener('click', () => { page = Math.max(0, page - 1); refresh(); });
 $('#history-next').addEventListener('click', () => { page += 1; refresh(); });
 

@@ -88,21 +88,39 @@ export class MakeForm {
   }
 
   // Fills the pickers with what the connected workers serve.
+  // A file's option says the start of its SHA-256 in its title (hover), and when workers
+  // hold different files under one name, each of them.
   serve(workers) {
     const union = (key) => [...new Set(workers.flatMap((w) => (w[key] || []).map((f) => (f.name ?? f))))].sort();
+    const hashes = (key) => {
+      const out = new Map();
+      for (const w of workers) {
+        for (const f of w[key] || []) {
+          if (!f.sha256) continue;
+          if (!out.has(f.name)) out.set(f.name, new Set());
+          out.get(f.name).add(f.sha256.slice(0, 12));
+        }
+      }
+      return out;
+    };
     const signature = JSON.stringify(workers.map((w) => [w.models, w.loras, w.controlnets, w.ip_adapters]));
     if (signature === this.served) return;
     this.served = signature;
-    const fill = (select, names, none) => {
+    const fill = (select, names, none, known = new Map()) => {
       const keep = select.value;
+      const title = (n) => {
+        const short = [...(known.get(n) || [])];
+        if (!short.length) return '';
+        return `sha256 ${short.join(' / ')}${short.length > 1 ? ' (the workers hold different files)' : ''}`;
+      };
       select.replaceChildren(...(none ? [el('option', { value: '' }, none)] : []),
-        ...names.map((n) => el('option', { value: n }, n)));
+        ...names.map((n) => el('option', { value: n, title: title(n) }, n)));
       if (names.includes(keep)) select.value = keep;
     };
     fill($('#f-model'), union('models'), workers.length ? null : 'no worker connected');
-    fill($('#f-lora-add'), union('loras'), union('loras').length ? null : 'no LoRAs on the workers');
-    fill($('#f-control-model'), union('controlnets'), 'none');
-    fill($('#f-adapter'), union('ip_adapters'), 'none');
+    fill($('#f-lora-add'), union('loras'), union('loras').length ? null : 'no LoRAs on the workers', hashes('loras'));
+    fill($('#f-control-model'), union('controlnets'), 'none', hashes('controlnets'));
+    fill($('#f-adapter'), union('ip_adapters'), 'none', hashes('ip_adapters'));
     // A manifest typed, pasted or loaded stays; one the form wrote follows the new pickers.
     const text = $('#manifest-text').value;
     if (!text.trim() || text === this.written) this.write();

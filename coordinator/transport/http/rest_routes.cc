@@ -35,6 +35,17 @@ absl::Status BoolParam(const httplib::Request& req, const char* name, bool* out)
   return absl::OkStatus();
 }
 
+// An integer query parameter in [min, max]; absent: `*out` unchanged.
+absl::Status IntParam(const httplib::Request& req, const char* name, int64_t min, int64_t max, int64_t* out) {
+  if (!req.has_param(name)) return absl::OkStatus();
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(req.get_param_value(name), &v) || v < min || v > max) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": expected an integer in ", min, "..", max));
+  }
+  *out = v;
+  return absl::OkStatus();
+}
+
 std::string ResultUrl(const std::string& job_id, int index) {
   return absl::StrCat("/v1/jobs/", job_id, "/results/", index, ".png");
 }
@@ -73,15 +84,22 @@ void Submit(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
   ReplyJsonText(res, ProtoJson(*submitted), submitted->deduplicated() ? 200 : 201);
 }
 
+// GET /v1/jobs?q=&created_from_unix_ms=&created_until_unix_ms=&offset=&limit=: a page of the
+// job history, newest first, searched in the store (Store::FindJobs), with the total.
 void ListJobs(HttpApi& api, const httplib::Request& req, httplib::Response& res) {
   v1::ListJobsRequest request;
-  if (req.has_param("limit")) {
-    int limit = 0;
-    if (!absl::SimpleAtoi(req.get_param_value("limit"), &limit) || limit < 1 || limit > 1000) {
-      return ReplyError(res, absl::InvalidArgumentError("limit: expected an integer in 1..1000"));
-    }
-    request.set_limit(limit);
+  int64_t limit = 100, offset = 0, from = 0, until = 0;
+  constexpr int64_t kMaxMs = int64_t{1} << 53;
+  for (absl::Status s : {IntParam(req, "limit", 1, 1000, &limit), IntParam(req, "offset", 0, INT32_MAX, &offset),
+                         IntParam(req, "created_from_unix_ms", 0, kMaxMs, &from),
+                         IntParam(req, "created_until_unix_ms", 0, kMaxMs, &until)}) {
+    if (!s.ok()) return ReplyError(res, s);
   }
+  request.set_limit(static_cast<int32_t>(limit));
+  request.set_offset(static_cast<int32_t>(offset));
+  request.set_created_from_unix_ms(from);
+  request.set_created_until_unix_ms(until);
+  if (req.has_param("q")) request.set_query(req.get_param_value("q"));
   auto who = api.Caller(req);
   if (!who.ok()) return ReplyError(res, who.status());
   auto jobs = api.core()->ListJobs(request, SeesAllJobs(*who) ? std::nullopt : std::optional(who->name));
@@ -347,13 +365,15 @@ void UploadFile(HttpApi& api, const httplib::Request& req, httplib::Response& re
 
 nlohmann::json NamedFiles(const google::protobuf::RepeatedPtrField<v1::LoraFile>& files) {
   nlohmann::json out = nlohmann::json::array();
-  for (const v1::LoraFile& f : files) out.push_back({{"name", f.name()}, {"size_bytes", f.size_bytes()}});
+  for (const v1::LoraFile& f : files) {
+    out.push_back({{"name", f.name()}, {"size_bytes", f.size_bytes()}, {"sha256", f.sha256()}});
+  }
   return out;
 }
 
 // GET /v1/workers/files: per connected worker, what manifests may name: its models and the
-// LoRAs, ControlNets, IP-Adapters and image encoders in its folders (by name and size;
-// workers report no hashes of them).
+// LoRAs, ControlNets, IP-Adapters and image encoders in its folders (by name, size and the
+// SHA-256 the worker reports; empty from a worker that reports none).
 void ListWorkerFiles(HttpApi& api, httplib::Response& res) {
   nlohmann::json workers = nlohmann::json::array();
   for (const v1::Register& r : api.core()->ConnectedRegistrations()) {

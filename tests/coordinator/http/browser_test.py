@@ -111,6 +111,14 @@ class BrowserTest(unittest.TestCase):
         self.assertGreater(browser.evaluate(f"{q}('#gallery-panel').getBoundingClientRect().top"), -1)
         self.assertIn("idle", browser.wait_for(f"{q}('#summary').textContent.includes('idle') && "
                                                f"{q}('#summary').textContent", what="the summary to say idle"))
+        # The history search goes to the coordinator: words of the form job's prompt find it alone.
+        search = f"{q}('#history-search')"
+        rows = f"[...document.querySelectorAll('#jobs tbody tr')].map((r) => r.dataset.job).join(',')"
+        browser.evaluate(f"{search}.value = 'CAPE red'; {search}.dispatchEvent(new Event('input'))")
+        browser.wait_for(f"{rows} === {job_id!r} && {q}('#history-page').textContent.includes('(1 jobs)')",
+                         what="the search to list the form's job alone")
+        browser.evaluate(f"{search}.value = ''; {search}.dispatchEvent(new Event('input'))")
+        browser.wait_for(f"{q}('#history-page').textContent.includes('(2 jobs)')", what="the whole history again")
         browser.resize(1280, 800)
         browser.evaluate("window.scrollTo(0, 0)")
         browser.screenshot(os.path.join(cluster.dir, "web-ui.png"))

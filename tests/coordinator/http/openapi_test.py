@@ -92,6 +92,10 @@ class OpenApiTest(unittest.TestCase):
         self.assertEqual([i["params"]["seed"] for i in job["items"][:2]], ["100", "101"])
         listed = self.call("GET", "/v1/jobs?limit=10")
         self.assertIn(job_id, [j["id"] for j in listed["jobs"]])
+        # The history search: a word of the second entry's prompt and the state, a page of one.
+        query = urllib.parse.urlencode({"q": "Knight done", "created_from_unix_ms": 1, "offset": 0, "limit": 1})
+        found = self.call("GET", f"/v1/jobs?{query}")
+        self.assertEqual(([j["id"] for j in found["jobs"]], found["total"]), ([job_id], 1))
 
         results = self.call("GET", f"/v1/jobs/{job_id}/results")
         self.assertEqual(len(results["results"]), 24)
