@@ -133,15 +133,34 @@ absl::Status ReadControls(const YAML::Node& node, const std::string& field, cons
 }
 
 // `reference: {images: [FILE...], adapter, encoder?, scale}` (the encoder: see SetIpAdapter).
-absl::Status ReadReference(const YAML::Node& node, const std::string& f, const Errors& err, EntryBuilder& b) {
+// In a set (`first` not null) also `{first: true, adapter, encoder?, scale}`: no images, the
+// set's first image is the others' reference; `*first` says which form it was.
+absl::Status ReadReference(const YAML::Node& node, const std::string& f, const Errors& err, EntryBuilder& b,
+                           bool* first = nullptr) {
   if (!node.IsMap()) return err.At(node, f, "must be a mapping {images: [FILE, ...], adapter, encoder, scale}");
-  RETURN_IF_ERROR(OnlyKeys(node, {"images", "adapter", "encoder", "scale"}, f, err));
-  const YAML::Node images = node["images"];
-  if (!images || !images.IsSequence()) {
-    return err.At(images ? images : node, f + ".images", "must be a non-empty list of PNG files");
+  RETURN_IF_ERROR(OnlyKeys(node, {"images", "first", "adapter", "encoder", "scale"}, f, err));
+  bool from_first = false;
+  if (node["first"]) {
+    if (!first) {
+      return err.At(node["first"], f + ".first",
+                    "only in a set's reference (set: {poses, ..., reference: {first: true, adapter}}), where the "
+                    "set's first image is the others' reference");
+    }
+    RETURN_IF_ERROR(Read(node["first"], f + ".first", err, from_first));
+    if (from_first && node["images"]) {
+      return err.At(node["images"], f + ".images",
+                    "cannot be combined with first: true (the set's first image is the reference)");
+    }
   }
-  RETURN_IF_ERROR(b.ClearReferenceImages(Ref(images, f + ".images"), images.size()));
-  for (size_t i = 0; i < images.size(); ++i) {
+  if (first) *first = from_first;
+  const YAML::Node images = node["images"];
+  if (!from_first && (!images || !images.IsSequence())) {
+    return err.At(images ? images : node, f + ".images",
+                  first ? "must be a non-empty list of PNG files (or first: true: the set's first image)"
+                        : "must be a non-empty list of PNG files");
+  }
+  if (!from_first) RETURN_IF_ERROR(b.ClearReferenceImages(Ref(images, f + ".images"), images.size()));
+  for (size_t i = 0; !from_first && i < images.size(); ++i) {
     const std::string at = absl::StrCat(f, ".images[", i, "]");
     ASSIGN_OR_RETURN(auto path, ReadAs<std::string>(images[i], at, err));
     RETURN_IF_ERROR(b.AddReferenceImage(Ref(images[i], at), path));
@@ -253,9 +272,11 @@ absl::StatusOr<std::vector<SetPose>> ReadSetPoses(const YAML::Node& node, const 
 
 // `set: {poses, directions?, model, scale?, start?, end?, reference?}`: the item once per
 // pose, in the set's order, each with the pose's ControlNet first and named
-// <name>_<pose> ("hero_walk_s_0"; the pose's name alone without an item name).
+// <name>_<pose> ("hero_walk_s_0"; the pose's name alone without an item name). With
+// `reference: {first: true, ...}` the first pose is made without the IP-Adapter and the
+// others take its images (numbered from `first_index`) as their reference.
 absl::StatusOr<std::vector<EntryBuilder>> ExpandSet(const YAML::Node& set, const std::string& f, const std::string& name,
-                                                    const Errors& err, const EntryBuilder& item) {
+                                                    const Errors& err, const EntryBuilder& item, int first_index) {
   const ManifestLimits& lim = item.limits();
   if (!set.IsMap()) return err.At(set, f, "must be a mapping {poses, directions, model, scale, start, end, reference}");
   RETURN_IF_ERROR(OnlyKeys(set, {"poses", "directions", "model", "scale", "start", "end", "reference"}, f, err));
@@ -284,7 +305,12 @@ absl::StatusOr<std::vector<EntryBuilder>> ExpandSet(const YAML::Node& set, const
     return err.At(set, f, absl::StrCat("with the item's controls makes more than ", lim.max_controls, " ControlNets"));
   }
   EntryBuilder base = item;
-  if (set["reference"]) RETURN_IF_ERROR(ReadReference(set["reference"], f + ".reference", err, base));
+  bool from_first = false;
+  if (set["reference"]) RETURN_IF_ERROR(ReadReference(set["reference"], f + ".reference", err, base, &from_first));
+  if (from_first && poses.size() < 2) {
+    return err.At(set["reference"]["first"], f + ".reference.first",
+                  "needs a set of two or more poses: the first image is the reference of the others");
+  }
   EntryBuilder scratch = base;  // reads the set's ControlNet alone
   RETURN_IF_ERROR(scratch.ClearControls(Ref(set, f), 0));
   RETURN_IF_ERROR(ReadControlNet(set, f, err, scratch));
@@ -296,6 +322,8 @@ absl::StatusOr<std::vector<EntryBuilder>> ExpandSet(const YAML::Node& set, const
     picture.set_pose(pose.qualified);
     p.PrependControl(net, picture);
     p.SetExpandedName(name.empty() ? pose.name : absl::StrCat(name, "_", pose.name));
+    if (from_first && out.empty()) p.ClearIpAdapter();
+    else if (from_first) p.SetReferenceFromImage(first_index);
     out.push_back(std::move(p));
   }
   return out;
@@ -384,6 +412,7 @@ ManifestImage ExpandImage(const ManifestEntry& entry, int k, const std::function
   image.sampling = entry.sampling;
   image.random_seed = !entry.seed;
   image.image.set_seed(entry.seed ? *entry.seed + k : draw_seed());
+  if (entry.reference_from >= 0) image.image.set_reference_from_index(entry.reference_from + k);
   return image;
 }
 
@@ -458,7 +487,7 @@ absl::StatusOr<Manifest> ParseManifestEntries(const std::string& original, const
     RETURN_IF_ERROR(Apply<uint64_t>(item, "seed", where, err, [&](const FieldRef&, uint64_t v) { p.SetSeed(v); return absl::OkStatus(); }));
     std::vector<EntryBuilder> expanded;
     if (item["set"]) {
-      ASSIGN_OR_RETURN(expanded, ExpandSet(item["set"], where + ".set", name, err, p));
+      ASSIGN_OR_RETURN(expanded, ExpandSet(item["set"], where + ".set", name, err, p, m.next_index()));
     } else {
       expanded.push_back(std::move(p));
     }

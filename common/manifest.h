@@ -25,6 +25,9 @@
 // `set: {poses: builtin:walk-8dir, directions: [s, w], model: openpose, scale, start, end}`
 // becomes one entry per pose, in the pose set's order, each named <item name>_<pose name>
 // ("hero_walk_s_0") and steered by its pose (the set's ControlNet first, then `controls`).
+// A set's `reference: {first: true, adapter, encoder, scale}` makes its first pose without
+// a reference and every other pose with the first pose's result as the reference picture
+// (image k of each pose: image k of the first).
 // Settings become the API's messages here, once: v1::SamplingParams (what a batch shares,
 // with the settings that do not apply left at zero), v1::ImageParams (prompt, negative,
 // seed, start image) and v1::PostprocessSpec.
@@ -76,6 +79,10 @@ struct ManifestEntry {
   int count = 1;
   std::optional<uint64_t> seed;
   int first_index = 0;
+  // A set's `reference: {first: true}`: image k of this entry takes the result of the job's
+  // image reference_from + k as its IP-Adapter reference (ImageParams.reference_from_index);
+  // -1: none.
+  int reference_from = -1;
 };
 
 struct Manifest {

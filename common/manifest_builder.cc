@@ -416,6 +416,17 @@ absl::Status EntryBuilder::SetIpAdapterScale(const FieldRef& at, double scale) {
   return absl::OkStatus();
 }
 
+void EntryBuilder::ClearIpAdapter() {
+  sampling_.clear_ip_adapter();
+  image_.clear_reference_sha256();
+  reference_from_ = -1;
+}
+
+void EntryBuilder::SetReferenceFromImage(int first_index) {
+  image_.clear_reference_sha256();
+  reference_from_ = first_index;
+}
+
 void EntryBuilder::PrependControl(const v1::ControlNetRef& net, const v1::ControlImage& picture) {
   controls_at_.insert(controls_at_.begin(), FieldRef{});
   pictures_per_control_.insert(pictures_per_control_.begin(), 1);
@@ -467,11 +478,16 @@ absl::StatusOr<ManifestEntry> EntryBuilder::Build(const FieldRef& item) const {
     }
     s.set_strength(strength_.value_or(0.75));  // A1111's img2img default
   }
+  if (reference_from_ >= 0 && !s.has_ip_adapter()) {
+    return err_.At({item.path + (item.path.empty() ? "" : ".") + "reference", item.line},
+                   "takes the first image as the reference: needs an adapter");
+  }
   ManifestEntry entry;
   entry.image = image_;
   entry.sampling = std::move(s);
   entry.count = count_;
   entry.seed = seed_;
+  entry.reference_from = reference_from_;
   return entry;
 }
 
@@ -541,6 +557,9 @@ absl::Status ManifestBuilder::AddEntry(const FieldRef& count_at, ManifestEntry e
   RETURN_IF_ERROR(first_error_);
   if (manifest_.image_count + entry.count > limits_.max_images_per_job) {
     return Fail(count_at, absl::StrCat("the job would exceed ", limits_.max_images_per_job, " images"));
+  }
+  if (entry.reference_from >= 0 && entry.reference_from + entry.count > manifest_.image_count) {
+    return Fail(count_at, "takes its reference from an image that does not come before it");
   }
   entry.first_index = static_cast<int>(manifest_.image_count);
   manifest_.image_count += entry.count;

@@ -109,6 +109,12 @@ class EntryBuilder {
   absl::Status SetIpAdapter(const FieldRef& adapter_at, const std::string& adapter, const FieldRef& encoder_at,
                             const std::string& encoder);
   absl::Status SetIpAdapterScale(const FieldRef& at, double scale);
+  // No IP-Adapter and no reference pictures (a set's first pose under `reference: {first: true}`).
+  void ClearIpAdapter();
+  // The reference picture is the result of the job's image `first_index` (image k of this
+  // entry: first_index + k), made before it; replaces the reference images set so far.
+  // Build requires the IP-Adapter.
+  void SetReferenceFromImage(int first_index);
 
   // A pose set's expansion: the pose's ControlNet before those set so far, and the name.
   void PrependControl(const v1::ControlNetRef& net, const v1::ControlImage& picture);
@@ -151,6 +157,7 @@ class EntryBuilder {
   std::vector<Picture> control_pictures_;
   std::vector<FieldRef> controls_at_;       // each ControlNet's own field
   std::vector<int> pictures_per_control_;  // for "exactly one"
+  int reference_from_ = -1;                 // SetReferenceFromImage
 };
 
 // A job: its own fields and its entries, numbered in the order they are added.
@@ -170,6 +177,8 @@ class ManifestBuilder {
   // An entry an EntryBuilder built before (first_index is set here).
   absl::Status AddEntry(const FieldRef& count_at, ManifestEntry entry);
   absl::StatusOr<Manifest> Build() const;
+  // The index the next entry's first image will have.
+  int next_index() const { return static_cast<int>(manifest_.image_count); }
 
  private:
   absl::Status Fail(const FieldRef& at, const std::string& problem);

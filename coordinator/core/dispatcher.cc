@@ -52,6 +52,7 @@ void Dispatcher::Schedule() {
 }
 
 bool Dispatcher::ScheduleRound() {
+  FailOrphans();  // items whose reference failed, found while the windows were read
   if (storage_pause_.Paused(WallMs())) return false;
   auto avoid = ItemsToAvoid();
   std::vector<WorkerView> views;
@@ -104,7 +105,8 @@ bool Dispatcher::ScheduleRound() {
     if (items.ok()) batch.records = std::move(*items);
     // The items share their sampling parameters (one batch key): sent once.
     if (!batch.records.empty()) *assignment->mutable_sampling() = batch.records.front().sampling;
-    for (const ItemRecord& it : batch.records) {
+    for (ItemRecord& it : batch.records) {
+      jobs_.FillReference(it.job_id, &it.image);  // kept in the record too: the sidecar names it
       auto* item = assignment->add_items();
       item->set_index(it.index);
       item->set_job_id(it.job_id);
@@ -197,8 +199,12 @@ void Dispatcher::ReleaseBatch(const std::string& batch_id, v1::FailureReason rea
   } else {
     for (const ItemRecord& it : *released) {
       jobs.insert(it.job_id);
-      if (it.state == ItemState::kQueued) jobs_.queues().Requeue(it);
-      else invalid_on_.erase({it.job_id, it.index});
+      if (it.state == ItemState::kQueued) {
+        jobs_.queues().Requeue(it);
+      } else {
+        invalid_on_.erase({it.job_id, it.index});
+        jobs_.ItemFailed(it);
+      }
       if (reason == v1::FAILURE_CANCELLED) continue;
       metrics_->AddFailure(ReasonName(reason));
       v1::JobEvent event;
@@ -212,6 +218,13 @@ void Dispatcher::ReleaseBatch(const std::string& batch_id, v1::FailureReason rea
   }
   batches_.Remove(batch_id);
   jobs_.FinishIfComplete(jobs);
+  FailOrphans();  // after: a job it finishes is finished once
+}
+
+void Dispatcher::FailOrphans() {
+  for (const ItemRecord& item : jobs_.FailOrphans()) {
+    metrics_->AddFailure(ReasonName(static_cast<v1::FailureReason>(item.failure)));
+  }
 }
 
 // Every batch the worker holds (rendering, queued ahead or being encoded) returns to the
@@ -436,6 +449,7 @@ void Dispatcher::CommitResults(std::vector<StagedResult>& group) {
       ++done;
       invalid_on_.erase({wr.item.job_id, wr.item.index});
       jobs.insert(wr.item.job_id);
+      jobs_.ItemDone(wr.item.job_id, wr.item.index, wr.staged.files.image_path);
       v1::JobEvent event;
       auto* item_done = event.mutable_item_done();
       item_done->set_index(wr.item.index);
@@ -472,6 +486,7 @@ void Dispatcher::CommitResults(std::vector<StagedResult>& group) {
     }
   }
   jobs_.FinishIfComplete(jobs);
+  FailOrphans();  // a result that could not be kept as its dependants' reference
   Schedule();
 }
 

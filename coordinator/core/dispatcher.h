@@ -83,6 +83,8 @@ class Dispatcher {
   bool NoteInvalidResults(const BatchState& batch);
   // Per worker, the items it is to avoid now (WorkerView::avoid).
   std::map<std::string, std::set<std::pair<std::string, int>>> ItemsToAvoid();
+  // Fails the items whose reference (another item's result) failed, counting them.
+  void FailOrphans();
   void HandleFailure(WorkerState& worker, const v1::BatchFailure& failure);
   void HandleProgress(const WorkerState& worker, const v1::StepProgress& progress);
   void HandlePreview(const WorkerState& worker, const v1::BatchPreview& preview);  // relayed, never stored

@@ -1,5 +1,7 @@
 #include "coordinator/core/job_book.h"
 
+#include <climits>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/core/convert.h"
@@ -26,7 +28,8 @@ JobBook::JobBook(Store* store, BlobStore* blobs, Outbox* outbox, std::string out
       queues_([this](const std::string& job_id, int after, int limit) {
                 return store_->QueuedItems(job_id, after, limit);
               },
-              [this](const ItemRecord& item) { return KeyOf(item); }) {}
+              [this](const ItemRecord& item) { return KeyOf(item); }, 64, 256,
+              [this](const ItemRecord& item) { return Holds(item); }) {}
 
 void JobBook::Add(JobRecord job) {
   queues_.Add(job);
@@ -36,6 +39,12 @@ void JobBook::Add(JobRecord job) {
 void JobBook::Forget(const std::string& job_id) {
   jobs_.erase(job_id);
   queues_.Remove(job_id);
+  auto forget = [&job_id](auto& by_source) {
+    by_source.erase(by_source.lower_bound({job_id, INT_MIN}), by_source.upper_bound({job_id, INT_MAX}));
+  };
+  forget(held_);
+  forget(references_);
+  forget(orphaned_);
 }
 
 absl::StatusOr<JobRecord> JobBook::Get(const std::string& job_id) {
@@ -220,6 +229,161 @@ uint64_t JobBook::BlobSize(const std::string& sha256) {
     size = blob_sizes_.emplace(sha256, bytes.ok() ? *bytes : 0).first;
   }
   return size->second;
+}
+
+// ------------------------------------------------------------------ references
+
+bool JobBook::Holds(const ItemRecord& item) {
+  if (!item.image.has_reference_from_index() || item.image.reference_sha256_size() > 0) return false;
+  const Source source{item.job_id, item.image.reference_from_index()};
+  if (!references_.count(source) && !orphaned_.count(source) && !held_.count(source)) Resolve(source);
+  if (references_.count(source)) return false;
+  if (!orphaned_.count(source)) held_[source].insert(item.index);
+  return true;  // an orphan fails in FailOrphans
+}
+
+void JobBook::Resolve(const Source& source) {
+  const auto& [job_id, index] = source;
+  auto page = store_->ItemsPage(job_id, index - 1, 1);
+  if (!page.ok()) {
+    spdlog::error("job {}: cannot read item {}, the reference of others: {}", job_id, index,
+                  std::string(page.status().message()));
+    return;  // held: its result lets them go
+  }
+  if (page->empty() || page->front().index != index) {
+    ItemRecord missing;
+    missing.job_id = job_id;
+    missing.index = index;
+    missing.failure = v1::FAILURE_INVALID_REQUEST;
+    missing.failure_message = "there is no such item";
+    Orphan(source, missing);
+    return;
+  }
+  const ItemRecord& referred = page->front();
+  switch (referred.state) {
+    case ItemState::kDone:
+      if (absl::Status adopted = Adopt(source, referred.image_path); !adopted.ok()) {
+        ItemRecord unreadable = referred;
+        unreadable.failure = v1::FAILURE_STORAGE;
+        unreadable.failure_message = std::string(adopted.message());
+        Orphan(source, unreadable);
+      }
+      return;
+    case ItemState::kFailed:
+    case ItemState::kCancelled:
+      Orphan(source, referred);
+      return;
+    default:
+      return;  // queued or running: held until it is done
+  }
+}
+
+absl::Status JobBook::Adopt(const Source& source, const std::string& image_path) {
+  if (!blobs_) return absl::FailedPreconditionError("no blob folder to serve the result from");
+  auto blob = blobs_->Adopt(image_path);
+  if (!blob.ok()) return blob.status();
+  references_[source] = Reference{blob->sha256, image_path};
+  return absl::OkStatus();
+}
+
+void JobBook::Orphan(const Source& source, const ItemRecord& failed) {
+  Orphaning& o = orphaned_[source];
+  o.reason = failed.failure != 0 ? failed.failure
+             : failed.state == ItemState::kCancelled ? v1::FAILURE_CANCELLED
+                                                     : v1::FAILURE_INTERNAL;
+  const std::string what = failed.image.name().empty() ? absl::StrCat("item ", failed.index)
+                                                       : absl::StrCat("item ", failed.index, ", ", failed.image.name());
+  o.message = absl::StrCat("the set's first image (", what, ") ",
+                           failed.state == ItemState::kCancelled ? "was cancelled" : "failed",
+                           failed.failure_message.empty() ? "" : ": ", failed.failure_message);
+  held_.erase(source);
+}
+
+void JobBook::ItemDone(const std::string& job_id, int index, const std::string& image_path) {
+  auto held = held_.find({job_id, index});
+  if (held == held_.end()) return;  // nobody waits (yet: a later reader asks the store)
+  held_.erase(held);
+  if (absl::Status adopted = Adopt({job_id, index}, image_path); !adopted.ok()) {
+    ItemRecord unreadable;
+    unreadable.job_id = job_id;
+    unreadable.index = index;
+    unreadable.failure = v1::FAILURE_STORAGE;
+    unreadable.failure_message = std::string(adopted.message());
+    Orphan({job_id, index}, unreadable);
+    return;
+  }
+  if (const JobRecord* job = Active(job_id)) queues_.Reset(*job);  // the waiting items are read again
+}
+
+void JobBook::ItemFailed(const ItemRecord& item) {
+  if (held_.count({item.job_id, item.index})) Orphan({item.job_id, item.index}, item);
+}
+
+std::vector<ItemRecord> JobBook::FailOrphans() {
+  std::vector<ItemRecord> out;
+  std::set<std::string> jobs;
+  while (!orphaned_.empty()) {
+    const auto [source, why] = *orphaned_.begin();
+    orphaned_.erase(orphaned_.begin());
+    const std::string& job_id = source.first;
+    // The job's queued items that refer to the source (read again: some were never read).
+    std::vector<int> dependants;
+    constexpr int kPage = 1000;
+    for (int after = -1;;) {
+      auto page = store_->QueuedItems(job_id, after, kPage);
+      if (!page.ok()) {
+        spdlog::error("job {}: {}", job_id, std::string(page.status().message()));
+        break;
+      }
+      for (const ItemRecord& it : *page) {
+        if (it.image.has_reference_from_index() && it.image.reference_from_index() == source.second) {
+          dependants.push_back(it.index);
+        }
+      }
+      if (static_cast<int>(page->size()) < kPage) break;
+      after = page->back().index;
+    }
+    auto failed = store_->FailQueuedItems(job_id, dependants, why.reason, why.message);
+    if (!failed.ok()) {
+      spdlog::error("job {}: {}", job_id, std::string(failed.status().message()));
+      continue;
+    }
+    if (failed->empty()) continue;
+    spdlog::warn("job {}: {} items failed: {}", job_id, failed->size(), why.message);
+    if (const JobRecord* job = Active(job_id)) queues_.Reset(*job);
+    jobs.insert(job_id);
+    for (ItemRecord& item : *failed) {
+      v1::JobEvent event;
+      auto* f = event.mutable_item_failed();
+      f->set_index(item.index);
+      f->set_reason(static_cast<v1::FailureReason>(why.reason));
+      f->set_message(why.message);
+      Emit(job_id, std::move(event));
+      out.push_back(std::move(item));
+    }
+  }
+  FinishIfComplete(jobs);
+  return out;
+}
+
+void JobBook::FillReference(const std::string& job_id, v1::ImageParams* image) {
+  if (!image->has_reference_from_index() || image->reference_sha256_size() > 0) return;
+  const Source source{job_id, image->reference_from_index()};
+  if (!references_.count(source)) Resolve(source);
+  auto ref = references_.find(source);
+  if (ref == references_.end()) {
+    spdlog::error("job {}: item {}, the reference of a batch's item, has no result", job_id, source.second);
+    return;
+  }
+  // Named now: its grace period starts again (it may have waited long), or it is kept again.
+  if (!blobs_->Touch(ref->second.sha256).ok()) {
+    if (absl::Status adopted = Adopt(source, ref->second.image_path); !adopted.ok()) {
+      spdlog::error("job {}: the result of item {}: {}", job_id, source.second, std::string(adopted.message()));
+      return;
+    }
+    ref = references_.find(source);
+  }
+  image->add_reference_sha256(ref->second.sha256);
 }
 
 std::map<std::string, std::string> JobBook::MissingModels() {

@@ -74,6 +74,28 @@ class JobBook {
   BatchKey KeyOf(const ItemRecord& item);
   JobQueues& queues() { return queues_; }
 
+  // References from earlier results (ImageParams.reference_from_index, a set's
+  // `reference: {first: true}`): an item that takes another item's result as its reference
+  // picture stays out of the queue windows until that item is done; then the result's PNG
+  // is kept as a blob and the item is sent with reference_sha256 naming it. When that item
+  // fails or is cancelled, so do the items waiting for it. Nothing of this is stored: after
+  // a restart the stored state of the item referred to decides again, when the waiting
+  // items are read from the store.
+  //
+  // Whether the queued item waits (the queues' predicate); asks the store once per item
+  // referred to.
+  bool Holds(const ItemRecord& item);
+  // A result recorded (its PNG at `image_path`): the items waiting for it join the queue.
+  void ItemDone(const std::string& job_id, int index, const std::string& image_path);
+  // An item failed or was cancelled for good: the items waiting for it are to fail
+  // (FailOrphans).
+  void ItemFailed(const ItemRecord& item);
+  // Fails the queued items whose reference failed, with the reason of the item referred to;
+  // returns them.
+  std::vector<ItemRecord> FailOrphans();
+  // Before an item is sent: reference_sha256 filled in from the result it refers to.
+  void FillReference(const std::string& job_id, v1::ImageParams* image);
+
  private:
   struct Watcher {
     std::string job_id;
@@ -97,6 +119,25 @@ class JobBook {
   int64_t next_watch_ = 1;
   std::map<std::string, int64_t> unserved_since_;  // job id -> when its model lost its workers
   std::map<std::string, uint64_t> blob_sizes_;     // uploaded files' sizes (blobs never change)
+
+  // An item referred to by others, as (job id, index).
+  using Source = std::pair<std::string, int>;
+  struct Reference {
+    std::string sha256;  // the blob of its result
+    std::string image_path;
+  };
+  struct Orphaning {
+    int reason = 0;
+    std::string message;
+  };
+  // What the store says of the source now: done (kept as a blob), failed (orphaning its
+  // dependants) or neither.
+  void Resolve(const Source& source);
+  absl::Status Adopt(const Source& source, const std::string& image_path);
+  void Orphan(const Source& source, const ItemRecord& failed);
+  std::map<Source, std::set<int>> held_;         // unfinished source -> the items waiting for it
+  std::map<Source, Reference> references_;       // done source -> its result as a blob
+  std::map<Source, Orphaning> orphaned_;         // failed source -> why its dependants fail
 };
 
 }  // namespace spriteforge::coordinator

@@ -54,8 +54,9 @@ absl::StatusOr<std::vector<const QueuedJob*>> JobQueues::Jobs() {
     if (e->view.items.size() < low_ && !e->exhausted) {
       ASSIGN_OR_RETURN(auto more, load_(id, e->cursor, chunk_));
       for (const ItemRecord& it : more) {
-        e->view.items.push_back({it.index, KeyId(key_of_(it))});
         e->cursor = it.index;
+        if (holds_ && holds_(it)) continue;
+        e->view.items.push_back({it.index, KeyId(key_of_(it))});
       }
       e->exhausted = static_cast<int>(more.size()) < chunk_;
     }

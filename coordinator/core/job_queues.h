@@ -25,9 +25,13 @@ class JobQueues {
   // The batch key of an item.
   using KeyOf = std::function<BatchKey(const ItemRecord& item)>;
 
+  // Whether a queued item must wait out of the window (it needs another item's result);
+  // it is read again, and asked again, after Reset.
+  using Holds = std::function<bool(const ItemRecord& item)>;
+
   // `low`: a window shorter than this is topped up by `chunk` items.
-  JobQueues(Loader load, KeyOf key_of, size_t low = 64, int chunk = 256)
-      : load_(std::move(load)), key_of_(std::move(key_of)), low_(low), chunk_(chunk) {}
+  JobQueues(Loader load, KeyOf key_of, size_t low = 64, int chunk = 256, Holds holds = nullptr)
+      : load_(std::move(load)), key_of_(std::move(key_of)), low_(low), chunk_(chunk), holds_(std::move(holds)) {}
 
   void Add(const JobRecord& job);  // its items are read when first needed
   void Remove(const std::string& job_id);
@@ -52,6 +56,7 @@ class JobQueues {
   KeyOf key_of_;
   size_t low_;
   int chunk_;
+  Holds holds_;
   std::map<std::string, std::unique_ptr<Entry>> jobs_;
   std::vector<BatchKey> keys_;
   std::map<BatchKey, int> key_ids_;

@@ -204,6 +204,32 @@ absl::StatusOr<BlobStore::Ref> BlobStore::Upload::Finish() {
   return ref;
 }
 
+absl::StatusOr<BlobStore::Ref> BlobStore::Adopt(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string sha256, Sha256OfFile(path));
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", ec.message()));
+  const fs::path final_path = fs::path(dir_) / sha256;
+  static std::atomic<uint64_t> counter{0};
+  const fs::path temp = fs::path(dir_) / "incoming" / absl::StrCat("adopt-", getpid(), "-", counter++);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fs::exists(final_path, ec)) {
+    fs::last_write_time(final_path, fs::file_time_type::clock::now(), ec);
+  } else {
+    // A copy, not a link: touching the blob (its grace) must not touch the result.
+    fs::copy_file(path, temp, fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::last_write_time(temp, fs::file_time_type::clock::now(), ec);
+    if (!ec) fs::rename(temp, final_path, ec);
+    if (ec) {
+      std::error_code ignored;
+      fs::remove(temp, ignored);
+      return absl::ResourceExhaustedError(absl::StrCat("cannot store ", final_path.string(), ": ", ec.message()));
+    }
+  }
+  Charge(sha256, size, "");
+  return Ref{sha256, size};
+}
+
 absl::Status BlobStore::Touch(const std::string& sha256) {
   ASSIGN_OR_RETURN(auto path, Path(sha256));
   std::lock_guard<std::mutex> lock(mu_);

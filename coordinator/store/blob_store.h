@@ -101,6 +101,10 @@ class BlobStore {
   // A submitted job names the blob: its grace period starts again, so collection does not
   // take it before the job is stored. NotFound when it is gone.
   absl::Status Touch(const std::string& sha256);
+  // Keeps a copy of a file the coordinator made (a result PNG a later item uses as its
+  // reference picture) as a blob of nobody's, copied. Its grace period starts now, as an
+  // upload's would. Returns its hash.
+  absl::StatusOr<Ref> Adopt(const std::string& path);
   // Deletes the blobs BlobsToCollect chooses; returns how many.
   int Collect(const std::set<std::string>& referenced, int64_t now_ms, int64_t grace_ms);
   // Expires uploads that received nothing for `idle_ms` (steady clock): their partial file

@@ -57,6 +57,8 @@ class SqlStore : public Store {
       const std::map<std::pair<std::string, int>, std::string>& item_messages) override;
   absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, int reason,
                                                           const std::string& message) override;
+  absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, const std::vector<int>& indices,
+                                                          int reason, const std::string& message) override;
   absl::StatusOr<std::vector<std::string>> CancelJob(const std::string& job_id, int64_t now_ms) override;
   absl::StatusOr<std::vector<std::string>> StartCancel(const std::string& job_id) override;
   absl::StatusOr<int> CancelQueuedItems(const std::string& job_id, int limit) override;

@@ -45,6 +45,29 @@ absl::StatusOr<std::vector<ItemRecord>> SqlStore::FailQueuedItems(const std::str
   return items;
 }
 
+absl::StatusOr<std::vector<ItemRecord>> SqlStore::FailQueuedItems(const std::string& job_id,
+                                                                  const std::vector<int>& indices, int reason,
+                                                                  const std::string& message) {
+  ASSIGN_OR_RETURN(auto tx, Begin());
+  std::vector<ItemRecord> failed;
+  for (int index : indices) {
+    ASSIGN_OR_RETURN(auto items, SelectItems(absl::StrCat("WHERE job_id = $1 AND idx = $2 AND state = 1", LockRows()),
+                                             {job_id, int64_t{index}}));
+    if (items.empty()) continue;
+    RETURN_IF_ERROR(Execute("UPDATE items SET state = 4, failure = $1, failure_message = $2 "
+                            "WHERE job_id = $3 AND idx = $4",
+                            {int64_t{reason}, message, job_id, int64_t{index}}));
+    failed.push_back(std::move(items.front()));
+  }
+  RETURN_IF_ERROR(tx->Commit());
+  for (ItemRecord& it : failed) {
+    it.state = ItemState::kFailed;
+    it.failure = reason;
+    it.failure_message = message;
+  }
+  return failed;
+}
+
 absl::StatusOr<std::vector<std::string>> SqlStore::CancelJob(const std::string& job_id, int64_t now_ms) {
   constexpr int kChunk = 5000;
   ASSIGN_OR_RETURN(auto batches, StartCancel(job_id));

@@ -210,6 +210,11 @@ class Store {
   // Fails the job's queued items for good with `reason`; returns them (failed).
   virtual absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id, int reason,
                                                           const std::string& message) = 0;
+  // The same for those of the job's items listed that are still queued (the others are left
+  // as they are), in one transaction; returns them (failed).
+  virtual absl::StatusOr<std::vector<ItemRecord>> FailQueuedItems(const std::string& job_id,
+                                                                  const std::vector<int>& indices, int reason,
+                                                                  const std::string& message) = 0;
 
   // Cancels queued and running items and finishes the job, all at once (StartCancel, then
   // CancelQueuedItems until none is left); returns the batches that had running items.

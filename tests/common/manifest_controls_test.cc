@@ -137,6 +137,56 @@ items:
   EXPECT_EQ(listed->images[1].image.controls(0).pose(), "builtin:walk-4dir/walk_n_2");
 }
 
+// `reference: {first: true}`: the set's first pose without the IP-Adapter, every other pose
+// with image k of the first pose as its reference picture (filled in by the coordinator).
+TEST(ManifestControls, ASetsFirstImageIsTheOthersReference) {
+  const std::string text = R"(name: sheet
+model: sdxl
+defaults: {width: 128, height: 128}
+items:
+  - {prompt: before, count: 2}
+  - prompt: a knight
+    name: hero
+    seed: 5
+    count: 2
+    reference: {images: [hero.png], adapter: other}
+    set:
+      poses: [walk_s_0, walk_w_0, walk_n_0]
+      model: openpose
+      reference: {first: true, adapter: plus, encoder: vit-h, scale: 0.7}
+)";
+  auto m = ParseManifest(text, "sheet.yaml", Draw, {}, Files);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->images.size(), 8u);  // 2, then 3 poses x 2
+  for (int i = 0; i < 4; ++i) {
+    const ManifestImage& image = m->images[i];
+    EXPECT_FALSE(image.image.has_reference_from_index()) << i;
+    if (i >= 2) {
+      EXPECT_FALSE(image.sampling.has_ip_adapter()) << "the first pose is made without a reference";
+      EXPECT_EQ(image.image.reference_sha256_size(), 0);
+    }
+  }
+  EXPECT_EQ(m->images[2].image.name(), "hero_walk_s_0");
+  for (int i = 4; i < 8; ++i) {
+    const ManifestImage& image = m->images[i];
+    ASSERT_TRUE(image.image.has_reference_from_index()) << i;
+    EXPECT_EQ(image.image.reference_from_index(), 2 + i % 2) << "image k of the first pose, k = " << i % 2;
+    EXPECT_EQ(image.image.reference_sha256_size(), 0) << "the item's own reference images are replaced";
+    EXPECT_EQ(image.sampling.ip_adapter().name(), "plus");
+    EXPECT_EQ(image.sampling.ip_adapter().encoder(), "vit-h");
+    EXPECT_EQ(image.sampling.ip_adapter().scale(), 0.7);
+  }
+  EXPECT_EQ(m->images[7].image.name(), "hero_walk_n_0");
+  EXPECT_EQ(m->images[7].image.seed(), 6u);
+  // The entries keep it for images made a chunk at a time.
+  auto entries = ParseManifestEntries(text, "sheet.yaml", {}, Files);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->entries.size(), 4u);
+  EXPECT_EQ(entries->entries[1].reference_from, -1);
+  EXPECT_EQ(entries->entries[3].reference_from, 2);
+  EXPECT_EQ(ExpandImage(entries->entries[3], 1, Draw).image.reference_from_index(), 3);
+}
+
 TEST(ManifestControls, RejectsBadControlFieldsNamingFileLineAndField) {
   struct Case { std::string text, message; };
   const std::string head = "name: x\nmodel: m\ndefaults: {width: 128, height: 128}\n";
@@ -174,6 +224,23 @@ TEST(ManifestControls, RejectsBadControlFieldsNamingFileLineAndField) {
        "items[0].set.directions: leaves none of the set's poses"},
       {head + "items: [{prompt: a, set: {poses: builtin:idle}}]\n", "items[0].set.model: is required"},
       {head + "items: [{prompt: a, name: ../x, set: {poses: builtin:idle, model: o}}]\n", "items[0].name: must be"},
+      {head + "items: [{prompt: a, reference: {first: true, adapter: plus}}]\n",
+       "job.yaml:4: items[0].reference.first: only in a set's reference"},
+      {"name: x\nmodel: m\ndefaults: {width: 128, height: 128, reference: {first: true, adapter: plus}}\n"
+       "items: [{prompt: a}]\n",
+       "job.yaml:3: defaults.reference.first: only in a set's reference"},
+      {head + "items: [{prompt: a, set: {poses: builtin:idle-4dir, model: o,"
+              " reference: {first: true, images: [hero.png], adapter: plus}}}]\n",
+       "items[0].set.reference.images: cannot be combined with first: true"},
+      {head + "items: [{prompt: a, set: {poses: builtin:idle-4dir, model: o, reference: {first: true}}}]\n",
+       "items[0].set.reference.adapter: is required"},
+      {head + "items: [{prompt: a, set: {poses: builtin:idle-4dir, model: o, reference: {first: 3, adapter: plus}}}]\n",
+       "items[0].set.reference.first: has the wrong type"},
+      {head + "items: [{prompt: a, set: {poses: builtin:idle-4dir, model: o,"
+              " reference: {first: false, adapter: plus}}}]\n",
+       "items[0].set.reference.images: must be a non-empty list of PNG files (or first: true"},
+      {head + "items: [{prompt: a, set: {poses: [idle_s], model: o, reference: {first: true, adapter: plus}}}]\n",
+       "items[0].set.reference.first: needs a set of two or more poses"},
   };
   for (const Case& c : cases) {
     auto m = ParseManifest(c.text, "job.yaml", Draw, {}, Files);

@@ -310,6 +310,60 @@ TEST(WorkflowServiceTest, TwoControlNetsAndAnIpAdapterMatchTheGenerateCommand) {
   EXPECT_EQ(WorstDifference(out + "/1_12.png", ref + "/1_12.png"), 0);
 }
 
+// A set whose first image is the others' reference (`reference: {first: true}`): the second
+// pose equals the same pose made with the first image's PNG given as `reference.images`.
+const char* kFirstReferenceSet = R"(name: sheet
+model: tiny-sdxl
+defaults: {width: 128, height: 128, steps: 4, cfg: 5.0, sampler: euler, schedule: normal}
+items:
+  - prompt: "a pixel art knight with a sword, 16-bit sprite"
+    name: hero
+    seed: 11
+    set:
+      poses: [walk_s_0, walk_w_0]
+      model: files/controlnet
+      scale: 0.5
+      reference: {first: true, adapter: files/ip-adapter-plus.safetensors, scale: 0.6}
+)";
+
+TEST(WorkflowServiceTest, ASetsFirstImageIsTheReferenceOfTheOthers) {
+  const std::string controls = Controls();
+  if (GoldenModel().empty() || !fs::exists(controls + "/controlnet/config.json")) {
+    if (std::getenv("SPRITEFORGE_REQUIRE_GOLDEN")) FAIL() << "golden folders missing";
+    GTEST_SKIP() << "golden folders missing: set SPRITEFORGE_GOLDEN";
+  }
+  Cluster cluster(TempDir("first_reference"));
+  const std::string dir = cluster.dir();
+  fs::create_directories(dir + "/job/files");
+  fs::copy(controls + "/controlnet", dir + "/job/files/controlnet", fs::copy_options::recursive);
+  fs::copy(controls + "/image_encoder", dir + "/job/files/image_encoder", fs::copy_options::recursive);
+  fs::copy_file(controls + "/ip-adapter-plus.safetensors", dir + "/job/files/ip-adapter-plus.safetensors");
+  std::ofstream(dir + "/job/sheet.yaml") << kFirstReferenceSet;
+  cluster.StartCoordinator();
+  cluster.StartWorker("w1", {"--cache-dir", dir + "/cache"});
+  auto submitted = cluster.Client({"submit", dir + "/job/sheet.yaml", "--wait"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  const std::string job = Trim(submitted.out);
+  ASSERT_EQ(cluster.Job(job).job().state(), v1::JOB_DONE) << Slurp(dir + "/worker-w1.log");
+  const std::string out = cluster.output() + "/" + job;
+  // The second image names the first's PNG, which the coordinator served as a blob.
+  const auto sidecar = nlohmann::json::parse(Slurp(out + "/1_11.json"));
+  const auto& refs = sidecar["parameters"]["ip_adapter"]["reference_sha256"];
+  ASSERT_EQ(refs.size(), 1u) << sidecar.dump();
+  const std::string blob = fs::path(cluster.output()).parent_path().string() + "/blobs/" + refs[0].get<std::string>();
+  EXPECT_EQ(Slurp(blob), Slurp(out + "/0_11.png"));
+
+  // The same pose with that PNG as an ordinary reference image: the same pixels.
+  fs::copy_file(out + "/0_11.png", dir + "/job/files/first.png");
+  std::string given = kFirstReferenceSet;
+  given.replace(given.find("[walk_s_0, walk_w_0]"), 20, "[walk_w_0]");
+  given.replace(given.find("first: true"), 11, "images: [files/first.png]");
+  std::ofstream(dir + "/job/given.yaml") << given;
+  auto again = cluster.Client({"submit", dir + "/job/given.yaml", "--wait"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(WorstDifference(out + "/1_11.png", cluster.output() + "/" + Trim(again.out) + "/0_11.png"), 0);
+}
+
 TEST(WorkflowServiceTest, FilesThatAreMissingOrNotUploadedAreRefusedWithFileLineAndField) {
   Cluster cluster(TempDir("workflow_refusals"));
   cluster.StartCoordinator();

@@ -2,12 +2,130 @@
 // out-of-memory splitting, results on disk, late results and worker loss.
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "common/sha256.h"
 #include "tests/coordinator/service/coordinator_fixture.h"
 
 namespace spriteforge::coordinator {
 namespace {
 
 using testing::CoordinatorTest;
+using testing::FakeChannel;
+
+// A set whose first image is the others' reference: three poses, items 0 (no IP-Adapter),
+// 1 and 2 (the IP-Adapter on item 0's result).
+class SetReferenceTest : public CoordinatorTest {
+ protected:
+  std::shared_ptr<FakeChannel> ConnectWithAdapter(const std::string& id) {
+    v1::Register reg = Registration(id, 8);
+    reg.add_controlnet_files()->set_name("openpose");
+    reg.add_ip_adapter_files()->set_name("plus");
+    reg.add_image_encoder_files()->set_name("image_encoder");
+    auto channel = std::make_shared<FakeChannel>();
+    auto status = core_->Register(channel, reg);
+    EXPECT_TRUE(status.ok()) << status;
+    return channel;
+  }
+  std::string SubmitSet() {
+    v1::SubmitJobRequest request;
+    request.set_manifest(
+        "name: sheet\nmodel: tiny-sdxl\ndefaults: {width: 128, height: 128, steps: 4}\n"
+        "items: [{prompt: knight, name: hero, seed: 7, set: {poses: [walk_s_0, walk_w_0, walk_n_0], model: openpose,"
+        " reference: {first: true, adapter: plus}}}]\n");
+    auto response = core_->Submit(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->job().id() : "";
+  }
+  // Only the first image goes out; the others wait for its result.
+  v1::Assignment FirstOnly(FakeChannel& w, const std::string& job) {
+    v1::Assignment first = w.NextAssignment();
+    EXPECT_EQ(first.items_size(), 1);
+    EXPECT_EQ(first.items(0).index(), 0);
+    EXPECT_FALSE(first.sampling().has_ip_adapter());
+    const v1::GetJobResponse state = Job(job);
+    EXPECT_EQ(state.items(1).state(), v1::ITEM_QUEUED);
+    EXPECT_EQ(state.items(2).state(), v1::ITEM_QUEUED);
+    return first;
+  }
+  // The others, with the first's result PNG as their reference, served as a blob.
+  void ExpectReferencesToFirst(const v1::Assignment& rest, const std::string& job) {
+    ASSERT_EQ(rest.items_size(), 2);
+    EXPECT_EQ(rest.sampling().ip_adapter().name(), "plus");
+    auto sha = Sha256OfFile(Job(job).items(0).image_path());
+    ASSERT_TRUE(sha.ok()) << sha.status();
+    for (const auto& item : rest.items()) {
+      EXPECT_EQ(item.params().reference_from_index(), 0);
+      ASSERT_EQ(item.params().reference_sha256_size(), 1);
+      EXPECT_EQ(item.params().reference_sha256(0), *sha);
+    }
+    auto blob = core_->blobs()->Path(*sha);
+    ASSERT_TRUE(blob.ok()) << blob.status();
+    EXPECT_EQ(Sha256OfFile(*blob).value_or(""), *sha);
+  }
+};
+
+TEST_F(SetReferenceTest, LaterImagesWaitForTheFirstAndTakeItsPngAsTheirReference) {
+  auto w = ConnectWithAdapter("w1");
+  const std::string job = SubmitSet();
+  const v1::Assignment first = FirstOnly(*w, job);
+  core_->OnMessage(w.get(), Result(first));
+  const v1::Assignment rest = w->NextAssignment();
+  ExpectReferencesToFirst(rest, job);
+  core_->OnMessage(w.get(), Result(rest));
+  EXPECT_EQ(Job(job).job().state(), v1::JOB_DONE);
+  // The sidecar names the reference the image was made with.
+  auto sidecar = ReadFile(dir_ + "/out/" + job + "/2_7.json");
+  ASSERT_TRUE(sidecar.ok()) << sidecar.status();
+  EXPECT_EQ(nlohmann::json::parse(*sidecar)["parameters"]["ip_adapter"]["reference_sha256"][0],
+            rest.items(1).params().reference_sha256(0));
+}
+
+TEST_F(SetReferenceTest, WhenTheFirstFailsTheOthersFailSayingWhy) {
+  auto w = ConnectWithAdapter("w1");
+  const std::string job = SubmitSet();
+  const v1::Assignment first = FirstOnly(*w, job);
+  v1::WorkerMessage failed;
+  failed.mutable_failure()->set_batch_id(first.batch_id());
+  failed.mutable_failure()->set_reason(v1::FAILURE_INVALID_REQUEST);
+  failed.mutable_failure()->set_message("prompt refused");
+  core_->OnMessage(w.get(), failed);
+  const v1::GetJobResponse state = Job(job);
+  EXPECT_EQ(state.job().state(), v1::JOB_FAILED);
+  for (int i = 1; i < 3; ++i) {
+    EXPECT_EQ(state.items(i).state(), v1::ITEM_FAILED);
+    EXPECT_EQ(state.items(i).failure(), v1::FAILURE_INVALID_REQUEST);
+    EXPECT_EQ(state.items(i).failure_message(), "the set's first image (item 0, hero_walk_s_0) failed: prompt refused");
+  }
+}
+
+TEST_F(SetReferenceTest, ARestartedCoordinatorStillWaitsAndThenFindsTheFirstsResult) {
+  auto w = ConnectWithAdapter("w1");
+  const std::string job = SubmitSet();
+  FirstOnly(*w, job);
+  auto restart = [&] {
+    core_.reset();
+    auto store = Store::Open(dir_ + "/db.sqlite");
+    ASSERT_TRUE(store.ok()) << store.status();
+    CoordinatorOptions options;
+    options.output_dir = dir_ + "/out";
+    auto core = Coordinator::Create(std::move(*store), options);
+    ASSERT_TRUE(core.ok()) << core.status();
+    core_ = std::move(*core);
+  };
+  restart();  // the first image was running: it is queued again, the others still wait
+  auto w2 = ConnectWithAdapter("w2");
+  const v1::Assignment first = FirstOnly(*w2, job);
+  core_->OnMessage(w2.get(), Result(first));
+  w2->NextAssignment();  // the others went out before the restart below, and come back after it
+  restart();  // the first is done: the others are sent with its result, read from the store
+  auto w3 = ConnectWithAdapter("w3");
+  const v1::Assignment rest = w3->NextAssignment();
+  ExpectReferencesToFirst(rest, job);
+  core_->OnMessage(w3.get(), Result(rest));
+  EXPECT_EQ(Job(job).job().state(), v1::JOB_DONE);
+}
 
 TEST_F(CoordinatorTest, OutOfMemorySplitsTheBatchAndTheRetriesComplete) {
   auto w = Connect("w1", 8);

@@ -488,6 +488,25 @@ TEST_P(StoreTest, FailQueuedItemsFailsOnlyQueuedOnes) {
   EXPECT_EQ(store_->BatchesOfWorker("w1")->size(), 1u);
 }
 
+// Only the listed ones, and of those only the queued (a set's images whose reference failed).
+TEST_P(StoreTest, FailQueuedItemsByIndexFailsOnlyThoseStillQueued) {
+  MakeJob("job-a", 4);
+  ASSERT_TRUE(store_->Lease("b1", "w1", {{"job-a", 1}}, 5000, 100).ok());
+  auto failed = store_->FailQueuedItems("job-a", {1, 2, 3}, 6, "the set's first image failed");
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  ASSERT_EQ(failed->size(), 2u);
+  EXPECT_EQ((*failed)[0].index, 2);
+  EXPECT_EQ((*failed)[1].state, ItemState::kFailed);
+  auto items = store_->Items("job-a");
+  ASSERT_TRUE(items.ok()) << items.status();
+  EXPECT_EQ((*items)[0].state, ItemState::kQueued);
+  EXPECT_EQ((*items)[1].state, ItemState::kRunning);
+  EXPECT_EQ((*items)[3].state, ItemState::kFailed);
+  EXPECT_EQ((*items)[3].failure, 6);
+  EXPECT_EQ((*items)[3].failure_message, "the set's first image failed");
+  EXPECT_EQ(store_->Counts("job-a")->failed, 2);
+}
+
 // The leader lease is compare-and-set on the database's clock: of two claims on the same
 // lapsed lease one wins; the holder renews; a lease that ran out can be taken.
 TEST_P(StoreTest, TheLeaderLeaseHasOneHolderAtATime) {
