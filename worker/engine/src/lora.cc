@@ -27,17 +27,6 @@ torch::nn::Module& ModuleOf(SdxlModels& m, Component c) {
   }
 }
 
-// The factors in page-locked host memory, so each merge copies them to the GPU without
-// waiting for every copy.
-std::shared_ptr<const LoraFile> Pinned(const LoraFile& file) {
-  auto out = std::make_shared<LoraFile>(file);
-  for (LoraFile::Layer& layer : out->layers) {
-    layer.down = layer.down.pin_memory();
-    layer.up = layer.up.pin_memory();
-  }
-  return out;
-}
-
 constexpr Component kLoraComponents[] = {Component::kTextEncoder, Component::kTextEncoder2, Component::kUNet};
 
 // A stored tensor as float32 on the CPU, owning its memory (the file is unmapped later).
@@ -141,7 +130,6 @@ absl::StatusOr<std::shared_ptr<const LoraFile>> LoraMerger::File(const std::stri
     recent_.remove(path);
     return loaded.status();
   }
-  if (device_.is_cuda()) *loaded = Pinned(**loaded);
   cache_[path] = {*loaded, static_cast<int64_t>(size), mtime};
   while (recent_.size() > kCacheFiles) {
     cache_.erase(recent_.back());
@@ -186,8 +174,8 @@ absl::Status LoraMerger::Activate(const std::vector<LoraSpec>& set) {
   for (const auto& [linear, parts] : updates) {
     torch::Tensor delta;
     for (const auto& [layer, strength] : parts) {
-      // Factors are pinned on a GPU's host (LoraMerger::File), so these copies do not block.
-      torch::Tensor update = torch::mm(layer->up.to(device_, /*non_blocking=*/true), layer->down.to(device_, true)) *
+      // Pageable copies: pinning a new file's factors costs more than one merge's uploads.
+      torch::Tensor update = torch::mm(layer->up.to(device_), layer->down.to(device_)) *
                              (strength * layer->scale);
       delta = delta.defined() ? delta + update : update;
     }
