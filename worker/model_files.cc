@@ -18,7 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The weights file a diffusers folder's model loads from, in the order the engine looks.
+// The weights file a diffusers folder's model (or a checkpoint's unet/) loads from, in the
+// order the engine looks (DiffusersComponentFile).
 constexpr const char* kFolderWeights[] = {"diffusion_pytorch_model.safetensors", "model.safetensors",
                                           "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors"};
 
@@ -158,7 +159,39 @@ std::vector<v1::LoraFile> ListModelFolders(const std::string& dir, FileHashes* h
   return out;
 }
 
-void HashModelFolders(const std::vector<std::string>& dirs, FileHashes* hashes) {
+v1::LoraFile ModelFile(const std::string& name, const std::string& model_path, FileHashes* hashes) {
+  v1::LoraFile f;
+  f.set_name(name);
+  if (model_path.empty() || model_path.rfind("builtin:", 0) == 0) return f;
+  std::error_code ec;
+  const fs::path path(model_path);
+  if (fs::is_regular_file(path, ec)) {
+    f.set_size_bytes(fs::file_size(path, ec));
+    SetHash(&f, path, hashes);
+    return f;
+  }
+  if (!fs::is_directory(path, ec)) return f;
+  uint64_t bytes = 0;
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code file_ec;  // an unreadable file counts nothing and ends no walk
+    if (it->path().extension() == ".safetensors" && it->is_regular_file(file_ec)) {
+      const uint64_t size = it->file_size(file_ec);
+      if (!file_ec) bytes += size;
+    }
+  }
+  f.set_size_bytes(bytes);
+  for (const char* weights : kFolderWeights) {
+    if (fs::is_regular_file(path / "unet" / weights, ec)) {
+      SetHash(&f, path / "unet" / weights, hashes);
+      break;
+    }
+  }
+  return f;
+}
+
+void HashModelFolders(const std::vector<std::string>& dirs, FileHashes* hashes, const std::string& model_path) {
+  ModelFile("", model_path, hashes);
   for (const std::string& dir : dirs) {
     ListLoraFolder(dir, hashes);
     ListModelFolders(dir, hashes);

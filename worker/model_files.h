@@ -1,5 +1,6 @@
 // The files of the worker's model folders (--lora-dir, --controlnet-dir, --ip-adapter-dir)
-// as Register lists them: by the name manifests use, with their size and SHA-256.
+// and its --model as Register lists them: by the name manifests use, with their size and
+// SHA-256.
 //
 // Hashing a folder of multi-GB files takes seconds per file, so the hashes are remembered in
 // a small file of the worker's --cache-dir (FileHashes, "file-hashes.tsv"), keyed by the
@@ -68,8 +69,18 @@ std::vector<v1::LoraFile> ListLoraFolder(const std::string& dir, FileHashes* has
 // model.safetensors and their .fp16 variants; none when the folder has none of them).
 std::vector<v1::LoraFile> ListModelFolders(const std::string& dir, FileHashes* hashes = nullptr);
 
-// Every listing Register makes of the worker's folders, for their hashes to be read once
-// ahead of the first connection (the lists themselves are dropped).
-void HashModelFolders(const std::vector<std::string>& dirs, FileHashes* hashes);
+// The model the worker serves from `model_path` (its --model), as Register.model_files lists
+// it under `name`: with `hashes`, the SHA-256 of
+//   - a single-file checkpoint: the file (size: the file's);
+//   - a diffusers folder: its UNet's weights file, the first of unet/ diffusion_pytorch_model
+//     .safetensors, model.safetensors and their .fp16 variants, as the engine loads it (size:
+//     all the folder's .safetensors files); none when unet/ has none of them;
+//   - builtin:* (random weights) or a path that is neither: none (size 0).
+v1::LoraFile ModelFile(const std::string& name, const std::string& model_path, FileHashes* hashes = nullptr);
+
+// Every listing Register makes of the worker's folders and of its model (`model_path`; empty:
+// none), for their hashes to be read once ahead of the first connection (the lists
+// themselves are dropped).
+void HashModelFolders(const std::vector<std::string>& dirs, FileHashes* hashes, const std::string& model_path = "");
 
 }  // namespace spriteforge::worker

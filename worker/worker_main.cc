@@ -216,6 +216,7 @@ sw::WorkerIdentity IdentityOf(const WorkerOptions& o) {
   sw::WorkerIdentity identity;
   identity.worker_id = o.worker_id.empty() ? sw::DefaultWorkerId(HostName(), o.load.device) : o.worker_id;
   identity.model_name = o.model_name.empty() ? DefaultModelName(o.load.model_path) : o.model_name;
+  identity.model_path = o.load.model_path;
   identity.max_batch = o.max_batch;
   identity.prefetch = o.prefetch;
   identity.encode_threads = o.encode_threads;
@@ -326,13 +327,14 @@ int Run(WorkerOptions options) {
   std::unique_ptr<se::Engine> engine;
   std::unique_ptr<sw::HealthEndpoint> health;
   if (MaybeFailure failed = StartHealthEndpoint(options, engine, &health)) return Fail(*failed);
-  // The folders' files are hashed while the model loads (remembered ones are not read again);
-  // the first registration waits for the rest.
+  // The model's and the folders' files are hashed while the model loads (remembered ones are
+  // not read again); the first registration waits for the rest.
   sw::FileHashes file_hashes(sw::FileHashesPath(options.cache_dir));
-  std::thread hashing([&file_hashes, dirs = std::vector<std::string>{options.lora_dir, options.controlnet_dir,
-                                                                      options.ip_adapter_dir}] {
+  std::thread hashing([&file_hashes, model = options.load.model_path,
+                       dirs = std::vector<std::string>{options.lora_dir, options.controlnet_dir,
+                                                       options.ip_adapter_dir}] {
     const auto start = std::chrono::steady_clock::now();
-    sw::HashModelFolders(dirs, &file_hashes);
+    sw::HashModelFolders(dirs, &file_hashes, model);
     if (file_hashes.hashed() > 0) {
       spdlog::info("hashed {} model files in {:.1f} s", file_hashes.hashed(),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -75,8 +75,9 @@ v1::WorkerMessage WorkerSession::RegisterMessage() const {
   reg->set_version(absl::StrCat("spriteforge ", cli::Version()));
   for (const v1::Calibration& c : identity_.calibrations) *reg->add_calibrations() = c;
   // Listed at every connection, so files added to the folder since count in the planner;
-  // their hashes come from the worker's remembered ones (model_files.h).
+  // their hashes (and the model's) come from the worker's remembered ones (model_files.h).
   FileHashes* hashes = identity_.file_hashes;
+  *reg->add_model_files() = ModelFile(identity_.model_name, identity_.model_path, hashes);
   for (v1::LoraFile& f : ListLoraFolder(identity_.lora_dir, hashes)) *reg->add_lora_files() = std::move(f);
   // ControlNets: diffusers folders and single files (config.json beside them); IP-Adapters:
   // .safetensors files; image encoders: folders of --ip-adapter-dir.

@@ -31,6 +31,7 @@ namespace spriteforge::worker {
 struct WorkerIdentity {
   std::string worker_id;       // stable for the life of the process
   std::string model_name;
+  std::string model_path;      // its --model (file, diffusers folder or builtin:*), for its hash
   int max_batch = 8;
   int prefetch = 1;            // batches held beyond the one rendering
   int encode_threads = 0;      // PNG encoding threads; 0: up to 8, one per core

@@ -62,6 +62,14 @@ absl::Status CheckRegister(const v1::Register& reg, const WorkerLimits& lim) {
       return Bad("register.models", absl::StrCat("\"", model.substr(0, 64), "\" ", problem));
     }
   }
+  if (reg.model_files_size() > lim.max_models) {
+    return Bad("register.model_files", absl::StrCat("more than ", lim.max_models));
+  }
+  for (const v1::LoraFile& model : reg.model_files()) {
+    if (auto problem = ModelNameProblem(model.name()); !problem.empty()) {
+      return Bad("register.model_files", absl::StrCat("\"", model.name().substr(0, 64), "\" ", problem));
+    }
+  }
   if (reg.lora_files_size() > lim.max_lora_files) {
     return Bad("register.lora_files", absl::StrCat("more than ", lim.max_lora_files));
   }

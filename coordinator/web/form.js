@@ -103,7 +103,8 @@ export class MakeForm {
       }
       return out;
     };
-    const signature = JSON.stringify(workers.map((w) => [w.models, w.loras, w.controlnets, w.ip_adapters]));
+    const signature = JSON.stringify(workers.map((w) => [w.models, w.model_files, w.loras, w.controlnets,
+      w.ip_adapters]));
     if (signature === this.served) return;
     this.served = signature;
     const fill = (select, names, none, known = new Map()) => {
@@ -117,7 +118,7 @@ export class MakeForm {
         ...names.map((n) => el('option', { value: n, title: title(n) }, n)));
       if (names.includes(keep)) select.value = keep;
     };
-    fill($('#f-model'), union('models'), workers.length ? null : 'no worker connected');
+    fill($('#f-model'), union('models'), workers.length ? null : 'no worker connected', hashes('model_files'));
     fill($('#f-lora-add'), union('loras'), union('loras').length ? null : 'no LoRAs on the workers', hashes('loras'));
     fill($('#f-control-model'), union('controlnets'), 'none', hashes('controlnets'));
     fill($('#f-adapter'), union('ip_adapters'), 'none', hashes('ip_adapters'));

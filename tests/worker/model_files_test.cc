@@ -1,6 +1,7 @@
-// The worker's folders as Register lists them: each file and model folder with the SHA-256
-// of its bytes (a folder: of its weights file), remembered in the cache folder so a second
-// start reads no file again, and read anew once a file changes.
+// The worker's folders and model as Register lists them: each file and model folder with the
+// SHA-256 of its bytes (a folder: of its weights file; the model: of its checkpoint file or
+// its UNet's weights), remembered in the cache folder so a second start reads no file again,
+// and read anew once a file changes.
 #include "worker/model_files.h"
 
 #include <gtest/gtest.h>
@@ -55,6 +56,62 @@ TEST(ModelFilesTest, FilesAndFoldersCarryTheirSha256) {
   // Without a FileHashes nothing is read: names and sizes only.
   EXPECT_EQ(ListLoraFolder(dir).front().sha256(), "");
   EXPECT_EQ(ListLoraFolder(dir).front().size_bytes(), 10u);
+}
+
+TEST(ModelFilesTest, TheModelCarriesTheHashOfItsWeights) {
+  const std::string dir = FreshDir("model"), cache = FreshDir("model_cache");
+  FileHashes hashes(FileHashesPath(cache));
+  // A single-file checkpoint: the file's bytes.
+  const fs::path file = fs::path(dir) / "pixel-xl.safetensors";
+  Write(file, "checkpoint bytes");
+  v1::LoraFile single = ModelFile("pixel-xl", file.string(), &hashes);
+  EXPECT_EQ(single.name(), "pixel-xl");
+  EXPECT_EQ(single.size_bytes(), 16u);
+  EXPECT_EQ(single.sha256(), Sha256Hex("checkpoint bytes"));
+  // A diffusers folder: its UNet's weights file, the one the engine loads (the fp32 file
+  // before the .fp16 one); the size counts all its .safetensors files.
+  const fs::path folder = fs::path(dir) / "sdxl-folder";
+  Write(folder / "model_index.json", "{}");
+  Write(folder / "unet" / "config.json", "{}");
+  Write(folder / "unet" / "diffusion_pytorch_model.fp16.safetensors", "unet half");
+  Write(folder / "vae" / "diffusion_pytorch_model.safetensors", "vae");
+  v1::LoraFile half = ModelFile("sdxl", folder.string(), &hashes);
+  EXPECT_EQ(half.sha256(), Sha256Hex("unet half"));
+  EXPECT_EQ(half.size_bytes(), 12u);
+  Write(folder / "unet" / "diffusion_pytorch_model.safetensors", "unet full");
+  v1::LoraFile full = ModelFile("sdxl", folder.string(), &hashes);
+  EXPECT_EQ(full.name(), "sdxl");
+  EXPECT_EQ(full.sha256(), Sha256Hex("unet full"));
+  EXPECT_EQ(full.size_bytes(), 21u);
+  // A folder without UNet weights, builtin:* and a missing path: named, no hash.
+  Write(fs::path(dir) / "bare" / "model_index.json", "{}");
+  EXPECT_EQ(ModelFile("bare", (fs::path(dir) / "bare").string(), &hashes).sha256(), "");
+  v1::LoraFile builtin = ModelFile("tiny-sdxl", "builtin:tiny", &hashes);
+  EXPECT_EQ(builtin.name(), "tiny-sdxl");
+  EXPECT_EQ(builtin.sha256(), "");
+  EXPECT_EQ(builtin.size_bytes(), 0u);
+  EXPECT_EQ(ModelFile("gone", (fs::path(dir) / "gone.safetensors").string(), &hashes).sha256(), "");
+  // Without a FileHashes nothing is read.
+  EXPECT_EQ(ModelFile("pixel-xl", file.string()).sha256(), "");
+  EXPECT_EQ(ModelFile("pixel-xl", file.string()).size_bytes(), 16u);
+  EXPECT_EQ(hashes.hashed(), 3);
+}
+
+TEST(ModelFilesTest, TheStartHashesTheModelIntoTheCache) {
+  const std::string dir = FreshDir("model_start"), cache = FreshDir("model_start_cache");
+  const fs::path unet = fs::path(dir) / "sdxl" / "unet" / "diffusion_pytorch_model.safetensors";
+  Write(unet, "unet bytes");
+  Write(fs::path(dir) / "loras" / "slime.safetensors", "lora bytes");
+  {
+    FileHashes first(FileHashesPath(cache));
+    // The worker's start: the model and its folders, hashed and saved.
+    HashModelFolders({(fs::path(dir) / "loras").string()}, &first, (fs::path(dir) / "sdxl").string());
+    EXPECT_EQ(first.hashed(), 2);
+  }
+  // The connection's Register reads nothing again.
+  FileHashes second(FileHashesPath(cache));
+  EXPECT_EQ(ModelFile("sdxl", (fs::path(dir) / "sdxl").string(), &second).sha256(), Sha256Hex("unet bytes"));
+  EXPECT_EQ(second.hashed(), 0);
 }
 
 TEST(ModelFilesTest, ASecondStartUsesTheRememberedHashesUntilAFileChanges) {

@@ -371,14 +371,25 @@ nlohmann::json NamedFiles(const google::protobuf::RepeatedPtrField<v1::LoraFile>
   return out;
 }
 
-// GET /v1/workers/files: per connected worker, what manifests may name: its models and the
-// LoRAs, ControlNets, IP-Adapters and image encoders in its folders (by name, size and the
-// SHA-256 the worker reports; empty from a worker that reports none).
+// The worker's models with their weights' size and SHA-256 (Register.model_files); from a
+// worker that reports only their names, each name with size 0 and no hash.
+nlohmann::json ModelFiles(const v1::Register& r) {
+  if (r.model_files_size() > 0) return NamedFiles(r.model_files());
+  nlohmann::json out = nlohmann::json::array();
+  for (const std::string& name : r.models()) out.push_back({{"name", name}, {"size_bytes", 0}, {"sha256", ""}});
+  return out;
+}
+
+// GET /v1/workers/files: per connected worker, what manifests may name: its models (names,
+// and with the size and SHA-256 of their weights) and the LoRAs, ControlNets, IP-Adapters
+// and image encoders in its folders (by name, size and the SHA-256 the worker reports; empty
+// from a worker that reports none).
 void ListWorkerFiles(HttpApi& api, httplib::Response& res) {
   nlohmann::json workers = nlohmann::json::array();
   for (const v1::Register& r : api.core()->ConnectedRegistrations()) {
     workers.push_back({{"id", r.worker_id()},
                        {"models", r.models()},
+                       {"model_files", ModelFiles(r)},
                        {"loras", NamedFiles(r.lora_files())},
                        {"controlnets", NamedFiles(r.controlnet_files())},
                        {"ip_adapters", NamedFiles(r.ip_adapter_files())},

@@ -204,6 +204,11 @@ class OpenApiTest(unittest.TestCase):
     def test_7_what_the_page_uses_upload_img2img_sidecar_zip_and_delete(self):
         served = self.call("GET", "/v1/workers/files")["workers"]
         self.assertEqual([(w["id"], w["models"], w["loras"]) for w in served], [("cpu-0", ["tiny-sdxl"], [])])
+        # The worker's --model is the golden single-file checkpoint: its size and SHA-256.
+        with open(os.path.join(os.environ["SPRITEFORGE_GOLDEN"], "tiny-sdxl.safetensors"), "rb") as f:
+            weights = f.read()
+        self.assertEqual(served[0]["model_files"], [{"name": "tiny-sdxl", "size_bytes": len(weights),
+                                                     "sha256": hashlib.sha256(weights).hexdigest()}])
         self.assertEqual(self.call("GET", "/v1/me"), {"name": "", "role": "admin", "anonymous": True})
         start = gray_png(128, 128)
         upload = self.call("POST", "/v1/files", {"image_base64": base64.b64encode(start).decode()}, status=201)

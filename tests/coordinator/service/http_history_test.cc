@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -106,6 +107,42 @@ TEST_F(HttpHistoryTest, WorkerFilesCarryTheHashesTheWorkerReported) {
   EXPECT_EQ(w["loras"], nlohmann::json::parse(R"([{"name": "pixel-art", "size_bytes": 1234, "sha256": ")" +
                                               std::string(64, 'a') + R"("}])"));
   EXPECT_EQ(w["controlnets"], nlohmann::json::parse(R"([{"name": "canny", "size_bytes": 99, "sha256": ""}])"));
+}
+
+TEST_F(HttpHistoryTest, WorkerFilesCarryTheModelsHashes) {
+  v1::Register reg = Registration("w1", 4);
+  ASSERT_EQ(reg.models_size(), 1);
+  const std::string model = reg.models(0);
+  v1::LoraFile* weights = reg.add_model_files();
+  weights->set_name(model);
+  weights->set_size_bytes(6938040682);
+  weights->set_sha256(std::string(64, 'b'));
+  auto channel = std::make_shared<testing::FakeChannel>();
+  ASSERT_TRUE(core_->Register(channel, reg).ok());
+  // A worker that reports its models by name only: each with size 0 and no hash.
+  v1::Register old = Registration("w2", 4);
+  auto old_channel = std::make_shared<testing::FakeChannel>();
+  ASSERT_TRUE(core_->Register(old_channel, old).ok());
+
+  auto [status, body] = Get("/v1/workers/files");
+  ASSERT_EQ(status, 200);
+  ASSERT_EQ(body["workers"].size(), 2u);
+  std::map<std::string, nlohmann::json> by_id;
+  for (const auto& w : body["workers"]) by_id[w["id"]] = w;
+  ASSERT_EQ(by_id.count("w1"), 1u);
+  ASSERT_EQ(by_id.count("w2"), 1u);
+  EXPECT_EQ(by_id["w1"]["models"], nlohmann::json::array({model}));  // the names, as before
+  EXPECT_EQ(by_id["w1"]["model_files"],
+            nlohmann::json::array({{{"name", model}, {"size_bytes", 6938040682}, {"sha256", std::string(64, 'b')}}}));
+  EXPECT_EQ(by_id["w2"]["model_files"],
+            nlohmann::json::array({{{"name", old.models(0)}, {"size_bytes", 0}, {"sha256", ""}}}));
+}
+
+TEST_F(HttpHistoryTest, AWorkerWithABadModelFileNameIsRefused) {
+  v1::Register reg = Registration("w1", 4);
+  reg.add_model_files()->set_name("../escape");
+  auto channel = std::make_shared<testing::FakeChannel>();
+  EXPECT_FALSE(core_->Register(channel, reg).ok());
 }
 
 }  // namespace
