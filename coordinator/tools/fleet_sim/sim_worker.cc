@@ -80,6 +80,9 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
     }
     StartRead(&incoming_);
     Send({hello}, /*delay=*/false);
+    // Held until no read or write can start any more (ReleasableLocked): otherwise a
+    // cancel could finish the stream (OnDone) between a write being chosen and started.
+    AddHold();
     StartCall();
   }
 
@@ -97,8 +100,14 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      std::lock_guard<std::mutex> lock(mu_);
-      ended_ = true;
+      bool release;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ended_ = true;
+        read_ended_ = true;
+        release = ReleasableLocked();
+      }
+      if (release) RemoveHold();
       return;
     }
     std::vector<v1::WorkerMessage> out;
@@ -137,17 +146,20 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
 
   void OnWriteDone(bool ok) override {
     const v1::WorkerMessage* next = nullptr;
+    bool release = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.pop_front();
-      if (ok && !outbox_.empty()) {
+      if (ok && !ended_ && !outbox_.empty()) {
         next = &outbox_.front();
       } else {
         writing_ = false;
         if (!ok) ended_ = true;
+        release = ReleasableLocked();
       }
     }
     if (next) StartWrite(next);
+    if (release) RemoveHold();
   }
 
   void OnDone(const grpc::Status&) override {
@@ -162,6 +174,13 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
   }
 
  private:
+  // True once: the read chain has ended and no write is in flight, so nothing more starts.
+  bool ReleasableLocked() {
+    if (hold_released_ || !read_ended_ || writing_) return false;
+    hold_released_ = true;
+    return true;
+  }
+
   struct Rendering {
     v1::Assignment batch;
     Clock::time_point start;
@@ -410,6 +429,8 @@ class SimWorker::Session : public grpc::ClientBidiReactor<v1::WorkerMessage, v1:
   bool writing_ = false;
   bool started_ = false;
   bool ended_ = false;
+  bool read_ended_ = false;     // OnReadDone(false): no read starts again
+  bool hold_released_ = false;
   bool crashed_ = false;
   std::atomic<bool> crashed_now_{false};
   int heartbeat_ms_ = 1000;
