@@ -49,7 +49,7 @@ std::string IpAdapterModule(const std::string& name) {
 // One "ControlNet N" value: the extension's unit fields in its order, the settings this
 // engine does not have at the extension's defaults.
 std::string FormatUnit(const std::string& module, const std::string& model, double weight, double start,
-                       double end, const v1::ControlImage* control) {
+                       double end, const v1::ControlImage* control, bool guess_mode = false) {
   std::string unit = absl::StrCat("Module: ", module, ", Model: ", model, ", Weight: ", PythonFloat(weight),
                                   ", Resize Mode: Crop and Resize, Low Vram: False");
   if (control != nullptr && control->has_canny()) {
@@ -57,7 +57,8 @@ std::string FormatUnit(const std::string& module, const std::string& model, doub
                     PythonFloat(control->canny().high()));
   }
   absl::StrAppend(&unit, ", Guidance Start: ", PythonFloat(start), ", Guidance End: ", PythonFloat(end),
-                  ", Pixel Perfect: False, Control Mode: Balanced");
+                  ", Pixel Perfect: False, Control Mode: ",
+                  guess_mode ? "ControlNet is more important" : "Balanced");
   return nlohmann::json(unit).dump();  // quoted, as A1111 quotes values holding ',' or ':'
 }
 
@@ -69,7 +70,7 @@ std::vector<std::string> ControlNetUnits(const v1::ImageParams& image, const v1:
     const v1::ControlNetRef& c = s.controlnets(i);
     const v1::ControlImage* control = i < image.controls_size() ? &image.controls(i) : nullptr;
     units.push_back(FormatUnit(ControlNetModule(control), UnitName(c.name(), c.sha256()), c.scale(), c.start(),
-                               c.end(), control));
+                               c.end(), control, c.guess_mode()));
   }
   if (s.has_ip_adapter()) {
     const v1::IpAdapterRef& a = s.ip_adapter();
@@ -120,6 +121,7 @@ void AddControls(const v1::ImageParams& image, const v1::SamplingParams& s, nloh
     const v1::ControlNetRef& c = s.controlnets(i);
     nlohmann::json unit = {{"name", c.name()}, {"scale", c.scale()}, {"start", c.start()}, {"end", c.end()}};
     if (!c.sha256().empty()) unit["sha256"] = c.sha256();
+    if (c.guess_mode()) unit["guess_mode"] = true;
     if (i < image.controls_size()) unit["control"] = ControlImageJson(image.controls(i));
     j["controlnets"].push_back(std::move(unit));
   }

@@ -80,6 +80,7 @@ absl::Status ReadControlNet(const YAML::Node& entry, const std::string& f, const
   ASSIGN_OR_RETURN(auto model, ReadAs<std::string>(entry["model"], f + ".model", err));
   RETURN_IF_ERROR(b.AddControlNet(Ref(entry, f), Ref(entry["model"], f + ".model"), model));
   RETURN_IF_ERROR(Apply<double>(entry, "scale", f, err, [&](const FieldRef& at, double v) { return b.SetControlScale(at, v); }));
+  RETURN_IF_ERROR(Apply<bool>(entry, "guess_mode", f, err, [&](const FieldRef& at, bool v) { return b.SetControlGuessMode(at, v); }));
   double start = 0.0, end = 1.0;
   if (entry["start"]) RETURN_IF_ERROR(Read(entry["start"], f + ".start", err, start));
   if (entry["end"]) RETURN_IF_ERROR(Read(entry["end"], f + ".end", err, end));
@@ -125,7 +126,7 @@ absl::Status ReadControls(const YAML::Node& node, const std::string& field, cons
     const YAML::Node entry = node[i];
     const std::string f = absl::StrCat(field, "[", i, "]");
     if (!entry.IsMap()) return err.At(entry, f, "must be a mapping {model, image | pose | canny, scale, start, end}");
-    RETURN_IF_ERROR(OnlyKeys(entry, {"model", "image", "pose", "canny", "scale", "start", "end"}, f, err));
+    RETURN_IF_ERROR(OnlyKeys(entry, {"model", "image", "pose", "canny", "scale", "start", "end", "guess_mode"}, f, err));
     RETURN_IF_ERROR(ReadControlNet(entry, f, err, b));
     RETURN_IF_ERROR(ReadControlImage(entry, f, err, b));
   }
@@ -279,7 +280,7 @@ absl::StatusOr<std::vector<EntryBuilder>> ExpandSet(const YAML::Node& set, const
                                                     const Errors& err, const EntryBuilder& item, int first_index) {
   const ManifestLimits& lim = item.limits();
   if (!set.IsMap()) return err.At(set, f, "must be a mapping {poses, directions, model, scale, start, end, reference}");
-  RETURN_IF_ERROR(OnlyKeys(set, {"poses", "directions", "model", "scale", "start", "end", "reference"}, f, err));
+  RETURN_IF_ERROR(OnlyKeys(set, {"poses", "directions", "model", "scale", "start", "end", "guess_mode", "reference"}, f, err));
   if (!set["poses"]) return err.At(set, f + ".poses", "is required (builtin:walk-8dir, or a list of pose names)");
   ASSIGN_OR_RETURN(auto poses, ReadSetPoses(set["poses"], f + ".poses", err));
   if (const YAML::Node dirs = set["directions"]) {

@@ -300,6 +300,12 @@ absl::Status EntryBuilder::SetControlSpan(const FieldRef& start_at, double start
   return absl::OkStatus();
 }
 
+absl::Status EntryBuilder::SetControlGuessMode(const FieldRef& at, bool on) {
+  if (sampling_.controlnets_size() == 0) return Fail(at, "needs a ControlNet model");
+  sampling_.mutable_controlnets()->rbegin()->set_guess_mode(on);
+  return absl::OkStatus();
+}
+
 // Counts the last ControlNet's pictures: it takes exactly one.
 absl::Status EntryBuilder::AddPicture(const FieldRef& at) {
   if (controls_at_.empty()) return Fail(at, "needs a ControlNet model");

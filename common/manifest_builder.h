@@ -96,6 +96,7 @@ class EntryBuilder {
   absl::Status SetControlScale(const FieldRef& at, double scale);
   // Start and end shares of the steps; an error for start >= end is at `start_at`.
   absl::Status SetControlSpan(const FieldRef& start_at, double start, const FieldRef& end_at, double end);
+  absl::Status SetControlGuessMode(const FieldRef& at, bool on);
   absl::Status SetControlImage(const FieldRef& at, const std::string& path);
   absl::Status SetControlPose(const FieldRef& at, const std::string& pose);  // a built-in pose, or a .json file
   absl::Status SetControlCanny(const FieldRef& image_at, const std::string& path, const FieldRef& thresholds_at,

@@ -45,7 +45,7 @@ items:
   - prompt: edged
     controls:
       - {model: nets/canny/, canny: {image: edges.png, low: 50, high: 150}}
-      - {model: depth, image: edges.png, start: 0.2}
+      - {model: depth, image: edges.png, start: 0.2, guess_mode: true}
       - {model: openpose, pose: my-pose.json}
     reference: {images: [hero.png, hero.png], adapter: ip-adapter_sdxl, scale: 0.5}
 )";
@@ -75,6 +75,8 @@ items:
   EXPECT_EQ(edged.controlnets(0).sha256(), std::string(64, 'c'));
   EXPECT_EQ(edged.controlnets(0).config_sha256(), std::string(64, 'd'));
   EXPECT_EQ(edged.controlnets(1).start(), 0.2);
+  EXPECT_TRUE(edged.controlnets(1).guess_mode());
+  EXPECT_FALSE(edged.controlnets(0).guess_mode());
   const v1::ImageParams& image = m->images[1].image;
   ASSERT_EQ(image.controls_size(), 3);
   EXPECT_EQ(image.controls(0).canny().image_sha256(), std::string(64, '1'));
@@ -103,6 +105,7 @@ items:
       directions: [w, s]
       model: openpose
       end: 0.8
+      guess_mode: true
       reference: {images: [hero.png], adapter: plus, encoder: vit-h}
   - {prompt: after, seed: 9}
 )";
@@ -120,6 +123,8 @@ items:
   ASSERT_EQ(frame.sampling.controlnets_size(), 2);  // the set's ControlNet first
   EXPECT_EQ(frame.sampling.controlnets(0).name(), "openpose");
   EXPECT_EQ(frame.sampling.controlnets(0).end(), 0.8);
+  EXPECT_TRUE(frame.sampling.controlnets(0).guess_mode());
+  EXPECT_FALSE(frame.sampling.controlnets(1).guess_mode());
   EXPECT_EQ(frame.sampling.controlnets(1).name(), "canny");
   EXPECT_EQ(frame.image.controls(0).pose(), "builtin:walk-8dir/walk_w_1");
   EXPECT_EQ(frame.image.controls(1).image_sha256(), std::string(64, '1'));
@@ -197,6 +202,8 @@ TEST(ManifestControls, RejectsBadControlFieldsNamingFileLineAndField) {
        "items[0].controls[0].start: must be below end"},
       {head + "items: [{prompt: a, controls: [{model: openpose, pose: walk_s_0, end: 2}]}]\n",
        "items[0].controls[0].end: must be 0..1"},
+      {head + "items: [{prompt: a, controls: [{model: openpose, pose: walk_s_0, guess_mode: maybe}]}]\n",
+       "job.yaml:4: items[0].controls[0].guess_mode: has the wrong type"},
       {head + "items: [{prompt: a, controls: [{model: canny, image: gone.png}]}]\n",
        "items[0].controls[0].image: gone.png: no such file"},
       {head + "items: [{prompt: a, controls: [{model: gone/net, image: edges.png}]}]\n",

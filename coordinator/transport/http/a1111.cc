@@ -175,6 +175,28 @@ absl::Status ReadUnitImage(const nlohmann::json& unit, std::string* png) {
   return DecodeBase64Png(it->get<std::string>(), "input_image", png);
 }
 
+// control_mode, as a number (0, 1, 2) or the extension's names: Balanced, or "ControlNet is
+// more important" (guess mode). "My prompt is more important" has no spriteforge form.
+absl::Status ReadControlMode(const nlohmann::json& unit, bool* guess_mode) {
+  static const char* kNames[] = {"Balanced", "My prompt is more important", "ControlNet is more important"};
+  auto it = unit.find("control_mode");
+  if (it == unit.end() || it->is_null()) return absl::OkStatus();
+  int mode = -1;
+  if (it->is_number_integer()) mode = it->get<int>();
+  for (int i = 0; i < 3 && it->is_string(); ++i) {
+    if (it->get_ref<const std::string&>() == kNames[i]) mode = i;
+  }
+  if (mode < 0 || mode > 2) {
+    return absl::InvalidArgumentError("control_mode: expected 0 (Balanced) or 2 (ControlNet is more important)");
+  }
+  if (mode == 1) {
+    return absl::InvalidArgumentError(
+        "control_mode: 'My prompt is more important' is not supported (Balanced or ControlNet is more important)");
+  }
+  *guess_mode = mode == 2;
+  return absl::OkStatus();
+}
+
 // One alwayson_scripts.controlnet.args entry; `module` lower-cased.
 absl::StatusOr<ControlUnit> ReadControlUnit(const nlohmann::json& unit) {
   if (!unit.is_object()) return absl::InvalidArgumentError("expected an object");
@@ -196,6 +218,10 @@ absl::StatusOr<ControlUnit> ReadControlUnit(const nlohmann::json& unit) {
   RETURN_IF_ERROR(ReadNumber(unit, "weight", -kAny, kAny, &u.weight));
   RETURN_IF_ERROR(ReadNumber(unit, "guidance_start", -kAny, kAny, &u.guidance_start));
   RETURN_IF_ERROR(ReadNumber(unit, "guidance_end", -kAny, kAny, &u.guidance_end));
+  RETURN_IF_ERROR(ReadControlMode(unit, &u.guess_mode));
+  if (u.guess_mode && absl::StartsWith(u.module, "ip-adapter")) {
+    return absl::InvalidArgumentError("control_mode: an IP-Adapter unit is always Balanced");
+  }
   if (u.module == "canny") {
     // A1111 sends -1 for a slider left alone: the preprocessor's default then.
     double low = -1, high = -1;
@@ -289,6 +315,7 @@ absl::Status FillControls(const Txt2Img& r, EntryBuilder& b) {
     RETURN_IF_ERROR(b.AddControlNet({u.field.substr(0, u.field.size() - 1)}, {u.field + "model"}, u.model));
     RETURN_IF_ERROR(b.SetControlScale({u.field + "weight"}, u.weight));
     RETURN_IF_ERROR(b.SetControlSpan({u.field + "guidance_start"}, u.guidance_start, {u.field + "guidance_end"}, u.guidance_end));
+    RETURN_IF_ERROR(b.SetControlGuessMode({u.field + "control_mode"}, u.guess_mode));
     if (u.module == "canny") {
       // Whole numbers, as OpenCV's Canny takes them from A1111's sliders.
       RETURN_IF_ERROR(b.SetControlCanny({u.field + "input_image"}, ControlImagePath(i), {u.field + "threshold_a"},

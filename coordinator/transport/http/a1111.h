@@ -28,6 +28,7 @@ struct ControlUnit {
   std::string png;              // input_image, decoded
   double weight = 1.0, guidance_start = 0.0, guidance_end = 1.0;
   double threshold_a = 100, threshold_b = 200;  // canny: low and high
+  bool guess_mode = false;      // control_mode "ControlNet is more important" (2)
   std::string field;            // "alwayson_scripts.controlnet.args[2].", for errors
 };
 

@@ -145,7 +145,7 @@ TEST(A1111, ControlNetUnitsBecomeTheEntrysControlsAndReference) {
       R"([{"input_image": ")", Base64Png(10), R"(", "module": "none", "model": "openpose-sdxl [a1b2c3d4]",
            "weight": 0.9, "guidance_start": 0.0, "guidance_end": 0.75, "pixel_perfect": true},
           {"image": "data:image/png;base64,)", Base64Png(20), R"(", "module": "canny", "model": "canny-sdxl",
-           "threshold_a": 50, "threshold_b": -1},
+           "threshold_a": 50, "threshold_b": -1, "control_mode": "ControlNet is more important"},
           {"enabled": false, "module": "depth_midas", "model": "depth"},
           {"input_image": ")", Base64Png(30), R"(", "module": "ip-adapter_clip_sdxl_plus_vith",
            "model": "ip-adapter-plus_sdxl_vit-h [f1f19f7d]", "weight": 0.6}])"));
@@ -164,6 +164,8 @@ TEST(A1111, ControlNetUnitsBecomeTheEntrysControlsAndReference) {
   EXPECT_EQ(sampling.controlnets(0).name(), "openpose-sdxl");
   EXPECT_EQ(sampling.controlnets(0).scale(), 0.9);
   EXPECT_EQ(sampling.controlnets(0).end(), 0.75);
+  EXPECT_FALSE(sampling.controlnets(0).guess_mode());
+  EXPECT_TRUE(sampling.controlnets(1).guess_mode());  // "ControlNet is more important"
   EXPECT_EQ(image.controls(0).image_sha256(), Sha256Hex(files.at("controlnet0.png")));
   EXPECT_EQ(image.controls(1).canny().low(), 50);
   EXPECT_EQ(image.controls(1).canny().high(), 200);
@@ -178,6 +180,10 @@ TEST(A1111, ControlNetUnitsBecomeTheEntrysControlsAndReference) {
             std::string::npos) << info["infotexts"][0];
   EXPECT_EQ(info["extra_generation_params"]["ControlNet 1"].get<std::string>().rfind("Module: canny, Model: canny-sdxl, ", 0), 0u)
       << info["extra_generation_params"];
+  EXPECT_NE(info["extra_generation_params"]["ControlNet 1"].get<std::string>().find(
+                "Control Mode: ControlNet is more important"), std::string::npos);
+  EXPECT_NE(info["extra_generation_params"]["ControlNet 0"].get<std::string>().find("Control Mode: Balanced"),
+            std::string::npos);
 }
 
 TEST(A1111, ControlNetUnitMistakesAreNamed) {
@@ -208,6 +214,13 @@ TEST(A1111, ControlNetUnitMistakesAreNamed) {
                 .status().message(),
             "alwayson_scripts.controlnet.args[1].model: one IP-Adapter per request: its units must share model and "
             "weight (a 1)");
+  EXPECT_EQ(ParseWithUnits(R"([{"model": "pose", "control_mode": 1, )" + image + "}]").status().message(),
+            "alwayson_scripts.controlnet.args[0].control_mode: 'My prompt is more important' is not supported "
+            "(Balanced or ControlNet is more important)");
+  EXPECT_EQ(ParseWithUnits(R"([{"model": "pose", "control_mode": "Loud", )" + image + "}]").status().message(),
+            "alwayson_scripts.controlnet.args[0].control_mode: expected 0 (Balanced) or 2 (ControlNet is more "
+            "important)");
+  EXPECT_TRUE(ParseWithUnits(R"([{"model": "pose", "control_mode": 0, )" + image + "}]").ok());
   EXPECT_EQ(Parse(R"({"alwayson_scripts": {"ADetailer": {"args": [true]}}})").status().message(),
             "alwayson_scripts.ADetailer: not supported by spriteforge");
   EXPECT_TRUE(Parse(R"({"alwayson_scripts": {"controlnet": {"args": []}, "Refiner": {}}})").ok());

@@ -3,6 +3,7 @@
 // level), and requests whose controls cannot work refused with one line before any work.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "spriteforge/engine/engine.h"
@@ -62,6 +63,51 @@ TEST(ControlNet, SeveralControlNetsSumTheirResiduals) {
   const Image two = GenerateOne(SmallControlled({{0.5, {0.0, 1.0}}, {0.3, {0.0, 1.0}}}));
   EXPECT_LT(testing::MaxDifference(one, two), 1e-4);
   EXPECT_GT(testing::MaxDifference(one, GenerateOne(SmallControlled({}))), 1e-3);
+}
+
+// The first step's denoised latents (Euler: the latents minus sigma times the prediction).
+std::vector<float> FirstDenoised(BatchRequest r) {
+  r.preview_every = 1;
+  std::vector<float> first;
+  auto result = testing::TinyEngine().Generate(r, nullptr, [&](const StepLatents& l) {
+    if (first.empty()) first = l.values;
+  });
+  EXPECT_TRUE(result.ok()) << result.status();
+  return first;
+}
+
+// Guess mode with CFG: the negative half gets nothing from the ControlNet, so the first
+// step is (1 - g) x the negative prompt alone without it + g x the prompt with the ControlNet
+// in guess mode at CFG 1 (the prediction, and so the denoised latents, are linear in both).
+// Balanced mode, whose negative half has the ControlNet too, does not fit that sum.
+TEST(ControlNet, GuessModeLeavesTheNegativeHalfWithoutTheControlNet) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  const double g = 4.0;
+  BatchRequest guided = SmallControlled({{0.8, {0.0, 1.0}}});
+  guided.cfg = g;
+  guided.images[0].negative = "blurry";
+  guided.controlnets[0].guess_mode = true;
+  BatchRequest prompt_half = SmallControlled({{0.8, {0.0, 1.0}}});
+  prompt_half.controlnets[0].guess_mode = true;
+  BatchRequest negative_half = SmallControlled({});
+  negative_half.images[0].prompt = "blurry";
+
+  const std::vector<float> c = FirstDenoised(prompt_half), u = FirstDenoised(negative_half);
+  auto distance = [&](const std::vector<float>& got) {
+    EXPECT_EQ(got.size(), c.size());
+    double worst = 0;
+    for (size_t k = 0; k < std::min(got.size(), c.size()); ++k) {
+      worst = std::max(worst, std::abs(got[k] - ((1 - g) * u[k] + g * c[k])));
+    }
+    return worst;
+  };
+  EXPECT_LT(distance(FirstDenoised(guided)), 1e-4);
+  BatchRequest balanced = guided;
+  balanced.controlnets[0].guess_mode = false;
+  EXPECT_GT(distance(FirstDenoised(balanced)), 1e-3);
+  // At CFG 1 guess mode still weights the residuals: not the balanced image.
+  BatchRequest plain_half = SmallControlled({{0.8, {0.0, 1.0}}});
+  EXPECT_GT(testing::MaxDifference(GenerateOne(prompt_half), GenerateOne(plain_half)), 1e-3);
 }
 
 TEST(ControlNet, Img2ImgCountsTheStepsThatRunForTheWindow) {

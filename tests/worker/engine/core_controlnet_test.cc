@@ -3,6 +3,8 @@
 // inputs, nine down residuals and the mid one.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <torch/torch.h>
 
 #include "tests/worker/engine/golden.h"
@@ -43,6 +45,26 @@ TEST(ControlNet, ResidualsMatchTheReference) {
   // once beforehand.
   ExpectReference((*net)->ForwardWithKV(sample, timestep, (*net)->CrossAttentionKV(context), pooled, time_ids,
                                         (*net)->EmbedCondition(cond), 1.0));
+}
+
+// Guess mode weights the down residuals 10^(-1 + i/9) times the scale, from 0.1 at the
+// first towards 1 at the deepest, and the mid one by the scale (diffusers' guess_mode).
+TEST(ControlNet, GuessModeWeightsTheResidualsFromOuterToDeep) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  auto net = LoadControlNet(testing::ControlsDir() + "/controlnet", TinySdxlConfig().unet, ControlNetRunOptions{});
+  ASSERT_TRUE(net.ok()) << net.status();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor sample = Vector("controlnet.in.sample"), timestep = Vector("controlnet.in.timestep");
+  const torch::Tensor context = Vector("controlnet.in.encoder_hidden_states"), pooled = Vector("controlnet.in.text_embeds");
+  const torch::Tensor time_ids = Vector("controlnet.in.time_ids"), cond = Vector("controlnet.in.cond");
+  const double scale = 0.8;
+  const ControlNetImpl::Residuals guess = (*net)->forward(sample, timestep, context, pooled, time_ids, cond, scale, true);
+  ASSERT_EQ(guess.down.size(), 9u);
+  for (size_t i = 0; i < guess.down.size(); ++i) {
+    const torch::Tensor want = Vector("controlnet.out.down." + std::to_string(i)) * (scale * std::pow(10.0, -1.0 + i / 9.0));
+    EXPECT_LT((guess.down[i] - want).abs().max().item<double>(), 1e-4) << "down " << i;
+  }
+  EXPECT_LT((guess.mid - Vector("controlnet.out.mid") * scale).abs().max().item<double>(), 1e-4);
 }
 
 }  // namespace

@@ -68,7 +68,7 @@ absl::StatusOr<BatchRequest> ToEngineRequest(const v1::SamplingParams& s, const 
   for (int i = 0; i < s.loras_size(); ++i) request.loras.push_back({lora_paths[i], s.loras(i).strength()});
   for (int i = 0; i < s.controlnets_size(); ++i) {
     const v1::ControlNetRef& net = s.controlnets(i);
-    request.controlnets.push_back({conditioning.controlnets[i], net.scale(), net.start(), net.end()});
+    request.controlnets.push_back({conditioning.controlnets[i], net.scale(), net.start(), net.end(), net.guess_mode()});
   }
   if (s.has_ip_adapter()) {
     request.ip_adapter = IpAdapterSpec{conditioning.ip_adapter, conditioning.encoder_dir, s.ip_adapter().scale()};

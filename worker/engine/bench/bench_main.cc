@@ -63,6 +63,7 @@ struct Controls {
   std::vector<std::string> controlnets;
   std::optional<sf::IpAdapterSpec> ip_adapter;
   double overhead_target = 0;  // the most its time per image may exceed "none" by (0: none set)
+  bool guess_mode = false;      // the ControlNets in guess mode (the prompts' CFG half only)
   // Speed-ups that change pixels (BatchRequest): compared with the first variant's images.
   double guidance_start = 0, guidance_end = 1;
   int deep_cache = 0;
@@ -189,6 +190,7 @@ std::vector<Controls> ControlsVariants(const Args& a) {
                                adapters + bench::kImageEncoder, 0.6};
   return {Controls{"none"},
           Controls{"controlnet-full", {nets + bench::kFullControlNet}, std::nullopt, 0.35},
+          Controls{"controlnet-full-guess-mode", {nets + bench::kFullControlNet}, std::nullopt, 0.35, true},
           Controls{"controlnet-small", {nets + bench::kSmallControlNet}, std::nullopt, 0.15},
           Controls{"ip-adapter-plus", {}, plus, 0.05},
           Controls{"controlnet-full+ip-adapter-plus", {nets + bench::kFullControlNet}, plus, 0}};
@@ -274,7 +276,7 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
   request.sampler = Parsed(sf::ParseSampler(a.sampler), "--sampler");
   request.schedule = Parsed(sf::ParseSchedule(a.schedule), "--schedule");
   if (!a.loras.empty()) request.loras = {a.loras[0]};
-  for (const std::string& net : controls.controlnets) request.controlnets.push_back({net, 1.0, 0.0, 1.0});
+  for (const std::string& net : controls.controlnets) request.controlnets.push_back({net, 1.0, 0.0, 1.0, controls.guess_mode});
   request.ip_adapter = controls.ip_adapter;
   request.guidance_start = controls.guidance_start;
   request.guidance_end = controls.guidance_end;

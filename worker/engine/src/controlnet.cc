@@ -1,5 +1,6 @@
 #include "worker/engine/src/controlnet.h"
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -62,18 +63,20 @@ torch::Tensor ControlNetImpl::CrossAttentionKV(const torch::Tensor& context) {
 ControlNetImpl::Residuals ControlNetImpl::ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                         const torch::Tensor& kv, const torch::Tensor& text_embeds,
                                                         const torch::Tensor& time_ids,
-                                                        const torch::Tensor& cond_embedding, double scale) {
+                                                        const torch::Tensor& cond_embedding, double scale,
+                                                        bool guess_mode) {
   // As UNetImpl::ForwardWithKV; small ControlNets have no keys and values to split.
   std::vector<torch::Tensor> views;
   if (!cross_attention_.empty()) views = SplitCrossAttentionKV(cross_attention_, kv, sample.size(0), "ControlNet ");
-  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, cond_embedding, scale);
+  return Forward(sample, timestep, CrossContext{{}, &views}, text_embeds, time_ids, cond_embedding, scale, guess_mode);
 }
 
 ControlNetImpl::Residuals ControlNetImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                   const torch::Tensor& context, const torch::Tensor& text_embeds,
-                                                  const torch::Tensor& time_ids, const torch::Tensor& cond, double scale) {
+                                                  const torch::Tensor& time_ids, const torch::Tensor& cond, double scale,
+                                                  bool guess_mode) {
   return Forward(sample, timestep, CrossContext{context, nullptr}, text_embeds, time_ids,
-                 EmbedCondition(cond.to(sample.scalar_type())), scale);
+                 EmbedCondition(cond.to(sample.scalar_type())), scale, guess_mode);
 }
 
 void ControlNetImpl::FuseSelfAttentionProjections() {
@@ -90,7 +93,7 @@ torch::Tensor ControlNetImpl::EmbedCondition(const torch::Tensor& cond) {
 ControlNetImpl::Residuals ControlNetImpl::Forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                   const CrossContext& context, const torch::Tensor& text_embeds,
                                                   const torch::Tensor& time_ids, const torch::Tensor& cond_embedding,
-                                                  double scale) {
+                                                  double scale, bool guess_mode) {
   const auto dtype = sample.scalar_type();
   const int64_t batch = sample.size(0);
   TORCH_CHECK(cond_embedding.size(0) == batch && cond_embedding.size(2) == sample.size(2) &&
@@ -101,8 +104,11 @@ ControlNetImpl::Residuals ControlNetImpl::Forward(const torch::Tensor& sample, c
   const torch::Tensor x = down_(AddResidual(conv_in_(sample), cond_embedding), emb, context, skips);
 
   Residuals out;
+  const bool graded = guess_mode && !config_.global_pool_conditions;  // pooled ones are not graded
+  const double n = static_cast<double>(skips.size());
   for (size_t i = 0; i < skips.size(); ++i) {
-    out.down.push_back(Scaled(zero_convs_[i](skips[i]), scale, config_.global_pool_conditions));
+    const double s = graded ? scale * std::pow(10.0, -1.0 + static_cast<double>(i) / n) : scale;
+    out.down.push_back(Scaled(zero_convs_[i](skips[i]), s, config_.global_pool_conditions));
   }
   out.mid = Scaled(mid_zero_conv_(x), scale, config_.global_pool_conditions);
   return out;

@@ -35,10 +35,11 @@ class ControlNetImpl : public torch::nn::Module {
 
   // sample, timestep, context, text_embeds and time_ids exactly as the UNet gets them;
   // cond [B,3,H,W]: the control images as RGB in [0,1] at the image size. Residuals come
-  // back times `scale`.
+  // back times `scale`; in guess mode the down ones times scale * 10^(-1 + i/n) for the i-th
+  // of n (0.1 rising towards 1: the deep ones count most) and the mid one times `scale`.
   Residuals forward(const torch::Tensor& sample, const torch::Tensor& timestep, const torch::Tensor& context,
                     const torch::Tensor& text_embeds, const torch::Tensor& time_ids, const torch::Tensor& cond,
-                    double scale);
+                    double scale, bool guess_mode = false);
   // The same with what does not change between steps computed once per generation: the
   // context's cross-attention keys and values (as UNetImpl::CrossAttentionKV / ForwardWithKV
   // do) and the control images' embedding (controlnet_cond_embedding, at the image size:
@@ -47,7 +48,7 @@ class ControlNetImpl : public torch::nn::Module {
   torch::Tensor EmbedCondition(const torch::Tensor& cond);  // cond as forward's, in the sample's dtype
   Residuals ForwardWithKV(const torch::Tensor& sample, const torch::Tensor& timestep, const torch::Tensor& kv,
                           const torch::Tensor& text_embeds, const torch::Tensor& time_ids,
-                          const torch::Tensor& cond_embedding, double scale);
+                          const torch::Tensor& cond_embedding, double scale, bool guess_mode = false);
 
   void FuseSelfAttentionProjections();
   void set_tiling(bool on) { *tiling_ = on; }
@@ -56,7 +57,7 @@ class ControlNetImpl : public torch::nn::Module {
  private:
   Residuals Forward(const torch::Tensor& sample, const torch::Tensor& timestep, const CrossContext& context,
                     const torch::Tensor& text_embeds, const torch::Tensor& time_ids,
-                    const torch::Tensor& cond_embedding, double scale);
+                    const torch::Tensor& cond_embedding, double scale, bool guess_mode);
 
   ControlNetConfig config_;
   TilingFlag tiling_ = std::make_shared<bool>(false);

@@ -170,8 +170,17 @@ void Pipeline::AddControlResiduals(const std::vector<ActiveControl>& controls, c
                                    const torch::Tensor& time_ids, int step, int steps, UNetConditioning& out) {
   for (const ActiveControl& control : controls) {
     if (control.spec.scale == 0 || !StepInWindow(step, steps, control.spec.start, control.spec.end)) continue;
+    const int64_t rows = input.size(0), b = control.prompts_half ? rows / 2 : 0;
+    auto half = [&](const torch::Tensor& t) { return control.prompts_half ? t.narrow(0, b, rows - b) : t; };
     ControlNetImpl::Residuals r =
-        control.net->ForwardWithKV(input, timestep, control.kv, pooled, time_ids, control.cond_embedding, control.spec.scale);
+        control.net->ForwardWithKV(half(input), timestep, control.kv, half(pooled), half(time_ids), control.cond_embedding,
+                                   control.spec.scale, control.spec.guess_mode);
+    if (control.prompts_half) {
+      // The negative half's rows get nothing from this ControlNet.
+      auto padded = [](const torch::Tensor& t) { return torch::cat({torch::zeros_like(t), t}, 0); };
+      for (torch::Tensor& d : r.down) d = padded(d);
+      r.mid = padded(r.mid);
+    }
     if (out.down_residuals.empty()) {
       out.down_residuals = std::move(r.down);
       out.mid_residual = r.mid;
@@ -220,8 +229,12 @@ std::vector<Pipeline::ActiveControl> Pipeline::PrepareControls(const BatchReques
     net->set_tiling(request.tileable);
     // The images' embedding is the same at every step and for both CFG halves: once per batch.
     torch::Tensor embedding = net->EmbedCondition(cond);
-    if (guided) embedding = torch::cat({embedding, embedding}, 0);
-    controls.push_back({net, request.controlnets[j], embedding, net->CrossAttentionKV(context)});
+    const ControlNetSpec& spec = request.controlnets[j];
+    const bool prompts_half = guided && (spec.guess_mode || net->config().global_pool_conditions);
+    if (guided && !prompts_half) embedding = torch::cat({embedding, embedding}, 0);
+    const int64_t rows = context.size(0);
+    const torch::Tensor read = prompts_half ? context.narrow(0, rows / 2, rows - rows / 2) : context;
+    controls.push_back({net, spec, embedding, net->CrossAttentionKV(read), prompts_half});
   }
   return controls;
 }

@@ -53,8 +53,9 @@ class Pipeline {
   struct ActiveControl {
     mutable ControlNet net{nullptr};  // runs from const steps: a module's forward is not const
     ControlNetSpec spec;
-    torch::Tensor cond_embedding;  // the control images' embedding, B counting both CFG halves
-    torch::Tensor kv;    // the prompts' keys and values for its cross-attention
+    torch::Tensor cond_embedding;  // the control images' embedding, one per row it reads
+    torch::Tensor kv;    // the keys and values of the prompts it reads, for its cross-attention
+    bool prompts_half = false;  // with CFG: reads the prompts' rows only, none for the negative half
   };
   // What every step of a batch reads besides the latents. With CFG the rows are the
   // negative prompts' [0, B), then the prompts' [B, 2B).
@@ -80,7 +81,8 @@ class Pipeline {
   void AddControlResiduals(const std::vector<ActiveControl>& controls, const torch::Tensor& input,
                            const torch::Tensor& timestep, const torch::Tensor& pooled, const torch::Tensor& time_ids,
                            int step, int steps, UNetConditioning& out);
-  // The batch's control images per ControlNet, embedded on the device, duplicated for CFG.
+  // The batch's control images per ControlNet, embedded on the device, duplicated for CFG
+  // unless the ControlNet reads the prompts' half only.
   std::vector<ActiveControl> PrepareControls(const BatchRequest& request, const std::vector<ControlNet>& nets,
                                              const torch::Tensor& context, bool guided);
   torch::Tensor Decode(const torch::Tensor& latents);

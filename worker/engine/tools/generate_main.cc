@@ -5,7 +5,7 @@
 //       [--schedule normal|trailing|sgm_uniform|karras] [--width W] [--height H] [--device cpu|cuda[:N]]
 //       [--dtype fp32|fp16|bf16|fp8] [--config DIR] [--tokenizer DIR] [--tileable] [--batch N]
 //       [--lora PATH[:STRENGTH] ...] [--init-image PNG --strength S] [--tcd-gamma X]
-//       [--controlnet PATH:IMAGE[:SCALE[:START:END]] ...]
+//       [--controlnet PATH:IMAGE[:SCALE[:START:END]] ... [--guess-mode]]
 //       [--ip-adapter PATH [--image-encoder DIR] --reference IMG[:SCALE] ...]
 //       --out DIR                                   (--help describes each flag)
 //
@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> loras;
   std::string init_path;
   std::vector<std::string> controlnets, references;
+  bool guess_mode = false;
   std::string ip_adapter_path, image_encoder_dir;
   int batch = 0;
   app.add_option("--model", load.model_path,
@@ -217,6 +218,9 @@ int main(int argc, char** argv) {
                  "aspect ratio, resized to their size) as PATH:IMAGE, PATH:IMAGE:SCALE or PATH:IMAGE:SCALE:START:END (share of the steps, "
                  "default 1:0:1); repeat for several")
       ->allow_extra_args(false);
+  app.add_flag("--guess-mode", guess_mode,
+               "Every ControlNet in guess mode: with CFG it acts on the prompt's half only, its residuals weighted "
+               "from 0.1 (outer) to 1 (deep), as A1111's \"ControlNet is more important\"");
   app.add_option("--ip-adapter", ip_adapter_path, "IP-Adapter file (h94's .safetensors, plain or Plus); needs --reference");
   app.add_option("--image-encoder", image_encoder_dir,
                  "The IP-Adapter's CLIP vision encoder folder (default: image_encoder beside the adapter file or "
@@ -255,6 +259,8 @@ int main(int argc, char** argv) {
   }
   std::vector<ControlFlag> controls;
   for (const std::string& value : controlnets) controls.push_back(ParseControlNet(value));
+  if (guess_mode && controls.empty()) Fail("--guess-mode needs --controlnet");
+  for (ControlFlag& control : controls) control.spec.guess_mode = guess_mode;
   if (!init_image && !controls.empty()) {
     if (width_flag->count() == 0) width = controls[0].image.width;
     if (height_flag->count() == 0) height = controls[0].image.height;
@@ -270,6 +276,7 @@ int main(int argc, char** argv) {
     ref->set_scale(control.spec.scale);
     ref->set_start(control.spec.start);
     ref->set_end(control.spec.end);
+    ref->set_guess_mode(control.spec.guess_mode);
   }
   std::optional<sf::IpAdapterSpec> ip_adapter;
   const ReferenceFlags reference = ParseReferences(references);

@@ -96,11 +96,16 @@ struct RgbImage {
 // and time ids as the UNet (both CFG halves) plus its control image as RGB in [0,1]; it is
 // not touched by the batch's LoRAs and does not see IP-Adapter tokens. Loaded ControlNets
 // stay cached by path while consecutive batches use them (a changed file is reloaded).
+// Guess mode (diffusers' guess_mode, A1111's "ControlNet is more important"): with CFG the
+// ControlNet reads the prompts' half only and the negative half gets no residuals (half its
+// work); its down residuals are weighted scale * 10^(-1 + i/n), i-th of n, the mid one
+// scale. Global-pooling ControlNets (shuffle) always act on the prompts' half alone.
 struct ControlNetSpec {
   std::string model_path;
   double scale = 1.0;
   double start = 0.0;
   double end = 1.0;
+  bool guess_mode = false;
 };
 
 // An IP-Adapter acting on a batch (reference images come with each ImageRequest).
