@@ -71,6 +71,7 @@ struct WorkerOptions {
   std::string coordinator;        // one address or several, comma-separated
   se::LoadOptions load;           // its dtype comes from `dtype` once parsed
   std::string dtype;              // chosen by device unless given
+  std::string vae_dtype;          // empty: dtype's
   std::string model_name;         // empty: from the model's path
   std::string worker_id;          // empty: host and device
   std::vector<std::string> calibrate;
@@ -130,6 +131,9 @@ void AddFlags(CLI::App& app, WorkerOptions* o) {
   app.add_option("--tokenizer", o->load.tokenizer_dir, "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
   app.add_option("--device", o->load.device, "cpu, cuda or cuda:N");
   app.add_option("--dtype", o->dtype, "fp32, fp16, bf16 or fp8 (default: fp32 on cpu, fp16 on cuda)");
+  app.add_option("--vae-dtype", o->vae_dtype,
+                 "The VAE's precision: fp32, fp16 or bf16 (default: --dtype's, bf16 for fp8; bf16 cannot overflow "
+                 "where SDXL's VAE does in fp16)");
   app.add_option("--max-batch", o->max_batch, "Most images per batch")->check(CLI::Range(1, 64));
   app.add_option("--reserve-gb", o->reserve_gb, "Device memory kept free, in GB")->check(CLI::NonNegativeNumber);
   app.add_option("--calibrate", o->calibrate,
@@ -171,6 +175,11 @@ MaybeFailure Prepare(WorkerOptions* o, std::vector<std::string>* addresses) {
     o->load.dtype = *parsed;
   } else {
     return UsageError("--dtype: " + std::string(parsed.status().message()));
+  }
+  if (!o->vae_dtype.empty()) {
+    auto parsed = se::ParseDtype(o->vae_dtype);
+    if (!parsed.ok() || *parsed == se::Dtype::kFp8) return UsageError("--vae-dtype: fp32, fp16 or bf16");
+    o->load.vae_dtype = *parsed;
   }
   auto split = spriteforge::SplitCoordinatorAddresses(o->coordinator);
   if (!split.ok()) return UsageError(std::string(split.status().message()));

@@ -98,10 +98,12 @@ for stage in "${@:-golden bench}"; do
     decode)
       # Few-step generation decodes a large share of its time: one image per VAE call
       # (the default) against as many as memory allows.
-      for d in 1 0; do
-        echo "== 4-step CFG-1, fp16, batch 16, decode batch $d (0: as memory allows)"
+      # Then the fp16 model with a bfloat16 VAE (--vae-dtype bf16).
+      for spec in 1:fp16 0:fp16 1:bf16; do
+        d=${spec%%:*}; vae=${spec#*:}
+        echo "== 4-step CFG-1, fp16, batch 16, decode batch $d (0: as memory allows), VAE $vae"
         $BIN/engine/bench/spriteforge-bench --dtypes fp16 --batches 16 --steps 4 --cfg 1 --schedule trailing --runs 1 \
-          --decode-batch $d --json "$OUT/bench-decode-$d.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-decode.txt"
+          --decode-batch $d --vae-dtype $vae --json "$OUT/bench-decode-$d-$vae.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-decode.txt"
       done ;;
     service)
       # One coordinator, one worker per visible GPU; fp16 and fp8; the benchmark at batch 8.

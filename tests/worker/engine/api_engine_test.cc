@@ -92,6 +92,27 @@ TEST(Engine, RejectsBadRequestsWithOneClearLine) {
   EXPECT_EQ(fp8.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(fp8.status().message().rfind("dtype fp8: ", 0), 0u) << fp8.status().message();
   EXPECT_EQ(fp8.status().message().find('\n'), std::string::npos);
+  o.dtype = Dtype::kFp32;
+  o.vae_dtype = Dtype::kFp8;
+  EXPECT_EQ(Engine::Load(o).status().message(), "vae dtype: fp32, fp16 or bf16 (fp8 is the UNet's)");
+}
+
+// The VAE in its own precision: a float32 model with a bfloat16 VAE decodes the same latents
+// within bfloat16's error of the float32 images, and not bit for bit.
+TEST(Engine, TheVaeRunsInItsOwnDtype) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  LoadOptions o;
+  o.model_path = testing::GoldenDir() + "/diffusers";
+  o.vae_dtype = Dtype::kBf16;
+  auto bf16_vae = Engine::Load(o);
+  ASSERT_TRUE(bf16_vae.ok()) << bf16_vae.status();
+  const BatchRequest r = GoldenRequests()["e2e.no_cfg"];
+  auto mixed = (*bf16_vae)->Generate(r);
+  auto plain = testing::TinyEngine("diffusers").Generate(r);
+  ASSERT_TRUE(mixed.ok() && plain.ok()) << mixed.status() << plain.status();
+  const double diff = testing::MaxDifference(mixed->images[0], plain->images[0]);
+  EXPECT_GT(diff, 0.0);
+  EXPECT_LT(diff, 5e-2);  // the golden's bfloat16 tolerance
 }
 
 }  // namespace

@@ -289,6 +289,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
   if (fp8) {
     if (std::string why = Fp8Unsupported(device); !why.empty()) return absl::FailedPreconditionError("dtype fp8: " + why);
   }
+  if (o.vae_dtype == Dtype::kFp8) return absl::InvalidArgumentError("vae dtype: fp32, fp16 or bf16 (fp8 is the UNet's)");
+  const torch::ScalarType vae_dtype = o.vae_dtype ? TorchDtype(*o.vae_dtype) : dtype;
   try {
     const bool builtin = absl::StartsWith(o.model_path, kBuiltinPrefix);
     SdxlConfig config = SdxlBaseConfig();
@@ -318,7 +320,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
       RETURN_IF_ERROR(LoadWeights(o.model_path, models));
     }
     PipelineOptions options{device, dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch,
-                            o.fused_kernels, fp8};
+                            o.fused_kernels, fp8, vae_dtype};
     return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("loading ", o.model_path, ": ", FirstLine(e.what())));

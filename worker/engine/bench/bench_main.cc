@@ -82,6 +82,7 @@ struct Args {
   bool cuda_graphs = true;
   bool fused_kernels = true;
   int decode_batch = 1;
+  std::string vae_dtype;  // empty: the model's
   std::string json_out;
   double cfg = 5.0;
   std::string sampler = "euler";
@@ -131,6 +132,7 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--cuda-graphs") a.cuda_graphs = v != "0";
     else if (flag == "--fused-kernels") a.fused_kernels = v != "0";
     else if (flag == "--decode-batch") a.decode_batch = v == "0" ? 0 : ToInt(flag, v);
+    else if (flag == "--vae-dtype") a.vae_dtype = v;
     else if (flag == "--cfg") {
       if (!absl::SimpleAtod(v, &a.cfg) || a.cfg < 0) Die("--cfg: expected a non-negative number, got '" + v + "'");
     } else if (flag == "--sampler") a.sampler = v;
@@ -353,6 +355,7 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
   load.cuda_graphs = a.cuda_graphs;
   load.fused_kernels = a.fused_kernels;
   load.decode_batch = a.decode_batch;
+  if (!a.vae_dtype.empty()) load.vae_dtype = Parsed(sf::ParseDtype(a.vae_dtype), "--vae-dtype");
   auto engine = sf::Engine::Load(load);
   if (!engine.ok()) Die(std::string(engine.status().message()));
   if (report["device"].is_null()) {
@@ -362,7 +365,8 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
   }
   report["options"] = {{"channels_last", a.channels_last}, {"cuda_graphs", a.cuda_graphs},
                        {"fused_kernels", a.fused_kernels},
-                       {"decode_batch", a.decode_batch}};
+                       {"decode_batch", a.decode_batch},
+                       {"vae_dtype", a.vae_dtype.empty() ? dtype : a.vae_dtype}};
   report["weights_gb"][path + "_" + dtype] = Gb((*engine)->Memory().weights_bytes);
   std::map<int, double> first_seconds;  // the first variant's time per image, by batch
   std::map<int, std::vector<std::vector<uint8_t>>> first_images;  // and its images

@@ -102,7 +102,7 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
   torch::NoGradGuard no_grad;
   const std::vector<torch::nn::Module*> all = {models_.text_encoder.get(), models_.text_encoder_2.get(),
                                                models_.unet.get(), models_.vae.get()};
-  for (torch::nn::Module* m : all) m->to(options_.device, options_.dtype);
+  for (torch::nn::Module* m : all) m->to(options_.device, m == models_.vae.get() ? options_.vae_dtype : options_.dtype);
   // Counted after quantization, which releases the UNet's 16-bit Linear weights.
   if (options_.fp8_linear) weights_bytes_ += QuantizeLinearsToFp8(*models_.unet);
   for (torch::nn::Module* m : all) weights_bytes_ += ParameterBytes(*m);
@@ -252,10 +252,10 @@ torch::Tensor Pipeline::Decode(const torch::Tensor& latents) {
   std::vector<torch::Tensor> images;
   for (int64_t start = 0; start < z.size(0); start += chunk) {
     torch::Tensor part = z.slice(0, start, std::min(start + chunk, z.size(0)));
-    torch::Tensor input = part.to(options_.dtype).contiguous();
+    torch::Tensor input = part.to(options_.vae_dtype).contiguous();
     torch::Tensor image = models_.vae->decode(input).to(torch::kFloat);
     // Reduced precision can overflow in the VAE: redo such a chunk in float32.
-    if (options_.dtype != torch::kFloat && !torch::isfinite(image).all().item<bool>()) {
+    if (options_.vae_dtype != torch::kFloat && !torch::isfinite(image).all().item<bool>()) {
       spdlog::warn("VAE decode overflowed in reduced precision; redoing {} image(s) in float32", part.size(0));
       image = Fp32Vae()->decode(part.to(torch::kFloat));
     }
@@ -284,8 +284,8 @@ torch::Tensor Pipeline::EncodeImages(const BatchRequest& request, std::vector<at
                                .permute({0, 3, 1, 2}).to(torch::kFloat);
     // [0, 255] -> [-1, 1] in float32, as the reference's image processor does it.
     pixels = (pixels / 255.0) * 2.0 - 1.0;
-    auto [mean, logvar] = models_.vae->encode_distribution(pixels.to(options_.device, options_.dtype));
-    if (options_.dtype != torch::kFloat && !(torch::isfinite(mean).all().item<bool>() && torch::isfinite(logvar).all().item<bool>())) {
+    auto [mean, logvar] = models_.vae->encode_distribution(pixels.to(options_.device, options_.vae_dtype));
+    if (options_.vae_dtype != torch::kFloat && !(torch::isfinite(mean).all().item<bool>() && torch::isfinite(logvar).all().item<bool>())) {
       spdlog::warn("VAE encode overflowed in reduced precision; redoing it in float32");
       std::tie(mean, logvar) = Fp32Vae()->encode_distribution(pixels.to(options_.device));
     }

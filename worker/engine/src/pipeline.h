@@ -26,6 +26,7 @@ struct PipelineOptions {
   int decode_batch = 1;  // CUDA: images per VAE call; 0 = as many as free memory allows
   bool fused_kernels = true;  // CUDA fp16/bf16, process-wide (see fused_ops.h)
   bool fp8_linear = false;    // bf16 on CUDA: the UNet's Linears as fp8 GEMMs (see layers.h)
+  torch::ScalarType vae_dtype = torch::kFloat;  // the VAE's (LoadOptions::vae_dtype)
 
   bool UseChannelsLast() const { return fast_path && channels_last && device.is_cuda(); }
 };

@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
   int width = 1024, height = 1024, steps = 30;
   double cfg = 5.0, strength = 0.75 /* A1111's img2img default */, tcd_gamma = 0.3;
   bool tileable = false;
-  std::string sampler = "euler", schedule = "normal", dtype = "fp32";
+  std::string sampler = "euler", schedule = "normal", dtype = "fp32", vae_dtype;
   sf::LoadOptions load;
   std::string out_dir;
   std::vector<std::string> prompts, negatives;
@@ -234,6 +234,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "Images per engine call (0: all at once)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", load.device, "cpu, cuda or cuda:N");
   app.add_option("--dtype", dtype, "fp32, fp16, bf16 or fp8");
+  app.add_option("--vae-dtype", vae_dtype, "The VAE's precision: fp32, fp16 or bf16 (default: --dtype's; bf16 for fp8)");
   app.add_option("--config", load.config_dir, "diffusers folder with the model's configuration, for single files");
   app.add_option("--tokenizer", load.tokenizer_dir,
                  "Folder with the CLIP tokenizer's vocab.json and merges.txt (default: the model folder's tokenizer/, else the vocabulary shipped with spriteforge)");
@@ -245,6 +246,11 @@ int main(int argc, char** argv) {
   auto parsed_dtype = sf::ParseDtype(dtype);
   if (!parsed_dtype.ok()) Fail("--dtype: " + std::string(parsed_dtype.status().message()));
   load.dtype = *parsed_dtype;
+  if (!vae_dtype.empty()) {
+    auto parsed = sf::ParseDtype(vae_dtype);
+    if (!parsed.ok()) Fail("--vae-dtype: " + std::string(parsed.status().message()));
+    load.vae_dtype = *parsed;
+  }
   std::optional<sf::RgbImage> init_image;
   if (!init_path.empty()) {
     auto png = spriteforge::ReadPngFile(init_path);

@@ -67,6 +67,10 @@ struct LoadOptions {
   // image and barely speeds up when batched, so one at a time keeps the peak low; 0 sizes
   // the chunk from free memory instead.
   int decode_batch = 1;
+  // The VAE's precision (fp32, fp16 or bf16); unset: the model's (bf16 for fp8). bf16 keeps
+  // float32's range: SDXL's VAE overflows in fp16 on real weights, and an overflowed decode
+  // is done again in float32.
+  std::optional<Dtype> vae_dtype;
 };
 
 // A LoRA to merge for a batch: a .safetensors file in kohya naming (lora_unet_*, lora_te1_*,
