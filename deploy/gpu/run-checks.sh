@@ -5,7 +5,7 @@
 # with the benchmark in the same run; "controls-bench" and "service-controls" do the same with
 # ControlNets and IP-Adapter Plus (random full-size files written to $CONTROLS, 5 GB, never to
 # $OUT). Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|speedups|decode|service|service-speedups|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|speedups|decode|service|service-speedups|service-fewstep|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -122,6 +122,14 @@ for stage in "${@:-golden bench}"; do
           --dtypes "${SERVICE_DTYPES:-fp16}" --jobs "${SERVICE_JOBS:-64}" --speedup $speedup \
           --work /tmp/spriteforge-service-$speedup 2>&1 | tee -a "$OUT/service-speedups.txt"
       done ;;
+    service-fewstep)
+      # The service on few-step jobs (4 steps, CFG 1, Euler trailing, a rank-64 LoRA uploaded
+      # with the job, batch 16) against the benchmark with the same settings.
+      gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | awk '{print tolower($NF)}')
+      echo "== service on $gpu: ${FEWSTEP_JOBS:-256}-image 4-step jobs with a rank-64 LoRA, batch 16"
+      python3 deploy/gpu/service_check.py --build build-gpu --out "$OUT/$gpu-service-fewstep.json" \
+        --dtypes "${SERVICE_DTYPES:-fp16,fp8}" --jobs "${FEWSTEP_JOBS:-256}" --batch 16 --fewstep \
+        --work /tmp/spriteforge-service-fewstep 2>&1 | tee "$OUT/service-fewstep.txt" ;;
     controls-bench)
       # Per dtype in one process: no controls first, then the full ControlNet, the small one,
       # IP-Adapter Plus, and the full ControlNet with IP-Adapter Plus (service-controls' jobs);

@@ -41,6 +41,11 @@ SPEEDUPS = {
              ["--guidance-interval", "0,0.5", "--deep-cache", "3"]),
 }
 SPEEDUP = None  # the one chosen, or None for the exact path
+# --fewstep: SDXL-Lightning's shape (4 steps, CFG 1, Euler trailing) with a random rank-64
+# LoRA on every transformer Linear, uploaded with the job; spriteforge-bench writes the file.
+FEWSTEP = False
+FEWSTEP_LORA = "/tmp/spriteforge-bench-lora-r64-0.safetensors"
+FEWSTEP_BENCH = ["--steps", "4", "--cfg", "1", "--schedule", "trailing", "--lora-rank", "64"]
 
 
 def log(msg):
@@ -97,9 +102,10 @@ class Service:
     def run_job(self, name, images, batch_seed, controls=False):
         manifest = os.path.join(self.work, f"{name}.yaml")
         with open(manifest, "w") as f:
+            sampling = (f"steps: 4, cfg: 1.0, sampler: euler, schedule: trailing, lora: [{{path: {FEWSTEP_LORA}}}],"
+                        if FEWSTEP else f"steps: {JOB_STEPS}, cfg: 6.0, sampler: euler, schedule: normal,")
             f.write(f"name: {name}\nmodel: sdxl-base\n"
-                    f"defaults: {{width: {JOB_SIZE}, height: {JOB_SIZE}, steps: {JOB_STEPS}, cfg: 6.0, sampler: euler,"
-                    " schedule: normal," + (SPEEDUPS[SPEEDUP][0] if SPEEDUP else "") +
+                    f"defaults: {{width: {JOB_SIZE}, height: {JOB_SIZE}, {sampling}" + (SPEEDUPS[SPEEDUP][0] if SPEEDUP else "") +
                     " negative: \"blurry, photo, text\"}\n")
             if controls:
                 f.write(pose_identity_items(self.work, images, batch_seed))
@@ -218,16 +224,17 @@ def expected_gpus():
 def bench(build, dtype, batch, logdir, controls=None):
     """spriteforge-bench at the jobs' settings (CFG 6, Euler, 30 steps, 1024x1024; with
     controls the full ControlNet and IP-Adapter Plus, one reference picture per image)."""
-    tag = (f"{dtype}-controls" if controls else dtype) + (f"-{SPEEDUP}" if SPEEDUP else "")
+    tag = (f"{dtype}-controls" if controls else dtype) + (f"-{SPEEDUP}" if SPEEDUP else "") + ("-fewstep" if FEWSTEP else "")
     out = os.path.join(logdir, f"bench-service-{tag}.json")
     extra = [] if not controls else [
         "--controlnet", f"{controls}/controlnet/{CONTROLNET}", "--ip-adapter",
         f"{controls}/ip-adapter/{IP_ADAPTER}.safetensors", "--image-encoder", f"{controls}/ip-adapter/image_encoder"]
     if SPEEDUP:
         extra += SPEEDUPS[SPEEDUP][1]
+    extra += FEWSTEP_BENCH if FEWSTEP else ["--cfg", "6"]
     with open(f"{logdir}/bench-service-{tag}.txt", "w") as f:
         subprocess.run([f"{build}/worker/engine/bench/spriteforge-bench", "--dtypes", dtype, "--batches", str(batch),
-                        "--runs", "1", "--cfg", "6", "--json", out, *extra], stdout=f, stderr=subprocess.STDOUT, check=True)
+                        "--runs", "1", "--json", out, *extra], stdout=f, stderr=subprocess.STDOUT, check=True)
     return json.load(open(out))["results"][0]
 
 
@@ -251,16 +258,18 @@ def main():
     ap.add_argument("--speedup", choices=["interval", "deep-cache", "both"],
                     help="jobs and benchmark with an opt-in speed-up: CFG on the first half of the steps, "
                          "deep cache every 3 steps, or both")
+    ap.add_argument("--fewstep", action="store_true",
+                    help="jobs and benchmark at 4 steps, CFG 1, Euler trailing, with a random rank-64 LoRA")
     a = ap.parse_args()
-    global SPEEDUP
-    SPEEDUP = a.speedup
+    global SPEEDUP, FEWSTEP
+    SPEEDUP, FEWSTEP = a.speedup, a.fewstep
     logdir = os.path.dirname(os.path.abspath(a.out))
     if a.controls:
         a.controls = os.path.abspath(a.controls)
         write_controls(a.build, a.controls)
     svc = Service(a.build, a.work, logdir)
     report = {"machine": {}, "commit": os.environ.get("SPRITEFORGE_COMMIT", "unknown"), "runs": [],
-              "speedup": a.speedup,
+              "speedup": a.speedup, "fewstep": a.fewstep,
               "controls": None if not a.controls else {
                   "controlnet": CONTROLNET, "ip_adapter": IP_ADAPTER, "poses": "builtin:walk-8dir",
                   "references_per_image": 1}}
@@ -269,6 +278,8 @@ def main():
                              capture_output=True, text=True).stdout.strip().splitlines()
         report["machine"] = {"gpus": gpu, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "all")}
         for dtype in a.dtypes.split(","):
+            # Few-step jobs upload the LoRA file the benchmark writes: the benchmark first.
+            b = bench(a.build, dtype, a.batch, logdir, a.controls) if FEWSTEP and not a.skip_bench else None
             svc.start_workers(dtype, a.batch, dtype, a.controls)
             expected = expected_gpus()
             for _ in range(1200):
@@ -286,7 +297,7 @@ def main():
                 report["runs"].append(run)
             svc.stop_workers()
             if not a.skip_bench:
-                b = bench(a.build, dtype, a.batch, logdir, a.controls)
+                b = b or bench(a.build, dtype, a.batch, logdir, a.controls)
                 for run in report["runs"]:
                     if run["dtype"] == dtype:
                         run["bench_images_per_minute"] = round(b["images_per_minute"], 2)
