@@ -84,10 +84,13 @@ void BlobCache::EvictBeyondBound() {
     const std::string name = e.path().filename().string();
     if (!IsSha256Hex(name) || !e.is_regular_file(ec)) continue;
     const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(file_now - e.last_write_time(ec));
-    files.push_back({name, e.file_size(ec), now - age.count()});
+    int64_t last_use = now - age.count();  // written (fetched), or used before this cache opened
+    if (auto it = last_use_ms_.find(name); it != last_use_ms_.end()) last_use = std::max(last_use, it->second);
+    files.push_back({name, e.file_size(ec), last_use});
   }
   for (const std::string& sha : FilesToEvict(std::move(files), max_bytes_, in_use_, now, kRecentUseMs)) {
     if (fs::remove(fs::path(dir_) / sha, ec)) spdlog::info("evicted uploaded file {} from {}", sha, dir_);
+    last_use_ms_.erase(sha);
   }
 }
 
@@ -96,11 +99,9 @@ absl::StatusOr<std::string> BlobCache::Path(const std::string& sha256) {
   const fs::path path = fs::path(dir_) / sha256;
   std::lock_guard<std::mutex> lock(mu_);
   in_use_.insert(sha256);
+  last_use_ms_[sha256] = WallNowMs();
   std::error_code ec;
-  if (fs::is_regular_file(path, ec)) {
-    fs::last_write_time(path, fs::file_time_type::clock::now(), ec);  // its last use, for eviction
-    return path.string();
-  }
+  if (fs::is_regular_file(path, ec)) return path.string();
   fs::create_directories(dir_, ec);
   if (ec) {  // the folder is named in this worker's log, not in the failure the coordinator shows
     spdlog::error("cannot create cache folder {}: {}", dir_, ec.message());

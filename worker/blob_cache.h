@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -46,7 +47,9 @@ class BlobCache {
   BlobCache(std::string dir, Fetch fetch, uint64_t max_bytes = 0);
 
   // The local path of the blob, fetched first when the cache lacks it. The file counts as
-  // in use by the current batch until the next BeginBatch.
+  // in use by the current batch until the next BeginBatch. A use is remembered here, not
+  // written to the file: the engine reloads a LoRA or ControlNet whose modification time
+  // changed, so touching it would reload it for every batch.
   absl::StatusOr<std::string> Path(const std::string& sha256);
   // A new batch starts: the files of the previous one may be evicted from now on.
   void BeginBatch();
@@ -61,6 +64,7 @@ class BlobCache {
   uint64_t max_bytes_;
   std::mutex mu_;  // one fetch at a time: a second batch waits for the file the first brings
   std::set<std::string> in_use_;
+  std::map<std::string, int64_t> last_use_ms_;  // uses since this cache opened (wall clock)
   int fetches_ = 0;
 };
 

@@ -106,5 +106,23 @@ TEST(BlobCacheTest, AFetchBeyondTheBoundEvictsTheLeastRecentlyUsedButNotTheBatch
   EXPECT_TRUE(fs::exists(*fetched));
 }
 
+// A use leaves the file's modification time alone (the engine reloads a LoRA or ControlNet
+// whose time changed: touching it reloaded uploaded ones for every batch) and still counts
+// for eviction: the file used last stays though its time on disk is older.
+TEST(BlobCacheTest, AUseKeepsTheFilesTimeAndStillCountsForEviction) {
+  const std::string dir = FreshDir("use");
+  const std::string a(400, 'a'), b(400, 'b'), c(400, 'c');
+  const std::string sha_a = Cached(dir, a, std::chrono::minutes(30));
+  const std::string sha_b = Cached(dir, b, std::chrono::minutes(20));
+  const auto written = fs::last_write_time(fs::path(dir) / sha_a);
+  BlobCache cache(dir, From({c}), 1000);
+  ASSERT_TRUE(cache.Path(sha_a).ok());
+  EXPECT_EQ(fs::last_write_time(fs::path(dir) / sha_a), written);
+  cache.BeginBatch();  // a is no longer the batch's: only its use protects it
+  ASSERT_TRUE(cache.Path(Sha256Hex(c)).ok());
+  EXPECT_TRUE(fs::exists(fs::path(dir) / sha_a));
+  EXPECT_FALSE(fs::exists(fs::path(dir) / sha_b));
+}
+
 }  // namespace
 }  // namespace spriteforge::worker

@@ -32,33 +32,43 @@ void ExpectReference(const ControlNetImpl::Residuals& got) {
   EXPECT_LT((got.mid - mid).abs().max().item<double>(), 1e-4) << "mid";
 }
 
+// The reference call's inputs (`controlnet.in.*`).
+struct ReferenceInputs {
+  torch::Tensor sample = Vector("controlnet.in.sample"), timestep = Vector("controlnet.in.timestep");
+  torch::Tensor context = Vector("controlnet.in.encoder_hidden_states"), pooled = Vector("controlnet.in.text_embeds");
+  torch::Tensor time_ids = Vector("controlnet.in.time_ids"), cond = Vector("controlnet.in.cond");
+};
+
+ControlNet GoldenControlNet() {
+  auto net = LoadControlNet(testing::ControlsDir() + "/controlnet", TinySdxlConfig().unet, ControlNetRunOptions{});
+  EXPECT_TRUE(net.ok()) << net.status();
+  return net.ok() ? *net : ControlNet{nullptr};
+}
+
 TEST(ControlNet, ResidualsMatchTheReference) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
-  auto net = LoadControlNet(testing::ControlsDir() + "/controlnet", TinySdxlConfig().unet, ControlNetRunOptions{});
-  ASSERT_TRUE(net.ok()) << net.status();
+  ControlNet net = GoldenControlNet();
+  ASSERT_TRUE(net);
   torch::NoGradGuard no_grad;
-  const torch::Tensor sample = Vector("controlnet.in.sample"), timestep = Vector("controlnet.in.timestep");
-  const torch::Tensor context = Vector("controlnet.in.encoder_hidden_states"), pooled = Vector("controlnet.in.text_embeds");
-  const torch::Tensor time_ids = Vector("controlnet.in.time_ids"), cond = Vector("controlnet.in.cond");
-  ExpectReference((*net)->forward(sample, timestep, context, pooled, time_ids, cond, 1.0));
+  const ReferenceInputs in;
+  ExpectReference(net->forward(in.sample, in.timestep, in.context, in.pooled, in.time_ids, in.cond, 1.0));
   // The generation's path: the context's keys and values and the images' embedding computed
   // once beforehand.
-  ExpectReference((*net)->ForwardWithKV(sample, timestep, (*net)->CrossAttentionKV(context), pooled, time_ids,
-                                        (*net)->EmbedCondition(cond), 1.0));
+  ExpectReference(net->ForwardWithKV(in.sample, in.timestep, net->CrossAttentionKV(in.context), in.pooled, in.time_ids,
+                                     net->EmbedCondition(in.cond), 1.0));
 }
 
 // Guess mode weights the down residuals 10^(-1 + i/9) times the scale, from 0.1 at the
 // first towards 1 at the deepest, and the mid one by the scale (diffusers' guess_mode).
 TEST(ControlNet, GuessModeWeightsTheResidualsFromOuterToDeep) {
   SPRITEFORGE_REQUIRE_GOLDEN_DIR();
-  auto net = LoadControlNet(testing::ControlsDir() + "/controlnet", TinySdxlConfig().unet, ControlNetRunOptions{});
-  ASSERT_TRUE(net.ok()) << net.status();
+  ControlNet net = GoldenControlNet();
+  ASSERT_TRUE(net);
   torch::NoGradGuard no_grad;
-  const torch::Tensor sample = Vector("controlnet.in.sample"), timestep = Vector("controlnet.in.timestep");
-  const torch::Tensor context = Vector("controlnet.in.encoder_hidden_states"), pooled = Vector("controlnet.in.text_embeds");
-  const torch::Tensor time_ids = Vector("controlnet.in.time_ids"), cond = Vector("controlnet.in.cond");
+  const ReferenceInputs in;
   const double scale = 0.8;
-  const ControlNetImpl::Residuals guess = (*net)->forward(sample, timestep, context, pooled, time_ids, cond, scale, true);
+  const ControlNetImpl::Residuals guess =
+      net->forward(in.sample, in.timestep, in.context, in.pooled, in.time_ids, in.cond, scale, /*guess_mode=*/true);
   ASSERT_EQ(guess.down.size(), 9u);
   for (size_t i = 0; i < guess.down.size(); ++i) {
     const torch::Tensor want = Vector("controlnet.out.down." + std::to_string(i)) * (scale * std::pow(10.0, -1.0 + i / 9.0));
