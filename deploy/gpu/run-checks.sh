@@ -5,7 +5,7 @@
 # with the benchmark in the same run; "controls-bench" and "service-controls" do the same with
 # ControlNets and IP-Adapter Plus (random full-size files written to $CONTROLS, 5 GB, never to
 # $OUT). Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fewstep|speedups|decode|service|service-speedups|service-fewstep|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fp8-routes|fewstep|speedups|decode|service|service-speedups|service-fewstep|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -79,6 +79,10 @@ for stage in "${@:-golden bench}"; do
       $BIN/engine/bench/spriteforge-unet-profile --images 8 --dtype fp8 2>&1 | grep -v warning | tee -a "$OUT/unet-profile.txt"
       echo "== bf16 vs fp8 Linears, 1024x1024, 30 steps"
       $BIN/engine/bench/spriteforge-bench --dtypes bf16,fp8 --batches 1,8 --runs 1 --json "$OUT/bench-fp8.json" 2>&1 | grep -v warning | tee "$OUT/bench-fp8.txt" ;;
+    fp8-routes)
+      # What this LibTorch offers for fp8 attention and convolutions, against fp16 at SDXL's shapes.
+      echo "== fp8 routes for attention and 3x3 convolutions"
+      python3 deploy/gpu/fp8_routes_probe.py "$OUT/fp8-routes.json" 2>&1 | grep -v Warning | tee "$OUT/fp8-routes.txt" ;;
     precision)
       echo "== fp16/bf16/fp8 vs fp32, full-size UNet"
       $BIN/engine/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;
