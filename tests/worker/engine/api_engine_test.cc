@@ -97,6 +97,23 @@ TEST(Engine, RejectsBadRequestsWithOneClearLine) {
   EXPECT_EQ(Engine::Load(o).status().message(), "vae dtype: fp32, fp16 or bf16 (fp8 is the UNet's)");
 }
 
+// Without float pixels (the worker's requests) the 8-bit images are the same bytes.
+TEST(Engine, EightBitImagesAloneAreTheSameBytes) {
+  SPRITEFORGE_REQUIRE_GOLDEN_DIR();
+  Engine& engine = testing::TinyEngine("diffusers");
+  BatchRequest r = GoldenRequests()["e2e.euler_a_neg"];
+  auto both = engine.Generate(r);
+  r.float_pixels = false;
+  auto bytes = engine.Generate(r);
+  ASSERT_TRUE(both.ok() && bytes.ok()) << both.status() << bytes.status();
+  ASSERT_EQ(both->images.size(), bytes->images.size());
+  for (size_t i = 0; i < both->images.size(); ++i) {
+    EXPECT_FALSE(both->images[i].rgb_f32.empty());
+    EXPECT_TRUE(bytes->images[i].rgb_f32.empty());
+    EXPECT_EQ(both->images[i].rgb, bytes->images[i].rgb) << "image " << i;
+  }
+}
+
 // The VAE in its own precision: a float32 model with a bfloat16 VAE decodes the same latents
 // within bfloat16's error of the float32 images, and not bit for bit.
 TEST(Engine, TheVaeRunsInItsOwnDtype) {

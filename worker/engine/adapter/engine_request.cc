@@ -54,6 +54,7 @@ absl::StatusOr<BatchRequest> ToEngineRequest(const v1::SamplingParams& s, const 
   request.width = s.width();
   request.height = s.height();
   request.steps = s.steps();
+  request.float_pixels = false;  // the worker writes 8-bit PNGs
   request.cfg = s.cfg();
   request.sampler = sampler;
   request.schedule = schedule;

@@ -275,6 +275,7 @@ Row Measure(sf::Engine& engine, const std::string& path, const std::string& dtyp
   request.width = request.height = a.size;
   request.steps = a.steps;
   request.cfg = a.cfg;
+  request.float_pixels = false;  // 8-bit images, as the worker asks for them
   request.sampler = Parsed(sf::ParseSampler(a.sampler), "--sampler");
   request.schedule = Parsed(sf::ParseSchedule(a.schedule), "--schedule");
   if (!a.loras.empty()) request.loras = {a.loras[0]};

@@ -414,18 +414,22 @@ absl::StatusOr<BatchResult> Pipeline::Generate(const BatchRequest& request, cons
 
   // Decode.
   const auto decode_start = Clock::now();
-  torch::Tensor images = (Decode(x) / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous().cpu();
+  const torch::Tensor pixels = (Decode(x) / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous();
+  // 8-bit on the device (the same float32 rounding as on the host): a quarter of the copy.
+  const torch::Tensor bytes = (pixels * 255).round().to(torch::kByte).cpu();
+  const torch::Tensor floats = request.float_pixels ? pixels.cpu() : torch::Tensor();
   result.timings.decode_ms = MsSince(decode_start);
   result.timings.total_ms = MsSince(start);
   for (int64_t i = 0; i < n; ++i) {
-    torch::Tensor img = images[i];
     Image out;
     out.width = request.width;
     out.height = request.height;
-    const float* data = img.data_ptr<float>();
-    out.rgb_f32.assign(data, data + img.numel());
-    torch::Tensor bytes = (img * 255).round().to(torch::kByte).contiguous();
-    out.rgb.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+    if (floats.defined()) {
+      const torch::Tensor img = floats[i];
+      out.rgb_f32.assign(img.data_ptr<float>(), img.data_ptr<float>() + img.numel());
+    }
+    const torch::Tensor img = bytes[i];
+    out.rgb.assign(img.data_ptr<uint8_t>(), img.data_ptr<uint8_t>() + img.numel());
     out.notes = notes[i];
     result.images.push_back(std::move(out));
   }

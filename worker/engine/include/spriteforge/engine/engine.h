@@ -165,6 +165,9 @@ struct BatchRequest {
   // Hand the batch's latents to Generate's `preview` after every step divisible by this
   // (0: never). Costs one device-to-host copy of the small latents per preview step.
   int preview_every = 0;
+  // Image::rgb_f32 filled too (the golden checks read it). Without it only the 8-bit pixels
+  // come back: made on the device, a quarter of the bytes to copy, no host-side rounding.
+  bool float_pixels = true;
   // Conditioning shared by the batch; each image brings its own control and reference images.
   std::vector<ControlNetSpec> controlnets;
   std::optional<IpAdapterSpec> ip_adapter;
@@ -185,7 +188,7 @@ struct Image {
   int width = 0;
   int height = 0;
   std::vector<uint8_t> rgb;    // width*height*3
-  std::vector<float> rgb_f32;  // width*height*3, in [0,1]
+  std::vector<float> rgb_f32;  // width*height*3, in [0,1]; empty unless BatchRequest::float_pixels
   // What the engine had to change in this image's request, one line each (e.g. a prompt
   // cut at the token limit); also logged.
   std::vector<std::string> notes;
