@@ -445,6 +445,7 @@ absl::StatusOr<MemoryStats> Pipeline::Calibrate(int batch, int height, int width
   request.height = height;
   request.steps = 1;
   request.cfg = 5.0;
+  request.float_pixels = false;  // as the worker's batches, whose peak this measures
   for (int i = 0; i < batch; ++i) request.images.push_back({"calibration", std::nullopt, static_cast<uint64_t>(i)});
   ASSIGN_OR_RETURN(auto result, Generate(request, nullptr));
   return result.memory;
