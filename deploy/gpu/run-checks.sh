@@ -5,15 +5,21 @@
 # with the benchmark in the same run; "controls-bench" and "service-controls" do the same with
 # ControlNets and IP-Adapter Plus (random full-size files written to $CONTROLS, 5 GB, never to
 # $OUT). Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fp8-routes|fewstep|speedups|decode|service|service-speedups|service-fewstep|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fp8-routes|fp8-conv|fewstep|speedups|decode|service|service-speedups|service-fewstep|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
 source deploy/gpu/env.sh
 export SPRITEFORGE_COMMIT="${SPRITEFORGE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 export SPRITEFORGE_DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
-# Every target: engine, benches, coordinator, worker, client and tests.
-bash deploy/gpu/build.sh >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+# Every target: engine, benches, coordinator, worker, client and tests (the probes that
+# compile on their own, fp8-routes and fp8-conv, alone need none).
+for stage in "${@:-golden bench}"; do
+  case "$stage" in
+    fp8-routes|fp8-conv) ;;
+    *) bash deploy/gpu/build.sh >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }; break ;;
+  esac
+done
 BIN=build-gpu/worker
 G=.gpu-deps/golden
 C=.gpu-deps/tiny-sdxl-controls; [ -d "$C" ] || C=tests/golden/tiny-sdxl-controls  # ControlNet, IP-Adapter cases
@@ -83,6 +89,18 @@ for stage in "${@:-golden bench}"; do
       # What this LibTorch offers for fp8 attention and convolutions, against fp16 at SDXL's shapes.
       echo "== fp8 routes for attention and 3x3 convolutions"
       python3 deploy/gpu/fp8_routes_probe.py "$OUT/fp8-routes.json" 2>&1 | grep -v Warning | tee "$OUT/fp8-routes.txt" ;;
+    fp8-conv)
+      # cuDNN's own fp8 convolution, reached through its graph API (LibTorch's conv2d refuses
+      # fp8): fp16 vs e4m3 3x3 convolutions at the UNet's and the VAE decoder's shapes.
+      echo "== cuDNN fp8 vs fp16 3x3 convolutions"
+      site=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+      lib=$(find "$site" /usr/local/cuda/lib64 /usr/lib -name 'libcudnn.so.9' 2>/dev/null | head -1)
+      inc=$(find "$site" /usr/local/cuda/include /usr/include .gpu-deps/cudnn-include -name cudnn_graph.h 2>/dev/null | head -1)
+      echo "cuDNN library $lib, headers $inc" | tee "$OUT/fp8-conv.txt"
+      mkdir -p build-gpu
+      nvcc -O2 -std=c++17 -arch=sm_${SPRITEFORGE_CUDA_ARCHS%%;*} -I"$(dirname "$inc")" deploy/gpu/cudnn_fp8_conv_probe.cu \
+        "$lib" -Xlinker -rpath="$(dirname "$lib")" -o build-gpu/cudnn-fp8-conv-probe 2>&1 | tail -5 | tee -a "$OUT/fp8-conv.txt"
+      build-gpu/cudnn-fp8-conv-probe "$OUT/fp8-conv.json" 2>&1 | tee -a "$OUT/fp8-conv.txt" ;;
     precision)
       echo "== fp16/bf16/fp8 vs fp32, full-size UNet"
       $BIN/engine/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;

@@ -1,0 +1,425 @@
+// Measures cuDNN's fp8 (e4m3) 3x3 convolution against its fp16 one at SDXL's shapes, through
+// cuDNN's graph API (the route LibTorch does not take: its conv2d refuses fp8 tensors).
+// For each shape: the fastest of cuDNN's heuristic plans for an fp16 NHWC convolution with
+// fp16 output, and for an e4m3 convolution whose float accumulator is scaled per output
+// channel (activation scale x weight scale) and written as fp16, i.e. what a quantized
+// ResBlock convolution would run; the fp8 result's error against the fp16 one; the cost of
+// quantizing the input (which a GroupNorm+SiLU kernel can write directly in fp8).
+// Usage: cudnn_fp8_conv_probe [json_out]
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+namespace {
+
+#define CHECK_CUDA(x)                                                                      \
+  do {                                                                                     \
+    cudaError_t e_ = (x);                                                                  \
+    if (e_ != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                        \
+    }                                                                                      \
+  } while (0)
+
+// A cuDNN call that may fail for a plan or graph cuDNN does not support: returns false.
+bool Ok(cudnnStatus_t s, const char* what, bool quiet = false) {
+  if (s != CUDNN_STATUS_SUCCESS && !quiet) std::fprintf(stderr, "  %s: %s\n", what, cudnnGetErrorString(s));
+  return s == CUDNN_STATUS_SUCCESS;
+}
+
+struct Desc {
+  cudnnBackendDescriptor_t d = nullptr;
+  explicit Desc(cudnnBackendDescriptorType_t t) { cudnnBackendCreateDescriptor(t, &d); }
+  ~Desc() { if (d) cudnnBackendDestroyDescriptor(d); }
+  Desc(const Desc&) = delete;
+  Desc& operator=(const Desc&) = delete;
+  template <typename T>
+  Desc& Set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, int64_t n, const T* v) {
+    status = status == CUDNN_STATUS_SUCCESS ? cudnnBackendSetAttribute(d, name, type, n, v) : status;
+    return *this;
+  }
+  bool Finalize(const char* what, bool quiet = false) {
+    if (status == CUDNN_STATUS_SUCCESS) status = cudnnBackendFinalize(d);
+    return Ok(status, what, quiet);
+  }
+  cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
+};
+
+// A tensor in logical NCHW order with explicit strides.
+std::unique_ptr<Desc> Tensor(int64_t uid, cudnnDataType_t type, std::vector<int64_t> dims,
+                             std::vector<int64_t> strides, bool is_virtual = false) {
+  auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+  const int64_t alignment = 16;
+  t->Set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type)
+      .Set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, dims.size(), dims.data())
+      .Set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, strides.size(), strides.data())
+      .Set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid)
+      .Set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &alignment);
+  if (is_virtual) t->Set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &is_virtual);
+  if (!t->Finalize("tensor")) return nullptr;
+  return t;
+}
+
+std::vector<int64_t> Nhwc(int64_t n, int64_t c, int64_t h, int64_t w) { return {h * w * c, 1, w * c, c}; }
+
+struct Shape {
+  const char* name;
+  int64_t n, h, w, c, k;
+};
+
+enum { kX = 1, kW = 2, kY = 3, kAcc = 4, kScale = 5, kScaled = 6, kBias = 7 };
+
+struct Plan {
+  std::unique_ptr<Desc> plan;
+  int64_t workspace = 0;
+  float ms = 0;
+};
+
+struct Graph {
+  std::vector<std::unique_ptr<Desc>> keep;  // descriptors the graph refers to
+  std::unique_ptr<Desc> graph;
+};
+
+// What follows the convolution: fp16 in and out; e4m3 in, fp16 out with the scale as the
+// convolution's alpha; e4m3 in, float accumulator * scale[k] -> fp16; the same + bias[k].
+enum class Variant { kFp16, kFp8Alpha, kFp8Scale, kFp8ScaleBias };
+const char* Name(Variant v) {
+  switch (v) {
+    case Variant::kFp16: return "fp16";
+    case Variant::kFp8Alpha: return "fp8 alpha";
+    case Variant::kFp8Scale: return "fp8 x scale[k]";
+    case Variant::kFp8ScaleBias: return "fp8 x scale[k] + bias[k]";
+  }
+  return "";
+}
+
+bool BuildGraph(cudnnHandle_t handle, const Shape& s, Variant v, float alpha, Graph& g) {
+  const bool fp8 = v == Variant::kFp8Scale || v == Variant::kFp8ScaleBias;
+  const cudnnDataType_t in = v == Variant::kFp16 ? CUDNN_DATA_HALF : CUDNN_DATA_FP8_E4M3;
+  auto x = Tensor(kX, in, {s.n, s.c, s.h, s.w}, Nhwc(s.n, s.c, s.h, s.w));
+  auto w = Tensor(kW, in, {s.k, s.c, 3, 3}, Nhwc(s.k, s.c, 3, 3));
+  const std::vector<int64_t> ydims = {s.n, s.k, s.h, s.w}, ystr = Nhwc(s.n, s.k, s.h, s.w);
+  auto acc = fp8 ? Tensor(kAcc, CUDNN_DATA_FLOAT, ydims, ystr, true) : Tensor(kY, CUDNN_DATA_HALF, ydims, ystr);
+  if (!x || !w || !acc) return false;
+  Desc conv(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+  const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  const int64_t dims = 2, one[2] = {1, 1}, pad[2] = {1, 1};
+  conv.Set(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp)
+      .Set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode)
+      .Set(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &dims)
+      .Set(CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, one)
+      .Set(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, one)
+      .Set(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pad)
+      .Set(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
+  if (!conv.Finalize("convolution")) return false;
+  auto op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
+  const float beta = 0.f;
+  op->Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x->d)
+      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w->d)
+      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &acc->d)
+      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv.d)
+      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha)
+      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+  if (!op->Finalize("convolution op")) return false;
+  std::vector<cudnnBackendDescriptor_t> ops = {op->d};
+  if (fp8) {
+    const std::vector<int64_t> cdims = {1, s.k, 1, 1}, cstr = {s.k, 1, s.k, s.k};
+    auto scale = Tensor(kScale, CUDNN_DATA_FLOAT, cdims, cstr);
+    auto bias = Tensor(kBias, CUDNN_DATA_FLOAT, cdims, cstr);
+    auto scaled = Tensor(kScaled, CUDNN_DATA_FLOAT, ydims, ystr, true);
+    const bool with_bias = v == Variant::kFp8ScaleBias;
+    auto y = Tensor(kY, CUDNN_DATA_HALF, ydims, ystr);
+    if (!with_bias) scaled = Tensor(kY, CUDNN_DATA_HALF, ydims, ystr);
+    if (!scale || !bias || !scaled || !y) return false;
+    auto pointwise = [&](cudnnPointwiseMode_t m, Desc& a, Desc& b, Desc& out) -> std::unique_ptr<Desc> {
+      auto pw = std::make_unique<Desc>(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+      pw->Set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &m)
+          .Set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp);
+      if (!pw->Finalize("pointwise")) return nullptr;
+      auto o = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
+      o->Set(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw->d)
+          .Set(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a.d)
+          .Set(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b.d)
+          .Set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out.d);
+      if (!o->Finalize("pointwise op")) return nullptr;
+      g.keep.push_back(std::move(pw));
+      return o;
+    };
+    auto mul = pointwise(CUDNN_POINTWISE_MUL, *acc, *scale, *scaled);
+    if (!mul) return false;
+    ops.push_back(mul->d);
+    g.keep.push_back(std::move(mul));
+    if (with_bias) {
+      auto add = pointwise(CUDNN_POINTWISE_ADD, *scaled, *bias, *y);
+      if (!add) return false;
+      ops.push_back(add->d);
+      g.keep.push_back(std::move(add));
+    }
+    g.keep.push_back(std::move(scale));
+    g.keep.push_back(std::move(bias));
+    g.keep.push_back(std::move(scaled));
+    g.keep.push_back(std::move(y));
+  }
+  g.graph = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+  g.graph->Set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, ops.size(), ops.data())
+      .Set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+  const bool ok = g.graph->Finalize(Name(v));
+  g.keep.push_back(std::move(x));
+  g.keep.push_back(std::move(w));
+  g.keep.push_back(std::move(acc));
+  g.keep.push_back(std::move(op));
+  return ok;
+}
+
+// Every plan the heuristics (mode A, then fallback) offer that finalizes.
+std::vector<Plan> Plans(cudnnHandle_t handle, Graph& g) {
+  std::vector<Plan> plans;
+  for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+    Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+    heur.Set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g.graph->d)
+        .Set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+    if (!heur.Finalize("heuristics")) continue;
+    int64_t count = 0;
+    cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr);
+    count = std::min<int64_t>(count, 12);
+    std::vector<std::unique_ptr<Desc>> cfgs;
+    std::vector<cudnnBackendDescriptor_t> raw;
+    for (int64_t i = 0; i < count; ++i) {
+      cfgs.push_back(std::make_unique<Desc>(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
+      raw.push_back(cfgs.back()->d);
+    }
+    int64_t got = 0;
+    if (count > 0 && !Ok(cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                                  count, &got, raw.data()), "heuristic results"))
+      continue;
+    for (int64_t i = 0; i < got; ++i) {
+      Plan p;
+      p.plan = std::make_unique<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+      p.plan->Set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
+          .Set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw[i]);
+      if (!p.plan->Finalize("plan", /*quiet=*/true)) continue;
+      int64_t n = 0;
+      cudnnBackendGetAttribute(p.plan->d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &p.workspace);
+      plans.push_back(std::move(p));
+    }
+    if (!plans.empty()) break;
+  }
+  return plans;
+}
+
+bool Execute(cudnnHandle_t handle, Plan& p, std::vector<int64_t> uids, std::vector<void*> ptrs, void* workspace) {
+  Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+  pack.Set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, uids.size(), uids.data())
+      .Set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, ptrs.size(), ptrs.data())
+      .Set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+  if (!pack.Finalize("variant pack")) return false;
+  return Ok(cudnnBackendExecute(handle, p.plan->d, pack.d), "execute", true);
+}
+
+// Deterministic pseudo-random values in [-range, range).
+__global__ void Fill(__half* out, int64_t n, uint32_t seed, float range) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    uint32_t v = (uint32_t)i * 2654435761u ^ seed;
+    v ^= v >> 16; v *= 0x7feb352d; v ^= v >> 15; v *= 0x846ca68b; v ^= v >> 16;
+    out[i] = __float2half(((v & 0xffffff) / 16777216.f * 2.f - 1.f) * range);
+  }
+}
+
+// x * inv_scale[i / inner % channels] as e4m3 (saturating); one scale when channels == 1.
+__global__ void Quantize(const __half* x, __nv_fp8_e4m3* out, int64_t n, const float* inv_scale, int64_t channels,
+                         int64_t inner) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float s = inv_scale[(i / inner) % channels];
+    out[i] = __nv_fp8_e4m3(__half2float(x[i]) * s);
+  }
+}
+
+// Largest |w| per output channel (rows of `inner` values).
+__global__ void RowAmax(const __half* w, float* amax, int64_t inner) {
+  float m = 0.f;
+  for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) m = fmaxf(m, fabsf(__half2float(w[blockIdx.x * inner + i])));
+  __shared__ float part[256];
+  part[threadIdx.x] = m;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+    if (threadIdx.x < s) part[threadIdx.x] = fmaxf(part[threadIdx.x], part[threadIdx.x + s]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) amax[blockIdx.x] = part[0];
+}
+
+template <typename F>
+float TimeMs(F f, int runs = 20) {
+  for (int i = 0; i < 3; ++i) f();
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  cudaEventRecord(a);
+  for (int i = 0; i < runs; ++i) f();
+  cudaEventRecord(b);
+  CHECK_CUDA(cudaEventSynchronize(b));
+  float ms = 0;
+  cudaEventElapsedTime(&ms, a, b);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms / runs;
+}
+
+// Fastest plan of `plans` (timed), or -1 when none runs.
+int Fastest(cudnnHandle_t handle, std::vector<Plan>& plans, const std::vector<int64_t>& uids,
+            const std::vector<void*>& ptrs) {
+  int best = -1;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    void* ws = nullptr;
+    if (plans[i].workspace > 0 && cudaMalloc(&ws, plans[i].workspace) != cudaSuccess) continue;
+    bool ok = Execute(handle, plans[i], uids, ptrs, ws) && cudaDeviceSynchronize() == cudaSuccess;
+    if (ok) {
+      plans[i].ms = TimeMs([&] { Execute(handle, plans[i], uids, ptrs, ws); });
+      if (best < 0 || plans[i].ms < plans[best].ms) best = static_cast<int>(i);
+    }
+    cudaGetLastError();
+    if (ws) cudaFree(ws);
+  }
+  return best;
+}
+
+void RunOnce(cudnnHandle_t handle, Plan& p, const std::vector<int64_t>& uids, const std::vector<void*>& ptrs) {
+  void* ws = nullptr;
+  if (p.workspace > 0) CHECK_CUDA(cudaMalloc(&ws, p.workspace));
+  Execute(handle, p, uids, ptrs, ws);
+  CHECK_CUDA(cudaDeviceSynchronize());
+  if (ws) cudaFree(ws);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cudnnHandle_t handle;
+  if (!Ok(cudnnCreate(&handle), "cudnnCreate")) return 1;
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("cuDNN %zu on %s (sm_%d%d)\n", cudnnGetVersion(), prop.name, prop.major, prop.minor);
+  // The UNet's ResBlock convolutions at batch 8 with CFG (16 rows), and the VAE decoder's, one image.
+  const std::vector<Shape> shapes = {
+      {"unet 128x128x320", 16, 128, 128, 320, 320}, {"unet 64x64x640", 16, 64, 64, 640, 640},
+      {"unet 32x32x1280", 16, 32, 32, 1280, 1280},  {"unet 64x64 1280->640", 16, 64, 64, 1280, 640},
+      {"vae 1024x1024x128", 1, 1024, 1024, 128, 128}, {"vae 512x512x256", 1, 512, 512, 256, 256},
+      {"vae 256x256x512", 1, 256, 256, 512, 512},     {"vae 128x128x512", 1, 128, 128, 512, 512},
+  };
+  std::string json = "{\"cudnn\": " + std::to_string(cudnnGetVersion()) + ", \"gpu\": \"" + prop.name + "\", \"shapes\": [";
+  for (size_t si = 0; si < shapes.size(); ++si) {
+    const Shape& s = shapes[si];
+    const int64_t nx = s.n * s.h * s.w * s.c, nw = s.k * 9 * s.c, ny = s.n * s.h * s.w * s.k;
+    __half *x, *w, *y16, *y8;
+    __nv_fp8_e4m3 *xq, *wq;
+    float *scale, *bias, *inv_w, *inv_x, *amax;
+    CHECK_CUDA(cudaMalloc(&x, nx * 2));
+    CHECK_CUDA(cudaMalloc(&w, nw * 2));
+    CHECK_CUDA(cudaMalloc(&y16, ny * 2));
+    CHECK_CUDA(cudaMalloc(&y8, ny * 2));
+    CHECK_CUDA(cudaMalloc(&xq, nx));
+    CHECK_CUDA(cudaMalloc(&wq, nw));
+    CHECK_CUDA(cudaMalloc(&scale, s.k * 4));
+    CHECK_CUDA(cudaMalloc(&bias, s.k * 4));
+    CHECK_CUDA(cudaMalloc(&inv_w, s.k * 4));
+    CHECK_CUDA(cudaMalloc(&inv_x, 4));
+    CHECK_CUDA(cudaMalloc(&amax, s.k * 4));
+    // Activations of a SiLU(GroupNorm) output (|x| <= 3), weights of a trained conv's range.
+    const float x_range = 3.f, w_range = 1.f / std::sqrt(9.f * s.c);
+    Fill<<<1024, 256>>>(x, nx, 1234u + si, x_range);
+    Fill<<<1024, 256>>>(w, nw, 999u + si, w_range);
+    CHECK_CUDA(cudaMemset(bias, 0, s.k * 4));
+    // Per-output-channel weight scales, one activation scale (the calibrated maximum).
+    RowAmax<<<s.k, 256>>>(w, amax, 9 * s.c);
+    std::vector<float> h_amax(s.k), h_scale(s.k), h_inv(s.k);
+    CHECK_CUDA(cudaMemcpy(h_amax.data(), amax, s.k * 4, cudaMemcpyDeviceToHost));
+    const float sx = x_range / 448.f, inv_sx = 1.f / sx;
+    for (int64_t k = 0; k < s.k; ++k) {
+      const float sw = std::max(h_amax[k], 1e-12f) / 448.f;
+      h_inv[k] = 1.f / sw;
+      h_scale[k] = sx * sw;
+    }
+    CHECK_CUDA(cudaMemcpy(scale, h_scale.data(), s.k * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(inv_w, h_inv.data(), s.k * 4, cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(inv_x, &inv_sx, 4, cudaMemcpyHostToDevice));
+    Quantize<<<1024, 256>>>(w, wq, nw, inv_w, s.k, 9 * s.c);
+    auto quantize_x = [&] { Quantize<<<2048, 256>>>(x, xq, nx, inv_x, 1, 1); };
+    quantize_x();
+    CHECK_CUDA(cudaDeviceSynchronize());
+    const float quantize_ms = TimeMs(quantize_x);
+
+    // Each variant's fastest plan; y16 holds the fp16 result, y8 the last fp8 variant's (the
+    // alpha variant uses channel 0's scale for all: timed only).
+    float ms[4] = {-1, -1, -1, -1};
+    int plan_count[4] = {0, 0, 0, 0};
+    for (Variant v : {Variant::kFp16, Variant::kFp8Alpha, Variant::kFp8Scale, Variant::kFp8ScaleBias}) {
+      const int vi = static_cast<int>(v);
+      Graph g;
+      if (!BuildGraph(handle, s, v, v == Variant::kFp8Alpha ? h_scale[0] : 1.f, g)) continue;
+      auto plans = Plans(handle, g);
+      plan_count[vi] = static_cast<int>(plans.size());
+      std::vector<int64_t> uids = {kX, kW, kY};
+      std::vector<void*> ptrs = {v == Variant::kFp16 ? (void*)x : (void*)xq, v == Variant::kFp16 ? (void*)w : (void*)wq,
+                                 v == Variant::kFp16 ? (void*)y16 : (void*)y8};
+      if (v == Variant::kFp8Scale || v == Variant::kFp8ScaleBias) uids.push_back(kScale), ptrs.push_back(scale);
+      if (v == Variant::kFp8ScaleBias) uids.push_back(kBias), ptrs.push_back(bias);
+      const int best = Fastest(handle, plans, uids, ptrs);
+      if (best >= 0) ms[vi] = plans[best].ms, RunOnce(handle, plans[best], uids, ptrs);
+    }
+    const float ms16 = ms[0];
+    float ms8 = -1;
+    for (int vi = 1; vi < 4; ++vi) if (ms[vi] > 0 && (ms8 < 0 || ms[vi] < ms8)) ms8 = ms[vi];
+    // fp8 vs fp16 output: largest difference over the fp16 output's largest value, and RMS ratio.
+    double max_err = -1, rms_err = -1;
+    if (ms16 > 0 && (ms[2] > 0 || ms[3] > 0)) {  // y8 from a per-channel-scaled variant
+      std::vector<__half> a(ny), b(ny);
+      CHECK_CUDA(cudaMemcpy(a.data(), y16, ny * 2, cudaMemcpyDeviceToHost));
+      CHECK_CUDA(cudaMemcpy(b.data(), y8, ny * 2, cudaMemcpyDeviceToHost));
+      double ref_max = 0, diff_max = 0, ref_sq = 0, diff_sq = 0;
+      for (int64_t i = 0; i < ny; ++i) {
+        const double r = __half2float(a[i]), q = __half2float(b[i]);
+        ref_max = std::max(ref_max, std::fabs(r));
+        diff_max = std::max(diff_max, std::fabs(r - q));
+        ref_sq += r * r;
+        diff_sq += (r - q) * (r - q);
+      }
+      max_err = diff_max / std::max(ref_max, 1e-12);
+      rms_err = std::sqrt(diff_sq / std::max(ref_sq, 1e-30));
+    }
+    const double flops = 2.0 * ny * 9 * s.c;
+    std::printf("%-22s fp16 %7.3f ms (%3.0f TFLOP/s)  fastest fp8 %7.3f ms (%3.0f TFLOP/s)  fp8/fp16 %.2f  "
+                "quantize x %.3f ms  err max %.4f rms %.4f\n",
+                s.name, ms16, ms16 > 0 ? flops / ms16 / 1e9 : 0, ms8, ms8 > 0 ? flops / ms8 / 1e9 : 0,
+                ms16 > 0 && ms8 > 0 ? ms8 / ms16 : 0, quantize_ms, max_err, rms_err);
+    for (int vi = 0; vi < 4; ++vi)
+      std::printf("    %-26s %7.3f ms  %2d plans\n", Name(static_cast<Variant>(vi)), ms[vi], plan_count[vi]);
+    char row[512];
+    std::snprintf(row, sizeof row,
+                  "%s{\"shape\": \"%s\", \"fp16_ms\": %.4f, \"fp8_alpha_ms\": %.4f, \"fp8_scale_ms\": %.4f, "
+                  "\"fp8_scale_bias_ms\": %.4f, \"quantize_ms\": %.4f, \"plans\": [%d, %d, %d, %d], "
+                  "\"max_rel_err\": %.5f, \"rms_rel_err\": %.5f}",
+                  si ? ", " : "", s.name, ms[0], ms[1], ms[2], ms[3], quantize_ms, plan_count[0], plan_count[1],
+                  plan_count[2], plan_count[3], max_err, rms_err);
+    json += row;
+    for (void* p : std::vector<void*>{x, w, y16, y8, xq, wq, scale, bias, inv_w, inv_x, amax}) cudaFree(p);
+  }
+  json += "]}\n";
+  if (argc > 1) {
+    FILE* f = std::fopen(argv[1], "w");
+    if (f) std::fputs(json.c_str(), f), std::fclose(f);
+  }
+  cudnnDestroy(handle);
+  return 0;
+}
