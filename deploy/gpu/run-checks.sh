@@ -99,7 +99,7 @@ for stage in "${@:-golden bench}"; do
       echo "cuDNN library $lib, headers $inc" | tee "$OUT/fp8-conv.txt"
       mkdir -p build-gpu
       nvcc -O2 -std=c++17 -arch=sm_${SPRITEFORGE_CUDA_ARCHS%%;*} -I"$(dirname "$inc")" deploy/gpu/cudnn_fp8_conv_probe.cu \
-        "$lib" -Xlinker -rpath="$(dirname "$lib")" -o build-gpu/cudnn-fp8-conv-probe 2>&1 | tail -5 | tee -a "$OUT/fp8-conv.txt"
+        -L"$(dirname "$lib")" -l:libcudnn.so.9 -Xlinker -rpath="$(dirname "$lib")" -o build-gpu/cudnn-fp8-conv-probe 2>&1 | tail -5 | tee -a "$OUT/fp8-conv.txt"
       build-gpu/cudnn-fp8-conv-probe "$OUT/fp8-conv.json" 2>&1 | tee -a "$OUT/fp8-conv.txt" ;;
     precision)
       echo "== fp16/bf16/fp8 vs fp32, full-size UNet"
@@ -121,11 +121,18 @@ for stage in "${@:-golden bench}"; do
       # Few-step generation decodes a large share of its time: one image per VAE call
       # (the default) against as many as memory allows.
       # Then the fp16 model with a bfloat16 VAE (--vae-dtype bf16).
-      for spec in 1:fp16 0:fp16 1:bf16; do
-        d=${spec%%:*}; vae=${spec#*:}
-        echo "== 4-step CFG-1, fp16, batch 16, decode batch $d (0: as memory allows), VAE $vae"
+      # Then the VAE in channels-last (NHWC) against NCHW, and where a decode's time goes.
+      for spec in 1:fp16:0 0:fp16:0 1:bf16:0 1:fp16:1 1:bf16:1; do
+        IFS=: read -r d vae cl <<<"$spec"
+        echo "== 4-step CFG-1, fp16, batch 16, decode batch $d (0: as memory allows), VAE $vae, channels-last $cl"
         $BIN/engine/bench/spriteforge-bench --dtypes fp16 --batches 16 --steps 4 --cfg 1 --schedule trailing --runs 1 \
-          --decode-batch $d --vae-dtype $vae --json "$OUT/bench-decode-$d-$vae.json" 2>&1 | grep -v warning | tee -a "$OUT/bench-decode.txt"
+          --decode-batch $d --vae-dtype $vae --vae-channels-last $cl --json "$OUT/bench-decode-$d-$vae-cl$cl.json" 2>&1 \
+          | grep -v warning | tee -a "$OUT/bench-decode.txt"
+      done
+      for cl in 0 1; do
+        echo "== VAE decode profile, one 1024x1024 image, fp16, channels-last $cl"
+        $BIN/engine/bench/spriteforge-unet-profile --vae 1 --images 1 --channels-last $cl --top 30 2>&1 | grep -v warning \
+          | tee -a "$OUT/vae-profile.txt"
       done ;;
     service)
       # One coordinator, one worker per visible GPU; fp16 and fp8; the benchmark at batch 8.

@@ -320,7 +320,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& o) {
       RETURN_IF_ERROR(LoadWeights(o.model_path, models));
     }
     PipelineOptions options{device, dtype, o.fast_path, o.channels_last, o.cuda_graphs, o.decode_batch,
-                            o.fused_kernels, fp8, vae_dtype};
+                            o.fused_kernels, fp8, vae_dtype, o.vae_channels_last};
     return std::unique_ptr<Engine>(new EngineImpl(std::make_unique<Pipeline>(std::move(models), std::move(t1), std::move(t2), options)));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("loading ", o.model_path, ": ", FirstLine(e.what())));

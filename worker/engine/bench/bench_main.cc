@@ -6,7 +6,7 @@
 //   spriteforge-bench [--model builtin:sdxl-base] [--device cuda] [--dtypes fp16,bf16,fp8]
 //                     [--batches 1,4,8,16] [--size 1024] [--steps 30] [--runs 2]
 //                     [--compare] [--channels-last 0|1] [--cuda-graphs 0|1] [--fused-kernels 0|1]
-//                     [--decode-batch N (0: as memory allows)] [--json OUT.json]
+//                     [--decode-batch N (0: as memory allows)] [--vae-dtype D] [--vae-channels-last 0|1] [--json OUT.json]
 //                     [--cfg 5] [--sampler euler] [--schedule normal] [--lora-rank R]
 //                     [--controlnet PATH]... [--ip-adapter FILE --image-encoder DIR]
 //                     [--controls-set DIR] [--write-controls DIR]
@@ -82,6 +82,7 @@ struct Args {
   bool cuda_graphs = true;
   bool fused_kernels = true;
   int decode_batch = 1;
+  bool vae_channels_last = false;
   std::string vae_dtype;  // empty: the model's
   std::string json_out;
   double cfg = 5.0;
@@ -133,6 +134,7 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--fused-kernels") a.fused_kernels = v != "0";
     else if (flag == "--decode-batch") a.decode_batch = v == "0" ? 0 : ToInt(flag, v);
     else if (flag == "--vae-dtype") a.vae_dtype = v;
+    else if (flag == "--vae-channels-last") a.vae_channels_last = v != "0";
     else if (flag == "--cfg") {
       if (!absl::SimpleAtod(v, &a.cfg) || a.cfg < 0) Die("--cfg: expected a non-negative number, got '" + v + "'");
     } else if (flag == "--sampler") a.sampler = v;
@@ -356,6 +358,7 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
   load.cuda_graphs = a.cuda_graphs;
   load.fused_kernels = a.fused_kernels;
   load.decode_batch = a.decode_batch;
+  load.vae_channels_last = a.vae_channels_last;
   if (!a.vae_dtype.empty()) load.vae_dtype = Parsed(sf::ParseDtype(a.vae_dtype), "--vae-dtype");
   auto engine = sf::Engine::Load(load);
   if (!engine.ok()) Die(std::string(engine.status().message()));
@@ -366,7 +369,7 @@ void RunPath(const Args& a, const std::string& path, const std::string& dtype, b
   }
   report["options"] = {{"channels_last", a.channels_last}, {"cuda_graphs", a.cuda_graphs},
                        {"fused_kernels", a.fused_kernels},
-                       {"decode_batch", a.decode_batch},
+                       {"decode_batch", a.decode_batch}, {"vae_channels_last", a.vae_channels_last},
                        {"vae_dtype", a.vae_dtype.empty() ? dtype : a.vae_dtype}};
   report["weights_gb"][path + "_" + dtype] = Gb((*engine)->Memory().weights_bytes);
   std::map<int, double> first_seconds;  // the first variant's time per image, by batch

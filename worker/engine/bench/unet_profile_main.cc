@@ -2,13 +2,15 @@
 // the full-size UNet with random weights, warms up, then records one forward pass (batch
 // 2 x images, as classifier-free guidance runs it) with the Kineto profiler and prints GPU
 // kernel time by category (GEMM, convolution, attention, norms, elementwise, copies) and the
-// costliest kernels. CUDA graphs are off here so every kernel is visible.
+// costliest kernels. CUDA graphs are off here so every kernel is visible. --vae 1 profiles
+// the VAE decoder instead: one decode call of --images latents.
 //
 //   spriteforge-unet-profile [--images 8] [--size 1024] [--dtype fp16|bf16]
-//                            [--channels-last 1|0] [--fused-kernels 0|1] [--top 25]
+//                            [--channels-last 1|0] [--fused-kernels 0|1] [--top 25] [--vae 0|1]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "worker/engine/src/fused_ops.h"
 #include "worker/engine/src/layers.h"
 #include "worker/engine/src/unet.h"
+#include "worker/engine/src/vae.h"
 
 namespace sf = spriteforge::engine;
 namespace prof = torch::autograd::profiler;
@@ -74,7 +77,7 @@ double DurationMs(const prof::KinetoEvent& e) {
 
 int main(int argc, char** argv) {
   int images = 8, size = 1024, top = 25;
-  bool channels_last = true, fused = true;
+  bool channels_last = true, fused = true, vae = false;
   torch::ScalarType dtype = torch::kHalf;
   bool fp8 = false;  // --dtype fp8: bf16 with fp8 Linears
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
     else if (flag == "--top") top = std::atoi(value.c_str());
     else if (flag == "--channels-last") channels_last = value != "0";
     else if (flag == "--fused-kernels") fused = value != "0";
+    else if (flag == "--vae") vae = value != "0";
     else if (flag == "--dtype") {
       dtype = value == "fp16" ? torch::kHalf : torch::kBFloat16;
       fp8 = value == "fp8";
@@ -100,27 +104,42 @@ int main(int argc, char** argv) {
   torch::NoGradGuard no_grad;
   at::globalContext().setBenchmarkCuDNN(true);
   sf::SetFusedKernelsEnabled(fused);
-  const sf::UNetConfig config = sf::SdxlBaseConfig().unet;
-  sf::UNet unet(config);
-  unet->eval();
-  unet->to(torch::kCUDA, dtype);
-  if (fp8) sf::QuantizeLinearsToFp8(*unet);
   const auto memory_format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  if (channels_last) {
-    for (auto& p : unet->parameters()) {
+  auto to_layout = [&](torch::nn::Module& m) {
+    if (!channels_last) return;
+    for (auto& p : m.parameters()) {
       if (p.dim() == 4) p.set_data(p.contiguous(memory_format));
     }
-  }
-  const int64_t batch = 2 * images;
+  };
   auto options = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
-  const sf::UNetInputs in = sf::RandomUNetInputs(config, batch, size, options);
-  const torch::Tensor sample = in.sample.contiguous(memory_format);
-  torch::Tensor timestep = torch::full({batch}, 500.0, options.dtype(torch::kFloat));
-  // As the pipeline runs it: fused self-attention projections, the prompts' cross-attention
-  // keys and values projected once outside the step.
-  unet->FuseSelfAttentionProjections();
-  const torch::Tensor context_kv = unet->CrossAttentionKV(in.context);
-  auto step = [&] { return unet->ForwardWithKV(sample, timestep, context_kv, in.pooled, in.time_ids); };
+  std::function<torch::Tensor()> step;
+  int64_t batch = images;
+  if (vae) {
+    sf::Vae decoder(sf::SdxlBaseConfig().vae);
+    decoder->eval();
+    decoder->to(torch::kCUDA, dtype);
+    to_layout(*decoder);
+    const torch::Tensor z = torch::randn({images, 4, size / 8, size / 8}, options).contiguous(memory_format);
+    step = [decoder, z]() mutable { return decoder->decode(z); };
+  } else {
+    const sf::UNetConfig config = sf::SdxlBaseConfig().unet;
+    sf::UNet unet(config);
+    unet->eval();
+    unet->to(torch::kCUDA, dtype);
+    if (fp8) sf::QuantizeLinearsToFp8(*unet);
+    to_layout(*unet);
+    batch = 2 * images;
+    const sf::UNetInputs in = sf::RandomUNetInputs(config, batch, size, options);
+    const torch::Tensor sample = in.sample.contiguous(memory_format);
+    torch::Tensor timestep = torch::full({batch}, 500.0, options.dtype(torch::kFloat));
+    // As the pipeline runs it: fused self-attention projections, the prompts' cross-attention
+    // keys and values projected once outside the step.
+    unet->FuseSelfAttentionProjections();
+    const torch::Tensor context_kv = unet->CrossAttentionKV(in.context);
+    step = [unet, sample, timestep, context_kv, in]() mutable {
+      return unet->ForwardWithKV(sample, timestep, context_kv, in.pooled, in.time_ids);
+    };
+  }
   for (int i = 0; i < 3; ++i) step();
   torch::cuda::synchronize();
 
@@ -154,8 +173,8 @@ int main(int argc, char** argv) {
     by_op[op_key].calls += 1;
     total += ms;
   }
-  std::printf("UNet forward, batch %lld at %dx%d, %s, channels-last %d, fused kernels %d: GPU time %.2f ms\n",
-              static_cast<long long>(batch), size, size, fp8 ? "fp8" : dtype == torch::kHalf ? "fp16" : "bf16", channels_last ? 1 : 0,
+  std::printf("%s, batch %lld at %dx%d, %s, channels-last %d, fused kernels %d: GPU time %.2f ms\n",
+              vae ? "VAE decode" : "UNet forward", static_cast<long long>(batch), size, size, fp8 ? "fp8" : dtype == torch::kHalf ? "fp16" : "bf16", channels_last ? 1 : 0,
               fused ? 1 : 0, total);
   auto print_sorted = [&](const std::map<std::string, KernelTotal>& m, int limit, size_t width) {
     std::vector<std::pair<std::string, KernelTotal>> rows(m.begin(), m.end());

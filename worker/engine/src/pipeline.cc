@@ -113,9 +113,10 @@ Pipeline::Pipeline(SdxlModels models, std::unique_ptr<ClipTokenizer> tokenizer,
   if (options_.device.is_cuda()) SetFusedKernelsEnabled(fast_cuda && options_.fused_kernels);
   if (fast_cuda) {
     EnableCudnnBenchmark();
-    // The UNet only: its GroupNorms, residual sums and token views all have channels-last
-    // kernels; the VAE decoder measured faster in NCHW.
+    // The UNet: its GroupNorms, residual sums and token views all have channels-last
+    // kernels; the VAE on request (LoadOptions::vae_channels_last).
     if (options_.UseChannelsLast()) ToChannelsLast(*models_.unet);
+    if (options_.VaeChannelsLast()) ToChannelsLast(*models_.vae);
     models_.unet->FuseSelfAttentionProjections();
     if (options_.cuda_graphs && CapturedFunction::Supported(options_.device)) {
       UNetImpl* unet = models_.unet.get();
@@ -252,7 +253,8 @@ torch::Tensor Pipeline::Decode(const torch::Tensor& latents) {
   std::vector<torch::Tensor> images;
   for (int64_t start = 0; start < z.size(0); start += chunk) {
     torch::Tensor part = z.slice(0, start, std::min(start + chunk, z.size(0)));
-    torch::Tensor input = part.to(options_.vae_dtype).contiguous();
+    torch::Tensor input = part.to(options_.vae_dtype).contiguous(
+        options_.VaeChannelsLast() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
     torch::Tensor image = models_.vae->decode(input).to(torch::kFloat);
     // Reduced precision can overflow in the VAE: redo such a chunk in float32.
     if (options_.vae_dtype != torch::kFloat && !torch::isfinite(image).all().item<bool>()) {

@@ -71,6 +71,8 @@ struct LoadOptions {
   // float32's range: SDXL's VAE overflows in fp16 on real weights, and an overflowed decode
   // is done again in float32.
   std::optional<Dtype> vae_dtype;
+  // fast path: the VAE in channels-last (NHWC) layout as well (see docs/performance.md).
+  bool vae_channels_last = false;
 };
 
 // A LoRA to merge for a batch: a .safetensors file in kohya naming (lora_unet_*, lora_te1_*,
