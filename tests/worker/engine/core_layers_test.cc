@@ -66,6 +66,18 @@ TEST(AttentionBlock, FusedProjectionsAreTheSameMathInOneGemm) {
 
 // The denoising loop projects the prompts' keys and values once; each step must then give
 // exactly what projecting them inside the UNet gives.
+TEST(UpsampleNearest2x, ChannelsLastIsTheSameAsInterpolateAndKeepsItsLayout) {
+  torch::manual_seed(5);
+  torch::Tensor x = torch::randn({2, 24, 5, 7});
+  torch::Tensor want = torch::nn::functional::interpolate(
+      x, torch::nn::functional::InterpolateFuncOptions().mode(torch::kNearest).size(std::vector<int64_t>{10, 14}));
+  torch::Tensor nhwc = UpsampleNearest2x(x.contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(nhwc.equal(want));
+  EXPECT_TRUE(nhwc.is_contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(UpsampleNearest2x(x).equal(want));
+  EXPECT_EQ(nhwc[1][3][9][13].item<float>(), x[1][3][4][6].item<float>());
+}
+
 TEST(UNet, PrecomputedCrossAttentionKeysAndValuesMatch) {
   torch::manual_seed(11);
   torch::NoGradGuard no_grad;

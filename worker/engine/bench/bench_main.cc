@@ -82,7 +82,7 @@ struct Args {
   bool cuda_graphs = true;
   bool fused_kernels = true;
   int decode_batch = 1;
-  bool vae_channels_last = false;
+  bool vae_channels_last = true;
   std::string vae_dtype;  // empty: the model's
   std::string json_out;
   double cfg = 5.0;

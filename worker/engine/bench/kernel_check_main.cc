@@ -13,6 +13,8 @@
 #include <torch/torch.h>
 
 #include "worker/engine/src/fused_ops.h"
+#include "worker/engine/src/layers.h"
+#include "worker/engine/src/torch_compat.h"
 
 namespace sf = spriteforge::engine;
 
@@ -171,7 +173,8 @@ int main(int argc, char** argv) {
       {16, 640, 64, 64, 32, true, false},   {16, 1280, 32, 32, 32, false, false},
       {1, 128, 1024, 1024, 32, true, false}, {1, 512, 128, 128, 32, false, false},
       {2, 320, 128, 128, 32, true, true, true}, {16, 320, 128, 128, 32, true, true, true},
-      {16, 2560, 32, 32, 32, true, true, true}, {16, 1280, 32, 32, 32, false, false, true}};
+      {16, 2560, 32, 32, 32, true, true, true}, {16, 1280, 32, 32, 32, false, false, true},
+      {1, 128, 1024, 1024, 32, true, false, true}, {1, 256, 512, 512, 32, true, false, true}};
   for (torch::ScalarType dtype : dtypes) {
     const double tol = dtype == torch::kHalf ? 2e-3 : 1.5e-2;
     auto options = torch::TensorOptions().dtype(dtype).device(torch::kCUDA);
@@ -242,6 +245,26 @@ int main(int argc, char** argv) {
       all_ok &= Report(name, dtype, fn, fn, reference, a.sizes(), reps, tol);
     }
   }
+#if SPRITEFORGE_HAS_SDPA
+  for (torch::ScalarType dtype : dtypes) {
+    const double tol = dtype == torch::kHalf ? 2e-3 : 1.5e-2;
+    auto options = torch::TensorOptions().dtype(torch::kFloat).device(torch::kCUDA);
+    // The VAE's paths around stock kernels ("fused" = the engine's, "stock" = ATen's): its one
+    // 512-wide attention head as two GEMMs and a softmax, and NHWC nearest-neighbour doubling.
+    torch::Tensor q = torch::randn({1, 1, 16384, 512}, options), k = torch::randn({1, 1, 16384, 512}, options);
+    torch::Tensor v = torch::randn({1, 1, 16384, 512}, options);
+    torch::Tensor reference = at::scaled_dot_product_attention(q, k, v);
+    torch::Tensor qd = q.to(dtype), kd = k.to(dtype), vd = v.to(dtype);
+    all_ok &= Report("attention 1x16384x512, one head", dtype, [&] { return sf::compat::Attention(qd, kd, vd, false); },
+                     [&] { return at::scaled_dot_product_attention(qd, kd, vd); }, reference, q.sizes(), reps, tol);
+    namespace F = torch::nn::functional;
+    const auto twice = F::InterpolateFuncOptions().mode(torch::kNearest).scale_factor(std::vector<double>{2.0, 2.0});
+    torch::Tensor x = torch::randn({1, 256, 512, 512}, options);
+    torch::Tensor xd = x.to(dtype).contiguous(at::MemoryFormat::ChannelsLast);
+    all_ok &= Report("nearest 2x 1x256x512x512 NHWC", dtype, [&] { return sf::UpsampleNearest2x(xd); },
+                     [&] { return F::interpolate(xd, twice); }, F::interpolate(x, twice), {1, 256, 1024, 1024}, reps, tol);
+  }
+#endif
   sf::SetFusedKernelsEnabled(true);
   all_ok &= CheckFp8(reps);
   std::printf("%s\n", all_ok ? "all fused kernels match" : "FUSED KERNEL MISMATCH");

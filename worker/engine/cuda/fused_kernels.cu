@@ -10,6 +10,8 @@ namespace spriteforge::engine::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+// NHWC GroupNorm blocks: one row of packs per pixel (c <= 4096 channels: up to 512 packs of 8).
+constexpr int kMaxNhwcThreads = 512;
 
 __device__ __forceinline__ float ToFloat(float v) { return v; }
 __device__ __forceinline__ float ToFloat(__half v) { return __half2float(v); }
@@ -230,12 +232,14 @@ __global__ void NhwcMomentsKernel(const T* __restrict__ x, const T* __restrict__
 }
 
 // Pass 2: the block turns its image's group statistics, gamma, beta and shift into a
-// per-channel scale and offset in shared memory, then streams its pixels.
+// per-channel scale and offset in shared memory, then streams its pixels with the moments
+// kernel's thread layout: each thread keeps its V channels' scale and offset in registers
+// (no index arithmetic per pack: at 1024x1024x128 that doubled the time).
 template <typename T>
-__global__ void __launch_bounds__(kThreads) NhwcApplyKernel(const T* __restrict__ x, const T* __restrict__ bias,
-                                                            const T* __restrict__ gamma, const T* __restrict__ beta,
-                                                            const float* __restrict__ partials, T* __restrict__ y,
-                                                            NhwcShape s, float eps, bool silu) {
+__global__ void __launch_bounds__(kMaxNhwcThreads) NhwcApplyKernel(const T* __restrict__ x, const T* __restrict__ bias,
+                                                                   const T* __restrict__ gamma, const T* __restrict__ beta,
+                                                                   const float* __restrict__ partials, T* __restrict__ y,
+                                                                   NhwcShape s, float eps, bool silu) {
   constexpr int V = Pack<T>::kSize;
   extern __shared__ float affine[];  // scale[c], offset[c], then mean[groups], rstd[groups]
   float* group_mean = affine + 2 * s.c;
@@ -259,22 +263,23 @@ __global__ void __launch_bounds__(kThreads) NhwcApplyKernel(const T* __restrict_
     affine[s.c + ch] = ToFloat(beta[ch]) + (b - group_mean[g]) * scale;
   }
   __syncthreads();
-  const int64_t begin = blockIdx.x * s.PixelsPerSplit() * s.packs_per_pixel;
-  const int64_t end = min(s.hw, (blockIdx.x + 1) * s.PixelsPerSplit()) * s.packs_per_pixel;
-  const int64_t offset = image * s.hw * s.c;
-  const Pack<T>* in = reinterpret_cast<const Pack<T>*>(x + offset);
-  Pack<T>* out = reinterpret_cast<Pack<T>*>(y + offset);
-  for (int64_t p = begin + threadIdx.x; p < end; p += kThreads) {
-    const int first = static_cast<int>(p % s.packs_per_pixel) * V;
-    const Pack<T> pack = in[p];
+  const int j = threadIdx.x % s.packs_per_pixel, r = threadIdx.x / s.packs_per_pixel;
+  float scale[V], offset[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) scale[i] = affine[j * V + i], offset[i] = affine[s.c + j * V + i];
+  const int64_t begin = blockIdx.x * s.PixelsPerSplit(), end = min(s.hw, begin + s.PixelsPerSplit());
+  const Pack<T>* in = reinterpret_cast<const Pack<T>*>(x + image * s.hw * s.c) + j;
+  Pack<T>* out = reinterpret_cast<Pack<T>*>(y + image * s.hw * s.c) + j;
+  for (int64_t pixel = begin + r; pixel < end; pixel += s.pixels_per_pass) {
+    const Pack<T> pack = in[pixel * s.packs_per_pixel];
     Pack<T> result;
 #pragma unroll
     for (int i = 0; i < V; ++i) {
-      float v = ToFloat(pack.v[i]) * affine[first + i] + affine[s.c + first + i];
+      float v = ToFloat(pack.v[i]) * scale[i] + offset[i];
       if (silu) v = v / (1.f + __expf(-v));
       result.v[i] = FromFloat<T>(v);
     }
-    out[p] = result;
+    out[pixel * s.packs_per_pixel] = result;
   }
 }
 
@@ -517,7 +522,7 @@ cudaError_t LaunchNhwcGroupNorm(const void* x, const void* bias, const void* gam
   NhwcMomentsKernel<T><<<grid, threads, shared, stream>>>(static_cast<const T*>(x), static_cast<const T*>(bias),
                                                           partials, s);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  NhwcApplyKernel<T><<<grid, kThreads, sizeof(float) * 2 * (s.c + s.groups), stream>>>(
+  NhwcApplyKernel<T><<<grid, threads, sizeof(float) * 2 * (s.c + s.groups), stream>>>(
       static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
       static_cast<const T*>(beta), partials, static_cast<T*>(y), s, eps, silu);
   return cudaGetLastError();
@@ -610,6 +615,7 @@ cudaError_t NhwcGroupNormSilu(const void* x, const void* channel_bias, const voi
   return Dispatch(type, [&](auto t) {
     using T = decltype(t);
     const int packs = static_cast<int>(c / Pack<T>::kSize);
+    if (packs > kMaxNhwcThreads) return cudaErrorInvalidValue;  // one block row per pixel
     const NhwcShape shape{c, hw, groups, splits, packs, std::max(1, kThreads / packs)};
     return LaunchNhwcGroupNorm<T>(x, channel_bias, gamma, beta, y, partials, n, shape, eps, silu, stream);
   });

@@ -75,7 +75,7 @@ torch::Tensor GroupNormAct(const torch::Tensor& x, const torch::nn::GroupNorm& n
   const bool nhwc = IsChannelsLast(x);
   const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   if (x.dim() == 4 && o.affine() && UseKernels(x, &type, format) &&
-      (nhwc ? x.size(1) % pack == 0 && x.size(1) <= 4096 : x.size(2) * x.size(3) % pack == 0) &&
+      (nhwc ? x.size(1) % pack == 0 && x.size(1) <= 512 * pack : x.size(2) * x.size(3) % pack == 0) &&
       norm->weight.scalar_type() == x.scalar_type() &&
       (!channel_bias.defined() || (channel_bias.is_contiguous() && channel_bias.scalar_type() == x.scalar_type()))) {
     const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3), groups = o.num_groups();

@@ -173,6 +173,16 @@ torch::nn::LayerNorm MakeLayerNorm(int64_t dim, double eps) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps));
 }
 
+torch::Tensor UpsampleNearest2x(const torch::Tensor& x) {
+  if (x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    const torch::Tensor pixels = x.permute({0, 2, 3, 1});  // [n, h, w, c], contiguous
+    return pixels.unsqueeze(2).unsqueeze(4).expand({n, h, 2, w, 2, c}).reshape({n, 2 * h, 2 * w, c}).permute({0, 3, 1, 2});
+  }
+  return torch::nn::functional::interpolate(
+      x, torch::nn::functional::InterpolateFuncOptions().mode(torch::kNearest).scale_factor(std::vector<double>{2.0, 2.0}));
+}
+
 torch::Tensor MultiHeadAttention(const torch::Tensor& q, const torch::Tensor& k,
                                  const torch::Tensor& v, int64_t heads, bool causal) {
   const int64_t b = q.size(0), n = q.size(1), m = k.size(1), dim = q.size(2);

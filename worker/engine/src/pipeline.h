@@ -27,7 +27,7 @@ struct PipelineOptions {
   bool fused_kernels = true;  // CUDA fp16/bf16, process-wide (see fused_ops.h)
   bool fp8_linear = false;    // bf16 on CUDA: the UNet's Linears as fp8 GEMMs (see layers.h)
   torch::ScalarType vae_dtype = torch::kFloat;  // the VAE's (LoadOptions::vae_dtype)
-  bool vae_channels_last = false;
+  bool vae_channels_last = true;
 
   bool VaeChannelsLast() const { return fast_path && vae_channels_last && device.is_cuda(); }
   bool UseChannelsLast() const { return fast_path && channels_last && device.is_cuda(); }

@@ -17,6 +17,18 @@ namespace spriteforge::engine::compat {
 inline torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, bool causal) {
 #if SPRITEFORGE_HAS_SDPA
+  // Heads wider than 256 (the VAE's one 512-wide head) have no flash or cuDNN kernel; the
+  // memory-efficient one ran 3x slower there than two GEMMs and a softmax (H100, 16384
+  // tokens). One batch row at a time bounds the score matrix to one image's.
+  if (q.is_cuda() && q.size(-1) > 256 && !causal) {
+    const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+    std::vector<torch::Tensor> rows;
+    for (int64_t b = 0; b < q.size(0); ++b) {
+      torch::Tensor scores = torch::matmul(q[b] * scale, k[b].transpose(-2, -1));
+      rows.push_back(torch::matmul(torch::softmax(scores, -1), v[b]));
+    }
+    return torch::stack(rows);
+  }
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, causal);
 #else
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));

@@ -147,10 +147,9 @@ Upsample::Upsample(int64_t channels, const TilingFlag& tiling) {
 }
 
 torch::Tensor Upsample::forward(const torch::Tensor& x, c10::optional<std::vector<int64_t>> size) {
-  auto options = torch::nn::functional::InterpolateFuncOptions().mode(torch::kNearest);
-  if (size) options.size(*size);
-  else options.scale_factor(std::vector<double>{2.0, 2.0});
-  return conv(torch::nn::functional::interpolate(x, options));
+  if (!size || *size == std::vector<int64_t>{2 * x.size(2), 2 * x.size(3)}) return conv(UpsampleNearest2x(x));
+  return conv(torch::nn::functional::interpolate(
+      x, torch::nn::functional::InterpolateFuncOptions().mode(torch::kNearest).size(*size)));
 }
 
 }  // namespace spriteforge::engine
