@@ -143,7 +143,7 @@ void AddFlags(CLI::App& app, WorkerOptions* o) {
                  "Stable id of this worker (default: HOST-DEVICE, as gpu1-cuda0; workers sharing a device need one "
                  "each)");
   app.add_option("--prefetch", o->prefetch, "Batches held ahead of the one rendering")->check(CLI::Range(0, 4));
-  app.add_option("--encode-threads", o->encode_threads, "Threads encoding PNGs (0: the cores, up to 8)")
+  app.add_option("--encode-threads", o->encode_threads, "Threads encoding PNGs (0: the cores, up to 16)")
       ->check(CLI::Range(0, 64));
   app.add_option("--palette-dir", o->palette_dir,
                  "Folder of .hex/.gpl/.png palettes manifests may name (by file name only)");

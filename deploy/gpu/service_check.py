@@ -194,6 +194,12 @@ def analyse(wall, status, sidecars):
             "peak_allocated_gb": max(b["peak_memory_bytes"]["allocated"] for b in bs) / 1e9,
             "peak_reserved_gb": max(b["peak_memory_bytes"]["reserved"] for b in bs) / 1e9,
         }
+    # A job's fixed cost: from its creation to the first render, and from the last render's
+    # end to the job's end (the last batch's packaging, transfer and storing).
+    starts = [b["render_unix_ms"]["start"] for b in batches.values()]
+    ends = [b["render_unix_ms"]["end"] for b in batches.values()]
+    head_ms = min(starts) - int(status["created_unix_ms"]) if starts else None
+    tail_ms = int(status["finished_unix_ms"]) - max(ends) if ends else None
     sizes = {}
     for b in batches.values():
         sizes[str(b["batch_size"])] = sizes.get(str(b["batch_size"]), 0) + b["batch_size"]
@@ -205,6 +211,7 @@ def analyse(wall, status, sidecars):
         "gpu_idle_between_batches_ms": {
             "median": statistics.median(gaps) if gaps else None, "max": max(gaps) if gaps else None,
             "count": len(gaps)},
+        "first_render_after_created_ms": head_ms, "finished_after_last_render_ms": tail_ms,
         "package_ms_median": statistics.median(b["timings_ms"].get("package", 0) for b in batches.values()),
         "batch_total_ms_median": statistics.median(b["timings_ms"]["total"] for b in batches.values()),
         "workers": per_worker,

@@ -68,7 +68,7 @@ expect list "$line" "/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/cmake"
 # The controls and speed-up stages exist, and service_check.py's pose x identity job covers builtin:walk-8dir
 # once per character: 64 images are two characters with a reference picture each, a warm-up
 # batch of 8 is one character's first two directions.
-for stage in controls-bench service-controls speedups decode service-speedups service-fewstep; do
+for stage in controls-bench service-controls speedups decode service-speedups service-fewstep fp8-routes fp8-conv; do
   grep -q "^    $stage)" "$SRC/deploy/gpu/run-checks.sh" || { echo "gpu-scripts: run-checks.sh has no $stage stage"; fail=1; }
 done
 items() { python3 -c "import sys; sys.path.insert(0, '$SRC/deploy/gpu'); import service_check as s; print(s.pose_identity_items('$TMP', $1, 100))"; }
@@ -80,5 +80,14 @@ expect warm-up "$(items 8)" "directions: [s, sw]"
 python3 -c "import sys; sys.exit(open('$TMP/character-0.png', 'rb').read(8) != b'\x89PNG\r\n\x1a\n')" ||
   { echo "gpu-scripts: no reference PNG written"; fail=1; }
 
-((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected; controls stages and pose x identity jobs"
+# The service report splits a job's fixed cost: the wait before its first render, the tail after its last.
+tails="$(python3 -c "import sys; sys.path.insert(0, '$SRC/deploy/gpu'); import service_check as s
+st = {'counts': {'done': 4, 'failed': 0}, 'state': 'JOB_DONE', 'created_unix_ms': '1000', 'finished_unix_ms': '5000'}
+sc = [{'batch_id': b, 'worker': 'w', 'batch_size': 2, 'render_unix_ms': {'start': t, 'end': t + 1500},
+       'peak_memory_bytes': {'allocated': 1, 'reserved': 1}, 'timings_ms': {'total': 1400, 'package': 300}}
+      for b, t in (('a', 1200), ('b', 2700))]
+r = s.analyse(4.0, st, sc); print(r['first_render_after_created_ms'], r['finished_after_last_render_ms'])")"
+expect job-tails "$tails" "200 800"
+
+((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected; controls stages, pose x identity jobs, a job's head and tail"
 exit "$fail"

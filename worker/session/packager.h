@@ -15,7 +15,7 @@ namespace spriteforge::worker {
 class Packager {
  public:
   // Starts the thread; it stops once `stages` ends. `encode_threads`: 0 for one per core,
-  // up to 8.
+  // up to 16 (a 16-image batch in one round: the last batch's PNGs are a job's tail).
   Packager(const BatchRunner* runner, BatchStages* stages, SendQueue* send, MemoryProbe memory, int encode_threads);
   ~Packager() { Join(); }
   Packager(const Packager&) = delete;
