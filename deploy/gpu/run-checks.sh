@@ -5,7 +5,7 @@
 # with the benchmark in the same run; "controls-bench" and "service-controls" do the same with
 # ControlNets and IP-Adapter Plus (random full-size files written to $CONTROLS, 5 GB, never to
 # $OUT). Results go to $OUT (or /tmp/spriteforge-out).
-# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fp8-routes|fp8-conv|fewstep|speedups|decode|service|service-speedups|service-fewstep|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
+# Usage: deploy/gpu/run-checks.sh [golden|kernels|profile|bench|summary|variants|quick|precision|compare|fp8|fp8-routes|fp8-conv|fp8-attention|fewstep|speedups|decode|service|service-speedups|service-fewstep|controls-bench|service-controls|scaling-one|scaling-all|sm121|ctest]...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/spriteforge-out}"; mkdir -p "$OUT"
@@ -16,7 +16,7 @@ export SPRITEFORGE_DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,
 # compile on their own, fp8-routes and fp8-conv, alone need none).
 for stage in "${@:-golden bench}"; do
   case "$stage" in
-    fp8-routes|fp8-conv) ;;
+    fp8-routes|fp8-conv|fp8-attention) ;;
     *) bash deploy/gpu/build.sh >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }; break ;;
   esac
 done
@@ -89,18 +89,22 @@ for stage in "${@:-golden bench}"; do
       # What this LibTorch offers for fp8 attention and convolutions, against fp16 at SDXL's shapes.
       echo "== fp8 routes for attention and 3x3 convolutions"
       python3 deploy/gpu/fp8_routes_probe.py "$OUT/fp8-routes.json" 2>&1 | grep -v Warning | tee "$OUT/fp8-routes.txt" ;;
-    fp8-conv)
-      # cuDNN's own fp8 convolution, reached through its graph API (LibTorch's conv2d refuses
-      # fp8): fp16 vs e4m3 3x3 convolutions at the UNet's and the VAE decoder's shapes.
-      echo "== cuDNN fp8 vs fp16 3x3 convolutions"
+    fp8-conv|fp8-attention)
+      # cuDNN's own fp8 convolution and fp8 flash attention, reached through its graph API
+      # (LibTorch's conv2d and scaled_dot_product_attention refuse fp8): fp16 vs e4m3 3x3
+      # convolutions at the UNet's and the VAE decoder's shapes; e4m3 attention at the UNet's
+      # self-attention shapes (fp16 SDPA at the same shapes: fp8-routes).
+      probe=${stage#fp8-}
+      echo "== cuDNN fp8 $probe probe"
       site=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')
       lib=$(find "$site" /usr/local/cuda/lib64 /usr/lib -name 'libcudnn.so.9' 2>/dev/null | head -1)
       inc=$(find "$site" /usr/local/cuda/include /usr/include .gpu-deps/cudnn-include -name cudnn_graph.h 2>/dev/null | head -1)
-      echo "cuDNN library $lib, headers $inc" | tee "$OUT/fp8-conv.txt"
+      echo "cuDNN library $lib, headers $inc" | tee "$OUT/fp8-$probe.txt"
       mkdir -p build-gpu
-      nvcc -O2 -std=c++17 -arch=sm_${SPRITEFORGE_CUDA_ARCHS%%;*} -I"$(dirname "$inc")" deploy/gpu/cudnn_fp8_conv_probe.cu \
-        -L"$(dirname "$lib")" -l:libcudnn.so.9 -Xlinker -rpath="$(dirname "$lib")" -o build-gpu/cudnn-fp8-conv-probe 2>&1 | tail -5 | tee -a "$OUT/fp8-conv.txt"
-      build-gpu/cudnn-fp8-conv-probe "$OUT/fp8-conv.json" 2>&1 | tee -a "$OUT/fp8-conv.txt" ;;
+      nvcc -O2 -std=c++17 -arch=sm_${SPRITEFORGE_CUDA_ARCHS%%;*} -I"$(dirname "$inc")" deploy/gpu/cudnn_fp8_${probe}_probe.cu \
+        -L"$(dirname "$lib")" -l:libcudnn.so.9 -Xlinker -rpath="$(dirname "$lib")" -o build-gpu/cudnn-fp8-$probe-probe 2>&1 \
+        | tail -5 | tee -a "$OUT/fp8-$probe.txt"
+      build-gpu/cudnn-fp8-$probe-probe "$OUT/fp8-$probe.json" 2>&1 | tee -a "$OUT/fp8-$probe.txt" ;;
     precision)
       echo "== fp16/bf16/fp8 vs fp32, full-size UNet"
       $BIN/engine/bench/spriteforge-unet-precision --size 1024 --batch 2 2>&1 | tee "$OUT/unet-precision.txt" ;;

@@ -68,8 +68,9 @@ expect list "$line" "/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/cmake"
 # The controls and speed-up stages exist, and service_check.py's pose x identity job covers builtin:walk-8dir
 # once per character: 64 images are two characters with a reference picture each, a warm-up
 # batch of 8 is one character's first two directions.
-for stage in controls-bench service-controls speedups decode service-speedups service-fewstep fp8-routes fp8-conv; do
-  grep -q "^    $stage)" "$SRC/deploy/gpu/run-checks.sh" || { echo "gpu-scripts: run-checks.sh has no $stage stage"; fail=1; }
+for stage in controls-bench service-controls speedups decode service-speedups service-fewstep fp8-routes fp8-conv fp8-attention; do
+  grep -qE "^    ([a-z0-9|-]+\|)?$stage(\|[a-z0-9|-]+)?\)" "$SRC/deploy/gpu/run-checks.sh" ||
+    { echo "gpu-scripts: run-checks.sh has no $stage stage"; fail=1; }
 done
 items() { python3 -c "import sys; sys.path.insert(0, '$SRC/deploy/gpu'); import service_check as s; print(s.pose_identity_items('$TMP', $1, 100))"; }
 sets="$(items 64)"
