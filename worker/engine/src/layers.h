@@ -91,12 +91,12 @@ Linear MakeLinear(int64_t in, int64_t out, bool bias = true);
 torch::nn::GroupNorm MakeGroupNorm(int64_t groups, int64_t channels, double eps);
 torch::nn::LayerNorm MakeLayerNorm(int64_t dim, double eps);
 
-// Multi-head attention over [batch, tokens, heads * head_dim] tensors.
 // Nearest-neighbour to twice the height and width (each pixel a 2x2 block). Channels-last
-// tensors as one broadcast copy that keeps their layout: ATen's NHWC kernel ran about 3x
-// slower (2.8 ms per 1024x1024 VAE decode on an H100).
+// tensors as one broadcast copy that keeps their layout: ATen's NHWC kernel took 2.8 ms per
+// 1024x1024 VAE decode on an H100, 2.7x its NCHW kernel's time.
 torch::Tensor UpsampleNearest2x(const torch::Tensor& x);
 
+// Multi-head attention over [batch, tokens, heads * head_dim] tensors.
 torch::Tensor MultiHeadAttention(const torch::Tensor& q, const torch::Tensor& k,
                                  const torch::Tensor& v, int64_t heads, bool causal);
 
