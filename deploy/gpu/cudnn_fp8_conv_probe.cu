@@ -39,82 +39,47 @@ const char* Name(Variant v) {
 }
 
 bool BuildGraph(cudnnHandle_t handle, const Shape& s, Variant v, float alpha, Graph& g) {
+  GraphBuilder b(handle);
   const bool fp8 = v == Variant::kFp8Scale || v == Variant::kFp8ScaleBias;
   const cudnnDataType_t in = v == Variant::kFp16 ? CUDNN_DATA_HALF : CUDNN_DATA_FP8_E4M3;
-  auto x = Tensor(kX, in, {s.n, s.c, s.h, s.w}, Nhwc(s.n, s.c, s.h, s.w));
-  auto w = Tensor(kW, in, {s.k, s.c, 3, 3}, Nhwc(s.k, s.c, 3, 3));
+  const auto x = b.Tensor(kX, in, {s.n, s.c, s.h, s.w}, Nhwc(s.n, s.c, s.h, s.w));
+  const auto w = b.Tensor(kW, in, {s.k, s.c, 3, 3}, Nhwc(s.k, s.c, 3, 3));
   const std::vector<int64_t> ydims = {s.n, s.k, s.h, s.w}, ystr = Nhwc(s.n, s.k, s.h, s.w);
-  auto acc = fp8 ? Tensor(kAcc, CUDNN_DATA_FLOAT, ydims, ystr, true) : Tensor(kY, CUDNN_DATA_HALF, ydims, ystr);
-  if (!x || !w || !acc) return false;
-  Desc conv(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+  const auto acc = fp8 ? b.Tensor(kAcc, CUDNN_DATA_FLOAT, ydims, ystr, true) : b.Tensor(kY, CUDNN_DATA_HALF, ydims, ystr);
+  auto conv = std::make_unique<Desc>(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
   const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
   const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
   const int64_t dims = 2, one[2] = {1, 1}, pad[2] = {1, 1};
-  conv.Set(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp)
+  conv->Set(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp)
       .Set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode)
       .Set(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &dims)
       .Set(CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, one)
       .Set(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, one)
       .Set(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pad)
       .Set(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
-  if (!conv.Finalize("convolution")) return false;
+  if (!b.ok() || !conv->Finalize("convolution")) return false;
+  const auto conv_desc = b.Keep(std::move(conv));
   auto op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
   const float beta = 0.f;
-  op->Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x->d)
-      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w->d)
-      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &acc->d)
-      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv.d)
+  op->Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x)
+      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w)
+      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &acc)
+      .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv_desc)
       .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha)
       .Set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-  if (!op->Finalize("convolution op")) return false;
-  std::vector<cudnnBackendDescriptor_t> ops = {op->d};
+  b.Op(std::move(op), "convolution op");
   if (fp8) {
     const std::vector<int64_t> cdims = {1, s.k, 1, 1}, cstr = {s.k, 1, s.k, s.k};
-    auto scale = Tensor(kScale, CUDNN_DATA_FLOAT, cdims, cstr);
-    auto bias = Tensor(kBias, CUDNN_DATA_FLOAT, cdims, cstr);
-    auto scaled = Tensor(kScaled, CUDNN_DATA_FLOAT, ydims, ystr, true);
     const bool with_bias = v == Variant::kFp8ScaleBias;
-    auto y = Tensor(kY, CUDNN_DATA_HALF, ydims, ystr);
-    if (!with_bias) scaled = Tensor(kY, CUDNN_DATA_HALF, ydims, ystr);
-    if (!scale || !bias || !scaled || !y) return false;
-    auto pointwise = [&](cudnnPointwiseMode_t m, Desc& a, Desc& b, Desc& out) -> std::unique_ptr<Desc> {
-      auto pw = std::make_unique<Desc>(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-      pw->Set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &m)
-          .Set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp);
-      if (!pw->Finalize("pointwise")) return nullptr;
-      auto o = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
-      o->Set(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw->d)
-          .Set(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a.d)
-          .Set(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b.d)
-          .Set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out.d);
-      if (!o->Finalize("pointwise op")) return nullptr;
-      g.keep.push_back(std::move(pw));
-      return o;
-    };
-    auto mul = pointwise(CUDNN_POINTWISE_MUL, *acc, *scale, *scaled);
-    if (!mul) return false;
-    ops.push_back(mul->d);
-    g.keep.push_back(std::move(mul));
+    const auto scaled = with_bias ? b.Tensor(kScaled, CUDNN_DATA_FLOAT, ydims, ystr, true)
+                                  : b.Tensor(kY, CUDNN_DATA_HALF, ydims, ystr);
+    b.Pointwise(CUDNN_POINTWISE_MUL, acc, b.Tensor(kScale, CUDNN_DATA_FLOAT, cdims, cstr), scaled);
     if (with_bias) {
-      auto add = pointwise(CUDNN_POINTWISE_ADD, *scaled, *bias, *y);
-      if (!add) return false;
-      ops.push_back(add->d);
-      g.keep.push_back(std::move(add));
+      b.Pointwise(CUDNN_POINTWISE_ADD, scaled, b.Tensor(kBias, CUDNN_DATA_FLOAT, cdims, cstr),
+                  b.Tensor(kY, CUDNN_DATA_HALF, ydims, ystr));
     }
-    g.keep.push_back(std::move(scale));
-    g.keep.push_back(std::move(bias));
-    g.keep.push_back(std::move(scaled));
-    g.keep.push_back(std::move(y));
   }
-  g.graph = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-  g.graph->Set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, ops.size(), ops.data())
-      .Set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
-  const bool ok = g.graph->Finalize(Name(v));
-  g.keep.push_back(std::move(x));
-  g.keep.push_back(std::move(w));
-  g.keep.push_back(std::move(acc));
-  g.keep.push_back(std::move(op));
-  return ok;
+  return b.Finish(g, Name(v));
 }
 
 // Largest |w| per output channel (rows of `inner` values).
@@ -134,11 +99,8 @@ __global__ void RowAmax(const __half* w, float* amax, int64_t inner) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cudnnHandle_t handle;
-  if (!Ok(cudnnCreate(&handle), "cudnnCreate")) return 1;
-  cudaDeviceProp prop;
-  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  std::printf("cuDNN %zu on %s (sm_%d%d)\n", cudnnGetVersion(), prop.name, prop.major, prop.minor);
+  std::string json;
+  cudnnHandle_t handle = OpenCudnn(&json);
   // The UNet's ResBlock convolutions at batch 8 with CFG (16 rows), and the VAE decoder's, one image.
   const std::vector<Shape> shapes = {
       {"unet 128x128x320", 16, 128, 128, 320, 320}, {"unet 64x64x640", 16, 64, 64, 640, 640},
@@ -146,7 +108,7 @@ int main(int argc, char** argv) {
       {"vae 1024x1024x128", 1, 1024, 1024, 128, 128}, {"vae 512x512x256", 1, 512, 512, 256, 256},
       {"vae 256x256x512", 1, 256, 256, 512, 512},     {"vae 128x128x512", 1, 128, 128, 512, 512},
   };
-  std::string json = "{\"cudnn\": " + std::to_string(cudnnGetVersion()) + ", \"gpu\": \"" + prop.name + "\", \"shapes\": [";
+  json += ", \"shapes\": [";
   for (size_t si = 0; si < shapes.size(); ++si) {
     const Shape& s = shapes[si];
     const int64_t nx = s.n * s.h * s.w * s.c, nw = s.k * 9 * s.c, ny = s.n * s.h * s.w * s.k;
@@ -244,10 +206,7 @@ int main(int argc, char** argv) {
     for (void* p : std::vector<void*>{x, w, y16, y8, xq, wq, scale, bias, inv_w, inv_x, amax}) cudaFree(p);
   }
   json += "]}\n";
-  if (argc > 1) {
-    FILE* f = std::fopen(argv[1], "w");
-    if (f) std::fputs(json.c_str(), f), std::fclose(f);
-  }
+  WriteReport(argc > 1 ? argv[1] : nullptr, json);
   cudnnDestroy(handle);
   return 0;
 }

@@ -1,6 +1,6 @@
 // cuDNN graph-API helpers shared by the GPU probes (cudnn_fp8_conv_probe.cu,
-// cudnn_fp8_attention_probe.cu): descriptors with RAII, tensors, the heuristics' plans, timed
-// execution, and random fp16 inputs quantized to e4m3.
+// cudnn_fp8_attention_probe.cu): descriptors with RAII, tensors, a graph builder, the
+// heuristics' plans, timed execution, random fp16 inputs quantized to e4m3, the report.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -74,6 +75,97 @@ struct Plan {
 struct Graph {
   std::vector<std::unique_ptr<Desc>> keep;  // descriptors the graph refers to
   std::unique_ptr<Desc> graph;
+};
+
+// Builds one operation graph: keeps every descriptor the graph refers to, adds operations in
+// order; after any failure ok() is false and nothing more is added.
+class GraphBuilder {
+ public:
+  explicit GraphBuilder(cudnnHandle_t handle) : handle_(handle) {}
+  bool ok() const { return ok_; }
+
+  cudnnBackendDescriptor_t Keep(std::unique_ptr<Desc> d) {
+    if (!d) ok_ = false;
+    if (!ok_) return nullptr;
+    cudnnBackendDescriptor_t raw = d->d;
+    graph_.keep.push_back(std::move(d));
+    return raw;
+  }
+  cudnnBackendDescriptor_t Tensor(int64_t uid, cudnnDataType_t type, const std::vector<int64_t>& dims,
+                                  const std::vector<int64_t>& strides, bool is_virtual = false) {
+    return ok_ ? Keep(probe::Tensor(uid, type, dims, strides, is_virtual)) : nullptr;
+  }
+  // A virtual float or fp8 intermediate, numbered from 100 (below: the caller's ids).
+  cudnnBackendDescriptor_t Virtual(cudnnDataType_t type, const std::vector<int64_t>& dims,
+                                   const std::vector<int64_t>& strides) {
+    return Tensor(next_virtual_++, type, dims, strides, true);
+  }
+  // An operation descriptor with its attributes set: finalized and added to the graph.
+  void Op(std::unique_ptr<Desc> op, const char* what) {
+    if (ok_ && !op->Finalize(what)) ok_ = false;
+    if (ok_) ops_.push_back(Keep(std::move(op)));
+  }
+  // y = x (mode) b in float; b may be null for unary modes.
+  void Pointwise(cudnnPointwiseMode_t mode, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t b,
+                 cudnnBackendDescriptor_t y) {
+    auto pw = std::make_unique<Desc>(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+    pw->Set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode)
+        .Set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &kFloat);
+    cudnnBackendDescriptor_t pwd = Finalized(std::move(pw), "pointwise");
+    if (!ok_) return;
+    auto op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
+    op->Set(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pwd)
+        .Set(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
+    if (b) op->Set(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
+    op->Set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    Op(std::move(op), "pointwise op");
+  }
+  void Reduce(cudnnReduceTensorOp_t mode, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t y) {
+    auto r = std::make_unique<Desc>(CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
+    r->Set(CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &kFloat)
+        .Set(CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode);
+    cudnnBackendDescriptor_t rd = Finalized(std::move(r), "reduction");
+    if (!ok_) return;
+    auto op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
+    op->Set(CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &rd)
+        .Set(CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x)
+        .Set(CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    Op(std::move(op), "reduction op");
+  }
+  void Matmul(cudnnBackendDescriptor_t a, cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t c) {
+    auto m = std::make_unique<Desc>(CUDNN_BACKEND_MATMUL_DESCRIPTOR);
+    m->Set(CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &kFloat);
+    cudnnBackendDescriptor_t md = Finalized(std::move(m), "matmul");
+    if (!ok_) return;
+    auto op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
+    op->Set(CUDNN_ATTR_OPERATION_MATMUL_ADESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a)
+        .Set(CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b)
+        .Set(CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c)
+        .Set(CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &md);
+    Op(std::move(op), "matmul op");
+  }
+  // The graph of the operations added, finalized (named `what` in a failure), into `g`.
+  bool Finish(Graph& g, const char* what) {
+    if (!ok_) return false;
+    graph_.graph = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+    graph_.graph->Set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, ops_.size(), ops_.data())
+        .Set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle_);
+    const bool finalized = graph_.graph->Finalize(what);
+    g = std::move(graph_);
+    return finalized;
+  }
+
+ private:
+  static constexpr cudnnDataType_t kFloat = CUDNN_DATA_FLOAT;
+  cudnnBackendDescriptor_t Finalized(std::unique_ptr<Desc> d, const char* what) {
+    if (ok_ && !d->Finalize(what)) ok_ = false;
+    return Keep(std::move(d));
+  }
+  cudnnHandle_t handle_;
+  Graph graph_;
+  std::vector<cudnnBackendDescriptor_t> ops_;
+  int64_t next_virtual_ = 100;
+  bool ok_ = true;
 };
 
 // Every plan the heuristics (mode A, then fallback) offer that finalizes.
@@ -180,6 +272,24 @@ inline void RunOnce(cudnnHandle_t handle, Plan& p, const std::vector<int64_t>& u
   Execute(handle, p, uids, ptrs, ws);
   CHECK_CUDA(cudaDeviceSynchronize());
   if (ws) cudaFree(ws);
+}
+
+// A cuDNN handle on device 0 (the versions and the GPU printed), and the opening of the
+// probe's JSON report naming them.
+inline cudnnHandle_t OpenCudnn(std::string* report) {
+  cudnnHandle_t handle = nullptr;
+  if (!Ok(cudnnCreate(&handle), "cudnnCreate")) std::exit(1);
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("cuDNN %zu on %s (sm_%d%d)\n", cudnnGetVersion(), prop.name, prop.major, prop.minor);
+  *report = "{\"cudnn\": " + std::to_string(cudnnGetVersion()) + ", \"gpu\": \"" + prop.name + "\"";
+  return handle;
+}
+
+// The report written to `path` when one is given.
+inline void WriteReport(const char* path, const std::string& report) {
+  if (!path) return;
+  if (FILE* f = std::fopen(path, "w")) std::fputs(report.c_str(), f), std::fclose(f);
 }
 
 }  // namespace probe
