@@ -116,9 +116,7 @@ TEST_P(GoldenModels, VaeDecoderMatchesReference) {
 // The GPU fast path runs the VAE in channels-last layout (LoadOptions::vae_channels_last): the
 // same reference images, through the NHWC doubling and the attention's token views.
 TEST_P(GoldenModels, VaeDecoderInChannelsLastMatchesReference) {
-  for (auto& p : models_.vae->parameters()) {
-    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
-  }
+  ToChannelsLast(*models_.vae);
   for (const std::string name : {"vae.a", "vae.b"}) {
     const torch::Tensor image = models_.vae->decode(Golden(name + ".z").contiguous(at::MemoryFormat::ChannelsLast));
     EXPECT_TRUE(image.is_contiguous(at::MemoryFormat::ChannelsLast)) << name;

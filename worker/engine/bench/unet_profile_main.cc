@@ -105,12 +105,6 @@ int main(int argc, char** argv) {
   at::globalContext().setBenchmarkCuDNN(true);
   sf::SetFusedKernelsEnabled(fused);
   const auto memory_format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  auto to_layout = [&](torch::nn::Module& m) {
-    if (!channels_last) return;
-    for (auto& p : m.parameters()) {
-      if (p.dim() == 4) p.set_data(p.contiguous(memory_format));
-    }
-  };
   auto options = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
   std::function<torch::Tensor()> step;
   int64_t batch = images;
@@ -118,7 +112,7 @@ int main(int argc, char** argv) {
     sf::Vae decoder(sf::SdxlBaseConfig().vae);
     decoder->eval();
     decoder->to(torch::kCUDA, dtype);
-    to_layout(*decoder);
+    if (channels_last) sf::ToChannelsLast(*decoder);
     const torch::Tensor z = torch::randn({images, 4, size / 8, size / 8}, options).contiguous(memory_format);
     step = [decoder, z]() mutable { return decoder->decode(z); };
   } else {
@@ -127,7 +121,7 @@ int main(int argc, char** argv) {
     unet->eval();
     unet->to(torch::kCUDA, dtype);
     if (fp8) sf::QuantizeLinearsToFp8(*unet);
-    to_layout(*unet);
+    if (channels_last) sf::ToChannelsLast(*unet);
     batch = 2 * images;
     const sf::UNetInputs in = sf::RandomUNetInputs(config, batch, size, options);
     const torch::Tensor sample = in.sample.contiguous(memory_format);

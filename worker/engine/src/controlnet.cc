@@ -168,11 +168,7 @@ absl::StatusOr<ControlNet> LoadControlNet(const std::string& model_path, const U
   uint64_t total = 0;
   // As the UNet: fp8 Linears first (releasing their 16-bit weights), then layout and fusing.
   if (options.fp8_linear) total += QuantizeLinearsToFp8(*net);
-  if (options.channels_last) {
-    for (auto& p : net->parameters()) {
-      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
-    }
-  }
+  if (options.channels_last) ToChannelsLast(*net);
   if (options.fuse_projections) net->FuseSelfAttentionProjections();
   for (const auto& p : net->parameters()) total += p.numel() * p.element_size();
   if (bytes) *bytes = total;

@@ -16,11 +16,6 @@ std::atomic<bool> fused_enabled{true};
 #if defined(SPRITEFORGE_CUDA_KERNELS)
 bool Aligned(const torch::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
-// Channels-last 4-D tensors that are not also plain contiguous (1x1 images are both).
-bool IsChannelsLast(const torch::Tensor& t) {
-  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
-}
-
 // Reduced precision on CUDA only: float32 keeps LibTorch's kernels, the reference path.
 bool UseKernels(const torch::Tensor& t, cuda::ElementType* type,
                 at::MemoryFormat format = at::MemoryFormat::Contiguous) {
@@ -54,6 +49,10 @@ cuda::Fp8Out KernelTarget(const Fp8Rows& rows) {
 #endif
 
 }  // namespace
+
+bool IsChannelsLast(const torch::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
 
 void SetFusedKernelsEnabled(bool enabled) { fused_enabled = enabled; }
 

@@ -55,6 +55,9 @@ Fp8Rows QuantizeRowsFp8(const torch::Tensor& x);
 // x W^T + bias on fp8 tensor cores with fp32 accumulation: [..., N] in bfloat16.
 torch::Tensor Fp8Linear(const Fp8Rows& x, const Fp8Rows& weight, const torch::Tensor& bias);
 
+// A channels-last (NHWC) 4-D tensor that is not also plain contiguous (1x1 images are both).
+bool IsChannelsLast(const torch::Tensor& t);
+
 // Process-wide switch (on by default) for benchmarks; the kernels exist only in CUDA builds.
 void SetFusedKernelsEnabled(bool enabled);
 bool FusedKernelsAvailable();

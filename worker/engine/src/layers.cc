@@ -173,8 +173,15 @@ torch::nn::LayerNorm MakeLayerNorm(int64_t dim, double eps) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps));
 }
 
+void ToChannelsLast(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
+
 torch::Tensor UpsampleNearest2x(const torch::Tensor& x) {
-  if (x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+  if (IsChannelsLast(x)) {
     const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     const torch::Tensor pixels = x.permute({0, 2, 3, 1});  // [n, h, w, c], contiguous
     return pixels.unsqueeze(2).unsqueeze(4).expand({n, h, 2, w, 2, c}).reshape({n, 2 * h, 2 * w, c}).permute({0, 3, 1, 2});

@@ -29,13 +29,6 @@ double MsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-void ToChannelsLast(torch::nn::Module& module) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : module.parameters()) {
-    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
-  }
-}
-
 uint64_t ParameterBytes(torch::nn::Module& module) {
   uint64_t bytes = 0;
   for (auto& p : module.parameters()) bytes += p.numel() * p.element_size();
