@@ -45,7 +45,7 @@ if [ -d "$GOLDEN" ]; then
     cp -r "$GOLDEN/../tiny-sdxl-controls" "$DEST/tiny-sdxl-controls"
   fi
 fi
-# cuDNN's headers for the fp8 convolution probe (the GPU machine's PyTorch carries the library,
+# cuDNN's headers for the fp8 convolution and attention probes (the GPU machine's PyTorch carries the library,
 # not always its headers), where this machine's CUDA has them.
 if [ -f /usr/local/cuda/include/cudnn_graph.h ]; then
   mkdir -p "$DEST/cudnn-include" && cp /usr/local/cuda/include/cudnn*.h "$DEST/cudnn-include/"

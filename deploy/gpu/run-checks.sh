@@ -13,7 +13,7 @@ source deploy/gpu/env.sh
 export SPRITEFORGE_COMMIT="${SPRITEFORGE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 export SPRITEFORGE_DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
 # Every target: engine, benches, coordinator, worker, client and tests (the probes that
-# compile on their own, fp8-routes and fp8-conv, alone need none).
+# compile on their own, fp8-routes, fp8-conv and fp8-attention, alone need none).
 for stage in "${@:-golden bench}"; do
   case "$stage" in
     fp8-routes|fp8-conv|fp8-attention) ;;
