@@ -104,6 +104,9 @@ Coordinator::Coordinator(std::unique_ptr<Store> store, std::unique_ptr<BlobStore
                                                 options_.max_waiting_result_bytes,
                                                 [this](std::vector<StagedResult>& group) {
                                                   Lock()->CommitResults(group);
+                                                },
+                                                [this](const std::string& phase, double seconds) {
+                                                  metrics_.ObserveResultStoreSeconds(phase, seconds);
                                                 })) {}
 
 // The pipeline records what it holds first, while the dispatcher and the outbox still run.

@@ -142,6 +142,15 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   image_seconds_ = &BuildHistogram().Name("spriteforge_image_seconds")
                         .Help("Batch wall time divided by its images, in seconds.").Register(r)
                         .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60});
+  // Where a job's last batch spends the time between its render and the job's end.
+  auto& store = BuildHistogram().Name("spriteforge_result_store_seconds")
+                    .Help("Storing results, by phase: check (a result's images decode-checked and written), sync "
+                          "(a group of results made durable), record (the group's transaction), in seconds.")
+                    .Register(r);
+  for (const char* phase : {"check", "sync", "record"}) {
+    result_store_seconds_[phase] = &store.Add(
+        {{"phase", phase}}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  }
 }
 
 void Metrics::AddImages(int64_t n) { images_->Increment(static_cast<double>(n)); }
@@ -154,6 +163,9 @@ void Metrics::AddFailure(const std::string& reason) {
 void Metrics::ObserveBatch(int size) { batch_size_->Observe(size); }
 void Metrics::ObserveStepSeconds(double s) { step_seconds_->Observe(s); }
 void Metrics::ObserveImageSeconds(double s) { image_seconds_->Observe(s); }
+void Metrics::ObserveResultStoreSeconds(const std::string& phase, double s) {
+  if (auto it = result_store_seconds_.find(phase); it != result_store_seconds_.end()) it->second->Observe(s);
+}
 void Metrics::AddBlobFetch(uint64_t bytes) {
   blob_fetches_->Increment();
   blob_fetch_bytes_->Increment(static_cast<double>(bytes));

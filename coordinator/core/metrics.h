@@ -47,6 +47,9 @@ class Metrics {
   void ObserveBatch(int size);
   void ObserveStepSeconds(double seconds);
   void ObserveImageSeconds(double seconds);
+  // A part of storing results: "check" (one result's images decode-checked and written),
+  // "sync" (a group's files made durable), "record" (a group's transaction). Others are ignored.
+  void ObserveResultStoreSeconds(const std::string& phase, double seconds);
   void AddBlobFetch(uint64_t bytes);  // a worker fetched an uploaded file
 
   int64_t images_total() const;
@@ -64,6 +67,7 @@ class Metrics {
   prometheus::Histogram* batch_size_;
   prometheus::Histogram* step_seconds_;
   prometheus::Histogram* image_seconds_;
+  std::map<std::string, prometheus::Histogram*> result_store_seconds_;  // by phase, fixed at construction
   mutable std::mutex mu_;  // guards failure_counts_
   std::map<std::string, prometheus::Counter*> failure_counts_;
 };

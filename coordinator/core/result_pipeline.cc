@@ -1,5 +1,9 @@
 #include "coordinator/core/result_pipeline.h"
 
+#include <chrono>
+#include <future>
+#include <optional>
+
 #include <nlohmann/json.hpp>
 
 #include "coordinator/core/result_check.h"
@@ -7,9 +11,22 @@
 
 namespace spriteforge::coordinator {
 
-ResultPipeline::ResultPipeline(std::string output_dir, int checkers, size_t max_waiting_bytes, Commit commit)
-    : output_dir_(std::move(output_dir)), max_waiting_bytes_(max_waiting_bytes), commit_(std::move(commit)) {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+ResultPipeline::ResultPipeline(std::string output_dir, int checkers, size_t max_waiting_bytes, Commit commit,
+                               Observe observe)
+    : output_dir_(std::move(output_dir)),
+      max_waiting_bytes_(max_waiting_bytes),
+      commit_(std::move(commit)),
+      observe_(observe ? std::move(observe) : [](const std::string&, double) {}) {
   if (checkers <= 0) return;
+  item_pool_ = std::make_unique<ThreadPool>(checkers);
   for (int i = 0; i < checkers; ++i) checkers_.emplace_back([this] { CheckLoop(); });
   committer_ = std::thread([this] { CommitLoop(); });
 }
@@ -36,8 +53,7 @@ void ResultPipeline::Submit(ResultWork work) {
   if (checkers_.empty()) {
     std::vector<StagedResult> group;
     group.push_back(Stage(work));
-    Publish(group);
-    commit_(group);
+    SyncAndCommit(group);
     return;
   }
   const size_t bytes = BytesOf(work);
@@ -50,47 +66,89 @@ void ResultPipeline::Submit(ResultWork work) {
   work_cv_.notify_one();
 }
 
-StagedResult ResultPipeline::Stage(ResultWork& work) {
+struct ResultPipeline::ItemOutcome {
+  enum class Kind { kNotInBatch, kInvalid, kUnstored, kStaged } kind = Kind::kNotInBatch;
+  std::optional<StagedItem> staged;
+  std::string error;
+  std::pair<std::string, int> item;  // (job, index)
+};
+
+ResultPipeline::ItemOutcome ResultPipeline::StageItem(const ResultWork& work, const v1::ItemResult& r) const {
+  using Kind = ItemOutcome::Kind;
   const v1::BatchResultMsg& result = work.result;
+  const ItemRecord* item = nullptr;
+  for (const ItemRecord& it : work.items) {
+    if (it.job_id == r.job_id() && it.index == r.index()) item = &it;
+  }
+  if (!item || r.seed() != item->image.seed()) return {};
+  if (auto s = CheckItemResult(r, item->sampling, work.postprocessed_jobs.count(item->job_id) > 0); !s.ok()) {
+    std::string error(s.message());
+    spdlog::warn("worker {}: job {} item {}: {}", work.worker_id, item->job_id, item->index, error);
+    return {Kind::kInvalid, std::nullopt, error, {item->job_id, item->index}};
+  }
+  nlohmann::json sidecar = {{"worker", work.worker_id},
+                            {"batch_id", work.batch_id},
+                            {"batch_size", work.batch_size},
+                            {"timings_ms",
+                             {{"encode", result.encode_ms()},
+                              {"denoise", result.denoise_ms()},
+                              {"decode", result.decode_ms()},
+                              {"total", result.total_ms()},
+                              {"package", result.package_ms()}}},
+                            {"render_unix_ms",
+                             {{"start", result.render_start_unix_ms()}, {"end", result.render_end_unix_ms()}}},
+                            {"peak_memory_bytes",
+                             {{"allocated", result.memory().peak_allocated_bytes()},
+                              {"reserved", result.memory().peak_reserved_bytes()}}}};
+  if (!r.postprocess_error().empty()) sidecar["postprocess_error"] = r.postprocess_error();
+  std::vector<std::string> notes(r.notes().begin(), r.notes().end());
+  auto staged = StageItemFiles(output_dir_, work.model, *item, notes, r.png(), r.sprite_png(), sidecar);
+  if (!staged.ok()) {
+    std::string error(staged.status().message());
+    spdlog::error("job {} item {}: {}", item->job_id, item->index, error);
+    return {Kind::kUnstored, std::nullopt, error, {item->job_id, item->index}};
+  }
+  return {Kind::kStaged, StagedItem{*item, std::move(*staged)}, {}, {item->job_id, item->index}};
+}
+
+StagedResult ResultPipeline::Stage(ResultWork& work) {
+  const auto start = std::chrono::steady_clock::now();
+  const v1::BatchResultMsg& result = work.result;
+  std::vector<ItemOutcome> outcomes(result.items_size());
+  if (item_pool_ && result.items_size() > 1) {
+    std::vector<std::future<void>> done;
+    for (int i = 0; i < result.items_size(); ++i) {
+      done.push_back(item_pool_->Submit([&, i] { outcomes[i] = StageItem(work, result.items(i)); }));
+    }
+    for (std::future<void>& f : done) f.get();
+  } else {
+    for (int i = 0; i < result.items_size(); ++i) outcomes[i] = StageItem(work, result.items(i));
+  }
+  // Merged in the result's order, as if staged one after another.
   StagedResult out{work.batch_id, work.worker_id, work.batch_size, result.total_ms(),
                    result.memory().peak_allocated_bytes(), {}, {}, {}};
-  for (const v1::ItemResult& r : result.items()) {
-    const ItemRecord* item = nullptr;
-    for (const ItemRecord& it : work.items) {
-      if (it.job_id == r.job_id() && it.index == r.index()) item = &it;
+  for (ItemOutcome& o : outcomes) {
+    switch (o.kind) {
+      case ItemOutcome::Kind::kNotInBatch: break;
+      case ItemOutcome::Kind::kInvalid: out.invalid_error = o.error; break;
+      case ItemOutcome::Kind::kUnstored:
+        out.storage_error = o.error;
+        out.storage_errors[o.item] = o.error;
+        break;
+      case ItemOutcome::Kind::kStaged: out.written.push_back(std::move(*o.staged)); break;
     }
-    if (!item || r.seed() != item->image.seed()) continue;
-    if (auto s = CheckItemResult(r, item->sampling, work.postprocessed_jobs.count(item->job_id) > 0); !s.ok()) {
-      out.invalid_error = std::string(s.message());
-      spdlog::warn("worker {}: job {} item {}: {}", work.worker_id, item->job_id, item->index, out.invalid_error);
-      continue;
-    }
-    nlohmann::json sidecar = {{"worker", work.worker_id},
-                              {"batch_id", work.batch_id},
-                              {"batch_size", work.batch_size},
-                              {"timings_ms",
-                               {{"encode", result.encode_ms()},
-                                {"denoise", result.denoise_ms()},
-                                {"decode", result.decode_ms()},
-                                {"total", result.total_ms()},
-                                {"package", result.package_ms()}}},
-                              {"render_unix_ms",
-                               {{"start", result.render_start_unix_ms()}, {"end", result.render_end_unix_ms()}}},
-                              {"peak_memory_bytes",
-                               {{"allocated", result.memory().peak_allocated_bytes()},
-                                {"reserved", result.memory().peak_reserved_bytes()}}}};
-    if (!r.postprocess_error().empty()) sidecar["postprocess_error"] = r.postprocess_error();
-    std::vector<std::string> notes(r.notes().begin(), r.notes().end());
-    auto staged = StageItemFiles(output_dir_, work.model, *item, notes, r.png(), r.sprite_png(), sidecar);
-    if (!staged.ok()) {
-      out.storage_error = std::string(staged.status().message());
-      out.storage_errors[{item->job_id, item->index}] = out.storage_error;
-      spdlog::error("job {} item {}: {}", item->job_id, item->index, out.storage_error);
-      continue;
-    }
-    out.written.push_back({*item, std::move(*staged)});
   }
+  observe_("check", SecondsSince(start));
   return out;
+}
+
+void ResultPipeline::SyncAndCommit(std::vector<StagedResult>& group) {
+  auto start = std::chrono::steady_clock::now();
+  Publish(group);
+  observe_("sync", SecondsSince(start));
+  start = std::chrono::steady_clock::now();
+  commit_(group);
+  observe_("record", SecondsSince(start));
 }
 
 // One sync makes the whole group's data durable; only then do names appear (inside the
@@ -174,8 +232,7 @@ void ResultPipeline::CommitLoop() {
     std::vector<StagedResult> group = std::move(staged_);
     staged_.clear();
     lock.unlock();
-    Publish(group);
-    commit_(group);
+    SyncAndCommit(group);
     lock.lock();
   }
 }

@@ -1,6 +1,8 @@
 // The path of a worker's results from its stream to the store. With threads, a result
 // leaves the gRPC thread at once: checker threads decode-check every image (the costly
-// part: milliseconds per megapixel) and stage its files; one committer takes everything
+// part: milliseconds per megapixel) and stage its files, a result's images side by side
+// (a job's last batch is waited for, so its images should not queue behind each other);
+// one committer takes everything
 // staged so far, syncs the output file system once for all of it and hands the whole group
 // to the core, which records it in one transaction (group commit); the files are renamed into
 // place inside that transaction, after its fence check (PlaceResultFiles), so a leader fenced
@@ -13,11 +15,13 @@
 #include <functional>
 #include <mutex>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/thread_pool.h"
 #include "coordinator/core/results.h"
 #include "coordinator/store/store.h"
 #include "spriteforge/v1/spriteforge.pb.h"
@@ -66,16 +70,23 @@ class ResultPipeline {
  public:
   // Records a group of results; called from the committer (or the caller without threads).
   using Commit = std::function<void(std::vector<StagedResult>& group)>;
+  // Told how long each phase took: "check" per result, "sync" and "record" per group.
+  using Observe = std::function<void(const std::string& phase, double seconds)>;
 
   // `checkers` 0: everything in the caller of Submit. Submit waits while more than
   // `max_waiting_bytes` of images wait for checks.
-  ResultPipeline(std::string output_dir, int checkers, size_t max_waiting_bytes, Commit commit);
+  ResultPipeline(std::string output_dir, int checkers, size_t max_waiting_bytes, Commit commit,
+                 Observe observe = nullptr);
   ~ResultPipeline();  // records what it holds, then stops
 
   void Submit(ResultWork work);
 
  private:
-  StagedResult Stage(ResultWork& work);
+  StagedResult Stage(ResultWork& work);  // timed as "check"
+  void SyncAndCommit(std::vector<StagedResult>& group);  // timed as "sync" and "record"
+  // One image of a result: checked, and its files staged (or why not).
+  struct ItemOutcome;
+  ItemOutcome StageItem(const ResultWork& work, const v1::ItemResult& r) const;
   void Publish(std::vector<StagedResult>& group);
   void CheckLoop();
   void CommitLoop();
@@ -83,6 +94,7 @@ class ResultPipeline {
   const std::string output_dir_;
   const size_t max_waiting_bytes_;
   Commit commit_;
+  Observe observe_;
   std::mutex mu_;
   std::condition_variable work_cv_, room_cv_, staged_cv_;
   std::deque<ResultWork> waiting_;
@@ -91,6 +103,7 @@ class ResultPipeline {
   std::vector<StagedResult> staged_;
   bool stopping_ = false;
   std::vector<std::thread> checkers_;
+  std::unique_ptr<ThreadPool> item_pool_;  // a result's images, checked and staged in parallel
   std::thread committer_;
 };
 

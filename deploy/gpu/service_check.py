@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,6 +47,18 @@ SPEEDUP = None  # the one chosen, or None for the exact path
 FEWSTEP = False
 FEWSTEP_LORA = "/tmp/spriteforge-bench-lora-r64-0.safetensors"
 FEWSTEP_BENCH = ["--steps", "4", "--cfg", "1", "--schedule", "trailing", "--lora-rank", "64"]
+
+
+def store_seconds(metrics_text):
+    """Sums and counts of spriteforge_result_store_seconds by phase, from /metrics' text."""
+    out = {}
+    for line in metrics_text.splitlines():
+        for field in ("sum", "count"):
+            prefix = f"spriteforge_result_store_seconds_{field}{{phase=\""
+            if line.startswith(prefix):
+                phase, value = line[len(prefix):].split("\"}")
+                out.setdefault(phase, {})[field] = float(value)
+    return out
 
 
 def log(msg):
@@ -66,8 +79,12 @@ class Service:
             if os.path.exists(ready):
                 break
             time.sleep(0.1)
-        self.address = json.load(open(ready))["grpc"]
+        addresses = json.load(open(ready))
+        self.address, self.http = addresses["grpc"], addresses["http"]
         self.workers = None
+
+    def store_seconds(self):
+        return store_seconds(urllib.request.urlopen(f"http://{self.http}/metrics", timeout=10).read().decode())
 
     def client(self, *args):
         out = subprocess.run([f"{self.build}/client/spriteforge", "--coordinator", self.address, *args],
@@ -112,6 +129,7 @@ class Service:
             else:
                 f.write(f"items:\n  - {{prompt: \"red potion bottle, game item icon, flat colors\", count: {images},"
                         f" seed: {batch_seed}}}\n")
+        stored_before = self.store_seconds()
         t0 = time.time()
         job = self.client("submit", manifest).strip().split()[-1]
         while True:
@@ -122,6 +140,15 @@ class Service:
             time.sleep(0.05)
         wall = time.time() - t0
         sidecars = [json.load(open(p)) for p in glob.glob(os.path.join(status["output_dir"], "*_*.json"))]
+        # The coordinator's mean time per phase of storing this job's results ("check" per
+        # batch; "sync" and "record" per group of batches stored together).
+        stored = {}
+        for phase, after in self.store_seconds().items():
+            before = stored_before.get(phase, {})
+            n = after.get("count", 0) - before.get("count", 0)
+            if n > 0:
+                stored[phase] = round(1000 * (after.get("sum", 0) - before.get("sum", 0)) / n, 1)
+        status["store_ms_mean"] = stored
         return job, wall, status, sidecars
 
     def close(self):
@@ -212,8 +239,12 @@ def analyse(wall, status, sidecars):
             "median": statistics.median(gaps) if gaps else None, "max": max(gaps) if gaps else None,
             "count": len(gaps)},
         "first_render_after_created_ms": head_ms, "finished_after_last_render_ms": tail_ms,
+        "store_ms_mean": status.get("store_ms_mean", {}),
         "package_ms_median": statistics.median(b["timings_ms"].get("package", 0) for b in batches.values()),
         "batch_total_ms_median": statistics.median(b["timings_ms"]["total"] for b in batches.values()),
+        # The engine's phases per batch, to set beside the benchmark's (encode, steps, decode).
+        "batch_phase_ms_median": {phase: statistics.median(b["timings_ms"].get(phase, 0) for b in batches.values())
+                                  for phase in ("encode", "denoise", "decode")},
         "workers": per_worker,
     }
 

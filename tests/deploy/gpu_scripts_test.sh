@@ -85,10 +85,15 @@ python3 -c "import sys; sys.exit(open('$TMP/character-0.png', 'rb').read(8) != b
 tails="$(python3 -c "import sys; sys.path.insert(0, '$SRC/deploy/gpu'); import service_check as s
 st = {'counts': {'done': 4, 'failed': 0}, 'state': 'JOB_DONE', 'created_unix_ms': '1000', 'finished_unix_ms': '5000'}
 sc = [{'batch_id': b, 'worker': 'w', 'batch_size': 2, 'render_unix_ms': {'start': t, 'end': t + 1500},
-       'peak_memory_bytes': {'allocated': 1, 'reserved': 1}, 'timings_ms': {'total': 1400, 'package': 300}}
+       'peak_memory_bytes': {'allocated': 1, 'reserved': 1}, 'timings_ms': {'total': 1400, 'package': 300, 'denoise': 1000}}
       for b, t in (('a', 1200), ('b', 2700))]
-r = s.analyse(4.0, st, sc); print(r['first_render_after_created_ms'], r['finished_after_last_render_ms'])")"
-expect job-tails "$tails" "200 800"
+r = s.analyse(4.0, st, sc); print(r['first_render_after_created_ms'], r['finished_after_last_render_ms'], r['batch_phase_ms_median']['denoise'])")"
+expect job-tails "$tails" "200 800 1000"
+# ... and reads the coordinator's time per phase of storing results from /metrics.
+phases="$(python3 -c "import sys; sys.path.insert(0, '$SRC/deploy/gpu'); import service_check as s
+t = 'spriteforge_result_store_seconds_sum{phase=\"sync\"} 0.5\\nspriteforge_result_store_seconds_count{phase=\"sync\"} 4\\n'
+print(s.store_seconds(t))")"
+expect store-phases "$phases" "{'sync': {'sum': 0.5, 'count': 4.0}}"
 
-((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected; controls stages, pose x identity jobs, a job's head and tail"
+((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected; controls stages, pose x identity jobs, a job's head and tail, storing phases"
 exit "$fail"

@@ -45,6 +45,8 @@ std::string Filled() {
     m.ObserveStepSeconds(0.2);
     m.ObserveImageSeconds(1.25);
     m.AddBlobFetch(1 << 20);
+    m.ObserveResultStoreSeconds("sync", 0.02);
+    m.ObserveResultStoreSeconds("no such phase", 1);
     return true;
   }();
   (void)once;
@@ -80,6 +82,10 @@ TEST(MetricsTest, ValuesKeepEveryDigitAndWorkerCountersAreCounters) {
   EXPECT_NE(text.find("spriteforge_queue_depth 3\n"), std::string::npos);
   EXPECT_NE(text.find("spriteforge_batch_size_bucket{le=\"4\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("spriteforge_step_seconds_count 1\n"), std::string::npos);
+  // Every phase of storing results has its series from the start; unknown phases add none.
+  EXPECT_NE(text.find("spriteforge_result_store_seconds_count{phase=\"sync\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("spriteforge_result_store_seconds_count{phase=\"check\"} 0\n"), std::string::npos);
+  EXPECT_EQ(text.find("no such phase"), std::string::npos);
 }
 
 // "used" is the worker's own memory and says so; the machine's is its own series.
