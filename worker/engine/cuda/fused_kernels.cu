@@ -54,6 +54,19 @@ __device__ __forceinline__ Moments WarpCombine(Moments m) {
   return m;  // complete in lane 0
 }
 
+// The moments of a kThreads-thread block, complete in thread 0 (the others' results are
+// partial). Every thread must call it: it synchronises the block.
+__device__ __forceinline__ Moments BlockCombine(Moments m) {
+  __shared__ Moments warps[kThreads / 32];
+  m = WarpCombine(m);
+  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x != 0) return m;
+  Moments total = warps[0];
+  for (int w = 1; w < kThreads / 32; ++w) total = Combine(total, warps[w]);
+  return total;
+}
+
 // Layout of one (image, group): Cg channels of hw elements, contiguous.
 struct GroupShape {
   int64_t c, hw, groups, splits;
@@ -87,13 +100,8 @@ __global__ void __launch_bounds__(kThreads) GroupMomentsKernel(const T* __restri
     for (int i = 0; i < V; ++i) m2 += (v[i] - mean) * (v[i] - mean);
     m = Combine(m, Moments{static_cast<float>(V), mean, m2});
   }
-  __shared__ Moments warps[kThreads / 32];
-  m = WarpCombine(m);
-  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = m;
-  __syncthreads();
+  const Moments total = BlockCombine(m);
   if (threadIdx.x == 0) {
-    Moments total = warps[0];
-    for (int w = 1; w < kThreads / 32; ++w) total = Combine(total, warps[w]);
     float* out = partials + 3 * (ng * s.splits + blockIdx.x);
     out[0] = total.n;
     out[1] = total.mean;
@@ -239,13 +247,8 @@ __global__ void __launch_bounds__(kThreads) NhwcStatsKernel(float* __restrict__ 
   float* p = partials + 3 * static_cast<int64_t>(blockIdx.x) * splits;
   Moments m{0.f, 0.f, 0.f};
   for (int64_t i = threadIdx.x; i < splits; i += kThreads) m = Combine(m, Moments{p[3 * i], p[3 * i + 1], p[3 * i + 2]});
-  __shared__ Moments warps[kThreads / 32];
-  m = WarpCombine(m);
-  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = m;
-  __syncthreads();  // every partial is read before the first is overwritten
+  const Moments total = BlockCombine(m);  // its barrier: every partial is read before the first is overwritten
   if (threadIdx.x == 0) {
-    Moments total = warps[0];
-    for (int w = 1; w < kThreads / 32; ++w) total = Combine(total, warps[w]);
     p[0] = total.mean;
     p[1] = rsqrtf(total.m2 / total.n + eps);
   }
