@@ -2,12 +2,11 @@
 // leaves the gRPC thread at once: checker threads decode-check every image (the costly
 // part: milliseconds per megapixel) and stage its files, a result's images side by side
 // (a job's last batch is waited for, so its images should not queue behind each other);
-// one committer takes everything
-// staged so far, syncs the output file system once for all of it and hands the whole group
-// to the core, which records it in one transaction (group commit); the files are renamed into
-// place inside that transaction, after its fence check (PlaceResultFiles), so a leader fenced
-// by a takeover never replaces the new leader's files. Without threads the same steps run in
-// the caller, one result at a time.
+// one committer takes everything staged so far, syncs the output file system once for all
+// of it and hands the whole group to the core, which records it in one transaction (group
+// commit); the files are renamed into place inside that transaction, after its fence check
+// (PlaceResultFiles), so a leader fenced by a takeover never replaces the new leader's files.
+// Without threads the same steps run in the caller, one result at a time.
 #pragma once
 
 #include <condition_variable>
