@@ -61,6 +61,47 @@ def store_seconds(metrics_text):
     return out
 
 
+def gpu_clocks(samples_text):
+    """The SM clock, power and temperature that nvidia-smi sampled while a phase ran (lines of
+    "index, utilization %, clocks.sm MHz, power.draw W, temperature C"), over every GPU and only
+    while busy (utilization >= 90%: model loading and idle clocks left out): a benchmark and a
+    service run a few percent apart are compared at the clocks they ran at."""
+    rows = []
+    for line in samples_text.splitlines():
+        try:
+            utilization, *row = [float(x) for x in line.split(",")[1:5]]
+        except ValueError:
+            continue  # a header or a "[N/A]" field
+        if utilization >= 90 and len(row) == 3:
+            rows.append(row)
+    if not rows:
+        return {}
+    clocks, power, temp = zip(*rows)
+    return {"samples": len(rows), "sm_mhz_median": statistics.median(clocks), "sm_mhz_min": min(clocks),
+            "power_w_mean": round(statistics.mean(power), 1), "temperature_c_max": max(temp)}
+
+
+class ClockSampler:
+    """nvidia-smi sampling every 200 ms for the length of a with-block; `.summary` afterwards."""
+
+    def __enter__(self):
+        self.summary = {}
+        try:
+            self.proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=index,utilization.gpu,clocks.sm,power.draw,temperature.gpu",
+                 "--format=csv,noheader,nounits", "-lms", "200"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self.proc = None  # no nvidia-smi (a CPU smoke run): nothing sampled
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc:
+            self.proc.terminate()
+            self.summary = gpu_clocks(self.proc.communicate(timeout=10)[0])
+        return False
+
+
 def log(msg):
     print(f"[service-check] {msg}", flush=True)
 
@@ -270,10 +311,12 @@ def bench(build, dtype, batch, logdir, controls=None):
     if SPEEDUP:
         extra += SPEEDUPS[SPEEDUP][1]
     extra += FEWSTEP_BENCH if FEWSTEP else ["--cfg", "6"]
-    with open(f"{logdir}/bench-service-{tag}.txt", "w") as f:
+    # A few-step batch takes about a second: the median of 5 rather than one run.
+    runs = "5" if FEWSTEP else "1"
+    with open(f"{logdir}/bench-service-{tag}.txt", "w") as f, ClockSampler() as clocks:
         subprocess.run([f"{build}/worker/engine/bench/spriteforge-bench", "--dtypes", dtype, "--batches", str(batch),
-                        "--runs", "1", "--json", out, *extra], stdout=f, stderr=subprocess.STDOUT, check=True)
-    return json.load(open(out))["results"][0]
+                        "--runs", runs, "--json", out, *extra], stdout=f, stderr=subprocess.STDOUT, check=True)
+    return dict(json.load(open(out))["results"][0], gpu_clocks=clocks.summary)
 
 
 def write_controls(build, controls):
@@ -328,8 +371,11 @@ def main():
             log(f"{dtype}: {n_workers} worker(s) connected; warm-up")
             svc.run_job(f"warmup-{dtype}", a.batch * n_workers, 1, bool(a.controls))
             for images in [int(x) for x in a.jobs.split(",")]:
-                job, wall, status, sidecars = svc.run_job(f"service-{dtype}-{images}", images, 100, bool(a.controls))
-                run = {"dtype": dtype, "gpus": n_workers, "job": job, **analyse(wall, status, sidecars)}
+                with ClockSampler() as clocks:
+                    job, wall, status, sidecars = svc.run_job(f"service-{dtype}-{images}", images, 100,
+                                                              bool(a.controls))
+                run = {"dtype": dtype, "gpus": n_workers, "job": job, **analyse(wall, status, sidecars),
+                       "gpu_clocks": clocks.summary}
                 log(f"{dtype} {images} images: {run['images_per_minute']} images/min, idle median "
                     f"{run['gpu_idle_between_batches_ms']['median']} ms")
                 report["runs"].append(run)
@@ -340,6 +386,9 @@ def main():
                     if run["dtype"] == dtype:
                         run["bench_images_per_minute"] = round(b["images_per_minute"], 2)
                         run["bench_peak_allocated_gb"] = round(b["peak_allocated_gb"], 2)
+                        run["bench_gpu_clocks"] = b["gpu_clocks"]
+                        run["bench_phase_ms"] = {k: round(b[k], 1) for k in ("encode_ms", "unet_step_ms", "decode_ms")
+                                                 if k in b}
                         per_gpu = run["images_per_minute"] / max(1, run["gpus"])
                         run["ratio_service_per_gpu_to_bench"] = round(per_gpu / b["images_per_minute"], 4)
                 log(f"{dtype} bench batch {a.batch}: {b['images_per_minute']:.2f} images/min")

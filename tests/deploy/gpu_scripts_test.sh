@@ -94,6 +94,10 @@ phases="$(python3 -c "import sys; sys.path.insert(0, '$SRC/deploy/gpu'); import 
 t = 'spriteforge_result_store_seconds_sum{phase=\"sync\"} 0.5\\nspriteforge_result_store_seconds_count{phase=\"sync\"} 4\\n'
 print(s.store_seconds(t))")"
 expect store-phases "$phases" "{'sync': {'sum': 0.5, 'count': 4.0}}"
+# ... and summarises nvidia-smi's clock samples over the busy ones only.
+clocks="$(python3 -c "import sys; sys.path.insert(0, '$SRC/deploy/gpu'); import service_check as s
+print(s.gpu_clocks('0, 100, 1980, 650.5, 60\\n0, 12, 345, 80.0, 40\\n0, 98, 1755, 699.9, 71\\n0, [N/A], 1, 1, 1\\n'))")"
+expect gpu-clocks "$clocks" "{'samples': 2, 'sm_mhz_median': 1867.5, 'sm_mhz_min': 1755.0, 'power_w_mean': 675.2, 'temperature_c_max': 71.0}"
 
-((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected; controls stages, pose x identity jobs, a job's head and tail, storing phases"
+((fail == 0)) && echo "gpu-scripts: Spark (aarch64, 12.1), no GPU (90) and an explicit list configure as expected; controls stages, pose x identity jobs, a job's head and tail, storing phases, GPU clocks"
 exit "$fail"
