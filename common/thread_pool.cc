@@ -1,12 +1,32 @@
 #include "common/thread_pool.h"
 
 #include <algorithm>
+#include <cerrno>
+
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <unistd.h>
+#endif
 
 namespace spriteforge {
+namespace {
 
-ThreadPool::ThreadPool(int threads) {
+// Linux's nice value is per thread (PRIO_PROCESS with a thread id); elsewhere a no-op.
+void LowerThisThreadsPriority() {
+#if defined(__linux__)
+  const id_t tid = static_cast<id_t>(gettid());
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, tid);
+  if (errno == 0) setpriority(PRIO_PROCESS, tid, std::min(19, nice + 10));
+#endif
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int threads, ThreadPriority priority) {
   for (int i = 0; i < std::max(1, threads); ++i) {
-    threads_.emplace_back([this] {
+    threads_.emplace_back([this, priority] {
+      if (priority == ThreadPriority::kBackground) LowerThisThreadsPriority();
       while (true) {
         std::function<void()> task;
         {

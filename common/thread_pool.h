@@ -13,9 +13,14 @@
 
 namespace spriteforge {
 
+// kBackground threads run at a lower scheduling priority (nice + 10 on Linux, per thread):
+// bulk CPU work (PNG encoding, result checks) must not take cores from the thread that feeds
+// the GPU, which sits in the same process or on the same host; idle cores still run it.
+enum class ThreadPriority { kNormal, kBackground };
+
 class ThreadPool {
  public:
-  explicit ThreadPool(int threads);
+  explicit ThreadPool(int threads, ThreadPriority priority = ThreadPriority::kNormal);
   ~ThreadPool();  // runs what was submitted, then joins
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

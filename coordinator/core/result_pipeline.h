@@ -102,7 +102,7 @@ class ResultPipeline {
   std::vector<StagedResult> staged_;
   bool stopping_ = false;
   std::vector<std::thread> checkers_;
-  std::unique_ptr<ThreadPool> item_pool_;  // a result's images, checked and staged in parallel
+  std::unique_ptr<ThreadPool> item_pool_;  // a result's images, checked and staged in parallel (background priority)
   std::thread committer_;
 };
 

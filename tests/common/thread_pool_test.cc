@@ -10,6 +10,11 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <unistd.h>
+#endif
+
 namespace spriteforge {
 namespace {
 
@@ -46,6 +51,18 @@ TEST(ThreadPoolTest, SubmittedTasksRunInParallelAndReturnTheirResults) {
   for (int i = 0; i < 16; ++i) EXPECT_EQ(results[i].get(), i * i);
   EXPECT_GT(most.load(), 1) << "the tasks never overlapped";
 }
+
+#if defined(__linux__)
+TEST(ThreadPoolTest, BackgroundThreadsRunAtALowerPriorityThanTheirCreator) {
+  const auto nice_of_this_thread = [] { return getpriority(PRIO_PROCESS, static_cast<id_t>(gettid())); };
+  const int creator = nice_of_this_thread();
+  ThreadPool background(2, ThreadPriority::kBackground);
+  ThreadPool normal(1);
+  EXPECT_EQ(background.Submit(nice_of_this_thread).get(), std::min(19, creator + 10));
+  EXPECT_EQ(normal.Submit(nice_of_this_thread).get(), creator);
+  EXPECT_EQ(nice_of_this_thread(), creator) << "the creating thread keeps its priority";
+}
+#endif
 
 }  // namespace
 }  // namespace spriteforge

@@ -21,7 +21,7 @@ Packager::Packager(const BatchRunner* runner, BatchStages* stages, SendQueue* se
       stages_(stages),
       send_(send),
       memory_(std::move(memory)),
-      pool_(EncodeThreads(encode_threads)),
+      pool_(EncodeThreads(encode_threads), ThreadPriority::kBackground),
       thread_([this] { Loop(); }) {}
 
 void Packager::Join() {

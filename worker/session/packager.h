@@ -14,8 +14,9 @@ namespace spriteforge::worker {
 
 class Packager {
  public:
-  // Starts the thread; it stops once `stages` ends. `encode_threads`: 0 for one per core,
-  // up to 16 (a 16-image batch in one round: the last batch's PNGs are a job's tail).
+  // Starts the thread; it stops once `stages` ends. `encode_threads`: 0 for one per core, up
+  // to 16 (a 16-image batch in one round: the last batch's PNGs are a job's tail), all at
+  // background priority beside the thread that feeds the GPU.
   Packager(const BatchRunner* runner, BatchStages* stages, SendQueue* send, MemoryProbe memory, int encode_threads);
   ~Packager() { Join(); }
   Packager(const Packager&) = delete;
