@@ -9,10 +9,10 @@
 #endif
 
 namespace spriteforge {
-namespace {
 
 // Linux's nice value is per thread (PRIO_PROCESS with a thread id); elsewhere a no-op.
-void LowerThisThreadsPriority() {
+void SetThisThreadPriority(ThreadPriority priority) {
+  if (priority != ThreadPriority::kBackground) return;
 #if defined(__linux__)
   const id_t tid = static_cast<id_t>(gettid());
   errno = 0;
@@ -21,12 +21,10 @@ void LowerThisThreadsPriority() {
 #endif
 }
 
-}  // namespace
-
 ThreadPool::ThreadPool(int threads, ThreadPriority priority) {
   for (int i = 0; i < std::max(1, threads); ++i) {
     threads_.emplace_back([this, priority] {
-      if (priority == ThreadPriority::kBackground) LowerThisThreadsPriority();
+      SetThisThreadPriority(priority);
       while (true) {
         std::function<void()> task;
         {

@@ -18,6 +18,9 @@ namespace spriteforge {
 // the GPU, which sits in the same process or on the same host; idle cores still run it.
 enum class ThreadPriority { kNormal, kBackground };
 
+// Lowers the calling thread for kBackground (a no-op for kNormal, and where the system refuses).
+void SetThisThreadPriority(ThreadPriority priority);
+
 class ThreadPool {
  public:
   explicit ThreadPool(int threads, ThreadPriority priority = ThreadPriority::kNormal);

@@ -27,7 +27,12 @@ ResultPipeline::ResultPipeline(std::string output_dir, int checkers, size_t max_
       observe_(observe ? std::move(observe) : [](const std::string&, double) {}) {
   if (checkers <= 0) return;
   item_pool_ = std::make_unique<ThreadPool>(checkers, ThreadPriority::kBackground);
-  for (int i = 0; i < checkers; ++i) checkers_.emplace_back([this] { CheckLoop(); });
+  for (int i = 0; i < checkers; ++i) {
+    checkers_.emplace_back([this] {
+      SetThisThreadPriority(ThreadPriority::kBackground);  // a one-image result is checked right here
+      CheckLoop();
+    });
+  }
   committer_ = std::thread([this] { CommitLoop(); });
 }
 

@@ -101,8 +101,8 @@ class ResultPipeline {
   int checking_ = 0;
   std::vector<StagedResult> staged_;
   bool stopping_ = false;
-  std::vector<std::thread> checkers_;
-  std::unique_ptr<ThreadPool> item_pool_;  // a result's images, checked and staged in parallel (background priority)
+  std::vector<std::thread> checkers_;      // background priority, like item_pool_
+  std::unique_ptr<ThreadPool> item_pool_;  // a result's images, checked and staged in parallel
   std::thread committer_;
 };
 

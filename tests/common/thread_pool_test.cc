@@ -61,6 +61,12 @@ TEST(ThreadPoolTest, BackgroundThreadsRunAtALowerPriorityThanTheirCreator) {
   EXPECT_EQ(background.Submit(nice_of_this_thread).get(), std::min(19, creator + 10));
   EXPECT_EQ(normal.Submit(nice_of_this_thread).get(), creator);
   EXPECT_EQ(nice_of_this_thread(), creator) << "the creating thread keeps its priority";
+  int lowered = creator;
+  std::thread([&] {
+    SetThisThreadPriority(ThreadPriority::kBackground);
+    lowered = nice_of_this_thread();
+  }).join();
+  EXPECT_EQ(lowered, std::min(19, creator + 10)) << "a thread of its own lowers itself the same way";
 }
 #endif
 
