@@ -54,19 +54,6 @@ __device__ __forceinline__ Moments WarpCombine(Moments m) {
   return m;  // complete in lane 0
 }
 
-// The moments of a kThreads-thread block, complete in thread 0 (the others' results are
-// partial). Every thread must call it: it synchronises the block.
-__device__ __forceinline__ Moments BlockCombine(Moments m) {
-  __shared__ Moments warps[kThreads / 32];
-  m = WarpCombine(m);
-  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = m;
-  __syncthreads();
-  if (threadIdx.x != 0) return m;
-  Moments total = warps[0];
-  for (int w = 1; w < kThreads / 32; ++w) total = Combine(total, warps[w]);
-  return total;
-}
-
 // Layout of one (image, group): Cg channels of hw elements, contiguous.
 struct GroupShape {
   int64_t c, hw, groups, splits;
@@ -100,8 +87,13 @@ __global__ void __launch_bounds__(kThreads) GroupMomentsKernel(const T* __restri
     for (int i = 0; i < V; ++i) m2 += (v[i] - mean) * (v[i] - mean);
     m = Combine(m, Moments{static_cast<float>(V), mean, m2});
   }
-  const Moments total = BlockCombine(m);
+  __shared__ Moments warps[kThreads / 32];
+  m = WarpCombine(m);
+  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = m;
+  __syncthreads();
   if (threadIdx.x == 0) {
+    Moments total = warps[0];
+    for (int w = 1; w < kThreads / 32; ++w) total = Combine(total, warps[w]);
     float* out = partials + 3 * (ng * s.splits + blockIdx.x);
     out[0] = total.n;
     out[1] = total.mean;
@@ -239,22 +231,7 @@ __global__ void NhwcMomentsKernel(const T* __restrict__ x, const T* __restrict__
   }
 }
 
-// Pass 2: one block per (image, group) combines the group's partials once and leaves its
-// mean and 1/std in the group's first partial. (Combining every split's moments in each apply
-// block instead, a serial chain of L2 loads over 4 x SMs splits at one image, had the apply
-// kernel at 1.7x the NCHW one's time over an H100's VAE decode.)
-__global__ void __launch_bounds__(kThreads) NhwcStatsKernel(float* __restrict__ partials, int64_t splits, float eps) {
-  float* p = partials + 3 * static_cast<int64_t>(blockIdx.x) * splits;
-  Moments m{0.f, 0.f, 0.f};
-  for (int64_t i = threadIdx.x; i < splits; i += kThreads) m = Combine(m, Moments{p[3 * i], p[3 * i + 1], p[3 * i + 2]});
-  const Moments total = BlockCombine(m);  // its barrier: every partial is read before the first is overwritten
-  if (threadIdx.x == 0) {
-    p[0] = total.mean;
-    p[1] = rsqrtf(total.m2 / total.n + eps);
-  }
-}
-
-// Pass 3: the block turns its image's group statistics, gamma, beta and shift into a
+// Pass 2: the block turns its image's group statistics, gamma, beta and shift into a
 // per-channel scale and offset in shared memory, then streams its pixels with the moments
 // kernel's thread layout: each thread keeps its V channels' scale and offset in registers
 // (the form before, with a 64-bit division per pack, took twice the NCHW kernel's time at
@@ -263,16 +240,20 @@ template <typename T>
 __global__ void __launch_bounds__(kMaxNhwcThreads) NhwcApplyKernel(const T* __restrict__ x, const T* __restrict__ bias,
                                                                    const T* __restrict__ gamma, const T* __restrict__ beta,
                                                                    const float* __restrict__ partials, T* __restrict__ y,
-                                                                   NhwcShape s, bool silu) {
+                                                                   NhwcShape s, float eps, bool silu) {
   constexpr int V = Pack<T>::kSize;
   extern __shared__ float affine[];  // scale[c], offset[c], then mean[groups], rstd[groups]
   float* group_mean = affine + 2 * s.c;
   float* group_rstd = group_mean + s.groups;
   const int64_t image = blockIdx.y, cg = s.c / s.groups;
   for (int64_t g = threadIdx.x; g < s.groups; g += blockDim.x) {
-    const float* p = partials + 3 * (image * s.groups + g) * s.splits;  // NhwcStatsKernel's result
-    group_mean[g] = p[0];
-    group_rstd[g] = p[1];
+    Moments total{0.f, 0.f, 0.f};
+    for (int64_t i = 0; i < s.splits; ++i) {
+      const float* p = partials + 3 * ((image * s.groups + g) * s.splits + i);
+      total = Combine(total, Moments{p[0], p[1], p[2]});
+    }
+    group_mean[g] = total.mean;
+    group_rstd[g] = rsqrtf(total.m2 / total.n + eps);
   }
   __syncthreads();
   for (int64_t ch = threadIdx.x; ch < s.c; ch += blockDim.x) {
@@ -542,11 +523,9 @@ cudaError_t LaunchNhwcGroupNorm(const void* x, const void* bias, const void* gam
   NhwcMomentsKernel<T><<<grid, threads, shared, stream>>>(static_cast<const T*>(x), static_cast<const T*>(bias),
                                                           partials, s);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  NhwcStatsKernel<<<static_cast<unsigned>(n * s.groups), kThreads, 0, stream>>>(partials, s.splits, eps);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   NhwcApplyKernel<T><<<grid, threads, sizeof(float) * 2 * (s.c + s.groups), stream>>>(
       static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
-      static_cast<const T*>(beta), partials, static_cast<T*>(y), s, silu);
+      static_cast<const T*>(beta), partials, static_cast<T*>(y), s, eps, silu);
   return cudaGetLastError();
 }
 
